@@ -1,0 +1,51 @@
+//! The audit trail: one structured `tracing` event per security-relevant act, under the
+//! target [`TARGET`], so a subscriber can route it to its own JSON-lines sink.
+//!
+//! Session ids are logged as [`SessionId::fingerprint`]s: whoever reads the log can correlate
+//! entries but cannot replay a session.
+
+use crate::{ServiceId, SessionId, UserId};
+
+/// The `tracing` target of every audit event.
+pub const TARGET: &str = "sessanger::audit";
+
+/// What was done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Action {
+    Create,
+    Delete,
+    Revoke,
+    Regenerate,
+    /// A read by a service other than the creator.
+    ForeignRead,
+    /// A change by a service other than the creator.
+    ForeignUpdate,
+    ServiceRegister,
+    ServiceRemove,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "session.create",
+            Action::Delete => "session.delete",
+            Action::Revoke => "session.revoke",
+            Action::Regenerate => "session.regenerate",
+            Action::ForeignRead => "session.read",
+            Action::ForeignUpdate => "session.update",
+            Action::ServiceRegister => "service.register",
+            Action::ServiceRemove => "service.remove",
+        }
+    }
+}
+
+pub(crate) fn record(action: Action, actor: Option<&ServiceId>, session: Option<&SessionId>, user: Option<&UserId>) {
+    tracing::info!(
+        target: TARGET,
+        action = action.as_str(),
+        service = actor.map(AsRef::as_ref),
+        session = session.map(SessionId::fingerprint),
+        user = user.map(AsRef::as_ref),
+        "audit"
+    );
+}

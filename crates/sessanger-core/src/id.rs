@@ -1,0 +1,200 @@
+//! Validated identifiers: no bare strings cross the API.
+
+use std::{fmt, str::FromStr};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::{Deserialize, Serialize};
+
+/// Why a string was refused as an identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdError {
+    /// Not 43 characters of the base64url alphabet (256 bits, no padding).
+    #[error("a session id is 43 characters of base64url (A-Z a-z 0-9 - _)")]
+    SessionId,
+    /// Empty, longer than [`UserId::MAX_LEN`] bytes, or holding control characters.
+    #[error("a user id is 1 to 256 bytes of printable text")]
+    UserId,
+    /// Not 1 to 64 characters of `a-z 0-9 - _`.
+    #[error("a service id is 1 to 64 characters of a-z, 0-9, '-' and '_'")]
+    ServiceId,
+}
+
+/// A session's id: 256 bits from the operating system's CSPRNG, base64url without padding.
+///
+/// 256 bits keep guessing hopeless (OWASP asks for at least 64 bits of entropy) and leave room
+/// for ids to be hashed into audit logs without collisions.
+///
+/// # Examples
+/// ```
+/// use sessanger_core::SessionId;
+///
+/// let id = SessionId::generate();
+/// assert_eq!(id.as_ref().len(), 43);
+/// let parsed: SessionId = id.to_string().parse().unwrap();
+/// assert_eq!(parsed, id);
+/// ```
+///
+/// # Validation
+/// ```
+/// use sessanger_core::SessionId;
+///
+/// assert!("too-short".parse::<SessionId>().is_err());
+/// assert!("!".repeat(43).parse::<SessionId>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SessionId(String);
+
+impl SessionId {
+    /// Length of the encoded id in characters.
+    pub const LEN: usize = 43;
+
+    /// Draws a fresh id from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).expect("the operating system's random source must be readable");
+        Self(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// A short, stable, non-reversible fingerprint for logs: the first 16 hex digits of SHA-256.
+    ///
+    /// Audit logs must not carry live session ids (whoever reads the log could replay them).
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.0.as_bytes());
+        digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl FromStr for SessionId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let valid = s.len() == Self::LEN
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if valid { Ok(Self(s.to_owned())) } else { Err(IdError::SessionId) }
+    }
+}
+
+/// The identifier of a user (sa-token's `login_id`): 1 to 256 bytes, no control characters.
+///
+/// # Examples
+/// ```
+/// use sessanger_core::UserId;
+///
+/// let user: UserId = "alice@example.com".parse().unwrap();
+/// assert_eq!(user.as_ref(), "alice@example.com");
+/// assert!("".parse::<UserId>().is_err());
+/// assert!("a\nb".parse::<UserId>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(String);
+
+impl UserId {
+    /// Longest accepted user id, in bytes.
+    pub const MAX_LEN: usize = 256;
+}
+
+impl FromStr for UserId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let valid = !s.is_empty() && s.len() <= Self::MAX_LEN && !s.chars().any(char::is_control);
+        if valid { Ok(Self(s.to_owned())) } else { Err(IdError::UserId) }
+    }
+}
+
+/// The identifier of a registered service: 1 to 64 characters of `a-z 0-9 - _`.
+///
+/// The alphabet excludes `.` because a service token is `<service id>.<secret>`.
+///
+/// # Examples
+/// ```
+/// use sessanger_core::ServiceId;
+///
+/// let id: ServiceId = "api-gateway".parse().unwrap();
+/// assert_eq!(id.to_string(), "api-gateway");
+/// assert!("Api.Gateway".parse::<ServiceId>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ServiceId(String);
+
+impl FromStr for ServiceId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        let valid = (1..=64).contains(&s.len())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if valid { Ok(Self(s.to_owned())) } else { Err(IdError::ServiceId) }
+    }
+}
+
+macro_rules! string_newtype {
+    ($($ty:ident),*) => {$(
+        impl TryFrom<String> for $ty {
+            type Error = IdError;
+            fn try_from(s: String) -> Result<Self, IdError> {
+                s.parse()
+            }
+        }
+        impl From<$ty> for String {
+            fn from(id: $ty) -> String {
+                id.0
+            }
+        }
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($ty), self.0)
+            }
+        }
+    )*};
+}
+string_newtype!(SessionId, UserId, ServiceId);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_ids_are_distinct_and_valid() {
+        let ids: std::collections::HashSet<_> = (0..1000).map(|_| SessionId::generate()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids {
+            assert_eq!(id.as_ref().parse::<SessionId>().unwrap(), id);
+        }
+    }
+
+    #[test]
+    fn session_id_rejects_wrong_length_and_alphabet() {
+        let good = SessionId::generate().to_string();
+        assert!(good[..42].parse::<SessionId>().is_err());
+        assert!(format!("{good}A").parse::<SessionId>().is_err());
+        assert!(format!("{}=", &good[..42]).parse::<SessionId>().is_err());
+        assert!(format!("{}+", &good[..42]).parse::<SessionId>().is_err());
+    }
+
+    #[test]
+    fn json_refuses_invalid_ids() {
+        assert!(serde_json::from_str::<UserId>("\"\"").is_err());
+        assert!(serde_json::from_str::<ServiceId>("\"UPPER\"").is_err());
+        assert!(serde_json::from_str::<UserId>("\"bob\"").is_ok());
+    }
+
+    #[test]
+    fn fingerprint_is_stable_and_hides_the_id() {
+        let id = SessionId::generate();
+        assert_eq!(id.fingerprint(), id.fingerprint());
+        assert_eq!(id.fingerprint().len(), 16);
+        assert!(!id.as_ref().contains(&id.fingerprint()));
+    }
+}

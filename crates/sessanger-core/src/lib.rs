@@ -1,0 +1,33 @@
+//! The core of sessanger: sessions, the store contract, the manager and the service registry.
+//! No network or database code lives here; stores and front ends depend on this crate.
+//!
+//! # Layout
+//! - [`id`](crate::SessionId): validated identifiers — [`SessionId`], [`UserId`], [`ServiceId`].
+//! - `time`: [`Timestamp`] and the [`Clock`]s every expiry check reads through.
+//! - `session`: the [`Session`] record, [`Patch`]es of its attributes, size [`Limits`].
+//! - `store`: the [`SessionStore`] and [`ServiceStore`] contract a backend implements.
+//! - `service`: registered services, their [`Permission`]s and [`ServiceToken`]s.
+//! - `manager`: [`SessionManager`], the library API (sa-token's `DistributedSessionManager`,
+//!   beego's `Manager`), with [`SessionEvent`]s and the audit trail ([`audit::TARGET`]).
+//! - [`config`]: the configuration file model, `${VAR}` interpolation, and its errors.
+
+pub mod audit;
+pub mod config;
+mod event;
+mod id;
+mod manager;
+mod service;
+mod session;
+mod store;
+mod time;
+
+pub use event::{DeleteReason, SessionEvent};
+pub use id::{IdError, ServiceId, SessionId, UserId};
+pub use manager::{ManagerError, NewSession, Reaper, SessionManager, SessionPolicy};
+pub use service::{MalformedToken, Permission, ServiceRecord, ServiceToken, UnknownPermission};
+pub use session::{Attributes, Device, Limits, Patch, PatchError, Session, Version};
+pub use store::{
+    Backend, BoxError, Created, Patched, Renamed, Replaced, ServiceStore, SessionRef, SessionStore, StoreError,
+    UserLimit,
+};
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -1,0 +1,506 @@
+//! [`SessionManager`]: the library API over any [`Backend`].
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tokio::{sync::broadcast, task::JoinHandle};
+
+use crate::{
+    Attributes, Backend, Clock, Created, DeleteReason, Device, Limits, Patch, PatchError, Patched, Permission,
+    Renamed, Replaced, ServiceId, ServiceRecord, ServiceToken, Session, SessionEvent, SessionId, StoreError,
+    SystemClock, Timestamp, UserId, UserLimit, Version,
+    audit::{self, Action},
+};
+
+/// How sessions live and how much they may hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionPolicy {
+    /// Idle lifetime: a session dies this long after its last refresh.
+    pub idle_ttl: Duration,
+    /// Absolute lifetime: no refresh keeps a session alive past `created_at + max_lifetime`.
+    pub max_lifetime: Duration,
+    /// Whether every read renews the idle deadline (otherwise only refreshes and writes with
+    /// an explicit refresh do).
+    pub refresh_on_access: bool,
+    /// How many sessions one user may hold.
+    pub max_per_user: UserLimit,
+    /// Size limits on attributes.
+    pub limits: Limits,
+}
+
+impl SessionPolicy {
+    /// Idle TTL `idle_ttl`, absolute lifetime 30 days, no refresh on access, no per-user limit.
+    pub fn new(idle_ttl: Duration) -> Self {
+        SessionPolicy {
+            idle_ttl,
+            max_lifetime: Duration::from_secs(30 * 24 * 3600),
+            refresh_on_access: false,
+            max_per_user: UserLimit::Unlimited,
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for SessionPolicy {
+    /// 30 minutes idle, 30 days absolute.
+    fn default() -> Self {
+        SessionPolicy::new(Duration::from_secs(30 * 60))
+    }
+}
+
+/// What a new session starts with; everything is optional.
+#[derive(Clone, Debug, Default)]
+pub struct NewSession {
+    /// Where the session is opened from.
+    pub device: Device,
+    /// Initial attributes.
+    pub attributes: Attributes,
+    /// Idle lifetime for this session instead of the policy's (capped by the absolute lifetime).
+    pub ttl: Option<Duration>,
+}
+
+/// Why a manager operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagerError {
+    /// No live session has this id.
+    #[error("session not found")]
+    NotFound,
+    /// The session changed since the version the caller expected.
+    #[error("session version is {current:?}, not the expected one")]
+    VersionMismatch {
+        /// The stored version.
+        current: Version,
+    },
+    /// The user already holds the most sessions the policy allows.
+    #[error("the user already holds the maximum number of sessions")]
+    LimitReached,
+    /// The change is malformed or does not apply to the stored values.
+    #[error(transparent)]
+    InvalidPatch(#[from] PatchError),
+    /// The token names no registered service, or its secret is wrong.
+    #[error("invalid service credentials")]
+    InvalidCredentials,
+    /// A service with this id is already registered.
+    #[error("service `{0}` already exists")]
+    ServiceExists(ServiceId),
+    /// No service with this id is registered.
+    #[error("service `{0}` not found")]
+    ServiceNotFound(ServiceId),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How long a verified service stays cached: a service removed through another process
+/// (or another sessanger sharing the store) loses access within this time.
+const SERVICE_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// How many expired sessions one purge call removes at most; the reaper loops while full
+/// batches come back, so one call never holds a store for long.
+const PURGE_BATCH: usize = 1000;
+
+/// Creates, reads, changes, lists and revokes sessions, and registers the services allowed to
+/// do so. Cheap to clone: clones share the store, the event channel and the service cache.
+///
+/// A manager acts for one service (`service_id`): sessions it creates record it as their
+/// creator, and reads or changes of another service's sessions are audited. Use
+/// [`SessionManager::for_service`] to act for the caller of a request.
+///
+/// | sa-token `DistributedSessionManager` | beego `Manager` / `Provider` | `SessionManager` |
+/// |---|---|---|
+/// | `new(storage, service_id, timeout)` | `NewManager` | [`new`](Self::new) |
+/// | `register_service`, `verify_service` | | [`register_service`](Self::register_service), [`verify_service`](Self::verify_service) |
+/// | `create_session(login_id, token)` | `SessionStart` | [`create_session`](Self::create_session) |
+/// | `get_session` | `SessionRead` | [`get_session`](Self::get_session) |
+/// | `update_session` | `SessionRelease` | [`update_session`](Self::update_session) (compare-and-set) |
+/// | `delete_session` | `SessionDestroy` | [`delete_session`](Self::delete_session) |
+/// | `set_attribute`, `get_attribute`, `remove_attribute` | `Set`, `Get`, `Delete` | same names, and [`patch_session`](Self::patch_session) |
+/// | `refresh_session` | | [`refresh_session`](Self::refresh_session) |
+/// | `get_sessions_by_login_id` | | [`list_user_sessions`](Self::list_user_sessions) |
+/// | `delete_all_sessions` | | [`delete_user_sessions`](Self::delete_user_sessions) |
+/// | | `SessionRegenerateId` | [`regenerate_id`](Self::regenerate_id) |
+/// | | `GetActiveSession`, `SessionAll` | [`count_active`](Self::count_active) |
+/// | | `GC`, `SessionGC` | [`purge_expired`](Self::purge_expired), [`spawn_reaper`](Self::spawn_reaper) |
+///
+/// # Examples
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use serde_json::json;
+/// use sessanger_core::{NewSession, SessionManager};
+/// use sessanger_store_memory::MemoryStore;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let manager = SessionManager::new(Arc::new(MemoryStore::new()), "web".parse()?, Duration::from_secs(3600));
+/// let user = "user123".parse()?;
+/// let session = manager.create_session(&user, NewSession::default()).await?;
+/// manager.set_attribute(&session.id, "role", json!("admin")).await?;
+/// assert_eq!(manager.get_attribute(&session.id, "role").await?, Some(json!("admin")));
+/// assert_eq!(manager.list_user_sessions(&user).await?.len(), 1);
+/// assert_eq!(manager.delete_user_sessions(&user).await?, 1);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SessionManager {
+    shared: Arc<Shared>,
+    service: Option<ServiceId>,
+}
+
+struct Shared {
+    store: Arc<dyn Backend>,
+    policy: SessionPolicy,
+    clock: Arc<dyn Clock>,
+    events: broadcast::Sender<SessionEvent>,
+    services: Mutex<HashMap<ServiceId, (ServiceRecord, Instant)>>,
+}
+
+impl fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("store", &self.shared.store)
+            .field("policy", &self.shared.policy)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionManager {
+    /// A manager acting for `service_id`, with sessions idle-expiring after `timeout`.
+    pub fn new(store: Arc<dyn Backend>, service_id: ServiceId, timeout: Duration) -> Self {
+        Self::with_policy(store, SessionPolicy::new(timeout)).for_service(&service_id)
+    }
+
+    /// A manager acting for no particular service (the operator's own tools), with `policy`.
+    pub fn with_policy(store: Arc<dyn Backend>, policy: SessionPolicy) -> Self {
+        SessionManager {
+            shared: Arc::new(Shared {
+                store,
+                policy,
+                clock: Arc::new(SystemClock),
+                events: broadcast::channel(1024).0,
+                services: Mutex::default(),
+            }),
+            service: None,
+        }
+    }
+
+    /// Replaces the clock (tests use a [`ManualClock`](crate::ManualClock)). Call before cloning.
+    #[must_use]
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|_| panic!("with_clock must be called before cloning"));
+        SessionManager { shared: Arc::new(Shared { clock, ..shared }), service: self.service }
+    }
+
+    /// The same manager acting for another service.
+    #[must_use]
+    pub fn for_service(&self, service: &ServiceId) -> Self {
+        SessionManager { shared: Arc::clone(&self.shared), service: Some(service.clone()) }
+    }
+
+    /// The service this manager acts for.
+    pub fn service(&self) -> Option<&ServiceId> {
+        self.service.as_ref()
+    }
+
+    /// The policy sessions follow.
+    pub fn policy(&self) -> &SessionPolicy {
+        &self.shared.policy
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Backend> {
+        &self.shared.store
+    }
+
+    /// Receives every later [`SessionEvent`]. A subscriber that falls more than 1024 events
+    /// behind is told how many it missed (`RecvError::Lagged`).
+    pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
+        self.shared.events.subscribe()
+    }
+
+    fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+
+    fn emit(&self, event: SessionEvent) {
+        // No subscriber is not an error: events are best-effort notifications.
+        let _ = self.shared.events.send(event);
+    }
+
+    fn audit_foreign(&self, session: &Session, action: Action) {
+        if session.created_by.as_ref() != self.service.as_ref() {
+            audit::record(action, self.service.as_ref(), Some(&session.id), Some(&session.user_id));
+        }
+    }
+
+    /// Creates a session for `user` (sa-token's `create_session(login_id, token)`: put the
+    /// token in `new.attributes`). An id collision is retried with a fresh id.
+    pub async fn create_session(&self, user: &UserId, new: NewSession) -> Result<Session, ManagerError> {
+        let policy = &self.shared.policy;
+        let mut session = Session::new(
+            SessionId::generate(),
+            user.clone(),
+            self.now(),
+            new.ttl.unwrap_or(policy.idle_ttl),
+            policy.max_lifetime,
+        );
+        let mut as_patch = Patch::default();
+        as_patch.set = new.attributes;
+        as_patch.validate(&policy.limits)?;
+        session.attributes = as_patch.set;
+        session.device = new.device;
+        session.created_by = self.service.clone();
+        for _ in 0..3 {
+            match self.shared.store.create(&session, policy.max_per_user, session.created_at).await? {
+                Created::Created { evicted } => {
+                    for id in evicted {
+                        audit::record(Action::Delete, self.service.as_ref(), Some(&id), Some(user));
+                        self.emit(SessionEvent::Deleted { session_id: id, user_id: user.clone(), reason: DeleteReason::Evicted });
+                    }
+                    audit::record(Action::Create, self.service.as_ref(), Some(&session.id), Some(user));
+                    self.emit(SessionEvent::Created { session_id: session.id.clone(), user_id: user.clone() });
+                    return Ok(session);
+                }
+                Created::IdTaken => session.id = SessionId::generate(),
+                Created::LimitReached => return Err(ManagerError::LimitReached),
+            }
+        }
+        Err(StoreError::Backend("three fresh 256-bit ids collided: the store's create is broken".into()).into())
+    }
+
+    /// The live session with this id. With [`SessionPolicy::refresh_on_access`], reading also
+    /// renews its idle deadline (in the same store step).
+    pub async fn get_session(&self, id: &SessionId) -> Result<Session, ManagerError> {
+        let now = self.now();
+        let store = &self.shared.store;
+        let found = if self.shared.policy.refresh_on_access { store.touch(id, now).await? } else { store.load(id, now).await? };
+        let session = found.ok_or(ManagerError::NotFound)?;
+        self.audit_foreign(&session, Action::ForeignRead);
+        Ok(session)
+    }
+
+    /// Replaces the session's attributes and device with those of `session`, only if the
+    /// stored version is still `session.version` (compare-and-set).
+    pub async fn update_session(&self, session: &Session) -> Result<Session, ManagerError> {
+        let mut as_patch = Patch::default();
+        as_patch.set = session.attributes.clone();
+        as_patch.validate(&self.shared.policy.limits)?;
+        match self.shared.store.replace(session, session.version, self.now()).await? {
+            Replaced::Applied(updated) => {
+                self.audit_foreign(&updated, Action::ForeignUpdate);
+                self.emit(SessionEvent::AttributesChanged {
+                    session_id: updated.id.clone(),
+                    user_id: updated.user_id.clone(),
+                    keys: updated.attributes.keys().cloned().collect(),
+                });
+                Ok(updated)
+            }
+            Replaced::NotFound => Err(ManagerError::NotFound),
+            Replaced::VersionMismatch(current) => Err(ManagerError::VersionMismatch { current }),
+        }
+    }
+
+    /// Applies `patch` atomically; with `expected`, only if the session is still at that version.
+    pub async fn patch_session(&self, id: &SessionId, patch: &Patch, expected: Option<Version>) -> Result<Session, ManagerError> {
+        patch.validate(&self.shared.policy.limits)?;
+        let touch = self.shared.policy.refresh_on_access;
+        match self.shared.store.patch(id, patch, expected, touch, self.now()).await? {
+            Patched::Applied(session) => {
+                self.audit_foreign(&session, Action::ForeignUpdate);
+                self.emit(SessionEvent::AttributesChanged {
+                    session_id: session.id.clone(),
+                    user_id: session.user_id.clone(),
+                    keys: patch.keys().map(str::to_owned).collect(),
+                });
+                Ok(session)
+            }
+            Patched::NotFound => Err(ManagerError::NotFound),
+            Patched::VersionMismatch(current) => Err(ManagerError::VersionMismatch { current }),
+            Patched::Rejected(e) => Err(e.into()),
+        }
+    }
+
+    /// Sets one attribute.
+    pub async fn set_attribute(&self, id: &SessionId, key: impl Into<String>, value: Value) -> Result<Session, ManagerError> {
+        self.patch_session(id, &Patch::default().set(key, value), None).await
+    }
+
+    /// One attribute's value, `None` if the session lacks it.
+    pub async fn get_attribute(&self, id: &SessionId, key: &str) -> Result<Option<Value>, ManagerError> {
+        Ok(self.get_session(id).await?.attributes.remove(key))
+    }
+
+    /// Removes one attribute (absent keys are fine).
+    pub async fn remove_attribute(&self, id: &SessionId, key: impl Into<String>) -> Result<Session, ManagerError> {
+        self.patch_session(id, &Patch::default().remove(key), None).await
+    }
+
+    /// Adds `by` to an integer attribute atomically (absent counts as 0); returns the new value.
+    pub async fn increment(&self, id: &SessionId, key: &str, by: i64) -> Result<i64, ManagerError> {
+        let session = self.patch_session(id, &Patch::default().incr(key, by), None).await?;
+        Ok(session.attributes.get(key).and_then(Value::as_i64).unwrap_or_default())
+    }
+
+    /// Renews the idle deadline, never past the absolute one.
+    pub async fn refresh_session(&self, id: &SessionId) -> Result<Session, ManagerError> {
+        let session = self.shared.store.touch(id, self.now()).await?.ok_or(ManagerError::NotFound)?;
+        self.emit(SessionEvent::Refreshed { session_id: session.id.clone(), user_id: session.user_id.clone() });
+        Ok(session)
+    }
+
+    /// Moves the session to a fresh id (beego's `SessionRegenerateId`; do it at login against
+    /// session fixation). The old id stops working at once.
+    pub async fn regenerate_id(&self, id: &SessionId) -> Result<Session, ManagerError> {
+        for _ in 0..3 {
+            let new = SessionId::generate();
+            match self.shared.store.rename(id, &new, self.now()).await? {
+                Renamed::Renamed(session) => {
+                    audit::record(Action::Regenerate, self.service.as_ref(), Some(id), Some(&session.user_id));
+                    self.emit(SessionEvent::Regenerated {
+                        old_session_id: id.clone(),
+                        session_id: session.id.clone(),
+                        user_id: session.user_id.clone(),
+                    });
+                    return Ok(session);
+                }
+                Renamed::NotFound => return Err(ManagerError::NotFound),
+                Renamed::IdTaken => continue,
+            }
+        }
+        Err(StoreError::Backend("three fresh 256-bit ids collided: the store's rename is broken".into()).into())
+    }
+
+    /// Deletes one session (a logout); returns it.
+    pub async fn delete_session(&self, id: &SessionId) -> Result<Session, ManagerError> {
+        let session = self.shared.store.delete(id, self.now()).await?.ok_or(ManagerError::NotFound)?;
+        audit::record(Action::Delete, self.service.as_ref(), Some(id), Some(&session.user_id));
+        self.emit(SessionEvent::Deleted {
+            session_id: session.id.clone(),
+            user_id: session.user_id.clone(),
+            reason: DeleteReason::Logout,
+        });
+        Ok(session)
+    }
+
+    /// The user's live sessions, oldest first (sa-token's `get_sessions_by_login_id`).
+    pub async fn list_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, ManagerError> {
+        Ok(self.shared.store.list_user(user, self.now()).await?)
+    }
+
+    /// Deletes every session of the user ("sign out everywhere", sa-token's
+    /// `delete_all_sessions`); returns how many were live.
+    pub async fn delete_user_sessions(&self, user: &UserId) -> Result<u64, ManagerError> {
+        let ids = self.shared.store.delete_user(user, self.now()).await?;
+        audit::record(Action::Revoke, self.service.as_ref(), None, Some(user));
+        let count = ids.len() as u64;
+        for id in ids {
+            self.emit(SessionEvent::Deleted { session_id: id, user_id: user.clone(), reason: DeleteReason::Revoked });
+        }
+        Ok(count)
+    }
+
+    /// How many sessions are live (beego's `GetActiveSession`).
+    pub async fn count_active(&self) -> Result<u64, ManagerError> {
+        Ok(self.shared.store.count_active(self.now()).await?)
+    }
+
+    /// Removes every expired session now and announces each as [`SessionEvent::Expired`]
+    /// (beego's `GC`); returns how many were removed.
+    pub async fn purge_expired(&self) -> Result<usize, ManagerError> {
+        let mut total = 0;
+        loop {
+            let batch = self.shared.store.delete_expired(self.now(), PURGE_BATCH).await?;
+            total += batch.len();
+            let full = batch.len() >= PURGE_BATCH;
+            for gone in batch {
+                self.emit(SessionEvent::Expired { session_id: gone.id, user_id: gone.user_id });
+            }
+            if !full {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Purges expired sessions every `interval` in the background until the returned guard is
+    /// dropped. Store errors are logged and retried at the next tick.
+    pub fn spawn_reaper(&self, interval: Duration) -> Reaper {
+        let manager = self.clone();
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = manager.purge_expired().await {
+                    tracing::warn!(%error, "purging expired sessions failed; retrying at the next tick");
+                }
+            }
+        });
+        Reaper(task)
+    }
+
+    /// Registers a service and returns its record and its token. The token is the only copy
+    /// of the secret: show it once.
+    pub async fn register_service(
+        &self,
+        id: ServiceId,
+        name: impl Into<String>,
+        permissions: Vec<Permission>,
+    ) -> Result<(ServiceRecord, ServiceToken), ManagerError> {
+        let (record, token) = ServiceRecord::issue(id, name, permissions, self.now());
+        if !self.shared.store.create_service(&record).await? {
+            return Err(ManagerError::ServiceExists(record.id));
+        }
+        audit::record(Action::ServiceRegister, self.service.as_ref(), None, None);
+        Ok((record, token))
+    }
+
+    /// The service the token belongs to, if the secret is right. Checks in constant time;
+    /// answers from a short-lived cache so a request costs no store round trip.
+    pub async fn verify_service(&self, token: &ServiceToken) -> Result<ServiceRecord, ManagerError> {
+        let cached = {
+            let cache = self.shared.services.lock().expect("service cache poisoned");
+            cache.get(token.service()).filter(|(_, at)| at.elapsed() < SERVICE_CACHE_TTL).map(|(r, _)| r.clone())
+        };
+        let record = match cached {
+            Some(record) => record,
+            None => {
+                let record =
+                    self.shared.store.load_service(token.service()).await?.ok_or(ManagerError::InvalidCredentials)?;
+                let mut cache = self.shared.services.lock().expect("service cache poisoned");
+                cache.insert(record.id.clone(), (record.clone(), Instant::now()));
+                record
+            }
+        };
+        if record.verify(token) { Ok(record) } else { Err(ManagerError::InvalidCredentials) }
+    }
+
+    /// Every registered service.
+    pub async fn list_services(&self) -> Result<Vec<ServiceRecord>, ManagerError> {
+        Ok(self.shared.store.list_services().await?)
+    }
+
+    /// Removes a service; its token stops working at once in this process.
+    pub async fn remove_service(&self, id: &ServiceId) -> Result<(), ManagerError> {
+        if !self.shared.store.delete_service(id).await? {
+            return Err(ManagerError::ServiceNotFound(id.clone()));
+        }
+        self.shared.services.lock().expect("service cache poisoned").remove(id);
+        audit::record(Action::ServiceRemove, self.service.as_ref(), None, None);
+        Ok(())
+    }
+}
+
+/// Stops the background purge of [`SessionManager::spawn_reaper`] when dropped.
+#[derive(Debug)]
+pub struct Reaper(JoinHandle<()>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

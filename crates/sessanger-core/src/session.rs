@@ -1,0 +1,361 @@
+//! The session record and the changes a store applies to it.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{ServiceId, SessionId, Timestamp, UserId};
+
+/// A session's attributes: string keys to JSON values.
+pub type Attributes = Map<String, Value>;
+
+/// A session's version: starts at 1 and grows by one with every write, so a client can
+/// compare-and-set (`If-Match`) without holding a lock.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(pub u64);
+
+impl Version {
+    /// The version of a freshly created session.
+    pub const FIRST: Version = Version(1);
+
+    /// The version after one more write.
+    #[must_use]
+    pub fn next(self) -> Version {
+        Version(self.0 + 1)
+    }
+}
+
+/// Where a session was opened from. Every field is optional and free text.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// The client's own device identifier (back-session's `device_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// The client's IP address as the calling service saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// The client's `User-Agent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+/// One session of one user.
+///
+/// A session dies at `expires_at`, which is the earlier of its idle deadline
+/// (`last_access_at + idle_ttl`, pushed forward by every refresh) and its absolute deadline
+/// (`absolute_expires_at`, which nothing extends).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// The session's id.
+    pub id: SessionId,
+    /// The user the session belongs to.
+    pub user_id: UserId,
+    /// Where the session was opened from.
+    #[serde(default)]
+    pub device: Device,
+    /// The service that created the session, if it was created by one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<ServiceId>,
+    /// When the session was created.
+    pub created_at: Timestamp,
+    /// When the session was last refreshed (or created).
+    pub last_access_at: Timestamp,
+    /// How long the session lives without a refresh.
+    #[serde(with = "duration_ms")]
+    pub idle_ttl: Duration,
+    /// The deadline no refresh extends.
+    pub absolute_expires_at: Timestamp,
+    /// When the session dies unless refreshed first.
+    pub expires_at: Timestamp,
+    /// The session's data.
+    #[serde(default)]
+    pub attributes: Attributes,
+    /// Grows with every write.
+    pub version: Version,
+}
+
+impl Session {
+    /// A new session created at `now`, living `idle_ttl` without a refresh and never past
+    /// `now + max_lifetime`.
+    pub fn new(
+        id: SessionId,
+        user_id: UserId,
+        now: Timestamp,
+        idle_ttl: Duration,
+        max_lifetime: Duration,
+    ) -> Self {
+        let absolute_expires_at = now + max_lifetime;
+        Session {
+            id,
+            user_id,
+            device: Device::default(),
+            created_by: None,
+            created_at: now,
+            last_access_at: now,
+            idle_ttl,
+            absolute_expires_at,
+            expires_at: (now + idle_ttl).min(absolute_expires_at),
+            attributes: Attributes::new(),
+            version: Version::FIRST,
+        }
+    }
+
+    /// Whether the session is dead at `now`.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use sessanger_core::{Session, SessionId, Timestamp};
+    ///
+    /// let t0 = Timestamp::from_millis(0);
+    /// let s = Session::new(SessionId::generate(), "bob".parse().unwrap(), t0,
+    ///                      Duration::from_secs(60), Duration::from_secs(3600));
+    /// assert!(!s.is_expired(t0 + Duration::from_secs(59)));
+    /// assert!(s.is_expired(t0 + Duration::from_secs(60)));
+    /// ```
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at <= now
+    }
+
+    /// Renews the idle deadline from `now`, never past the absolute deadline.
+    pub fn touch(&mut self, now: Timestamp) {
+        self.last_access_at = now;
+        self.expires_at = (now + self.idle_ttl).min(self.absolute_expires_at);
+    }
+
+    /// Applies `patch` to the attributes and counts a write; on error nothing changes.
+    ///
+    /// Stores that read, change and write a record inside one transaction (memory, embedded)
+    /// call this so every store applies a patch the same way.
+    pub fn apply(&mut self, patch: &Patch) -> Result<(), PatchError> {
+        let mut increments = Vec::with_capacity(patch.incr.len());
+        for (key, by) in &patch.incr {
+            let not_an_integer = || PatchError::NotAnInteger(key.clone());
+            let by = by.as_i64().ok_or_else(not_an_integer)?;
+            let current = match self.attributes.get(key) {
+                None => 0,
+                Some(v) => v.as_i64().ok_or_else(not_an_integer)?,
+            };
+            let sum = current.checked_add(by).ok_or_else(not_an_integer)?;
+            increments.push((key, sum));
+        }
+        for key in &patch.remove {
+            self.attributes.remove(key);
+        }
+        for (key, value) in &patch.set {
+            self.attributes.insert(key.clone(), value.clone());
+        }
+        for (key, sum) in increments {
+            self.attributes.insert(key.clone(), Value::from(sum));
+        }
+        self.version = self.version.next();
+        Ok(())
+    }
+}
+
+/// A change to some attributes of a session, applied atomically: keys it does not name are
+/// never touched, so concurrent patches of different keys never lose each other's writes.
+///
+/// A key appears in at most one of `set`, `remove` and `incr` (see [`Patch::validate`]).
+///
+/// # Examples
+/// ```
+/// use serde_json::json;
+/// use sessanger_core::Patch;
+///
+/// let patch = Patch::default().set("theme", json!("dark")).remove("cart").incr("visits", 1);
+/// assert!(patch.validate(&Default::default()).is_ok());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Patch {
+    /// Keys to set, with their new values.
+    #[serde(default)]
+    pub set: Attributes,
+    /// Keys to remove; absent keys are ignored.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Integer attributes to add to; an absent key counts from 0.
+    #[serde(default)]
+    pub incr: Map<String, Value>,
+}
+
+impl Patch {
+    /// Adds a key to set.
+    #[must_use]
+    pub fn set(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.set.insert(key.into(), value);
+        self
+    }
+
+    /// Adds a key to remove.
+    #[must_use]
+    pub fn remove(mut self, key: impl Into<String>) -> Self {
+        self.remove.push(key.into());
+        self
+    }
+
+    /// Adds an increment.
+    #[must_use]
+    pub fn incr(mut self, key: impl Into<String>, by: i64) -> Self {
+        self.incr.insert(key.into(), Value::from(by));
+        self
+    }
+
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty() && self.incr.is_empty()
+    }
+
+    /// Every key the patch names.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.set.keys().chain(self.incr.keys()).chain(self.remove.iter()).map(String::as_str)
+    }
+
+    /// Checks sizes and shape before any store sees the patch.
+    pub fn validate(&self, limits: &Limits) -> Result<(), PatchError> {
+        let count = self.set.len() + self.remove.len() + self.incr.len();
+        if count > limits.max_keys_per_patch {
+            return Err(PatchError::TooManyKeys(limits.max_keys_per_patch));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(count);
+        for key in self.keys() {
+            if key.is_empty() || key.len() > limits.max_key_len || key.chars().any(char::is_control) {
+                return Err(PatchError::InvalidKey(key.to_owned()));
+            }
+            if !seen.insert(key) {
+                return Err(PatchError::DuplicateKey(key.to_owned()));
+            }
+        }
+        for (key, value) in &self.set {
+            if serde_json::to_vec(value).map_or(usize::MAX, |v| v.len()) > limits.max_value_bytes {
+                return Err(PatchError::ValueTooLarge(key.clone(), limits.max_value_bytes));
+            }
+        }
+        for (key, by) in &self.incr {
+            if by.as_i64().is_none() {
+                return Err(PatchError::NotAnInteger(key.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The increments as integers; call after [`Patch::validate`].
+    pub fn increments(&self) -> impl Iterator<Item = (&String, i64)> {
+        self.incr.iter().map(|(k, v)| (k, v.as_i64().unwrap_or(0)))
+    }
+}
+
+/// Size limits on what a client may store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest attribute key, in bytes.
+    pub max_key_len: usize,
+    /// Largest attribute value, in bytes of JSON.
+    pub max_value_bytes: usize,
+    /// Most keys one patch may name.
+    pub max_keys_per_patch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_key_len: 256, max_value_bytes: 64 * 1024, max_keys_per_patch: 256 }
+    }
+}
+
+/// Why a patch was refused; the session is left as it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PatchError {
+    /// An increment hit a value that is not an integer, or would overflow.
+    #[error("attribute `{0}` is not an integer (or the increment overflows)")]
+    NotAnInteger(String),
+    /// A key is empty, too long or holds control characters.
+    #[error("invalid attribute key `{0}`")]
+    InvalidKey(String),
+    /// A key is named twice.
+    #[error("attribute `{0}` is named more than once in one patch")]
+    DuplicateKey(String),
+    /// A value is over the size limit.
+    #[error("attribute `{0}` is larger than {1} bytes")]
+    ValueTooLarge(String, usize),
+    /// The patch names too many keys.
+    #[error("a patch may name at most {0} keys")]
+    TooManyKeys(usize),
+}
+
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn session() -> Session {
+        Session::new(
+            SessionId::generate(),
+            "u".parse().unwrap(),
+            Timestamp::from_millis(0),
+            Duration::from_secs(10),
+            Duration::from_secs(25),
+        )
+    }
+
+    #[test]
+    fn touch_never_passes_the_absolute_deadline() {
+        let mut s = session();
+        s.touch(Timestamp::from_millis(9_000));
+        assert_eq!(s.expires_at, Timestamp::from_millis(19_000));
+        s.touch(Timestamp::from_millis(20_000));
+        assert_eq!(s.expires_at, Timestamp::from_millis(25_000));
+    }
+
+    #[test]
+    fn failed_patch_changes_nothing() {
+        let mut s = session();
+        s.attributes.insert("name".into(), json!("x"));
+        let before = s.clone();
+        let err = s.apply(&Patch::default().set("a", json!(1)).incr("name", 1)).unwrap_err();
+        assert_eq!(err, PatchError::NotAnInteger("name".into()));
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn validate_rejects_duplicates_and_oversized_values() {
+        let limits = Limits { max_value_bytes: 8, ..Limits::default() };
+        assert!(matches!(
+            Patch::default().set("a", json!(1)).remove("a").validate(&limits),
+            Err(PatchError::DuplicateKey(_))
+        ));
+        assert!(matches!(
+            Patch::default().set("a", json!("0123456789")).validate(&limits),
+            Err(PatchError::ValueTooLarge(..))
+        ));
+        let mut float = Patch::default();
+        float.incr.insert("n".into(), json!(1.5));
+        assert!(matches!(float.validate(&limits), Err(PatchError::NotAnInteger(_))));
+    }
+
+    #[test]
+    fn session_round_trips_through_json() {
+        let mut s = session();
+        s.attributes.insert("k".into(), json!({"deep": [1, 2]}));
+        let back: Session = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
+    }
+}

@@ -1,0 +1,248 @@
+//! `MemoryStore`: sessions in a map, for tests, development and single-process deployments.
+//!
+//! It is the reference implementation of [`SessionStore`]: every operation runs under one
+//! mutex, so each is atomic by construction. Expiry needs no scan: an ordered set of
+//! `(expires_at, id)` yields the due sessions first, as mini-redis does.
+//!
+//! # Examples
+//! ```
+//! use std::sync::Arc;
+//! use sessanger_core::{SessionManager, SessionPolicy};
+//! use sessanger_store_memory::MemoryStore;
+//!
+//! let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default());
+//! ```
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Mutex, MutexGuard},
+};
+
+use async_trait::async_trait;
+use sessanger_core::{
+    Created, Patch, Patched, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore, Session, SessionId,
+    SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+};
+
+/// Sessions and services in process memory; gone when the process ends.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    // A std mutex, not tokio's: no critical section awaits, and each is a few map operations.
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    sessions: HashMap<SessionId, Session>,
+    by_user: HashMap<UserId, BTreeSet<(Timestamp, SessionId)>>,
+    by_expiry: BTreeSet<(Timestamp, SessionId)>,
+    services: HashMap<ServiceId, ServiceRecord>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic inside a critical section cannot leave the maps half-updated in a way later
+        // calls would trip on more than on the panic itself; keep serving.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Inner {
+    fn live(&self, id: &SessionId, now: Timestamp) -> Option<&Session> {
+        self.sessions.get(id).filter(|s| !s.is_expired(now))
+    }
+
+    fn insert(&mut self, session: Session) {
+        self.by_user.entry(session.user_id.clone()).or_default().insert((session.created_at, session.id.clone()));
+        self.by_expiry.insert((session.expires_at, session.id.clone()));
+        self.sessions.insert(session.id.clone(), session);
+    }
+
+    fn remove(&mut self, id: &SessionId) -> Option<Session> {
+        let session = self.sessions.remove(id)?;
+        self.by_expiry.remove(&(session.expires_at, id.clone()));
+        if let Some(index) = self.by_user.get_mut(&session.user_id) {
+            index.remove(&(session.created_at, id.clone()));
+            if index.is_empty() {
+                self.by_user.remove(&session.user_id);
+            }
+        }
+        Some(session)
+    }
+
+    /// Takes a live session out, lets `change` edit it, and puts it back re-indexed.
+    fn update<T>(
+        &mut self,
+        id: &SessionId,
+        now: Timestamp,
+        change: impl FnOnce(&mut Session) -> Result<T, T>,
+    ) -> Option<Result<T, T>> {
+        self.live(id, now)?;
+        let mut session = self.remove(id)?;
+        let outcome = change(&mut session);
+        self.insert(session);
+        Some(outcome)
+    }
+
+    fn user_sessions(&self, user: &UserId) -> impl Iterator<Item = &Session> {
+        self.by_user.get(user).into_iter().flatten().filter_map(|(_, id)| self.sessions.get(id))
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create(&self, session: &Session, limit: UserLimit, now: Timestamp) -> Result<Created, StoreError> {
+        let mut inner = self.lock();
+        if inner.live(&session.id, now).is_some() {
+            return Ok(Created::IdTaken);
+        }
+        inner.remove(&session.id);
+        let live: Vec<SessionId> =
+            inner.user_sessions(&session.user_id).filter(|s| !s.is_expired(now)).map(|s| s.id.clone()).collect();
+        let mut evicted = Vec::new();
+        match limit {
+            UserLimit::Unlimited => {}
+            UserLimit::Refuse(max) if live.len() >= max.get() as usize => return Ok(Created::LimitReached),
+            UserLimit::Refuse(_) => {}
+            UserLimit::EvictOldest(max) => {
+                let excess = (live.len() + 1).saturating_sub(max.get() as usize);
+                for id in live.into_iter().take(excess) {
+                    inner.remove(&id);
+                    evicted.push(id);
+                }
+            }
+        }
+        inner.insert(session.clone());
+        Ok(Created::Created { evicted })
+    }
+
+    async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        Ok(self.lock().live(id, now).cloned())
+    }
+
+    async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        let mut inner = self.lock();
+        Ok(inner
+            .update(id, now, |s| {
+                s.touch(now);
+                Ok(s.clone())
+            })
+            .and_then(Result::ok))
+    }
+
+    async fn patch(
+        &self,
+        id: &SessionId,
+        patch: &Patch,
+        expected: Option<Version>,
+        touch: bool,
+        now: Timestamp,
+    ) -> Result<Patched, StoreError> {
+        let mut inner = self.lock();
+        let outcome = inner.update(id, now, |s| {
+            if expected.is_some_and(|v| v != s.version) {
+                return Err(Patched::VersionMismatch(s.version));
+            }
+            s.apply(patch).map_err(Patched::Rejected)?;
+            if touch {
+                s.touch(now);
+            }
+            Ok(Patched::Applied(s.clone()))
+        });
+        Ok(outcome.map_or(Patched::NotFound, |r| r.unwrap_or_else(|e| e)))
+    }
+
+    async fn replace(&self, session: &Session, expected: Version, now: Timestamp) -> Result<Replaced, StoreError> {
+        let mut inner = self.lock();
+        let outcome = inner.update(&session.id, now, |s| {
+            if s.version != expected {
+                return Err(Replaced::VersionMismatch(s.version));
+            }
+            s.attributes = session.attributes.clone();
+            s.device = session.device.clone();
+            s.version = s.version.next();
+            Ok(Replaced::Applied(s.clone()))
+        });
+        Ok(outcome.map_or(Replaced::NotFound, |r| r.unwrap_or_else(|e| e)))
+    }
+
+    async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+        let mut inner = self.lock();
+        if inner.live(old, now).is_none() {
+            return Ok(Renamed::NotFound);
+        }
+        if inner.live(new, now).is_some() {
+            return Ok(Renamed::IdTaken);
+        }
+        inner.remove(new);
+        let mut session = inner.remove(old).expect("checked live above");
+        session.id = new.clone();
+        session.version = session.version.next();
+        session.touch(now);
+        inner.insert(session.clone());
+        Ok(Renamed::Renamed(session))
+    }
+
+    async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        Ok(self.lock().remove(id).filter(|s| !s.is_expired(now)))
+    }
+
+    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        Ok(self.lock().user_sessions(user).filter(|s| !s.is_expired(now)).cloned().collect())
+    }
+
+    async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+        let mut inner = self.lock();
+        let ids: Vec<SessionId> = inner.by_user.get(user).into_iter().flatten().map(|(_, id)| id.clone()).collect();
+        Ok(ids.into_iter().filter_map(|id| inner.remove(&id)).filter(|s| !s.is_expired(now)).map(|s| s.id).collect())
+    }
+
+    async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        // Dead sessions sit at the front of the expiry order until the reaper removes them.
+        let dead = inner.by_expiry.iter().take_while(|(at, _)| *at <= now).count();
+        Ok((inner.sessions.len() - dead) as u64)
+    }
+
+    async fn delete_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<SessionRef>, StoreError> {
+        let mut inner = self.lock();
+        let due: Vec<SessionId> =
+            inner.by_expiry.iter().take_while(|(at, _)| *at <= now).take(limit).map(|(_, id)| id.clone()).collect();
+        Ok(due.into_iter().filter_map(|id| inner.remove(&id)).map(|s| SessionRef { id: s.id, user_id: s.user_id }).collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ServiceStore for MemoryStore {
+    async fn create_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.services.contains_key(&service.id) {
+            return Ok(false);
+        }
+        inner.services.insert(service.id.clone(), service.clone());
+        Ok(true)
+    }
+
+    async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
+        Ok(self.lock().services.get(id).cloned())
+    }
+
+    async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        let mut all: Vec<_> = self.lock().services.values().cloned().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(all)
+    }
+
+    async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
+        Ok(self.lock().services.remove(id).is_some())
+    }
+}
