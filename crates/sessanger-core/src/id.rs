@@ -70,8 +70,7 @@ impl SessionId {
 impl FromStr for SessionId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        let valid = s.len() == Self::LEN
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid = s.len() == Self::LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if valid { Ok(Self(s.to_owned())) } else { Err(IdError::SessionId) }
     }
 }

@@ -11,9 +11,9 @@ use serde_json::Value;
 use tokio::{sync::broadcast, task::JoinHandle};
 
 use crate::{
-    Attributes, Backend, Clock, Created, DeleteReason, Device, Limits, Patch, PatchError, Patched, Permission,
-    Renamed, Replaced, ServiceId, ServiceRecord, ServiceToken, Session, SessionEvent, SessionId, StoreError,
-    SystemClock, Timestamp, UserId, UserLimit, Version,
+    Attributes, Backend, Clock, Created, DeleteReason, Device, Limits, Patch, PatchError, Patched, Permission, Renamed,
+    Replaced, ServiceId, ServiceRecord, ServiceToken, Session, SessionEvent, SessionId, StoreError, SystemClock,
+    Timestamp, UserId, UserLimit, Version,
     audit::{self, Action},
 };
 
@@ -192,7 +192,8 @@ impl SessionManager {
     /// Replaces the clock (tests use a [`ManualClock`](crate::ManualClock)). Call before cloning.
     #[must_use]
     pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
-        let shared = Arc::try_unwrap(self.shared).unwrap_or_else(|_| panic!("with_clock must be called before cloning"));
+        let shared =
+            Arc::try_unwrap(self.shared).unwrap_or_else(|_| panic!("with_clock must be called before cloning"));
         SessionManager { shared: Arc::new(Shared { clock, ..shared }), service: self.service }
     }
 
@@ -260,7 +261,11 @@ impl SessionManager {
                 Created::Created { evicted } => {
                     for id in evicted {
                         audit::record(Action::Delete, self.service.as_ref(), Some(&id), Some(user));
-                        self.emit(SessionEvent::Deleted { session_id: id, user_id: user.clone(), reason: DeleteReason::Evicted });
+                        self.emit(SessionEvent::Deleted {
+                            session_id: id,
+                            user_id: user.clone(),
+                            reason: DeleteReason::Evicted,
+                        });
                     }
                     audit::record(Action::Create, self.service.as_ref(), Some(&session.id), Some(user));
                     self.emit(SessionEvent::Created { session_id: session.id.clone(), user_id: user.clone() });
@@ -278,7 +283,11 @@ impl SessionManager {
     pub async fn get_session(&self, id: &SessionId) -> Result<Session, ManagerError> {
         let now = self.now();
         let store = &self.shared.store;
-        let found = if self.shared.policy.refresh_on_access { store.touch(id, now).await? } else { store.load(id, now).await? };
+        let found = if self.shared.policy.refresh_on_access {
+            store.touch(id, now).await?
+        } else {
+            store.load(id, now).await?
+        };
         let session = found.ok_or(ManagerError::NotFound)?;
         self.audit_foreign(&session, Action::ForeignRead);
         Ok(session)
@@ -306,7 +315,12 @@ impl SessionManager {
     }
 
     /// Applies `patch` atomically; with `expected`, only if the session is still at that version.
-    pub async fn patch_session(&self, id: &SessionId, patch: &Patch, expected: Option<Version>) -> Result<Session, ManagerError> {
+    pub async fn patch_session(
+        &self,
+        id: &SessionId,
+        patch: &Patch,
+        expected: Option<Version>,
+    ) -> Result<Session, ManagerError> {
         patch.validate(&self.shared.policy.limits)?;
         let touch = self.shared.policy.refresh_on_access;
         match self.shared.store.patch(id, patch, expected, touch, self.now()).await? {
@@ -326,7 +340,12 @@ impl SessionManager {
     }
 
     /// Sets one attribute.
-    pub async fn set_attribute(&self, id: &SessionId, key: impl Into<String>, value: Value) -> Result<Session, ManagerError> {
+    pub async fn set_attribute(
+        &self,
+        id: &SessionId,
+        key: impl Into<String>,
+        value: Value,
+    ) -> Result<Session, ManagerError> {
         self.patch_session(id, &Patch::default().set(key, value), None).await
     }
 

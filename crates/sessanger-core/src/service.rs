@@ -54,10 +54,7 @@ pub struct UnknownPermission(pub String);
 impl FromStr for Permission {
     type Err = UnknownPermission;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Permission::ALL
-            .into_iter()
-            .find(|p| p.as_str() == s.trim())
-            .ok_or_else(|| UnknownPermission(s.to_owned()))
+        Permission::ALL.into_iter().find(|p| p.as_str() == s.trim()).ok_or_else(|| UnknownPermission(s.to_owned()))
     }
 }
 
@@ -113,8 +110,7 @@ impl ServiceRecord {
 
     /// Whether `token` is this service's, comparing digests in constant time.
     pub fn verify(&self, token: &ServiceToken) -> bool {
-        token.service == self.id
-            && digest(&token.secret).as_bytes().ct_eq(self.secret_sha256.as_bytes()).into()
+        token.service == self.id && digest(&token.secret).as_bytes().ct_eq(self.secret_sha256.as_bytes()).into()
     }
 
     /// Whether the service holds `permission`; `admin` implies every other.
@@ -184,8 +180,7 @@ mod tests {
 
     #[test]
     fn a_wrong_secret_or_service_does_not_verify() {
-        let (record, token) =
-            ServiceRecord::issue("a".parse().unwrap(), "A", vec![Permission::Read], Timestamp::now());
+        let (record, token) = ServiceRecord::issue("a".parse().unwrap(), "A", vec![Permission::Read], Timestamp::now());
         let forged: ServiceToken = format!("a.{}x", token.expose().split_once('.').unwrap().1).parse().unwrap();
         assert!(!record.verify(&forged));
         let other: ServiceToken = token.expose().replacen("a.", "b.", 1).parse().unwrap();

@@ -79,13 +79,7 @@ pub struct Session {
 impl Session {
     /// A new session created at `now`, living `idle_ttl` without a refresh and never past
     /// `now + max_lifetime`.
-    pub fn new(
-        id: SessionId,
-        user_id: UserId,
-        now: Timestamp,
-        idle_ttl: Duration,
-        max_lifetime: Duration,
-    ) -> Self {
+    pub fn new(id: SessionId, user_id: UserId, now: Timestamp, idle_ttl: Duration, max_lifetime: Duration) -> Self {
         let absolute_expires_at = now + max_lifetime;
         Session {
             id,

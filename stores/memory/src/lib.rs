@@ -20,8 +20,8 @@ use std::{
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Created, Patch, Patched, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore, Session, SessionId,
-    SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    Created, Patch, Patched, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef,
+    SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 
 /// Sessions and services in process memory; gone when the process ends.
@@ -213,7 +213,11 @@ impl SessionStore for MemoryStore {
         let mut inner = self.lock();
         let due: Vec<SessionId> =
             inner.by_expiry.iter().take_while(|(at, _)| *at <= now).take(limit).map(|(_, id)| id.clone()).collect();
-        Ok(due.into_iter().filter_map(|id| inner.remove(&id)).map(|s| SessionRef { id: s.id, user_id: s.user_id }).collect())
+        Ok(due
+            .into_iter()
+            .filter_map(|id| inner.remove(&id))
+            .map(|s| SessionRef { id: s.id, user_id: s.user_id })
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

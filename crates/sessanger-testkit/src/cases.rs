@@ -1,0 +1,560 @@
+//! The cases of the conformance suite, one per promise of the store contract.
+
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
+
+use serde_json::json;
+use sessanger_core::{
+    Backend, Created, Patch, PatchError, Patched, Permission, Renamed, Replaced, ServiceRecord, Session, SessionId,
+    Timestamp, UserId, UserLimit, Version,
+};
+
+type Store = Arc<dyn Backend>;
+
+const IDLE: Duration = Duration::from_secs(600);
+const ABSOLUTE: Duration = Duration::from_secs(3600);
+const SECOND: Duration = Duration::from_secs(1);
+
+fn t0() -> Timestamp {
+    Timestamp::now()
+}
+
+/// A unique user per call, so cases never see each other's sessions even on a shared backend.
+fn user(name: &str) -> UserId {
+    format!("{name}-{}", &SessionId::generate().as_ref()[..8]).parse().expect("valid user id")
+}
+
+fn session(user: &UserId, now: Timestamp) -> Session {
+    Session::new(SessionId::generate(), user.clone(), now, IDLE, ABSOLUTE)
+}
+
+async fn create(store: &Store, session: &Session) {
+    let created = store.create(session, UserLimit::Unlimited, session.created_at).await.expect("create");
+    assert_eq!(created, Created::Created { evicted: vec![] });
+}
+
+async fn created(store: &Store, user: &UserId, now: Timestamp) -> Session {
+    let s = session(user, now);
+    create(store, &s).await;
+    s
+}
+
+async fn patch(store: &Store, id: &SessionId, patch: &Patch, now: Timestamp) -> Session {
+    match store.patch(id, patch, None, false, now).await.expect("patch") {
+        Patched::Applied(s) => s,
+        other => panic!("patch should apply, got {other:?}"),
+    }
+}
+
+fn ids(sessions: &[Session]) -> Vec<SessionId> {
+    sessions.iter().map(|s| s.id.clone()).collect()
+}
+
+/// `create` stores the session exactly as given and `load` returns it.
+pub async fn create_then_load_returns_the_same_session(store: Store) {
+    let now = t0();
+    let mut s = session(&user("alice"), now);
+    s.attributes.insert("role".into(), json!("admin"));
+    s.device.device_id = Some("phone".into());
+    s.device.ip = Some("192.0.2.1".into());
+    create(&store, &s).await;
+    assert_eq!(store.load(&s.id, now).await.unwrap(), Some(s));
+}
+
+/// An id never created loads as `None`, not as an error.
+pub async fn load_of_unknown_id_returns_none(store: Store) {
+    assert_eq!(store.load(&SessionId::generate(), t0()).await.unwrap(), None);
+}
+
+/// A session is dead from `expires_at` on, whether or not the store purged it.
+pub async fn load_of_expired_session_returns_none(store: Store) {
+    let now = t0();
+    let s = created(&store, &user("u"), now).await;
+    assert!(store.load(&s.id, now + (IDLE - SECOND)).await.unwrap().is_some());
+    assert_eq!(store.load(&s.id, now + IDLE).await.unwrap(), None);
+    assert_eq!(store.touch(&s.id, now + IDLE).await.unwrap(), None);
+}
+
+/// A second create with a live id writes nothing and says `IdTaken`.
+pub async fn create_never_overwrites_a_live_session(store: Store) {
+    let now = t0();
+    let first = created(&store, &user("a"), now).await;
+    let mut second = session(&user("b"), now);
+    second.id = first.id.clone();
+    second.attributes.insert("intruder".into(), json!(true));
+    assert_eq!(store.create(&second, UserLimit::Unlimited, now).await.unwrap(), Created::IdTaken);
+    assert_eq!(store.load(&first.id, now).await.unwrap(), Some(first.clone()));
+    assert!(store.list_user(&second.user_id, now).await.unwrap().is_empty());
+}
+
+/// The id of a dead session may be used again; the old data is gone.
+pub async fn create_may_reuse_the_id_of_an_expired_session(store: Store) {
+    let now = t0();
+    let old = created(&store, &user("a"), now).await;
+    let later = now + IDLE + SECOND;
+    let mut new = session(&user("b"), later);
+    new.id = old.id.clone();
+    assert!(matches!(store.create(&new, UserLimit::Unlimited, later).await.unwrap(), Created::Created { .. }));
+    assert_eq!(store.load(&old.id, later).await.unwrap(), Some(new));
+    assert!(store.list_user(&old.user_id, later).await.unwrap().is_empty());
+}
+
+/// 100 concurrent creates for one user all land in the user's index.
+pub async fn concurrent_creates_for_one_user_are_all_kept(store: Store) {
+    let now = t0();
+    let u = user("busy");
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let store = store.clone();
+            let s = session(&u, now);
+            tokio::spawn(async move {
+                store.create(&s, UserLimit::Unlimited, now).await.unwrap();
+                s.id
+            })
+        })
+        .collect();
+    let mut expected = Vec::new();
+    for t in tasks {
+        expected.push(t.await.unwrap());
+    }
+    let mut listed = ids(&store.list_user(&u, now).await.unwrap());
+    expected.sort();
+    listed.sort();
+    assert_eq!(listed, expected);
+}
+
+/// One patch sets, removes and increments, grows the version by one, and leaves other keys alone.
+pub async fn patch_sets_removes_and_increments_atomically(store: Store) {
+    let now = t0();
+    let mut s = session(&user("u"), now);
+    s.attributes.insert("keep".into(), json!("me"));
+    s.attributes.insert("drop".into(), json!(1));
+    s.attributes.insert("n".into(), json!(40));
+    create(&store, &s).await;
+    let p = Patch::default().set("theme", json!({"dark": true})).remove("drop").incr("n", 2).incr("fresh", -3);
+    let after = patch(&store, &s.id, &p, now).await;
+    let expected = json!({"keep": "me", "n": 42, "fresh": -3, "theme": {"dark": true}});
+    assert_eq!(serde_json::Value::Object(after.attributes.clone()), expected);
+    assert_eq!(after.version, Version(2));
+    assert_eq!(after.expires_at, s.expires_at, "a patch without touch keeps the deadline");
+    assert_eq!(store.load(&s.id, now).await.unwrap(), Some(after));
+}
+
+/// Patching an unknown or dead session is `NotFound` and creates nothing.
+pub async fn patch_of_unknown_or_expired_session_is_not_found(store: Store) {
+    let now = t0();
+    let p = Patch::default().set("a", json!(1));
+    let unknown = SessionId::generate();
+    assert_eq!(store.patch(&unknown, &p, None, false, now).await.unwrap(), Patched::NotFound);
+    assert_eq!(store.load(&unknown, now).await.unwrap(), None);
+    let s = created(&store, &user("u"), now).await;
+    assert_eq!(store.patch(&s.id, &p, None, true, now + IDLE).await.unwrap(), Patched::NotFound);
+    assert_eq!(store.load(&s.id, now + IDLE).await.unwrap(), None, "a patch must not revive a dead session");
+}
+
+/// With an expected version that is stale, a patch writes nothing and reports the current one.
+pub async fn patch_with_stale_version_changes_nothing(store: Store) {
+    let now = t0();
+    let s = created(&store, &user("u"), now).await;
+    let p = Patch::default().set("a", json!(1));
+    let v2 = match store.patch(&s.id, &p, Some(Version(1)), false, now).await.unwrap() {
+        Patched::Applied(s) => s,
+        other => panic!("expected applied, got {other:?}"),
+    };
+    assert_eq!(v2.version, Version(2));
+    let stale = Patch::default().set("a", json!(2));
+    assert_eq!(
+        store.patch(&s.id, &stale, Some(Version(1)), false, now).await.unwrap(),
+        Patched::VersionMismatch(Version(2))
+    );
+    assert_eq!(store.load(&s.id, now).await.unwrap(), Some(v2));
+}
+
+/// A patch that cannot apply (increment of a string) is rejected whole.
+pub async fn rejected_patch_changes_nothing(store: Store) {
+    let now = t0();
+    let mut s = session(&user("u"), now);
+    s.attributes.insert("name".into(), json!("bob"));
+    create(&store, &s).await;
+    let p = Patch::default().set("other", json!(1)).incr("name", 1);
+    assert_eq!(
+        store.patch(&s.id, &p, None, false, now).await.unwrap(),
+        Patched::Rejected(PatchError::NotAnInteger("name".into()))
+    );
+    assert_eq!(store.load(&s.id, now).await.unwrap(), Some(s));
+}
+
+/// 200 concurrent writers, each setting its own key on one session: all 200 keys survive.
+pub async fn two_hundred_concurrent_writers_of_different_keys_lose_nothing(store: Store) {
+    let now = t0();
+    let s = created(&store, &user("u"), now).await;
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let (store, id) = (store.clone(), s.id.clone());
+            tokio::spawn(async move { patch(&store, &id, &Patch::default().set(format!("k{i}"), json!(i)), now).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after = store.load(&s.id, now).await.unwrap().unwrap();
+    assert_eq!(after.attributes.len(), 200);
+    for i in 0..200 {
+        assert_eq!(after.attributes[&format!("k{i}")], json!(i));
+    }
+    assert_eq!(after.version, Version(201));
+}
+
+/// 64 concurrent increments of one counter: the total is exact.
+pub async fn sixty_four_concurrent_increments_lose_nothing(store: Store) {
+    let now = t0();
+    let s = created(&store, &user("u"), now).await;
+    let tasks: Vec<_> = (0..64)
+        .map(|_| {
+            let (store, id) = (store.clone(), s.id.clone());
+            tokio::spawn(async move { patch(&store, &id, &Patch::default().incr("counter", 1), now).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let after = store.load(&s.id, now).await.unwrap().unwrap();
+    assert_eq!(after.attributes["counter"], json!(64));
+}
+
+/// Many writers patching with the same expected version: exactly one wins.
+pub async fn concurrent_version_checked_patches_let_exactly_one_win(store: Store) {
+    let now = t0();
+    let s = created(&store, &user("u"), now).await;
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let (store, id) = (store.clone(), s.id.clone());
+            tokio::spawn(async move {
+                store.patch(&id, &Patch::default().set("winner", json!(i)), Some(Version(1)), false, now).await.unwrap()
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Patched::Applied(_) => applied += 1,
+            Patched::VersionMismatch(v) => assert_eq!(v, Version(2)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(applied, 1);
+}
+
+/// `replace` writes attributes and device only at the expected version; deadlines, owner and
+/// creation time are kept.
+pub async fn replace_is_compare_and_set_by_version(store: Store) {
+    let now = t0();
+    let s = created(&store, &user("u"), now).await;
+    let mut edited = s.clone();
+    edited.attributes.insert("cart".into(), json!([1, 2]));
+    edited.device.user_agent = Some("curl".into());
+    edited.user_id = user("thief");
+    edited.expires_at = now + ABSOLUTE * 10;
+    let applied = match store.replace(&edited, Version(1), now).await.unwrap() {
+        Replaced::Applied(s) => s,
+        other => panic!("expected applied, got {other:?}"),
+    };
+    assert_eq!(applied.version, Version(2));
+    assert_eq!(applied.attributes, edited.attributes);
+    assert_eq!(applied.device, edited.device);
+    assert_eq!(applied.user_id, s.user_id);
+    assert_eq!(applied.expires_at, s.expires_at);
+    assert_eq!(applied.created_at, s.created_at);
+    assert_eq!(store.replace(&edited, Version(1), now).await.unwrap(), Replaced::VersionMismatch(Version(2)));
+    assert_eq!(store.load(&s.id, now).await.unwrap(), Some(applied));
+    let mut ghost = session(&user("u"), now);
+    ghost.id = SessionId::generate();
+    assert_eq!(store.replace(&ghost, Version(1), now).await.unwrap(), Replaced::NotFound);
+}
+
+/// `touch` slides the idle deadline but never past the absolute one.
+pub async fn touch_renews_idle_deadline_but_not_past_absolute(store: Store) {
+    let now = t0();
+    let s = created(&store, &user("u"), now).await;
+    let mut t = now;
+    // Refresh every 500 s (idle 600 s): the session lives on until the absolute deadline.
+    while t + Duration::from_secs(500) < now + ABSOLUTE {
+        t = t + Duration::from_secs(500);
+        let touched = store.touch(&s.id, t).await.unwrap().expect("alive while refreshed");
+        assert_eq!(touched.last_access_at, t);
+        assert_eq!(touched.expires_at, (t + IDLE).min(now + ABSOLUTE));
+    }
+    assert!(store.load(&s.id, now + (ABSOLUTE - SECOND)).await.unwrap().is_some());
+    assert_eq!(store.touch(&s.id, now + ABSOLUTE).await.unwrap(), None, "absolute lifetime is final");
+}
+
+/// A patch with `touch` renews the idle deadline in the same step.
+pub async fn patch_with_touch_renews_the_idle_deadline(store: Store) {
+    let now = t0();
+    let s = created(&store, &user("u"), now).await;
+    let later = now + Duration::from_secs(300);
+    let after = match store.patch(&s.id, &Patch::default().set("a", json!(1)), None, true, later).await.unwrap() {
+        Patched::Applied(s) => s,
+        other => panic!("expected applied, got {other:?}"),
+    };
+    assert_eq!(after.expires_at, later + IDLE);
+    assert!(store.load(&s.id, now + IDLE + SECOND).await.unwrap().is_some());
+}
+
+/// After `rename` the old id is dead and the new one holds the same data, also in the user's index.
+pub async fn rename_moves_the_session_to_the_new_id(store: Store) {
+    let now = t0();
+    let mut s = session(&user("u"), now);
+    s.attributes.insert("cart".into(), json!(["book"]));
+    create(&store, &s).await;
+    let new = SessionId::generate();
+    let later = now + SECOND;
+    let renamed = match store.rename(&s.id, &new, later).await.unwrap() {
+        Renamed::Renamed(r) => r,
+        other => panic!("expected renamed, got {other:?}"),
+    };
+    assert_eq!(renamed.id, new);
+    assert_eq!(renamed.attributes, s.attributes);
+    assert_eq!(renamed.user_id, s.user_id);
+    assert_eq!(renamed.created_at, s.created_at);
+    assert_eq!(renamed.version, Version(2));
+    assert_eq!(store.load(&s.id, later).await.unwrap(), None);
+    assert_eq!(store.load(&new, later).await.unwrap(), Some(renamed));
+    assert_eq!(ids(&store.list_user(&s.user_id, later).await.unwrap()), vec![new]);
+    assert_eq!(store.delete(&s.id, later).await.unwrap(), None);
+}
+
+/// Renaming onto a live id writes nothing.
+pub async fn rename_to_a_live_id_is_refused(store: Store) {
+    let now = t0();
+    let a = created(&store, &user("u"), now).await;
+    let b = created(&store, &user("v"), now).await;
+    assert_eq!(store.rename(&a.id, &b.id, now).await.unwrap(), Renamed::IdTaken);
+    assert_eq!(store.load(&a.id, now).await.unwrap(), Some(a));
+    assert_eq!(store.load(&b.id, now).await.unwrap(), Some(b));
+}
+
+/// Renaming an unknown or dead session is `NotFound`.
+pub async fn rename_of_unknown_session_is_not_found(store: Store) {
+    let now = t0();
+    assert_eq!(store.rename(&SessionId::generate(), &SessionId::generate(), now).await.unwrap(), Renamed::NotFound);
+    let s = created(&store, &user("u"), now).await;
+    let new = SessionId::generate();
+    assert_eq!(store.rename(&s.id, &new, now + IDLE).await.unwrap(), Renamed::NotFound);
+    assert_eq!(store.load(&new, now).await.unwrap(), None);
+}
+
+/// `delete` returns the live session once, and removes it from its user's index.
+pub async fn delete_returns_the_session_once(store: Store) {
+    let now = t0();
+    let s = created(&store, &user("u"), now).await;
+    assert_eq!(store.delete(&s.id, now).await.unwrap(), Some(s.clone()));
+    assert_eq!(store.delete(&s.id, now).await.unwrap(), None);
+    assert_eq!(store.load(&s.id, now).await.unwrap(), None);
+    assert!(store.list_user(&s.user_id, now).await.unwrap().is_empty());
+}
+
+/// A user's list holds their live sessions only, oldest first.
+pub async fn list_user_returns_only_that_users_live_sessions_oldest_first(store: Store) {
+    let now = t0();
+    let (u, other) = (user("u"), user("other"));
+    let first = created(&store, &u, now).await;
+    let second = created(&store, &u, now + SECOND).await;
+    let third = created(&store, &u, now + SECOND * 2).await;
+    created(&store, &other, now).await;
+    let listed = store.list_user(&u, now + SECOND * 2).await.unwrap();
+    assert_eq!(ids(&listed), vec![first.id.clone(), second.id.clone(), third.id.clone()]);
+    assert_eq!(listed[0], first);
+    // The first expires one second before the second.
+    assert_eq!(ids(&store.list_user(&u, now + IDLE).await.unwrap()), vec![second.id, third.id]);
+    assert!(store.list_user(&user("nobody"), now).await.unwrap().is_empty());
+}
+
+/// Revoking a user deletes every one of their sessions and nobody else's.
+pub async fn delete_user_removes_all_and_only_that_users_sessions(store: Store) {
+    let now = t0();
+    let (u, other) = (user("u"), user("other"));
+    let mut mine = Vec::new();
+    for _ in 0..5 {
+        mine.push(created(&store, &u, now).await.id);
+    }
+    let theirs = created(&store, &other, now).await;
+    let mut deleted = store.delete_user(&u, now).await.unwrap();
+    deleted.sort();
+    mine.sort();
+    assert_eq!(deleted, mine);
+    for id in &mine {
+        assert_eq!(store.load(id, now).await.unwrap(), None);
+    }
+    assert!(store.list_user(&u, now).await.unwrap().is_empty());
+    assert_eq!(store.load(&theirs.id, now).await.unwrap(), Some(theirs));
+    assert!(store.delete_user(&u, now).await.unwrap().is_empty());
+}
+
+/// Listing and revoking ignore sessions that died, purged or not.
+pub async fn list_and_revoke_stay_consistent_after_some_sessions_expire(store: Store) {
+    let now = t0();
+    let u = user("u");
+    let short = Session::new(SessionId::generate(), u.clone(), now, SECOND * 10, ABSOLUTE);
+    create(&store, &short).await;
+    let long = created(&store, &u, now).await;
+    let later = now + SECOND * 10;
+    assert_eq!(ids(&store.list_user(&u, later).await.unwrap()), vec![long.id.clone()]);
+    assert_eq!(store.delete_user(&u, later).await.unwrap(), vec![long.id.clone()]);
+    assert!(store.list_user(&u, later).await.unwrap().is_empty());
+    assert_eq!(store.load(&short.id, now).await.unwrap(), None, "revoke removes dead sessions too");
+}
+
+/// `count_active` counts live sessions only.
+pub async fn count_active_ignores_expired_sessions(store: Store) {
+    let now = t0();
+    let before = store.count_active(now).await.unwrap();
+    let u = user("u");
+    let short = Session::new(SessionId::generate(), u.clone(), now, SECOND * 10, ABSOLUTE);
+    create(&store, &short).await;
+    created(&store, &u, now).await;
+    created(&store, &u, now).await;
+    assert_eq!(store.count_active(now).await.unwrap(), before + 3);
+    assert_eq!(store.count_active(now + SECOND * 10).await.unwrap(), before + 2);
+}
+
+/// `delete_expired` removes due sessions with their index entries, at most `limit` per call,
+/// and leaves live ones alone.
+pub async fn delete_expired_removes_due_sessions_in_bounded_batches(store: Store) {
+    let now = t0();
+    let u = user("u");
+    let mut short = Vec::new();
+    for _ in 0..5 {
+        let s = Session::new(SessionId::generate(), u.clone(), now, SECOND * 10, ABSOLUTE);
+        create(&store, &s).await;
+        short.push(s.id);
+    }
+    let long = created(&store, &u, now).await;
+    let later = now + SECOND * 10;
+    let mut purged = Vec::new();
+    let first = store.delete_expired(later, 3).await.unwrap();
+    assert!(first.len() <= 3, "a batch is bounded by its limit");
+    purged.extend(first);
+    loop {
+        let batch = store.delete_expired(later, 3).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        purged.extend(batch);
+    }
+    let mut purged_ids: Vec<_> = purged.iter().filter(|r| r.user_id == u).map(|r| r.id.clone()).collect();
+    purged_ids.sort();
+    short.sort();
+    assert_eq!(purged_ids, short);
+    assert_eq!(store.load(&long.id, later).await.unwrap(), Some(long.clone()));
+    assert_eq!(ids(&store.list_user(&u, now).await.unwrap()), vec![long.id], "purged sessions leave the index");
+}
+
+/// Under `Refuse(n)`, the (n+1)-th live session is refused and nothing is written.
+pub async fn refuse_limit_refuses_the_session_over_the_limit(store: Store) {
+    let now = t0();
+    let u = user("u");
+    let limit = UserLimit::Refuse(NonZeroU32::new(2).unwrap());
+    for _ in 0..2 {
+        assert!(matches!(store.create(&session(&u, now), limit, now).await.unwrap(), Created::Created { .. }));
+    }
+    let third = session(&u, now);
+    assert_eq!(store.create(&third, limit, now).await.unwrap(), Created::LimitReached);
+    assert_eq!(store.load(&third.id, now).await.unwrap(), None);
+    // Dead sessions do not count against the limit.
+    let later = now + IDLE;
+    let fresh = session(&u, later);
+    assert!(matches!(store.create(&fresh, limit, later).await.unwrap(), Created::Created { .. }));
+}
+
+/// Under `EvictOldest(n)`, creating the (n+1)-th session deletes the oldest and reports it.
+pub async fn evict_oldest_limit_deletes_the_oldest_sessions(store: Store) {
+    let now = t0();
+    let u = user("u");
+    let limit = UserLimit::EvictOldest(NonZeroU32::new(2).unwrap());
+    let a = session(&u, now);
+    let b = session(&u, now + SECOND);
+    let c = session(&u, now + SECOND * 2);
+    for s in [&a, &b] {
+        assert_eq!(store.create(s, limit, s.created_at).await.unwrap(), Created::Created { evicted: vec![] });
+    }
+    assert_eq!(store.create(&c, limit, c.created_at).await.unwrap(), Created::Created { evicted: vec![a.id.clone()] });
+    assert_eq!(store.load(&a.id, c.created_at).await.unwrap(), None);
+    assert_eq!(ids(&store.list_user(&u, c.created_at).await.unwrap()), vec![b.id, c.id]);
+}
+
+/// Concurrent creates under a limit never leave the user above it, even for an instant.
+pub async fn concurrent_creates_never_exceed_the_user_limit(store: Store) {
+    let now = t0();
+    let u = user("u");
+    for limit in [UserLimit::Refuse(NonZeroU32::new(3).unwrap()), UserLimit::EvictOldest(NonZeroU32::new(3).unwrap())] {
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let (store, s) = (store.clone(), session(&u, now));
+                tokio::spawn(async move { store.create(&s, limit, now).await.unwrap() })
+            })
+            .collect();
+        let mut created = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), Created::Created { .. }) {
+                created += 1;
+            }
+        }
+        let live = store.list_user(&u, now).await.unwrap().len();
+        assert_eq!(live, 3, "{limit:?}");
+        if matches!(limit, UserLimit::Refuse(_)) {
+            assert_eq!(created, 3);
+        }
+        store.delete_user(&u, now).await.unwrap();
+    }
+}
+
+/// Attribute values of any JSON shape come back unchanged.
+pub async fn attributes_keep_any_json_value(store: Store) {
+    let now = t0();
+    let s = created(&store, &user("üser ✓"), now).await;
+    let values = [
+        json!(null),
+        json!(true),
+        json!(-9_007_199_254_740_993_i64),
+        json!(1.5e300),
+        json!("ünïcødé \u{1F600} \"quoted\" \\ back"),
+        json!([1, [2, [3]], {"a": null}]),
+        json!({"nested": {"deep": {"deeper": [true, false]}}}),
+        json!(""),
+    ];
+    let mut p = Patch::default();
+    for (i, v) in values.iter().enumerate() {
+        p = p.set(format!("key.{i} with space/and:colon"), v.clone());
+    }
+    patch(&store, &s.id, &p, now).await;
+    let loaded = store.load(&s.id, now).await.unwrap().unwrap();
+    for (i, v) in values.iter().enumerate() {
+        assert_eq!(&loaded.attributes[&format!("key.{i} with space/and:colon")], v);
+    }
+}
+
+/// Services are created once, listed in id order without secrets, and deleted.
+pub async fn services_are_created_once_listed_and_deleted(store: Store) {
+    let now = t0();
+    let suffix = &SessionId::generate().as_ref()[..6].to_ascii_lowercase().replace(['-', '_'], "x");
+    let (b, _) = ServiceRecord::issue(format!("b-{suffix}").parse().unwrap(), "B", vec![Permission::Read], now);
+    let (a, token) = ServiceRecord::issue(format!("a-{suffix}").parse().unwrap(), "A", vec![Permission::Admin], now);
+    assert!(store.create_service(&b).await.unwrap());
+    assert!(store.create_service(&a).await.unwrap());
+    let (dup, _) = ServiceRecord::issue(a.id.clone(), "dup", vec![], now);
+    assert!(!store.create_service(&dup).await.unwrap(), "a taken service id is not overwritten");
+    let loaded = store.load_service(&a.id).await.unwrap().unwrap();
+    assert_eq!(loaded, a);
+    assert!(loaded.verify(&token));
+    let listed: Vec<_> =
+        store.list_services().await.unwrap().into_iter().filter(|s| s.id.as_ref().ends_with(suffix.as_str())).collect();
+    assert_eq!(listed, vec![a.clone(), b.clone()]);
+    assert!(store.delete_service(&a.id).await.unwrap());
+    assert!(!store.delete_service(&a.id).await.unwrap());
+    assert_eq!(store.load_service(&a.id).await.unwrap(), None);
+}
+
+/// A healthy store answers `ping`.
+pub async fn ping_answers(store: Store) {
+    store.ping().await.unwrap();
+}
