@@ -250,10 +250,8 @@ impl SessionManager {
             new.ttl.unwrap_or(policy.idle_ttl),
             policy.max_lifetime,
         );
-        let mut as_patch = Patch::default();
-        as_patch.set = new.attributes;
-        as_patch.validate(&policy.limits)?;
-        session.attributes = as_patch.set;
+        policy.limits.check_attributes(&new.attributes)?;
+        session.attributes = new.attributes;
         session.device = new.device;
         session.created_by = self.service.clone();
         for _ in 0..3 {
@@ -296,9 +294,7 @@ impl SessionManager {
     /// Replaces the session's attributes and device with those of `session`, only if the
     /// stored version is still `session.version` (compare-and-set).
     pub async fn update_session(&self, session: &Session) -> Result<Session, ManagerError> {
-        let mut as_patch = Patch::default();
-        as_patch.set = session.attributes.clone();
-        as_patch.validate(&self.shared.policy.limits)?;
+        self.shared.policy.limits.check_attributes(&session.attributes)?;
         match self.shared.store.replace(session, session.version, self.now()).await? {
             Replaced::Applied(updated) => {
                 self.audit_foreign(&updated, Action::ForeignUpdate);

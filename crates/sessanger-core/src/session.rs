@@ -216,29 +216,16 @@ impl Patch {
         }
         let mut seen = std::collections::HashSet::with_capacity(count);
         for key in self.keys() {
-            if key.is_empty() || key.len() > limits.max_key_len || key.chars().any(char::is_control) {
-                return Err(PatchError::InvalidKey(key.to_owned()));
-            }
+            limits.check_key(key)?;
             if !seen.insert(key) {
                 return Err(PatchError::DuplicateKey(key.to_owned()));
             }
         }
-        for (key, value) in &self.set {
-            if serde_json::to_vec(value).map_or(usize::MAX, |v| v.len()) > limits.max_value_bytes {
-                return Err(PatchError::ValueTooLarge(key.clone(), limits.max_value_bytes));
-            }
+        limits.check_values(&self.set)?;
+        match self.incr.iter().find(|(_, by)| by.as_i64().is_none()) {
+            Some((key, _)) => Err(PatchError::NotAnInteger(key.clone())),
+            None => Ok(()),
         }
-        for (key, by) in &self.incr {
-            if by.as_i64().is_none() {
-                return Err(PatchError::NotAnInteger(key.clone()));
-            }
-        }
-        Ok(())
-    }
-
-    /// The increments as integers; call after [`Patch::validate`].
-    pub fn increments(&self) -> impl Iterator<Item = (&String, i64)> {
-        self.incr.iter().map(|(k, v)| (k, v.as_i64().unwrap_or(0)))
     }
 }
 
@@ -251,6 +238,33 @@ pub struct Limits {
     pub max_value_bytes: usize,
     /// Most keys one patch may name.
     pub max_keys_per_patch: usize,
+}
+
+impl Limits {
+    /// Checks a whole set of attributes, as a new or replaced session would hold them.
+    pub fn check_attributes(&self, attributes: &Attributes) -> Result<(), PatchError> {
+        if attributes.len() > self.max_keys_per_patch {
+            return Err(PatchError::TooManyKeys(self.max_keys_per_patch));
+        }
+        attributes.keys().try_for_each(|key| self.check_key(key))?;
+        self.check_values(attributes)
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), PatchError> {
+        if key.is_empty() || key.len() > self.max_key_len || key.chars().any(char::is_control) {
+            return Err(PatchError::InvalidKey(key.to_owned()));
+        }
+        Ok(())
+    }
+
+    fn check_values(&self, attributes: &Attributes) -> Result<(), PatchError> {
+        for (key, value) in attributes {
+            if serde_json::to_vec(value).map_or(usize::MAX, |v| v.len()) > self.max_value_bytes {
+                return Err(PatchError::ValueTooLarge(key.clone(), self.max_value_bytes));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for Limits {

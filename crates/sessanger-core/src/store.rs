@@ -50,6 +50,29 @@ pub enum UserLimit {
     Refuse(NonZeroU32),
 }
 
+impl UserLimit {
+    /// Whether a user holding `live` sessions may open one more: `None` to refuse, or
+    /// `Some(n)` to admit it after evicting the user's `n` oldest sessions.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::num::NonZeroU32;
+    /// use sessanger_core::UserLimit;
+    ///
+    /// let two = NonZeroU32::new(2).unwrap();
+    /// assert_eq!(UserLimit::Refuse(two).admit(2), None);
+    /// assert_eq!(UserLimit::EvictOldest(two).admit(2), Some(1));
+    /// assert_eq!(UserLimit::Unlimited.admit(1_000), Some(0));
+    /// ```
+    pub fn admit(self, live: usize) -> Option<usize> {
+        match self {
+            UserLimit::Unlimited => Some(0),
+            UserLimit::Refuse(max) => (live < max.get() as usize).then_some(0),
+            UserLimit::EvictOldest(max) => Some((live + 1).saturating_sub(max.get() as usize)),
+        }
+    }
+}
+
 /// What [`SessionStore::create`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
@@ -65,6 +88,9 @@ pub enum Created {
 }
 
 /// What [`SessionStore::patch`] did.
+// Outcomes are returned once and matched at once, never stored in bulk: boxing the
+// session would cost an allocation on every call for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Patched {
     /// Applied; the session as it is now.
@@ -78,6 +104,9 @@ pub enum Patched {
 }
 
 /// What [`SessionStore::replace`] did.
+// Outcomes are returned once and matched at once, never stored in bulk: boxing the
+// session would cost an allocation on every call for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Replaced {
     /// Replaced; the session as it is now.
@@ -89,6 +118,9 @@ pub enum Replaced {
 }
 
 /// What [`SessionStore::rename`] did.
+// Outcomes are returned once and matched at once, never stored in bulk: boxing the
+// session would cost an allocation on every call for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Renamed {
     /// The session now lives under the new id only.

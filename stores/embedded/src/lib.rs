@@ -1,1 +1,653 @@
-//! placeholder
+//! `EmbeddedStore`: the default store of sessanger. Sessions and services live in one
+//! [redb](https://www.redb.org) file on local disk: persistent, crash-safe, no server to run.
+//!
+//! Every operation of the [`SessionStore`] and [`ServiceStore`] contract is **one redb
+//! transaction**. Writes take redb's single write transaction, so each read-modify-write
+//! (a patch, a compare-and-set, a create under a per-user limit) is atomic with respect to
+//! every other write. Reads take a read transaction: a consistent snapshot that never waits
+//! for a writer and never writes, so `load` stays cheap. redb is a blocking library; each
+//! transaction runs on Tokio's blocking pool ([`tokio::task::spawn_blocking`]), so store
+//! methods must be called from within a Tokio runtime.
+//!
+//! # Layout
+//!
+//! The database file is `<dir>/sessions.redb` and holds four tables:
+//!
+//! | table | key | value | why |
+//! |---|---|---|---|
+//! | `sessions` | session id | the [`Session`] as JSON | the records; `load` is one lookup |
+//! | `sessions_by_user` | (user id, `created_at` ms, session id) | `()` | a user's sessions are one key range, oldest first: `list_user`, `delete_user` and the per-user limit cost O(k) in that user's sessions |
+//! | `sessions_by_expiry` | (`expires_at` ms, session id) | `()` | sessions in the order they die: `delete_expired` reads only due entries, and `count_active` is the record count minus the due entries, so neither scans live sessions |
+//! | `services` | service id | the [`ServiceRecord`] as JSON | the service registry, listed in id order |
+//!
+//! Every write keeps the three session tables consistent in the same transaction. Records are
+//! JSON, like the wire format, so a record written by one version of sessanger is read by the
+//! next as long as [`Session`] stays compatible. A record that no longer decodes makes reads
+//! of it fail with [`StoreError::Decode`] rather than vanish; once it is due,
+//! `delete_expired` removes it (its deadline is in the index) without reporting it.
+//!
+//! # Durability
+//!
+//! redb's default is kept: every commit is written with checksums and `fsync`ed before the
+//! call returns ([`redb::Durability::Immediate`]), so an acknowledged write survives a crash
+//! or power loss, and a crash never leaves a half-applied operation. After an unclean
+//! shutdown, [`EmbeddedStore::open`] repairs the file by walking it; session data is small and
+//! short-lived, so that walk is short, and we do not pay redb's "quick repair" (a second
+//! `fsync` on every commit) to skip it. Writes that change nothing (a refused create, a stale
+//! compare-and-set, a purge with nothing due) are aborted, not committed, and cost no `fsync`.
+//!
+//! # Examples
+//! ```
+//! use std::{sync::Arc, time::Duration};
+//! use sessanger_core::{NewSession, SessionManager};
+//! use sessanger_store_embedded::EmbeddedStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = EmbeddedStore::open(dir.path().join("data"))?;
+//! assert!(store.path().ends_with("data/sessions.redb"));
+//!
+//! let manager = SessionManager::new(Arc::new(store), "web".parse()?, Duration::from_secs(3600));
+//! let user = "alice".parse()?;
+//! let session = manager.create_session(&user, NewSession::default()).await?;
+//! assert_eq!(manager.get_session(&session.id).await?, session);
+//! assert_eq!(manager.list_user_sessions(&user).await?.len(), 1);
+//! # Ok(()) }
+//! ```
+
+use std::{
+    fmt, io,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use async_trait::async_trait;
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
+};
+use serde::{Serialize, de::DeserializeOwned};
+use sessanger_core::{
+    BoxError, Created, Patch, Patched, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore, Session, SessionId,
+    SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+};
+
+/// The name of the database file inside the data directory.
+pub const FILE_NAME: &str = "sessions.redb";
+
+/// Session id → the session as JSON.
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// (user id, `created_at` in ms, session id) → nothing: each user's sessions, oldest first.
+const BY_USER: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("sessions_by_user");
+/// (`expires_at` in ms, session id) → nothing: sessions in the order they die.
+const BY_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("sessions_by_expiry");
+/// Service id → the service record as JSON.
+const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
+
+/// Why [`EmbeddedStore::open`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The data directory does not exist and could not be created.
+    #[error("cannot create the data directory {}", path.display())]
+    CreateDir {
+        /// The data directory.
+        path: PathBuf,
+        /// Why it could not be created.
+        #[source]
+        source: io::Error,
+    },
+    /// Another process (or another store in this process) holds the database open.
+    #[error("the database {} is already in use by another process or store", path.display())]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+    },
+    /// The file could not be opened as a database, or its tables could not be created.
+    #[error("cannot open the database {}", path.display())]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// The cause, from redb or the file system.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// Sessions and services in a redb file: persistent, crash-safe, no server.
+///
+/// One process holds the file at a time; a second [`open`](Self::open) of the same directory
+/// fails with [`OpenError::Locked`] until the first store is dropped. Within the process, share
+/// the store through an `Arc`.
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens the store kept in the data directory `dir`, creating the directory (with its
+    /// parents) and the database file `dir/sessions.redb` if they are missing.
+    ///
+    /// Blocks while redb opens the file, which after a crash includes repairing it.
+    ///
+    /// # Examples
+    /// ```
+    /// use sessanger_store_embedded::{EmbeddedStore, OpenError};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = EmbeddedStore::open(dir.path()).unwrap();
+    /// assert!(matches!(EmbeddedStore::open(dir.path()), Err(OpenError::Locked { .. })));
+    /// drop(store);
+    /// assert!(EmbeddedStore::open(dir.path()).is_ok());
+    /// ```
+    pub fn open(dir: impl AsRef<Path>) -> Result<EmbeddedStore, OpenError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir { path: dir.to_owned(), source })?;
+        let path = dir.join(FILE_NAME);
+        let failed = |source: BoxError| OpenError::Database { path: path.clone(), source };
+        let db = Database::create(&path).map_err(|error| match error {
+            redb::DatabaseError::DatabaseAlreadyOpen => OpenError::Locked { path: path.clone() },
+            other => failed(other.into()),
+        })?;
+        // Create every table up front, so a read transaction never meets a missing one.
+        let txn = db.begin_write().map_err(|e| failed(e.into()))?;
+        SessionTables::open(&txn).map_err(|e| failed(e.into()))?;
+        txn.open_table(SERVICES).map_err(|e| failed(e.into()))?;
+        txn.commit().map_err(|e| failed(e.into()))?;
+        Ok(EmbeddedStore { db: Arc::new(db), path })
+    }
+
+    /// The database file: `sessions.redb` in the data directory given to [`open`](Self::open).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `op` in one read transaction on the blocking pool.
+    async fn read<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        blocking(move || op(&db.begin_read().map_err(backend)?)).await
+    }
+
+    /// Runs `op` in one write transaction on the blocking pool. The transaction commits if
+    /// `op` says it changed something, and is aborted if not or if `op` fails.
+    async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<(T, bool), StoreError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            let txn = db.begin_write().map_err(backend)?;
+            let (outcome, changed) = op(&txn)?;
+            if changed {
+                txn.commit().map_err(backend)?
+            } else {
+                txn.abort().map_err(backend)?
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    /// Runs `op` on the session tables in one write transaction.
+    async fn write_sessions<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SessionTables<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.write(|txn| {
+            let mut tables = SessionTables::open(txn).map_err(backend)?;
+            let outcome = op(&mut tables)?;
+            Ok((outcome, tables.changed))
+        })
+        .await
+    }
+}
+
+/// Runs `op` on Tokio's blocking pool; a panic inside it resumes in the caller.
+async fn blocking<T, F>(op: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(op).await {
+        Ok(result) => result,
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        // The runtime is shutting down and dropped the task before it ran.
+        Err(join) => Err(StoreError::Unavailable(join.into())),
+    }
+}
+
+/// A redb error as a store error: I/O failures may pass (a full disk), the rest are bugs or
+/// damage.
+fn backend(error: impl Into<redb::Error>) -> StoreError {
+    match error.into() {
+        error @ redb::Error::Io(_) => StoreError::Unavailable(error.into()),
+        error => StoreError::Backend(error.into()),
+    }
+}
+
+/// Encodes a record as stored: JSON.
+fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record).map_err(|e| StoreError::Encode(e.into()))
+}
+
+/// Decodes a stored record.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Decode(e.into()))
+}
+
+/// The record stored under `key`, decoded.
+fn get<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<T>, StoreError> {
+    table.get(key).map_err(backend)?.map(|bytes| decode(bytes.value())).transpose()
+}
+
+/// The keys of `user`'s sessions in the user index, as (`created_at` ms, session id), oldest
+/// first: one range scan, O(k) in the user's sessions.
+fn user_keys(
+    by_user: &impl ReadableTable<(&'static str, i64, &'static str), ()>,
+    user: &UserId,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let user = user.as_ref();
+    let mut keys = Vec::new();
+    for entry in by_user.range((user, i64::MIN, "")..).map_err(backend)? {
+        let (key, _) = entry.map_err(backend)?;
+        let (owner, created_at, id) = key.value();
+        if owner != user {
+            break;
+        }
+        keys.push((created_at, id.to_owned()));
+    }
+    Ok(keys)
+}
+
+/// `user`'s sessions, live or not, oldest first. An index entry without a record (left by
+/// purging a record that no longer decodes) is skipped.
+fn user_sessions(
+    sessions: &impl ReadableTable<&'static str, &'static [u8]>,
+    by_user: &impl ReadableTable<(&'static str, i64, &'static str), ()>,
+    user: &UserId,
+) -> Result<Vec<Session>, StoreError> {
+    let mut found = Vec::new();
+    for (_, id) in user_keys(by_user, user)? {
+        found.extend(get::<Session>(sessions, &id)?);
+    }
+    Ok(found)
+}
+
+/// The expiry index entries dead at `now`, at most `limit`, soonest first. Reads only those.
+fn due(
+    by_expiry: &impl ReadableTable<(i64, &'static str), ()>,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut keys = Vec::new();
+    for entry in by_expiry.iter().map_err(backend)?.take(limit) {
+        let (key, _) = entry.map_err(backend)?;
+        let (expires_at, id) = key.value();
+        if expires_at > now.as_millis() {
+            break;
+        }
+        keys.push((expires_at, id.to_owned()));
+    }
+    Ok(keys)
+}
+
+/// What an edit of a stored session decided, with the answer to return either way.
+enum Edit<T> {
+    /// Write the edited session back.
+    Write(T),
+    /// Leave the stored session as it was.
+    Keep(T),
+}
+
+/// The session tables of one write transaction, kept consistent with each other by every
+/// method; `changed` records whether anything was written, to decide commit or abort.
+struct SessionTables<'txn> {
+    sessions: Table<'txn, &'static str, &'static [u8]>,
+    by_user: Table<'txn, (&'static str, i64, &'static str), ()>,
+    by_expiry: Table<'txn, (i64, &'static str), ()>,
+    changed: bool,
+}
+
+impl<'txn> SessionTables<'txn> {
+    fn open(txn: &'txn WriteTransaction) -> Result<Self, redb::TableError> {
+        Ok(SessionTables {
+            sessions: txn.open_table(SESSIONS)?,
+            by_user: txn.open_table(BY_USER)?,
+            by_expiry: txn.open_table(BY_EXPIRY)?,
+            changed: false,
+        })
+    }
+
+    fn live(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        Ok(get::<Session>(&self.sessions, id.as_ref())?.filter(|s| !s.is_expired(now)))
+    }
+
+    /// Stores `session` under its id (overwriting a record there) and indexes it.
+    fn insert(&mut self, session: &Session) -> Result<(), StoreError> {
+        let id = session.id.as_ref();
+        self.sessions.insert(id, encode(session)?.as_slice()).map_err(backend)?;
+        self.by_user.insert((session.user_id.as_ref(), session.created_at.as_millis(), id), ()).map_err(backend)?;
+        self.by_expiry.insert((session.expires_at.as_millis(), id), ()).map_err(backend)?;
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Removes `session`'s index entries.
+    fn unindex(&mut self, session: &Session) -> Result<(), StoreError> {
+        let id = session.id.as_ref();
+        self.by_user.remove((session.user_id.as_ref(), session.created_at.as_millis(), id)).map_err(backend)?;
+        self.by_expiry.remove((session.expires_at.as_millis(), id)).map_err(backend)?;
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Removes the session with this id, live or not, with its index entries.
+    fn remove(&mut self, id: &str) -> Result<Option<Session>, StoreError> {
+        let Some(bytes) = self.sessions.remove(id).map_err(backend)? else {
+            return Ok(None);
+        };
+        let session: Session = decode(bytes.value())?;
+        drop(bytes);
+        self.unindex(&session)?;
+        Ok(Some(session))
+    }
+
+    /// Removes a session already read in this transaction, with its index entries.
+    fn discard(&mut self, session: &Session) -> Result<(), StoreError> {
+        self.sessions.remove(session.id.as_ref()).map_err(backend)?;
+        self.unindex(session)
+    }
+
+    /// Lets `change` edit the live session with this id, and writes it back re-indexed if it
+    /// says [`Edit::Write`]. `None` if no live session has the id.
+    fn update<T>(
+        &mut self,
+        id: &SessionId,
+        now: Timestamp,
+        change: impl FnOnce(&mut Session) -> Edit<T>,
+    ) -> Result<Option<T>, StoreError> {
+        let Some(stored) = self.live(id, now)? else {
+            return Ok(None);
+        };
+        let mut session = stored.clone();
+        match change(&mut session) {
+            Edit::Write(outcome) => {
+                self.rewrite(&stored, &session)?;
+                Ok(Some(outcome))
+            }
+            Edit::Keep(outcome) => Ok(Some(outcome)),
+        }
+    }
+
+    /// Writes `session` over `stored` (the same id, read in this transaction), moving only the
+    /// index entries whose keys changed: a patch without touch rewrites the record alone.
+    fn rewrite(&mut self, stored: &Session, session: &Session) -> Result<(), StoreError> {
+        debug_assert_eq!(stored.id, session.id);
+        let id = session.id.as_ref();
+        self.sessions.insert(id, encode(session)?.as_slice()).map_err(backend)?;
+        if (&stored.user_id, stored.created_at) != (&session.user_id, session.created_at) {
+            self.by_user.remove((stored.user_id.as_ref(), stored.created_at.as_millis(), id)).map_err(backend)?;
+            self.by_user.insert((session.user_id.as_ref(), session.created_at.as_millis(), id), ()).map_err(backend)?;
+        }
+        if stored.expires_at != session.expires_at {
+            self.by_expiry.remove((stored.expires_at.as_millis(), id)).map_err(backend)?;
+            self.by_expiry.insert((session.expires_at.as_millis(), id), ()).map_err(backend)?;
+        }
+        self.changed = true;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SessionStore for EmbeddedStore {
+    async fn create(&self, session: &Session, limit: UserLimit, now: Timestamp) -> Result<Created, StoreError> {
+        let session = session.clone();
+        self.write_sessions(move |t| {
+            let previous = get::<Session>(&t.sessions, session.id.as_ref())?;
+            if previous.as_ref().is_some_and(|s| !s.is_expired(now)) {
+                return Ok(Created::IdTaken);
+            }
+            let live = match limit {
+                UserLimit::Unlimited => Vec::new(),
+                _ => user_sessions(&t.sessions, &t.by_user, &session.user_id)?
+                    .into_iter()
+                    .filter(|s| !s.is_expired(now))
+                    .collect(),
+            };
+            let Some(excess) = limit.admit(live.len()) else {
+                return Ok(Created::LimitReached);
+            };
+            if let Some(dead) = previous {
+                t.discard(&dead)?;
+            }
+            let mut evicted = Vec::with_capacity(excess);
+            for oldest in live.into_iter().take(excess) {
+                t.discard(&oldest)?;
+                evicted.push(oldest.id);
+            }
+            t.insert(&session)?;
+            Ok(Created::Created { evicted })
+        })
+        .await
+    }
+
+    async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        let id = id.clone();
+        self.read(move |txn| {
+            let sessions = txn.open_table(SESSIONS).map_err(backend)?;
+            Ok(get::<Session>(&sessions, id.as_ref())?.filter(|s| !s.is_expired(now)))
+        })
+        .await
+    }
+
+    async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        let id = id.clone();
+        self.write_sessions(move |t| {
+            t.update(&id, now, |s| {
+                s.touch(now);
+                Edit::Write(s.clone())
+            })
+        })
+        .await
+    }
+
+    async fn patch(
+        &self,
+        id: &SessionId,
+        patch: &Patch,
+        expected: Option<Version>,
+        touch: bool,
+        now: Timestamp,
+    ) -> Result<Patched, StoreError> {
+        let (id, patch) = (id.clone(), patch.clone());
+        self.write_sessions(move |t| {
+            let outcome = t.update(&id, now, |s| {
+                if expected.is_some_and(|v| v != s.version) {
+                    return Edit::Keep(Patched::VersionMismatch(s.version));
+                }
+                if let Err(rejected) = s.apply(&patch) {
+                    return Edit::Keep(Patched::Rejected(rejected));
+                }
+                if touch {
+                    s.touch(now);
+                }
+                Edit::Write(Patched::Applied(s.clone()))
+            })?;
+            Ok(outcome.unwrap_or(Patched::NotFound))
+        })
+        .await
+    }
+
+    async fn replace(&self, session: &Session, expected: Version, now: Timestamp) -> Result<Replaced, StoreError> {
+        let new = session.clone();
+        self.write_sessions(move |t| {
+            let outcome = t.update(&new.id, now, |s| {
+                if s.version != expected {
+                    return Edit::Keep(Replaced::VersionMismatch(s.version));
+                }
+                s.attributes = new.attributes.clone();
+                s.device = new.device.clone();
+                s.version = s.version.next();
+                Edit::Write(Replaced::Applied(s.clone()))
+            })?;
+            Ok(outcome.unwrap_or(Replaced::NotFound))
+        })
+        .await
+    }
+
+    async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+        let (old, new) = (old.clone(), new.clone());
+        self.write_sessions(move |t| {
+            let Some(mut session) = t.live(&old, now)? else {
+                return Ok(Renamed::NotFound);
+            };
+            if t.live(&new, now)?.is_some() {
+                return Ok(Renamed::IdTaken);
+            }
+            t.remove(new.as_ref())?;
+            t.discard(&session)?;
+            session.id = new;
+            session.version = session.version.next();
+            session.touch(now);
+            t.insert(&session)?;
+            Ok(Renamed::Renamed(session))
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        let id = id.clone();
+        self.write_sessions(move |t| Ok(t.remove(id.as_ref())?.filter(|s| !s.is_expired(now)))).await
+    }
+
+    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        let user = user.clone();
+        self.read(move |txn| {
+            let sessions = txn.open_table(SESSIONS).map_err(backend)?;
+            let by_user = txn.open_table(BY_USER).map_err(backend)?;
+            let mut found = user_sessions(&sessions, &by_user, &user)?;
+            found.retain(|s| !s.is_expired(now));
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+        let user = user.clone();
+        self.write_sessions(move |t| {
+            let mut deleted = Vec::new();
+            for (created_at, id) in user_keys(&t.by_user, &user)? {
+                match t.remove(&id)? {
+                    Some(s) if !s.is_expired(now) => deleted.push(s.id),
+                    Some(_) => {}
+                    None => {
+                        // An index entry whose record was purged undecodable: drop it too.
+                        t.by_user.remove((user.as_ref(), created_at, id.as_str())).map_err(backend)?;
+                        t.changed = true;
+                    }
+                }
+            }
+            Ok(deleted)
+        })
+        .await
+    }
+
+    async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.read(move |txn| {
+            let sessions = txn.open_table(SESSIONS).map_err(backend)?;
+            let by_expiry = txn.open_table(BY_EXPIRY).map_err(backend)?;
+            // Dead sessions sit at the front of the expiry order until they are purged.
+            let dead = due(&by_expiry, now, usize::MAX)?.len() as u64;
+            Ok(sessions.len().map_err(backend)?.saturating_sub(dead))
+        })
+        .await
+    }
+
+    async fn delete_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<SessionRef>, StoreError> {
+        self.write_sessions(move |t| {
+            let mut purged = Vec::new();
+            for (expires_at, id) in due(&t.by_expiry, now, limit)? {
+                t.by_expiry.remove((expires_at, id.as_str())).map_err(backend)?;
+                t.changed = true;
+                let Some(bytes) = t.sessions.remove(id.as_str()).map_err(backend)? else {
+                    continue;
+                };
+                // A record that no longer decodes is dead by its index entry all the same: drop
+                // it rather than stop every later purge on it. Its user entry cannot be found
+                // without the record; reads skip it, and `delete_user` removes it.
+                let Ok(session) = decode::<Session>(bytes.value()) else {
+                    continue;
+                };
+                drop(bytes);
+                let key = (session.user_id.as_ref(), session.created_at.as_millis(), session.id.as_ref());
+                t.by_user.remove(key).map_err(backend)?;
+                purged.push(SessionRef { id: session.id, user_id: session.user_id });
+            }
+            Ok(purged)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|txn| txn.open_table(SESSIONS).map(drop).map_err(backend)).await
+    }
+}
+
+#[async_trait]
+impl ServiceStore for EmbeddedStore {
+    async fn create_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+        let service = service.clone();
+        self.write(move |txn| {
+            let mut services = txn.open_table(SERVICES).map_err(backend)?;
+            let id = service.id.as_ref();
+            if services.get(id).map_err(backend)?.is_some() {
+                return Ok((false, false));
+            }
+            services.insert(id, encode(&service)?.as_slice()).map_err(backend)?;
+            Ok((true, true))
+        })
+        .await
+    }
+
+    async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
+        let id = id.clone();
+        self.read(move |txn| get(&txn.open_table(SERVICES).map_err(backend)?, id.as_ref())).await
+    }
+
+    async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        self.read(|txn| {
+            let services = txn.open_table(SERVICES).map_err(backend)?;
+            let mut all = Vec::new();
+            for entry in services.iter().map_err(backend)? {
+                let (_, bytes) = entry.map_err(backend)?;
+                all.push(decode(bytes.value())?);
+            }
+            Ok(all)
+        })
+        .await
+    }
+
+    async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.write(move |txn| {
+            let removed = txn.open_table(SERVICES).map_err(backend)?.remove(id.as_ref()).map_err(backend)?.is_some();
+            Ok((removed, removed))
+        })
+        .await
+    }
+}

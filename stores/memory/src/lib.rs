@@ -75,13 +75,9 @@ impl Inner {
         Some(session)
     }
 
-    /// Takes a live session out, lets `change` edit it, and puts it back re-indexed.
-    fn update<T>(
-        &mut self,
-        id: &SessionId,
-        now: Timestamp,
-        change: impl FnOnce(&mut Session) -> Result<T, T>,
-    ) -> Option<Result<T, T>> {
+    /// Takes a live session out, lets `change` edit it (or leave it be), and puts it back
+    /// re-indexed.
+    fn update<T>(&mut self, id: &SessionId, now: Timestamp, change: impl FnOnce(&mut Session) -> T) -> Option<T> {
         self.live(id, now)?;
         let mut session = self.remove(id)?;
         let outcome = change(&mut session);
@@ -104,18 +100,12 @@ impl SessionStore for MemoryStore {
         inner.remove(&session.id);
         let live: Vec<SessionId> =
             inner.user_sessions(&session.user_id).filter(|s| !s.is_expired(now)).map(|s| s.id.clone()).collect();
-        let mut evicted = Vec::new();
-        match limit {
-            UserLimit::Unlimited => {}
-            UserLimit::Refuse(max) if live.len() >= max.get() as usize => return Ok(Created::LimitReached),
-            UserLimit::Refuse(_) => {}
-            UserLimit::EvictOldest(max) => {
-                let excess = (live.len() + 1).saturating_sub(max.get() as usize);
-                for id in live.into_iter().take(excess) {
-                    inner.remove(&id);
-                    evicted.push(id);
-                }
-            }
+        let Some(excess) = limit.admit(live.len()) else {
+            return Ok(Created::LimitReached);
+        };
+        let evicted: Vec<SessionId> = live.into_iter().take(excess).collect();
+        for id in &evicted {
+            inner.remove(id);
         }
         inner.insert(session.clone());
         Ok(Created::Created { evicted })
@@ -127,12 +117,10 @@ impl SessionStore for MemoryStore {
 
     async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
         let mut inner = self.lock();
-        Ok(inner
-            .update(id, now, |s| {
-                s.touch(now);
-                Ok(s.clone())
-            })
-            .and_then(Result::ok))
+        Ok(inner.update(id, now, |s| {
+            s.touch(now);
+            s.clone()
+        }))
     }
 
     async fn patch(
@@ -146,29 +134,31 @@ impl SessionStore for MemoryStore {
         let mut inner = self.lock();
         let outcome = inner.update(id, now, |s| {
             if expected.is_some_and(|v| v != s.version) {
-                return Err(Patched::VersionMismatch(s.version));
+                return Patched::VersionMismatch(s.version);
             }
-            s.apply(patch).map_err(Patched::Rejected)?;
+            if let Err(e) = s.apply(patch) {
+                return Patched::Rejected(e);
+            }
             if touch {
                 s.touch(now);
             }
-            Ok(Patched::Applied(s.clone()))
+            Patched::Applied(s.clone())
         });
-        Ok(outcome.map_or(Patched::NotFound, |r| r.unwrap_or_else(|e| e)))
+        Ok(outcome.unwrap_or(Patched::NotFound))
     }
 
     async fn replace(&self, session: &Session, expected: Version, now: Timestamp) -> Result<Replaced, StoreError> {
         let mut inner = self.lock();
         let outcome = inner.update(&session.id, now, |s| {
             if s.version != expected {
-                return Err(Replaced::VersionMismatch(s.version));
+                return Replaced::VersionMismatch(s.version);
             }
             s.attributes = session.attributes.clone();
             s.device = session.device.clone();
             s.version = s.version.next();
-            Ok(Replaced::Applied(s.clone()))
+            Replaced::Applied(s.clone())
         });
-        Ok(outcome.map_or(Replaced::NotFound, |r| r.unwrap_or_else(|e| e)))
+        Ok(outcome.unwrap_or(Replaced::NotFound))
     }
 
     async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {

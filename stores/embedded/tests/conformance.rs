@@ -1,0 +1,10 @@
+//! The store contract, checked by the shared conformance suite.
+
+sessanger_testkit::store_conformance!(|| async {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = sessanger_store_embedded::EmbeddedStore::open(dir.path()).expect("the store opens");
+    // The store holds the database file open, so removing the directory now costs the test
+    // nothing (on Unix the file lives on until the store drops it) and leaves nothing behind.
+    drop(dir);
+    store
+});
