@@ -9,6 +9,7 @@
 //! - `service`: registered services, their [`Permission`]s and [`ServiceToken`]s.
 //! - `manager`: [`SessionManager`], the library API (sa-token's `DistributedSessionManager`,
 //!   beego's `Manager`), with [`SessionEvent`]s and the audit trail ([`audit::TARGET`]).
+//! - [`wire`]: the JSON bodies of the native HTTP API, shared by server and clients.
 //! - [`config`]: the configuration file model, `${VAR}` interpolation, and its errors.
 
 pub mod audit;
@@ -20,6 +21,7 @@ mod service;
 mod session;
 mod store;
 mod time;
+pub mod wire;
 
 pub use event::{DeleteReason, SessionEvent};
 pub use id::{IdError, ServiceId, SessionId, UserId};
