@@ -82,7 +82,8 @@ async fn without_refresh_on_access_reads_do_not_extend() {
 
 #[tokio::test]
 async fn per_session_ttl_overrides_the_policy_but_not_the_absolute_lifetime() {
-    let policy = SessionPolicy { max_lifetime: Duration::from_secs(100), ..SessionPolicy::new(Duration::from_secs(60)) };
+    let policy =
+        SessionPolicy { max_lifetime: Duration::from_secs(100), ..SessionPolicy::new(Duration::from_secs(60)) };
     let (m, _) = manager(policy);
     let s = m
         .create_session(&alice(), NewSession { ttl: Some(Duration::from_secs(1000)), ..NewSession::default() })
@@ -93,10 +94,8 @@ async fn per_session_ttl_overrides_the_policy_but_not_the_absolute_lifetime() {
 
 #[tokio::test]
 async fn evicted_sessions_are_announced() {
-    let policy = SessionPolicy {
-        max_per_user: UserLimit::EvictOldest(NonZeroU32::new(1).unwrap()),
-        ..SessionPolicy::default()
-    };
+    let policy =
+        SessionPolicy { max_per_user: UserLimit::EvictOldest(NonZeroU32::new(1).unwrap()), ..SessionPolicy::default() };
     let (m, _) = manager(policy);
     let first = m.create_session(&alice(), NewSession::default()).await.unwrap();
     let mut events = m.subscribe();
@@ -139,7 +138,8 @@ async fn invalid_patches_are_refused_before_the_store() {
 #[tokio::test]
 async fn services_verify_only_with_their_own_secret() {
     let (m, _) = manager(SessionPolicy::default());
-    let (record, token) = m.register_service("billing".parse().unwrap(), "Billing", vec![Permission::Read]).await.unwrap();
+    let (record, token) =
+        m.register_service("billing".parse().unwrap(), "Billing", vec![Permission::Read]).await.unwrap();
     assert_eq!(m.verify_service(&token).await.unwrap(), record);
     let forged = format!("billing.{}", "A".repeat(43)).parse().unwrap();
     assert!(matches!(m.verify_service(&forged).await, Err(ManagerError::InvalidCredentials)));

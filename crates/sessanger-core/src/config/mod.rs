@@ -1,0 +1,472 @@
+//! The configuration file: its model, `${VAR}` interpolation, and errors that name file, line
+//! and key.
+//!
+//! A file is YAML (`.yaml`, `.yml`) or JSON (`.json`); every section and key is optional, and an
+//! unknown key is an error rather than a silently ignored typo. Loading runs in three steps:
+//!
+//! 1. [`${VAR}` interpolation](#interpolation) on the raw text;
+//! 2. parsing into [`Config`], with the key path of any error ([`ConfigError::Parse`]);
+//! 3. checks across keys ([`ConfigError::Invalid`]): routing keys, addresses, store URLs.
+//!
+//! # Interpolation
+//! `${NAME}` is replaced by the environment variable `NAME`; `${NAME:-default}` by `default`
+//! when `NAME` is unset or empty. It applies everywhere in the file, comments included; write
+//! `$${` for a literal `${`. A missing variable without a default is an error naming it and its
+//! line. Values are inserted verbatim, as a shell would: quote the placeholder
+//! (`password: "${PASSWORD}"`) when a value may hold `#`, `: ` or quotes, and a value holding a
+//! line break is refused, so that the lines of errors always match the file.
+//!
+//! # Scalars
+//! - Durations: whole seconds (`90`, `"90"`) or text such as `30m`, `24h`, `1h 30m`.
+//! - Sizes: bytes (`65536`) or a whole number with a unit: `512KiB`, `1MiB`, `1MB`.
+//! - Names and secrets (`login`, `password`, user names, routing keys) may be written as
+//!   numbers: `password: 123` is the text `"123"`. YAML rewrites some number forms before they
+//!   are read (`0x1F` is 31, `+5` is 5): quote such values.
+
+mod de;
+mod error;
+mod interpolate;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    num::NonZeroU32,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+pub use self::error::ConfigError;
+use crate::{Limits, SessionPolicy, UserLimit};
+
+/// The format of a config text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// YAML 1.2 (`.yaml`, `.yml`).
+    Yaml,
+    /// JSON (`.json`).
+    Json,
+}
+
+impl Format {
+    /// The format a file name's extension names (case-insensitive), if any.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "yaml" | "yml" => Some(Format::Yaml),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+/// The whole configuration file. Every section is optional; [`Config::default`] is what an
+/// empty file means.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a mapping of config sections")]
+#[non_exhaustive]
+pub struct Config {
+    /// How sessions live: `session:`.
+    #[serde(deserialize_with = "de::null_as_default")]
+    pub session: SessionConfig,
+    /// The RabbitMQ broker: `broker:`; absent when sessanger is not on a broker.
+    pub broker: Option<BrokerConfig>,
+    /// The HTTP service: `http:`.
+    #[serde(deserialize_with = "de::null_as_default")]
+    pub http: HttpConfig,
+    /// Where sessions are kept: `store:`.
+    #[serde(deserialize_with = "de::null_as_default")]
+    pub store: StoreConfig,
+    /// Where the embedded store, the admin token and the running server's URL live
+    /// (`data_dir:`); the command line decides when absent.
+    #[serde(deserialize_with = "optional_path")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// `session:`: lifetimes and per-user limits of sessions.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a mapping of session settings")]
+#[non_exhaustive]
+pub struct SessionConfig {
+    /// Idle lifetime: a session dies this long after its last refresh (`ttl`, default 30m).
+    #[serde(deserialize_with = "de::duration")]
+    pub ttl: Duration,
+    /// Absolute lifetime, whatever the refreshes (`max_lifetime`, default 30 days).
+    #[serde(deserialize_with = "de::duration")]
+    pub max_lifetime: Duration,
+    /// Whether every read renews the idle deadline (`refresh_on_access`, default false).
+    pub refresh_on_access: bool,
+    /// Most live sessions one user may hold (`max_per_user`); absent means unlimited.
+    pub max_per_user: Option<NonZeroU32>,
+    /// What creating one more session than `max_per_user` does (`on_limit`).
+    pub on_limit: OnLimit,
+    /// How often expired sessions are purged (`gc_interval`, default 5s).
+    #[serde(deserialize_with = "de::duration")]
+    pub gc_interval: Duration,
+    /// The routing key this sessanger consumes on the broker (`routing_key`); when
+    /// `broker.routing_keys` is set it must be one of its keys. Empty text means absent, so
+    /// `${VAR:-}` can leave it unset.
+    #[serde(deserialize_with = "de::optional_text")]
+    pub routing_key: Option<String>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        let policy = SessionPolicy::default();
+        SessionConfig {
+            ttl: policy.idle_ttl,
+            max_lifetime: policy.max_lifetime,
+            refresh_on_access: policy.refresh_on_access,
+            max_per_user: None,
+            on_limit: OnLimit::default(),
+            gc_interval: Duration::from_secs(5),
+            routing_key: None,
+        }
+    }
+}
+
+/// What happens when a user at `max_per_user` opens one more session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLimit {
+    /// The user's oldest sessions are deleted to make room (`evict_oldest`, the default), so a
+    /// user who lost a device can always sign in again.
+    #[default]
+    EvictOldest,
+    /// The new session is refused (`refuse`).
+    Refuse,
+}
+
+/// `broker:`: the RabbitMQ broker sessanger takes requests from.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping of broker settings")]
+#[non_exhaustive]
+pub struct BrokerConfig {
+    /// `host:port` or a full `amqp://host:port/vhost` URL (`url`); see
+    /// [`amqp_url`](Self::amqp_url).
+    #[serde(deserialize_with = "de::text")]
+    pub url: String,
+    /// The account sessanger itself connects with (`sessanger: {login, password}`).
+    pub sessanger: BrokerAccount,
+    /// Credentials for users' connections (`user: {password}`), if they need one.
+    #[serde(default)]
+    pub user: Option<UserAccount>,
+    /// Which sessanger serves which users (`routing_keys`): routing key → user names, where
+    /// `'*'` (alone in its list) stands for every user not listed elsewhere.
+    #[serde(default, deserialize_with = "de::routing_keys")]
+    pub routing_keys: BTreeMap<String, Vec<String>>,
+    /// The PAM service users authenticate against (`pam_service`, default `sessanger`).
+    #[serde(default = "default_pam_service", deserialize_with = "de::text")]
+    pub pam_service: String,
+}
+
+fn default_pam_service() -> String {
+    "sessanger".into()
+}
+
+impl BrokerConfig {
+    /// The URL with its scheme: `127.0.0.1:5672` becomes `amqp://127.0.0.1:5672`; a URL that
+    /// has a scheme is returned as written.
+    ///
+    /// ```
+    /// # use sessanger_core::config::{Config, Format};
+    /// let text = "broker: {url: 127.0.0.1:5672, sessanger: {login: s, password: p}}";
+    /// let config = Config::parse(text, Format::Yaml, "inline.yaml").unwrap();
+    /// assert_eq!(config.broker.unwrap().amqp_url(), "amqp://127.0.0.1:5672");
+    /// ```
+    pub fn amqp_url(&self) -> String {
+        let url = self.url.trim();
+        if url.contains("://") { url.to_owned() } else { format!("amqp://{url}") }
+    }
+
+    /// The routing key that serves `user`: the key listing it by name, else the key listing
+    /// `'*'`, else none.
+    pub fn routing_key_for(&self, user: &str) -> Option<&str> {
+        let listing = |name: &str| self.routing_keys.iter().find(|(_, users)| users.iter().any(|u| u == name));
+        listing(user).or_else(|| listing(WILDCARD)).map(|(key, _)| key.as_str())
+    }
+}
+
+/// In `broker.routing_keys`, the user name standing for every user listed under no other key.
+pub const WILDCARD: &str = "*";
+
+/// A broker login (`broker.sessanger`). Debug hides the password, so logging a config leaks
+/// no secret.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `login` and `password`")]
+#[non_exhaustive]
+pub struct BrokerAccount {
+    /// The user name (`login`).
+    #[serde(deserialize_with = "de::text")]
+    pub login: String,
+    /// The password (`password`).
+    #[serde(deserialize_with = "de::text")]
+    pub password: String,
+}
+
+impl fmt::Debug for BrokerAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BrokerAccount").field("login", &self.login).field("password", &"<redacted>").finish()
+    }
+}
+
+/// Credentials for users' broker connections (`broker.user`). Debug hides the password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `password`")]
+#[non_exhaustive]
+pub struct UserAccount {
+    /// The password (`password`).
+    #[serde(deserialize_with = "de::text")]
+    pub password: String,
+}
+
+impl fmt::Debug for UserAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserAccount").field("password", &"<redacted>").finish()
+    }
+}
+
+/// `http:`: the HTTP service.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a mapping of HTTP settings")]
+#[non_exhaustive]
+pub struct HttpConfig {
+    /// The socket address to listen on (`listen`, default `127.0.0.1:8090`); checked to parse
+    /// as a [`SocketAddr`](std::net::SocketAddr).
+    #[serde(deserialize_with = "de::text")]
+    pub listen: String,
+    /// The largest request body accepted, in bytes (`body_limit`, default 1 MiB).
+    #[serde(deserialize_with = "de::byte_size")]
+    pub body_limit: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: "127.0.0.1:8090".into(), body_limit: 1 << 20 }
+    }
+}
+
+/// `store:`: where sessions are kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a mapping of store settings")]
+#[non_exhaustive]
+pub struct StoreConfig {
+    /// The store URL (`url`): `memory://`, `embedded://PATH`, `redis://…`, `postgres://…`,
+    /// `mysql://…`, `mongodb://…` ([`STORE_SCHEMES`] lists them all). Absent (or empty) means
+    /// the embedded store in the data directory.
+    #[serde(deserialize_with = "de::optional_text")]
+    pub url: Option<String>,
+}
+
+/// The URL schemes `store.url` may use. A scheme listed here may still be missing from a given
+/// build of the binary, which says so when it opens the store.
+pub const STORE_SCHEMES: &[&str] = &[
+    "memory",
+    "embedded",
+    "redis",
+    "redis+cluster",
+    "rediss",
+    "postgres",
+    "postgresql",
+    "mysql",
+    "mariadb",
+    "mongodb",
+    "mongodb+srv",
+];
+
+fn optional_path<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<PathBuf>, D::Error> {
+    Ok(de::optional_text(deserializer)?.map(PathBuf::from))
+}
+
+impl Config {
+    /// Reads, expands and checks the config file at `path`; the format follows the extension
+    /// (`.yaml`, `.yml`, `.json`), and `${VAR}` reads the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let format = Format::from_path(path).ok_or_else(|| ConfigError::UnknownFormat { path: path.to_owned() })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text, format, &path.display().to_string())
+    }
+
+    /// Expands, parses and checks a config text, with `${VAR}` read from the process
+    /// environment; `origin` names the text in error messages (usually its file name).
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use sessanger_core::config::{Config, Format};
+    ///
+    /// let text = "
+    /// session:
+    ///   ttl: 1h 30m
+    ///   max_per_user: 5
+    /// broker:
+    ///   url: 127.0.0.1:5672
+    ///   sessanger: {login: sessanger, password: 123}
+    ///   routing_keys:
+    ///     sessanger1: ['*']
+    /// ";
+    /// let config = Config::parse(text, Format::Yaml, "config.yaml")?;
+    /// assert_eq!(config.session.ttl, Duration::from_secs(5400));
+    /// let broker = config.broker.as_ref().unwrap();
+    /// assert_eq!(broker.sessanger.password, "123");
+    /// assert_eq!(broker.routing_key_for("alice"), Some("sessanger1"));
+    ///
+    /// let err = Config::parse("session:\n  ttl: abc\n", Format::Yaml, "config.yaml").unwrap_err();
+    /// assert!(err.to_string().starts_with(r#"config.yaml:2:8: session.ttl: invalid duration "abc""#));
+    /// # Ok::<(), sessanger_core::config::ConfigError>(())
+    /// ```
+    pub fn parse(text: &str, format: Format, origin: &str) -> Result<Config, ConfigError> {
+        Config::parse_with_env(text, format, origin, |name| std::env::var(name).ok())
+    }
+
+    /// [`Config::parse`] with `${VAR}` read through `env` instead of the process environment
+    /// (tests, or a caller with its own variables).
+    pub fn parse_with_env(
+        text: &str,
+        format: Format,
+        origin: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let expanded = interpolate::expand(text, origin, &env)?;
+        let config = match format {
+            Format::Yaml => from_yaml(&expanded, origin)?,
+            Format::Json => from_json(&expanded, origin)?,
+        };
+        validate::check(&config).map_err(|(path, message)| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            path,
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// The [`SessionPolicy`] the `session:` section describes, with default size [`Limits`].
+    pub fn session_policy(&self) -> SessionPolicy {
+        let session = &self.session;
+        let max_per_user = match (session.max_per_user, session.on_limit) {
+            (None, _) => UserLimit::Unlimited,
+            (Some(n), OnLimit::EvictOldest) => UserLimit::EvictOldest(n),
+            (Some(n), OnLimit::Refuse) => UserLimit::Refuse(n),
+        };
+        SessionPolicy {
+            idle_ttl: session.ttl,
+            max_lifetime: session.max_lifetime,
+            refresh_on_access: session.refresh_on_access,
+            max_per_user,
+            limits: Limits::default(),
+        }
+    }
+}
+
+fn from_yaml(expanded: &interpolate::Expanded, origin: &str) -> Result<Config, ConfigError> {
+    if is_blank_yaml(&expanded.text) {
+        return Ok(Config::default());
+    }
+    let deserializer = serde_yaml_ng::Deserializer::from_str(&expanded.text);
+    serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path: Vec<_> = error.path().iter().cloned().collect();
+        let error = error.into_inner();
+        let location = error.location().map(|l| (l.line(), l.column()));
+        parse_error(origin, expanded, &path, location, error.to_string(), Box::new(error), true)
+    })
+}
+
+fn from_json(expanded: &interpolate::Expanded, origin: &str) -> Result<Config, ConfigError> {
+    let mut deserializer = serde_json::Deserializer::from_str(&expanded.text);
+    let (path, error) = match serde_path_to_error::deserialize(&mut deserializer) {
+        Ok(config) => match deserializer.end() {
+            Ok(()) => return Ok(config),
+            Err(error) => (Vec::new(), error),
+        },
+        Err(error) => (error.path().iter().cloned().collect(), error.into_inner()),
+    };
+    let location = (error.line() != 0).then(|| (error.line(), error.column()));
+    Err(parse_error(origin, expanded, &path, location, error.to_string(), Box::new(error), false))
+}
+
+/// An empty file, or one of comments only, is the default config; YAML would call it null.
+fn is_blank_yaml(text: &str) -> bool {
+    text.lines().map(str::trim).all(|line| line.is_empty() || line.starts_with('#') || line == "---")
+}
+
+/// Builds [`ConfigError::Parse`], moving the column back to the file as written and taking the
+/// parser's own location (and, for YAML, its own copy of the key path) out of its message, as
+/// the error names them already.
+fn parse_error(
+    origin: &str,
+    expanded: &interpolate::Expanded,
+    path: &[serde_path_to_error::Segment],
+    location: Option<(usize, usize)>,
+    full_message: String,
+    source: crate::BoxError,
+    yaml: bool,
+) -> ConfigError {
+    let mut message = full_message;
+    if let Some((line, column)) = location {
+        let marker = format!(" at line {line} column {column}");
+        if let Some(at) = message.find(&marker) {
+            message.replace_range(at..at + marker.len(), "");
+        }
+    }
+    if yaml {
+        // serde_yaml_ng prefixes messages with the path it reached, in the same notation as
+        // serde_path_to_error: the whole path or one of its ancestors.
+        for len in (1..=path.len()).rev() {
+            let prefix = format!("{}: ", display_path(&path[..len]));
+            if let Some(rest) = message.strip_prefix(&prefix) {
+                message = rest.to_owned();
+                break;
+            }
+        }
+    }
+    // A syntax error leaves a trailing `?` (a key not read yet): noise, not a key path.
+    let known =
+        path.len() - path.iter().rev().take_while(|s| matches!(s, serde_path_to_error::Segment::Unknown)).count();
+    let path = &path[..known];
+    // For an unknown key, the path already ends with it; naming the section that does not
+    // know the key reads better (`session: unknown field `bogus``).
+    let path = match path.split_last() {
+        Some((serde_path_to_error::Segment::Map { key }, parent))
+            if message.starts_with(&format!("unknown field `{key}`")) =>
+        {
+            display_path(parent)
+        }
+        _ => display_path(path),
+    };
+    let (line, column) = match location {
+        Some((line, column)) => (Some(line), Some(expanded.raw_column(line, column))),
+        None => (None, None),
+    };
+    ConfigError::Parse { origin: origin.to_owned(), line, column, path, message, source }
+}
+
+/// `a.b[0].c`, the notation of both serde_path_to_error and serde_yaml_ng; empty for the root.
+fn display_path(segments: &[serde_path_to_error::Segment]) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in segments {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push('?');
+            }
+        }
+    }
+    out
+}
