@@ -1,1 +1,161 @@
-//! placeholder
+//! The HTTP API of sessanger: an axum [`Router`] over a [`SessionManager`].
+//!
+//! [`app`] builds the router (tests drive it with `tower::ServiceExt::oneshot`, no socket
+//! needed); [`serve`] runs it on a listener until a shutdown future resolves; [`openapi`] is the
+//! API description, generated from the handlers and also served at `/openapi.json`.
+//!
+//! Every `/v1` route needs `Authorization: Bearer <service token>`; the request then acts as
+//! that service (`SessionManager::for_service`), so the audit trail names the caller. Every
+//! failure is one JSON shape, `{"error": {"code": "<stable_snake_case>", "message": "..."}}`.
+//!
+//! # Layout
+//! - `routes/`: one file per resource, each a `routes()` router and its handlers:
+//!   `routes/sessions.rs` (`/v1/sessions/..`, `/v1/stats`), `routes/users.rs`
+//!   (`/v1/users/{user_id}/sessions`), `routes/services.rs` (the service registry),
+//!   `routes/ops.rs` (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the fallbacks).
+//! - `auth.rs`: the `Caller<P>` extractor: bearer token, verified service, permission `P`.
+//! - `extract.rs`: extractors whose failures are `ApiError`s: JSON bodies, ids in the path,
+//!   `If-Match`.
+//! - `reply.rs`: session responses: the shared wire body (`sessanger_core::wire`, which
+//!   clients decode too) with its `ETag` and `Location` headers.
+//! - `error.rs`: `ApiError`, its single `IntoResponse`, and the mapping of manager errors and
+//!   axum rejections.
+//! - `metrics.rs`: the Prometheus recorder of an [`AppState`] and the middleware that counts,
+//!   times and logs every request.
+//! - `openapi.rs`: the OpenAPI document.
+
+use std::{
+    future::{Future, IntoFuture},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderValue, header},
+    middleware,
+    response::Response,
+};
+use sessanger_core::SessionManager;
+use tokio::net::TcpListener;
+
+mod auth;
+mod error;
+mod extract;
+mod metrics;
+mod openapi;
+mod reply;
+mod routes;
+
+pub use openapi::openapi;
+
+/// How often histogram samples are folded into buckets when nobody scrapes `/metrics`;
+/// without it, samples would pile up in memory between scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// Tunables of the HTTP layer.
+///
+/// # Examples
+/// ```
+/// use sessanger_server::ServerOptions;
+///
+/// let options = ServerOptions { body_limit: 64 * 1024, ..ServerOptions::default() };
+/// assert_eq!(options.request_timeout.as_secs(), 30);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Largest request body accepted, in bytes; a larger one gets 413 `payload_too_large`.
+    /// Default 1 MiB.
+    pub body_limit: usize,
+    /// Longest a request may take, reading its body included; a slower one gets 503
+    /// `request_timeout`. Bounds what a hung store or a trickling client can hold. Default 30 s.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions { body_limit: 1024 * 1024, request_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// What every handler shares: the manager, the metrics recorder and the options.
+///
+/// Each `AppState` owns its own Prometheus recorder instead of installing a global one, so
+/// any number of states (one per test) coexist and `/metrics` shows only this server's numbers.
+/// Cheap to clone.
+///
+/// # Examples
+/// ```
+/// use std::sync::Arc;
+/// use sessanger_core::{SessionManager, SessionPolicy};
+/// use sessanger_server::{AppState, ServerOptions};
+/// use sessanger_store_memory::MemoryStore;
+///
+/// let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default());
+/// let router = sessanger_server::app(AppState::new(manager, ServerOptions::default()));
+/// # drop(router);
+/// ```
+#[derive(Clone, Debug)]
+pub struct AppState {
+    manager: SessionManager,
+    metrics: metrics::Metrics,
+    options: ServerOptions,
+}
+
+impl AppState {
+    /// A state serving `manager`'s sessions. Requests act as the service their token names,
+    /// whatever service `manager` itself acts for.
+    pub fn new(manager: SessionManager, options: ServerOptions) -> Self {
+        AppState { manager, metrics: metrics::Metrics::new(), options }
+    }
+}
+
+/// The whole API as a router, ready for `axum::serve` or `oneshot` in tests.
+pub fn app(state: AppState) -> Router {
+    // Layers run outside-in from the last one added: the metrics middleware sees every
+    // response, timeouts and fallbacks included.
+    routes::router()
+        .layer(DefaultBodyLimit::max(state.options.body_limit))
+        .layer(middleware::from_fn_with_state(state.options.request_timeout, routes::enforce_timeout))
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::observe))
+        .layer(middleware::map_response(no_store))
+        .with_state(state)
+}
+
+/// Serves [`app`] on `listener` until `shutdown` resolves, then stops accepting connections
+/// and returns once the requests in flight have been answered.
+///
+/// # Examples
+/// ```no_run
+/// # use std::sync::Arc;
+/// # use sessanger_core::{SessionManager, SessionPolicy};
+/// # use sessanger_server::{AppState, ServerOptions};
+/// # use sessanger_store_memory::MemoryStore;
+/// # async fn run() -> std::io::Result<()> {
+/// # let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8090").await?;
+/// let state = AppState::new(manager, ServerOptions::default());
+/// sessanger_server::serve(listener, state, async { /* e.g. wait for SIGTERM */ }).await
+/// # }
+/// ```
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = state.metrics.clone();
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown);
+    // Upkeep runs inside this future rather than as a spawned task, so it stops with the
+    // server, and also when the caller drops `serve` instead of shutting it down.
+    tokio::select! {
+        served = server.into_future() => served,
+        never = metrics.run_upkeep(METRICS_UPKEEP) => match never {},
+    }
+}
+
+/// Session data and service tokens must never sit in a shared cache; health and metrics are
+/// live readings too, so every response says `no-store`.
+async fn no_store(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

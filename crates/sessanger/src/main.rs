@@ -1,1 +1,52 @@
-fn main() {}
+//! `sessanger`: the one binary. A thin clap shell over the library crates.
+//!
+//! # Layout
+//! - `cli`: the command line (flags, environment variables, subcommands).
+//! - `settings`: the config file merged with flags and environment.
+//! - `backend`: opens the store a URL names.
+//! - `serve`: `sessanger serve`, the HTTP service with its first-start bootstrap.
+//! - `admin`: `service …` and `sessions …`, on the store directly or through a running server.
+//! - `logging`: human logs and the JSON-lines audit trail.
+
+mod admin;
+mod backend;
+mod cli;
+mod logging;
+mod serve;
+mod settings;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, ConfigCommand};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    logging::init(cli.audit_log.as_deref())?;
+    if let Command::Config { command: ConfigCommand::Check { file } } = &cli.command {
+        // The error already names file, line and key; its source would only repeat them.
+        let config = match sessanger_core::config::Config::load(file) {
+            Ok(config) => config,
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        };
+        println!("{}: ok", file.display());
+        if let Some(key) = &config.session.routing_key {
+            println!("session.routing_key: {key}");
+        }
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = settings::Settings::resolve(&cli)?;
+    match cli.command {
+        Command::Serve { .. } => serve::run(settings).await,
+        Command::Service { command } => admin::service(&settings, command).await,
+        Command::Sessions { command } => admin::sessions(&settings, command).await,
+        Command::Config { .. } => unreachable!("handled before the runtime starts"),
+    }
+}

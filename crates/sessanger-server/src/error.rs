@@ -1,0 +1,234 @@
+//! [`ApiError`]: every failure the API reports, each with its status and stable code fixed in
+//! one place, and the single [`IntoResponse`] that turns it into the JSON error shape (the
+//! shared `sessanger_core::wire::ErrorBody`, which clients decode).
+//!
+//! Client errors say what was wrong. Server errors say nothing about their cause: the body is
+//! generic, and the cause travels as a [`Fault`] response extension to the metrics middleware,
+//! which logs and counts it. The conversion itself has no side effects.
+
+use std::{error::Error, sync::Arc};
+
+use axum::{
+    Json,
+    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use sessanger_core::{
+    BoxError, ManagerError, PatchError, Permission, ServiceId, StoreError, Version,
+    wire::{ErrorBody, ErrorDetail},
+};
+use utoipa::ToSchema;
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    #[error("missing, malformed or unknown bearer token")]
+    Unauthorized,
+    #[error("this service lacks the `{0}` permission")]
+    Forbidden(Permission),
+    #[error("session not found")]
+    SessionNotFound,
+    #[error("service not found")]
+    ServiceNotFound,
+    #[error("no such route")]
+    NotFound,
+    #[error("this route does not take this method")]
+    MethodNotAllowed,
+    /// A malformed id names no session; it gets its own code so a client can tell a typo from
+    /// an expired session.
+    #[error("not a session id: a session id is 43 characters of base64url")]
+    InvalidSessionId,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error(transparent)]
+    InvalidPatch(PatchError),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the request body is over the size limit")]
+    PayloadTooLarge,
+    #[error("the session is at version {}, not the one in If-Match", .0.0)]
+    VersionMismatch(Version),
+    #[error("this request needs an If-Match header naming the session's version")]
+    PreconditionRequired,
+    #[error("the user already holds the maximum number of sessions")]
+    TooManySessions,
+    #[error("service `{0}` already exists")]
+    ServiceExists(ServiceId),
+    #[error("the request did not complete in time")]
+    Timeout,
+    #[error("the session store is unavailable")]
+    StoreUnavailable(#[source] StoreError),
+    #[error("internal server error")]
+    Internal(#[source] BoxError),
+}
+
+macro_rules! error_codes {
+    ($($variant:ident = $code:literal,)*) => {
+        /// Every value of `error.code`: stable and snake_case; clients branch on these, never
+        /// on messages. Listed once, here, for both the responses and the OpenAPI schema.
+        // `rename_all` rather than a `rename` per variant: utoipa cannot read a macro fragment
+        // inside `serde(..)`. A test checks that serde's spelling is `as_str`'s.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub(crate) enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            #[cfg(test)]
+            const ALL: &[ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            pub(crate) fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    Unauthorized = "unauthorized",
+    Forbidden = "forbidden",
+    SessionNotFound = "session_not_found",
+    ServiceNotFound = "service_not_found",
+    NotFound = "not_found",
+    MethodNotAllowed = "method_not_allowed",
+    InvalidSessionId = "invalid_session_id",
+    InvalidRequest = "invalid_request",
+    InvalidPatch = "invalid_patch",
+    NotAnInteger = "not_an_integer",
+    UnsupportedMediaType = "unsupported_media_type",
+    PayloadTooLarge = "payload_too_large",
+    VersionMismatch = "version_mismatch",
+    PreconditionRequired = "precondition_required",
+    TooManySessions = "too_many_sessions",
+    ServiceExists = "service_exists",
+    RequestTimeout = "request_timeout",
+    StoreUnavailable = "store_unavailable",
+    Internal = "internal",
+}
+
+/// The cause of a server-side failure, attached to its response for the metrics middleware to
+/// log and count; never part of the body.
+#[derive(Clone, Debug)]
+pub(crate) struct Fault(pub(crate) Arc<dyn Error + Send + Sync>);
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, ErrorCode) {
+        use ErrorCode as C;
+        match self {
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, C::Unauthorized),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, C::Forbidden),
+            ApiError::SessionNotFound => (StatusCode::NOT_FOUND, C::SessionNotFound),
+            ApiError::ServiceNotFound => (StatusCode::NOT_FOUND, C::ServiceNotFound),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, C::NotFound),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, C::MethodNotAllowed),
+            ApiError::InvalidSessionId => (StatusCode::NOT_FOUND, C::InvalidSessionId),
+            ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, C::InvalidRequest),
+            ApiError::InvalidPatch(PatchError::NotAnInteger(_)) => (StatusCode::UNPROCESSABLE_ENTITY, C::NotAnInteger),
+            ApiError::InvalidPatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, C::InvalidPatch),
+            ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType),
+            ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, C::PayloadTooLarge),
+            ApiError::VersionMismatch(_) => (StatusCode::PRECONDITION_FAILED, C::VersionMismatch),
+            ApiError::PreconditionRequired => (StatusCode::PRECONDITION_REQUIRED, C::PreconditionRequired),
+            ApiError::TooManySessions => (StatusCode::CONFLICT, C::TooManySessions),
+            ApiError::ServiceExists(_) => (StatusCode::CONFLICT, C::ServiceExists),
+            ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, C::RequestTimeout),
+            ApiError::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, C::StoreUnavailable),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, C::Internal),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        // For server errors `Display` is the generic text; the cause stays in `Fault`.
+        let body = ErrorBody { error: ErrorDetail { code: code.as_str().to_owned(), message: self.to_string() } };
+        let mut response = (status, Json(body)).into_response();
+        match self {
+            ApiError::Unauthorized => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::StoreUnavailable(cause) => {
+                response.extensions_mut().insert(Fault(Arc::new(cause)));
+            }
+            ApiError::Internal(cause) => {
+                response.extensions_mut().insert(Fault(Arc::from(cause)));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => ApiError::StoreUnavailable(error),
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<ManagerError> for ApiError {
+    fn from(error: ManagerError) -> Self {
+        match error {
+            ManagerError::NotFound => ApiError::SessionNotFound,
+            ManagerError::VersionMismatch { current } => ApiError::VersionMismatch(current),
+            ManagerError::LimitReached => ApiError::TooManySessions,
+            ManagerError::InvalidPatch(e) => ApiError::InvalidPatch(e),
+            ManagerError::InvalidCredentials => ApiError::Unauthorized,
+            ManagerError::ServiceExists(id) => ApiError::ServiceExists(id),
+            ManagerError::ServiceNotFound(_) => ApiError::ServiceNotFound,
+            ManagerError::Store(e) => e.into(),
+            // A variant added to the core later is a server-side surprise until mapped here.
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+/// Bodies that are too large, of the wrong type, or not the expected JSON.
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(rejection.body_text()),
+            // axum says 422 for well-formed JSON of the wrong shape; to the client it is just
+            // as much an invalid request as a syntax error, so both are 400.
+            status if status.is_client_error() => ApiError::InvalidRequest(rejection.body_text()),
+            _ => ApiError::Internal(Box::new(rejection)),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        match rejection {
+            PathRejection::FailedToDeserializePathParams(e) => ApiError::InvalidRequest(e.body_text()),
+            // A handler asking for a parameter its route lacks: our bug, not the client's.
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::InvalidRequest(rejection.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_spelled_the_same_in_bodies_and_in_the_schema() {
+        for code in ErrorCode::ALL {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
+}

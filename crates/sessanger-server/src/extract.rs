@@ -1,0 +1,136 @@
+//! Extractors whose failures are [`ApiError`]s, so no axum plain-text rejection ever reaches a
+//! client.
+
+use std::str::FromStr;
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, Path, Request},
+    http::{header, request::Parts},
+};
+use serde::de::DeserializeOwned;
+use sessanger_core::{IdError, ServiceId, SessionId, UserId, Version};
+
+use crate::error::ApiError;
+
+/// A JSON request body; axum's `Json` with its rejections mapped to [`ApiError`].
+#[derive(Debug)]
+pub(crate) struct JsonBody<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(JsonBody(value))
+    }
+}
+
+/// An identifier that can appear as the single parameter of a route.
+pub(crate) trait PathSegment: FromStr<Err = IdError> + Send {
+    /// What a malformed value means to the client.
+    fn malformed(error: IdError) -> ApiError;
+}
+
+impl PathSegment for SessionId {
+    fn malformed(_: IdError) -> ApiError {
+        ApiError::InvalidSessionId
+    }
+}
+
+impl PathSegment for UserId {
+    fn malformed(error: IdError) -> ApiError {
+        ApiError::InvalidRequest(error.to_string())
+    }
+}
+
+impl PathSegment for ServiceId {
+    // No service can have a malformed id, so there is none to find.
+    fn malformed(_: IdError) -> ApiError {
+        ApiError::ServiceNotFound
+    }
+}
+
+/// The route's single parameter, parsed as a `T`.
+#[derive(Debug)]
+pub(crate) struct PathId<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: PathSegment> FromRequestParts<S> for PathId<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
+        raw.parse().map(PathId).map_err(T::malformed)
+    }
+}
+
+/// The `If-Match` header: which version of the session the client last saw.
+///
+/// Accepts `"7"` (the `ETag` as sent), `7` and `W/"7"` — clients and proxies differ in how
+/// they echo tags, and the version alone is what counts — and `*`, "any version".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IfMatch {
+    /// No header: apply whatever the version.
+    Absent,
+    /// `*`: the session must exist, in any version.
+    Any,
+    /// Apply only if the session is still at this version.
+    Version(Version),
+}
+
+impl IfMatch {
+    /// The version to compare-and-set against, if any.
+    pub(crate) fn expected(self) -> Option<Version> {
+        match self {
+            IfMatch::Version(version) => Some(version),
+            IfMatch::Absent | IfMatch::Any => None,
+        }
+    }
+
+    fn parse(value: &str) -> Option<IfMatch> {
+        let value = value.trim();
+        if value == "*" {
+            return Some(IfMatch::Any);
+        }
+        let tag = value.strip_prefix("W/").unwrap_or(value);
+        let tag = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(tag);
+        // `u64::from_str` would accept a leading `+`; a version is plain digits.
+        if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        tag.parse().ok().map(|v| IfMatch::Version(Version(v)))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let mut values = parts.headers.get_all(header::IF_MATCH).iter();
+        let Some(value) = values.next() else { return Ok(IfMatch::Absent) };
+        let malformed = || ApiError::InvalidRequest("If-Match must name one version, such as \"3\"".into());
+        if values.next().is_some() {
+            return Err(malformed());
+        }
+        value.to_str().ok().and_then(IfMatch::parse).ok_or_else(malformed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_accepts_the_forms_clients_send() {
+        assert_eq!(IfMatch::parse("\"7\""), Some(IfMatch::Version(Version(7))));
+        assert_eq!(IfMatch::parse("7"), Some(IfMatch::Version(Version(7))));
+        assert_eq!(IfMatch::parse("W/\"7\""), Some(IfMatch::Version(Version(7))));
+        assert_eq!(IfMatch::parse(" * "), Some(IfMatch::Any));
+    }
+
+    #[test]
+    fn if_match_refuses_lists_signs_and_words() {
+        for bad in ["\"1\", \"2\"", "+7", "\"\"", "abc", "\"7", "-1", "99999999999999999999999"] {
+            assert_eq!(IfMatch::parse(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The OpenAPI document, generated from the handlers' `#[utoipa::path]`s and the schemas.
+//!
+//! Errors every authenticated route can give (401, 403, 500, 503) are added by [`Common`]
+//! instead of being repeated on each handler, which lists only its own.
+
+use utoipa::{
+    Modify, OpenApi,
+    openapi::{
+        Components, ContentBuilder, Ref, RefOr, ResponseBuilder,
+        security::{Http, HttpAuthScheme, SecurityScheme},
+    },
+};
+
+use sessanger_core::wire::{ErrorBody, ErrorDetail};
+
+use crate::{
+    error::ErrorCode,
+    routes::{ops, services, sessions, users},
+};
+
+/// The name of the bearer scheme in `components.securitySchemes` (also in `security(..)` above,
+/// where the macro needs the literal).
+const BEARER: &str = "bearer";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sessanger",
+        description = "Distributed sessions for services: create, read, patch and revoke sessions over HTTP.\n\n\
+            Every `/v1` route needs `Authorization: Bearer <service id>.<secret>`; the token's service \
+            needs `read`, `write` or `admin` (which implies both). Every error is \
+            `{\"error\": {\"code\": \"<stable_snake_case>\", \"message\": \"...\"}}`.",
+    ),
+    paths(
+        sessions::create_session,
+        sessions::get_session,
+        sessions::patch_attributes,
+        sessions::replace_session,
+        sessions::refresh_session,
+        sessions::regenerate_session,
+        sessions::delete_session,
+        sessions::stats,
+        users::list_user_sessions,
+        users::revoke_user_sessions,
+        services::list_services,
+        services::register_service,
+        services::remove_service,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        ops::openapi_json,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
+    modifiers(&Common),
+    security(("bearer" = [])),
+    tags(
+        (name = "sessions", description = "One session's life, from create to delete (`read` to read, `write` to change)"),
+        (name = "users", description = "All sessions of one user"),
+        (name = "services", description = "The registry of services allowed to call this API (`admin`)"),
+        (name = "ops", description = "Health, readiness, metrics and this document; no token needed"),
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI description of the whole API, as served at `/openapi.json`.
+///
+/// # Examples
+/// ```
+/// let doc = sessanger_server::openapi();
+/// assert!(doc.paths.paths.contains_key("/v1/sessions"));
+/// ```
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Adds the bearer scheme and the errors common to authenticated routes.
+struct Common;
+
+impl Modify for Common {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Components::new);
+        let mut bearer = Http::new(HttpAuthScheme::Bearer);
+        bearer.bearer_format = Some("<service id>.<secret>".into());
+        bearer.description = Some("A service token, issued once when the service is registered.".into());
+        components.add_security_scheme(BEARER, SecurityScheme::Http(bearer));
+
+        let common = [
+            ("401", "Unauthorized", "`unauthorized`: missing, malformed or unknown token"),
+            ("403", "Forbidden", "`forbidden`: the service lacks the permission"),
+            ("500", "Internal", "`internal`: the store failed; details are only logged"),
+            ("503", "Unavailable", "`store_unavailable`, or `request_timeout`"),
+        ];
+        for (_, name, description) in common {
+            let json = ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build();
+            let response = ResponseBuilder::new().description(description).content("application/json", json).build();
+            components.responses.insert(name.into(), RefOr::T(response));
+        }
+
+        for item in doc.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            // An operation without its own `security` inherits the bearer requirement; the
+            // public ones say `security(())`.
+            for operation in operations.into_iter().flatten().filter(|o| o.security.is_none()) {
+                for (status, name, _) in common {
+                    operation.responses.responses.insert(status.into(), RefOr::Ref(Ref::from_response_name(name)));
+                }
+            }
+        }
+    }
+}

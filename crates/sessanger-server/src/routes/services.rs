@@ -1,0 +1,71 @@
+//! `/v1/services`: the registry of services allowed to call this API (`admin` only).
+
+use axum::{
+    Json, Router,
+    http::StatusCode,
+    routing::{delete, get},
+};
+use sessanger_core::{
+    ServiceId,
+    wire::{CreateService, CreatedService, ErrorBody, ServiceBody, ServiceList},
+};
+
+use crate::{
+    AppState,
+    auth::{Admin, Caller},
+    error::ApiError,
+    extract::{JsonBody, PathId},
+};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/services", get(list_services).post(register_service))
+        .route("/v1/services/{id}", delete(remove_service))
+}
+
+/// List registered services (never their secrets).
+#[utoipa::path(
+    get, path = "/v1/services", tag = "services",
+    responses((status = 200, description = "The services", body = ServiceList))
+)]
+pub(crate) async fn list_services(caller: Caller<Admin>) -> Result<Json<ServiceList>, ApiError> {
+    let services = caller.manager.list_services().await?;
+    Ok(Json(ServiceList { services: services.into_iter().map(ServiceBody::from).collect() }))
+}
+
+/// Register a service and issue its token.
+#[utoipa::path(
+    post, path = "/v1/services", tag = "services", request_body = CreateService,
+    responses(
+        (status = 201, description = "The service and its token, shown once", body = CreatedService),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 409, description = "`service_exists`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn register_service(
+    caller: Caller<Admin>,
+    JsonBody(body): JsonBody<CreateService>,
+) -> Result<(StatusCode, Json<CreatedService>), ApiError> {
+    let name = body.name.unwrap_or_else(|| body.id.to_string());
+    let (record, token) = caller.manager.register_service(body.id, name, body.permissions).await?;
+    Ok((StatusCode::CREATED, Json(CreatedService { service: record.into(), token: token.expose() })))
+}
+
+/// Remove a service; its token stops working.
+#[utoipa::path(
+    delete, path = "/v1/services/{id}", tag = "services",
+    params(("id" = String, Path, description = "The service id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "`service_not_found`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn remove_service(
+    caller: Caller<Admin>,
+    PathId(id): PathId<ServiceId>,
+) -> Result<StatusCode, ApiError> {
+    caller.manager.remove_service(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,249 @@
+//! `/v1/sessions/..` and `/v1/stats`: one session's life, from create to delete.
+
+use std::{borrow::Cow, time::Duration};
+
+use axum::{
+    Json, Router,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    routing::{get, patch, post},
+};
+use serde::Deserialize;
+use sessanger_core::{
+    Device, NewSession, Patch, SessionId,
+    wire::{CreateSession, ErrorBody, Regenerated, ReplaceSession, SessionBody, Stats},
+};
+use utoipa::{
+    PartialSchema, ToSchema,
+    openapi::{
+        RefOr, Schema,
+        schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, Type},
+    },
+};
+
+use crate::{
+    AppState,
+    auth::{Caller, Read, Write},
+    error::ApiError,
+    extract::{IfMatch, JsonBody, PathId},
+    reply::{SessionReply, etag},
+};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/sessions", post(create_session))
+        .route("/v1/sessions/{id}", get(get_session).put(replace_session).delete(delete_session))
+        .route("/v1/sessions/{id}/attributes", patch(patch_attributes))
+        .route("/v1/sessions/{id}/refresh", post(refresh_session))
+        .route("/v1/sessions/{id}/regenerate", post(regenerate_session))
+        .route("/v1/stats", get(stats))
+}
+
+/// Create a session. The device fields describe the end user's device as the calling service
+/// saw it; they are never taken from this request, whose client is the service, not a browser.
+#[utoipa::path(
+    post, path = "/v1/sessions", tag = "sessions", request_body = CreateSession,
+    responses(
+        (status = 201, description = "The new session", body = SessionBody,
+            headers(
+                ("ETag" = String, description = "The session's version, for If-Match"),
+                ("Location" = String, description = "`/v1/sessions/{id}`"),
+            )),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 409, description = "`too_many_sessions`: the user is at the session limit", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_patch`: the attributes break a size limit", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create_session(
+    caller: Caller<Write>,
+    JsonBody(body): JsonBody<CreateSession>,
+) -> Result<SessionReply, ApiError> {
+    if body.ttl_secs == Some(0) {
+        return Err(ApiError::InvalidRequest("ttl_secs must be at least 1".into()));
+    }
+    let new = NewSession {
+        device: Device { device_id: body.device_id, ip: body.ip, user_agent: body.user_agent },
+        attributes: body.attributes,
+        ttl: body.ttl_secs.map(Duration::from_secs),
+    };
+    let session = caller.manager.create_session(&body.user_id, new).await?;
+    Ok(SessionReply::created(session))
+}
+
+/// Read a session.
+#[utoipa::path(
+    get, path = "/v1/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "The session", body = SessionBody,
+            headers(("ETag" = String, description = "The session's version, for If-Match"))),
+        (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get_session(caller: Caller<Read>, PathId(id): PathId<SessionId>) -> Result<SessionReply, ApiError> {
+    Ok(SessionReply::ok(caller.manager.get_session(&id).await?))
+}
+
+/// The body of `PATCH /v1/sessions/{id}/attributes`: exactly the core [`Patch`], which is what
+/// clients send, so the two cannot drift; only its schema is written out here.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct PatchBody(Patch);
+
+impl PartialSchema for PatchBody {
+    fn schema() -> RefOr<Schema> {
+        let keys = ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String));
+        let integers = ObjectBuilder::new().additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(
+            ObjectBuilder::new().schema_type(Type::Integer).build().into(),
+        ))));
+        ObjectBuilder::new()
+            .description(Some(
+                "Attribute changes, applied in one atomic step; a key may appear in only one of the three.",
+            ))
+            .property("set", ObjectBuilder::new().description(Some("Keys to set, with their new values.")))
+            .property("remove", keys.description(Some("Keys to remove; absent keys are ignored.")))
+            .property("incr", integers.description(Some("Integers to add; an absent key counts from 0.")))
+            .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
+            .build()
+            .into()
+    }
+}
+
+impl ToSchema for PatchBody {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Patch")
+    }
+}
+
+/// Change some attributes atomically.
+///
+/// Keys the patch does not name are never touched, so concurrent patches of different keys
+/// never lose each other's writes. With `If-Match`, applies only to that version.
+#[utoipa::path(
+    patch, path = "/v1/sessions/{id}/attributes", tag = "sessions", request_body = PatchBody,
+    params(
+        ("id" = String, Path, description = "The session id"),
+        ("If-Match" = Option<String>, Header, description = "Apply only at this version (`\"7\"`)"),
+    ),
+    responses(
+        (status = 200, description = "The changed session", body = SessionBody,
+            headers(("ETag" = String, description = "The session's new version"))),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
+        (status = 412, description = "`version_mismatch`: the session changed since that version", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_patch`, or `not_an_integer` for an increment", body = ErrorBody),
+    )
+)]
+pub(crate) async fn patch_attributes(
+    caller: Caller<Write>,
+    PathId(id): PathId<SessionId>,
+    if_match: IfMatch,
+    JsonBody(PatchBody(patch)): JsonBody<PatchBody>,
+) -> Result<SessionReply, ApiError> {
+    let session = caller.manager.patch_session(&id, &patch, if_match.expected()).await?;
+    Ok(SessionReply::ok(session))
+}
+
+/// Replace attributes and device, only at the version in `If-Match` (sa-token's
+/// `update_session`).
+#[utoipa::path(
+    put, path = "/v1/sessions/{id}", tag = "sessions", request_body = ReplaceSession,
+    params(
+        ("id" = String, Path, description = "The session id"),
+        ("If-Match" = String, Header, description = "The version being replaced (`\"7\"`)"),
+    ),
+    responses(
+        (status = 200, description = "The replaced session", body = SessionBody,
+            headers(("ETag" = String, description = "The session's new version"))),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
+        (status = 412, description = "`version_mismatch`: the session changed since that version", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_patch`: the attributes break a size limit", body = ErrorBody),
+        (status = 428, description = "`precondition_required`: no If-Match with a version", body = ErrorBody),
+    )
+)]
+pub(crate) async fn replace_session(
+    caller: Caller<Write>,
+    PathId(id): PathId<SessionId>,
+    if_match: IfMatch,
+    JsonBody(body): JsonBody<ReplaceSession>,
+) -> Result<SessionReply, ApiError> {
+    // A blind overwrite (`*` or no header) would lose whatever another writer changed.
+    let IfMatch::Version(expected) = if_match else { return Err(ApiError::PreconditionRequired) };
+    // `update_session` takes a whole `Session`; only id, attributes, device and version count,
+    // and the store compares the version atomically, so the load adds no race.
+    let mut session = caller.manager.get_session(&id).await?;
+    if session.version != expected {
+        return Err(ApiError::VersionMismatch(session.version));
+    }
+    session.attributes = body.attributes;
+    session.device = body.device;
+    Ok(SessionReply::ok(caller.manager.update_session(&session).await?))
+}
+
+/// Renew a session's idle deadline (never past its absolute one).
+#[utoipa::path(
+    post, path = "/v1/sessions/{id}/refresh", tag = "sessions",
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "The refreshed session", body = SessionBody,
+            headers(("ETag" = String, description = "The session's version"))),
+        (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn refresh_session(
+    caller: Caller<Write>,
+    PathId(id): PathId<SessionId>,
+) -> Result<SessionReply, ApiError> {
+    Ok(SessionReply::ok(caller.manager.refresh_session(&id).await?))
+}
+
+/// Move a session to a fresh id (do it at login, against session fixation); the old id stops
+/// working at once.
+#[utoipa::path(
+    post, path = "/v1/sessions/{id}/regenerate", tag = "sessions",
+    params(("id" = String, Path, description = "The session's current id")),
+    responses(
+        (status = 200, description = "The new id and the session", body = Regenerated,
+            headers(("ETag" = String, description = "The session's new version"))),
+        (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn regenerate_session(
+    caller: Caller<Write>,
+    PathId(id): PathId<SessionId>,
+) -> Result<impl IntoResponse, ApiError> {
+    let session = caller.manager.regenerate_id(&id).await?;
+    let etag = etag(session.version);
+    let body = Regenerated { session_id: session.id.clone(), session: session.into() };
+    Ok(([(header::ETAG, etag)], Json(body)))
+}
+
+/// Delete a session (a logout).
+#[utoipa::path(
+    delete, path = "/v1/sessions/{id}", tag = "sessions",
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete_session(
+    caller: Caller<Write>,
+    PathId(id): PathId<SessionId>,
+) -> Result<StatusCode, ApiError> {
+    caller.manager.delete_session(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Count live sessions.
+#[utoipa::path(get, path = "/v1/stats", tag = "sessions", responses((status = 200, description = "Counts", body = Stats)))]
+pub(crate) async fn stats(caller: Caller<Read>) -> Result<Json<Stats>, ApiError> {
+    Ok(Json(Stats { active_sessions: caller.manager.count_active().await? }))
+}

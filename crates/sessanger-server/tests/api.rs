@@ -1,0 +1,707 @@
+//! The HTTP API driven through `app(state).oneshot(..)`, plus one real server on a socket.
+
+use std::{num::NonZeroU32, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderMap, Method, Request, StatusCode, header},
+};
+use serde_json::{Value, json};
+use sessanger_core::{
+    Backend, Created, Patch, Patched, Permission, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore, Session,
+    SessionId, SessionManager, SessionPolicy, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit,
+    Version,
+};
+use sessanger_server::{AppState, ServerOptions, app, openapi, serve};
+use sessanger_store_memory::MemoryStore;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+};
+use tower::ServiceExt;
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+/// A router over a fresh store, with three services: `admin`, `writer` (write) and `reader` (read).
+struct Api {
+    app: Router,
+    admin: String,
+    writer: String,
+    reader: String,
+}
+
+impl Api {
+    async fn new() -> Api {
+        Api::with(Arc::new(MemoryStore::new()), SessionPolicy::default(), ServerOptions::default()).await
+    }
+
+    async fn with(store: Arc<dyn Backend>, policy: SessionPolicy, options: ServerOptions) -> Api {
+        let manager = SessionManager::with_policy(store, policy);
+        let mut tokens = Vec::new();
+        for (id, permission) in
+            [("admin", Permission::Admin), ("writer", Permission::Write), ("reader", Permission::Read)]
+        {
+            let (_, token) = manager.register_service(id.parse().unwrap(), id, vec![permission]).await.unwrap();
+            tokens.push(token.expose());
+        }
+        let [admin, writer, reader] = <[String; 3]>::try_from(tokens).unwrap();
+        Api { app: app(AppState::new(manager, options)), admin, writer, reader }
+    }
+
+    async fn call(&self, method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        self.call_with(method, uri, token, body, &[]).await
+    }
+
+    async fn call_with(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = match body {
+            Some(body) => request.header(header::CONTENT_TYPE, "application/json").body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        };
+        self.send(request.unwrap()).await
+    }
+
+    async fn send(&self, request: Request<Body>) -> Reply {
+        let response = self.app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        let text = String::from_utf8(bytes.to_vec()).unwrap();
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, headers, text, json }
+    }
+
+    async fn create(&self, body: Value) -> Value {
+        let reply = self.call(Method::POST, "/v1/sessions", Some(&self.writer), Some(body)).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        reply.json
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    text: String,
+    json: Value,
+}
+
+impl Reply {
+    /// Asserts the status and the JSON error shape with `code`.
+    #[track_caller]
+    fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text);
+        assert_eq!(self.json["error"]["code"], code, "{}", self.text);
+        assert!(self.json["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.text);
+        assert_eq!(self.header(header::CONTENT_TYPE), "application/json");
+    }
+
+    fn header(&self, name: header::HeaderName) -> &str {
+        self.headers.get(name).map_or("", |v| v.to_str().unwrap())
+    }
+}
+
+fn id_of(session: &Value) -> String {
+    session["session_id"].as_str().unwrap().to_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// A store that misbehaves on every session operation, while services work normally (so
+// authentication still succeeds and the failure is the store's).
+
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Fails with a backend error carrying a detail clients must never see.
+    Backend,
+    /// Fails as unreachable.
+    Unavailable,
+    /// Never answers.
+    Hang,
+    /// Answers correctly after a while, announcing that it was entered.
+    Slow,
+}
+
+#[derive(Debug)]
+struct FaultyStore {
+    inner: MemoryStore,
+    mode: Mode,
+    entered: Arc<Notify>,
+}
+
+impl FaultyStore {
+    fn new(mode: Mode) -> Self {
+        FaultyStore { inner: MemoryStore::new(), mode, entered: Arc::default() }
+    }
+
+    async fn gate(&self) -> Result<(), StoreError> {
+        match self.mode {
+            Mode::Backend => Err(StoreError::Backend("secret detail".into())),
+            Mode::Unavailable => Err(StoreError::Unavailable("connection refused".into())),
+            Mode::Hang => std::future::pending().await,
+            Mode::Slow => {
+                self.entered.notify_one();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for FaultyStore {
+    async fn create(&self, session: &Session, limit: UserLimit, now: Timestamp) -> Result<Created, StoreError> {
+        self.gate().await?;
+        self.inner.create(session, limit, now).await
+    }
+    async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        self.gate().await?;
+        self.inner.load(id, now).await
+    }
+    async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        self.gate().await?;
+        self.inner.touch(id, now).await
+    }
+    async fn patch(
+        &self,
+        id: &SessionId,
+        patch: &Patch,
+        expected: Option<Version>,
+        touch: bool,
+        now: Timestamp,
+    ) -> Result<Patched, StoreError> {
+        self.gate().await?;
+        self.inner.patch(id, patch, expected, touch, now).await
+    }
+    async fn replace(&self, session: &Session, expected: Version, now: Timestamp) -> Result<Replaced, StoreError> {
+        self.gate().await?;
+        self.inner.replace(session, expected, now).await
+    }
+    async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+        self.gate().await?;
+        self.inner.rename(old, new, now).await
+    }
+    async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        self.gate().await?;
+        self.inner.delete(id, now).await
+    }
+    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        self.gate().await?;
+        self.inner.list_user(user, now).await
+    }
+    async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+        self.gate().await?;
+        self.inner.delete_user(user, now).await
+    }
+    async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.gate().await?;
+        self.inner.count_active(now).await
+    }
+    async fn delete_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<SessionRef>, StoreError> {
+        self.gate().await?;
+        self.inner.delete_expired(now, limit).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.gate().await
+    }
+}
+
+#[async_trait]
+impl ServiceStore for FaultyStore {
+    async fn create_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+        self.inner.create_service(service).await
+    }
+    async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
+        self.inner.load_service(id).await
+    }
+    async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        self.inner.list_services().await
+    }
+    async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
+        self.inner.delete_service(id).await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The native flow
+
+#[tokio::test]
+async fn a_session_lives_through_the_whole_native_flow() {
+    let api = Api::new().await;
+    let (w, r) = (Some(api.writer.as_str()), Some(api.reader.as_str()));
+
+    // Create two sessions for one user.
+    let first = api
+        .create(json!({
+            "user_id": "alice", "device_id": "phone-1", "ip": "203.0.113.7", "user_agent": "Firefox",
+            "attributes": {"theme": "dark"}, "ttl_secs": 600
+        }))
+        .await;
+    assert_eq!(first["user_id"], "alice");
+    assert_eq!(first["device"], json!({"device_id": "phone-1", "ip": "203.0.113.7", "user_agent": "Firefox"}));
+    assert_eq!(first["attributes"], json!({"theme": "dark"}));
+    assert_eq!(first["version"], 1);
+    assert_eq!(first["idle_ttl_secs"], 600);
+    assert_eq!(first["created_by"], "writer");
+    let created = api.call(Method::POST, "/v1/sessions", w, Some(json!({"user_id": "alice"}))).await;
+    assert_eq!(created.header(header::ETAG), "\"1\"");
+    assert_eq!(created.header(header::LOCATION), format!("/v1/sessions/{}", id_of(&created.json)));
+    api.call(Method::DELETE, &format!("/v1/sessions/{}", id_of(&created.json)), w, None).await;
+    assert_eq!(id_of(&first).len(), 43);
+    for field in ["created_at", "last_access_at", "expires_at", "absolute_expires_at"] {
+        assert!(first[field].as_str().is_some_and(|t| t.ends_with('Z')), "{field}: {}", first[field]);
+    }
+    let second = api.create(json!({"user_id": "alice"})).await;
+    assert_eq!(second["device"], json!({}));
+    let (one, two) = (id_of(&first), id_of(&second));
+
+    // Set, remove and increment in one patch.
+    let patched = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/sessions/{one}/attributes"),
+            w,
+            Some(json!({"set": {"cart": [1, 2]}, "remove": ["theme"], "incr": {"visits": 2}})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert_eq!(patched.json["attributes"], json!({"cart": [1, 2], "visits": 2}));
+    assert_eq!(patched.json["version"], 2);
+    assert_eq!(patched.header(header::ETAG), "\"2\"");
+
+    // If-Match at the current version applies; at a stale one it is refused.
+    let attributes = format!("/v1/sessions/{one}/attributes");
+    let incr = json!({"incr": {"visits": 1}});
+    let matched = api.call_with(Method::PATCH, &attributes, w, Some(incr.clone()), &[("if-match", "\"2\"")]).await;
+    assert_eq!(matched.status, StatusCode::OK, "{}", matched.text);
+    assert_eq!(matched.json["attributes"]["visits"], 3);
+    assert_eq!(matched.header(header::ETAG), "\"3\"");
+    let stale = api.call_with(Method::PATCH, &attributes, w, Some(incr), &[("if-match", "\"2\"")]).await;
+    stale.assert_error(412, "version_mismatch");
+
+    // Read it back, with its ETag.
+    let read = api.call(Method::GET, &format!("/v1/sessions/{one}"), r, None).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.header(header::ETAG), "\"3\"");
+    assert_eq!(read.json["attributes"]["visits"], 3);
+
+    // List the user's sessions (both were likely created in the same millisecond, so their
+    // order is not asserted).
+    let listed = api.call(Method::GET, "/v1/users/alice/sessions", r, None).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let mut ids: Vec<String> = listed.json["sessions"].as_array().unwrap().iter().map(id_of).collect();
+    ids.sort();
+    let mut expected = [one.clone(), two.clone()];
+    expected.sort();
+    assert_eq!(ids, expected);
+
+    // Regenerate: the old id is gone, the data moved.
+    let regenerated = api.call(Method::POST, &format!("/v1/sessions/{one}/regenerate"), w, None).await;
+    assert_eq!(regenerated.status, StatusCode::OK, "{}", regenerated.text);
+    let moved = regenerated.json["session_id"].as_str().unwrap().to_owned();
+    assert_ne!(moved, one);
+    assert_eq!(regenerated.json["session"]["session_id"], moved.as_str());
+    assert_eq!(regenerated.json["session"]["attributes"]["visits"], 3);
+    api.call(Method::GET, &format!("/v1/sessions/{one}"), r, None).await.assert_error(404, "session_not_found");
+    assert_eq!(api.call(Method::GET, &format!("/v1/sessions/{moved}"), r, None).await.status, StatusCode::OK);
+
+    // Refresh.
+    let refreshed = api.call(Method::POST, &format!("/v1/sessions/{moved}/refresh"), w, None).await;
+    assert_eq!(refreshed.status, StatusCode::OK, "{}", refreshed.text);
+    assert_eq!(refreshed.json["session_id"], moved.as_str());
+
+    // PUT replaces attributes and device at the version in If-Match, and only then.
+    let version = refreshed.header(header::ETAG).to_owned();
+    let session_uri = format!("/v1/sessions/{moved}");
+    let replacement = json!({"attributes": {"a": 1}, "device": {"device_id": "laptop"}});
+    let replaced =
+        api.call_with(Method::PUT, &session_uri, w, Some(replacement.clone()), &[("if-match", &version)]).await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
+    assert_eq!(replaced.json["attributes"], json!({"a": 1}));
+    assert_eq!(replaced.json["device"], json!({"device_id": "laptop"}));
+    assert_ne!(replaced.header(header::ETAG), version);
+    api.call_with(Method::PUT, &session_uri, w, Some(replacement.clone()), &[("if-match", &version)])
+        .await
+        .assert_error(412, "version_mismatch");
+    api.call(Method::PUT, &session_uri, w, Some(replacement)).await.assert_error(428, "precondition_required");
+
+    // Stats, delete, revoke all.
+    let stats = api.call(Method::GET, "/v1/stats", r, None).await;
+    assert_eq!(stats.json, json!({"active_sessions": 2}));
+    let deleted = api.call(Method::DELETE, &format!("/v1/sessions/{two}"), w, None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert!(deleted.text.is_empty());
+    api.call(Method::DELETE, &format!("/v1/sessions/{two}"), w, None).await.assert_error(404, "session_not_found");
+    let revoked = api.call(Method::DELETE, "/v1/users/alice/sessions", w, None).await;
+    assert_eq!(revoked.status, StatusCode::OK);
+    assert_eq!(revoked.json, json!({"deleted": 1}));
+    assert_eq!(api.call(Method::GET, "/v1/stats", r, None).await.json, json!({"active_sessions": 0}));
+    assert_eq!(api.call(Method::GET, "/v1/users/alice/sessions", r, None).await.json, json!({"sessions": []}));
+}
+
+#[tokio::test]
+async fn if_match_accepts_quoted_unquoted_and_weak_versions_and_refuses_garbage() {
+    let api = Api::new().await;
+    let uri = format!("/v1/sessions/{}/attributes", id_of(&api.create(json!({"user_id": "bob"})).await));
+    let w = Some(api.writer.as_str());
+    for (tag, after) in [("\"1\"", 2), ("2", 3), ("W/\"3\"", 4), ("*", 5)] {
+        let reply = api.call_with(Method::PATCH, &uri, w, Some(json!({"incr": {"n": 1}})), &[("if-match", tag)]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{tag}: {}", reply.text);
+        assert_eq!(reply.json["version"], after);
+    }
+    api.call_with(Method::PATCH, &uri, w, Some(json!({})), &[("if-match", "\"a\"")])
+        .await
+        .assert_error(400, "invalid_request");
+}
+
+#[tokio::test]
+async fn create_never_takes_the_device_from_the_calling_request() {
+    let api = Api::new().await;
+    let reply = api
+        .call_with(
+            Method::POST,
+            "/v1/sessions",
+            Some(&api.writer),
+            Some(json!({"user_id": "carol"})),
+            &[("user-agent", "curl/8"), ("x-forwarded-for", "198.51.100.1")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    assert_eq!(reply.json["device"], json!({}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+#[tokio::test]
+async fn requests_without_a_valid_bearer_token_are_unauthorized() {
+    let api = Api::new().await;
+    let forged = format!("{}x", api.reader);
+    let cases: [(&str, Option<String>); 5] = [
+        ("no token", None),
+        ("wrong secret", Some(format!("Bearer {forged}"))),
+        ("unknown service", Some("Bearer ghost.c2VjcmV0".into())),
+        ("malformed token", Some("Bearer garbage".into())),
+        ("wrong scheme", Some(format!("Basic {}", api.reader))),
+    ];
+    for (case, authorization) in cases {
+        let mut request = Request::get("/v1/stats");
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        let reply = api.send(request.body(Body::empty()).unwrap()).await;
+        reply.assert_error(401, "unauthorized");
+        assert_eq!(reply.header(header::WWW_AUTHENTICATE), "Bearer", "{case}");
+    }
+    // Authentication comes before the body: no token, no parsing.
+    api.call(Method::POST, "/v1/sessions", None, Some(json!({"nonsense": true})))
+        .await
+        .assert_error(401, "unauthorized");
+}
+
+#[tokio::test]
+async fn services_without_the_needed_permission_are_forbidden() {
+    let api = Api::new().await;
+    let (r, w) = (Some(api.reader.as_str()), Some(api.writer.as_str()));
+    api.call(Method::POST, "/v1/sessions", r, Some(json!({"user_id": "dave"}))).await.assert_error(403, "forbidden");
+    api.call(Method::DELETE, "/v1/users/dave/sessions", r, None).await.assert_error(403, "forbidden");
+    api.call(Method::GET, "/v1/services", w, None).await.assert_error(403, "forbidden");
+    api.call(Method::POST, "/v1/services", w, Some(json!({"id": "x", "permissions": ["admin"]})))
+        .await
+        .assert_error(403, "forbidden");
+    // Admin implies read and write.
+    assert_eq!(api.call(Method::GET, "/v1/stats", Some(&api.admin), None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_sessions_malformed_ids_and_unknown_routes_are_not_found() {
+    let api = Api::new().await;
+    let r = Some(api.reader.as_str());
+    let unknown = SessionId::generate();
+    api.call(Method::GET, &format!("/v1/sessions/{unknown}"), r, None).await.assert_error(404, "session_not_found");
+    api.call(Method::GET, "/v1/sessions/not-a-session-id", r, None).await.assert_error(404, "invalid_session_id");
+    api.call(Method::POST, "/v1/sessions/short/refresh", Some(&api.writer), None)
+        .await
+        .assert_error(404, "invalid_session_id");
+    api.call(Method::GET, "/v1/nothing-here", r, None).await.assert_error(404, "not_found");
+    api.call(Method::GET, "/nothing-here", None, None).await.assert_error(404, "not_found");
+}
+
+#[tokio::test]
+async fn a_method_the_route_does_not_serve_is_not_allowed() {
+    let api = Api::new().await;
+    let reply = api.call(Method::DELETE, "/v1/stats", Some(&api.admin), None).await;
+    reply.assert_error(405, "method_not_allowed");
+    assert!(reply.header(header::ALLOW).contains("GET"), "{:?}", reply.headers);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_payload_too_large() {
+    let options = ServerOptions { body_limit: 256, ..ServerOptions::default() };
+    let api = Api::with(Arc::new(MemoryStore::new()), SessionPolicy::default(), options).await;
+    let big = json!({"user_id": "erin", "attributes": {"blob": "x".repeat(1024)}});
+    api.call(Method::POST, "/v1/sessions", Some(&api.writer), Some(big)).await.assert_error(413, "payload_too_large");
+    // Under the limit is fine.
+    api.create(json!({"user_id": "erin"})).await;
+}
+
+#[tokio::test]
+async fn malformed_bodies_and_ids_are_invalid_requests() {
+    let api = Api::new().await;
+    let w = Some(api.writer.as_str());
+    let raw = |body: &'static str, content_type: Option<&'static str>| {
+        let mut request = Request::post("/v1/sessions").header(header::AUTHORIZATION, format!("Bearer {}", api.writer));
+        if let Some(content_type) = content_type {
+            request = request.header(header::CONTENT_TYPE, content_type);
+        }
+        request.body(Body::from(body)).unwrap()
+    };
+    api.send(raw("{\"user_id\":", Some("application/json"))).await.assert_error(400, "invalid_request");
+    api.send(raw("{\"user_id\":\"frank\"}", None)).await.assert_error(415, "unsupported_media_type");
+    api.send(raw("{\"user_id\":\"frank\"}", Some("text/plain"))).await.assert_error(415, "unsupported_media_type");
+    for body in [
+        json!({"user_id": 5}),
+        json!({"user_id": ""}),
+        json!({"user_id": "frank", "colour": "blue"}),
+        json!({"user_id": "frank", "ttl_secs": -1}),
+        json!({"user_id": "frank", "ttl_secs": 0}),
+        json!({"user_id": "frank", "attributes": []}),
+    ] {
+        let reply = api.call(Method::POST, "/v1/sessions", w, Some(body.clone())).await;
+        reply.assert_error(400, "invalid_request");
+    }
+    api.call(Method::GET, "/v1/users/a%0Ab/sessions", Some(&api.reader), None)
+        .await
+        .assert_error(400, "invalid_request");
+    let unknown_field = api.call(Method::POST, "/v1/sessions", w, Some(json!({"user_id": "f", "colour": 1}))).await;
+    assert!(unknown_field.json["error"]["message"].as_str().unwrap().contains("colour"), "{}", unknown_field.text);
+}
+
+#[tokio::test]
+async fn patches_that_cannot_apply_are_unprocessable() {
+    let api = Api::new().await;
+    let session = api.create(json!({"user_id": "gina", "attributes": {"name": "Gina"}})).await;
+    let uri = format!("/v1/sessions/{}/attributes", id_of(&session));
+    let w = Some(api.writer.as_str());
+    api.call(Method::PATCH, &uri, w, Some(json!({"set": {"a": 1}, "remove": ["a"]})))
+        .await
+        .assert_error(422, "invalid_patch");
+    api.call(Method::PATCH, &uri, w, Some(json!({"set": {"": 1}}))).await.assert_error(422, "invalid_patch");
+    api.call(Method::PATCH, &uri, w, Some(json!({"incr": {"name": 1}}))).await.assert_error(422, "not_an_integer");
+    api.call(Method::PATCH, &uri, w, Some(json!({"incr": {"n": 1.5}}))).await.assert_error(422, "not_an_integer");
+    api.call(Method::PATCH, &uri, w, Some(json!({"rename": {}}))).await.assert_error(400, "invalid_request");
+    // Nothing was applied.
+    let read = api.call(Method::GET, &format!("/v1/sessions/{}", id_of(&session)), Some(&api.reader), None).await;
+    assert_eq!(read.json["version"], 1, "{}", read.text);
+}
+
+#[tokio::test]
+async fn a_user_at_the_session_limit_gets_too_many_sessions() {
+    let policy =
+        SessionPolicy { max_per_user: UserLimit::Refuse(NonZeroU32::new(1).unwrap()), ..SessionPolicy::default() };
+    let api = Api::with(Arc::new(MemoryStore::new()), policy, ServerOptions::default()).await;
+    api.create(json!({"user_id": "hank"})).await;
+    api.call(Method::POST, "/v1/sessions", Some(&api.writer), Some(json!({"user_id": "hank"})))
+        .await
+        .assert_error(409, "too_many_sessions");
+}
+
+#[tokio::test]
+async fn every_v1_response_says_no_store() {
+    let api = Api::new().await;
+    let session = api.create(json!({"user_id": "ivy"})).await;
+    let replies = [
+        api.call(Method::GET, &format!("/v1/sessions/{}", id_of(&session)), Some(&api.reader), None).await,
+        api.call(Method::GET, "/v1/stats", None, None).await,
+        api.call(Method::GET, "/v1/missing", Some(&api.reader), None).await,
+        api.call(Method::DELETE, "/v1/stats", Some(&api.reader), None).await,
+    ];
+    for reply in replies {
+        assert_eq!(reply.header(header::CACHE_CONTROL), "no-store", "{} {}", reply.status, reply.text);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The service registry
+
+#[tokio::test]
+async fn admins_list_register_and_remove_services() {
+    let api = Api::new().await;
+    let a = Some(api.admin.as_str());
+
+    let listed = api.call(Method::GET, "/v1/services", a, None).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let ids: Vec<&str> =
+        listed.json["services"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["admin", "reader", "writer"]);
+    assert_eq!(listed.json["services"][1]["permissions"], json!(["read"]));
+    assert!(!listed.text.contains("sha256") && !listed.text.contains("secret"), "{}", listed.text);
+
+    let registered =
+        api.call(Method::POST, "/v1/services", a, Some(json!({"id": "billing", "permissions": ["read"]}))).await;
+    assert_eq!(registered.status, StatusCode::CREATED, "{}", registered.text);
+    assert_eq!(registered.json["service"]["id"], "billing");
+    assert_eq!(registered.json["service"]["name"], "billing");
+    let token = registered.json["token"].as_str().unwrap().to_owned();
+    assert!(token.starts_with("billing."));
+    assert_eq!(api.call(Method::GET, "/v1/stats", Some(&token), None).await.status, StatusCode::OK);
+
+    api.call(Method::POST, "/v1/services", a, Some(json!({"id": "billing", "name": "Again", "permissions": []})))
+        .await
+        .assert_error(409, "service_exists");
+    api.call(Method::POST, "/v1/services", a, Some(json!({"id": "Bad.Id", "permissions": []})))
+        .await
+        .assert_error(400, "invalid_request");
+    api.call(Method::POST, "/v1/services", a, Some(json!({"id": "x", "permissions": ["root"]})))
+        .await
+        .assert_error(400, "invalid_request");
+
+    let removed = api.call(Method::DELETE, "/v1/services/billing", a, None).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    api.call(Method::GET, "/v1/stats", Some(&token), None).await.assert_error(401, "unauthorized");
+    api.call(Method::DELETE, "/v1/services/billing", a, None).await.assert_error(404, "service_not_found");
+    api.call(Method::DELETE, "/v1/services/Bad.Id", a, None).await.assert_error(404, "service_not_found");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations
+
+#[tokio::test]
+async fn health_and_readiness_answer_without_a_token() {
+    let api = Api::new().await;
+    let health = api.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!((health.status, health.json), (StatusCode::OK, json!({"status": "ok"})));
+    let ready = api.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!((ready.status, ready.json), (StatusCode::OK, json!({"status": "ready"})));
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_session_routes_and_bearer_auth() {
+    let api = Api::new().await;
+    let reply = api.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let doc = reply.json;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in ["/v1/sessions", "/v1/sessions/{id}", "/v1/sessions/{id}/attributes", "/v1/services", "/healthz"] {
+        assert!(doc["paths"][path].is_object(), "missing {path}");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert!(doc["paths"]["/v1/sessions"]["post"]["responses"]["401"].is_object());
+    assert!(doc["paths"]["/healthz"]["get"]["responses"]["401"].is_null());
+    assert!(doc["components"]["schemas"]["ErrorCode"]["enum"].as_array().unwrap().contains(&json!("version_mismatch")));
+    assert_eq!(doc, serde_json::to_value(openapi()).unwrap());
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template() {
+    let api = Api::new().await;
+    let session = api.create(json!({"user_id": "jack"})).await;
+    api.call(Method::GET, &format!("/v1/sessions/{}", id_of(&session)), Some(&api.reader), None).await;
+    api.call(Method::GET, "/healthz", None, None).await;
+    let reply = api.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.header(header::CONTENT_TYPE).starts_with("text/plain"));
+    let text = reply.text;
+    assert!(text.contains("# TYPE sessanger_http_requests_total counter"), "{text}");
+    for series in [
+        r#"route="/healthz""#,
+        r#"route="/v1/sessions/{id}""#,
+        r#"status="201""#,
+        "sessanger_http_request_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(series), "missing {series} in\n{text}");
+    }
+    assert!(!text.contains(&id_of(&session)), "a session id leaked into a label");
+}
+
+#[tokio::test]
+async fn store_failures_are_opaque_internal_errors() {
+    let store = Arc::new(FaultyStore::new(Mode::Backend));
+    let api = Api::with(store, SessionPolicy::default(), ServerOptions::default()).await;
+    let reply = api.call(Method::POST, "/v1/sessions", Some(&api.writer), Some(json!({"user_id": "kim"}))).await;
+    reply.assert_error(500, "internal");
+    assert!(!reply.text.contains("secret detail"), "{}", reply.text);
+    assert!(!reply.text.contains("backend"), "{}", reply.text);
+    let metrics = api.call(Method::GET, "/metrics", None, None).await.text;
+    assert!(metrics.contains(r#"sessanger_store_errors_total{kind="backend"} 1"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_unreachable_store_is_service_unavailable() {
+    let store = Arc::new(FaultyStore::new(Mode::Unavailable));
+    let api = Api::with(store, SessionPolicy::default(), ServerOptions::default()).await;
+    let reply = api.call(Method::GET, "/v1/stats", Some(&api.reader), None).await;
+    reply.assert_error(503, "store_unavailable");
+    assert!(!reply.text.contains("connection refused"), "{}", reply.text);
+    api.call(Method::GET, "/readyz", None, None).await.assert_error(503, "store_unavailable");
+    assert_eq!(api.call(Method::GET, "/healthz", None, None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_request_that_outlives_the_timeout_is_cut_off() {
+    let options = ServerOptions { request_timeout: Duration::from_millis(50), ..ServerOptions::default() };
+    let api = Api::with(Arc::new(FaultyStore::new(Mode::Hang)), SessionPolicy::default(), options).await;
+    api.call(Method::GET, "/v1/stats", Some(&api.reader), None).await.assert_error(503, "request_timeout");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real server
+
+#[tokio::test]
+async fn serve_answers_over_tcp_finishes_in_flight_requests_and_stops_on_shutdown() {
+    let store = Arc::new(FaultyStore::new(Mode::Slow));
+    let entered = Arc::clone(&store.entered);
+    let manager = SessionManager::with_policy(store, SessionPolicy::default());
+    let (_, token) = manager.register_service("writer".parse().unwrap(), "W", vec![Permission::Write]).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, AppState::new(manager, ServerOptions::default()), async {
+        let _ = stopped.await;
+    }));
+
+    // A plain request.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
+    assert!(response.to_ascii_lowercase().contains("cache-control: no-store"), "{response}");
+    assert!(response.ends_with(r#"{"status":"ok"}"#), "{response}");
+
+    // A slow request in flight when shutdown is asked for still gets its answer.
+    let body = r#"{"user_id":"lena"}"#;
+    let request = format!(
+        "POST /v1/sessions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        token.expose(),
+        body.len()
+    );
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    entered.notified().await;
+    stop.send(()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 201 Created\r\n"), "{response}");
+
+    let served = tokio::time::timeout(Duration::from_secs(5), server).await.expect("the server stops").unwrap();
+    served.unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed");
+}

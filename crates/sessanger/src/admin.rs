@@ -1,0 +1,166 @@
+//! `sessanger service …` and `sessanger sessions …`.
+//!
+//! They work on the configured store directly. An embedded store is locked by the process
+//! that opened it, so while `serve` runs on it the commands go through that server's API,
+//! authenticated with the bootstrap admin token — nobody has to stop the service to add a
+//! service account.
+
+use std::fs;
+
+use anyhow::{Context, bail};
+use sessanger_client::Client;
+use sessanger_core::{
+    Permission, ServiceId, SessionId, SessionManager, UserId,
+    wire::{CreateService, CreatedService, ServiceBody, SessionBody},
+};
+
+use crate::{
+    backend::{self, Opened},
+    cli::{ServiceCommand, SessionsCommand},
+    settings::Settings,
+};
+
+/// Where admin commands act: on the store itself, or through the server that holds it.
+enum Target {
+    Direct(SessionManager),
+    Remote(Client),
+}
+
+impl Target {
+    fn connect(settings: &Settings) -> anyhow::Result<Target> {
+        match backend::open(&settings.store_url)? {
+            Opened::Ready(store) => {
+                Ok(Target::Direct(SessionManager::with_policy(store, settings.config.session_policy())))
+            }
+            Opened::HeldElsewhere(path) => {
+                let url_file = settings.server_url_file();
+                let url = fs::read_to_string(&url_file).with_context(|| {
+                    format!("the store at {} is locked by another process, and {} (written by a running `sessanger serve`) cannot be read", path.display(), url_file.display())
+                })?;
+                let token = match &settings.token {
+                    Some(token) => token.clone(),
+                    None => fs::read_to_string(settings.admin_token_file()).with_context(|| {
+                        format!("the store is held by the server at {}; give an admin token with --token or SESSANGER_TOKEN", url.trim())
+                    })?,
+                };
+                Ok(Target::Remote(Client::new(url.trim(), &token)?))
+            }
+        }
+    }
+
+    async fn add_service(&self, request: CreateService) -> anyhow::Result<CreatedService> {
+        Ok(match self {
+            Target::Direct(m) => {
+                let name = request.name.unwrap_or_else(|| request.id.to_string());
+                let (record, token) = m.register_service(request.id, name, request.permissions).await?;
+                CreatedService { service: record.into(), token: token.expose() }
+            }
+            Target::Remote(c) => c.create_service(&request).await?,
+        })
+    }
+
+    async fn list_services(&self) -> anyhow::Result<Vec<ServiceBody>> {
+        Ok(match self {
+            Target::Direct(m) => m.list_services().await?.into_iter().map(Into::into).collect(),
+            Target::Remote(c) => c.list_services().await?,
+        })
+    }
+
+    async fn remove_service(&self, id: &ServiceId) -> anyhow::Result<()> {
+        match self {
+            Target::Direct(m) => m.remove_service(id).await?,
+            Target::Remote(c) => c.delete_service(id).await?,
+        }
+        Ok(())
+    }
+
+    async fn list_sessions(&self, user: &UserId) -> anyhow::Result<Vec<SessionBody>> {
+        Ok(match self {
+            Target::Direct(m) => m.list_user_sessions(user).await?.into_iter().map(Into::into).collect(),
+            Target::Remote(c) => c.list_user_sessions(user).await?,
+        })
+    }
+
+    async fn revoke_session(&self, id: &SessionId) -> anyhow::Result<()> {
+        match self {
+            Target::Direct(m) => {
+                m.delete_session(id).await?;
+            }
+            Target::Remote(c) => c.delete_session(id).await?,
+        }
+        Ok(())
+    }
+
+    async fn revoke_user(&self, user: &UserId) -> anyhow::Result<u64> {
+        Ok(match self {
+            Target::Direct(m) => m.delete_user_sessions(user).await?,
+            Target::Remote(c) => c.delete_user_sessions(user).await?,
+        })
+    }
+}
+
+pub(crate) async fn service(settings: &Settings, command: ServiceCommand) -> anyhow::Result<()> {
+    let target = Target::connect(settings)?;
+    match command {
+        ServiceCommand::Add { id, permissions, name, out } => {
+            let permissions = permissions.iter().map(|p| p.parse::<Permission>()).collect::<Result<Vec<_>, _>>()?;
+            let id = id.parse().context("invalid service id")?;
+            let created = target.add_service(CreateService { id, name, permissions }).await?;
+            if out.json {
+                println!("{}", serde_json::to_string(&created)?);
+            } else {
+                println!("service {} registered with {}", created.service.id, permissions_text(&created.service));
+                println!("token (shown once): {}", created.token);
+            }
+        }
+        ServiceCommand::List { out } => {
+            let services = target.list_services().await?;
+            if out.json {
+                println!("{}", serde_json::json!({ "services": services }));
+            } else {
+                println!("{:<24} {:<18} {:<26} NAME", "ID", "PERMISSIONS", "CREATED");
+                for s in &services {
+                    println!("{:<24} {:<18} {:<26} {}", s.id, permissions_text(s), s.created_at, s.name);
+                }
+            }
+        }
+        ServiceCommand::Remove { id } => {
+            target.remove_service(&id.parse().context("invalid service id")?).await?;
+            println!("service {id} removed");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn sessions(settings: &Settings, command: SessionsCommand) -> anyhow::Result<()> {
+    let target = Target::connect(settings)?;
+    match command {
+        SessionsCommand::List { user, out } => {
+            let user: UserId = user.parse().context("invalid user id")?;
+            let sessions = target.list_sessions(&user).await?;
+            if out.json {
+                println!("{}", serde_json::json!({ "sessions": sessions }));
+            } else {
+                println!("{:<44} {:<16} {:<26} EXPIRES", "SESSION", "DEVICE", "CREATED");
+                for s in &sessions {
+                    let device = s.device.device_id.as_deref().unwrap_or("-");
+                    println!("{:<44} {:<16} {:<26} {}", s.session_id, device, s.created_at, s.expires_at);
+                }
+            }
+        }
+        SessionsCommand::Revoke { id: Some(id), .. } => {
+            target.revoke_session(&id.parse().context("invalid session id")?).await?;
+            println!("session revoked");
+        }
+        SessionsCommand::Revoke { user: Some(user), .. } => {
+            let n = target.revoke_user(&user.parse().context("invalid user id")?).await?;
+            println!("{n} session(s) revoked");
+        }
+        SessionsCommand::Revoke { .. } => bail!("give a session id or --user"),
+    }
+    Ok(())
+}
+
+fn permissions_text(s: &ServiceBody) -> String {
+    s.permissions.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(",")
+}

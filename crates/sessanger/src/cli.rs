@@ -1,0 +1,119 @@
+//! The command line.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+/// sessanger: one session service for many services.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub(crate) struct Cli {
+    /// Config file (YAML or JSON, by extension); `${VAR}` and `${VAR:-default}` are expanded.
+    #[arg(long, global = true, env = "SESSANGER_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Where the embedded store and the admin token live.
+    #[arg(long, global = true, env = "SESSANGER_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Store URL (`embedded://PATH`, `memory://`); overrides `store.url` of the config.
+    #[arg(long, global = true, env = "SESSANGER_STORE")]
+    pub(crate) store: Option<String>,
+    /// Service token for admin commands sent to a running server (default: the bootstrap
+    /// admin token in the data dir).
+    #[arg(long, global = true, env = "SESSANGER_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Append the audit trail (JSON lines) to this file instead of standard error.
+    #[arg(long, global = true, env = "SESSANGER_AUDIT_LOG")]
+    pub(crate) audit_log: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the HTTP service.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8090, or `http.listen` of the config).
+        #[arg(long, env = "SESSANGER_LISTEN")]
+        listen: Option<SocketAddr>,
+    },
+    /// Manage the services allowed to use sessanger.
+    Service {
+        #[command(subcommand)]
+        command: ServiceCommand,
+    },
+    /// List and revoke sessions.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+    /// Check configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+/// Output format of listing commands.
+#[derive(Debug, Args)]
+pub(crate) struct Output {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServiceCommand {
+    /// Register a service and print its token (shown once).
+    Add {
+        /// The service id: 1 to 64 characters of a-z, 0-9, '-' and '_'.
+        id: String,
+        /// Comma-separated permissions: read, write, admin.
+        #[arg(long, value_delimiter = ',', default_value = "read,write")]
+        permissions: Vec<String>,
+        /// A human-readable name (defaults to the id).
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// List registered services.
+    List {
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Remove a service; its token stops working.
+    Remove {
+        /// The service id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionsCommand {
+    /// List a user's live sessions.
+    List {
+        /// The user.
+        #[arg(long)]
+        user: String,
+        #[command(flatten)]
+        out: Output,
+    },
+    /// Revoke one session, or all of a user's.
+    Revoke {
+        /// The session id.
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<String>,
+        /// Revoke every session of this user.
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Parse and validate a config file; errors name file, line and key.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
+}

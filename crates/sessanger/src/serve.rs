@@ -1,0 +1,72 @@
+//! `sessanger serve`.
+
+use std::{fs, io::Write, path::Path};
+
+use anyhow::{Context, bail};
+use sessanger_core::{Permission, SessionManager};
+use sessanger_server::{AppState, ServerOptions};
+use tokio::net::TcpListener;
+
+use crate::{backend, settings::Settings};
+
+pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
+    let store = match backend::open(&settings.store_url)? {
+        backend::Opened::Ready(store) => store,
+        backend::Opened::HeldElsewhere(path) => {
+            bail!("the embedded store at {} is in use by another sessanger process", path.display())
+        }
+    };
+    let manager = SessionManager::with_policy(store, settings.config.session_policy());
+    bootstrap_admin(&manager, &settings).await?;
+    let _reaper = manager.spawn_reaper(settings.config.session.gc_interval);
+
+    let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    fs::create_dir_all(&settings.data_dir)?;
+    fs::write(settings.server_url_file(), &url)?;
+    tracing::info!(%url, store = %settings.store_url, "sessanger listening");
+
+    let options = ServerOptions { body_limit: settings.config.http.body_limit, ..ServerOptions::default() };
+    let served = sessanger_server::serve(listener, AppState::new(manager, options), shutdown_signal()).await;
+    let _ = fs::remove_file(settings.server_url_file());
+    tracing::info!("sessanger stopped");
+    Ok(served?)
+}
+
+/// On first start (no service registered) creates the `admin` service, prints its token once
+/// and keeps it in `<data-dir>/admin.token` (mode 0600) for the admin commands.
+async fn bootstrap_admin(manager: &SessionManager, settings: &Settings) -> anyhow::Result<()> {
+    if !manager.list_services().await?.is_empty() {
+        return Ok(());
+    }
+    let (_, token) = manager.register_service("admin".parse()?, "Administrator", Permission::ALL.to_vec()).await?;
+    fs::create_dir_all(&settings.data_dir)?;
+    let path = settings.admin_token_file();
+    write_secret(&path, &token.expose())?;
+    println!("admin token (shown once, also in {}): {}", path.display(), token.expose());
+    Ok(())
+}
+
+fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    writeln!(file, "{secret}")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

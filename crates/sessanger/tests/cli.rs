@@ -1,0 +1,315 @@
+//! The `sessanger` binary end to end: real processes, real HTTP, the embedded store on disk.
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sessanger_client::Client;
+use sessanger_core::{Patch, Version, wire::CreateSession};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sessanger");
+
+/// A `sessanger serve` process on a free port; stopped with SIGTERM when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    stdout: Vec<String>,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let _ = fs::remove_file(data_dir.join("server.url"));
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("SESSANGER_CONFIG")
+            .env_remove("SESSANGER_STORE")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sessanger starts");
+        let url_file = data_dir.join("server.url");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !url_file.exists() {
+            assert!(Instant::now() < deadline, "sessanger did not announce its URL");
+            assert!(child.try_wait().unwrap().is_none(), "sessanger exited early");
+            thread::sleep(Duration::from_millis(20));
+        }
+        let url = fs::read_to_string(url_file).unwrap().trim().to_owned();
+        // The token line, if any, is printed before the URL file is written.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if tx.send(line.unwrap_or_default()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            lines.push(line);
+        }
+        Server { child, url, stdout: lines }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn stop(mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+fn terminate(child: &mut Child) {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "sessanger exited with {status} on SIGTERM");
+            return;
+        }
+        assert!(Instant::now() < deadline, "sessanger did not stop on SIGTERM");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn admin_token(dir: &Path) -> String {
+    fs::read_to_string(dir.join("admin.token")).unwrap().trim().to_owned()
+}
+
+fn sessanger(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("SESSANGER_CONFIG")
+        .env_remove("SESSANGER_STORE")
+        .env_remove("SESSANGER_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn new_session(user: &str, device: &str) -> CreateSession {
+    CreateSession {
+        user_id: user.parse().unwrap(),
+        device_id: Some(device.into()),
+        ip: None,
+        user_agent: None,
+        attributes: Default::default(),
+        ttl_secs: None,
+    }
+}
+
+fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    (tmp, dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_start_prints_the_admin_token_once_and_keeps_it_private() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir);
+    let token = admin_token(&dir);
+    assert!(server.stdout.iter().any(|l| l.contains(&token)), "token printed: {:?}", server.stdout);
+    assert_eq!(fs::metadata(dir.join("admin.token")).unwrap().permissions().mode() & 0o777, 0o600);
+    let health = reqwest::get(format!("{}/healthz", server.url)).await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let ready = reqwest::get(format!("{}/readyz", server.url)).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    server.stop();
+    let again = Server::start(&dir);
+    assert!(again.stdout.iter().all(|l| !l.contains("admin token")), "no second token: {:?}", again.stdout);
+    again.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_native_api_works_over_real_http() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir);
+    let admin = Client::new(&server.url, &admin_token(&dir)).unwrap();
+    let alice = "alice".parse().unwrap();
+
+    let phone = admin.create_session(&new_session("alice", "phone")).await.unwrap();
+    let laptop = admin.create_session(&new_session("alice", "laptop")).await.unwrap();
+    assert_eq!(phone.version, Version(1));
+
+    let patched = admin
+        .patch_session(&phone.session_id, &Patch::default().set("theme", json!("dark")).incr("visits", 2), None)
+        .await
+        .unwrap();
+    assert_eq!(patched.attributes["visits"], json!(2));
+    let patched =
+        admin.patch_session(&phone.session_id, &Patch::default().remove("theme"), Some(patched.version)).await.unwrap();
+    assert!(!patched.attributes.contains_key("theme"));
+    let stale = admin.patch_session(&phone.session_id, &Patch::default().set("x", json!(1)), Some(Version(1))).await;
+    assert_eq!(stale.unwrap_err().code(), Some("version_mismatch"));
+
+    let listed = admin.list_user_sessions(&alice).await.unwrap();
+    let mut devices: Vec<_> = listed.iter().map(|s| s.device.device_id.clone().unwrap()).collect();
+    devices.sort();
+    assert_eq!(devices, ["laptop", "phone"]);
+
+    let regenerated = admin.regenerate_session(&phone.session_id).await.unwrap();
+    assert_ne!(regenerated.session_id, phone.session_id);
+    assert!(admin.get_session(&phone.session_id).await.unwrap_err().is_not_found());
+    assert_eq!(admin.get_session(&regenerated.session_id).await.unwrap().attributes["visits"], json!(2));
+
+    let refreshed = admin.refresh_session(&laptop.session_id).await.unwrap();
+    assert!(refreshed.expires_at >= laptop.expires_at);
+
+    assert_eq!(admin.stats().await.unwrap().active_sessions, 2);
+    assert_eq!(admin.delete_user_sessions(&alice).await.unwrap(), 2);
+    assert!(admin.list_user_sessions(&alice).await.unwrap().is_empty());
+    assert_eq!(admin.stats().await.unwrap().active_sessions, 0);
+
+    // 401, 403, 404, 413 over the wire, all as JSON errors.
+    let http = reqwest::Client::new();
+    let anonymous = http.get(format!("{}/v1/stats", server.url)).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.json::<Value>().await.unwrap()["error"]["code"], "unauthorized");
+    let created = admin
+        .create_service(&sessanger_core::wire::CreateService {
+            id: "reader".parse().unwrap(),
+            name: None,
+            permissions: vec![sessanger_core::Permission::Read],
+        })
+        .await
+        .unwrap();
+    let reader = Client::new(&server.url, &created.token).unwrap();
+    assert_eq!(reader.create_session(&new_session("bob", "tv")).await.unwrap_err().code(), Some("forbidden"));
+    assert_eq!(reader.stats().await.unwrap().active_sessions, 0);
+    let missing = http
+        .get(format!("{}/v1/sessions/{}", server.url, sessanger_core::SessionId::generate()))
+        .bearer_auth(admin_token(&dir))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.json::<Value>().await.unwrap()["error"]["code"], "session_not_found");
+    let huge = json!({"user_id": "bob", "attributes": {"blob": "x".repeat(2 * 1024 * 1024)}});
+    let too_large = http
+        .post(format!("{}/v1/sessions", server.url))
+        .bearer_auth(admin_token(&dir))
+        .json(&huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(too_large.json::<Value>().await.unwrap()["error"]["code"], "payload_too_large");
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_on_the_embedded_store_keeps_sessions_and_services() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir);
+    let admin = Client::new(&server.url, &admin_token(&dir)).unwrap();
+    let session = admin.create_session(&new_session("carol", "desk")).await.unwrap();
+    admin.patch_session(&session.session_id, &Patch::default().incr("counter", 41), None).await.unwrap();
+    let billing = admin
+        .create_service(&sessanger_core::wire::CreateService {
+            id: "billing".parse().unwrap(),
+            name: Some("Billing".into()),
+            permissions: vec![sessanger_core::Permission::Read, sessanger_core::Permission::Write],
+        })
+        .await
+        .unwrap();
+    server.stop();
+
+    let server = Server::start(&dir);
+    let billing = Client::new(&server.url, &billing.token).unwrap();
+    let after = billing.patch_session(&session.session_id, &Patch::default().incr("counter", 1), None).await.unwrap();
+    assert_eq!(after.attributes["counter"], json!(42));
+    assert_eq!(billing.list_user_sessions(&"carol".parse().unwrap()).await.unwrap().len(), 1);
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_commands_go_through_the_running_server() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir);
+    let added = stdout(&sessanger(&dir, &["service", "add", "billing", "--permissions", "read,write", "--json"]));
+    let added: Value = serde_json::from_str(&added).unwrap();
+    let billing = Client::new(&server.url, added["token"].as_str().unwrap()).unwrap();
+    let session = billing.create_session(&new_session("dave", "phone")).await.unwrap();
+
+    let services = stdout(&sessanger(&dir, &["service", "list"]));
+    assert!(services.contains("billing") && services.contains("admin"), "{services}");
+    let sessions = stdout(&sessanger(&dir, &["sessions", "list", "--user", "dave"]));
+    assert!(sessions.contains(session.session_id.as_ref()), "{sessions}");
+    assert!(stdout(&sessanger(&dir, &["sessions", "revoke", "--user", "dave"])).contains("1 session"));
+    assert!(billing.get_session(&session.session_id).await.unwrap_err().is_not_found());
+
+    stdout(&sessanger(&dir, &["service", "remove", "billing"]));
+    assert_eq!(billing.stats().await.unwrap_err().code(), Some("unauthorized"));
+    server.stop();
+}
+
+#[test]
+fn admin_commands_work_on_the_store_directly_when_no_server_runs() {
+    let (_tmp, dir) = data_dir();
+    let added = stdout(&sessanger(&dir, &["service", "add", "web", "--permissions", "read"]));
+    assert!(added.contains("token (shown once): web."), "{added}");
+    assert!(stdout(&sessanger(&dir, &["service", "list"])).contains("web"));
+    let refused = sessanger(&dir, &["service", "add", "web"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already exists"));
+}
+
+fn config_check(file: &str, env: &[(&str, &str)]) -> Output {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/config").join(file);
+    let mut command = Command::new(BIN);
+    command.args(["config", "check"]).arg(path);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().unwrap()
+}
+
+#[test]
+fn config_check_accepts_both_broker_examples_of_the_seed() {
+    stdout(&config_check("seed-example-1.yaml", &[]));
+    stdout(&config_check("seed-example-2.yaml", &[]));
+    let env = [
+        ("BROKER_ROUTING_KEY", "sessanger1"),
+        ("TSUP_BROKER_URL", "127.0.0.1:5672"),
+        ("BROKER_SESSANGER_LOGIN", "sessanger"),
+        ("BROKER_SESSANGER_PASSWORD", "sessanger"),
+        ("BROKER_USER_PASSWORD", "123"),
+    ];
+    stdout(&config_check("seed-env.yaml", &env));
+    let missing = config_check("seed-env.yaml", &[]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("BROKER_ROUTING_KEY"));
+}
+
+#[test]
+fn config_check_rejects_a_broken_file_naming_file_line_and_key() {
+    let output = config_check("broken.yaml", &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broken.yaml:4:3: session: unknown field `idle_timeout`"), "{stderr}");
+}
