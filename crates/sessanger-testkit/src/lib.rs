@@ -5,8 +5,10 @@
 //! failure names the broken sentence of the contract. A store joins with one line in its
 //! `tests/conformance.rs`:
 //!
-//! ```ignore
-//! sessanger_testkit::store_conformance!(|| async { my_store::MyStore::connect("...").await.unwrap() });
+//! ```no_run
+//! // tests/conformance.rs of a store crate:
+//! sessanger_testkit::store_conformance!(|| async { sessanger_store_memory::MemoryStore::new() });
+//! # fn main() {}
 //! ```
 //!
 //! The closure is called once per case and must return an empty store (a fresh key prefix,

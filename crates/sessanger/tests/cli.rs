@@ -26,10 +26,15 @@ struct Server {
 
 impl Server {
     fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
         let _ = fs::remove_file(data_dir.join("server.url"));
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .envs(env.iter().copied())
             .env_remove("SESSANGER_CONFIG")
             .env_remove("SESSANGER_STORE")
             .env("RUST_LOG", "warn")
@@ -124,7 +129,8 @@ fn new_session(user: &str, device: &str) -> CreateSession {
 
 fn data_dir() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
+    // Named like the default data dir, so the README's commands find the token as printed.
+    let dir = tmp.path().join("sessanger-data");
     (tmp, dir)
 }
 
@@ -312,4 +318,65 @@ fn config_check_rejects_a_broken_file_naming_file_line_and_key() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("broken.yaml:4:3: session: unknown field `idle_timeout`"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_audit_trail_names_the_acting_service_and_hides_session_ids() {
+    let (tmp, dir) = data_dir();
+    let audit = tmp.path().join("audit.jsonl");
+    let server = Server::start_with(&dir, &[("SESSANGER_AUDIT_LOG", audit.to_str().unwrap())]);
+    let admin = Client::new(&server.url, &admin_token(&dir)).unwrap();
+    let session = admin.create_session(&new_session("erin", "phone")).await.unwrap();
+    let reader = admin
+        .create_service(&sessanger_core::wire::CreateService {
+            id: "reports".parse().unwrap(),
+            name: None,
+            permissions: vec![sessanger_core::Permission::Read],
+        })
+        .await
+        .unwrap();
+    Client::new(&server.url, &reader.token).unwrap().get_session(&session.session_id).await.unwrap();
+    admin.delete_session(&session.session_id).await.unwrap();
+    server.stop();
+
+    let trail = fs::read_to_string(&audit).unwrap();
+    assert!(!trail.contains(session.session_id.as_ref()), "a live session id leaked into the audit trail");
+    let events: Vec<Value> = trail.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let find =
+        |action: &str| events.iter().find(|e| e["action"] == action).unwrap_or_else(|| panic!("{action} in {trail}"));
+    let fingerprint = session.session_id.fingerprint();
+    let created = find("session.create");
+    assert_eq!((created["service"].as_str(), created["user"].as_str()), (Some("admin"), Some("erin")));
+    assert_eq!(created["session"], fingerprint.as_str());
+    let foreign = find("session.read");
+    assert_eq!(
+        (foreign["service"].as_str(), foreign["session"].as_str()),
+        (Some("reports"), Some(fingerprint.as_str()))
+    );
+    assert_eq!(find("session.delete")["session"], fingerprint.as_str());
+}
+
+/// The curl walkthrough of README.md, run as printed against a real server (only the port
+/// differs), so the README cannot rot.
+#[test]
+fn the_readme_curl_examples_work_as_printed() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir);
+    let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let section = readme.split("## Use the API").nth(1).expect("README has a `Use the API` section");
+    let script = section.split("```sh").nth(1).and_then(|s| s.split("```").next()).expect("a sh block");
+    let port = server.url.rsplit(':').next().unwrap();
+    let script = script.replace("localhost:8090", &format!("localhost:{port}"));
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -euo pipefail\n{script}"))
+        .current_dir(dir.parent().unwrap())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "stdout: {out}\nstderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(!out.contains("\"error\""), "an example failed: {out}");
+    assert!(out.contains("\"deleted\":2") || out.contains("\"deleted\":1"), "{out}");
+    assert!(out.contains("\"active_sessions\":0"), "{out}");
+    server.stop();
 }
