@@ -292,10 +292,22 @@ impl SessionManager {
     }
 
     /// Replaces the session's attributes and device with those of `session`, only if the
-    /// stored version is still `session.version` (compare-and-set).
+    /// stored version is still `session.version` (compare-and-set; sa-token's `update_session`).
     pub async fn update_session(&self, session: &Session) -> Result<Session, ManagerError> {
-        self.shared.policy.limits.check_attributes(&session.attributes)?;
-        match self.shared.store.replace(session, session.version, self.now()).await? {
+        self.replace_session(&session.id, &session.attributes, &session.device, session.version).await
+    }
+
+    /// Replaces all attributes and the device of a session, only if it is still at version
+    /// `expected` (compare-and-set): the whole-record write of read-modify-write clients.
+    pub async fn replace_session(
+        &self,
+        id: &SessionId,
+        attributes: &Attributes,
+        device: &Device,
+        expected: Version,
+    ) -> Result<Session, ManagerError> {
+        self.shared.policy.limits.check_attributes(attributes)?;
+        match self.shared.store.replace(id, attributes, device, expected, self.now()).await? {
             Replaced::Applied(updated) => {
                 self.audit_foreign(&updated, Action::ForeignUpdate);
                 self.emit(SessionEvent::AttributesChanged {

@@ -15,7 +15,9 @@ use std::{fmt::Debug, num::NonZeroU32};
 
 use async_trait::async_trait;
 
-use crate::{Patch, PatchError, ServiceId, ServiceRecord, Session, SessionId, Timestamp, UserId, Version};
+use crate::{
+    Attributes, Device, Patch, PatchError, ServiceId, ServiceRecord, Session, SessionId, Timestamp, UserId, Version,
+};
 
 /// A boxed error from a backend, kept as the source of a [`StoreError`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -181,7 +183,14 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     /// Replaces the attributes and device of a live session if its stored version equals
     /// `expected` (compare-and-set). Id, user, creation time and deadlines are kept; the
     /// version grows by one.
-    async fn replace(&self, session: &Session, expected: Version, now: Timestamp) -> Result<Replaced, StoreError>;
+    async fn replace(
+        &self,
+        id: &SessionId,
+        attributes: &Attributes,
+        device: &Device,
+        expected: Version,
+        now: Timestamp,
+    ) -> Result<Replaced, StoreError>;
 
     /// Moves a live session to a new id in one step: afterwards the old id loads as `None`
     /// and the new one holds the same data (version grown by one, idle deadline renewed).

@@ -10,9 +10,9 @@ use axum::{
 };
 use serde_json::{Value, json};
 use sessanger_core::{
-    Backend, Created, Patch, Patched, Permission, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore, Session,
-    SessionId, SessionManager, SessionPolicy, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit,
-    Version,
+    Attributes, Backend, Created, Device, Patch, Patched, Permission, Renamed, Replaced, ServiceId, ServiceRecord,
+    ServiceStore, Session, SessionId, SessionManager, SessionPolicy, SessionRef, SessionStore, StoreError, Timestamp,
+    UserId, UserLimit, Version,
 };
 use sessanger_server::{AppState, ServerOptions, app, openapi, serve};
 use sessanger_store_memory::MemoryStore;
@@ -189,9 +189,16 @@ impl SessionStore for FaultyStore {
         self.gate().await?;
         self.inner.patch(id, patch, expected, touch, now).await
     }
-    async fn replace(&self, session: &Session, expected: Version, now: Timestamp) -> Result<Replaced, StoreError> {
+    async fn replace(
+        &self,
+        id: &SessionId,
+        attributes: &Attributes,
+        device: &Device,
+        expected: Version,
+        now: Timestamp,
+    ) -> Result<Replaced, StoreError> {
         self.gate().await?;
-        self.inner.replace(session, expected, now).await
+        self.inner.replace(id, attributes, device, expected, now).await
     }
     async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
         self.gate().await?;

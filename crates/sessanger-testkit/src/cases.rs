@@ -254,7 +254,7 @@ pub async fn replace_is_compare_and_set_by_version(store: Store) {
     edited.device.user_agent = Some("curl".into());
     edited.user_id = user("thief");
     edited.expires_at = now + ABSOLUTE * 10;
-    let applied = match store.replace(&edited, Version(1), now).await.unwrap() {
+    let applied = match store.replace(&s.id, &edited.attributes, &edited.device, Version(1), now).await.unwrap() {
         Replaced::Applied(s) => s,
         other => panic!("expected applied, got {other:?}"),
     };
@@ -264,11 +264,16 @@ pub async fn replace_is_compare_and_set_by_version(store: Store) {
     assert_eq!(applied.user_id, s.user_id);
     assert_eq!(applied.expires_at, s.expires_at);
     assert_eq!(applied.created_at, s.created_at);
-    assert_eq!(store.replace(&edited, Version(1), now).await.unwrap(), Replaced::VersionMismatch(Version(2)));
+    assert_eq!(
+        store.replace(&s.id, &edited.attributes, &edited.device, Version(1), now).await.unwrap(),
+        Replaced::VersionMismatch(Version(2))
+    );
     assert_eq!(store.load(&s.id, now).await.unwrap(), Some(applied));
-    let mut ghost = session(&user("u"), now);
-    ghost.id = SessionId::generate();
-    assert_eq!(store.replace(&ghost, Version(1), now).await.unwrap(), Replaced::NotFound);
+    let ghost = SessionId::generate();
+    assert_eq!(
+        store.replace(&ghost, &edited.attributes, &edited.device, Version(1), now).await.unwrap(),
+        Replaced::NotFound
+    );
 }
 
 /// `touch` slides the idle deadline but never past the absolute one.

@@ -68,8 +68,8 @@ use redb::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 use sessanger_core::{
-    BoxError, Created, Patch, Patched, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore, Session, SessionId,
-    SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    Attributes, BoxError, Created, Device, Patch, Patched, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore,
+    Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 
 /// The name of the database file inside the data directory.
@@ -493,15 +493,22 @@ impl SessionStore for EmbeddedStore {
         .await
     }
 
-    async fn replace(&self, session: &Session, expected: Version, now: Timestamp) -> Result<Replaced, StoreError> {
-        let new = session.clone();
+    async fn replace(
+        &self,
+        id: &SessionId,
+        attributes: &Attributes,
+        device: &Device,
+        expected: Version,
+        now: Timestamp,
+    ) -> Result<Replaced, StoreError> {
+        let (id, attributes, device) = (id.clone(), attributes.clone(), device.clone());
         self.write_sessions(move |t| {
-            let outcome = t.update(&new.id, now, |s| {
+            let outcome = t.update(&id, now, |s| {
                 if s.version != expected {
                     return Edit::Keep(Replaced::VersionMismatch(s.version));
                 }
-                s.attributes = new.attributes.clone();
-                s.device = new.device.clone();
+                s.attributes = attributes;
+                s.device = device;
                 s.version = s.version.next();
                 Edit::Write(Replaced::Applied(s.clone()))
             })?;

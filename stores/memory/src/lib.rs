@@ -20,8 +20,8 @@ use std::{
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Created, Patch, Patched, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef,
-    SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    Attributes, Created, Device, Patch, Patched, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore, Session,
+    SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 
 /// Sessions and services in process memory; gone when the process ends.
@@ -147,14 +147,21 @@ impl SessionStore for MemoryStore {
         Ok(outcome.unwrap_or(Patched::NotFound))
     }
 
-    async fn replace(&self, session: &Session, expected: Version, now: Timestamp) -> Result<Replaced, StoreError> {
+    async fn replace(
+        &self,
+        id: &SessionId,
+        attributes: &Attributes,
+        device: &Device,
+        expected: Version,
+        now: Timestamp,
+    ) -> Result<Replaced, StoreError> {
         let mut inner = self.lock();
-        let outcome = inner.update(&session.id, now, |s| {
+        let outcome = inner.update(id, now, |s| {
             if s.version != expected {
                 return Replaced::VersionMismatch(s.version);
             }
-            s.attributes = session.attributes.clone();
-            s.device = session.device.clone();
+            s.attributes = attributes.clone();
+            s.device = device.clone();
             s.version = s.version.next();
             Replaced::Applied(s.clone())
         });

@@ -176,15 +176,7 @@ pub(crate) async fn replace_session(
 ) -> Result<SessionReply, ApiError> {
     // A blind overwrite (`*` or no header) would lose whatever another writer changed.
     let IfMatch::Version(expected) = if_match else { return Err(ApiError::PreconditionRequired) };
-    // `update_session` takes a whole `Session`; only id, attributes, device and version count,
-    // and the store compares the version atomically, so the load adds no race.
-    let mut session = caller.manager.get_session(&id).await?;
-    if session.version != expected {
-        return Err(ApiError::VersionMismatch(session.version));
-    }
-    session.attributes = body.attributes;
-    session.device = body.device;
-    Ok(SessionReply::ok(caller.manager.update_session(&session).await?))
+    Ok(SessionReply::ok(caller.manager.replace_session(&id, &body.attributes, &body.device, expected).await?))
 }
 
 /// Renew a session's idle deadline (never past its absolute one).
