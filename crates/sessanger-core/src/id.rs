@@ -20,17 +20,22 @@ pub enum IdError {
     ServiceId,
 }
 
-/// A session's id: 256 bits from the operating system's CSPRNG, base64url without padding.
+/// A session's id: 43 characters of base64url (32 bytes) from the operating system's CSPRNG.
 ///
-/// 256 bits keep guessing hopeless (OWASP asks for at least 64 bits of entropy) and leave room
-/// for ids to be hashed into audit logs without collisions.
+/// The first two characters are the user's [shard tag](UserId::shard_tag), the other 244 bits
+/// are random: guessing stays hopeless (OWASP asks for at least 64 bits of entropy), and a
+/// store can find every key of a session from its id alone and still keep all of a user's
+/// sessions together (one Redis Cluster hash slot per user).
 ///
 /// # Examples
 /// ```
-/// use sessanger_core::SessionId;
+/// use sessanger_core::{SessionId, UserId};
 ///
-/// let id = SessionId::generate();
+/// let alice: UserId = "alice".parse().unwrap();
+/// let id = SessionId::generate_for(&alice);
 /// assert_eq!(id.as_ref().len(), 43);
+/// assert_eq!(id.shard_tag(), alice.shard_tag());
+/// assert_eq!(id.regenerate().shard_tag(), alice.shard_tag());
 /// let parsed: SessionId = id.to_string().parse().unwrap();
 /// assert_eq!(parsed, id);
 /// ```
@@ -50,11 +55,36 @@ impl SessionId {
     /// Length of the encoded id in characters.
     pub const LEN: usize = 43;
 
-    /// Draws a fresh id from the operating system's CSPRNG.
+    /// Length of the shard tag at the start of every id.
+    pub const TAG_LEN: usize = 2;
+
+    /// A fresh id for a session of `user`.
+    pub fn generate_for(user: &UserId) -> Self {
+        Self::with_tag(&user.shard_tag())
+    }
+
+    /// A fresh id with the same shard tag (for regenerating a session's id).
+    #[must_use]
+    pub fn regenerate(&self) -> Self {
+        Self::with_tag(self.shard_tag())
+    }
+
+    /// A fresh id of no particular user: only for probing ids that name no session.
     pub fn generate() -> Self {
+        Self::with_tag("")
+    }
+
+    fn with_tag(tag: &str) -> Self {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes).expect("the operating system's random source must be readable");
-        Self(URL_SAFE_NO_PAD.encode(bytes))
+        let mut id = URL_SAFE_NO_PAD.encode(bytes);
+        id.replace_range(..tag.len(), tag);
+        Self(id)
+    }
+
+    /// The user's shard tag this id starts with.
+    pub fn shard_tag(&self) -> &str {
+        &self.0[..Self::TAG_LEN]
     }
 
     /// A short, stable, non-reversible fingerprint for logs: the first 16 hex digits of SHA-256.
@@ -93,6 +123,14 @@ pub struct UserId(String);
 impl UserId {
     /// Longest accepted user id, in bytes.
     pub const MAX_LEN: usize = 256;
+
+    /// Two base64url characters (12 bits) of the SHA-256 of the user id: 4096 shards, the same
+    /// for every session of the user. It reveals nothing usable about the user.
+    pub fn shard_tag(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(self.0.as_bytes());
+        URL_SAFE_NO_PAD.encode(&digest[..3])[..SessionId::TAG_LEN].to_owned()
+    }
 }
 
 impl FromStr for UserId {

@@ -244,7 +244,7 @@ impl SessionManager {
     pub async fn create_session(&self, user: &UserId, new: NewSession) -> Result<Session, ManagerError> {
         let policy = &self.shared.policy;
         let mut session = Session::new(
-            SessionId::generate(),
+            SessionId::generate_for(user),
             user.clone(),
             self.now(),
             new.ttl.unwrap_or(policy.idle_ttl),
@@ -269,7 +269,7 @@ impl SessionManager {
                     self.emit(SessionEvent::Created { session_id: session.id.clone(), user_id: user.clone() });
                     return Ok(session);
                 }
-                Created::IdTaken => session.id = SessionId::generate(),
+                Created::IdTaken => session.id = session.id.regenerate(),
                 Created::LimitReached => return Err(ManagerError::LimitReached),
             }
         }
@@ -384,7 +384,7 @@ impl SessionManager {
     /// session fixation). The old id stops working at once.
     pub async fn regenerate_id(&self, id: &SessionId) -> Result<Session, ManagerError> {
         for _ in 0..3 {
-            let new = SessionId::generate();
+            let new = id.regenerate();
             match self.shared.store.rename(id, &new, self.now()).await? {
                 Renamed::Renamed(session) => {
                     audit::record(Action::Regenerate, self.service.as_ref(), Some(id), Some(&session.user_id));

@@ -104,7 +104,7 @@ impl Session {
     /// use sessanger_core::{Session, SessionId, Timestamp};
     ///
     /// let t0 = Timestamp::from_millis(0);
-    /// let s = Session::new(SessionId::generate(), "bob".parse().unwrap(), t0,
+    /// let s = Session::new(SessionId::generate_for(&"bob".parse().unwrap()), "bob".parse().unwrap(), t0,
     ///                      Duration::from_secs(60), Duration::from_secs(3600));
     /// assert!(!s.is_expired(t0 + Duration::from_secs(59)));
     /// assert!(s.is_expired(t0 + Duration::from_secs(60)));

@@ -147,6 +147,11 @@ pub struct SessionRef {
 /// Every method is one atomic step in the backend. A session whose `expires_at <= now` is
 /// dead: no method returns it, counts it or lets it be changed, whether or not the backend
 /// has purged it yet.
+///
+/// Callers keep one precondition: a session's id carries its user's shard tag
+/// ([`SessionId::generate_for`]), and a new id given to [`SessionStore::rename`] carries the
+/// old one's ([`SessionId::regenerate`]). A store may rely on it to place all of a user's
+/// sessions and index entries together.
 #[async_trait]
 pub trait SessionStore: Debug + Send + Sync + 'static {
     /// Stores a new session and adds it to its user's index.

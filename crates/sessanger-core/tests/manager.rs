@@ -159,3 +159,12 @@ async fn sessions_remember_the_service_that_created_them() {
     let other = m.for_service(&"billing".parse().unwrap());
     assert_eq!(other.get_session(&s.id).await.unwrap().created_by, s.created_by);
 }
+
+#[tokio::test]
+async fn every_session_of_a_user_carries_the_users_shard_tag() {
+    let (m, _) = manager(SessionPolicy::default());
+    let s = m.create_session(&alice(), NewSession::default()).await.unwrap();
+    assert_eq!(s.id.shard_tag(), alice().shard_tag());
+    let renamed = m.regenerate_id(&s.id).await.unwrap();
+    assert_eq!(renamed.id.shard_tag(), alice().shard_tag());
+}

@@ -24,7 +24,7 @@ fn user(name: &str) -> UserId {
 }
 
 fn session(user: &UserId, now: Timestamp) -> Session {
-    Session::new(SessionId::generate(), user.clone(), now, IDLE, ABSOLUTE)
+    Session::new(SessionId::generate_for(user), user.clone(), now, IDLE, ABSOLUTE)
 }
 
 async fn create(store: &Store, session: &Session) {
@@ -62,7 +62,7 @@ pub async fn create_then_load_returns_the_same_session(store: Store) {
 
 /// An id never created loads as `None`, not as an error.
 pub async fn load_of_unknown_id_returns_none(store: Store) {
-    assert_eq!(store.load(&SessionId::generate(), t0()).await.unwrap(), None);
+    assert_eq!(store.load(&SessionId::generate_for(&user("nobody")), t0()).await.unwrap(), None);
 }
 
 /// A session is dead from `expires_at` on, whether or not the store purged it.
@@ -78,12 +78,12 @@ pub async fn load_of_expired_session_returns_none(store: Store) {
 pub async fn create_never_overwrites_a_live_session(store: Store) {
     let now = t0();
     let first = created(&store, &user("a"), now).await;
-    let mut second = session(&user("b"), now);
+    let mut second = session(&first.user_id, now + SECOND);
     second.id = first.id.clone();
     second.attributes.insert("intruder".into(), json!(true));
     assert_eq!(store.create(&second, UserLimit::Unlimited, now).await.unwrap(), Created::IdTaken);
     assert_eq!(store.load(&first.id, now).await.unwrap(), Some(first.clone()));
-    assert!(store.list_user(&second.user_id, now).await.unwrap().is_empty());
+    assert_eq!(store.list_user(&first.user_id, now).await.unwrap(), vec![first]);
 }
 
 /// The id of a dead session may be used again; the old data is gone.
@@ -91,11 +91,11 @@ pub async fn create_may_reuse_the_id_of_an_expired_session(store: Store) {
     let now = t0();
     let old = created(&store, &user("a"), now).await;
     let later = now + IDLE + SECOND;
-    let mut new = session(&user("b"), later);
+    let mut new = session(&old.user_id, later);
     new.id = old.id.clone();
     assert!(matches!(store.create(&new, UserLimit::Unlimited, later).await.unwrap(), Created::Created { .. }));
-    assert_eq!(store.load(&old.id, later).await.unwrap(), Some(new));
-    assert!(store.list_user(&old.user_id, later).await.unwrap().is_empty());
+    assert_eq!(store.load(&old.id, later).await.unwrap(), Some(new.clone()));
+    assert_eq!(store.list_user(&old.user_id, later).await.unwrap(), vec![new], "the dead session left the index");
 }
 
 /// 100 concurrent creates for one user all land in the user's index.
@@ -143,7 +143,7 @@ pub async fn patch_sets_removes_and_increments_atomically(store: Store) {
 pub async fn patch_of_unknown_or_expired_session_is_not_found(store: Store) {
     let now = t0();
     let p = Patch::default().set("a", json!(1));
-    let unknown = SessionId::generate();
+    let unknown = SessionId::generate_for(&user("nobody"));
     assert_eq!(store.patch(&unknown, &p, None, false, now).await.unwrap(), Patched::NotFound);
     assert_eq!(store.load(&unknown, now).await.unwrap(), None);
     let s = created(&store, &user("u"), now).await;
@@ -269,7 +269,7 @@ pub async fn replace_is_compare_and_set_by_version(store: Store) {
         Replaced::VersionMismatch(Version(2))
     );
     assert_eq!(store.load(&s.id, now).await.unwrap(), Some(applied));
-    let ghost = SessionId::generate();
+    let ghost = s.id.regenerate();
     assert_eq!(
         store.replace(&ghost, &edited.attributes, &edited.device, Version(1), now).await.unwrap(),
         Replaced::NotFound
@@ -311,7 +311,7 @@ pub async fn rename_moves_the_session_to_the_new_id(store: Store) {
     let mut s = session(&user("u"), now);
     s.attributes.insert("cart".into(), json!(["book"]));
     create(&store, &s).await;
-    let new = SessionId::generate();
+    let new = s.id.regenerate();
     let later = now + SECOND;
     let renamed = match store.rename(&s.id, &new, later).await.unwrap() {
         Renamed::Renamed(r) => r,
@@ -331,8 +331,9 @@ pub async fn rename_moves_the_session_to_the_new_id(store: Store) {
 /// Renaming onto a live id writes nothing.
 pub async fn rename_to_a_live_id_is_refused(store: Store) {
     let now = t0();
-    let a = created(&store, &user("u"), now).await;
-    let b = created(&store, &user("v"), now).await;
+    let u = user("u");
+    let a = created(&store, &u, now).await;
+    let b = created(&store, &u, now).await;
     assert_eq!(store.rename(&a.id, &b.id, now).await.unwrap(), Renamed::IdTaken);
     assert_eq!(store.load(&a.id, now).await.unwrap(), Some(a));
     assert_eq!(store.load(&b.id, now).await.unwrap(), Some(b));
@@ -341,9 +342,10 @@ pub async fn rename_to_a_live_id_is_refused(store: Store) {
 /// Renaming an unknown or dead session is `NotFound`.
 pub async fn rename_of_unknown_session_is_not_found(store: Store) {
     let now = t0();
-    assert_eq!(store.rename(&SessionId::generate(), &SessionId::generate(), now).await.unwrap(), Renamed::NotFound);
+    let unknown = SessionId::generate_for(&user("nobody"));
+    assert_eq!(store.rename(&unknown, &unknown.regenerate(), now).await.unwrap(), Renamed::NotFound);
     let s = created(&store, &user("u"), now).await;
-    let new = SessionId::generate();
+    let new = s.id.regenerate();
     assert_eq!(store.rename(&s.id, &new, now + IDLE).await.unwrap(), Renamed::NotFound);
     assert_eq!(store.load(&new, now).await.unwrap(), None);
 }
@@ -399,7 +401,7 @@ pub async fn delete_user_removes_all_and_only_that_users_sessions(store: Store) 
 pub async fn list_and_revoke_stay_consistent_after_some_sessions_expire(store: Store) {
     let now = t0();
     let u = user("u");
-    let short = Session::new(SessionId::generate(), u.clone(), now, SECOND * 10, ABSOLUTE);
+    let short = Session::new(SessionId::generate_for(&u), u.clone(), now, SECOND * 10, ABSOLUTE);
     create(&store, &short).await;
     let long = created(&store, &u, now).await;
     let later = now + SECOND * 10;
@@ -414,7 +416,7 @@ pub async fn count_active_ignores_expired_sessions(store: Store) {
     let now = t0();
     let before = store.count_active(now).await.unwrap();
     let u = user("u");
-    let short = Session::new(SessionId::generate(), u.clone(), now, SECOND * 10, ABSOLUTE);
+    let short = Session::new(SessionId::generate_for(&u), u.clone(), now, SECOND * 10, ABSOLUTE);
     create(&store, &short).await;
     created(&store, &u, now).await;
     created(&store, &u, now).await;
@@ -429,7 +431,7 @@ pub async fn delete_expired_removes_due_sessions_in_bounded_batches(store: Store
     let u = user("u");
     let mut short = Vec::new();
     for _ in 0..5 {
-        let s = Session::new(SessionId::generate(), u.clone(), now, SECOND * 10, ABSOLUTE);
+        let s = Session::new(SessionId::generate_for(&u), u.clone(), now, SECOND * 10, ABSOLUTE);
         create(&store, &s).await;
         short.push(s.id);
     }

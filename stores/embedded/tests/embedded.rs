@@ -26,7 +26,7 @@ fn user(name: &str) -> UserId {
 }
 
 fn session(user: &UserId, now: Timestamp, idle: Duration) -> Session {
-    Session::new(SessionId::generate(), user.clone(), now, idle, ABSOLUTE)
+    Session::new(SessionId::generate_for(user), user.clone(), now, idle, ABSOLUTE)
 }
 
 async fn create(store: &EmbeddedStore, session: &Session) {
