@@ -1,6 +1,6 @@
 //! Human-readable logs on standard error, and the audit trail as JSON lines.
 
-use std::{fs::OpenOptions, path::Path, sync::Mutex};
+use std::{fs::OpenOptions, io::IsTerminal, path::Path, sync::Mutex};
 
 use sessanger_core::audit;
 use tracing_subscriber::{EnvFilter, Layer, filter::filter_fn, layer::SubscriberExt, util::SubscriberInitExt};
@@ -9,6 +9,7 @@ use tracing_subscriber::{EnvFilter, Layer, filter::filter_fn, layer::SubscriberE
 pub(crate) fn init(audit_log: Option<&Path>) -> anyhow::Result<()> {
     let human = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_filter(filter_fn(|meta| meta.target() != audit::TARGET));
     let audit_layer = tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(false);
