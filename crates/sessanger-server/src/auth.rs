@@ -55,21 +55,30 @@ impl<P: Needs> FromRequestParts<AppState> for Caller<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        let service = state.manager.verify_service(&token).await?;
-        if !service.allows(P::PERMISSION) {
-            return Err(ApiError::Forbidden(P::PERMISSION));
-        }
-        Ok(Caller { manager: state.manager.for_service(&service.id), needs: PhantomData })
+        let manager = authenticate(state, &parts.headers, P::PERMISSION).await?;
+        Ok(Caller { manager, needs: PhantomData })
     }
 }
 
-/// The token of `Authorization: Bearer <token>`; the scheme is case-insensitive (RFC 9110).
-fn bearer_token(headers: &HeaderMap) -> Option<ServiceToken> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return None;
+/// The manager acting for the service whose bearer token `headers` carry, if that service
+/// holds `permission`.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    permission: Permission,
+) -> Result<SessionManager, ApiError> {
+    let token = bearer(headers).and_then(|token| token.parse::<ServiceToken>().ok()).ok_or(ApiError::Unauthorized)?;
+    let service = state.manager.verify_service(&token).await?;
+    if !service.allows(permission) {
+        return Err(ApiError::Forbidden(permission));
     }
-    token.trim().parse().ok()
+    Ok(state.manager.for_service(&service.id))
+}
+
+/// The credentials of `Authorization: Bearer <credentials>`; the scheme is case-insensitive
+/// (RFC 9110).
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| credentials.trim())
 }

@@ -10,7 +10,7 @@ use std::{error::Error, sync::Arc};
 
 use axum::{
     Json,
-    extract::rejection::{JsonRejection, PathRejection, QueryRejection},
+    extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -28,6 +28,9 @@ pub(crate) enum ApiError {
     Unauthorized,
     #[error("this service lacks the `{0}` permission")]
     Forbidden(Permission),
+    /// A compat API's own API key is missing or wrong; the text is the original's.
+    #[error("unauthorized")]
+    InvalidApiKey,
     #[error("session not found")]
     SessionNotFound,
     #[error("service not found")]
@@ -117,11 +120,44 @@ error_codes! {
 pub(crate) struct Fault(pub(crate) Arc<dyn Error + Send + Sync>);
 
 impl ApiError {
+    /// The status this error is answered with.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    /// The body of this error in the native shape.
+    pub(crate) fn body(&self) -> ErrorBody {
+        let code = self.status_and_code().1;
+        // For server errors `Display` is the generic text; the cause stays in `Fault`.
+        ErrorBody { error: ErrorDetail { code: code.as_str().to_owned(), message: self.to_string() } }
+    }
+
+    /// Answers with `status` and `body` (the compat APIs have their own of both), keeping what
+    /// belongs to the error whatever the shape: the `WWW-Authenticate` challenge and the cause
+    /// of a server error as a [`Fault`].
+    pub(crate) fn respond(self, status: StatusCode, body: impl Serialize) -> Response {
+        let mut response = (status, Json(body)).into_response();
+        match self {
+            ApiError::Unauthorized => {
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::StoreUnavailable(cause) => {
+                response.extensions_mut().insert(Fault(Arc::new(cause)));
+            }
+            ApiError::Internal(cause) => {
+                response.extensions_mut().insert(Fault(Arc::from(cause)));
+            }
+            _ => {}
+        }
+        response
+    }
+
     fn status_and_code(&self) -> (StatusCode, ErrorCode) {
         use ErrorCode as C;
         match self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, C::Unauthorized),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, C::Forbidden),
+            ApiError::InvalidApiKey => (StatusCode::FORBIDDEN, C::Unauthorized),
             ApiError::SessionNotFound => (StatusCode::NOT_FOUND, C::SessionNotFound),
             ApiError::ServiceNotFound => (StatusCode::NOT_FOUND, C::ServiceNotFound),
             ApiError::NotFound => (StatusCode::NOT_FOUND, C::NotFound),
@@ -145,23 +181,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        // For server errors `Display` is the generic text; the cause stays in `Fault`.
-        let body = ErrorBody { error: ErrorDetail { code: code.as_str().to_owned(), message: self.to_string() } };
-        let mut response = (status, Json(body)).into_response();
-        match self {
-            ApiError::Unauthorized => {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            ApiError::StoreUnavailable(cause) => {
-                response.extensions_mut().insert(Fault(Arc::new(cause)));
-            }
-            ApiError::Internal(cause) => {
-                response.extensions_mut().insert(Fault(Arc::from(cause)));
-            }
-            _ => {}
-        }
-        response
+        let (status, body) = (self.status(), self.body());
+        self.respond(status, body)
     }
 }
 
@@ -199,6 +220,17 @@ impl From<JsonRejection> for ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(rejection.body_text()),
             // axum says 422 for well-formed JSON of the wrong shape; to the client it is just
             // as much an invalid request as a syntax error, so both are 400.
+            status if status.is_client_error() => ApiError::InvalidRequest(rejection.body_text()),
+            _ => ApiError::Internal(Box::new(rejection)),
+        }
+    }
+}
+
+/// Bodies read as bytes (the compat APIs parse them whatever their Content-Type).
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             status if status.is_client_error() => ApiError::InvalidRequest(rejection.body_text()),
             _ => ApiError::Internal(Box::new(rejection)),
         }

@@ -9,6 +9,9 @@
 //! failure is one JSON shape, `{"error": {"code": "<stable_snake_case>", "message": "..."}}`.
 //!
 //! # Layout
+//! - `compat/`: the foreign APIs: `compat/back_session.rs`, `compat/sessman.rs`, and in
+//!   `compat/mod.rs` what they share: who may call them, bodies parsed whatever their
+//!   Content-Type, errors in each API's own shape, compare-and-set rewrites.
 //! - `routes/`: one file per resource, each a `routes()` router and its handlers:
 //!   `routes/sessions.rs` (`/v1/sessions/..`, `/v1/stats`), `routes/users.rs`
 //!   (`/v1/users/{user_id}/sessions`), `routes/services.rs` (the service registry),
@@ -36,10 +39,11 @@ use axum::{
     middleware,
     response::Response,
 };
-use sessanger_core::SessionManager;
+use sessanger_core::{SessionManager, config::CompatConfig};
 use tokio::net::TcpListener;
 
 mod auth;
+mod compat;
 mod error;
 mod extract;
 mod metrics;
@@ -70,11 +74,18 @@ pub struct ServerOptions {
     /// Longest a request may take, reading its body included; a slower one gets 503
     /// `request_timeout`. Bounds what a hung store or a trickling client can hold. Default 30 s.
     pub request_timeout: Duration,
+    /// Which foreign APIs to serve, and how they authenticate; all off by default. The server
+    /// reads no file: `Config::load` has already merged a `compat.sessman.config` in.
+    pub compat: CompatConfig,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        ServerOptions { body_limit: 1024 * 1024, request_timeout: Duration::from_secs(30) }
+        ServerOptions {
+            body_limit: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            compat: CompatConfig::default(),
+        }
     }
 }
 
@@ -114,7 +125,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     // Layers run outside-in from the last one added: the metrics middleware sees every
     // response, timeouts and fallbacks included.
-    routes::router()
+    routes::router(&state.options.compat)
         .layer(DefaultBodyLimit::max(state.options.body_limit))
         .layer(middleware::from_fn_with_state(state.options.request_timeout, routes::enforce_timeout))
         .layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::observe))

@@ -27,8 +27,8 @@ enum Target {
 }
 
 impl Target {
-    fn connect(settings: &Settings) -> anyhow::Result<Target> {
-        match backend::open(&settings.store_url)? {
+    async fn connect(settings: &Settings) -> anyhow::Result<Target> {
+        match backend::open(settings).await? {
             Opened::Ready(store) => {
                 Ok(Target::Direct(SessionManager::with_policy(store, settings.config.session_policy())))
             }
@@ -100,7 +100,7 @@ impl Target {
 }
 
 pub(crate) async fn service(settings: &Settings, command: ServiceCommand) -> anyhow::Result<()> {
-    let target = Target::connect(settings)?;
+    let target = Target::connect(settings).await?;
     match command {
         ServiceCommand::Add { id, permissions, name, out } => {
             let permissions = permissions.iter().map(|p| p.parse::<Permission>()).collect::<Result<Vec<_>, _>>()?;
@@ -133,7 +133,7 @@ pub(crate) async fn service(settings: &Settings, command: ServiceCommand) -> any
 }
 
 pub(crate) async fn sessions(settings: &Settings, command: SessionsCommand) -> anyhow::Result<()> {
-    let target = Target::connect(settings)?;
+    let target = Target::connect(settings).await?;
     match command {
         SessionsCommand::List { user, out } => {
             let user: UserId = user.parse().context("invalid user id")?;

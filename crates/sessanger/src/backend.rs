@@ -7,6 +7,8 @@ use sessanger_core::Backend;
 use sessanger_store_embedded::{EmbeddedStore, OpenError};
 use sessanger_store_memory::MemoryStore;
 
+use crate::settings::Settings;
+
 /// A store ready to use, or the news that a running server holds it.
 #[derive(Debug)]
 pub(crate) enum Opened {
@@ -15,19 +17,30 @@ pub(crate) enum Opened {
     HeldElsewhere(PathBuf),
 }
 
-pub(crate) fn open(url: &str) -> anyhow::Result<Opened> {
+/// Opens `settings.store_url`; a store this build leaves out is named in the error.
+pub(crate) async fn open(settings: &Settings) -> anyhow::Result<Opened> {
+    let url = settings.store_url.as_str();
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    match scheme {
-        "memory" => Ok(Opened::Ready(Arc::new(MemoryStore::new()))),
+    let store: Arc<dyn Backend> = match scheme {
+        "memory" => Arc::new(MemoryStore::new()),
         "embedded" => {
             let path = PathBuf::from(if rest.is_empty() { "sessanger-data" } else { rest });
             match EmbeddedStore::open(&path) {
-                Ok(store) => Ok(Opened::Ready(Arc::new(store))),
-                Err(OpenError::Locked { .. }) => Ok(Opened::HeldElsewhere(path)),
-                Err(e) => Err(e.into()),
+                Ok(store) => Arc::new(store),
+                Err(OpenError::Locked { .. }) => return Ok(Opened::HeldElsewhere(path)),
+                Err(e) => return Err(e.into()),
             }
         }
-        "" => bail!("store URL `{url}` has no scheme (expected embedded://PATH or memory://)"),
-        other => bail!("store `{other}://` is not built into this sessanger (available: embedded://, memory://)"),
-    }
+        #[cfg(feature = "redis")]
+        "redis" | "rediss" | "redis+cluster" => {
+            let prefix = match &settings.config.store.key_prefix {
+                Some(prefix) => prefix.parse().map_err(|e| anyhow::anyhow!("store.key_prefix: {e}"))?,
+                None => sessanger_store_redis::KeyPrefix::default(),
+            };
+            Arc::new(sessanger_store_redis::RedisStore::connect(url, prefix).await?)
+        }
+        "" => bail!("store URL `{url}` has no scheme (expected embedded://PATH, memory://, redis://…)"),
+        other => bail!("store `{other}://` is not built into this sessanger"),
+    };
+    Ok(Opened::Ready(store))
 }

@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// sessanger: one session service for many services.
 #[derive(Debug, Parser)]
@@ -35,6 +35,9 @@ pub(crate) enum Command {
         /// Address to listen on (default 127.0.0.1:8090, or `http.listen` of the config).
         #[arg(long, env = "SESSANGER_LISTEN")]
         listen: Option<SocketAddr>,
+        /// Also serve these foreign APIs (comma-separated), as `compat.<api>.enabled` does.
+        #[arg(long, env = "SESSANGER_COMPAT", value_delimiter = ',')]
+        compat: Vec<CompatApi>,
     },
     /// Manage the services allowed to use sessanger.
     Service {
@@ -51,6 +54,15 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+/// A foreign API `serve --compat` can switch on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CompatApi {
+    /// back-session's API under `/a01`.
+    BackSession,
+    /// sessman's API under `/sessman`.
+    Sessman,
 }
 
 /// Output format of listing commands.

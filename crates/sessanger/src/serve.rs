@@ -3,14 +3,14 @@
 use std::{fs, io::Write, path::Path};
 
 use anyhow::{Context, bail};
-use sessanger_core::{Permission, SessionManager};
+use sessanger_core::{Permission, SessionManager, config::CompatAuth};
 use sessanger_server::{AppState, ServerOptions};
 use tokio::net::TcpListener;
 
 use crate::{backend, settings::Settings};
 
 pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
-    let store = match backend::open(&settings.store_url)? {
+    let store = match backend::open(&settings).await? {
         backend::Opened::Ready(store) => store,
         backend::Opened::HeldElsewhere(path) => {
             bail!("the embedded store at {} is in use by another sessanger process", path.display())
@@ -26,7 +26,19 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     fs::write(settings.server_url_file(), &url)?;
     tracing::info!(%url, store = %settings.store_url, "sessanger listening");
 
-    let options = ServerOptions { body_limit: settings.config.http.body_limit, ..ServerOptions::default() };
+    let compat = settings.config.compat.clone();
+    for (api, enabled, auth) in [
+        ("back-session (/a01)", compat.back_session.enabled, compat.back_session.auth),
+        ("sessman (/sessman)", compat.sessman.enabled && compat.sessman.api_key.is_none(), compat.sessman.auth),
+    ] {
+        if enabled && auth == CompatAuth::None {
+            tracing::warn!(
+                api,
+                "compat API enabled without authentication (auth: none): anyone who reaches it can act on sessions"
+            );
+        }
+    }
+    let options = ServerOptions { body_limit: settings.config.http.body_limit, compat, ..ServerOptions::default() };
     let served = sessanger_server::serve(listener, AppState::new(manager, options), shutdown_signal()).await;
     let _ = fs::remove_file(settings.server_url_file());
     tracing::info!("sessanger stopped");

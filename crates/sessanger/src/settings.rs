@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::Context;
 use sessanger_core::config::Config;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, CompatApi};
 
 /// Everything a command needs to know about where things are.
 #[derive(Debug)]
@@ -19,10 +19,18 @@ pub(crate) struct Settings {
 
 impl Settings {
     pub(crate) fn resolve(cli: &Cli) -> anyhow::Result<Settings> {
-        let config = match &cli.config {
+        let mut config = match &cli.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
+        if let Command::Serve { compat, .. } = &cli.command {
+            for api in compat {
+                match api {
+                    CompatApi::BackSession => config.compat.back_session.enabled = true,
+                    CompatApi::Sessman => config.compat.sessman.enabled = true,
+                }
+            }
+        }
         let data_dir =
             cli.data_dir.clone().or_else(|| config.data_dir.clone()).unwrap_or_else(|| PathBuf::from("sessanger-data"));
         let store_url = cli
@@ -31,7 +39,7 @@ impl Settings {
             .or_else(|| config.store.url.clone())
             .unwrap_or_else(|| format!("embedded://{}", data_dir.display()));
         let listen = match &cli.command {
-            Command::Serve { listen: Some(addr) } => *addr,
+            Command::Serve { listen: Some(addr), .. } => *addr,
             _ => config.http.listen.parse().context("http.listen is not a socket address")?,
         };
         Ok(Settings { config, data_dir, store_url, listen, token: cli.token.clone() })

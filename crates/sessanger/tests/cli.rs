@@ -2,12 +2,9 @@
 
 use std::{
     fs,
-    io::{BufRead, BufReader},
     os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
-    thread,
-    time::{Duration, Instant},
+    path::Path,
+    process::{Command, Output},
 };
 
 use reqwest::StatusCode;
@@ -15,89 +12,9 @@ use serde_json::{Value, json};
 use sessanger_client::Client;
 use sessanger_core::{Patch, Version, wire::CreateSession};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sessanger");
+mod common;
 
-/// A `sessanger serve` process on a free port; stopped with SIGTERM when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    stdout: Vec<String>,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        Server::start_with(data_dir, &[])
-    }
-
-    fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> Server {
-        let _ = fs::remove_file(data_dir.join("server.url"));
-        let mut child = Command::new(BIN)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .envs(env.iter().copied())
-            .env_remove("SESSANGER_CONFIG")
-            .env_remove("SESSANGER_STORE")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sessanger starts");
-        let url_file = data_dir.join("server.url");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !url_file.exists() {
-            assert!(Instant::now() < deadline, "sessanger did not announce its URL");
-            assert!(child.try_wait().unwrap().is_none(), "sessanger exited early");
-            thread::sleep(Duration::from_millis(20));
-        }
-        let url = fs::read_to_string(url_file).unwrap().trim().to_owned();
-        // The token line, if any, is printed before the URL file is written.
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                if tx.send(line.unwrap_or_default()).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut lines = Vec::new();
-        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            lines.push(line);
-        }
-        Server { child, url, stdout: lines }
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    fn stop(mut self) {
-        terminate(&mut self.child);
-    }
-}
-
-fn terminate(child: &mut Child) {
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "sessanger exited with {status} on SIGTERM");
-            return;
-        }
-        assert!(Instant::now() < deadline, "sessanger did not stop on SIGTERM");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn admin_token(dir: &Path) -> String {
-    fs::read_to_string(dir.join("admin.token")).unwrap().trim().to_owned()
-}
+use common::{BIN, Server, admin_token, data_dir};
 
 fn sessanger(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -127,13 +44,6 @@ fn new_session(user: &str, device: &str) -> CreateSession {
     }
 }
 
-fn data_dir() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    // Named like the default data dir, so the README's commands find the token as printed.
-    let dir = tmp.path().join("sessanger-data");
-    (tmp, dir)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn first_start_prints_the_admin_token_once_and_keeps_it_private() {
     let (_tmp, dir) = data_dir();
@@ -154,7 +64,26 @@ async fn first_start_prints_the_admin_token_once_and_keeps_it_private() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_native_api_works_over_real_http() {
     let (_tmp, dir) = data_dir();
-    let server = Server::start(&dir);
+    native_api_flow(&dir, &[]).await;
+}
+
+/// The same flow with sessions and services in Redis, under a key prefix of its own.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_native_api_works_over_real_http_on_redis() {
+    let (tmp, dir) = data_dir();
+    let url = std::env::var("SESSANGER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("e2e-{}", sessanger_core::SessionId::generate().as_ref()[..12].replace(['-', '_'], "x"));
+    let config = tmp.path().join("redis.yaml");
+    fs::write(&config, format!("store:\n  url: {url}\n  key_prefix: {prefix}\n")).unwrap();
+    native_api_flow(&dir, &["--config", config.to_str().unwrap()]).await;
+}
+
+/// Two sessions for one user, attributes set/removed/incremented, list, regenerate, refresh,
+/// revoke all, stats; then the 401/403/404/413 paths, over a real socket.
+async fn native_api_flow(dir: &Path, args: &[&str]) {
+    let dir = dir.to_path_buf();
+    let server = Server::start_with(&dir, args, &[]);
     let admin = Client::new(&server.url, &admin_token(&dir)).unwrap();
     let alice = "alice".parse().unwrap();
 
@@ -324,7 +253,7 @@ fn config_check_rejects_a_broken_file_naming_file_line_and_key() {
 async fn the_audit_trail_names_the_acting_service_and_hides_session_ids() {
     let (tmp, dir) = data_dir();
     let audit = tmp.path().join("audit.jsonl");
-    let server = Server::start_with(&dir, &[("SESSANGER_AUDIT_LOG", audit.to_str().unwrap())]);
+    let server = Server::start_with(&dir, &[], &[("SESSANGER_AUDIT_LOG", audit.to_str().unwrap())]);
     let admin = Client::new(&server.url, &admin_token(&dir)).unwrap();
     let session = admin.create_session(&new_session("erin", "phone")).await.unwrap();
     let reader = admin

@@ -23,6 +23,7 @@
 //!   numbers: `password: 123` is the text `"123"`. YAML rewrites some number forms before they
 //!   are read (`0x1F` is 31, `+5` is 5): quote such values.
 
+mod compat;
 mod de;
 mod error;
 mod interpolate;
@@ -41,7 +42,10 @@ use std::{
 
 use serde::Deserialize;
 
-pub use self::error::ConfigError;
+pub use self::{
+    compat::{BackSessionConfig, CompatAuth, CompatConfig, SESSMAN_DEFAULT_TTL, SessmanConfig, SessmanFile},
+    error::ConfigError,
+};
 use crate::{Limits, SessionPolicy, UserLimit};
 
 /// The format of a config text.
@@ -83,6 +87,9 @@ pub struct Config {
     /// Where sessions are kept: `store:`.
     #[serde(deserialize_with = "de::null_as_default")]
     pub store: StoreConfig,
+    /// The foreign HTTP APIs sessanger also serves (`compat:`): back-session, sessman.
+    #[serde(deserialize_with = "de::null_as_default")]
+    pub compat: CompatConfig,
     /// Where the embedded store, the admin token and the running server's URL live
     /// (`data_dir:`); the command line decides when absent.
     #[serde(deserialize_with = "optional_path")]
@@ -262,6 +269,10 @@ pub struct StoreConfig {
     /// the embedded store in the data directory.
     #[serde(deserialize_with = "de::optional_text")]
     pub url: Option<String>,
+    /// The key prefix (`key_prefix`) a shared backend keeps this deployment's data under
+    /// (Redis: `sessanger` by default), so several deployments can share one server.
+    #[serde(deserialize_with = "de::optional_text")]
+    pub key_prefix: Option<String>,
 }
 
 /// The URL schemes `store.url` may use. A scheme listed here may still be missing from a given
@@ -286,12 +297,20 @@ fn optional_path<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Op
 
 impl Config {
     /// Reads, expands and checks the config file at `path`; the format follows the extension
-    /// (`.yaml`, `.yml`, `.json`), and `${VAR}` reads the process environment.
+    /// (`.yaml`, `.yml`, `.json`), and `${VAR}` reads the process environment. A
+    /// `compat.sessman.config` file is read too, relative to `path`, and merged in
+    /// ([`SessmanConfig::merge_file`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let format = Format::from_path(path).ok_or_else(|| ConfigError::UnknownFormat { path: path.to_owned() })?;
         let text =
             std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Config::parse(&text, format, &path.display().to_string())
+        let mut config = Config::parse(&text, format, &path.display().to_string())?;
+        if let Some(file) = &config.compat.sessman.config {
+            // Relative to the file that names it, as an operator reads the file.
+            let file = SessmanFile::load(&path.parent().unwrap_or(Path::new("")).join(file))?;
+            config.compat.sessman.merge_file(&file);
+        }
+        Ok(config)
     }
 
     /// Expands, parses and checks a config text, with `${VAR}` read from the process

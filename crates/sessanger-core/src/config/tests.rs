@@ -414,3 +414,115 @@ fn the_example_files_parse() {
     assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
     assert!(err.to_string().contains("session: unknown field `idle_timeout`"), "{err}");
 }
+
+/// The seed's `sessman.json`, trailing comma included.
+const SEED_SESSMAN_JSON: &str = r#"{
+  "username": "ps_sessman",
+  "password": "",
+  "server_url": "mongo.domain.tld:27017",
+  "database": "sessman",
+  "session_ttl": 86400,
+}"#;
+
+#[test]
+fn compat_apis_are_off_and_open_by_default() {
+    let compat = yaml("").unwrap().compat;
+    assert!(!compat.back_session.enabled && !compat.sessman.enabled);
+    assert_eq!(compat.back_session.auth, CompatAuth::None);
+    assert_eq!(compat.back_session.service.as_ref(), "back-session");
+    assert_eq!(compat.sessman.service.as_ref(), "sessman");
+    assert_eq!(compat.sessman.permissions, [crate::Permission::Read, crate::Permission::Write]);
+    assert_eq!(compat.sessman.api_key, None);
+}
+
+#[test]
+fn compat_section_reads_every_key() {
+    let config = yaml(
+        "compat:\n  back_session: {enabled: true, auth: token, session_ttl: 30d}\n  \
+         sessman: {enabled: true, api_key: 1234, service: legacy, permissions: [read], session_ttl: 1h, \
+         config: sessman.json}\n",
+    )
+    .unwrap();
+    let (back_session, sessman) = (config.compat.back_session, config.compat.sessman);
+    assert!(back_session.enabled);
+    assert_eq!(back_session.auth, CompatAuth::Token);
+    assert_eq!(back_session.session_ttl, Some(Duration::from_secs(30 * 86_400)));
+    assert_eq!(sessman.api_key.as_deref(), Some("1234"));
+    assert_eq!(sessman.service.as_ref(), "legacy");
+    assert_eq!(sessman.permissions, [crate::Permission::Read]);
+    assert_eq!(sessman.session_ttl, Some(Duration::from_secs(3600)));
+    assert_eq!(sessman.config.as_deref(), Some(Path::new("sessman.json")));
+    assert!(!format!("{sessman:?}").contains("1234"), "Debug must hide the API key");
+}
+
+#[test]
+fn compat_errors_name_line_and_key() {
+    let err = error_text("compat:\n  sessman:\n    enabled: true\n    apikey: x\n");
+    assert!(err.starts_with("config.yaml:4:5: compat.sessman: unknown field `apikey`"), "{err}");
+    let err = error_text("compat:\n  back_session:\n    auth: bearer\n");
+    assert!(err.starts_with("config.yaml:3:11: compat.back_session.auth: unknown variant `bearer`"), "{err}");
+    let err = error_text("compat:\n  back_session:\n    service: Back.Session\n");
+    assert!(err.starts_with("config.yaml:3:5: compat.back_session.service: a service id"), "{err}");
+    let err = error_text("compat: {sessman: {auth: token, api_key: k}}");
+    assert_eq!(
+        err,
+        "config.yaml: compat.sessman.api_key: only applies with `auth: none`; with `auth: token` callers send a \
+         sessanger service token"
+    );
+    let err = error_text("compat: {sessman: {session_ttl: 0}}");
+    assert_eq!(err, "config.yaml: compat.sessman.session_ttl: must be longer than zero");
+}
+
+#[test]
+fn the_seed_sessman_json_parses_despite_its_trailing_comma() {
+    let file = SessmanFile::parse(SEED_SESSMAN_JSON, "sessman.json").unwrap();
+    assert_eq!(file.username.as_deref(), Some("ps_sessman"));
+    assert_eq!(file.password, None, "an empty password is no password");
+    assert_eq!(file.server_url.as_deref(), Some("mongo.domain.tld:27017"));
+    assert_eq!(file.database.as_deref(), Some("sessman"));
+    assert_eq!(file.session_ttl, Some(86_400));
+    let mut sessman = SessmanConfig::default();
+    sessman.merge_file(&file);
+    assert_eq!(sessman.session_ttl, Some(SESSMAN_DEFAULT_TTL));
+    assert_eq!(sessman.api_key, None);
+}
+
+#[test]
+fn sessman_json_takes_its_api_key_only_when_its_auth_type_asks_for_one() {
+    let with_key = r#"{"session_ttl": 60, "auth_type": "plugin", "apikey": "k1",}"#;
+    let mut sessman = SessmanConfig::default();
+    sessman.merge_file(&SessmanFile::parse(with_key, "s.json").unwrap());
+    assert_eq!((sessman.session_ttl, sessman.api_key.as_deref()), (Some(Duration::from_secs(60)), Some("k1")));
+
+    let mut explicit = SessmanConfig { session_ttl: Some(Duration::from_secs(5)), ..SessmanConfig::default() };
+    explicit.merge_file(&SessmanFile::parse(r#"{"apikey": "k2", "session_ttl": 60}"#, "s.json").unwrap());
+    assert_eq!((explicit.session_ttl, explicit.api_key), (Some(Duration::from_secs(5)), None));
+}
+
+#[test]
+fn a_broken_sessman_json_names_file_line_and_key() {
+    let err = SessmanFile::parse("{\n  \"session_ttl\": \"a day\"\n}", "sessman.json").unwrap_err();
+    assert!(err.to_string().starts_with("sessman.json:2:24: session_ttl: invalid type: string"), "{err}");
+    let err = SessmanFile::parse("{\"database\": \"s\"", "sessman.json").unwrap_err();
+    assert!(err.to_string().starts_with("sessman.json:1:"), "{err}");
+    assert!(matches!(SessmanFile::load(Path::new("/nonexistent/sessman.json")), Err(ConfigError::Read { .. })));
+}
+
+#[test]
+fn load_reads_the_sessman_json_a_config_names_relative_to_itself() {
+    let dir = std::env::temp_dir().join(format!("sessanger-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("conf")).unwrap();
+    std::fs::write(dir.join("conf/sessman.json"), r#"{"session_ttl": 600, "auth_type": "global", "apikey": "k",}"#)
+        .unwrap();
+    std::fs::write(dir.join("conf/sessanger.yaml"), "compat:\n  sessman: {enabled: true, config: sessman.json}\n")
+        .unwrap();
+    std::fs::write(dir.join("conf/broken.yaml"), "compat:\n  sessman: {config: missing.json}\n").unwrap();
+    let loaded = Config::load(&dir.join("conf/sessanger.yaml"));
+    let broken = Config::load(&dir.join("conf/broken.yaml"));
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let sessman = loaded.unwrap().compat.sessman;
+    assert_eq!((sessman.session_ttl, sessman.api_key.as_deref()), (Some(Duration::from_secs(600)), Some("k")));
+    let err = broken.unwrap_err();
+    assert!(matches!(&err, ConfigError::Read { path, .. } if path.ends_with("conf/missing.json")), "{err}");
+}

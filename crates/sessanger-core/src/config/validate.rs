@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
-use super::{BrokerConfig, Config, STORE_SCHEMES, WILDCARD};
+use super::{BrokerConfig, CompatAuth, Config, STORE_SCHEMES, WILDCARD};
 use crate::UserId;
 
 /// A failed check: the key path and what is wrong there.
@@ -43,6 +43,22 @@ pub(crate) fn check(config: &Config) -> Result<(), Failure> {
     }
     if let Some(url) = &config.store.url {
         check_store_url(url)?;
+    }
+    check_compat(config)
+}
+
+fn check_compat(config: &Config) -> Result<(), Failure> {
+    let (back_session, sessman) = (&config.compat.back_session, &config.compat.sessman);
+    for (path, ttl) in [("compat.back_session", back_session.session_ttl), ("compat.sessman", sessman.session_ttl)] {
+        if ttl == Some(Duration::ZERO) {
+            return fail(format!("{path}.session_ttl"), "must be longer than zero");
+        }
+    }
+    if sessman.auth == CompatAuth::Token && sessman.api_key.is_some() {
+        return fail(
+            "compat.sessman.api_key",
+            "only applies with `auth: none`; with `auth: token` callers send a sessanger service token",
+        );
     }
     Ok(())
 }

@@ -9,16 +9,20 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{AppState, error::ApiError};
+use sessanger_core::config::CompatConfig;
+
+use crate::{AppState, compat, error::ApiError};
 
 pub(crate) mod ops;
 pub(crate) mod services;
 pub(crate) mod sessions;
 pub(crate) mod users;
 
-/// Every route, with JSON answers for unknown paths and methods.
-pub(crate) fn router() -> Router<AppState> {
+/// Every route, the enabled compat APIs included, with JSON answers for unknown paths and
+/// methods.
+pub(crate) fn router(compat: &CompatConfig) -> Router<AppState> {
     Router::new()
+        .merge(compat::routes(compat))
         .merge(sessions::routes())
         .merge(users::routes())
         .merge(services::routes())

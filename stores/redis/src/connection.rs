@@ -1,0 +1,200 @@
+//! One connection type over standalone Redis and Redis Cluster, chosen by URL, and the mapping
+//! of Redis errors onto [`StoreError`].
+
+use std::time::Duration;
+
+use redis::{
+    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value,
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    cluster::ClusterClientBuilder,
+    cluster_async::ClusterConnection,
+};
+use sessanger_core::StoreError;
+
+/// How long to wait for a TCP connection (and the handshake) to a node.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long to wait for any reply. A hung server then fails calls with
+/// [`StoreError::Unavailable`] instead of holding requests forever.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A multiplexed connection to standalone Redis or to a Redis Cluster.
+///
+/// Both reconnect by themselves: the [`ConnectionManager`] reconnects in the background after
+/// a failed call, and the [`ClusterConnection`] reconnects to nodes and refreshes its slot map.
+/// Calls made while Redis is down fail (the store answers [`StoreError::Unavailable`]); calls
+/// after it is back succeed, on the same store. Cloning is cheap and shares the connection.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum RedisConnection {
+    /// One standalone server (or a proxy in front of several).
+    Standalone(ConnectionManager),
+    /// A Redis Cluster; calls are routed by the hash slot of their first key.
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RedisConnection::Standalone(_) => "RedisConnection::Standalone",
+            RedisConnection::Cluster(_) => "RedisConnection::Cluster",
+        })
+    }
+}
+
+impl From<ConnectionManager> for RedisConnection {
+    fn from(connection: ConnectionManager) -> Self {
+        RedisConnection::Standalone(connection)
+    }
+}
+
+impl From<ClusterConnection> for RedisConnection {
+    fn from(connection: ClusterConnection) -> Self {
+        RedisConnection::Cluster(connection)
+    }
+}
+
+/// Why [`RedisStore::connect`](crate::RedisStore::connect) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL is not `redis://`, `rediss://` or `redis+cluster://` with at least one node,
+    /// or the client refuses it (`source` says why: a `rediss://` URL needs a `redis` crate
+    /// built with TLS support).
+    #[error("invalid Redis URL `{url}`: expected redis://host:port[/db], rediss://… or redis+cluster://host:port,…")]
+    InvalidUrl {
+        /// The URL as given, with any credentials replaced by `***`.
+        url: String,
+        /// What the client said about it, if it got that far.
+        #[source]
+        source: Option<RedisError>,
+    },
+    /// The URL is well formed but Redis refused it or could not be reached.
+    #[error("cannot connect to Redis")]
+    Redis(#[source] RedisError),
+}
+
+impl RedisConnection {
+    /// Connects to the server or cluster named by `url`:
+    /// `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS, if the `redis` crate is
+    /// built with a TLS feature), or `redis+cluster://[user:password@]host:port,host:port,…`
+    /// (`rediss+cluster://` for TLS) with any subset of the cluster's nodes.
+    pub async fn connect(url: &str) -> Result<RedisConnection, ConnectError> {
+        let invalid = || ConnectError::InvalidUrl { url: redacted(url), source: None };
+        let refused = |source| ConnectError::InvalidUrl { url: redacted(url), source: Some(source) };
+        let (scheme, rest) = url.split_once("://").ok_or_else(invalid)?;
+        match scheme {
+            "redis" | "rediss" => {
+                let client = redis::Client::open(url).map_err(refused)?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    // Reconnection runs in the background and is retried on the next call
+                    // anyway: keep each attempt short so a call never waits long for it.
+                    .set_number_of_retries(2)
+                    .set_max_delay(Duration::from_millis(500));
+                let manager = ConnectionManager::new_with_config(client, config).await.map_err(ConnectError::Redis)?;
+                Ok(RedisConnection::Standalone(manager))
+            }
+            "redis+cluster" | "rediss+cluster" => {
+                let node_scheme = scheme.trim_end_matches("+cluster");
+                let (credentials, hosts) = match rest.rsplit_once('@') {
+                    Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
+                    None => (String::new(), rest),
+                };
+                let hosts = hosts.trim_end_matches('/');
+                let nodes: Vec<String> = hosts
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(|host| format!("{node_scheme}://{credentials}{host}"))
+                    .collect();
+                if nodes.is_empty() {
+                    return Err(invalid());
+                }
+                let client = ClusterClientBuilder::new(nodes)
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(RESPONSE_TIMEOUT)
+                    .retries(2)
+                    .build()
+                    .map_err(refused)?;
+                let connection = client.get_async_connection().await.map_err(ConnectError::Redis)?;
+                Ok(RedisConnection::Cluster(connection))
+            }
+            _ => Err(invalid()),
+        }
+    }
+}
+
+/// `url` without its credentials, fit for an error message or a log.
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, hosts))) => format!("{scheme}://***@{hosts}"),
+        _ => url.to_owned(),
+    }
+}
+
+// The store is written once against `ConnectionLike`; this impl is the only place that tells
+// standalone from cluster.
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConnection::Standalone(c) => c.req_packed_command(cmd),
+            RedisConnection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConnection::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConnection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConnection::Standalone(c) => c.get_db(),
+            RedisConnection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A Redis error as a store error. Failures to reach Redis (I/O, timeouts, a cluster without
+/// a node for the slot, a server still loading or a cluster that is down or failing over) are
+/// [`StoreError::Unavailable`]: retrying later may succeed, and the HTTP server answers 503.
+/// Anything else (a script error, a wrong type) is [`StoreError::Backend`]. The source is kept.
+pub(crate) fn store_error(error: RedisError) -> StoreError {
+    let unreachable = error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_unrecoverable_error()
+        || matches!(
+            error.kind(),
+            ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::Server(
+                    ServerErrorKind::BusyLoading
+                        | ServerErrorKind::TryAgain
+                        | ServerErrorKind::ClusterDown
+                        | ServerErrorKind::MasterDown
+                        | ServerErrorKind::ReadOnly
+                )
+        );
+    if unreachable { StoreError::Unavailable(error.into()) } else { StoreError::Backend(error.into()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_an_error_message() {
+        assert_eq!(redacted("redis://user:secret@host:1/0"), "redis://***@host:1/0");
+        assert_eq!(redacted("redis+cluster://:pw@a:1,b:2"), "redis+cluster://***@a:1,b:2");
+        assert_eq!(redacted("redis://host:1"), "redis://host:1");
+    }
+}

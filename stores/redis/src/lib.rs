@@ -1,0 +1,571 @@
+//! `RedisStore`: the production session store of sessanger, on standalone Redis or a Redis
+//! Cluster, chosen by URL (`redis://host:port[/db]`, `rediss://…`,
+//! `redis+cluster://host:port,host:port,…`).
+//!
+//! Every operation of the [`SessionStore`] contract is **one round trip**: a Lua script
+//! (sent as `EVALSHA`, loaded once per server) or a single command. A script runs with no
+//! other command in between, so each read-modify-write (a patch, a compare-and-set, a create
+//! under a per-user limit) is atomic without locks or `WATCH` retries.
+//!
+//! # Layout
+//!
+//! Every key starts with the configurable [`KeyPrefix`] (default `sessanger`). All keys of one
+//! user live under the hash tag `{<prefix>:<tag>}`, where `<tag>` is the user's two-character
+//! [shard tag](sessanger_core::UserId::shard_tag) that every session id starts with. Redis
+//! Cluster hashes only the part in braces, so a user's sessions, index and shard expiry set sit
+//! in **one slot**, and every script touches one slot only. The store finds the slot from a
+//! session id alone.
+//!
+//! | key | type | holds | why |
+//! |---|---|---|---|
+//! | `{p:tag}:s:<session id>` | hash | `u` user, `c` created, `l` last access, `i` idle TTL, `x` absolute deadline, `e` deadline (ms), `v` version, `d` device (JSON), `b` creator; `a:<key>` per attribute (JSON) | one field per attribute: a patch sets, deletes and `HINCRBY`s only the fields it names, so concurrent writers of different keys never meet; native expiry `PEXPIREAT e` |
+//! | `{p:tag}:u:<user id>` | sorted set | the user's session ids, scored by `created_at` | `list_user`, `delete_user` and the per-user limit read only this user's sessions, oldest first (ties by id); expires natively after the user's last session |
+//! | `{p:tag}:x` | sorted set | `<session id><user id>` per session of the shard, scored by `expires_at` | `count_active` (`ZCOUNT`) and `delete_expired` read only due entries; it outlives the records Redis already expired, so their expiry is still reported |
+//! | `<p>:services` | hash | service id → the [`ServiceRecord`] as JSON | the service registry: small, read through the manager's cache |
+//!
+//! Scripts (see `scripts.rs`) take `now` as an argument and treat a session as dead when
+//! `e <= now`, whatever Redis's own clock says; Redis's native expiry only frees memory, at the
+//! same instant if the clocks agree. With a server clock ahead of the application's, a
+//! session can vanish up to that skew early; keep clocks in sync (NTP).
+//!
+//! A dead session's record stays until Redis expires it or `delete_expired` removes it; its
+//! expiry entry stays until `delete_expired` reports it, so every expiry is reported once,
+//! even for records Redis dropped by itself. Index entries whose record Redis already dropped
+//! are pruned by the script that reads the index.
+//!
+//! | operation | round trips | how |
+//! |---|---|---|
+//! | `load` | 1 | `HGETALL` |
+//! | `create`, `touch`, `patch`, `replace`, `rename`, `delete`, `list_user`, `delete_user` | 1 | one script each |
+//! | `count_active` | 4096, concurrent | `ZCOUNT` on the expiry set of every shard tag |
+//! | `delete_expired` | 4096 + one per shard with due sessions, concurrent | `ZCOUNT` of due entries per shard, then a purge script on those shards, sharing `limit` |
+//! | services | 1 | `HSETNX`, `HGET`, `HVALS`, `HDEL` |
+//!
+//! `count_active` and `delete_expired` need every shard. Sessions of different users are
+//! spread over 4096 tags, and a key listing the tags in use could not be updated in the same
+//! single-slot script as a session. So they visit all 4096 possible tags: the calls are issued
+//! concurrently on the multiplexed connection(s), which batches them on the wire per node
+//! (a cluster pipeline would have to be single-slot). A visit of an empty tag is an O(1)
+//! `ZCOUNT` of a missing key. Measured on this project's 2-core test machine (debug build,
+//! `a_sweep_of_all_shards_stays_cheap` prints it): a full sweep takes about 30 ms on
+//! standalone Redis and about 75 ms on the local 3-master cluster. Both are called by the
+//! reaper and for statistics, not per request.
+//!
+//! Requires Redis 7.0 or later (the scripts use `PEXPIRETIME`).
+//!
+//! # Why redis-rs
+//!
+//! The [`redis`] crate (redis-rs, 1.x) is the Redis project's own Rust client: async on Tokio,
+//! multiplexed connections (many concurrent calls on one socket, no pool to size), a
+//! [`ConnectionManager`](redis::aio::ConnectionManager) that reconnects by itself, an async
+//! cluster client that follows `MOVED`/`ASK` and refreshes its slot map, and
+//! [`Script`](redis::Script) (`EVALSHA` with a fallback that loads the script). Standalone and
+//! cluster connections share one trait, [`redis::aio::ConnectionLike`], so the store is
+//! written once ([`RedisConnection`]). fred, the other maintained async client, has the same
+//! capabilities behind its own pool and client types; redis-rs lets one small enum cover both
+//! deployments. It is built with `default-features = false` and only `tokio-comp`,
+//! `cluster-async`, `connection-manager` and `script`.
+//!
+//! # Errors
+//!
+//! Connection failures, timeouts, a cluster that is down or failing over:
+//! [`StoreError::Unavailable`] (the HTTP server answers 503 `store_unavailable`); the store
+//! recovers on its own once Redis answers again. Other Redis errors:
+//! [`StoreError::Backend`]. Stored data this version cannot read: [`StoreError::Decode`].
+//!
+//! # Examples
+//! ```no_run
+//! use std::{sync::Arc, time::Duration};
+//! use sessanger_core::{NewSession, SessionManager};
+//! use sessanger_store_redis::{KeyPrefix, RedisStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::connect("redis://127.0.0.1:6379", KeyPrefix::default()).await?;
+//! // or a cluster: RedisStore::connect("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", ..)
+//! let manager = SessionManager::new(Arc::new(store), "web".parse()?, Duration::from_secs(3600));
+//! let user = "alice".parse()?;
+//! let session = manager.create_session(&user, NewSession::default()).await?;
+//! assert_eq!(manager.list_user_sessions(&user).await?.len(), 1);
+//! # Ok(()) }
+//! ```
+
+mod connection;
+mod record;
+mod scripts;
+
+use std::{fmt, str::FromStr, sync::Arc};
+
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt, stream};
+use redis::{Value, aio::ConnectionLike};
+use sessanger_core::{
+    Attributes, Created, Device, Patch, PatchError, Patched, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore,
+    Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+};
+
+pub use crate::connection::{ConnectError, RedisConnection};
+use crate::{
+    connection::store_error,
+    record::{Malformed, decode, items, malformed, status, text},
+    scripts::Scripts,
+};
+
+/// The base64url alphabet shard tags are drawn from: 64 × 64 = 4096 tags.
+const TAG_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// How many per-shard calls `count_active` and `delete_expired` keep in flight at once.
+const FAN_OUT: usize = 512;
+
+/// The prefix of every key the store writes: 1 to 64 printable characters without `{`, `}`
+/// or whitespace (braces would change the hash tag, and with it the cluster slot).
+///
+/// Give each deployment (or test) its own prefix to share one Redis.
+///
+/// # Examples
+/// ```
+/// use sessanger_store_redis::KeyPrefix;
+///
+/// assert_eq!(KeyPrefix::default().as_ref(), "sessanger");
+/// assert!("tenant-a".parse::<KeyPrefix>().is_ok());
+/// ```
+///
+/// # Validation
+/// ```
+/// use sessanger_store_redis::KeyPrefix;
+///
+/// assert!("".parse::<KeyPrefix>().is_err());
+/// assert!("a{b}".parse::<KeyPrefix>().is_err());
+/// assert!("has space".parse::<KeyPrefix>().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct KeyPrefix(Arc<str>);
+
+impl KeyPrefix {
+    /// The prefix used unless configured otherwise.
+    pub const DEFAULT: &'static str = "sessanger";
+}
+
+impl Default for KeyPrefix {
+    fn default() -> Self {
+        KeyPrefix(Self::DEFAULT.into())
+    }
+}
+
+/// A string refused as a [`KeyPrefix`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a Redis key prefix is 1 to 64 printable characters without braces or whitespace")]
+pub struct InvalidKeyPrefix;
+
+impl FromStr for KeyPrefix {
+    type Err = InvalidKeyPrefix;
+    fn from_str(s: &str) -> Result<Self, InvalidKeyPrefix> {
+        let valid = (1..=64).contains(&s.len())
+            && !s.chars().any(|c| c == '{' || c == '}' || c.is_whitespace() || c.is_control());
+        if valid { Ok(KeyPrefix(s.into())) } else { Err(InvalidKeyPrefix) }
+    }
+}
+
+impl AsRef<str> for KeyPrefix {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for KeyPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The names of the store's keys (see the crate's `# Layout`).
+#[derive(Clone, Debug)]
+struct Keys {
+    prefix: KeyPrefix,
+}
+
+impl Keys {
+    /// The hash tag of one shard, `{prefix:tag}`: the start of every key in that shard.
+    fn base(&self, tag: &str) -> String {
+        format!("{{{}:{tag}}}", self.prefix)
+    }
+
+    fn session(&self, id: &SessionId) -> String {
+        format!("{}:s:{id}", self.base(id.shard_tag()))
+    }
+
+    fn user(&self, user: &UserId) -> String {
+        format!("{}:u:{user}", self.base(&user.shard_tag()))
+    }
+
+    fn expiry(&self, tag: &str) -> String {
+        format!("{}:x", self.base(tag))
+    }
+
+    fn services(&self) -> String {
+        format!("{}:services", self.prefix)
+    }
+}
+
+/// Every shard tag a session id can start with.
+fn all_tags() -> impl Iterator<Item = String> {
+    TAG_ALPHABET.iter().flat_map(|&a| TAG_ALPHABET.iter().map(move |&b| String::from_utf8_lossy(&[a, b]).into_owned()))
+}
+
+/// Sessions and services in Redis or a Redis Cluster. Cheap to clone: clones share the
+/// connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    connection: RedisConnection,
+    keys: Keys,
+    scripts: Arc<Scripts>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("connection", &self.connection)
+            .field("prefix", &self.keys.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to the Redis named by `url` (see [`RedisConnection::connect`]) and keeps keys
+    /// under `prefix`. Fails if Redis cannot be reached now; once connected, the store rides
+    /// out later outages by itself.
+    pub async fn connect(url: &str, prefix: KeyPrefix) -> Result<RedisStore, ConnectError> {
+        Ok(RedisStore::new(RedisConnection::connect(url).await?, prefix))
+    }
+
+    /// A store on a connection made by the caller: a
+    /// [`ConnectionManager`](redis::aio::ConnectionManager) or a cluster
+    /// [`ClusterConnection`](redis::cluster_async::ClusterConnection).
+    pub fn new(connection: impl Into<RedisConnection>, prefix: KeyPrefix) -> RedisStore {
+        RedisStore { connection: connection.into(), keys: Keys { prefix }, scripts: Arc::new(Scripts::new()) }
+    }
+
+    /// The prefix of the store's keys.
+    pub fn prefix(&self) -> &KeyPrefix {
+        &self.keys.prefix
+    }
+
+    /// A handle on the shared connection for one call.
+    fn connection(&self) -> RedisConnection {
+        self.connection.clone()
+    }
+
+    /// Sends one command.
+    async fn query(&self, cmd: &redis::Cmd) -> Result<Value, StoreError> {
+        self.connection().req_packed_command(cmd).await.map_err(store_error)
+    }
+
+    /// Runs `script` with `key` as `KEYS[1]` (plus `extra_keys`), and `now`, the shard's hash
+    /// tag and `args` as `ARGV`.
+    async fn run(
+        &self,
+        script: &redis::Script,
+        key: &str,
+        extra_keys: &[&str],
+        tag: &str,
+        now: Timestamp,
+        args: &[&str],
+    ) -> Result<Value, StoreError> {
+        let mut invocation = script.key(key);
+        for extra in extra_keys {
+            invocation.key(*extra);
+        }
+        invocation.arg(now.as_millis()).arg(self.keys.base(tag));
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        invocation.invoke_async(&mut self.connection()).await.map_err(store_error)
+    }
+
+    /// Runs `per_tag` for every shard tag, `FAN_OUT` at a time, and collects the results.
+    async fn every_shard<T, F, Fut>(&self, per_tag: F) -> Result<Vec<T>, StoreError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        stream::iter(all_tags().map(per_tag)).buffer_unordered(FAN_OUT).try_collect().await
+    }
+}
+
+/// A session from a script's `fields` reply that only live sessions reach.
+fn live_session(id: &SessionId, fields: Option<Value>) -> Result<Session, StoreError> {
+    let fields = fields.ok_or_else(|| malformed(Malformed::Reply(Value::Nil)))?;
+    decode(id.clone(), fields)?.ok_or_else(|| malformed(Malformed::Reply(Value::Array(Vec::new()))))
+}
+
+fn version(value: Option<Value>) -> Result<Version, StoreError> {
+    let text = text(value.unwrap_or(Value::Nil))?;
+    text.parse().map(Version).map_err(|_| malformed(Malformed::Invalid("v".to_owned())))
+}
+
+fn unexpected(status: String) -> StoreError {
+    malformed(Malformed::Reply(Value::SimpleString(status)))
+}
+
+fn parse_id(value: Value) -> Result<SessionId, StoreError> {
+    text(value)?.parse().map_err(|e: sessanger_core::IdError| StoreError::Decode(e.into()))
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, session: &Session, limit: UserLimit, now: Timestamp) -> Result<Created, StoreError> {
+        let (kind, max) = match limit {
+            UserLimit::Unlimited => ("unlimited", 0),
+            UserLimit::Refuse(n) => ("refuse", n.get()),
+            UserLimit::EvictOldest(n) => ("evict", n.get()),
+        };
+        let fields = record::encode(session)?;
+        let (created_at, expires_at, max) =
+            (session.created_at.as_millis().to_string(), session.expires_at.as_millis().to_string(), max.to_string());
+        let mut args = vec![session.id.as_ref(), session.user_id.as_ref(), &created_at, &expires_at, kind, &max];
+        args.extend(fields.iter().map(String::as_str));
+        let key = self.keys.session(&session.id);
+        let reply = self.run(&self.scripts.create, &key, &[], session.id.shard_tag(), now, &args).await?;
+        let (status, rest) = status(reply)?;
+        match status.as_str() {
+            "created" => Ok(Created::Created { evicted: rest.map(parse_id).collect::<Result<_, _>>()? }),
+            "taken" => Ok(Created::IdTaken),
+            "limit" => Ok(Created::LimitReached),
+            _ => Err(unexpected(status)),
+        }
+    }
+
+    async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        let fields = self.query(redis::cmd("HGETALL").arg(self.keys.session(id))).await?;
+        Ok(decode(id.clone(), fields)?.filter(|s| !s.is_expired(now)))
+    }
+
+    async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        let key = self.keys.session(id);
+        let reply = self.run(&self.scripts.touch, &key, &[], id.shard_tag(), now, &[id.as_ref()]).await?;
+        decode(id.clone(), reply)
+    }
+
+    async fn patch(
+        &self,
+        id: &SessionId,
+        patch: &Patch,
+        expected: Option<Version>,
+        touch: bool,
+        now: Timestamp,
+    ) -> Result<Patched, StoreError> {
+        let expected = expected.map(|v| v.0.to_string()).unwrap_or_default();
+        let counts = [patch.set.len().to_string(), patch.remove.len().to_string(), patch.incr.len().to_string()];
+        let mut owned = record::attributes(&patch.set)?;
+        owned.extend(patch.remove.iter().map(|key| record::attribute(key)));
+        for (key, by) in &patch.incr {
+            // The store is handed validated patches, but an increment that is not an integer
+            // must still be refused rather than sent as text HINCRBY would misread.
+            let by = by.as_i64().ok_or_else(|| PatchError::NotAnInteger(key.clone()));
+            match by {
+                Ok(by) => owned.extend([record::attribute(key), by.to_string()]),
+                Err(rejected) => return Ok(Patched::Rejected(rejected)),
+            }
+        }
+        let mut args = vec![id.as_ref(), &expected, if touch { "1" } else { "0" }, &counts[0], &counts[1], &counts[2]];
+        args.extend(owned.iter().map(String::as_str));
+        let key = self.keys.session(id);
+        let reply = self.run(&self.scripts.patch, &key, &[], id.shard_tag(), now, &args).await?;
+        let (status, mut rest) = status(reply)?;
+        match status.as_str() {
+            "applied" => Ok(Patched::Applied(live_session(id, rest.next())?)),
+            "missing" => Ok(Patched::NotFound),
+            "mismatch" => Ok(Patched::VersionMismatch(version(rest.next())?)),
+            "rejected" => {
+                let field = text(rest.next().unwrap_or(Value::Nil))?;
+                let key = field.strip_prefix(record::ATTRIBUTE).unwrap_or(&field).to_owned();
+                Ok(Patched::Rejected(PatchError::NotAnInteger(key)))
+            }
+            _ => Err(unexpected(status)),
+        }
+    }
+
+    async fn replace(
+        &self,
+        id: &SessionId,
+        attributes: &Attributes,
+        device: &Device,
+        expected: Version,
+        now: Timestamp,
+    ) -> Result<Replaced, StoreError> {
+        let (expected, device) = (expected.0.to_string(), record::json(device)?);
+        let fields = record::attributes(attributes)?;
+        let mut args = vec![id.as_ref(), &expected, &device];
+        args.extend(fields.iter().map(String::as_str));
+        let key = self.keys.session(id);
+        let reply = self.run(&self.scripts.replace, &key, &[], id.shard_tag(), now, &args).await?;
+        let (status, mut rest) = status(reply)?;
+        match status.as_str() {
+            "applied" => Ok(Replaced::Applied(live_session(id, rest.next())?)),
+            "missing" => Ok(Replaced::NotFound),
+            "mismatch" => Ok(Replaced::VersionMismatch(version(rest.next())?)),
+            _ => Err(unexpected(status)),
+        }
+    }
+
+    async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+        // The contract's precondition (`SessionId::regenerate`) keeps the tag, so both keys
+        // share a slot; refuse loudly rather than send a cross-slot script.
+        if old.shard_tag() != new.shard_tag() {
+            return Err(StoreError::Backend("rename across shard tags: the new id must come from regenerate()".into()));
+        }
+        let (old_key, new_key) = (self.keys.session(old), self.keys.session(new));
+        let args = [old.as_ref(), new.as_ref()];
+        let reply = self.run(&self.scripts.rename, &old_key, &[&new_key], old.shard_tag(), now, &args).await?;
+        let (status, mut rest) = status(reply)?;
+        match status.as_str() {
+            "renamed" => Ok(Renamed::Renamed(live_session(new, rest.next())?)),
+            "missing" => Ok(Renamed::NotFound),
+            "taken" => Ok(Renamed::IdTaken),
+            _ => Err(unexpected(status)),
+        }
+    }
+
+    async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        let key = self.keys.session(id);
+        let reply = self.run(&self.scripts.delete, &key, &[], id.shard_tag(), now, &[id.as_ref()]).await?;
+        Ok(decode(id.clone(), reply)?.filter(|s| !s.is_expired(now)))
+    }
+
+    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        let key = self.keys.user(user);
+        let reply = self.run(&self.scripts.list_user, &key, &[], &user.shard_tag(), now, &[]).await?;
+        let mut items = items(reply)?.into_iter();
+        let mut sessions = Vec::with_capacity(items.len() / 2);
+        while let (Some(id), Some(fields)) = (items.next(), items.next()) {
+            sessions.push(live_session(&parse_id(id)?, Some(fields))?);
+        }
+        Ok(sessions)
+    }
+
+    async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+        let key = self.keys.user(user);
+        let reply = self.run(&self.scripts.delete_user, &key, &[], &user.shard_tag(), now, &[user.as_ref()]).await?;
+        items(reply)?.into_iter().map(parse_id).collect()
+    }
+
+    async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let after_now = format!("({}", now.as_millis());
+        let counts = self
+            .every_shard(|tag| {
+                let cmd = redis::cmd("ZCOUNT").arg(self.keys.expiry(&tag)).arg(&after_now).arg("+inf").to_owned();
+                async move { count(self.query(&cmd).await?) }
+            })
+            .await?;
+        Ok(counts.into_iter().sum())
+    }
+
+    async fn delete_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<SessionRef>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // First how many are due in each shard, then purge only those shards, handing out
+        // `limit` so the whole call never removes more than it allows.
+        let due = self
+            .every_shard(|tag| {
+                let cmd = redis::cmd("ZCOUNT").arg(self.keys.expiry(&tag)).arg("-inf").arg(now.as_millis()).to_owned();
+                async move { Ok((tag, count(self.query(&cmd).await?)?)) }
+            })
+            .await?;
+        let mut left = limit as u64;
+        let mut batches = Vec::new();
+        for (tag, due) in due.into_iter().filter(|(_, due)| *due > 0) {
+            let take = due.min(left);
+            batches.push((tag, take));
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+        let purged: Vec<Vec<SessionRef>> = stream::iter(batches.into_iter().map(|(tag, take)| async move {
+            let key = self.keys.expiry(&tag);
+            let reply = self.run(&self.scripts.purge, &key, &[], &tag, now, &[&take.to_string()]).await?;
+            let mut items = items(reply)?.into_iter();
+            let mut refs = Vec::new();
+            while let (Some(id), Some(user)) = (items.next(), items.next()) {
+                let user_id = text(user)?.parse().map_err(|e: sessanger_core::IdError| StoreError::Decode(e.into()))?;
+                refs.push(SessionRef { id: parse_id(id)?, user_id });
+            }
+            Ok::<_, StoreError>(refs)
+        }))
+        .buffer_unordered(FAN_OUT)
+        .try_collect()
+        .await?;
+        Ok(purged.into_iter().flatten().collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.query(&redis::cmd("PING")).await.map(drop)
+    }
+}
+
+/// An integer reply as a count.
+fn count(value: Value) -> Result<u64, StoreError> {
+    match value {
+        Value::Int(n) => Ok(u64::try_from(n).unwrap_or(0)),
+        other => Err(malformed(Malformed::Reply(other))),
+    }
+}
+
+#[async_trait]
+impl ServiceStore for RedisStore {
+    async fn create_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+        let record = record::json(service)?;
+        let cmd = redis::cmd("HSETNX").arg(self.keys.services()).arg(service.id.as_ref()).arg(record).to_owned();
+        Ok(count(self.query(&cmd).await?)? == 1)
+    }
+
+    async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
+        let cmd = redis::cmd("HGET").arg(self.keys.services()).arg(id.as_ref()).to_owned();
+        match self.query(&cmd).await? {
+            Value::Nil => Ok(None),
+            value => decode_service(value).map(Some),
+        }
+    }
+
+    async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        let values = items(self.query(redis::cmd("HVALS").arg(self.keys.services())).await?)?;
+        let mut all = values.into_iter().map(decode_service).collect::<Result<Vec<_>, _>>()?;
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(all)
+    }
+
+    async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
+        let cmd = redis::cmd("HDEL").arg(self.keys.services()).arg(id.as_ref()).to_owned();
+        Ok(count(self.query(&cmd).await?)? == 1)
+    }
+}
+
+fn decode_service(value: Value) -> Result<ServiceRecord, StoreError> {
+    serde_json::from_str(&text(value)?).map_err(|e| StoreError::Decode(e.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_user_carries_the_same_hash_tag() {
+        let keys = Keys { prefix: "p".parse().unwrap() };
+        let user: UserId = "alice".parse().unwrap();
+        let id = SessionId::generate_for(&user);
+        let tag = format!("{{p:{}}}", user.shard_tag());
+        for key in [keys.session(&id), keys.user(&user), keys.expiry(&user.shard_tag()), keys.session(&id.regenerate())]
+        {
+            assert!(key.starts_with(&tag), "{key}");
+        }
+    }
+
+    #[test]
+    fn there_are_4096_distinct_tags_covering_generated_ids() {
+        let tags: std::collections::HashSet<String> = all_tags().collect();
+        assert_eq!(tags.len(), 4096);
+        for _ in 0..1000 {
+            assert!(tags.contains(SessionId::generate().shard_tag()));
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! The Lua scripts: one per operation of the contract that reads and writes, so each is one
+//! round trip and atomic (Redis runs a script with no other command in between).
+//!
+//! Every script is called with `KEYS[1]` = the key the operation is about (it routes the call
+//! to the right cluster node) and `ARGV[1]` = `now` in ms, `ARGV[2]` = the hash tag `{prefix:tag}`
+//! of the user's shard. Other keys the script touches (a user's index, the sessions it lists)
+//! are built from `ARGV[2]` inside the script: they carry the same hash tag, so they live in the
+//! slot of `KEYS[1]`, which Redis Cluster allows. Lists of sessions cannot be declared up front
+//! anyway: they are read from the index by the script itself.
+
+use redis::Script;
+
+/// Helpers every script starts with. `now` is the caller's clock, never the server's: the
+/// contract passes time in, and tests move it forward without sleeping.
+const PRELUDE: &str = r#"
+local now = tonumber(ARGV[1])
+local base = ARGV[2]
+local xkey = base .. ':x'
+local function skey(id) return base .. ':s:' .. id end
+local function ukey(user) return base .. ':u:' .. user end
+
+-- The deadline of the live session stored at `key`, or nil if it is missing or dead.
+local function live(key)
+  local e = redis.call('HGET', key, 'e')
+  if e and tonumber(e) > now then return tonumber(e) end
+  return nil
+end
+
+-- Pushes the native expiry of an index key out to `at` (never pulls it in): the user's index
+-- outlives every session in it, and disappears by itself after the last one.
+local function extend(key, at)
+  if redis.call('PEXPIRETIME', key) < at then redis.call('PEXPIREAT', key, at) end
+end
+
+-- Removes the record at `key` (session `id`) and its index entries, live or not.
+local function forget(key, id)
+  local user = redis.call('HGET', key, 'u')
+  if user then
+    redis.call('ZREM', ukey(user), id)
+    redis.call('ZREM', xkey, id .. user)
+    redis.call('DEL', key)
+  end
+end
+
+-- Renews the idle deadline of the live session at `key` from `now`, never past its absolute
+-- deadline, with its native expiry and its expiry entry.
+local function touch(key, id)
+  local f = redis.call('HMGET', key, 'i', 'x', 'u')
+  local e = math.min(now + tonumber(f[1]), tonumber(f[2]))
+  redis.call('HSET', key, 'l', ARGV[1], 'e', e)
+  redis.call('PEXPIREAT', key, e)
+  redis.call('ZADD', xkey, e, id .. f[3])
+  extend(ukey(f[3]), e)
+end
+
+-- The ids in a user's index, oldest first, without entries whose record Redis already
+-- expired (those are pruned). Dead records still present stay listed here for
+-- `delete_expired` to report; callers skip them with `live`.
+local function members(index)
+  local ids = {}
+  for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    if redis.call('EXISTS', skey(id)) == 1 then table.insert(ids, id) else redis.call('ZREM', index, id) end
+  end
+  return ids
+end
+"#;
+
+/// `KEYS[1]` the new session; `ARGV[3..]` id, user, created_at, expires_at, limit kind
+/// (`unlimited`, `refuse`, `evict`), limit, then the record's field/value pairs.
+/// Returns `{'created', evicted ids...}`, `{'taken'}` or `{'limit'}`.
+const CREATE: &str = r#"
+local key, id, user = KEYS[1], ARGV[3], ARGV[4]
+local created, expires, kind, max = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
+if live(key) then return {'taken'} end
+local index = ukey(user)
+local evicted = {}
+if kind ~= 'unlimited' then
+  local alive = {}
+  for _, sid in ipairs(members(index)) do
+    if live(skey(sid)) then table.insert(alive, sid) end
+  end
+  if kind == 'refuse' then
+    if #alive >= max then return {'limit'} end
+  else
+    for i = 1, #alive + 1 - max do
+      forget(skey(alive[i]), alive[i])
+      table.insert(evicted, alive[i])
+    end
+  end
+end
+forget(key, id)
+redis.call('HSET', key, unpack(ARGV, 9))
+redis.call('PEXPIREAT', key, expires)
+redis.call('ZADD', index, created, id)
+redis.call('ZADD', xkey, expires, id .. user)
+extend(index, expires)
+return {'created', unpack(evicted)}
+"#;
+
+/// `KEYS[1]` the session; `ARGV[3]` its id. Returns the record's fields, or nil.
+const TOUCH: &str = r#"
+if not live(KEYS[1]) then return false end
+touch(KEYS[1], ARGV[3])
+return redis.call('HGETALL', KEYS[1])
+"#;
+
+/// `KEYS[1]` the session; `ARGV[3..]` id, expected version (`''` for any), touch (`0`/`1`),
+/// the counts of sets, removes and increments, then set pairs, removed fields, increment pairs.
+/// Returns `{'applied', fields}`, `{'missing'}`, `{'mismatch', version}` or
+/// `{'rejected', field}`.
+const PATCH: &str = r#"
+local key, id = KEYS[1], ARGV[3]
+if not live(key) then return {'missing'} end
+local version = redis.call('HGET', key, 'v')
+if ARGV[4] ~= '' and ARGV[4] ~= version then return {'mismatch', version} end
+local nset, nremove, nincr = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local at = 9
+local sets = {}
+for _ = 1, nset do
+  table.insert(sets, ARGV[at]); table.insert(sets, ARGV[at + 1]); at = at + 2
+end
+local removes = {}
+for _ = 1, nremove do table.insert(removes, ARGV[at]); at = at + 1 end
+-- Increments first: HINCRBY does exact 64-bit arithmetic on the stored JSON text and refuses
+-- a value that is not an integer, or an overflow. If one is refused, the ones already done are
+-- put back as they were, so a rejected patch writes nothing.
+local done, sums = {}, {}
+for _ = 1, nincr do
+  local field, by = ARGV[at], ARGV[at + 1]
+  at = at + 2
+  local old = redis.call('HGET', key, field)
+  local sum = redis.pcall('HINCRBY', key, field, by)
+  if type(sum) == 'table' and sum.err then
+    for j = #done, 1, -1 do
+      if done[j][2] then redis.call('HSET', key, done[j][1], done[j][2]) else redis.call('HDEL', key, done[j][1]) end
+    end
+    return {'rejected', field}
+  end
+  table.insert(done, {field, old})
+  table.insert(sums, field); table.insert(sums, sum)
+end
+if #removes > 0 then redis.call('HDEL', key, unpack(removes)) end
+if #sets > 0 then redis.call('HSET', key, unpack(sets)) end
+-- An increment wins over a set or remove of the same key, as `Session::apply` has it.
+if #sums > 0 and (#sets > 0 or #removes > 0) then redis.call('HSET', key, unpack(sums)) end
+redis.call('HINCRBY', key, 'v', 1)
+if ARGV[5] == '1' then touch(key, id) end
+return {'applied', redis.call('HGETALL', key)}
+"#;
+
+/// `KEYS[1]` the session; `ARGV[3..]` id, expected version, device JSON, then attribute
+/// field/value pairs. Returns `{'applied', fields}`, `{'missing'}` or `{'mismatch', version}`.
+const REPLACE: &str = r#"
+local key = KEYS[1]
+if not live(key) then return {'missing'} end
+local version = redis.call('HGET', key, 'v')
+if ARGV[4] ~= version then return {'mismatch', version} end
+local stale = {}
+for _, field in ipairs(redis.call('HKEYS', key)) do
+  if string.sub(field, 1, 2) == 'a:' then table.insert(stale, field) end
+end
+if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+redis.call('HSET', key, 'd', ARGV[5], unpack(ARGV, 6))
+redis.call('HINCRBY', key, 'v', 1)
+return {'applied', redis.call('HGETALL', key)}
+"#;
+
+/// `KEYS[1]` the old session, `KEYS[2]` the new one (same hash tag); `ARGV[3..]` old id,
+/// new id. Returns `{'renamed', fields}`, `{'missing'}` or `{'taken'}`.
+const RENAME: &str = r#"
+local old, new, oldid, newid = KEYS[1], KEYS[2], ARGV[3], ARGV[4]
+if not live(old) then return {'missing'} end
+if live(new) then return {'taken'} end
+forget(new, newid)
+local f = redis.call('HMGET', old, 'u', 'c')
+local index = ukey(f[1])
+redis.call('RENAME', old, new)
+redis.call('ZREM', index, oldid)
+redis.call('ZADD', index, f[2], newid)
+redis.call('ZREM', xkey, oldid .. f[1])
+redis.call('HINCRBY', new, 'v', 1)
+touch(new, newid)
+return {'renamed', redis.call('HGETALL', new)}
+"#;
+
+/// `KEYS[1]` the session; `ARGV[3]` its id. Deletes it, live or not, and returns its fields
+/// (the caller tells live from dead), or nil.
+const DELETE: &str = r#"
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then return false end
+forget(KEYS[1], ARGV[3])
+return fields
+"#;
+
+/// `KEYS[1]` the user's index. Returns `{id, fields, id, fields, ...}` of the live sessions,
+/// oldest first.
+const LIST_USER: &str = r#"
+local out = {}
+for _, id in ipairs(members(KEYS[1])) do
+  local key = skey(id)
+  if live(key) then
+    table.insert(out, id)
+    table.insert(out, redis.call('HGETALL', key))
+  end
+end
+return out
+"#;
+
+/// `KEYS[1]` the user's index; `ARGV[3]` the user. Deletes every session in it, live or
+/// not, and the index. Returns the ids of those that were live.
+const DELETE_USER: &str = r#"
+local out = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local key = skey(id)
+  if live(key) then table.insert(out, id) end
+  redis.call('DEL', key)
+  redis.call('ZREM', xkey, id .. ARGV[3])
+end
+redis.call('DEL', KEYS[1])
+return out
+"#;
+
+/// `KEYS[1]` the shard's expiry set; `ARGV[3]` the most entries to purge. Deletes due
+/// sessions with their index entries, whether or not Redis already expired the record, and
+/// returns `{id, user, id, user, ...}`.
+const PURGE: &str = r#"
+local out = {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))) do
+  local id, user = string.sub(m, 1, ID_LEN), string.sub(m, ID_LEN + 1)
+  local key = skey(id)
+  local e = redis.call('HGET', key, 'e')
+  if e and tonumber(e) > now then
+    -- Not dead after all (no write leaves this behind, but a stale entry must not lose a
+    -- live session): fix its score instead.
+    redis.call('ZADD', KEYS[1], e, m)
+  else
+    redis.call('DEL', key)
+    redis.call('ZREM', ukey(user), id)
+    redis.call('ZREM', KEYS[1], m)
+    table.insert(out, id)
+    table.insert(out, user)
+  end
+end
+return out
+"#;
+
+/// The scripts, hashed once; [`Script::invoke_async`] sends `EVALSHA` and loads the script on
+/// a `NOSCRIPT` answer (once per server, or after a restart).
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub(crate) create: Script,
+    pub(crate) touch: Script,
+    pub(crate) patch: Script,
+    pub(crate) replace: Script,
+    pub(crate) rename: Script,
+    pub(crate) delete: Script,
+    pub(crate) list_user: Script,
+    pub(crate) delete_user: Script,
+    pub(crate) purge: Script,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        let script = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+        Scripts {
+            create: script(CREATE),
+            touch: script(TOUCH),
+            patch: script(PATCH),
+            replace: script(REPLACE),
+            rename: script(RENAME),
+            delete: script(DELETE),
+            list_user: script(LIST_USER),
+            delete_user: script(DELETE_USER),
+            purge: script(&PURGE.replace("ID_LEN", &sessanger_core::SessionId::LEN.to_string())),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! What the Redis tests share: where the servers are, and a store with a key prefix of its
+//! own, so tests run in parallel on one server without seeing each other's keys.
+
+#![allow(dead_code, unreachable_pub)] // each test file uses a different part
+
+use sessanger_core::SessionId;
+use sessanger_store_redis::{KeyPrefix, RedisStore};
+
+/// Standalone Redis for the tests.
+pub fn redis_url() -> String {
+    std::env::var("SESSANGER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// The Redis Cluster for the tests.
+pub fn cluster_url() -> String {
+    std::env::var("SESSANGER_TEST_REDIS_CLUSTER_URL")
+        .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002".to_owned())
+}
+
+/// A prefix no other test (or run) uses.
+pub fn unique_prefix() -> KeyPrefix {
+    format!("sessanger-test-{}", &SessionId::generate().as_ref()[..12]).parse().expect("a valid prefix")
+}
+
+/// A store on `url` under a fresh prefix; panics (the test fails) if Redis is unreachable.
+pub async fn store(url: String) -> RedisStore {
+    let url = url.as_str();
+    match RedisStore::connect(url, unique_prefix()).await {
+        Ok(store) => store,
+        Err(error) => panic!("cannot reach Redis at {url} ({error:?}); start it (scripts/test does)"),
+    }
+}
+
+/// A `redis-server` of the test's own on a free port, without persistence, killed when
+/// dropped. Tests that count commands or stop the server use one so they disturb nobody.
+pub struct PrivateRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    /// Starts a server on a free port and waits until it answers.
+    pub fn start() -> PrivateRedis {
+        // Port 0 makes the kernel pick a free port; release it for redis-server to take.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::env::temp_dir().join(format!("sessanger-redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = PrivateRedis { port, dir, child: None };
+        redis.restart();
+        redis
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server at once, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts the server again on the same port (empty: nothing is persisted).
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,7 @@
+//! The store contract, checked by the shared conformance suite against standalone Redis at
+//! `SESSANGER_TEST_REDIS_URL` (default `redis://127.0.0.1:6379`). Fails when Redis is not
+//! reachable: `scripts/test` starts it.
+
+mod common;
+
+sessanger_testkit::store_conformance!(|| common::store(common::redis_url()));

@@ -1,0 +1,171 @@
+//! Native expiry: Redis drops dead records by itself, and still the user index never lists a
+//! dead session and `delete_expired` reports every expiry once. Run on standalone Redis and
+//! on the cluster, with real (short) deadlines, since native expiry follows Redis's clock.
+
+mod common;
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use sessanger_core::{Session, SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit};
+use sessanger_store_redis::{RedisConnection, RedisStore};
+
+// Long enough that a loaded machine never sees a short session die before the test looks.
+const SHORT: Duration = Duration::from_secs(1);
+const LONG: Duration = Duration::from_secs(600);
+
+fn session(user: &UserId, idle: Duration) -> Session {
+    Session::new(SessionId::generate_for(user), user.clone(), Timestamp::now(), idle, Duration::from_secs(3600))
+}
+
+fn unique_user() -> UserId {
+    format!("expiry-{}", &SessionId::generate().as_ref()[..8]).parse().unwrap()
+}
+
+async fn create(store: &RedisStore, s: &Session) {
+    store.create(s, UserLimit::Unlimited, s.created_at).await.unwrap();
+}
+
+/// A plain connection to the same Redis (the store's own connection type, standalone or
+/// cluster), to look at the keys as the store laid them out.
+async fn raw(url: &str) -> RedisConnection {
+    RedisConnection::connect(url).await.unwrap()
+}
+
+fn user_key(store: &RedisStore, user: &UserId) -> String {
+    format!("{{{}:{}}}:u:{user}", store.prefix(), user.shard_tag())
+}
+
+fn session_key(store: &RedisStore, id: &SessionId) -> String {
+    format!("{{{}:{}}}:s:{id}", store.prefix(), id.shard_tag())
+}
+
+async fn the_index_never_lists_a_dead_session(store: RedisStore, mut raw: RedisConnection) {
+    let user = unique_user();
+    let short = session(&user, SHORT);
+    let long = session(&user, LONG);
+    create(&store, &short).await;
+    create(&store, &long).await;
+    let ids = |sessions: Vec<Session>| sessions.into_iter().map(|s| s.id).collect::<Vec<_>>();
+    let listed = ids(store.list_user(&user, short.created_at).await.unwrap());
+    assert_eq!(listed.len(), 2);
+    // Dead by the caller's clock, before Redis drops it: not listed.
+    assert_eq!(ids(store.list_user(&user, short.expires_at).await.unwrap()), vec![long.id.clone()]);
+    // Dropped by Redis itself: not listed, and its index entry is pruned by the listing.
+    tokio::time::sleep(SHORT * 2).await;
+    let gone: bool = !raw.exists::<_, bool>(session_key(&store, &short.id)).await.unwrap();
+    assert!(gone, "Redis expires the record natively at expires_at");
+    assert_eq!(ids(store.list_user(&user, Timestamp::now()).await.unwrap()), vec![long.id.clone()]);
+    let indexed: Vec<String> = raw.zrange(user_key(&store, &user), 0, -1).await.unwrap();
+    assert_eq!(indexed, vec![long.id.to_string()]);
+}
+
+async fn delete_expired_reports_every_expiry_once(store: RedisStore, mut raw: RedisConnection) {
+    let user = unique_user();
+    let dead: Vec<Session> = (0..3).map(|_| session(&user, SHORT)).collect();
+    for s in &dead {
+        create(&store, s).await;
+    }
+    let live = session(&user, LONG);
+    create(&store, &live).await;
+    tokio::time::sleep(SHORT * 2).await;
+    for s in &dead {
+        let exists: bool = raw.exists(session_key(&store, &s.id)).await.unwrap();
+        assert!(!exists, "Redis dropped the record by itself");
+    }
+    let now = Timestamp::now();
+    assert_eq!(store.count_active(now).await.unwrap(), 1);
+    let mut reported = store.delete_expired(now, 2).await.unwrap();
+    assert_eq!(reported.len(), 2, "bounded by the limit");
+    reported.extend(store.delete_expired(now, 100).await.unwrap());
+    let mut ids: Vec<_> = reported.iter().map(|r| r.id.clone()).collect();
+    ids.sort();
+    let mut expected: Vec<_> = dead.iter().map(|s| s.id.clone()).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "every expired session is reported, though Redis dropped its record");
+    assert!(reported.iter().all(|r| r.user_id == user));
+    assert!(store.delete_expired(now, 100).await.unwrap().is_empty(), "reported once");
+    assert_eq!(store.list_user(&user, now).await.unwrap(), vec![live]);
+}
+
+#[tokio::test]
+async fn the_user_index_never_lists_a_dead_session_on_standalone_redis() {
+    let url = common::redis_url();
+    the_index_never_lists_a_dead_session(common::store(url.clone()).await, raw(&url).await).await;
+}
+
+#[tokio::test]
+async fn the_user_index_never_lists_a_dead_session_on_the_cluster() {
+    let url = common::cluster_url();
+    the_index_never_lists_a_dead_session(common::store(url.clone()).await, raw(&url).await).await;
+}
+
+#[tokio::test]
+async fn delete_expired_reports_sessions_redis_already_dropped_on_standalone_redis() {
+    let url = common::redis_url();
+    delete_expired_reports_every_expiry_once(common::store(url.clone()).await, raw(&url).await).await;
+}
+
+#[tokio::test]
+async fn delete_expired_reports_sessions_redis_already_dropped_on_the_cluster() {
+    let url = common::cluster_url();
+    delete_expired_reports_every_expiry_once(common::store(url.clone()).await, raw(&url).await).await;
+}
+
+#[tokio::test]
+async fn a_stored_record_that_does_not_decode_is_a_decode_error() {
+    let url = common::redis_url();
+    let store = common::store(url.clone()).await;
+    let user = unique_user();
+    let s = session(&user, LONG);
+    create(&store, &s).await;
+    let mut raw = raw(&url).await;
+    let _: () = raw.hset(session_key(&store, &s.id), "a:broken", "{not json").await.unwrap();
+    let loaded = store.load(&s.id, Timestamp::now()).await;
+    assert!(matches!(loaded, Err(StoreError::Decode(_))), "{loaded:?}");
+    let _: () = raw.hset(session_key(&store, &s.id), "c", "yesterday").await.unwrap();
+    let _: () = raw.hdel(session_key(&store, &s.id), "a:broken").await.unwrap();
+    let listed = store.list_user(&user, Timestamp::now()).await;
+    assert!(matches!(listed, Err(StoreError::Decode(_))), "{listed:?}");
+}
+
+#[tokio::test]
+async fn every_key_of_a_user_sits_in_one_cluster_slot() {
+    let url = common::cluster_url();
+    let store = common::store(url.clone()).await;
+    let mut raw = raw(&url).await;
+    let user = unique_user();
+    let sessions: Vec<Session> = (0..3).map(|_| session(&user, LONG)).collect();
+    for s in &sessions {
+        create(&store, s).await;
+    }
+    let mut keys: Vec<String> = sessions.iter().map(|s| session_key(&store, &s.id)).collect();
+    keys.push(user_key(&store, &user));
+    keys.push(format!("{{{}:{}}}:x", store.prefix(), user.shard_tag()));
+    let mut slots = std::collections::HashSet::new();
+    for key in &keys {
+        let exists: bool = raw.exists(key).await.unwrap();
+        assert!(exists, "{key} is where the layout says");
+        let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query_async(&mut raw).await.unwrap();
+        slots.insert(slot);
+    }
+    assert_eq!(slots.len(), 1, "{keys:?} span slots {slots:?}");
+}
+
+/// Not a benchmark: keeps the cost of visiting all 4096 shards in view (printed with
+/// `--nocapture`) and fails if it grows out of proportion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_of_all_shards_stays_cheap() {
+    for url in [common::redis_url(), common::cluster_url()] {
+        let store = common::store(url.clone()).await;
+        store.count_active(Timestamp::now()).await.unwrap();
+        let started = std::time::Instant::now();
+        store.count_active(Timestamp::now()).await.unwrap();
+        let count = started.elapsed();
+        let started = std::time::Instant::now();
+        store.delete_expired(Timestamp::now(), 1000).await.unwrap();
+        let purge = started.elapsed();
+        println!("{url}: count_active {count:?}, delete_expired (nothing due) {purge:?}");
+        assert!(count < Duration::from_secs(5) && purge < Duration::from_secs(5), "{url}: {count:?} {purge:?}");
+    }
+}

@@ -1,0 +1,158 @@
+//! Cases both SQL stores check beyond the conformance suite, written once; each test file
+//! supplies a store and, where needed, a way to damage its rows from outside.
+
+#![allow(dead_code, unreachable_pub)] // each test binary uses its own subset
+
+use std::{
+    num::NonZeroU32,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use serde_json::json;
+use sessanger_core::{Backend, Created, Patch, Patched, Session, SessionId, StoreError, Timestamp, UserId, UserLimit};
+
+pub const IDLE: Duration = Duration::from_secs(600);
+const ABSOLUTE: Duration = Duration::from_secs(3600);
+
+/// Test schemas and databases are named `sessanger_t<unix seconds>_<random>`, so a later run
+/// can tell stale ones (left by a run that was killed) and drop them.
+pub const PREFIX: &str = "sessanger_t";
+
+/// A name no other store of any run uses.
+pub fn unique_name() -> String {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).expect("the OS random source");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    format!("{PREFIX}{secs}_{hex}")
+}
+
+/// Whether a name made by [`unique_name`] is over an hour old.
+pub fn is_stale(name: &str) -> bool {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    name.strip_prefix(PREFIX)
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|secs| secs.parse::<u64>().ok())
+        .is_some_and(|secs| secs + 3600 < now)
+}
+
+fn user(name: &str) -> UserId {
+    format!("{name}-{}", &SessionId::generate().as_ref()[..8]).parse().unwrap()
+}
+
+fn session(user: &UserId, now: Timestamp, idle: Duration) -> Session {
+    Session::new(SessionId::generate_for(user), user.clone(), now, idle, ABSOLUTE)
+}
+
+async fn create(store: &impl Backend, s: &Session) {
+    assert_eq!(
+        store.create(s, UserLimit::Unlimited, s.created_at).await.unwrap(),
+        Created::Created { evicted: vec![] }
+    );
+}
+
+/// A stored session whose attributes are not a JSON object reads as `Decode`, never as absent.
+pub async fn a_corrupt_row_reads_as_a_decode_error<S: Backend>(store: &S, corrupt: impl AsyncFnOnce(&SessionId)) {
+    let now = Timestamp::now();
+    let s = session(&user("corrupt"), now, IDLE);
+    create(store, &s).await;
+    corrupt(&s.id).await;
+    assert!(matches!(store.load(&s.id, now).await, Err(StoreError::Decode(_))), "load");
+    assert!(matches!(store.list_user(&s.user_id, now).await, Err(StoreError::Decode(_))), "list_user");
+    // Deleting still works: the row goes away even though it cannot be read.
+    assert!(store.delete_user(&s.user_id, now).await.is_ok());
+    assert_eq!(store.load(&s.id, now).await.unwrap(), None);
+}
+
+/// Among many live rows and a few dead ones, `delete_expired` removes exactly the dead, at
+/// most `limit` per call.
+pub async fn delete_expired_removes_just_the_dead_in_bounded_batches(store: &impl Backend) {
+    let now = Timestamp::now();
+    let u = user("purge");
+    for _ in 0..300 {
+        create(store, &session(&u, now, IDLE)).await;
+    }
+    let mut dead: Vec<SessionId> = Vec::new();
+    for _ in 0..7 {
+        let s = session(&u, now, Duration::from_secs(5));
+        create(store, &s).await;
+        dead.push(s.id);
+    }
+    let later = now + Duration::from_secs(5);
+    let mut purged = Vec::new();
+    loop {
+        let batch = store.delete_expired(later, 3).await.unwrap();
+        assert!(batch.len() <= 3, "a batch is bounded by its limit");
+        if batch.is_empty() {
+            break;
+        }
+        purged.extend(batch.into_iter().map(|r| r.id));
+    }
+    purged.sort();
+    dead.sort();
+    assert_eq!(purged, dead);
+    assert_eq!(store.list_user(&u, later).await.unwrap().len(), 300);
+    assert_eq!(store.count_active(later).await.unwrap(), 300);
+}
+
+/// Attribute keys are data, not paths: quotes, backslashes, dots and `$` stay in the name.
+pub async fn attribute_keys_with_quotes_backslashes_and_dots_stay_plain_keys(store: &impl Backend) {
+    let now = Timestamp::now();
+    let s = session(&user("keys"), now, IDLE);
+    create(store, &s).await;
+    let keys = ["a\"b", "back\\slash", "dotted.key", "$.root", "[0]", "'single'", "ünï ✓"];
+    let mut p = Patch::default();
+    for (i, key) in keys.iter().enumerate() {
+        p = p.set(*key, json!(i));
+    }
+    p = p.incr("n\"1", 5);
+    let Patched::Applied(after) = store.patch(&s.id, &p, None, false, now).await.unwrap() else { panic!("applies") };
+    for (i, key) in keys.iter().enumerate() {
+        assert_eq!(after.attributes[*key], json!(i), "{key}");
+    }
+    assert_eq!(after.attributes["n\"1"], json!(5));
+    assert_eq!(after.attributes.len(), keys.len() + 1);
+    let p = Patch::default().remove("a\"b").incr("n\"1", -7);
+    let Patched::Applied(after) = store.patch(&s.id, &p, None, false, now).await.unwrap() else { panic!("applies") };
+    assert!(!after.attributes.contains_key("a\"b"));
+    assert_eq!(after.attributes["n\"1"], json!(-2));
+    assert_eq!(store.load(&s.id, now).await.unwrap(), Some(after));
+}
+
+/// An increment that would overflow, or lands on a float, is rejected and writes nothing.
+pub async fn increments_that_overflow_or_hit_a_float_are_rejected(store: &impl Backend) {
+    let now = Timestamp::now();
+    let mut s = session(&user("incr"), now, IDLE);
+    s.attributes.insert("big".into(), json!(i64::MAX));
+    s.attributes.insert("float".into(), json!(1.5));
+    s.attributes.insert("null".into(), json!(null));
+    create(store, &s).await;
+    for key in ["big", "float", "null"] {
+        let outcome = store.patch(&s.id, &Patch::default().incr(key, 1), None, false, now).await.unwrap();
+        assert!(matches!(outcome, Patched::Rejected(_)), "{key}: {outcome:?}");
+    }
+    let p = Patch::default().incr("big", -1);
+    assert!(matches!(store.patch(&s.id, &p, None, false, now).await.unwrap(), Patched::Applied(_)));
+    let loaded = store.load(&s.id, now).await.unwrap().unwrap();
+    assert_eq!(loaded.attributes["big"], json!(i64::MAX - 1));
+    assert_eq!(loaded.version.0, 2);
+}
+
+/// A limited create for a user with no sessions yet, raced 20 times, admits exactly the limit.
+pub async fn first_creates_of_a_user_under_a_limit_race_safely(store: std::sync::Arc<dyn Backend>) {
+    let now = Timestamp::now();
+    let u = user("first");
+    let limit = UserLimit::Refuse(NonZeroU32::new(2).unwrap());
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, s) = (store.clone(), session(&u, now, IDLE));
+            tokio::spawn(async move { store.create(&s, limit, now).await.unwrap() })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        created += usize::from(matches!(t.await.unwrap(), Created::Created { .. }));
+    }
+    assert_eq!(created, 2);
+    assert_eq!(store.list_user(&u, now).await.unwrap().len(), 2);
+}
