@@ -99,6 +99,16 @@ impl Target {
     }
 }
 
+/// Opening a store runs its migrations (the SQL stores embed theirs); the other stores have
+/// no schema to migrate.
+pub(crate) async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    match backend::open(settings).await? {
+        Opened::Ready(_) => println!("{}: schema is up to date", settings.store_url_redacted()),
+        Opened::HeldElsewhere(path) => bail!("the embedded store at {} is held by a running server", path.display()),
+    }
+    Ok(())
+}
+
 pub(crate) async fn service(settings: &Settings, command: ServiceCommand) -> anyhow::Result<()> {
     let target = Target::connect(settings).await?;
     match command {

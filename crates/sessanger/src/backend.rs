@@ -39,6 +39,10 @@ pub(crate) async fn open(settings: &Settings) -> anyhow::Result<Opened> {
             };
             Arc::new(sessanger_store_redis::RedisStore::connect(url, prefix).await?)
         }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => Arc::new(sessanger_store_sql::PostgresStore::connect(url).await?),
+        #[cfg(feature = "mysql")]
+        "mysql" | "mariadb" => Arc::new(sessanger_store_sql::MySqlStore::connect(url).await?),
         "" => bail!("store URL `{url}` has no scheme (expected embedded://PATH, memory://, redis://…)"),
         other => bail!("store `{other}://` is not built into this sessanger"),
     };

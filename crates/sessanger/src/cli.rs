@@ -49,6 +49,8 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: SessionsCommand,
     },
+    /// Create or upgrade the store's schema (SQL stores) and exit; `serve` also does it at start.
+    Migrate,
     /// Check configuration files.
     Config {
         #[command(subcommand)]

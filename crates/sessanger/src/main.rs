@@ -47,6 +47,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { .. } => serve::run(settings).await,
         Command::Service { command } => admin::service(&settings, command).await,
         Command::Sessions { command } => admin::sessions(&settings, command).await,
+        Command::Migrate => admin::migrate(&settings).await,
         Command::Config { .. } => unreachable!("handled before the runtime starts"),
     }
 }

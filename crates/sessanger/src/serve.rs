@@ -24,7 +24,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let url = format!("http://{}", listener.local_addr()?);
     fs::create_dir_all(&settings.data_dir)?;
     fs::write(settings.server_url_file(), &url)?;
-    tracing::info!(%url, store = %settings.store_url, "sessanger listening");
+    tracing::info!(%url, store = %settings.store_url_redacted(), "sessanger listening");
 
     let compat = settings.config.compat.clone();
     for (api, enabled, auth) in [

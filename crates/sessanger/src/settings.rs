@@ -45,6 +45,11 @@ impl Settings {
         Ok(Settings { config, data_dir, store_url, listen, token: cli.token.clone() })
     }
 
+    /// The store URL with any password blanked, fit for logs and messages.
+    pub(crate) fn store_url_redacted(&self) -> String {
+        redact(&self.store_url)
+    }
+
     /// The file where the running server announces its URL, so admin commands can find it.
     pub(crate) fn server_url_file(&self) -> PathBuf {
         self.data_dir.join("server.url")
@@ -53,5 +58,25 @@ impl Settings {
     /// The bootstrap admin token, written once at first start.
     pub(crate) fn admin_token_file(&self) -> PathBuf {
         self.data_dir.join("admin.token")
+    }
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((credentials, host)) = rest.split_once('@') else { return url.to_owned() };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_in_store_urls_are_blanked() {
+        assert_eq!(super::redact("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(super::redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(super::redact("embedded://data"), "embedded://data");
     }
 }

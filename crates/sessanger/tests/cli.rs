@@ -79,6 +79,55 @@ async fn the_native_api_works_over_real_http_on_redis() {
     native_api_flow(&dir, &["--config", config.to_str().unwrap()]).await;
 }
 
+/// The same flow on PostgreSQL, in a schema of its own.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_native_api_works_over_real_http_on_postgres() {
+    let base = std::env::var("SESSANGER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!(
+        "e2e_{}",
+        sessanger_core::SessionId::generate().as_ref()[..12].to_ascii_lowercase().replace(['-'], "_")
+    );
+    let status = Command::new("psql").arg(&base).args(["-qc", &format!("CREATE SCHEMA {schema}")]).status().unwrap();
+    assert!(status.success(), "PostgreSQL must be reachable at {base}");
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}options=-csearch_path%3D{schema}");
+    native_api_flow_on(&url).await;
+    Command::new("psql")
+        .arg(&base)
+        .args(["-qc", &format!("DROP SCHEMA {schema} CASCADE")])
+        .env("PGOPTIONS", "--client-min-messages=warning")
+        .status()
+        .unwrap();
+}
+
+/// The same flow on MariaDB, in a database of its own.
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_native_api_works_over_real_http_on_mariadb() {
+    let database = format!(
+        "e2e_{}",
+        sessanger_core::SessionId::generate().as_ref()[..12].to_ascii_lowercase().replace(['-'], "_")
+    );
+    let status = Command::new("mysql")
+        .args(["-uroot", "-h127.0.0.1", "-e", &format!("CREATE DATABASE {database}")])
+        .status()
+        .unwrap();
+    assert!(status.success(), "MariaDB must be reachable at 127.0.0.1:3306");
+    native_api_flow_on(&format!("mysql://root@127.0.0.1:3306/{database}")).await;
+    Command::new("mysql").args(["-uroot", "-h127.0.0.1", "-e", &format!("DROP DATABASE {database}")]).status().unwrap();
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+async fn native_api_flow_on(store_url: &str) {
+    let (_tmp, dir) = data_dir();
+    let migrated = Command::new(BIN).args(["migrate", "--store", store_url]).output().unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    assert!(String::from_utf8_lossy(&migrated.stdout).contains("up to date"));
+    native_api_flow(&dir, &["--store", store_url]).await;
+}
+
 /// Two sessions for one user, attributes set/removed/incremented, list, regenerate, refresh,
 /// revoke all, stats; then the 401/403/404/413 paths, over a real socket.
 async fn native_api_flow(dir: &Path, args: &[&str]) {

@@ -52,6 +52,7 @@
 //! ```no_run
 //! use std::{sync::Arc, time::Duration};
 //! use sessanger_core::{NewSession, SessionManager};
+//! # #[cfg(feature = "postgres")]
 //! use sessanger_store_sql::PostgresStore;
 //!
 //! # #[cfg(feature = "postgres")]

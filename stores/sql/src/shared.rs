@@ -384,6 +384,16 @@ fn explain_patch(current: Option<Session>, patch: &Patch, expected: Option<Versi
 /// How often an operation is run again after a deadlock or a race before giving up.
 const ATTEMPTS: usize = 64;
 
+/// Waits a random 0 to 2^attempt ms (at most 32 ms) before running a transaction again
+/// after a deadlock, so the transactions that deadlocked do not meet again in lockstep.
+async fn backoff(attempt: usize) {
+    use std::hash::{BuildHasher, Hasher};
+    // `RandomState` is seeded per instance: randomness enough for jitter, without a dependency.
+    let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let ceiling = 1u64 << attempt.min(5);
+    tokio::time::sleep(Duration::from_millis(random % (ceiling + 1))).await;
+}
+
 /// A session store on a SQL database: [`PostgresStore`](crate::PostgresStore) or
 /// [`MySqlStore`](crate::MySqlStore).
 ///
@@ -667,7 +677,10 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
             return self.create_unlimited(session, now).await;
         }
         let mut last = None;
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
+            if last.is_some() {
+                backoff(attempt).await;
+            }
             match self.create_limited(session, limit, now).await? {
                 Ok(created) => return Ok(created),
                 Err(e) if is_retryable(&e) => last = Some(e),
@@ -752,7 +765,10 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
 
     async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
         let mut last = None;
-        for _ in 0..ATTEMPTS {
+        for attempt in 0..ATTEMPTS {
+            if last.is_some() {
+                backoff(attempt).await;
+            }
             match self.rename_once(old, new, now).await {
                 Ok(renamed) => return Ok(renamed),
                 Err(e) if is_retryable(&e) => last = Some(e),
@@ -952,6 +968,44 @@ mod tests {
         assert_eq!(explain_patch(Some(s.clone()), &patch, None), None, "nothing forbids it: try again");
         s.attributes.insert("name".into(), json!("bob"));
         assert!(matches!(explain_patch(Some(s), &patch, None), Some(Patched::Rejected(_))));
+    }
+
+    fn patch() -> Patch {
+        Patch::default().set("a", json!({"x": 1})).set("b\"q", json!("s")).remove("c").incr("n", 2).incr("m", -1)
+    }
+
+    #[cfg(feature = "mysql")]
+    #[test]
+    fn mysql_patch_sql_binds_one_argument_per_placeholder_in_order() {
+        let mut sql = SqlBuilder::<crate::MySqlDialect>::new();
+        let doc = patch_expr(&mut sql, &patch()).unwrap().unwrap();
+        let conditions = patch_conditions(&mut sql, &patch()).join(" AND ");
+        let stmt = sql.finish(format!("{doc} {conditions}"), &[]);
+        assert_eq!(stmt.sql.matches('?').count(), stmt.args.len());
+        // The first argument is the first placeholder's: the removed key's path.
+        assert!(matches!(&stmt.args[0], Arg::Text(path) if path == "$.\"c\""));
+        assert!(stmt.sql.starts_with("JSON_SET(JSON_SET(JSON_SET(JSON_SET(JSON_REMOVE(attributes, ?)"));
+    }
+
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn postgres_patch_sql_numbers_every_argument() {
+        let mut sql = SqlBuilder::<crate::PgDialect>::new();
+        let doc = patch_expr(&mut sql, &patch()).unwrap().unwrap();
+        let stmt = sql.finish(doc, &[]);
+        let highest = (1..=stmt.args.len()).rev().find(|n| stmt.sql.contains(&format!("${n}"))).unwrap();
+        assert_eq!(highest, stmt.args.len());
+        assert!(stmt.sql.contains("jsonb_set(") && stmt.sql.contains("(attributes - $1)"));
+    }
+
+    #[test]
+    fn an_increment_by_a_non_integer_builds_no_statement() {
+        let mut patch = Patch::default();
+        patch.incr.insert("n".into(), json!(1.5));
+        #[cfg(feature = "postgres")]
+        assert_eq!(patch_expr(&mut SqlBuilder::<crate::PgDialect>::new(), &patch).unwrap(), None);
+        #[cfg(feature = "mysql")]
+        assert_eq!(patch_expr(&mut SqlBuilder::<crate::MySqlDialect>::new(), &patch).unwrap(), None);
     }
 
     #[test]
