@@ -292,6 +292,10 @@ pub enum PatchError {
     /// The patch names too many keys.
     #[error("a patch may name at most {0} keys")]
     TooManyKeys(usize),
+    /// An increment names an attribute that is encrypted at rest: the store only holds its
+    /// ciphertext, so it cannot add to it in one atomic step. Set the whole value instead.
+    #[error("attribute `{0}` is encrypted at rest and cannot be incremented; set its value instead")]
+    Encrypted(String),
 }
 
 mod duration_ms {

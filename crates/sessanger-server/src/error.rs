@@ -103,6 +103,7 @@ error_codes! {
     InvalidRequest = "invalid_request",
     InvalidPatch = "invalid_patch",
     NotAnInteger = "not_an_integer",
+    EncryptedAttribute = "encrypted_attribute",
     UnsupportedMediaType = "unsupported_media_type",
     PayloadTooLarge = "payload_too_large",
     VersionMismatch = "version_mismatch",
@@ -165,6 +166,9 @@ impl ApiError {
             ApiError::InvalidSessionId => (StatusCode::NOT_FOUND, C::InvalidSessionId),
             ApiError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, C::InvalidRequest),
             ApiError::InvalidPatch(PatchError::NotAnInteger(_)) => (StatusCode::UNPROCESSABLE_ENTITY, C::NotAnInteger),
+            ApiError::InvalidPatch(PatchError::Encrypted(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, C::EncryptedAttribute)
+            }
             ApiError::InvalidPatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, C::InvalidPatch),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, C::PayloadTooLarge),
@@ -262,5 +266,12 @@ mod tests {
         for code in ErrorCode::ALL {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }
+    }
+
+    #[test]
+    fn an_increment_of_an_encrypted_attribute_is_a_422_with_its_own_code() {
+        let error = ApiError::InvalidPatch(PatchError::Encrypted("access_token".into()));
+        assert_eq!(error.status_and_code(), (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::EncryptedAttribute));
+        assert_eq!(error.body().error.code, "encrypted_attribute");
     }
 }

@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, sync::Arc};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use sessanger_core::Backend;
 use sessanger_store_embedded::{EmbeddedStore, OpenError};
 use sessanger_store_memory::MemoryStore;
@@ -45,6 +45,15 @@ pub(crate) async fn open(settings: &Settings) -> anyhow::Result<Opened> {
         "mysql" | "mariadb" => Arc::new(sessanger_store_sql::MySqlStore::connect(url).await?),
         "" => bail!("store URL `{url}` has no scheme (expected embedded://PATH, memory://, redis://…)"),
         other => bail!("store `{other}://` is not built into this sessanger"),
+    };
+    // Encryption wraps whichever store was opened, so every path (serve, admin commands, the
+    // compat APIs) reads and writes sealed attributes the same way.
+    let store: Arc<dyn Backend> = match &settings.config.encryption {
+        Some(section) => Arc::new(
+            sessanger_store_encrypted::EncryptedStore::from_config(store, section)
+                .context("encryption.keys / encryption.active_key")?,
+        ),
+        None => store,
     };
     Ok(Opened::Ready(store))
 }

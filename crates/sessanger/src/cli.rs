@@ -56,6 +56,48 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Run the AMQP session manager alone (`serve` runs it beside HTTP when `broker:` is set).
+    Amqp,
+    /// Log a user in through the AMQP manager that serves it; prints the session as JSON.
+    /// The password is read from the terminal, or from standard input when it is not one.
+    Login {
+        /// The system login.
+        user: String,
+        /// Send to the manager with this routing key, whoever the routing table names.
+        #[arg(long)]
+        routing_key: Option<String>,
+        /// The device the session is opened from.
+        #[arg(long)]
+        device_id: Option<String>,
+    },
+    /// Close a session through the AMQP managers; the user's last session takes its broker
+    /// account with it.
+    Logout {
+        /// The session id.
+        session_id: String,
+    },
+    /// A `pam_exec.so expose_authtok` hook: logs `PAM_USER` in with the password on standard
+    /// input, so a system login provisions the user's broker account.
+    PamExec,
+    /// Set up the RabbitMQ broker.
+    Broker {
+        #[command(subcommand)]
+        command: BrokerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BrokerCommand {
+    /// Create (or update) the manager's own broker account (tag `administrator`) and its
+    /// vhost from the config's `broker.sessanger`. Idempotent.
+    Setup {
+        /// The management API.
+        #[arg(long, default_value = "http://127.0.0.1:15672")]
+        admin_url: String,
+        /// An administrator of the broker, as LOGIN:PASSWORD.
+        #[arg(long, env = "SESSANGER_BROKER_ADMIN", hide_env_values = true)]
+        admin_user: String,
+    },
 }
 
 /// A foreign API `serve --compat` can switch on.

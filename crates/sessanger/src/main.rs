@@ -7,8 +7,11 @@
 //! - `serve`: `sessanger serve`, the HTTP service with its first-start bootstrap.
 //! - `admin`: `service …` and `sessions …`, on the store directly or through a running server.
 //! - `logging`: human logs and the JSON-lines audit trail.
+//! - `amqp`: the AMQP session manager and its clients: `amqp`, `login`, `logout`, `pam-exec`,
+//!   `broker setup`.
 
 mod admin;
+mod amqp;
 mod backend;
 mod cli;
 mod logging;
@@ -31,6 +34,13 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
         };
+        if let Some(section) = &config.encryption {
+            // Key material is parsed by the keyring alone; check it here too, not first at serve.
+            if let Err(e) = sessanger_store_encrypted::Keyring::from_spec(&section.keys, &section.active_key) {
+                eprintln!("{}: encryption.keys: {e}", file.display());
+                std::process::exit(1);
+            }
+        }
         println!("{}: ok", file.display());
         if let Some(key) = &config.session.routing_key {
             println!("session.routing_key: {key}");
@@ -49,5 +59,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sessions { command } => admin::sessions(&settings, command).await,
         Command::Migrate => admin::migrate(&settings).await,
         Command::Config { .. } => unreachable!("handled before the runtime starts"),
+        Command::Amqp => amqp::run_alone(settings).await,
+        Command::Login { user, routing_key, device_id } => {
+            amqp::login(&settings, &user, routing_key.as_deref(), device_id).await
+        }
+        Command::Logout { session_id } => amqp::logout(&settings, &session_id).await,
+        Command::PamExec => amqp::pam_exec(&settings).await,
+        Command::Broker { command } => amqp::broker(&settings, command).await,
     }
 }

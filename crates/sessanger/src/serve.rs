@@ -19,6 +19,11 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let manager = SessionManager::with_policy(store, settings.config.session_policy());
     bootstrap_admin(&manager, &settings).await?;
     let _reaper = manager.spawn_reaper(settings.config.session.gc_interval);
+    // One signal stops both front ends: HTTP takes it, and dropping `stop` tells AMQP.
+    let (stop, mut stopped) = tokio::sync::watch::channel(());
+    let amqp = crate::amqp::spawn(&settings, &manager, async move {
+        let _ = stopped.changed().await;
+    })?;
 
     let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -39,7 +44,14 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
     let options = ServerOptions { body_limit: settings.config.http.body_limit, compat, ..ServerOptions::default() };
-    let served = sessanger_server::serve(listener, AppState::new(manager, options), shutdown_signal()).await;
+    let shutdown = async move {
+        shutdown_signal().await;
+        drop(stop);
+    };
+    let served = sessanger_server::serve(listener, AppState::new(manager, options), shutdown).await;
+    if let Some(amqp) = amqp {
+        let _ = amqp.await;
+    }
     let _ = fs::remove_file(settings.server_url_file());
     tracing::info!("sessanger stopped");
     Ok(served?)
@@ -72,7 +84,7 @@ fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     let mut terminate =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");

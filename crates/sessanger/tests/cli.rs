@@ -79,6 +79,43 @@ async fn the_native_api_works_over_real_http_on_redis() {
     native_api_flow(&dir, &["--config", config.to_str().unwrap()]).await;
 }
 
+/// With `encryption:` configured, the server seals the chosen attributes before they reach
+/// the store: Redis holds no plaintext of them, while the API reads them back in clear.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread")]
+async fn configured_attributes_reach_the_store_sealed() {
+    let (tmp, dir) = data_dir();
+    let prefix = format!("enc-{}", sessanger_core::SessionId::generate().as_ref()[..12].replace(['-', '_'], "x"));
+    let config = tmp.path().join("encrypted.yaml");
+    let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY"; // 32 bytes, base64
+    fs::write(
+        &config,
+        format!(
+            "store:\n  url: redis://127.0.0.1:6379\n  key_prefix: {prefix}\nencryption:\n  keys: \"k1:{key}\"\n  active_key: k1\n  attributes: [access_token]\n"
+        ),
+    )
+    .unwrap();
+    stdout(&Command::new(BIN).args(["config", "check"]).arg(&config).output().unwrap());
+    let server = Server::start_with(&dir, &["--config", config.to_str().unwrap()], &[]);
+    let admin = Client::new(&server.url, &admin_token(&dir)).unwrap();
+    let mut request = new_session("frank", "laptop");
+    request.attributes.insert("access_token".into(), json!("very-secret-token"));
+    request.attributes.insert("theme".into(), json!("plain-theme"));
+    let session = admin.create_session(&request).await.unwrap();
+    assert_eq!(admin.get_session(&session.session_id).await.unwrap().attributes["access_token"], "very-secret-token");
+    let dump = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "redis-cli --scan --pattern '*{prefix}*' | while read -r k; do redis-cli --raw type \"$k\" | grep -q hash && redis-cli --raw hgetall \"$k\"; done"
+        ))
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains("plain-theme"), "the dump should show the session: {dump}");
+    assert!(!dump.contains("very-secret-token"), "plaintext reached Redis: {dump}");
+    server.stop();
+}
+
 /// The same flow on PostgreSQL, in a schema of its own.
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread")]

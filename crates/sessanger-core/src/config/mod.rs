@@ -25,6 +25,7 @@
 
 mod compat;
 mod de;
+mod encryption;
 mod error;
 mod interpolate;
 mod validate;
@@ -44,6 +45,7 @@ use serde::Deserialize;
 
 pub use self::{
     compat::{BackSessionConfig, CompatAuth, CompatConfig, SESSMAN_DEFAULT_TTL, SessmanConfig, SessmanFile},
+    encryption::{EncryptedAttributes, EncryptionConfig},
     error::ConfigError,
 };
 use crate::{Limits, SessionPolicy, UserLimit};
@@ -94,6 +96,9 @@ pub struct Config {
     /// (`data_dir:`); the command line decides when absent.
     #[serde(deserialize_with = "optional_path")]
     pub data_dir: Option<PathBuf>,
+    /// Attribute encryption at rest (`encryption:`); absent means attributes are stored as
+    /// sent.
+    pub encryption: Option<EncryptionConfig>,
 }
 
 /// `session:`: lifetimes and per-user limits of sessions.
@@ -171,6 +176,18 @@ pub struct BrokerConfig {
     /// The PAM service users authenticate against (`pam_service`, default `sessanger`).
     #[serde(default = "default_pam_service", deserialize_with = "de::text")]
     pub pam_service: String,
+    /// The RabbitMQ management HTTP API users are provisioned through (`management_url`);
+    /// absent means `http://<broker host>:15672`.
+    #[serde(default, deserialize_with = "de::optional_text")]
+    pub management_url: Option<String>,
+    /// Whether a user's broker account outlives its last session (`keep_user`, default
+    /// false: the account is deleted, which also closes its connections).
+    #[serde(default)]
+    pub keep_user: bool,
+    /// Whether a user's vhost, and the messages in it, go with its last session
+    /// (`remove_vhost`, default false: kept for the next login).
+    #[serde(default)]
+    pub remove_vhost: bool,
 }
 
 fn default_pam_service() -> String {
@@ -190,6 +207,22 @@ impl BrokerConfig {
     pub fn amqp_url(&self) -> String {
         let url = self.url.trim();
         if url.contains("://") { url.to_owned() } else { format!("amqp://{url}") }
+    }
+
+    /// The management API's base URL: `management_url`, else port 15672 on the broker's host.
+    pub fn management_url(&self) -> String {
+        if let Some(url) = &self.management_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let url = self.amqp_url();
+        let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, host_port)| host_port);
+        let host = match host_port.rsplit_once(':') {
+            Some((host, _)) if !host_port.ends_with(']') => host,
+            _ => host_port,
+        };
+        format!("http://{host}:15672")
     }
 
     /// The routing key that serves `user`: the key listing it by name, else the key listing

@@ -44,6 +44,9 @@ pub(crate) fn check(config: &Config) -> Result<(), Failure> {
     if let Some(url) = &config.store.url {
         check_store_url(url)?;
     }
+    if let Some(encryption) = &config.encryption {
+        super::encryption::check(encryption)?;
+    }
     check_compat(config)
 }
 

@@ -1,0 +1,306 @@
+//! [`AmqpClient`]: the Rust API for asking managers over AMQP.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties,
+    options::{BasicConsumeOptions, BasicPublishOptions},
+    types::FieldTable,
+    uri::AMQPUri,
+};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Map, Value};
+use sessanger_core::{SessionId, UserId, config::BrokerConfig, wire::SessionBody};
+use tokio::sync::oneshot;
+
+use crate::{
+    EXCHANGE, REPLY_TO, Routing, RoutingKey,
+    broker::Grant,
+    message::{ErrorCode, Failure, Get, List, Login, Logout, Refresh, Reply, Request, RevokeAll},
+};
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The manager answered with an error; branch on its `code`.
+    #[error("{}: {}", code_name(.0.code), .0.message)]
+    Remote(Failure),
+    /// No manager answered within the timeout (none running for this key, or the broker lost
+    /// the request).
+    #[error("no answer from the manager with routing key `{0}` within {1:?}")]
+    Timeout(RoutingKey, Duration),
+    /// The routing table names no manager for this user.
+    #[error("no manager serves user `{0}`")]
+    NoManager(UserId),
+    /// The broker connection failed.
+    #[error("broker connection failed")]
+    Connection(#[from] lapin::Error),
+    /// The connection closed before the reply came.
+    #[error("the broker connection closed before the reply came")]
+    Disconnected,
+    /// The broker config cannot be used (a malformed URL or routing key).
+    #[error("broker config: {0}")]
+    Config(String),
+    /// The reply was not what this request answers with.
+    #[error("malformed reply")]
+    Decode(#[from] serde_json::Error),
+}
+
+impl ClientError {
+    /// The error code: the manager's, or the client-side one that fits (`no_manager`).
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Remote(failure) => Some(failure.code),
+            ClientError::NoManager(_) => Some(ErrorCode::NoManager),
+            _ => None,
+        }
+    }
+}
+
+/// `auth_failed`, as on the wire.
+pub fn code_name(code: ErrorCode) -> String {
+    serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// What a successful login answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoginReply {
+    /// The new session.
+    pub session: SessionBody,
+    /// The user's broker account and vhost.
+    pub broker: Grant,
+    /// The manager that served the login.
+    pub routing_key: String,
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>;
+
+/// A connection to the managers' vhost that sends requests and waits for their replies
+/// (RabbitMQ direct reply-to, matched by `correlation_id`). Requests for a user go to the
+/// manager the routing table names; requests by session id try each manager in turn until
+/// one knows the session.
+///
+/// # Examples
+/// ```no_run
+/// use sessanger_amqp::AmqpClient;
+/// use sessanger_core::config::Config;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = Config::load("sessanger.yaml".as_ref())?;
+/// let client = AmqpClient::from_config(config.broker.as_ref().unwrap()).await?;
+/// let login = client.login(&"sysadm".parse()?, "sysadm", Some("laptop".into())).await?;
+/// println!("vhost {} session {}", login.broker.vhost, login.session.session_id);
+/// client.logout(&login.session.session_id).await?;
+/// # Ok(()) }
+/// ```
+pub struct AmqpClient {
+    connection: Connection,
+    channel: Channel,
+    pending: Pending,
+    routing: Routing,
+    timeout: Duration,
+    replies: tokio::task::JoinHandle<()>,
+}
+
+impl fmt::Debug for AmqpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpClient")
+            .field("routing", &self.routing)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for AmqpClient {
+    fn drop(&mut self) {
+        self.replies.abort();
+    }
+}
+
+impl AmqpClient {
+    /// Connects as the config's `broker.sessanger` account to its vhost, with its routing table.
+    pub async fn from_config(config: &BrokerConfig) -> Result<AmqpClient, ClientError> {
+        let account = &config.sessanger;
+        let uri =
+            crate::amqp_uri(config, &account.login, &account.password, &account.login).map_err(ClientError::Config)?;
+        let routing = Routing::from_config(config).map_err(|e| ClientError::Config(e.to_string()))?;
+        AmqpClient::connect(uri, routing).await
+    }
+
+    /// Connects to `uri` (the managers' vhost) and resolves users with `routing`.
+    pub async fn connect(uri: AMQPUri, routing: Routing) -> Result<AmqpClient, ClientError> {
+        let connection = Connection::connect_uri(uri, ConnectionProperties::default()).await?;
+        let channel = connection.create_channel().await?;
+        // Direct reply-to demands a no-ack consumer on the very channel that publishes.
+        let no_ack = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };
+        let mut consumer = channel.basic_consume(REPLY_TO.into(), "".into(), no_ack, FieldTable::default()).await?;
+        let pending: Pending = Arc::default();
+        let waiting = Arc::clone(&pending);
+        let replies = tokio::spawn(async move {
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let Some(id) = delivery.properties.correlation_id() else { continue };
+                let waiter = waiting.lock().expect("pending replies poisoned").remove(id.as_str());
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(delivery.data);
+                }
+            }
+        });
+        Ok(AmqpClient { connection, channel, pending, routing, timeout: Duration::from_secs(10), replies })
+    }
+
+    /// Waits at most `timeout` for each reply (default 10 s). Requests carry it as their
+    /// expiration, so a manager that comes back later never acts on a request given up on.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> AmqpClient {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The routing table the client resolves users with.
+    pub fn routing(&self) -> &Routing {
+        &self.routing
+    }
+
+    /// Sends `request` to the manager with routing key `key` and waits for its reply.
+    pub async fn call(&self, key: &RoutingKey, request: &Request) -> Result<Map<String, Value>, ClientError> {
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).expect("the operating system's random source must be readable");
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("pending replies poisoned").insert(id.clone(), tx);
+        let properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_reply_to(REPLY_TO.into())
+            .with_correlation_id(id.as_str().into())
+            .with_expiration(self.timeout.as_millis().to_string().into());
+        let sent = async {
+            self.channel
+                .basic_publish(
+                    EXCHANGE.into(),
+                    key.as_ref().into(),
+                    BasicPublishOptions::default(),
+                    &request.encode(),
+                    properties,
+                )
+                .await?;
+            tokio::time::timeout(self.timeout, rx).await.map_err(|_| ClientError::Timeout(key.clone(), self.timeout))
+        }
+        .await;
+        let reply = match sent {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => return Err(ClientError::Disconnected),
+            Err(error) => {
+                self.pending.lock().expect("pending replies poisoned").remove(&id);
+                return Err(error);
+            }
+        };
+        match Reply::decode(&reply)? {
+            Reply::Ok(fields) => Ok(fields),
+            Reply::Err(failure) => Err(ClientError::Remote(failure)),
+        }
+    }
+
+    fn route(&self, user: &UserId) -> Result<RoutingKey, ClientError> {
+        self.routing.route(user).cloned().ok_or_else(|| ClientError::NoManager(user.clone()))
+    }
+
+    /// Logs `user` in through the manager that serves it.
+    pub async fn login(
+        &self,
+        user: &UserId,
+        password: &str,
+        device_id: Option<String>,
+    ) -> Result<LoginReply, ClientError> {
+        self.login_via(&self.route(user)?, user, password, device_id).await
+    }
+
+    /// Logs `user` in through the manager with routing key `key`, whoever the table names
+    /// (for operators and tests: a wrong key gets `wrong_manager`).
+    pub async fn login_via(
+        &self,
+        key: &RoutingKey,
+        user: &UserId,
+        password: &str,
+        device_id: Option<String>,
+    ) -> Result<LoginReply, ClientError> {
+        let request = Request::Login(Login { user: user.clone(), password: password.to_owned(), device_id });
+        parse(self.call(key, &request).await?)
+    }
+
+    /// Closes one session; returns it.
+    pub async fn logout(&self, session: &SessionId) -> Result<SessionBody, ClientError> {
+        self.by_session(Request::Logout(Logout { session_id: session.clone() })).await
+    }
+
+    /// Renews a session's idle deadline; returns it.
+    pub async fn refresh(&self, session: &SessionId) -> Result<SessionBody, ClientError> {
+        self.by_session(Request::Refresh(Refresh { session_id: session.clone() })).await
+    }
+
+    /// Reads a session.
+    pub async fn get(&self, session: &SessionId) -> Result<SessionBody, ClientError> {
+        self.by_session(Request::Get(Get { session_id: session.clone() })).await
+    }
+
+    /// The user's live sessions.
+    pub async fn list(&self, user: &UserId) -> Result<Vec<SessionBody>, ClientError> {
+        #[derive(Deserialize)]
+        struct Sessions {
+            sessions: Vec<SessionBody>,
+        }
+        let fields = self.call(&self.route(user)?, &Request::List(List { user: user.clone() })).await?;
+        Ok(parse::<Sessions>(fields)?.sessions)
+    }
+
+    /// Closes every session of the user; returns how many there were.
+    pub async fn revoke_all(&self, user: &UserId) -> Result<u64, ClientError> {
+        #[derive(Deserialize)]
+        struct Deleted {
+            deleted: u64,
+        }
+        let fields = self.call(&self.route(user)?, &Request::RevokeAll(RevokeAll { user: user.clone() })).await?;
+        Ok(parse::<Deleted>(fields)?.deleted)
+    }
+
+    /// A session id names no user, so ask each manager until one knows the session; a
+    /// manager that holds it for another's user answers `wrong_manager`, so follow that.
+    async fn by_session(&self, request: Request) -> Result<SessionBody, ClientError> {
+        #[derive(Deserialize)]
+        struct One {
+            session: SessionBody,
+        }
+        let mut last = ClientError::Remote(Failure::new(ErrorCode::SessionNotFound, "no manager knows this session"));
+        for key in self.routing.keys() {
+            match self.call(key, &request).await {
+                Ok(fields) => return Ok(parse::<One>(fields)?.session),
+                Err(ClientError::Remote(failure)) if failure.code == ErrorCode::SessionNotFound => {
+                    last = ClientError::Remote(failure);
+                }
+                Err(ClientError::Remote(failure)) if failure.code == ErrorCode::WrongManager => {
+                    let Some(right) = failure.routing_key.as_deref().and_then(|k| k.parse().ok()) else {
+                        return Err(ClientError::Remote(failure));
+                    };
+                    return Ok(parse::<One>(self.call(&right, &request).await?)?.session);
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(last)
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) -> Result<(), ClientError> {
+        Ok(self.connection.close(200, "bye".into()).await?)
+    }
+}
+
+fn parse<T: DeserializeOwned>(fields: Map<String, Value>) -> Result<T, ClientError> {
+    Ok(serde_json::from_value(Value::Object(fields))?)
+}

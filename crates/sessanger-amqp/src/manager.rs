@@ -1,0 +1,381 @@
+//! The manager side: [`Manager`] holds what requests are applied to; [`run`] serves one
+//! channel; [`serve`] connects, runs, and reconnects with backoff after the broker goes away.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::pin,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+    message::Delivery,
+    options::{
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ExchangeDeclareOptions,
+        QueueBindOptions, QueueDeclareOptions,
+    },
+    types::FieldTable,
+    uri::AMQPUri,
+};
+use sessanger_core::{DeleteReason, Session, SessionEvent, SessionId, SessionManager, UserId, config::BrokerConfig};
+use tokio::{
+    sync::{OwnedMutexGuard, broadcast, watch},
+    task::JoinSet,
+};
+
+use crate::{
+    EXCHANGE, Routing, RoutingKey,
+    broker::Provisioner,
+    message::{ErrorCode, Failure, Reply, Request},
+    pam::Authenticator,
+    queue_name,
+};
+
+/// Everything a request is applied to: the sessions, the routing table and this manager's
+/// key, PAM, and the broker accounts. Share it as `Arc<Manager>`.
+#[derive(Debug)]
+pub struct Manager {
+    sessions: SessionManager,
+    routing: Routing,
+    key: RoutingKey,
+    pam: Authenticator,
+    provisioner: Provisioner,
+    user_password: Option<String>,
+    /// One async lock per user with a request in flight that changes its broker account.
+    /// Weak, so a user's entry dies with its last guard; a std mutex because it is only held
+    /// to find or insert the entry, never across an `.await`.
+    locks: Mutex<HashMap<UserId, Weak<tokio::sync::Mutex<()>>>>,
+    ready: watch::Sender<bool>,
+}
+
+impl Manager {
+    /// A manager consuming `key`, with PAM, provisioning and the routing table from `config`.
+    pub fn from_config(
+        sessions: SessionManager,
+        config: &BrokerConfig,
+        key: RoutingKey,
+    ) -> Result<Manager, crate::routing::InvalidRoutingKey> {
+        let routing = if config.routing_keys.is_empty() {
+            // No table: this manager serves everyone.
+            Routing::from_table([(key.as_ref(), [sessanger_core::config::WILDCARD])])?
+        } else {
+            Routing::from_config(config)?
+        };
+        Ok(Manager::new(
+            sessions,
+            routing,
+            key,
+            Authenticator::new(&config.pam_service),
+            Provisioner::from_config(config),
+        )
+        .with_user_password(config.user.as_ref().map(|u| u.password.clone())))
+    }
+
+    /// A manager from its parts; users' broker passwords are their login passwords.
+    pub fn new(
+        sessions: SessionManager,
+        routing: Routing,
+        key: RoutingKey,
+        pam: Authenticator,
+        provisioner: Provisioner,
+    ) -> Manager {
+        Manager {
+            sessions,
+            routing,
+            key,
+            pam,
+            provisioner,
+            user_password: None,
+            locks: Mutex::default(),
+            ready: watch::Sender::new(false),
+        }
+    }
+
+    /// Gives every user's broker account this password instead of its login password
+    /// (`broker.user.password`, the seed's example 1).
+    #[must_use]
+    pub fn with_user_password(mut self, password: Option<String>) -> Manager {
+        self.user_password = password;
+        self
+    }
+
+    /// The session manager requests act on.
+    pub fn sessions(&self) -> &SessionManager {
+        &self.sessions
+    }
+
+    /// The routing key this manager consumes.
+    pub fn routing_key(&self) -> &RoutingKey {
+        &self.key
+    }
+
+    /// The PAM checker.
+    pub fn pam(&self) -> &Authenticator {
+        &self.pam
+    }
+
+    /// The broker account provisioning.
+    pub fn provisioner(&self) -> &Provisioner {
+        &self.provisioner
+    }
+
+    /// The fixed broker password for users, if the config sets one.
+    pub fn user_password(&self) -> Option<&str> {
+        self.user_password.as_deref()
+    }
+
+    /// Whether [`run`] is consuming right now.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits until [`run`] consumes its queue (after every reconnect, too).
+    pub async fn ready(&self) {
+        let mut ready = self.ready.subscribe();
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
+
+    /// `Ok` if this manager serves `user`; `wrong_manager` naming the right key, or
+    /// `no_manager`, otherwise. A manager never serves another's user silently.
+    pub fn check_route(&self, user: &UserId) -> Result<(), Failure> {
+        match self.routing.route(user) {
+            Some(key) if *key == self.key => Ok(()),
+            Some(key) => Err(Failure::wrong_manager(user, key)),
+            None => Err(Failure::new(ErrorCode::NoManager, format!("no manager serves user `{user}`"))),
+        }
+    }
+
+    /// The live session `id`, if its user is served here.
+    pub async fn served_session(&self, id: &SessionId) -> Result<Session, Failure> {
+        let session = self.sessions.get_session(id).await?;
+        self.check_route(&session.user_id)?;
+        Ok(session)
+    }
+
+    /// Holds off other account changes of `user` until the guard is dropped.
+    pub async fn lock_user(&self, user: &UserId) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().expect("user lock table poisoned");
+            match locks.get(user).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    locks.retain(|_, lock| lock.strong_count() > 0);
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(user.clone(), Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+
+    /// With the user's lock held: if `user` has no live session left, ends its broker access
+    /// ([`Provisioner::deprovision`]). Failures are logged: the session is gone either way.
+    pub async fn end_if_last_locked(&self, user: &UserId) {
+        match self.sessions.list_user_sessions(user).await {
+            Ok(sessions) if sessions.is_empty() => {
+                if let Err(error) = self.provisioner.deprovision(user).await {
+                    tracing::warn!(%user, %error, "removing the broker account after the last session failed");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%user, %error, "listing sessions after a logout failed"),
+        }
+    }
+
+    /// Ends broker access of users whose last session ended some other way: expiry, or a
+    /// revocation through the HTTP API. Runs until the returned guard is dropped.
+    pub fn watch_sessions(self: &Arc<Self>) -> Watcher {
+        let mut events = self.sessions.subscribe();
+        let manager = Arc::clone(self);
+        Watcher(tokio::spawn(async move {
+            loop {
+                let user = match events.recv().await {
+                    Ok(SessionEvent::Expired { user_id, .. }) => user_id,
+                    Ok(SessionEvent::Deleted { user_id, reason, .. }) if reason != DeleteReason::Evicted => user_id,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(
+                            missed,
+                            "session events missed: some broker accounts may outlive their sessions"
+                        );
+                        continue;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                };
+                if manager.routing.route(&user) == Some(&manager.key) {
+                    let _guard = manager.lock_user(&user).await;
+                    manager.end_if_last_locked(&user).await;
+                }
+            }
+        }))
+    }
+}
+
+/// Stops [`Manager::watch_sessions`] when dropped.
+#[derive(Debug)]
+pub struct Watcher(tokio::task::JoinHandle<()>);
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How [`serve`] connects.
+#[derive(Clone, Debug)]
+pub struct ManagerOptions {
+    /// The broker, with the manager's credentials and vhost.
+    pub uri: AMQPUri,
+    /// How many requests are handled at once (AMQP prefetch).
+    pub prefetch: u16,
+    /// The longest wait between reconnection attempts; waits start at 100 ms and double.
+    pub max_backoff: Duration,
+}
+
+impl ManagerOptions {
+    /// Connects as `broker.sessanger` to the vhost named after it.
+    pub fn from_config(config: &BrokerConfig) -> Result<ManagerOptions, String> {
+        let account = &config.sessanger;
+        Ok(ManagerOptions {
+            uri: crate::amqp_uri(config, &account.login, &account.password, &account.login)?,
+            prefetch: 64,
+            max_backoff: Duration::from_secs(5),
+        })
+    }
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long shutdown waits for requests already being handled.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Serves requests until `shutdown` completes: connects, declares the topology, runs, and
+/// after losing the broker reconnects with exponential backoff and declares it again. Also
+/// ends the broker access of users whose sessions expire ([`Manager::watch_sessions`]).
+pub async fn serve(options: ManagerOptions, manager: Arc<Manager>, shutdown: impl Future<Output = ()>) {
+    let _watcher = manager.watch_sessions();
+    let mut shutdown = pin!(shutdown);
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        let connect = async {
+            let connection = Connection::connect_uri(options.uri.clone(), ConnectionProperties::default()).await?;
+            let channel = connection.create_channel().await?;
+            channel.basic_qos(options.prefetch, BasicQosOptions::default()).await?;
+            Ok::<_, lapin::Error>((connection, channel))
+        };
+        let connected = tokio::select! {
+            () = &mut shutdown => return,
+            connected = connect => connected,
+        };
+        match connected {
+            Ok((connection, channel)) => {
+                backoff = FIRST_BACKOFF;
+                let served = run(channel, Arc::clone(&manager), &mut shutdown).await;
+                manager.ready.send_replace(false);
+                match served {
+                    Ok(()) => {
+                        let _ = connection.close(200, "sessanger shutting down".into()).await;
+                        return;
+                    }
+                    Err(error) => tracing::warn!(%error, "lost the broker; reconnecting"),
+                }
+            }
+            Err(error) => tracing::warn!(%error, retry_in = ?backoff, "cannot reach the broker"),
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(options.max_backoff);
+    }
+}
+
+/// Declares the topology on `channel` (the direct exchange, this manager's durable queue
+/// bound with its routing key), then handles requests until `shutdown` completes (`Ok`) or
+/// the channel fails (`Err`). Requests run concurrently, up to the channel's prefetch.
+pub async fn run(
+    channel: Channel,
+    manager: Arc<Manager>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), lapin::Error> {
+    let key = manager.routing_key().to_string();
+    let queue = queue_name(manager.routing_key());
+    let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+    channel.exchange_declare(EXCHANGE.into(), ExchangeKind::Direct, durable, FieldTable::default()).await?;
+    channel.queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), FieldTable::default()).await?;
+    channel
+        .queue_bind(
+            queue.as_str().into(),
+            EXCHANGE.into(),
+            key.as_str().into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut consumer = channel
+        .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
+        .await?;
+    manager.ready.send_replace(true);
+    tracing::info!(routing_key = %key, %queue, "AMQP session manager consuming");
+
+    let mut shutdown = pin!(shutdown);
+    let mut in_flight = JoinSet::new();
+    loop {
+        let next = tokio::select! {
+            () = &mut shutdown => break,
+            next = consumer.next() => next,
+            // Reap finished handlers so the set does not grow with every request served.
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+        };
+        match next {
+            Some(Ok(delivery)) => {
+                in_flight.spawn(handle(channel.clone(), Arc::clone(&manager), delivery));
+            }
+            Some(Err(error)) => {
+                // Handlers already running finish on their own; their replies may be lost.
+                in_flight.detach_all();
+                return Err(error);
+            }
+            None => {
+                in_flight.detach_all();
+                return Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
+                    lapin::ChannelState::Closed,
+                    "consumer",
+                )));
+            }
+        }
+    }
+    if tokio::time::timeout(DRAIN, async { while in_flight.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!("shutdown: requests still running after {DRAIN:?} were abandoned");
+    }
+    Ok(())
+}
+
+/// Applies one request and publishes the reply to its `reply_to` with its `correlation_id`;
+/// acknowledges only then, so a request whose reply could not be sent is delivered again.
+async fn handle(channel: Channel, manager: Arc<Manager>, delivery: Delivery) {
+    let reply = match Request::decode(&delivery.data) {
+        Ok(request) => request.apply(&manager).await,
+        Err(failure) => Reply::Err(failure),
+    };
+    if let Some(reply_to) = delivery.properties.reply_to() {
+        let mut properties = BasicProperties::default().with_content_type("application/json".into());
+        if let Some(id) = delivery.properties.correlation_id() {
+            properties = properties.with_correlation_id(id.clone());
+        }
+        let published = channel
+            .basic_publish("".into(), reply_to.clone(), BasicPublishOptions::default(), &reply.encode(), properties)
+            .await;
+        if let Err(error) = published {
+            tracing::warn!(%error, "sending a reply failed");
+            return;
+        }
+    }
+    if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
+        tracing::warn!(%error, "acknowledging a request failed");
+    }
+}

@@ -1,0 +1,83 @@
+//! The client against a real server on a local port: typed errors, timeouts, round trips.
+
+use std::{sync::Arc, time::Duration};
+
+use sessanger_client::{Client, ClientError, ErrorCode};
+use sessanger_core::{Patch, Permission, SessionId, SessionManager, SessionPolicy, wire::CreateSession};
+use sessanger_server::{AppState, ServerOptions};
+use sessanger_store_memory::MemoryStore;
+use tokio::net::TcpListener;
+
+/// A server on a free port and a client of it with read and write permissions. The server
+/// stops when the test's runtime does.
+async fn client() -> Client {
+    let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default());
+    let permissions = vec![Permission::Read, Permission::Write];
+    let (_, token) = manager.register_service("web".parse().unwrap(), "web", permissions).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = AppState::new(manager, ServerOptions::default());
+    tokio::spawn(sessanger_server::serve(listener, state, std::future::pending()));
+    Client::new(&url, &token.expose()).unwrap()
+}
+
+fn new_session(user: &str) -> CreateSession {
+    CreateSession {
+        user_id: user.parse().unwrap(),
+        device_id: Some("phone".into()),
+        ip: None,
+        user_agent: None,
+        attributes: Default::default(),
+        ttl_secs: None,
+    }
+}
+
+#[tokio::test]
+async fn a_created_session_is_read_changed_and_listed_under_its_user() {
+    let client = client().await;
+    let created = client.create_session(&new_session("alice")).await.unwrap();
+    let patched = client.patch_session(&created.session_id, &Patch::default().incr("visits", 2), None).await.unwrap();
+    assert_eq!(patched.attributes["visits"], 2);
+    let listed = client.list_user_sessions(&"alice".parse().unwrap()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(client.delete_user_sessions(&"alice".parse().unwrap()).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_unknown_session_is_a_typed_not_found() {
+    let error = client().await.get_session(&SessionId::generate()).await.unwrap_err();
+    assert_eq!(error.kind(), Some(ErrorCode::SessionNotFound));
+    assert!(error.is_not_found());
+    assert!(!error.is_retryable());
+}
+
+#[tokio::test]
+async fn a_stale_if_match_is_a_typed_version_mismatch() {
+    let client = client().await;
+    let created = client.create_session(&new_session("bob")).await.unwrap();
+    let bump = Patch::default().incr("n", 1);
+    client.patch_session(&created.session_id, &bump, None).await.unwrap();
+    let stale = client.patch_session(&created.session_id, &bump, Some(created.version)).await;
+    assert_eq!(stale.unwrap_err().kind(), Some(ErrorCode::VersionMismatch));
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_a_typed_unauthorized() {
+    let client = client().await;
+    let url = client.base_url().to_owned();
+    let intruder = Client::new(&url, "web.not-the-secret").unwrap();
+    let error = intruder.stats().await.unwrap_err();
+    assert_eq!(error.kind(), Some(ErrorCode::Unauthorized));
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_as_a_retryable_error() {
+    // Accepts connections and never reads them: the request can only time out.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let client = Client::builder(&url, "web.secret").timeout(Duration::from_millis(200)).build().unwrap();
+    let error = client.stats().await.unwrap_err();
+    assert!(matches!(&error, ClientError::Transport(e) if e.is_timeout()), "{error:?}");
+    assert!(error.is_retryable());
+    drop(listener);
+}

@@ -1,0 +1,297 @@
+//! [`SessangerStore`]: tower-sessions' [`SessionStore`] over a sessanger [`SessionManager`].
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use sessanger_core::{
+    Attributes, Created, Device, ManagerError, Session, SessionId, SessionManager, StoreError, Timestamp, UserId,
+};
+use time::OffsetDateTime;
+use tower_sessions::{
+    SessionStore,
+    session::{Id, Record},
+    session_store::{Error, Result},
+};
+
+use crate::ids;
+
+/// The data key [`SessangerStore::log_in`] keeps the session's [`Device`] under; the store
+/// moves it to sessanger's own device field, so `/v1` and device lists show it.
+pub const DEVICE_KEY: &str = "sessanger.device";
+
+/// How often a write is retried when another request changed the session in between.
+const SAVE_ATTEMPTS: usize = 5;
+
+/// How often `create` mints a fresh id before it calls the store broken.
+const CREATE_ATTEMPTS: usize = 3;
+
+/// A tower-sessions store keeping its sessions in sessanger, where they are also indexed by
+/// user: [`list_user_sessions`](Self::list_user_sessions) shows a user's devices,
+/// [`sign_out_everywhere`](Self::sign_out_everywhere) revokes them, and every other service
+/// sees them through `/v1`.
+///
+/// # The contract, as tower-sessions states it
+/// - `create` never overwrites: it always assigns a fresh id (see [`session_id_of`](crate::session_id_of)
+///   for how it is made) and retries on the rare collision, which the sessanger store detects
+///   atomically.
+/// - `load` of an unknown, deleted or expired id is `Ok(None)`. Every load renews the
+///   session's idle deadline (sliding expiry), so a session stays alive while it is used even
+///   when the cookie lasts only as long as the browser and tower-sessions never saves it.
+/// - `save` replaces the session's data (compare-and-set by version, retried, so the last
+///   writer wins as with tower-sessions' own stores). Saving a session that was deleted
+///   meanwhile (logout elsewhere, "sign out everywhere", expiry) writes nothing: a request in
+///   flight must not bring a revoked session back.
+/// - `delete` of an absent session is `Ok(())`.
+///
+/// # Users
+/// The data attribute named by [`with_user_attribute`](Self::with_user_attribute) (default
+/// `user_id`, a JSON string) is the session's sessanger user. A session without it belongs to
+/// an anonymous user of its own (see [`ANONYMOUS_PREFIX`](crate::ANONYMOUS_PREFIX)). A session
+/// never changes user under the same id: log in with [`log_in`](Self::log_in), which cycles the
+/// id (the session-fixation defence) so the session is created anew under the real user;
+/// `save` refuses a record whose user changed without a new id.
+///
+/// # Expiry
+/// A new session idles out after the time left until the record's `expiry_date`, capped by
+/// [`with_idle_ttl`](Self::with_idle_ttl) (beego's `maxLifetime`), and never lives past the
+/// manager's absolute lifetime (`SessionPolicy::max_lifetime`); the manager's own idle TTL
+/// does not apply, the record says what it wants. A user at a `UserLimit::Refuse` limit
+/// cannot open another session: `create` fails with a backend error.
+///
+/// # Examples
+/// ```
+/// use std::{sync::Arc, time::Duration};
+/// use sessanger_core::{SessionManager, SessionPolicy};
+/// use sessanger_store_memory::MemoryStore;
+/// use sessanger_tower::SessangerStore;
+///
+/// let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default());
+/// let store = SessangerStore::new(manager).with_user_attribute("account").with_idle_ttl(Duration::from_secs(1800));
+/// assert_eq!(store.user_attribute(), "account");
+/// ```
+#[derive(Clone, Debug)]
+pub struct SessangerStore {
+    manager: SessionManager,
+    user_attribute: Arc<str>,
+    idle_ttl: Option<Duration>,
+}
+
+impl SessangerStore {
+    /// A store over `manager`'s sessions, with the user in the `user_id` attribute.
+    pub fn new(manager: SessionManager) -> Self {
+        SessangerStore { manager, user_attribute: Arc::from("user_id"), idle_ttl: None }
+    }
+
+    /// Reads the session's user from another data attribute.
+    #[must_use]
+    pub fn with_user_attribute(mut self, name: impl Into<String>) -> Self {
+        self.user_attribute = Arc::from(name.into());
+        self
+    }
+
+    /// Caps how long a session lives on the server without a request, whatever the cookie's
+    /// lifetime (beego's `maxLifetime`; a browser-session cookie otherwise means two weeks).
+    #[must_use]
+    pub fn with_idle_ttl(mut self, ttl: Duration) -> Self {
+        self.idle_ttl = Some(ttl);
+        self
+    }
+
+    /// The data attribute holding the session's user.
+    pub fn user_attribute(&self) -> &str {
+        &self.user_attribute
+    }
+
+    /// The manager underneath, for everything else sessanger offers.
+    pub fn manager(&self) -> &SessionManager {
+        &self.manager
+    }
+
+    /// The user's live sessions across every device and service, oldest first.
+    pub async fn list_user_sessions(&self, user: &UserId) -> std::result::Result<Vec<Session>, ManagerError> {
+        self.manager.list_user_sessions(user).await
+    }
+
+    /// Deletes every session of the user ("sign out everywhere"); returns how many were live.
+    /// Each one fails on its next request, whichever app or device holds it.
+    pub async fn delete_user_sessions(&self, user: &UserId) -> std::result::Result<u64, ManagerError> {
+        self.manager.delete_user_sessions(user).await
+    }
+
+    fn user_of(&self, data: &HashMap<String, Value>) -> Result<Option<UserId>> {
+        let Some(value) = data.get(&*self.user_attribute) else { return Ok(None) };
+        let encode = |why: &str| Error::Encode(format!("session attribute `{}` {why}", self.user_attribute));
+        let user: UserId = value
+            .as_str()
+            .ok_or_else(|| encode("is not a string"))?
+            .parse()
+            .map_err(|_| encode("is not a valid user id (1 to 256 bytes of printable text)"))?;
+        if ids::is_anonymous(&user) {
+            return Err(encode(&format!("starts with the reserved prefix `{}`", crate::ANONYMOUS_PREFIX)));
+        }
+        Ok(Some(user))
+    }
+
+    /// The record's data split into sessanger attributes and device.
+    fn split(&self, data: &HashMap<String, Value>) -> Result<(Attributes, Device)> {
+        let mut attributes: Attributes = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let device = match attributes.remove(DEVICE_KEY) {
+            Some(value) => serde_json::from_value(value).map_err(|e| Error::Encode(format!("`{DEVICE_KEY}`: {e}")))?,
+            None => Device::default(),
+        };
+        self.manager.policy().limits.check_attributes(&attributes).map_err(|e| Error::Encode(e.to_string()))?;
+        Ok((attributes, device))
+    }
+
+    fn record(&self, id: Id, session: Session) -> Result<Record> {
+        let mut data: HashMap<String, Value> = session.attributes.into_iter().collect();
+        // sessanger's user is the truth: a service that rewrote the attribute through `/v1`
+        // cannot make the web app believe in another user than the index holds.
+        if ids::is_anonymous(&session.user_id) {
+            data.remove(&*self.user_attribute);
+        } else {
+            data.insert(self.user_attribute.to_string(), Value::from(String::from(session.user_id)));
+        }
+        if session.device != Device::default() {
+            let device = serde_json::to_value(&session.device).map_err(|e| Error::Decode(e.to_string()))?;
+            data.insert(DEVICE_KEY.to_owned(), device);
+        }
+        let nanos = i128::from(session.expires_at.as_millis()) * 1_000_000;
+        let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|e| Error::Decode(e.to_string()))?;
+        Ok(Record { id, data, expiry_date })
+    }
+
+    /// The idle lifetime of a new session: the time left to the record's expiry, capped.
+    fn ttl_for(&self, expiry_date: OffsetDateTime) -> Duration {
+        let left = expiry_date - OffsetDateTime::now_utc();
+        // An already expired record still gets a (1 ms) session, so create never fails on it;
+        // it loads as `None` right after, as tower-sessions' own stores behave.
+        let left = Duration::try_from(left).unwrap_or_default().max(Duration::from_millis(1));
+        self.idle_ttl.map_or(left, |cap| left.min(cap))
+    }
+}
+
+#[async_trait]
+impl SessionStore for SessangerStore {
+    async fn create(&self, record: &mut Record) -> Result<()> {
+        let user = self.user_of(&record.data)?.unwrap_or_else(ids::anonymous_user);
+        let (attributes, device) = self.split(&record.data)?;
+        let policy = self.manager.policy();
+        // The manager's `create_session` picks its own id; the adapter needs the id derived
+        // from the cookie, so it creates through the store, keeping the same checks.
+        for _ in 0..CREATE_ATTEMPTS {
+            let id = ids::generate_for(&user);
+            let now = Timestamp::now();
+            let ttl = self.ttl_for(record.expiry_date);
+            let mut session = Session::new(ids::session_id_of(&id), user.clone(), now, ttl, policy.max_lifetime);
+            session.attributes = attributes.clone();
+            session.device = device.clone();
+            session.created_by = self.manager.service().cloned();
+            match self.manager.store().create(&session, policy.max_per_user, now).await.map_err(backend)? {
+                Created::Created { .. } => {
+                    record.id = id;
+                    return Ok(());
+                }
+                Created::IdTaken => continue,
+                Created::LimitReached => {
+                    return Err(Error::Backend(format!("user `{user}` already holds the most sessions allowed")));
+                }
+            }
+        }
+        Err(Error::Backend("three fresh session ids collided: the sessanger store's create is broken".into()))
+    }
+
+    async fn save(&self, record: &Record) -> Result<()> {
+        let id = ids::session_id_of(&record.id);
+        let wanted = self.user_of(&record.data)?;
+        let (attributes, device) = self.split(&record.data)?;
+        for _ in 0..SAVE_ATTEMPTS {
+            let current = match self.manager.get_session(&id).await {
+                Ok(session) => session,
+                Err(ManagerError::NotFound) => return Ok(()),
+                Err(e) => return Err(manager_error(e)),
+            };
+            check_same_user(&current, wanted.as_ref())?;
+            match self.manager.replace_session(&id, &attributes, &device, current.version).await {
+                Ok(_) | Err(ManagerError::NotFound) => return Ok(()),
+                Err(ManagerError::VersionMismatch { .. }) => continue,
+                Err(e) => return Err(manager_error(e)),
+            }
+        }
+        Err(Error::Backend(format!("session changed {SAVE_ATTEMPTS} times while being saved")))
+    }
+
+    async fn load(&self, id: &Id) -> Result<Option<Record>> {
+        match self.manager.refresh_session(&ids::session_id_of(id)).await {
+            Ok(session) => self.record(*id, session).map(Some),
+            Err(ManagerError::NotFound) => Ok(None),
+            Err(e) => Err(manager_error(e)),
+        }
+    }
+
+    async fn delete(&self, id: &Id) -> Result<()> {
+        match self.manager.delete_session(&ids::session_id_of(id)).await {
+            Ok(_) | Err(ManagerError::NotFound) => Ok(()),
+            Err(e) => Err(manager_error(e)),
+        }
+    }
+}
+
+/// A session's user is fixed for the life of its id: moving it to another user in place
+/// would keep a pre-login id alive after login, which is session fixation.
+fn check_same_user(current: &Session, wanted: Option<&UserId>) -> Result<()> {
+    let same = match wanted {
+        Some(user) => *user == current.user_id,
+        None => ids::is_anonymous(&current.user_id),
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(Error::Backend(
+            "the session's user changed without a new id: log in with SessangerStore::log_in \
+             (or call Session::cycle_id) and log out with Session::flush"
+                .into(),
+        ))
+    }
+}
+
+/// tower-sessions' errors hold strings only, so the whole cause chain goes into the message.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+fn backend(error: StoreError) -> Error {
+    Error::Backend(chain(&error))
+}
+
+fn manager_error(error: ManagerError) -> Error {
+    match error {
+        ManagerError::InvalidPatch(e) => Error::Encode(e.to_string()),
+        ManagerError::Store(StoreError::Decode(e)) => Error::Decode(chain(&*e)),
+        other => Error::Backend(chain(&other)),
+    }
+}
+
+/// The sessanger id of a session as tower-sessions sees it, if it has been stored.
+pub(crate) fn stored_id(session: &tower_sessions::Session) -> Option<SessionId> {
+    session.id().map(|id| ids::session_id_of(&id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_keep_the_cause_chain() {
+        let error = StoreError::Unavailable("connection refused".into());
+        assert_eq!(chain(&error), "session backend unavailable: connection refused");
+    }
+}

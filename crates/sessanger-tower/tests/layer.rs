@@ -1,0 +1,119 @@
+//! `SessangerStore` behind tower-sessions' layer, driven as a browser would: by cookies.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    body::Body,
+    extract::State,
+    http::{Request, StatusCode, header},
+    routing::{get, post},
+};
+use sessanger_core::{Device, Permission, SessionManager, SessionPolicy, wire::SessionList};
+use sessanger_server::{AppState, ServerOptions};
+use sessanger_store_memory::MemoryStore;
+use sessanger_tower::{SessangerStore, SessionOptions, session_id_of};
+use tower::ServiceExt;
+use tower_sessions::Session;
+
+fn web_app(store: SessangerStore) -> Router {
+    async fn count(session: Session) -> String {
+        let n: u64 = session.get("n").await.unwrap().unwrap_or(0) + 1;
+        session.insert("n", n).await.unwrap();
+        n.to_string()
+    }
+    async fn login(State(store): State<SessangerStore>, session: Session) {
+        let device = Device { user_agent: Some("test".into()), ..Device::default() };
+        store.log_in(&session, &"alice".parse().unwrap(), device).await.unwrap();
+    }
+    async fn sign_out(State(store): State<SessangerStore>, session: Session) -> String {
+        store.sign_out_everywhere(&session).await.unwrap().to_string()
+    }
+    Router::new()
+        .route("/count", get(count))
+        .route("/login", post(login))
+        .route("/sign-out-everywhere", post(sign_out))
+        .with_state(store.clone())
+        .layer(SessionOptions::new().layer(store))
+}
+
+fn store() -> SessangerStore {
+    SessangerStore::new(SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default()))
+}
+
+/// Sends a request with the cookie `sid` (if any); returns the status, the body and the new
+/// `sid` cookie value (if one was set).
+async fn send(app: &Router, method: &str, path: &str, sid: Option<&str>) -> (StatusCode, String, Option<String>) {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(sid) = sid {
+        request = request.header(header::COOKIE, format!("sid={sid}"));
+    }
+    let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let cookie = response.headers().get_all(header::SET_COOKIE).iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        Some(v.strip_prefix("sid=")?.split(';').next()?.to_owned())
+    });
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap(), cookie)
+}
+
+#[tokio::test]
+async fn the_cookie_is_secure_http_only_and_same_site_lax_by_default() {
+    let app = web_app(store());
+    let response = app.oneshot(Request::builder().uri("/count").body(Body::empty()).unwrap()).await.unwrap();
+    let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap().to_owned();
+    for part in ["HttpOnly", "Secure", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(part), "{part} missing from {cookie}");
+    }
+    assert!(!cookie.contains("Max-Age"), "a browser-session cookie has no Max-Age: {cookie}");
+}
+
+#[tokio::test]
+async fn logging_in_changes_the_cookie_and_kills_the_pre_login_id() {
+    let store = store();
+    let app = web_app(store.clone());
+    let (_, _, before) = send(&app, "GET", "/count", None).await;
+    let before = before.expect("the first visit sets a cookie");
+    let (_, _, after) = send(&app, "POST", "/login", Some(&before)).await;
+    let after = after.expect("login sets a new cookie");
+    assert_ne!(after, before);
+    assert_eq!(send(&app, "GET", "/count", Some(&after)).await.1, "2", "data from before login is kept");
+    assert_eq!(send(&app, "GET", "/count", Some(&before)).await.1, "1", "the old id starts afresh");
+    let alice = store.list_user_sessions(&"alice".parse().unwrap()).await.unwrap();
+    assert_eq!(alice.len(), 1);
+    assert_eq!(alice[0].id, session_id_of(&after.parse().unwrap()));
+    assert_eq!(alice[0].device.user_agent.as_deref(), Some("test"));
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_ends_the_users_other_sessions() {
+    let app = web_app(store());
+    let (_, _, phone) = send(&app, "POST", "/login", None).await;
+    let (_, _, laptop) = send(&app, "POST", "/login", None).await;
+    let (phone, laptop) = (phone.unwrap(), laptop.unwrap());
+    assert_eq!(send(&app, "GET", "/count", Some(&phone)).await.1, "1");
+    assert_eq!(send(&app, "POST", "/sign-out-everywhere", Some(&laptop)).await.1, "2");
+    assert_eq!(send(&app, "GET", "/count", Some(&phone)).await.1, "1", "the phone starts a new session");
+}
+
+#[tokio::test]
+async fn a_session_logged_in_through_the_web_app_is_listed_by_the_v1_api() {
+    let store = store();
+    let app = web_app(store.clone());
+    let (_, _, sid) = send(&app, "POST", "/login", None).await;
+    let manager = store.manager().clone();
+    let (_, token) = manager.register_service("ops".parse().unwrap(), "ops", vec![Permission::Read]).await.unwrap();
+    let api = sessanger_server::app(AppState::new(manager, ServerOptions::default()));
+    let request = Request::builder()
+        .uri("/v1/users/alice/sessions")
+        .header(header::AUTHORIZATION, format!("Bearer {}", token.expose()))
+        .body(Body::empty())
+        .unwrap();
+    let response = api.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let list: SessionList = serde_json::from_slice(&body).unwrap();
+    assert_eq!(list.sessions.len(), 1);
+    assert_eq!(list.sessions[0].session_id, session_id_of(&sid.unwrap().parse().unwrap()));
+}

@@ -1,0 +1,149 @@
+//! The AMQP side of the binary: the session manager (`amqp`, and beside HTTP in `serve`), its
+//! clients (`login`, `logout`, `pam-exec`) and `broker setup`. Everything here is a thin
+//! shell over `sessanger-amqp`.
+
+use std::{
+    future::Future,
+    io::{IsTerminal, Read},
+    sync::Arc,
+};
+
+use anyhow::{Context, bail};
+use sessanger_amqp::{AmqpClient, ClientError, Manager, ManagerOptions, RoutingKey, broker::BrokerAdmin};
+use sessanger_core::{SessionManager, config::BrokerConfig};
+
+use crate::{backend, cli::BrokerCommand, settings::Settings};
+
+/// A manager's refusal is the command's answer, not a crash: print its code and message
+/// (`auth_failed: wrong user name or password`) and exit 1.
+fn answered<T>(result: Result<T, ClientError>) -> anyhow::Result<T> {
+    match result {
+        Err(ClientError::Remote(failure)) => {
+            eprintln!("{}", ClientError::Remote(failure));
+            std::process::exit(1)
+        }
+        other => Ok(other?),
+    }
+}
+
+fn broker_config(settings: &Settings) -> anyhow::Result<&BrokerConfig> {
+    settings.config.broker.as_ref().context("the config has no `broker:` section (pass --config FILE)")
+}
+
+/// The key this process consumes: `session.routing_key`, or the table's only key.
+fn routing_key(settings: &Settings, broker: &BrokerConfig) -> anyhow::Result<RoutingKey> {
+    let key = match (&settings.config.session.routing_key, broker.routing_keys.keys().collect::<Vec<_>>().as_slice()) {
+        (Some(key), _) => key.clone(),
+        (None, [only]) => (*only).clone(),
+        (None, []) => "sessanger".to_owned(),
+        (None, _) => bail!("session.routing_key must name which of broker.routing_keys this manager serves"),
+    };
+    key.parse().with_context(|| format!("session.routing_key `{key}`"))
+}
+
+/// Starts the AMQP manager on `sessions` when the config has a `broker:` section; it stops
+/// when `shutdown` completes.
+pub(crate) fn spawn(
+    settings: &Settings,
+    sessions: &SessionManager,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(broker) = settings.config.broker.as_ref() else { return Ok(None) };
+    let key = routing_key(settings, broker)?;
+    let sessions = sessions.for_service(&"amqp".parse().expect("a valid service id"));
+    let manager = Arc::new(Manager::from_config(sessions, broker, key.clone())?);
+    let options = ManagerOptions::from_config(broker).map_err(anyhow::Error::msg)?;
+    tracing::info!(routing_key = %key, broker = %broker.amqp_url(), "starting the AMQP session manager");
+    Ok(Some(tokio::spawn(sessanger_amqp::serve(options, manager, shutdown))))
+}
+
+/// `sessanger amqp`: the manager alone, on the configured store.
+pub(crate) async fn run_alone(settings: Settings) -> anyhow::Result<()> {
+    broker_config(&settings)?;
+    let store = match backend::open(&settings).await? {
+        backend::Opened::Ready(store) => store,
+        backend::Opened::HeldElsewhere(path) => {
+            bail!("the embedded store at {} is in use by another sessanger process", path.display())
+        }
+    };
+    let sessions = SessionManager::with_policy(store, settings.config.session_policy());
+    let _reaper = sessions.spawn_reaper(settings.config.session.gc_interval);
+    let task = spawn(&settings, &sessions, crate::serve::shutdown_signal())?.expect("broker config checked above");
+    task.await?;
+    Ok(())
+}
+
+/// The password: from the terminal without echo, or the first line of standard input.
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    if std::io::stdin().is_terminal() {
+        return Ok(rpassword::prompt_password(prompt)?);
+    }
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text)?;
+    // pam_exec ends the token with a NUL; a shell pipe with a newline.
+    let line = text.split(['\0', '\n']).next().unwrap_or_default();
+    Ok(line.strip_suffix('\r').unwrap_or(line).to_owned())
+}
+
+/// `sessanger login USER`.
+pub(crate) async fn login(
+    settings: &Settings,
+    user: &str,
+    routing_key: Option<&str>,
+    device_id: Option<String>,
+) -> anyhow::Result<()> {
+    let broker = broker_config(settings)?;
+    let user = user.parse()?;
+    let password = read_password("Password: ")?;
+    let client = AmqpClient::from_config(broker).await?;
+    let reply = answered(match routing_key {
+        Some(key) => client.login_via(&key.parse()?, &user, &password, device_id).await,
+        None => client.login(&user, &password, device_id).await,
+    })?;
+    println!("{}", serde_json::to_string_pretty(&reply)?);
+    client.close().await?;
+    Ok(())
+}
+
+/// `sessanger logout SESSION_ID`.
+pub(crate) async fn logout(settings: &Settings, session_id: &str) -> anyhow::Result<()> {
+    let client = AmqpClient::from_config(broker_config(settings)?).await?;
+    let session = answered(client.logout(&session_id.parse()?).await)?;
+    println!("{}", serde_json::json!({"ok": true, "session_id": session.session_id, "user_id": session.user_id}));
+    client.close().await?;
+    Ok(())
+}
+
+/// `sessanger pam-exec`: `auth optional pam_exec.so expose_authtok quiet /usr/bin/sessanger
+/// pam-exec` (with `SESSANGER_CONFIG` set) logs the user in to its manager at every system
+/// login, which provisions its broker account. Other PAM phases have no password: no-op.
+pub(crate) async fn pam_exec(settings: &Settings) -> anyhow::Result<()> {
+    if std::env::var("PAM_TYPE").is_ok_and(|phase| phase != "auth") {
+        return Ok(());
+    }
+    let user = std::env::var("PAM_USER").context("PAM_USER is not set: run this from pam_exec.so")?;
+    let user = user.parse()?;
+    let password = read_password("")?;
+    let client = AmqpClient::from_config(broker_config(settings)?).await?;
+    let reply = answered(client.login(&user, &password, Some("pam".into())).await)?;
+    eprintln!("sessanger: broker account {} ready (vhost {})", reply.broker.user, reply.broker.vhost);
+    client.close().await?;
+    Ok(())
+}
+
+/// `sessanger broker setup`.
+pub(crate) async fn broker(settings: &Settings, command: BrokerCommand) -> anyhow::Result<()> {
+    match command {
+        BrokerCommand::Setup { admin_url, admin_user } => {
+            let broker = broker_config(settings)?;
+            let (login, password) = admin_user.split_once(':').context("--admin-user is LOGIN:PASSWORD")?;
+            let account = &broker.sessanger;
+            BrokerAdmin::new(&admin_url, login, password)
+                .setup_manager(&account.login, &account.password)
+                .await
+                .context("setting up the manager's broker account")?;
+            println!("broker account `{}` with vhost `{}` is ready", account.login, account.login);
+            Ok(())
+        }
+    }
+}

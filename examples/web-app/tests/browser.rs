@@ -1,0 +1,231 @@
+//! The web app in headless Chromium, as its users see it.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/browser-setup` installs them).
+//! Without them these tests fail: a browser test that skips itself proves nothing.
+
+use std::{
+    io::Write as _,
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+/// Flags that keep Chromium headless, quiet and off the network except for the app.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1024,768",
+];
+
+/// How long a process may take to start listening.
+const STARTUP: Duration = Duration::from_secs(30);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + STARTUP;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on port {port} within {STARTUP:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One `chromedriver`, killed when dropped; every browser of a test is a session of it.
+struct Driver {
+    _process: Child,
+    url: String,
+    profiles: TempDir,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = free_port();
+        let process = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start chromedriver ({e}): run scripts/browser-setup to install chromium and chromium-driver"
+                )
+            });
+        wait_for_port(port, "chromedriver").await;
+        Driver { _process: process, url: format!("http://127.0.0.1:{port}"), profiles: TempDir::new().unwrap() }
+    }
+
+    /// A new browser with a fresh profile: no cookie is shared with any other browser.
+    async fn browser(&self, name: &str) -> Client {
+        let profile = self.profiles.path().join(name);
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| (*f).to_owned()).collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        let mut options = json!({ "args": args });
+        if Path::new("/usr/bin/chromium").exists() {
+            options["binary"] = json!("/usr/bin/chromium");
+        }
+        let capabilities = json!({ "browserName": "chrome", "goog:chromeOptions": options });
+        let serde_json::Value::Object(capabilities) = capabilities else { unreachable!() };
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("chromedriver could not start chromium: {e}"))
+    }
+}
+
+/// The example app as a process on the embedded store, so a restart is a real one.
+struct App {
+    process: Child,
+    addr: SocketAddr,
+    data: TempDir,
+}
+
+impl App {
+    async fn start() -> App {
+        let data = TempDir::new().unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let process = App::spawn(addr, data.path()).await;
+        App { process, addr, data }
+    }
+
+    async fn spawn(addr: SocketAddr, data: &Path) -> Child {
+        let process = Command::new(env!("CARGO_BIN_EXE_example-web-app"))
+            .arg("--listen")
+            .arg(addr.to_string())
+            .arg("--data-dir")
+            .arg(data)
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        wait_for_port(addr.port(), "the web app").await;
+        process
+    }
+
+    /// Kills the app without warning, as a crash would, and starts it again on the same store.
+    async fn restart(&mut self) {
+        self.process.kill().await.unwrap();
+        self.process = App::spawn(self.addr, self.data.path()).await;
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+async fn log_in(browser: &Client, app: &App) {
+    browser.goto(&app.url("/login")).await.unwrap();
+    browser.find(Locator::Id("user")).await.unwrap().send_keys("alice").await.unwrap();
+    browser.find(Locator::Id("password")).await.unwrap().send_keys("wonderland").await.unwrap();
+    browser.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+    browser.wait().for_element(Locator::Id("counter")).await.unwrap();
+}
+
+async fn counter(browser: &Client) -> u64 {
+    let element = browser.wait().for_element(Locator::Id("counter")).await.unwrap();
+    element.text().await.unwrap().parse().unwrap()
+}
+
+async fn session_cookie(browser: &Client) -> String {
+    browser.get_named_cookie("sid").await.expect("the app sets a `sid` cookie").value().to_owned()
+}
+
+async fn is_on_login_page(browser: &Client) -> bool {
+    browser.current_url().await.unwrap().path() == "/login"
+}
+
+fn screenshot_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("screenshots")
+}
+
+#[tokio::test]
+async fn login_sets_a_new_http_only_cookie_and_the_counter_survives_a_restart() {
+    let driver = Driver::start().await;
+    let mut app = App::start().await;
+    let browser = driver.browser("restart").await;
+
+    browser.goto(&app.url("/login")).await.unwrap();
+    let before = session_cookie(&browser).await;
+    log_in(&browser, &app).await;
+    let cookie = browser.get_named_cookie("sid").await.unwrap();
+    assert_eq!(cookie.http_only(), Some(true), "page scripts must not read the session cookie");
+    assert_ne!(cookie.value(), before, "login must give the session a new id");
+    let visible = browser.execute("return document.cookie", vec![]).await.unwrap();
+    assert!(!visible.as_str().unwrap_or_default().contains("sid="), "document.cookie shows {visible}");
+
+    assert_eq!(counter(&browser).await, 1);
+    browser.refresh().await.unwrap();
+    assert_eq!(counter(&browser).await, 2);
+    app.restart().await;
+    browser.refresh().await.unwrap();
+    assert_eq!(counter(&browser).await, 3, "the session must survive a restart of the app");
+
+    browser.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn signing_out_all_devices_in_one_browser_ends_the_other_browsers_session() {
+    let driver = Driver::start().await;
+    let app = App::start().await;
+    let (laptop, phone) = (driver.browser("laptop").await, driver.browser("phone").await);
+    log_in(&laptop, &app).await;
+    log_in(&phone, &app).await;
+    assert_ne!(session_cookie(&laptop).await, session_cookie(&phone).await);
+
+    laptop.refresh().await.unwrap();
+    let rows = laptop.find_all(Locator::Css("#sessions tr")).await.unwrap();
+    assert_eq!(rows.len(), 3, "a header and both devices");
+    let dir = screenshot_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("web-app-session-list.png");
+    std::fs::write(&path, laptop.screenshot().await.unwrap()).unwrap();
+    // Straight to stderr: the harness captures `println!` of passing tests, and this line
+    // must reach the test output (CI logs) every time.
+    let line = format!("screenshot of the session list: {}\n", path.canonicalize().unwrap().display());
+    std::io::stderr().write_all(line.as_bytes()).unwrap();
+
+    laptop.find(Locator::Id("sign-out-everywhere")).await.unwrap().click().await.unwrap();
+    laptop.wait().for_element(Locator::Id("login")).await.unwrap();
+    phone.goto(&app.url("/")).await.unwrap();
+    assert!(is_on_login_page(&phone).await, "the phone must be signed out on its next request");
+
+    laptop.close().await.unwrap();
+    phone.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn logout_invalidates_the_session_on_the_server() {
+    let driver = Driver::start().await;
+    let app = App::start().await;
+    let browser = driver.browser("logout").await;
+    log_in(&browser, &app).await;
+    let old = session_cookie(&browser).await;
+
+    browser.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+    browser.wait().for_element(Locator::Id("login")).await.unwrap();
+
+    // Replay the old cookie outside the browser, as a thief who copied it would.
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let replay = http.get(app.url("/")).header("cookie", format!("sid={old}")).send().await.unwrap();
+    assert!(replay.status().is_redirection(), "replaying a logged-out cookie gave {}", replay.status());
+    assert_eq!(replay.headers()["location"], "/login");
+
+    browser.close().await.unwrap();
+}
