@@ -13,6 +13,7 @@
 //! # async fn run() -> Result<(), sessanger_client::ClientError> {
 //! let client = Client::new("http://127.0.0.1:8090", "billing.secret")?;
 //! let session = client.create_session(&CreateSession {
+//!     session_id: None,
 //!     user_id: "alice".parse().unwrap(),
 //!     device_id: Some("phone".into()),
 //!     ip: None,

@@ -23,6 +23,7 @@ async fn client() -> Client {
 
 fn new_session(user: &str) -> CreateSession {
     CreateSession {
+        session_id: None,
         user_id: user.parse().unwrap(),
         device_id: Some("phone".into()),
         ip: None,

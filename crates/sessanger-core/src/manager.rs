@@ -77,6 +77,12 @@ pub enum ManagerError {
         /// The stored version.
         current: Version,
     },
+    /// A live session already has the id the caller chose.
+    #[error("a live session already has this id")]
+    IdTaken,
+    /// The id the caller chose does not carry the user's shard tag.
+    #[error("the session id does not carry the user's shard tag (use SessionId::generate_for)")]
+    ForeignShard,
     /// The user already holds the most sessions the policy allows.
     #[error("the user already holds the maximum number of sessions")]
     LimitReached,
@@ -242,38 +248,69 @@ impl SessionManager {
     /// Creates a session for `user` (sa-token's `create_session(login_id, token)`: put the
     /// token in `new.attributes`). An id collision is retried with a fresh id.
     pub async fn create_session(&self, user: &UserId, new: NewSession) -> Result<Session, ManagerError> {
-        let policy = &self.shared.policy;
-        let mut session = Session::new(
-            SessionId::generate_for(user),
-            user.clone(),
-            self.now(),
-            new.ttl.unwrap_or(policy.idle_ttl),
-            policy.max_lifetime,
-        );
-        policy.limits.check_attributes(&new.attributes)?;
-        session.attributes = new.attributes;
-        session.device = new.device;
-        session.created_by = self.service.clone();
+        let mut session = self.new_session(SessionId::generate_for(user), user, new)?;
         for _ in 0..3 {
-            match self.shared.store.create(&session, policy.max_per_user, session.created_at).await? {
-                Created::Created { evicted } => {
-                    for id in evicted {
-                        audit::record(Action::Delete, self.service.as_ref(), Some(&id), Some(user));
-                        self.emit(SessionEvent::Deleted {
-                            session_id: id,
-                            user_id: user.clone(),
-                            reason: DeleteReason::Evicted,
-                        });
-                    }
-                    audit::record(Action::Create, self.service.as_ref(), Some(&session.id), Some(user));
-                    self.emit(SessionEvent::Created { session_id: session.id.clone(), user_id: user.clone() });
-                    return Ok(session);
-                }
+            match self.insert(&session).await? {
                 Created::IdTaken => session.id = session.id.regenerate(),
-                Created::LimitReached => return Err(ManagerError::LimitReached),
+                _ => return Ok(session),
             }
         }
         Err(StoreError::Backend("three fresh 256-bit ids collided: the store's create is broken".into()).into())
+    }
+
+    /// Creates a session under an id the caller chose (a web framework whose cookie already
+    /// names the session, e.g. `sessanger-tower` in remote mode). The id must carry the user's
+    /// shard tag ([`SessionId::generate_for`] draws such ids); a live session with the same id
+    /// is never overwritten ([`ManagerError::IdTaken`]).
+    pub async fn create_session_with_id(
+        &self,
+        id: &SessionId,
+        user: &UserId,
+        new: NewSession,
+    ) -> Result<Session, ManagerError> {
+        if id.shard_tag() != user.shard_tag() {
+            return Err(ManagerError::ForeignShard);
+        }
+        let session = self.new_session(id.clone(), user, new)?;
+        match self.insert(&session).await? {
+            Created::IdTaken => Err(ManagerError::IdTaken),
+            _ => Ok(session),
+        }
+    }
+
+    fn new_session(&self, id: SessionId, user: &UserId, new: NewSession) -> Result<Session, ManagerError> {
+        let policy = &self.shared.policy;
+        policy.limits.check_attributes(&new.attributes)?;
+        let mut session =
+            Session::new(id, user.clone(), self.now(), new.ttl.unwrap_or(policy.idle_ttl), policy.max_lifetime);
+        session.attributes = new.attributes;
+        session.device = new.device;
+        session.created_by = self.service.clone();
+        Ok(session)
+    }
+
+    /// Stores a new session under the per-user limit and announces it (and any eviction).
+    /// `IdTaken` is returned for the caller to decide; `LimitReached` becomes an error.
+    async fn insert(&self, session: &Session) -> Result<Created, ManagerError> {
+        let user = &session.user_id;
+        let created = self.shared.store.create(session, self.shared.policy.max_per_user, session.created_at).await?;
+        match &created {
+            Created::Created { evicted } => {
+                for id in evicted {
+                    audit::record(Action::Delete, self.service.as_ref(), Some(id), Some(user));
+                    self.emit(SessionEvent::Deleted {
+                        session_id: id.clone(),
+                        user_id: user.clone(),
+                        reason: DeleteReason::Evicted,
+                    });
+                }
+                audit::record(Action::Create, self.service.as_ref(), Some(&session.id), Some(user));
+                self.emit(SessionEvent::Created { session_id: session.id.clone(), user_id: user.clone() });
+            }
+            Created::IdTaken => {}
+            Created::LimitReached => return Err(ManagerError::LimitReached),
+        }
+        Ok(created)
     }
 
     /// The live session with this id. With [`SessionPolicy::refresh_on_access`], reading also

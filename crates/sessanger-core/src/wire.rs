@@ -70,6 +70,11 @@ pub struct CreateSession {
     /// The user to open a session for.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub user_id: UserId,
+    /// An id chosen by the caller instead of a fresh one (it must carry the user's shard tag:
+    /// `SessionId::generate_for`); 409 `session_id_taken` if a live session has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub session_id: Option<SessionId>,
     /// The client's device identifier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,

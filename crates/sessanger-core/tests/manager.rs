@@ -168,3 +168,20 @@ async fn every_session_of_a_user_carries_the_users_shard_tag() {
     let renamed = m.regenerate_id(&s.id).await.unwrap();
     assert_eq!(renamed.id.shard_tag(), alice().shard_tag());
 }
+
+#[tokio::test]
+async fn a_chosen_id_is_used_once_and_must_carry_the_users_shard_tag() {
+    let (m, _) = manager(SessionPolicy::default());
+    let id = sessanger_core::SessionId::generate_for(&alice());
+    let s = m.create_session_with_id(&id, &alice(), NewSession::default()).await.unwrap();
+    assert_eq!(s.id, id);
+    assert!(matches!(
+        m.create_session_with_id(&id, &alice(), NewSession::default()).await,
+        Err(ManagerError::IdTaken)
+    ));
+    let foreign = sessanger_core::SessionId::generate_for(&"bob".parse().unwrap());
+    assert!(matches!(
+        m.create_session_with_id(&foreign, &alice(), NewSession::default()).await,
+        Err(ManagerError::ForeignShard)
+    ));
+}

@@ -57,6 +57,8 @@ pub(crate) enum ApiError {
     PreconditionRequired,
     #[error("the user already holds the maximum number of sessions")]
     TooManySessions,
+    #[error("a live session already has this session_id")]
+    SessionIdTaken,
     #[error("service `{0}` already exists")]
     ServiceExists(ServiceId),
     #[error("the request did not complete in time")]
@@ -109,6 +111,7 @@ error_codes! {
     VersionMismatch = "version_mismatch",
     PreconditionRequired = "precondition_required",
     TooManySessions = "too_many_sessions",
+    SessionIdTaken = "session_id_taken",
     ServiceExists = "service_exists",
     RequestTimeout = "request_timeout",
     StoreUnavailable = "store_unavailable",
@@ -175,6 +178,7 @@ impl ApiError {
             ApiError::VersionMismatch(_) => (StatusCode::PRECONDITION_FAILED, C::VersionMismatch),
             ApiError::PreconditionRequired => (StatusCode::PRECONDITION_REQUIRED, C::PreconditionRequired),
             ApiError::TooManySessions => (StatusCode::CONFLICT, C::TooManySessions),
+            ApiError::SessionIdTaken => (StatusCode::CONFLICT, C::SessionIdTaken),
             ApiError::ServiceExists(_) => (StatusCode::CONFLICT, C::ServiceExists),
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, C::RequestTimeout),
             ApiError::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, C::StoreUnavailable),
@@ -205,6 +209,8 @@ impl From<ManagerError> for ApiError {
             ManagerError::NotFound => ApiError::SessionNotFound,
             ManagerError::VersionMismatch { current } => ApiError::VersionMismatch(current),
             ManagerError::LimitReached => ApiError::TooManySessions,
+            ManagerError::IdTaken => ApiError::SessionIdTaken,
+            error @ ManagerError::ForeignShard => ApiError::InvalidRequest(error.to_string()),
             ManagerError::InvalidPatch(e) => ApiError::InvalidPatch(e),
             ManagerError::InvalidCredentials => ApiError::Unauthorized,
             ManagerError::ServiceExists(id) => ApiError::ServiceExists(id),

@@ -712,3 +712,31 @@ async fn serve_answers_over_tcp_finishes_in_flight_requests_and_stops_on_shutdow
     served.unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed");
 }
+
+#[tokio::test]
+async fn a_caller_may_choose_the_session_id_once_and_only_with_the_users_shard_tag() {
+    let api = Api::new().await;
+    let id = SessionId::generate_for(&"ivy".parse().unwrap());
+    let created = api.create(json!({"user_id": "ivy", "session_id": id.as_ref()})).await;
+    assert_eq!(created["session_id"], id.as_ref());
+    api.call(
+        Method::POST,
+        "/v1/sessions",
+        Some(&api.writer),
+        Some(json!({"user_id": "ivy", "session_id": id.as_ref()})),
+    )
+    .await
+    .assert_error(409, "session_id_taken");
+    let foreign = SessionId::generate_for(&"jack".parse().unwrap());
+    api.call(
+        Method::POST,
+        "/v1/sessions",
+        Some(&api.writer),
+        Some(json!({"user_id": "ivy", "session_id": foreign.as_ref()})),
+    )
+    .await
+    .assert_error(400, "invalid_request");
+    api.call(Method::POST, "/v1/sessions", Some(&api.writer), Some(json!({"user_id": "ivy", "session_id": "short"})))
+        .await
+        .assert_error(400, "invalid_request");
+}

@@ -21,14 +21,14 @@
 //! use std::{sync::Arc, time::Duration};
 //!
 //! use axum::{Router, extract::State, routing::{get, post}};
-//! use sessanger_core::{Device, SessionManager, SessionPolicy};
+//! use sessanger_core::{Device, SessionManager};
 //! use sessanger_store_embedded::EmbeddedStore;
 //! use sessanger_tower::{SessangerStore, SessionOptions};
 //! use tower_sessions::Session;
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     // Sessions live in ./sessions, shared with any sessanger server using that directory.
+//!     // Sessions persist in ./sessions; the embedded store is one process's at a time.
 //!     let backend = Arc::new(EmbeddedStore::open("sessions")?);
 //!     let manager = SessionManager::new(backend, "web".parse()?, Duration::from_secs(30 * 60));
 //!     let store = SessangerStore::new(manager);

@@ -21,8 +21,13 @@ impl SessangerStore {
     /// Logs `user` in on this request's session: gives the session a fresh id first (the
     /// old one is deleted at once, so an id planted before login is worthless: beego's
     /// `SessionRegenerateId`), then records the user and the device. Data put in the session
-    /// before login is kept. The session is stored under the user when the response is sent.
+    /// before login (a cart, a return URL) is kept, unless the session belonged to another
+    /// user: one user's data never passes to the next. The session is stored under the user
+    /// when the response is sent.
     pub async fn log_in(&self, session: &Session, user: &UserId, device: Device) -> Result<(), session::Error> {
+        if self.current_user(session).await?.is_some_and(|previous| previous != *user) {
+            session.clear().await;
+        }
         session.cycle_id().await?;
         session.insert(self.user_attribute(), user).await?;
         if device != Device::default() {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::{
     Router,
     body::Body,
-    extract::State,
+    extract::{Path, State},
     http::{Request, StatusCode, header},
     routing::{get, post},
 };
@@ -22,16 +22,16 @@ fn web_app(store: SessangerStore) -> Router {
         session.insert("n", n).await.unwrap();
         n.to_string()
     }
-    async fn login(State(store): State<SessangerStore>, session: Session) {
+    async fn login(State(store): State<SessangerStore>, Path(user): Path<String>, session: Session) {
         let device = Device { user_agent: Some("test".into()), ..Device::default() };
-        store.log_in(&session, &"alice".parse().unwrap(), device).await.unwrap();
+        store.log_in(&session, &user.parse().unwrap(), device).await.unwrap();
     }
     async fn sign_out(State(store): State<SessangerStore>, session: Session) -> String {
         store.sign_out_everywhere(&session).await.unwrap().to_string()
     }
     Router::new()
         .route("/count", get(count))
-        .route("/login", post(login))
+        .route("/login/{user}", post(login))
         .route("/sign-out-everywhere", post(sign_out))
         .with_state(store.clone())
         .layer(SessionOptions::new().layer(store))
@@ -75,7 +75,7 @@ async fn logging_in_changes_the_cookie_and_kills_the_pre_login_id() {
     let app = web_app(store.clone());
     let (_, _, before) = send(&app, "GET", "/count", None).await;
     let before = before.expect("the first visit sets a cookie");
-    let (_, _, after) = send(&app, "POST", "/login", Some(&before)).await;
+    let (_, _, after) = send(&app, "POST", "/login/alice", Some(&before)).await;
     let after = after.expect("login sets a new cookie");
     assert_ne!(after, before);
     assert_eq!(send(&app, "GET", "/count", Some(&after)).await.1, "2", "data from before login is kept");
@@ -87,10 +87,22 @@ async fn logging_in_changes_the_cookie_and_kills_the_pre_login_id() {
 }
 
 #[tokio::test]
+async fn logging_in_as_another_user_leaves_the_previous_users_data_behind() {
+    let store = store();
+    let app = web_app(store.clone());
+    let (_, _, alice) = send(&app, "POST", "/login/alice", None).await;
+    assert_eq!(send(&app, "GET", "/count", alice.as_deref()).await.1, "1");
+    let (_, _, bob) = send(&app, "POST", "/login/bob", alice.as_deref()).await;
+    assert_eq!(send(&app, "GET", "/count", bob.as_deref()).await.1, "1", "bob must not inherit alice's count");
+    assert!(store.list_user_sessions(&"alice".parse().unwrap()).await.unwrap().is_empty());
+    assert_eq!(store.list_user_sessions(&"bob".parse().unwrap()).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn signing_out_everywhere_ends_the_users_other_sessions() {
     let app = web_app(store());
-    let (_, _, phone) = send(&app, "POST", "/login", None).await;
-    let (_, _, laptop) = send(&app, "POST", "/login", None).await;
+    let (_, _, phone) = send(&app, "POST", "/login/alice", None).await;
+    let (_, _, laptop) = send(&app, "POST", "/login/alice", None).await;
     let (phone, laptop) = (phone.unwrap(), laptop.unwrap());
     assert_eq!(send(&app, "GET", "/count", Some(&phone)).await.1, "1");
     assert_eq!(send(&app, "POST", "/sign-out-everywhere", Some(&laptop)).await.1, "2");
@@ -101,7 +113,7 @@ async fn signing_out_everywhere_ends_the_users_other_sessions() {
 async fn a_session_logged_in_through_the_web_app_is_listed_by_the_v1_api() {
     let store = store();
     let app = web_app(store.clone());
-    let (_, _, sid) = send(&app, "POST", "/login", None).await;
+    let (_, _, sid) = send(&app, "POST", "/login/alice", None).await;
     let manager = store.manager().clone();
     let (_, token) = manager.register_service("ops".parse().unwrap(), "ops", vec![Permission::Read]).await.unwrap();
     let api = sessanger_server::app(AppState::new(manager, ServerOptions::default()));

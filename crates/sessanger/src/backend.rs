@@ -43,6 +43,11 @@ pub(crate) async fn open(settings: &Settings) -> anyhow::Result<Opened> {
         "postgres" | "postgresql" => Arc::new(sessanger_store_sql::PostgresStore::connect(url).await?),
         #[cfg(feature = "mysql")]
         "mysql" | "mariadb" => Arc::new(sessanger_store_sql::MySqlStore::connect(url).await?),
+        #[cfg(feature = "mongodb")]
+        "mongodb" => {
+            let options = sessanger_store_mongodb::MongoOptions::from_url(url)?;
+            Arc::new(sessanger_store_mongodb::MongoStore::open(&options).await?)
+        }
         "" => bail!("store URL `{url}` has no scheme (expected embedded://PATH, memory://, redis://…)"),
         other => bail!("store `{other}://` is not built into this sessanger"),
     };

@@ -35,6 +35,7 @@ fn stdout(output: &Output) -> String {
 
 fn new_session(user: &str, device: &str) -> CreateSession {
     CreateSession {
+        session_id: None,
         user_id: user.parse().unwrap(),
         device_id: Some(device.into()),
         ip: None,

@@ -33,7 +33,6 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => Users::load(path)?,
         None => Users::fixture(),
     };
-    std::fs::create_dir_all(&args.data_dir)?;
     let backend = Arc::new(EmbeddedStore::open(&args.data_dir)?);
     let manager = SessionManager::new(backend, "web-app".parse()?, Duration::from_secs(30 * 60));
     let _reaper = manager.spawn_reaper(Duration::from_secs(60));

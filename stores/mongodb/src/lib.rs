@@ -2,9 +2,9 @@
 //! It is the store of the original sessman's deployments: it reads sessman's `sessman.json`
 //! ([`MongoOptions::from_sessman`]) as well as a `mongodb://` URL.
 //!
-//! Every single-session operation is **one command**: a `findOneAndUpdate` whose filter holds
-//! every condition (live, version, increment types) and whose update touches only the fields
-//! the operation changes, so concurrent writers of different attributes never lose each
+//! Every read and every write of one session (`load`, `touch`, `patch`, `replace`, `delete`) is
+//! **one command** when it succeeds: a `findOneAndUpdate` whose filter holds every condition
+//! (live, version, increment types) and whose update touches only the fields it changes, so concurrent writers of different attributes never lose each
 //! other's writes. Operations over several documents (create under a per-user limit, rename)
 //! run in a **transaction** where the server has them (a replica set or a sharded cluster);
 //! on a standalone server they take a per-user lease lock instead (see `# Atomicity`).
@@ -29,7 +29,8 @@
 //!
 //! **Attribute values** are JSON as native BSON: integers as Int64 (so `$inc` applies),
 //! other numbers as doubles, an integer above `i64::MAX` as `{"%u64": "<digits>"}` (a field
-//! name no encoded key can have). A value may nest at most ~95 levels (MongoDB's limit of 100).
+//! name no encoded key can have). MongoDB refuses documents nested deeper than 100 levels, so a
+//! value may nest about 97 levels deep; a deeper one fails as [`StoreError::Backend`].
 //!
 //! # Operations
 //!
@@ -39,11 +40,11 @@
 //! | `touch` | `findOneAndUpdate` | pipeline: `expires_at = min(now + idle_ttl_ms, absolute_expires_at)` |
 //! | `patch` | `findOneAndUpdate` (+ `find` when it matched nothing) | `$set`/`$unset`/`$inc` on `attributes.<key>`, `$inc` version; the filter checks version and that every incremented value is missing or an int/long the increment cannot overflow (`$expr` + `$type`), so a refused patch writes nothing; with touch the same as one update pipeline. Only when nothing matched, a `find` tells not-found, version mismatch and refusal apart |
 //! | `replace` | `findOneAndUpdate` (+ `find` when it matched nothing) | filter on version; `$set` attributes and device |
-//! | `create` | `find`, `insert` (+ `deleteOne` of a dead doc with the id) | unlimited: the unique `_id` refuses a live id; limited: in a transaction with the user's guard document, or under the user's lock — count the live sessions, evict the oldest, insert |
+//! | `create` | `find`, `insert` (+ `deleteOne` of a dead doc with the id); limited: + guard `update` or lock `update` ×2, `find` of the user's live sessions, `deleteMany` of the evicted | unlimited: the unique `_id` refuses a live id; limited: in a transaction with the user's guard document, or under the user's lock — count the live sessions, evict the oldest, insert |
 //! | `rename` | `find` ×2, `insert`, `deleteOne` | in a transaction, or insert the new id then delete the old one *at the version read* (else undo and retry) |
 //! | `delete` | `findOneAndDelete` | |
 //! | `list_user` | `find` | `(user_id, created_at, _id)` index, `expires_at > now` |
-//! | `delete_user` | `find`, `deleteMany` | deletes the ids it found (`$in`) |
+//! | `delete_user` | `find`, `deleteMany` | deletes the ids it found (`$in`), in a transaction where the server has them |
 //! | `count_active` | `countDocuments` | `expires_at > now` on the TTL index |
 //! | `delete_expired` | `find` + `findOneAndDelete` per due session | `expires_at <= now`, oldest first, at most `limit` |
 //! | services | `insert`, `find`, `deleteOne` | duplicate `_id` → taken |
@@ -79,7 +80,9 @@
 //!   show the session under both ids, and a limit check counts it twice (it may refuse or
 //!   evict one session too many, never allow one too many).
 //!
-//! `delete_user` deletes the sessions it listed: a session created while it runs survives it.
+//! `delete_user` deletes the sessions it listed (in a transaction where the server has them): a
+//! session created while it runs survives it. Without transactions, a session deleted by
+//! another caller between its `find` and its `deleteMany` is reported by both.
 //!
 //! Requires MongoDB 4.4 or later (update pipelines, `$expr` in `findAndModify`, and
 //! transactions that may write to collections created just before).
@@ -107,13 +110,16 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = MongoStore::connect("mongodb://127.0.0.1:27017/?replicaSet=rs0", "sessanger").await?;
-//! // or with the original sessman's settings:
-//! let sessman = MongoStore::from_sessman(&SessmanFile::load("sessman.json".as_ref())?).await?;
+//! // or with the original sessman's settings, or options built step by step:
+//! let _sessman = MongoStore::from_sessman(&SessmanFile::load("sessman.json".as_ref())?).await?;
+//! let options = MongoOptions::from_url("mongodb://db1,db2/?replicaSet=rs0")?
+//!     .with_database("tenant_a")?
+//!     .with_expiry_grace(Duration::from_secs(600));
+//! let _tenant = MongoStore::open(&options).await?;
 //! let manager = SessionManager::new(Arc::new(store), "web".parse()?, Duration::from_secs(3600));
 //! let user = "alice".parse()?;
 //! manager.create_session(&user, NewSession::default()).await?;
 //! assert_eq!(manager.list_user_sessions(&user).await?.len(), 1);
-//! # let _ = MongoOptions::DEFAULT_DATABASE;
 //! # Ok(()) }
 //! ```
 
@@ -309,16 +315,15 @@ impl MongoStore {
         &self.database
     }
 
-    /// The user's live sessions, oldest first, as documents with only the fields in
-    /// `projection` (all when `None`).
+    /// The user's sessions that `filter` selects, oldest first, as documents with only the
+    /// fields in `projection` (all when `None`).
     async fn user_sessions(
         &self,
-        user: &UserId,
-        now: Timestamp,
+        filter: Document,
         projection: Option<Document>,
         session: Option<&mut ClientSession>,
     ) -> mongodb::error::Result<Vec<Document>> {
-        let find = self.sessions.find(query::user_live(user, now)).sort(query::user_order());
+        let find = self.sessions.find(filter).sort(query::user_order());
         let find = match projection {
             Some(projection) => find.projection(projection),
             None => find,
@@ -359,7 +364,9 @@ impl MongoStore {
                     txn
                 )?;
             }
-            let live = self.user_sessions(&session.user_id, now, Some(doc! { "_id": 1 }), txn.as_deref_mut()).await?;
+            let live = self
+                .user_sessions(query::user_live(&session.user_id, now), Some(doc! { "_id": 1 }), txn.as_deref_mut())
+                .await?;
             let Some(excess) = limit.admit(live.len()) else {
                 return Ok(Created::LimitReached);
             };
@@ -374,6 +381,22 @@ impl MongoStore {
         on!(self.sessions.insert_one(encode_session(session)), txn)?;
         let evicted = evicted.iter().filter_map(|id| id.parse().ok()).collect();
         Ok(Created::Created { evicted })
+    }
+
+    /// Deletes the sessions of `user` it finds (a session created meanwhile survives) and
+    /// returns their `_id` and `expires_at`.
+    async fn delete_user_step(
+        &self,
+        mut txn: Option<&mut ClientSession>,
+        user: &UserId,
+    ) -> mongodb::error::Result<Vec<Document>> {
+        let projection = doc! { "_id": 1, field::EXPIRES_AT: 1 };
+        let found = self.user_sessions(query::user_all(user), Some(projection), txn.as_deref_mut()).await?;
+        if !found.is_empty() {
+            let ids: Vec<Bson> = found.iter().filter_map(|d| d.get("_id").cloned()).collect();
+            on!(self.sessions.delete_many(doc! { "_id": { "$in": ids } }), txn)?;
+        }
+        Ok(found)
     }
 
     /// Takes the user's lease lock; returns its token.
@@ -602,27 +625,26 @@ impl SessionStore for MongoStore {
     }
 
     async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
-        let documents = self.user_sessions(user, now, None, None).await.map_err(store_error)?;
+        let documents = self.user_sessions(query::user_live(user, now), None, None).await.map_err(store_error)?;
         documents.iter().map(decode_session).collect()
     }
 
     async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
-        let projection = doc! { "_id": 1, field::EXPIRES_AT: 1 };
-        let found: Vec<Document> = self
-            .sessions
-            .find(query::user_all(user))
-            .projection(projection)
-            .await
+        let deleted = match self.atomicity {
+            // In a transaction, a session deleted by someone else meanwhile is a write
+            // conflict (retried), so every id is reported by exactly one caller.
+            Atomicity::Transactions => {
+                let mut txn = self.client.start_session().await.map_err(store_error)?;
+                txn.start_transaction()
+                    .and_run((self, user), |txn, &mut (store, user)| {
+                        async move { store.delete_user_step(Some(txn), user).await }.boxed()
+                    })
+                    .await
+            }
+            Atomicity::UserLock => self.delete_user_step(None, user).await,
+        };
+        deleted
             .map_err(store_error)?
-            .try_collect()
-            .await
-            .map_err(store_error)?;
-        if found.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<Bson> = found.iter().filter_map(|d| d.get("_id").cloned()).collect();
-        self.sessions.delete_many(doc! { "_id": { "$in": ids } }).await.map_err(store_error)?;
-        found
             .iter()
             .filter(|d| is_live(d, now))
             .map(|d| document::parse_id(d.get_str("_id").unwrap_or_default()))

@@ -321,7 +321,6 @@ pub const STORE_SCHEMES: &[&str] = &[
     "mysql",
     "mariadb",
     "mongodb",
-    "mongodb+srv",
 ];
 
 fn optional_path<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<PathBuf>, D::Error> {

@@ -349,7 +349,6 @@ fn the_store_url_needs_a_known_scheme() {
         "mysql://h",
         "mariadb://h",
         "mongodb://h",
-        "mongodb+srv://h",
     ] {
         assert!(yaml(&format!("store: {{url: '{url}'}}")).is_ok(), "{url}");
     }

@@ -68,7 +68,10 @@ pub(crate) async fn create_session(
         attributes: body.attributes,
         ttl: body.ttl_secs.map(Duration::from_secs),
     };
-    let session = caller.manager.create_session(&body.user_id, new).await?;
+    let session = match &body.session_id {
+        Some(id) => caller.manager.create_session_with_id(id, &body.user_id, new).await?,
+        None => caller.manager.create_session(&body.user_id, new).await?,
+    };
     Ok(SessionReply::created(session))
 }
 
