@@ -117,6 +117,63 @@ async fn configured_attributes_reach_the_store_sealed() {
     server.stop();
 }
 
+/// Redis going away turns requests into 503 `store_unavailable` (never a hang or a panic),
+/// and the service recovers by itself when Redis is back, without a restart.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_answers_503_while_redis_is_down_and_recovers_by_itself() {
+    let (tmp, dir) = data_dir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let redis_dir = tmp.path().join("redis");
+    fs::create_dir_all(&redis_dir).unwrap();
+    let start_redis = || {
+        let status = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--daemonize", "yes", "--save", ""])
+            .args(["--appendonly", "yes", "--dir"])
+            .arg(&redis_dir)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for _ in 0..100 {
+            let ping = Command::new("redis-cli").args(["-p", &port.to_string(), "ping"]).output().unwrap();
+            if String::from_utf8_lossy(&ping.stdout).contains("PONG") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("redis-server on port {port} did not start");
+    };
+    let stop_redis = || {
+        Command::new("redis-cli").args(["-p", &port.to_string(), "shutdown"]).output().unwrap();
+    };
+    start_redis();
+    let server = Server::start_with(&dir, &["--store", &format!("redis://127.0.0.1:{port}")], &[]);
+    let admin = Client::new(&server.url, &admin_token(&dir)).unwrap();
+    let session = admin.create_session(&new_session("gina", "phone")).await.unwrap();
+
+    stop_redis();
+    let down = admin.get_session(&session.session_id).await.unwrap_err();
+    assert_eq!(down.code(), Some("store_unavailable"), "{down}");
+    let ready = reqwest::get(format!("{}/readyz", server.url)).await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    start_redis();
+    let mut recovered = None;
+    for _ in 0..50 {
+        match admin.get_session(&session.session_id).await {
+            Ok(s) => {
+                recovered = Some(s);
+                break;
+            }
+            Err(e) => assert_eq!(e.code(), Some("store_unavailable"), "{e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(recovered.expect("the service recovers without a restart").session_id, session.session_id);
+    server.stop();
+    stop_redis();
+}
+
 /// The same flow on PostgreSQL, in a schema of its own.
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread")]
