@@ -95,7 +95,8 @@ impl BrokerAdmin {
         }
         let response = request.send().await.map_err(BrokerError::Unreachable)?;
         let status = response.status();
-        if status == StatusCode::NOT_FOUND {
+        // Absence answers a read or a delete; a write to something absent is a failure.
+        if status == StatusCode::NOT_FOUND && method != Method::PUT {
             return Ok(None);
         }
         if !status.is_success() {
@@ -191,6 +192,12 @@ pub struct Provisioner {
 }
 
 impl Provisioner {
+    /// Provisioning through `admin`, granting `manager_login` access to users' vhosts; users
+    /// and their vhosts are removed with their last session.
+    pub fn new(admin: BrokerAdmin, manager_login: impl Into<String>) -> Self {
+        Provisioner { admin, manager_login: manager_login.into(), keep_user: false, remove_vhost: false }
+    }
+
     /// Provisioning as the config's `broker.sessanger` account, following its `keep_user`
     /// and `remove_vhost`.
     pub fn from_config(config: &BrokerConfig) -> Self {

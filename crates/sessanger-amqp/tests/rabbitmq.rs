@@ -11,10 +11,12 @@ use std::{sync::Arc, time::Duration};
 
 use lapin::{Connection, ConnectionProperties};
 use sessanger_amqp::{
-    AmqpClient, ClientError, ErrorCode, Manager, ManagerOptions, RoutingKey, broker::BrokerAdmin, serve,
+    AmqpClient, ClientError, ErrorCode, Manager, ManagerOptions, RoutingKey,
+    broker::{BrokerAdmin, Provisioner},
+    serve,
 };
 use sessanger_core::{
-    SessionManager, UserId,
+    Clock, ManualClock, SessionManager, SystemClock, UserId,
     config::{BrokerConfig, Config, Format},
 };
 use sessanger_store_memory::MemoryStore;
@@ -73,6 +75,11 @@ impl World {
     /// Starts the manager consuming `routing_key` and waits until it consumes.
     async fn start(&mut self, routing_key: &str) -> Arc<Manager> {
         let sessions = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default());
+        self.start_on(routing_key, sessions).await
+    }
+
+    /// [`World::start`] on the given sessions.
+    async fn start_on(&mut self, routing_key: &str, sessions: SessionManager) -> Arc<Manager> {
         let manager = Arc::new(Manager::from_config(sessions, &self.config, key(routing_key)).unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
         let options = ManagerOptions::from_config(&self.config).unwrap();
@@ -275,5 +282,39 @@ async fn managers_serve_again_after_rabbitmq_restarts() {
     let client = world.client().await;
     assert_eq!(client.login(&user("sysadm"), "sysadm", None).await.unwrap().routing_key, "sessanger1");
     assert_eq!(client.login(&user("om1"), "om1", None).await.unwrap().routing_key, "sessanger2");
+    world.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiry_of_the_last_session_removes_the_broker_account() {
+    let mut world = World::new("{sessanger1: ['*']}", None).await;
+    let clock = Arc::new(ManualClock::new(SystemClock.now()));
+    let sessions = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default())
+        .with_clock(Arc::clone(&clock) as Arc<dyn Clock>);
+    let manager = world.start_on("sessanger1", sessions).await;
+    let client = world.client().await;
+
+    client.login(&user("om1"), "om1", None).await.unwrap();
+    assert!(world.admin.user_exists("om1").await.unwrap());
+    clock.advance(manager.sessions().policy().idle_ttl + Duration::from_secs(1));
+    assert_eq!(manager.sessions().purge_expired().await.unwrap(), 1);
+    let gone = async {
+        while world.admin.user_exists("om1").await.unwrap() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), gone).await.expect("the expired user's broker account is removed");
+    world.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_provisioning_leaves_neither_user_nor_vhost_behind() {
+    let world = World::new("{sessanger1: ['*']}", None).await;
+    world.admin.delete_vhost("ok1").await.unwrap();
+    // Granting the (missing) manager account access is the last step, and fails.
+    let provisioner = Provisioner::new(world.admin.clone(), format!("{}-missing", world.config.sessanger.login));
+    provisioner.provision(&user("ok1"), "ok1").await.unwrap_err();
+    assert!(!world.admin.user_exists("ok1").await.unwrap(), "the new user was rolled back");
+    assert!(!world.admin.vhost_exists("ok1").await.unwrap(), "the new vhost was rolled back");
     world.finish().await;
 }

@@ -145,6 +145,8 @@ pub enum ErrorCode {
     PreconditionRequired,
     /// The user holds the most sessions allowed (409).
     TooManySessions,
+    /// A live session already has the `session_id` the create asked for (409).
+    SessionIdTaken,
     /// A service with this id is registered already (409).
     ServiceExists,
     /// The server gave up on the request (503); retrying may work.
@@ -175,6 +177,7 @@ impl ErrorCode {
             ErrorCode::VersionMismatch => "version_mismatch",
             ErrorCode::PreconditionRequired => "precondition_required",
             ErrorCode::TooManySessions => "too_many_sessions",
+            ErrorCode::SessionIdTaken => "session_id_taken",
             ErrorCode::ServiceExists => "service_exists",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::StoreUnavailable => "store_unavailable",
@@ -208,6 +211,7 @@ impl FromStr for ErrorCode {
             "version_mismatch" => ErrorCode::VersionMismatch,
             "precondition_required" => ErrorCode::PreconditionRequired,
             "too_many_sessions" => ErrorCode::TooManySessions,
+            "session_id_taken" => ErrorCode::SessionIdTaken,
             "service_exists" => ErrorCode::ServiceExists,
             "request_timeout" => ErrorCode::RequestTimeout,
             "store_unavailable" => ErrorCode::StoreUnavailable,
@@ -494,6 +498,7 @@ mod tests {
             ErrorCode::VersionMismatch,
             ErrorCode::PreconditionRequired,
             ErrorCode::TooManySessions,
+            ErrorCode::SessionIdTaken,
             ErrorCode::ServiceExists,
             ErrorCode::RequestTimeout,
             ErrorCode::StoreUnavailable,

@@ -63,6 +63,17 @@ async fn a_stale_if_match_is_a_typed_version_mismatch() {
 }
 
 #[tokio::test]
+async fn creating_under_a_taken_id_is_a_typed_session_id_taken() {
+    let client = client().await;
+    let id = SessionId::generate_for(&"carol".parse().unwrap());
+    let chosen = CreateSession { session_id: Some(id.clone()), ..new_session("carol") };
+    assert_eq!(client.create_session(&chosen).await.unwrap().session_id, id);
+    let error = client.create_session(&chosen).await.unwrap_err();
+    assert_eq!(error.kind(), Some(ErrorCode::SessionIdTaken));
+    assert!(!error.is_retryable());
+}
+
+#[tokio::test]
 async fn a_wrong_token_is_a_typed_unauthorized() {
     let client = client().await;
     let url = client.base_url().to_owned();

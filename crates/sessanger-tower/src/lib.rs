@@ -6,9 +6,37 @@
 //! them all out, and every other service sees the same sessions through sessanger's `/v1` API
 //! (`/v1/users/{user_id}/sessions` lists a session logged in through the web app).
 //!
+//! # Two modes
+//! - **In process**: [`SessangerStore::new`] over a `SessionManager` on any sessanger store
+//!   (embedded, Redis, SQL, …): no extra service to run (the example below).
+//! - **Remote**: [`SessangerStore::remote`] over a `sessanger_client::Client` of a running
+//!   `sessanger serve`, authenticated as a service with the `read` and `write` permissions:
+//!   several app instances, and every other service, share the sessions. Only the
+//!   constructor changes:
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! use sessanger_client::Client;
+//! use sessanger_tower::{SessangerStore, SessionOptions};
+//!
+//! # fn main() -> Result<(), sessanger_client::ClientError> {
+//! let client = Client::builder("http://sessanger:8090", "web.s3cret").timeout(Duration::from_secs(2)).build()?;
+//! let store = SessangerStore::remote(client);
+//! let layer = SessionOptions::new().layer(store.clone());
+//! # let _: axum::Router = axum::Router::new().layer(layer);
+//! # Ok(()) }
+//! ```
+//!
+//! Both modes create sessions the way every sessanger session is created (under the id the
+//! cookie names, `SessionManager::create_session_with_id` or `POST /v1/sessions` with a
+//! `session_id`), so they are announced, audited and counted against per-user limits alike.
+//!
 //! # Layout
-//! - `store.rs`: [`SessangerStore`], the `tower_sessions::SessionStore` over a sessanger
-//!   `SessionManager` (any sessanger store, in process): the contract, users, expiry.
+//! - `store.rs`: [`SessangerStore`], the `tower_sessions::SessionStore`, written once over a
+//!   [`Backend`]: the contract, users, expiry.
+//! - `backend.rs`: the two backends, a `SessionManager` in process and a remote sessanger's
+//!   `sessanger_client::Client`, each operation translated to one manager call or one `/v1`
+//!   request, and their errors ([`BackendError`]) to what the contract needs.
 //! - `ids.rs`: how the 128-bit tower-sessions id in the cookie names a sessanger session id
 //!   ([`session_id_of`]), and the anonymous users of sessions nobody has logged in to.
 //! - `login.rs`: log in with a fresh id (fixation defence), the current user, sign out
@@ -68,11 +96,13 @@
 //! }
 //! ```
 
+mod backend;
 mod ids;
 mod login;
 mod options;
 mod store;
 
+pub use backend::{Backend, BackendError};
 pub use ids::{ANONYMOUS_PREFIX, session_id_of};
 pub use login::SignOutError;
 pub use options::SessionOptions;

@@ -1,9 +1,9 @@
 //! What a web app does with a user: log in, find who is logged in, sign out everywhere.
 
-use sessanger_core::{Device, ManagerError, UserId};
+use sessanger_core::{Device, UserId};
 use tower_sessions::{Session, session};
 
-use crate::{DEVICE_KEY, SessangerStore};
+use crate::{Backend, BackendError, DEVICE_KEY, SessangerStore};
 
 /// Why [`SessangerStore::sign_out_everywhere`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -14,10 +14,10 @@ pub enum SignOutError {
     Session(#[from] session::Error),
     /// sessanger could not delete the user's sessions.
     #[error(transparent)]
-    Manager(#[from] ManagerError),
+    Backend(#[from] BackendError),
 }
 
-impl SessangerStore {
+impl<B: Backend> SessangerStore<B> {
     /// Logs `user` in on this request's session: gives the session a fresh id first (the
     /// old one is deleted at once, so an id planted before login is worthless: beego's
     /// `SessionRegenerateId`), then records the user and the device. Data put in the session

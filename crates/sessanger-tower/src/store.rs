@@ -4,9 +4,8 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use serde_json::Value;
-use sessanger_core::{
-    Attributes, Created, Device, ManagerError, Session, SessionId, SessionManager, StoreError, Timestamp, UserId,
-};
+use sessanger_client::Client;
+use sessanger_core::{Attributes, Device, NewSession, Session, SessionId, SessionManager, UserId};
 use time::OffsetDateTime;
 use tower_sessions::{
     SessionStore,
@@ -14,7 +13,11 @@ use tower_sessions::{
     session_store::{Error, Result},
 };
 
-use crate::ids;
+use crate::{
+    Backend, BackendError,
+    backend::Failure,
+    ids,
+};
 
 /// The data key [`SessangerStore::log_in`] keeps the session's [`Device`] under; the store
 /// moves it to sessanger's own device field, so `/v1` and device lists show it.
@@ -31,10 +34,24 @@ const CREATE_ATTEMPTS: usize = 3;
 /// [`sign_out_everywhere`](Self::sign_out_everywhere) revokes them, and every other service
 /// sees them through `/v1`.
 ///
+/// # Two modes
+/// - In process, `SessangerStore<SessionManager>` (the default type), from
+///   [`new`](SessangerStore::new): sessions live in any sessanger store this process opens
+///   (embedded, Redis, SQL, …), through a [`SessionManager`], which
+///   [`manager`](SessangerStore::manager) gives back for everything else sessanger offers.
+/// - Remote, `SessangerStore<Client>`, from [`remote`](SessangerStore::remote): sessions live
+///   in a sessanger server, reached through `sessanger-client` with a service token that has
+///   the `read` and `write` permissions. Several app instances share sessions this way.
+///
+/// Both behave the same, with one difference: the `/v1` API counts a session's idle lifetime
+/// in whole seconds, so in remote mode a session lives up to a second longer than its record
+/// asks for. Either way a session created here is an ordinary sessanger session: the manager
+/// announces it (`SessionEvent::Created`, evictions at a per-user limit) and audits it.
+///
 /// # The contract, as tower-sessions states it
 /// - `create` never overwrites: it always assigns a fresh id (see [`session_id_of`](crate::session_id_of)
-///   for how it is made) and retries on the rare collision, which the sessanger store detects
-///   atomically.
+///   for how it is made) and retries on the rare collision, which sessanger detects
+///   atomically (`ManagerError::IdTaken`, or 409 `session_id_taken` remotely).
 /// - `load` of an unknown, deleted or expired id is `Ok(None)`. Every load renews the
 ///   session's idle deadline (sliding expiry), so a session stays alive while it is used even
 ///   when the cookie lasts only as long as the browser and tower-sessions never saves it.
@@ -54,33 +71,63 @@ const CREATE_ATTEMPTS: usize = 3;
 ///
 /// # Expiry
 /// A new session idles out after the time left until the record's `expiry_date`, capped by
-/// [`with_idle_ttl`](Self::with_idle_ttl) (beego's `maxLifetime`), and never lives past the
-/// manager's absolute lifetime (`SessionPolicy::max_lifetime`); the manager's own idle TTL
-/// does not apply, the record says what it wants. A user at a `UserLimit::Refuse` limit
-/// cannot open another session: `create` fails with a backend error.
+/// [`with_idle_ttl`](Self::with_idle_ttl) (beego's `maxLifetime`), and never lives past
+/// sessanger's absolute lifetime (`SessionPolicy::max_lifetime`); the policy's own idle TTL
+/// does not apply, the record says what it wants. A record that has expired already is not
+/// stored at all: it gets an id that names no session, so it loads as `None`. A user at a
+/// `UserLimit::Refuse` limit cannot open another session: `create` fails with a backend error.
 ///
 /// # Examples
 /// ```
 /// use std::{sync::Arc, time::Duration};
+/// use sessanger_client::Client;
 /// use sessanger_core::{SessionManager, SessionPolicy};
 /// use sessanger_store_memory::MemoryStore;
 /// use sessanger_tower::SessangerStore;
 ///
+/// // In process:
 /// let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default());
 /// let store = SessangerStore::new(manager).with_user_attribute("account").with_idle_ttl(Duration::from_secs(1800));
 /// assert_eq!(store.user_attribute(), "account");
+///
+/// // Against `sessanger serve`, as the service `web` (`sessanger service add web --permissions read,write`):
+/// let client = Client::new("http://127.0.0.1:8090", "web.secret")?;
+/// let remote = SessangerStore::remote(client).with_idle_ttl(Duration::from_secs(1800));
+/// assert_eq!(remote.backend().base_url(), "http://127.0.0.1:8090");
+/// # Ok::<(), sessanger_client::ClientError>(())
 /// ```
 #[derive(Clone, Debug)]
-pub struct SessangerStore {
-    manager: SessionManager,
+pub struct SessangerStore<B: Backend = SessionManager> {
+    backend: B,
     user_attribute: Arc<str>,
     idle_ttl: Option<Duration>,
 }
 
-impl SessangerStore {
-    /// A store over `manager`'s sessions, with the user in the `user_id` attribute.
+impl SessangerStore<SessionManager> {
+    /// A store over `manager`'s sessions, in this process, with the user in the `user_id`
+    /// attribute.
     pub fn new(manager: SessionManager) -> Self {
-        SessangerStore { manager, user_attribute: Arc::from("user_id"), idle_ttl: None }
+        Self::over(manager)
+    }
+
+    /// The manager underneath, for everything else sessanger offers (events, the reaper, …).
+    pub fn manager(&self) -> &SessionManager {
+        &self.backend
+    }
+}
+
+impl SessangerStore<Client> {
+    /// A store over the sessions of a remote sessanger, with the user in the `user_id`
+    /// attribute. The client's service token needs the `read` and `write` permissions; the
+    /// server reaps expired sessions itself.
+    pub fn remote(client: Client) -> Self {
+        Self::over(client)
+    }
+}
+
+impl<B: Backend> SessangerStore<B> {
+    fn over(backend: B) -> Self {
+        SessangerStore { backend, user_attribute: Arc::from("user_id"), idle_ttl: None }
     }
 
     /// Reads the session's user from another data attribute.
@@ -103,20 +150,20 @@ impl SessangerStore {
         &self.user_attribute
     }
 
-    /// The manager underneath, for everything else sessanger offers.
-    pub fn manager(&self) -> &SessionManager {
-        &self.manager
+    /// Where the sessions are kept: the [`SessionManager`] or the [`Client`].
+    pub fn backend(&self) -> &B {
+        &self.backend
     }
 
     /// The user's live sessions across every device and service, oldest first.
-    pub async fn list_user_sessions(&self, user: &UserId) -> std::result::Result<Vec<Session>, ManagerError> {
-        self.manager.list_user_sessions(user).await
+    pub async fn list_user_sessions(&self, user: &UserId) -> std::result::Result<Vec<Session>, BackendError> {
+        self.backend.list_user(user).await
     }
 
     /// Deletes every session of the user ("sign out everywhere"); returns how many were live.
     /// Each one fails on its next request, whichever app or device holds it.
-    pub async fn delete_user_sessions(&self, user: &UserId) -> std::result::Result<u64, ManagerError> {
-        self.manager.delete_user_sessions(user).await
+    pub async fn delete_user_sessions(&self, user: &UserId) -> std::result::Result<u64, BackendError> {
+        self.backend.delete_user(user).await
     }
 
     fn user_of(&self, data: &HashMap<String, Value>) -> Result<Option<UserId>> {
@@ -133,14 +180,14 @@ impl SessangerStore {
         Ok(Some(user))
     }
 
-    /// The record's data split into sessanger attributes and device.
+    /// The record's data split into sessanger attributes and device. Size limits are
+    /// sessanger's to check (the manager's policy, or the server's).
     fn split(&self, data: &HashMap<String, Value>) -> Result<(Attributes, Device)> {
         let mut attributes: Attributes = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let device = match attributes.remove(DEVICE_KEY) {
             Some(value) => serde_json::from_value(value).map_err(|e| Error::Encode(format!("`{DEVICE_KEY}`: {e}")))?,
             None => Device::default(),
         };
-        self.manager.policy().limits.check_attributes(&attributes).map_err(|e| Error::Encode(e.to_string()))?;
         Ok((attributes, device))
     }
 
@@ -162,41 +209,40 @@ impl SessangerStore {
         Ok(Record { id, data, expiry_date })
     }
 
-    /// The idle lifetime of a new session: the time left to the record's expiry, capped.
-    fn ttl_for(&self, expiry_date: OffsetDateTime) -> Duration {
-        let left = expiry_date - OffsetDateTime::now_utc();
-        // An already expired record still gets a (1 ms) session, so create never fails on it;
-        // it loads as `None` right after, as tower-sessions' own stores behave.
-        let left = Duration::try_from(left).unwrap_or_default().max(Duration::from_millis(1));
-        self.idle_ttl.map_or(left, |cap| left.min(cap))
+    /// The idle lifetime of a new session: the time left to the record's expiry, capped;
+    /// `None` if the record has expired already.
+    fn ttl_for(&self, expiry_date: OffsetDateTime) -> Option<Duration> {
+        let left = Duration::try_from(expiry_date - OffsetDateTime::now_utc()).ok().filter(|d| !d.is_zero())?;
+        Some(self.idle_ttl.map_or(left, |cap| left.min(cap)))
     }
 }
 
 #[async_trait]
-impl SessionStore for SessangerStore {
+impl<B: Backend> SessionStore for SessangerStore<B> {
     async fn create(&self, record: &mut Record) -> Result<()> {
         let user = self.user_of(&record.data)?.unwrap_or_else(ids::anonymous_user);
         let (attributes, device) = self.split(&record.data)?;
-        let policy = self.manager.policy();
-        // The manager's `create_session` picks its own id; the adapter needs the id derived
-        // from the cookie, so it creates through the store, keeping the same checks.
         for _ in 0..CREATE_ATTEMPTS {
             let id = ids::generate_for(&user);
-            let now = Timestamp::now();
-            let ttl = self.ttl_for(record.expiry_date);
-            let mut session = Session::new(ids::session_id_of(&id), user.clone(), now, ttl, policy.max_lifetime);
-            session.attributes = attributes.clone();
-            session.device = device.clone();
-            session.created_by = self.manager.service().cloned();
-            match self.manager.store().create(&session, policy.max_per_user, now).await.map_err(backend)? {
-                Created::Created { .. } => {
+            let Some(ttl) = self.ttl_for(record.expiry_date) else {
+                // Dead on arrival: nothing to store, and a fresh id loads as `None`, as
+                // tower-sessions' own stores load an expired record.
+                record.id = id;
+                return Ok(());
+            };
+            let new = NewSession { device: device.clone(), attributes: attributes.clone(), ttl: Some(ttl) };
+            match self.backend.create_with_id(&ids::session_id_of(&id), &user, new).await {
+                Ok(()) => {
                     record.id = id;
                     return Ok(());
                 }
-                Created::IdTaken => continue,
-                Created::LimitReached => {
-                    return Err(Error::Backend(format!("user `{user}` already holds the most sessions allowed")));
-                }
+                Err(e) => match e.failure() {
+                    Failure::IdTaken => continue,
+                    Failure::LimitReached => {
+                        return Err(Error::Backend(format!("user `{user}` already holds the most sessions allowed")));
+                    }
+                    _ => return Err(store_error(&e)),
+                },
             }
         }
         Err(Error::Backend("three fresh session ids collided: the sessanger store's create is broken".into()))
@@ -207,33 +253,37 @@ impl SessionStore for SessangerStore {
         let wanted = self.user_of(&record.data)?;
         let (attributes, device) = self.split(&record.data)?;
         for _ in 0..SAVE_ATTEMPTS {
-            let current = match self.manager.get_session(&id).await {
+            let current = match self.backend.get(&id).await {
                 Ok(session) => session,
-                Err(ManagerError::NotFound) => return Ok(()),
-                Err(e) => return Err(manager_error(e)),
+                Err(e) if e.failure() == Failure::NotFound => return Ok(()),
+                Err(e) => return Err(store_error(&e)),
             };
             check_same_user(&current, wanted.as_ref())?;
-            match self.manager.replace_session(&id, &attributes, &device, current.version).await {
-                Ok(_) | Err(ManagerError::NotFound) => return Ok(()),
-                Err(ManagerError::VersionMismatch { .. }) => continue,
-                Err(e) => return Err(manager_error(e)),
+            match self.backend.replace(&id, &attributes, &device, current.version).await {
+                Ok(()) => return Ok(()),
+                Err(e) => match e.failure() {
+                    Failure::NotFound => return Ok(()),
+                    Failure::VersionMismatch => continue,
+                    _ => return Err(store_error(&e)),
+                },
             }
         }
         Err(Error::Backend(format!("session changed {SAVE_ATTEMPTS} times while being saved")))
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
-        match self.manager.refresh_session(&ids::session_id_of(id)).await {
+        match self.backend.refresh(&ids::session_id_of(id)).await {
             Ok(session) => self.record(*id, session).map(Some),
-            Err(ManagerError::NotFound) => Ok(None),
-            Err(e) => Err(manager_error(e)),
+            Err(e) if e.failure() == Failure::NotFound => Ok(None),
+            Err(e) => Err(store_error(&e)),
         }
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {
-        match self.manager.delete_session(&ids::session_id_of(id)).await {
-            Ok(_) | Err(ManagerError::NotFound) => Ok(()),
-            Err(e) => Err(manager_error(e)),
+        match self.backend.delete(&ids::session_id_of(id)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.failure() == Failure::NotFound => Ok(()),
+            Err(e) => Err(store_error(&e)),
         }
     }
 }
@@ -268,15 +318,11 @@ fn chain(error: &dyn std::error::Error) -> String {
     message
 }
 
-fn backend(error: StoreError) -> Error {
-    Error::Backend(chain(&error))
-}
-
-fn manager_error(error: ManagerError) -> Error {
-    match error {
-        ManagerError::InvalidPatch(e) => Error::Encode(e.to_string()),
-        ManagerError::Store(StoreError::Decode(e)) => Error::Decode(chain(&*e)),
-        other => Error::Backend(chain(&other)),
+fn store_error(error: &BackendError) -> Error {
+    match error.failure() {
+        Failure::Encode => Error::Encode(chain(error)),
+        Failure::Decode => Error::Decode(chain(error)),
+        _ => Error::Backend(chain(error)),
     }
 }
 
@@ -291,7 +337,7 @@ mod tests {
 
     #[test]
     fn error_messages_keep_the_cause_chain() {
-        let error = StoreError::Unavailable("connection refused".into());
+        let error = sessanger_core::StoreError::Unavailable("connection refused".into());
         assert_eq!(chain(&error), "session backend unavailable: connection refused");
     }
 }

@@ -1,44 +1,77 @@
 //! The tower-sessions store contract, and sessanger's user index, checked on `SessangerStore`
-//! over each sessanger store it is shipped with: every case runs once per store, named
-//! `memory::<case>` and `embedded::<case>`.
+//! over each sessanger store it is shipped with and over a remote sessanger: every case runs
+//! once per backend, named `memory::<case>`, `embedded::<case>` and `remote::<case>` (the
+//! adapter over `sessanger-client`, against `sessanger_server::serve` on a local port, on a
+//! memory store).
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{any::Any, collections::HashMap, num::NonZeroU32, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
-use sessanger_core::{Backend, SessionManager, SessionPolicy, UserId};
+use sessanger_client::Client;
+use sessanger_core::{
+    Backend as Storage, DeleteReason, Permission, SessionEvent, SessionManager, SessionPolicy, UserId, UserLimit,
+};
+use sessanger_server::{AppState, ServerOptions};
 use sessanger_store_embedded::EmbeddedStore;
 use sessanger_store_memory::MemoryStore;
-use sessanger_tower::{ANONYMOUS_PREFIX, DEVICE_KEY, SessangerStore, session_id_of};
+use sessanger_tower::{ANONYMOUS_PREFIX, Backend, DEVICE_KEY, SessangerStore, session_id_of};
 use tempfile::TempDir;
 use time::OffsetDateTime;
+use tokio::sync::broadcast::Receiver;
 use tower_sessions::{
     SessionStore,
     session::{Id, Record},
     session_store::Error,
 };
 
-/// A store for one case, with whatever must outlive it (the embedded store's directory).
-struct Fixture {
-    store: SessangerStore,
-    _dir: Option<TempDir>,
+/// The per-user limit of every fixture: high enough for every case but the eviction one.
+const MAX_PER_USER: u32 = 3;
+
+/// A store for one case, the manager that holds its sessions (in process, or the server's),
+/// and whatever must outlive them (the embedded store's directory).
+struct Fixture<B: Backend> {
+    store: SessangerStore<B>,
+    manager: SessionManager,
+    /// The finest idle lifetime the backend keeps: the `/v1` API counts whole seconds.
+    tick: Duration,
+    _keep: Option<Box<dyn Any + Send>>,
 }
 
-fn fixture(backend: Arc<dyn Backend>, dir: Option<TempDir>) -> Fixture {
-    let manager = SessionManager::with_policy(backend, SessionPolicy::default());
-    Fixture { store: SessangerStore::new(manager), _dir: dir }
+fn policy() -> SessionPolicy {
+    let limit = NonZeroU32::new(MAX_PER_USER).unwrap();
+    SessionPolicy { max_per_user: UserLimit::EvictOldest(limit), ..SessionPolicy::default() }
 }
 
-fn memory_store() -> Fixture {
-    fixture(Arc::new(MemoryStore::new()), None)
+fn local(storage: Arc<dyn Storage>, keep: Option<Box<dyn Any + Send>>) -> Fixture<SessionManager> {
+    let manager = SessionManager::with_policy(storage, policy());
+    Fixture { store: SessangerStore::new(manager.clone()), manager, tick: Duration::from_millis(30), _keep: keep }
 }
 
-fn embedded_store() -> Fixture {
+async fn memory_store() -> Fixture<SessionManager> {
+    local(Arc::new(MemoryStore::new()), None)
+}
+
+async fn embedded_store() -> Fixture<SessionManager> {
     let dir = TempDir::new().unwrap();
     let store = EmbeddedStore::open(dir.path()).unwrap();
-    fixture(Arc::new(store), Some(dir))
+    local(Arc::new(store), Some(Box::new(dir)))
 }
 
-/// One `#[tokio::test]` per case, on the store `$make` builds.
+/// A server on a free port, stopped with the test's runtime, and the adapter over a client of
+/// it authenticated as a `web` service that may read and write.
+async fn remote_store() -> Fixture<Client> {
+    let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), policy());
+    let permissions = vec![Permission::Read, Permission::Write];
+    let (_, token) = manager.register_service("web".parse().unwrap(), "web", permissions).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = AppState::new(manager.clone(), ServerOptions::default());
+    tokio::spawn(sessanger_server::serve(listener, state, std::future::pending()));
+    let client = Client::new(&url, &token.expose()).unwrap();
+    Fixture { store: SessangerStore::remote(client), manager, tick: Duration::from_secs(1), _keep: None }
+}
+
+/// One `#[tokio::test]` per case, on the fixture `$make` builds.
 macro_rules! contract_tests {
     ($make:path) => {
         contract_tests!(@cases $make;
@@ -58,13 +91,14 @@ macro_rules! contract_tests {
             save_refuses_to_change_the_user_without_a_new_id,
             the_device_is_kept_as_sessangers_device,
             delete_user_sessions_revokes_every_session_of_the_user,
+            created_sessions_are_announced_and_evictions_too,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test]
             async fn $case() {
-                super::$case($make()).await;
+                super::$case($make().await).await;
             }
         )*
     };
@@ -76,6 +110,10 @@ mod memory {
 
 mod embedded {
     contract_tests!(super::embedded_store);
+}
+
+mod remote {
+    contract_tests!(super::remote_store);
 }
 
 fn record(data: Value) -> Record {
@@ -91,8 +129,8 @@ fn alice() -> UserId {
     "alice".parse().unwrap()
 }
 
-async fn create_never_overwrites_an_existing_session(fx: Fixture) {
-    let Fixture { store, _dir } = fx;
+async fn create_never_overwrites_an_existing_session<B: Backend>(fx: Fixture<B>) {
+    let store = fx.store;
     let mut first = record(json!({"n": 1}));
     store.create(&mut first).await.unwrap();
     let mut second = record(json!({"n": 2}));
@@ -103,12 +141,12 @@ async fn create_never_overwrites_an_existing_session(fx: Fixture) {
     assert_eq!(store.load(&second.id).await.unwrap().unwrap().data["n"], json!(2));
 }
 
-async fn load_of_an_unknown_id_returns_none(fx: Fixture) {
+async fn load_of_an_unknown_id_returns_none<B: Backend>(fx: Fixture<B>) {
     assert!(fx.store.load(&Id::default()).await.unwrap().is_none());
 }
 
-async fn load_returns_the_created_data_and_expiry(fx: Fixture) {
-    let Fixture { store, _dir } = fx;
+async fn load_returns_the_created_data_and_expiry<B: Backend>(fx: Fixture<B>) {
+    let store = fx.store;
     let mut created = record(json!({"cart": [1, 2], "theme": "dark"}));
     store.create(&mut created).await.unwrap();
     let loaded = store.load(&created.id).await.unwrap().unwrap();
@@ -118,8 +156,8 @@ async fn load_returns_the_created_data_and_expiry(fx: Fixture) {
     assert!(drift < time::Duration::seconds(5), "expiry moved by {drift}");
 }
 
-async fn save_replaces_the_whole_data(fx: Fixture) {
-    let Fixture { store, _dir } = fx;
+async fn save_replaces_the_whole_data<B: Backend>(fx: Fixture<B>) {
+    let store = fx.store;
     let mut created = record(json!({"keep": 1, "drop": 2}));
     store.create(&mut created).await.unwrap();
     let mut changed = created.clone();
@@ -128,8 +166,8 @@ async fn save_replaces_the_whole_data(fx: Fixture) {
     assert_eq!(store.load(&created.id).await.unwrap().unwrap().data, changed.data);
 }
 
-async fn load_of_an_expired_session_returns_none(fx: Fixture) {
-    let Fixture { store, _dir } = fx;
+async fn load_of_an_expired_session_returns_none<B: Backend>(fx: Fixture<B>) {
+    let store = fx.store;
     let mut expired = record(json!({"n": 1}));
     expired.expiry_date = OffsetDateTime::now_utc() - time::Duration::seconds(1);
     store.create(&mut expired).await.unwrap();
@@ -137,17 +175,17 @@ async fn load_of_an_expired_session_returns_none(fx: Fixture) {
     assert!(store.load(&expired.id).await.unwrap().is_none());
 }
 
-async fn idle_ttl_caps_the_lifetime_the_record_asks_for(fx: Fixture) {
-    let store = fx.store.with_idle_ttl(Duration::from_millis(30));
+async fn idle_ttl_caps_the_lifetime_the_record_asks_for<B: Backend>(fx: Fixture<B>) {
+    let store = fx.store.with_idle_ttl(fx.tick);
     let mut created = record(json!({"n": 1}));
     store.create(&mut created).await.unwrap();
     assert!(store.load(&created.id).await.unwrap().is_some());
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    tokio::time::sleep(fx.tick * 5 / 2).await;
     assert!(store.load(&created.id).await.unwrap().is_none());
 }
 
-async fn delete_removes_the_session_and_deleting_twice_is_fine(fx: Fixture) {
-    let Fixture { store, _dir } = fx;
+async fn delete_removes_the_session_and_deleting_twice_is_fine<B: Backend>(fx: Fixture<B>) {
+    let store = fx.store;
     let mut created = record(json!({"n": 1}));
     store.create(&mut created).await.unwrap();
     store.delete(&created.id).await.unwrap();
@@ -155,8 +193,8 @@ async fn delete_removes_the_session_and_deleting_twice_is_fine(fx: Fixture) {
     store.delete(&created.id).await.unwrap();
 }
 
-async fn save_of_a_deleted_session_does_not_bring_it_back(fx: Fixture) {
-    let Fixture { store, _dir } = fx;
+async fn save_of_a_deleted_session_does_not_bring_it_back<B: Backend>(fx: Fixture<B>) {
+    let store = fx.store;
     let mut created = record(json!({"user_id": "alice"}));
     store.create(&mut created).await.unwrap();
     store.delete_user_sessions(&alice()).await.unwrap();
@@ -164,8 +202,8 @@ async fn save_of_a_deleted_session_does_not_bring_it_back(fx: Fixture) {
     assert!(store.load(&created.id).await.unwrap().is_none());
 }
 
-async fn a_session_with_a_user_is_indexed_under_that_user(fx: Fixture) {
-    let Fixture { store, _dir } = fx;
+async fn a_session_with_a_user_is_indexed_under_that_user<B: Backend>(fx: Fixture<B>) {
+    let store = fx.store;
     let mut created = record(json!({"user_id": "alice"}));
     store.create(&mut created).await.unwrap();
     let sessions = store.list_user_sessions(&alice()).await.unwrap();
@@ -174,20 +212,20 @@ async fn a_session_with_a_user_is_indexed_under_that_user(fx: Fixture) {
     assert_eq!(sessions[0].id.shard_tag(), alice().shard_tag());
 }
 
-async fn the_user_attribute_is_configurable(fx: Fixture) {
+async fn the_user_attribute_is_configurable<B: Backend>(fx: Fixture<B>) {
     let store = fx.store.with_user_attribute("account");
     let mut created = record(json!({"account": "alice", "user_id": "not-the-user"}));
     store.create(&mut created).await.unwrap();
     assert_eq!(store.list_user_sessions(&alice()).await.unwrap().len(), 1);
 }
 
-async fn anonymous_sessions_each_have_a_user_of_their_own(fx: Fixture) {
-    let Fixture { store, _dir } = fx;
+async fn anonymous_sessions_each_have_a_user_of_their_own<B: Backend>(fx: Fixture<B>) {
+    let store = fx.store;
     let (mut a, mut b) = (record(json!({"n": 1})), record(json!({"n": 2})));
     store.create(&mut a).await.unwrap();
     store.create(&mut b).await.unwrap();
     let owner = |id: &Id| {
-        let manager = store.manager().clone();
+        let manager = fx.manager.clone();
         let id = session_id_of(id);
         async move { manager.get_session(&id).await.unwrap().user_id }
     };
@@ -197,18 +235,18 @@ async fn anonymous_sessions_each_have_a_user_of_their_own(fx: Fixture) {
     assert!(!store.load(&a.id).await.unwrap().unwrap().data.contains_key("user_id"));
 }
 
-async fn the_reserved_anonymous_prefix_is_refused_as_a_user(fx: Fixture) {
+async fn the_reserved_anonymous_prefix_is_refused_as_a_user<B: Backend>(fx: Fixture<B>) {
     let mut forged = record(json!({"user_id": format!("{ANONYMOUS_PREFIX}x")}));
     assert!(matches!(fx.store.create(&mut forged).await, Err(Error::Encode(_))));
 }
 
-async fn a_user_attribute_that_is_not_a_user_id_is_an_encode_error(fx: Fixture) {
+async fn a_user_attribute_that_is_not_a_user_id_is_an_encode_error<B: Backend>(fx: Fixture<B>) {
     let mut bad = record(json!({"user_id": 42}));
     assert!(matches!(fx.store.create(&mut bad).await, Err(Error::Encode(_))));
 }
 
-async fn save_refuses_to_change_the_user_without_a_new_id(fx: Fixture) {
-    let Fixture { store, _dir } = fx;
+async fn save_refuses_to_change_the_user_without_a_new_id<B: Backend>(fx: Fixture<B>) {
+    let store = fx.store;
     let mut anonymous = record(json!({"n": 1}));
     store.create(&mut anonymous).await.unwrap();
     let mut logged_in = anonymous.clone();
@@ -217,8 +255,8 @@ async fn save_refuses_to_change_the_user_without_a_new_id(fx: Fixture) {
     assert!(store.list_user_sessions(&alice()).await.unwrap().is_empty());
 }
 
-async fn the_device_is_kept_as_sessangers_device(fx: Fixture) {
-    let Fixture { store, _dir } = fx;
+async fn the_device_is_kept_as_sessangers_device<B: Backend>(fx: Fixture<B>) {
+    let store = fx.store;
     let mut created = record(json!({"user_id": "alice", DEVICE_KEY: {"user_agent": "Firefox"}}));
     store.create(&mut created).await.unwrap();
     let session = &store.list_user_sessions(&alice()).await.unwrap()[0];
@@ -227,8 +265,8 @@ async fn the_device_is_kept_as_sessangers_device(fx: Fixture) {
     assert_eq!(store.load(&created.id).await.unwrap().unwrap().data[DEVICE_KEY]["user_agent"], json!("Firefox"));
 }
 
-async fn delete_user_sessions_revokes_every_session_of_the_user(fx: Fixture) {
-    let Fixture { store, _dir } = fx;
+async fn delete_user_sessions_revokes_every_session_of_the_user<B: Backend>(fx: Fixture<B>) {
+    let store = fx.store;
     let mut ids = Vec::new();
     for _ in 0..3 {
         let mut created = record(json!({"user_id": "alice"}));
@@ -242,4 +280,32 @@ async fn delete_user_sessions_revokes_every_session_of_the_user(fx: Fixture) {
         assert!(store.load(&id).await.unwrap().is_none());
     }
     assert!(store.load(&bob.id).await.unwrap().is_some());
+}
+
+/// The next event of `events`, waiting a little: the server announces before it answers.
+async fn next_event(events: &mut Receiver<SessionEvent>) -> SessionEvent {
+    tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("an event within 5 s").unwrap()
+}
+
+async fn created_sessions_are_announced_and_evictions_too<B: Backend>(fx: Fixture<B>) {
+    let mut events = fx.manager.subscribe();
+    let mut ids = Vec::new();
+    for _ in 0..=MAX_PER_USER {
+        let mut created = record(json!({"user_id": "alice"}));
+        fx.store.create(&mut created).await.unwrap();
+        ids.push(session_id_of(&created.id));
+        // Oldest goes by `created_at`, in milliseconds: no two sessions share one.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < ids.len() + 1 {
+        seen.push(next_event(&mut events).await);
+    }
+    for id in &ids {
+        let created = SessionEvent::Created { session_id: id.clone(), user_id: alice() };
+        assert!(seen.contains(&created), "no {created:?} in {seen:?}");
+    }
+    let evicted = SessionEvent::Deleted { session_id: ids[0].clone(), user_id: alice(), reason: DeleteReason::Evicted };
+    assert!(seen.contains(&evicted), "the oldest session's eviction was not announced: {seen:?}");
+    assert_eq!(fx.store.list_user_sessions(&alice()).await.unwrap().len(), MAX_PER_USER as usize);
 }

@@ -71,6 +71,7 @@ async fn serve_with_a_broker_section_logs_users_in_and_out_over_amqp() {
     let login = format!("sessanger-c{}", &sessanger_core::SessionId::generate().as_ref()[..10]);
     let config = write_config(dir.path(), &login);
     broker_delete("users/sysadm").await;
+    broker_delete("users/ok1").await;
 
     for _ in 0..2 {
         let setup = sessanger(&["broker", "setup", "--config", &config, "--admin-user", "guest:guest"], "");
@@ -120,6 +121,23 @@ async fn serve_with_a_broker_section_logs_users_in_and_out_over_amqp() {
     let out = sessanger(&["logout", &session_id, "--config", &config], "");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(broker_get("users/sysadm").await.is_none(), "the last logout removes the broker account");
+
+    // pam_exec.so expose_authtok: PAM_USER, and the password NUL-terminated on stdin.
+    let hook = Command::new(BIN)
+        .args(["pam-exec", "--config", &config])
+        .env("PAM_USER", "ok1")
+        .env("PAM_TYPE", "auth")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    hook.stdin.as_ref().unwrap().write_all(b"ok1\0").unwrap();
+    let hook = hook.wait_with_output().unwrap();
+    assert!(hook.status.success(), "{}", String::from_utf8_lossy(&hook.stderr));
+    assert!(broker_get("users/ok1").await.is_some(), "a system login provisions the broker account");
+    broker_delete("users/ok1").await;
 
     drop(server);
     broker_delete(&format!("vhosts/{login}")).await;

@@ -1,0 +1,256 @@
+//! [`Backend`]: where a [`SessangerStore`](crate::SessangerStore) keeps its sessions: a
+//! [`SessionManager`] in this process, or a sessanger server reached through a
+//! [`sessanger_client::Client`]. The store's logic is written once, over the operations of
+//! the sealed [`Ops`](sealed::Ops) trait; each backend only translates them.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sessanger_client::{Client, ClientError, ErrorCode};
+use sessanger_core::{
+    Attributes, Device, ManagerError, NewSession, Session, SessionId, SessionManager, StoreError, UserId, Version,
+    wire::{CreateSession, ReplaceSession, SessionBody},
+};
+
+/// Where a [`SessangerStore`](crate::SessangerStore) keeps its sessions. Implemented by
+/// [`SessionManager`] (in process, any sessanger store) and [`Client`] (a remote sessanger
+/// over its `/v1` API); sealed, so no other type can be one.
+pub trait Backend: sealed::Ops {}
+
+impl Backend for SessionManager {}
+impl Backend for Client {}
+
+/// Why a backend operation failed: the in-process manager's error, or the remote server's.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// The in-process [`SessionManager`] failed.
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+    /// The remote sessanger answered with an error, or could not be reached.
+    #[error(transparent)]
+    Remote(#[from] ClientError),
+}
+
+/// What the store's logic needs to know of a failure, whichever backend reported it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No live session has the id.
+    NotFound,
+    /// A live session already has the id a create chose.
+    IdTaken,
+    /// The session changed since the version a replace expected.
+    VersionMismatch,
+    /// The user holds the most sessions allowed.
+    LimitReached,
+    /// The data breaks a size or shape limit: the record cannot be encoded.
+    Encode,
+    /// The stored session cannot be decoded.
+    Decode,
+    /// Anything else: the backend is unreachable or broken.
+    Other,
+}
+
+impl BackendError {
+    pub(crate) fn failure(&self) -> Failure {
+        match self {
+            BackendError::Manager(e) => match e {
+                ManagerError::NotFound => Failure::NotFound,
+                ManagerError::IdTaken => Failure::IdTaken,
+                ManagerError::VersionMismatch { .. } => Failure::VersionMismatch,
+                ManagerError::LimitReached => Failure::LimitReached,
+                ManagerError::InvalidPatch(_) => Failure::Encode,
+                ManagerError::Store(StoreError::Decode(_)) => Failure::Decode,
+                _ => Failure::Other,
+            },
+            BackendError::Remote(e) => match e.kind() {
+                // A 404 of another kind (`not_found`: no such route) means the base URL is
+                // wrong, which must not pass for "every session is gone".
+                Some(ErrorCode::SessionNotFound | ErrorCode::InvalidSessionId) => Failure::NotFound,
+                Some(ErrorCode::SessionIdTaken) => Failure::IdTaken,
+                Some(ErrorCode::VersionMismatch) => Failure::VersionMismatch,
+                Some(ErrorCode::TooManySessions) => Failure::LimitReached,
+                Some(
+                    ErrorCode::InvalidPatch
+                    | ErrorCode::NotAnInteger
+                    | ErrorCode::EncryptedAttribute
+                    | ErrorCode::PayloadTooLarge,
+                ) => Failure::Encode,
+                _ => match e {
+                    ClientError::Transport(t) if t.is_decode() => Failure::Decode,
+                    _ => Failure::Other,
+                },
+            },
+        }
+    }
+}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// The operations a [`SessangerStore`](crate::SessangerStore) performs, each one request
+    /// (or one manager call).
+    #[async_trait]
+    pub trait Ops: Clone + std::fmt::Debug + Send + Sync + 'static {
+        /// Creates a session under `id`, never overwriting a live one.
+        async fn create_with_id(&self, id: &SessionId, user: &UserId, new: NewSession) -> Result<(), BackendError>;
+        /// The live session, without renewing it.
+        async fn get(&self, id: &SessionId) -> Result<Session, BackendError>;
+        /// Replaces attributes and device if the session is still at `version`.
+        async fn replace(
+            &self,
+            id: &SessionId,
+            attributes: &Attributes,
+            device: &Device,
+            version: Version,
+        ) -> Result<(), BackendError>;
+        /// Renews the idle deadline and returns the session.
+        async fn refresh(&self, id: &SessionId) -> Result<Session, BackendError>;
+        /// Deletes the session.
+        async fn delete(&self, id: &SessionId) -> Result<(), BackendError>;
+        /// The user's live sessions, oldest first.
+        async fn list_user(&self, user: &UserId) -> Result<Vec<Session>, BackendError>;
+        /// Deletes every session of the user; how many were live.
+        async fn delete_user(&self, user: &UserId) -> Result<u64, BackendError>;
+    }
+}
+
+#[async_trait]
+impl sealed::Ops for SessionManager {
+    async fn create_with_id(&self, id: &SessionId, user: &UserId, new: NewSession) -> Result<(), BackendError> {
+        self.create_session_with_id(id, user, new).await?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Session, BackendError> {
+        Ok(self.get_session(id).await?)
+    }
+
+    async fn replace(
+        &self,
+        id: &SessionId,
+        attributes: &Attributes,
+        device: &Device,
+        version: Version,
+    ) -> Result<(), BackendError> {
+        self.replace_session(id, attributes, device, version).await?;
+        Ok(())
+    }
+
+    async fn refresh(&self, id: &SessionId) -> Result<Session, BackendError> {
+        Ok(self.refresh_session(id).await?)
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), BackendError> {
+        self.delete_session(id).await?;
+        Ok(())
+    }
+
+    async fn list_user(&self, user: &UserId) -> Result<Vec<Session>, BackendError> {
+        Ok(self.list_user_sessions(user).await?)
+    }
+
+    async fn delete_user(&self, user: &UserId) -> Result<u64, BackendError> {
+        Ok(self.delete_user_sessions(user).await?)
+    }
+}
+
+#[async_trait]
+impl sealed::Ops for Client {
+    async fn create_with_id(&self, id: &SessionId, user: &UserId, new: NewSession) -> Result<(), BackendError> {
+        let body = CreateSession {
+            session_id: Some(id.clone()),
+            user_id: user.clone(),
+            device_id: new.device.device_id,
+            ip: new.device.ip,
+            user_agent: new.device.user_agent,
+            attributes: new.attributes,
+            ttl_secs: new.ttl.map(whole_seconds),
+        };
+        self.create_session(&body).await?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &SessionId) -> Result<Session, BackendError> {
+        Ok(session_of(self.get_session(id).await?))
+    }
+
+    async fn replace(
+        &self,
+        id: &SessionId,
+        attributes: &Attributes,
+        device: &Device,
+        version: Version,
+    ) -> Result<(), BackendError> {
+        let body = ReplaceSession { attributes: attributes.clone(), device: device.clone() };
+        self.replace_session(id, &body, version).await?;
+        Ok(())
+    }
+
+    async fn refresh(&self, id: &SessionId) -> Result<Session, BackendError> {
+        Ok(session_of(self.refresh_session(id).await?))
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<(), BackendError> {
+        Ok(self.delete_session(id).await?)
+    }
+
+    async fn list_user(&self, user: &UserId) -> Result<Vec<Session>, BackendError> {
+        Ok(self.list_user_sessions(user).await?.into_iter().map(session_of).collect())
+    }
+
+    async fn delete_user(&self, user: &UserId) -> Result<u64, BackendError> {
+        Ok(self.delete_user_sessions(user).await?)
+    }
+}
+
+/// The API counts idle lifetimes in whole seconds: a part of a second rounds up, so a
+/// session never dies before the record's expiry.
+fn whole_seconds(ttl: Duration) -> u64 {
+    (ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0)).max(1)
+}
+
+/// A session as the API shows it, as the core type (the idle TTL in whole seconds).
+fn session_of(body: SessionBody) -> Session {
+    Session {
+        id: body.session_id,
+        user_id: body.user_id,
+        device: body.device,
+        created_by: body.created_by,
+        created_at: body.created_at,
+        last_access_at: body.last_access_at,
+        idle_ttl: Duration::from_secs(body.idle_ttl_secs),
+        absolute_expires_at: body.absolute_expires_at,
+        expires_at: body.expires_at,
+        attributes: body.attributes,
+        version: body.version,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_part_of_a_second_rounds_up() {
+        assert_eq!(whole_seconds(Duration::from_millis(1)), 1);
+        assert_eq!(whole_seconds(Duration::from_secs(2)), 2);
+        assert_eq!(whole_seconds(Duration::from_millis(2001)), 3);
+        assert_eq!(whole_seconds(Duration::ZERO), 1);
+    }
+
+    #[test]
+    fn remote_error_codes_map_to_the_same_failures_as_the_managers() {
+        let api = |status: u16, code: &str| {
+            BackendError::Remote(ClientError::Api { status, code: code.into(), message: String::new() })
+        };
+        assert_eq!(api(404, "session_not_found").failure(), Failure::NotFound);
+        assert_eq!(api(404, "not_found").failure(), Failure::Other);
+        assert_eq!(api(409, "session_id_taken").failure(), Failure::IdTaken);
+        assert_eq!(api(409, "too_many_sessions").failure(), Failure::LimitReached);
+        assert_eq!(api(412, "version_mismatch").failure(), Failure::VersionMismatch);
+        assert_eq!(api(422, "invalid_patch").failure(), Failure::Encode);
+        assert_eq!(BackendError::Manager(ManagerError::IdTaken).failure(), Failure::IdTaken);
+        assert_eq!(BackendError::Manager(ManagerError::NotFound).failure(), Failure::NotFound);
+    }
+}
