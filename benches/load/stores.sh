@@ -51,5 +51,5 @@ for store in "embedded://$work/embedded" "memory://" "redis://127.0.0.1:6379" \
   # stops and is applied afterwards, so the counter may exceed the count, never fall short.
   total=$(echo "$patch" | awk '/requests in/ {print $1}')
   [ "$hits" -ge "$total" ] || echo "  (lost increments: $total answered, counter $hits)"
-  kill -TERM "$pid"; wait "$pid" || true
+  kill -TERM "$pid" 2>/dev/null || true; wait "$pid" || true
 done
