@@ -14,9 +14,13 @@ pub(crate) struct Cli {
     /// Where the embedded store and the admin token live.
     #[arg(long, global = true, env = "SESSANGER_DATA_DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// Store URL (`embedded://PATH`, `memory://`); overrides `store.url` of the config.
+    /// Store URL (`embedded://PATH`, `memory://`, `redis://`, `redis+cluster://`, `postgres://`,
+    /// `mysql://`, `mongodb://`); overrides `store.url` of the config.
     #[arg(long, global = true, env = "SESSANGER_STORE")]
     pub(crate) store: Option<String>,
+    /// Key prefix of this deployment's data in a shared Redis; overrides `store.key_prefix`.
+    #[arg(long, global = true, env = "SESSANGER_KEY_PREFIX")]
+    pub(crate) key_prefix: Option<String>,
     /// Service token for admin commands sent to a running server (default: the bootstrap
     /// admin token in the data dir).
     #[arg(long, global = true, env = "SESSANGER_TOKEN", hide_env_values = true)]

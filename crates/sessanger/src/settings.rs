@@ -23,6 +23,9 @@ impl Settings {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
+        if let Some(prefix) = &cli.key_prefix {
+            config.store.key_prefix = Some(prefix.clone());
+        }
         if let Command::Serve { compat, .. } = &cli.command {
             for api in compat {
                 match api {

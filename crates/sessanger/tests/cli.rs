@@ -14,7 +14,7 @@ use sessanger_core::{Patch, Version, wire::CreateSession};
 
 mod common;
 
-use common::{BIN, Server, admin_token, data_dir};
+use common::{BIN, FreshStore, Server, StoreKind, admin_token, data_dir};
 
 fn sessanger(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
@@ -72,12 +72,7 @@ async fn the_native_api_works_over_real_http() {
 #[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_native_api_works_over_real_http_on_redis() {
-    let (tmp, dir) = data_dir();
-    let url = std::env::var("SESSANGER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let prefix = format!("e2e-{}", sessanger_core::SessionId::generate().as_ref()[..12].replace(['-', '_'], "x"));
-    let config = tmp.path().join("redis.yaml");
-    fs::write(&config, format!("store:\n  url: {url}\n  key_prefix: {prefix}\n")).unwrap();
-    native_api_flow(&dir, &["--config", config.to_str().unwrap()]).await;
+    native_api_flow_on(StoreKind::Redis).await;
 }
 
 /// With `encryption:` configured, the server seals the chosen attributes before they reach
@@ -178,49 +173,23 @@ async fn the_service_answers_503_while_redis_is_down_and_recovers_by_itself() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_native_api_works_over_real_http_on_postgres() {
-    let base = std::env::var("SESSANGER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!(
-        "e2e_{}",
-        sessanger_core::SessionId::generate().as_ref()[..12].to_ascii_lowercase().replace(['-'], "_")
-    );
-    let status = Command::new("psql").arg(&base).args(["-qc", &format!("CREATE SCHEMA {schema}")]).status().unwrap();
-    assert!(status.success(), "PostgreSQL must be reachable at {base}");
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{separator}options=-csearch_path%3D{schema}");
-    native_api_flow_on(&url).await;
-    Command::new("psql")
-        .arg(&base)
-        .args(["-qc", &format!("DROP SCHEMA {schema} CASCADE")])
-        .env("PGOPTIONS", "--client-min-messages=warning")
-        .status()
-        .unwrap();
+    native_api_flow_on(StoreKind::Postgres).await;
 }
 
 /// The same flow on MariaDB, in a database of its own.
 #[cfg(feature = "mysql")]
 #[tokio::test(flavor = "multi_thread")]
 async fn the_native_api_works_over_real_http_on_mariadb() {
-    let database = format!(
-        "e2e_{}",
-        sessanger_core::SessionId::generate().as_ref()[..12].to_ascii_lowercase().replace(['-'], "_")
-    );
-    let status = Command::new("mysql")
-        .args(["-uroot", "-h127.0.0.1", "-e", &format!("CREATE DATABASE {database}")])
-        .status()
-        .unwrap();
-    assert!(status.success(), "MariaDB must be reachable at 127.0.0.1:3306");
-    native_api_flow_on(&format!("mysql://root@127.0.0.1:3306/{database}")).await;
-    Command::new("mysql").args(["-uroot", "-h127.0.0.1", "-e", &format!("DROP DATABASE {database}")]).status().unwrap();
+    native_api_flow_on(StoreKind::MariaDb).await;
 }
 
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-async fn native_api_flow_on(store_url: &str) {
+async fn native_api_flow_on(kind: StoreKind) {
     let (_tmp, dir) = data_dir();
-    let migrated = Command::new(BIN).args(["migrate", "--store", store_url]).output().unwrap();
+    let store = FreshStore::new(kind);
+    let migrated = Command::new(BIN).arg("migrate").args(&store.args).output().unwrap();
     assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
     assert!(String::from_utf8_lossy(&migrated.stdout).contains("up to date"));
-    native_api_flow(&dir, &["--store", store_url]).await;
+    native_api_flow(&dir, &store.flags()).await;
 }
 
 /// Two sessions for one user, attributes set/removed/incremented, list, regenerate, refresh,

@@ -10,7 +10,7 @@ use sessanger_core::Timestamp;
 #[allow(dead_code)] // each test binary uses its own part of the harness
 mod common;
 
-use common::{Server, admin_token, data_dir};
+use common::{FreshStore, Server, StoreKind, admin_token, data_dir};
 
 /// A request to `server`; returns the status and the body as JSON (`Null` when empty).
 async fn call(
@@ -127,8 +127,35 @@ async fn the_seed_sessman_javascript_client_round_trips_its_data() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_is_one_session_through_every_api() {
+    one_session_through_every_api(&[]).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_is_one_session_through_every_api_on_redis() {
+    let store = FreshStore::new(StoreKind::Redis);
+    one_session_through_every_api(&store.flags()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_is_one_session_through_every_api_on_postgres() {
+    let store = FreshStore::new(StoreKind::Postgres);
+    one_session_through_every_api(&store.flags()).await;
+}
+
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_is_one_session_through_every_api_on_mariadb() {
+    let store = FreshStore::new(StoreKind::MariaDb);
+    one_session_through_every_api(&store.flags()).await;
+}
+
+/// Created through /a01, listed and revoked through /v1, read through /sessman: one session.
+async fn one_session_through_every_api(store: &[&str]) {
     let (_tmp, dir) = data_dir();
-    let server = Server::start_with(&dir, &["--compat", "back-session,sessman"], &[]);
+    let args = [&["--compat", "back-session,sessman"], store].concat();
+    let server = Server::start_with(&dir, &args, &[]);
     let create = r#"{"user_id": "bob", "device_id": "phone", "auth_code": "c0de", "access_token": "at",
         "refresh_token": "rt", "exiration_time": 3600, "user_email": "bob@example.com", "ignored": true}"#;
     let (status, created) = call(&server, Method::POST, "/a01/session", Some(create), &[]).await;

@@ -101,3 +101,75 @@ pub(crate) fn data_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tmp.path().join("sessanger-data");
     (tmp, dir)
 }
+
+/// A networked store the binary can serve from, emptied for one test: Redis under a key
+/// prefix of its own, a PostgreSQL schema or a MariaDB database of its own (dropped on drop).
+pub(crate) struct FreshStore {
+    /// The flags that point `sessanger` at it.
+    pub(crate) args: Vec<String>,
+    cleanup: Option<Command>,
+}
+
+#[derive(Clone, Copy, Debug)]
+#[allow(dead_code)] // each test binary uses the kinds it tests
+pub(crate) enum StoreKind {
+    Redis,
+    Postgres,
+    MariaDb,
+}
+
+impl FreshStore {
+    pub(crate) fn new(kind: StoreKind) -> FreshStore {
+        let name = format!(
+            "e2e_{}",
+            sessanger_core::SessionId::generate().as_ref()[..12].to_ascii_lowercase().replace('-', "_")
+        );
+        match kind {
+            StoreKind::Redis => {
+                let url = std::env::var("SESSANGER_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+                FreshStore { args: vec!["--store".into(), url, "--key-prefix".into(), name], cleanup: None }
+            }
+            StoreKind::Postgres => {
+                let base = std::env::var("SESSANGER_TEST_POSTGRES_URL")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+                let psql = |sql: String| {
+                    let mut c = Command::new("psql");
+                    c.arg(&base).args(["-qc", &sql]).env("PGOPTIONS", "--client-min-messages=warning");
+                    c
+                };
+                let status = psql(format!("CREATE SCHEMA {name}")).status().unwrap();
+                assert!(status.success(), "PostgreSQL must be reachable at {base}");
+                let separator = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{separator}options=-csearch_path%3D{name}");
+                FreshStore {
+                    args: vec!["--store".into(), url],
+                    cleanup: Some(psql(format!("DROP SCHEMA {name} CASCADE"))),
+                }
+            }
+            StoreKind::MariaDb => {
+                let mysql = |sql: String| {
+                    let mut c = Command::new("mysql");
+                    c.args(["-uroot", "-h127.0.0.1", "-e", &sql]);
+                    c
+                };
+                let status = mysql(format!("CREATE DATABASE {name}")).status().unwrap();
+                assert!(status.success(), "MariaDB must be reachable at 127.0.0.1:3306");
+                let url = format!("mysql://root@127.0.0.1:3306/{name}");
+                FreshStore { args: vec!["--store".into(), url], cleanup: Some(mysql(format!("DROP DATABASE {name}"))) }
+            }
+        }
+    }
+
+    /// The flags as `&str`s, for `Server::start_with`.
+    pub(crate) fn flags(&self) -> Vec<&str> {
+        self.args.iter().map(String::as_str).collect()
+    }
+}
+
+impl Drop for FreshStore {
+    fn drop(&mut self) {
+        if let Some(cleanup) = &mut self.cleanup {
+            let _ = cleanup.output();
+        }
+    }
+}
