@@ -228,11 +228,19 @@ impl fmt::Display for ErrorCode {
 }
 
 /// A connection-pooling client of one sessanger server, authenticated as one service.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
+}
+
+/// Never shows the token: a client ends up in structs that are logged with `{:?}`.
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let service = self.token.split_once('.').map_or("?", |(service, _)| service);
+        f.debug_struct("Client").field("base", &self.base).field("service", &service).finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -378,7 +386,7 @@ impl Client {
 }
 
 /// Options of a [`Client`], from [`Client::builder`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 #[must_use]
 pub struct ClientBuilder {
     base_url: String,
@@ -388,6 +396,20 @@ pub struct ClientBuilder {
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: Option<usize>,
     user_agent: String,
+}
+
+/// Like [`Client`]'s, never shows the token.
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("pool_max_idle_per_host", &self.pool_max_idle_per_host)
+            .field("user_agent", &self.user_agent)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientBuilder {
@@ -516,6 +538,15 @@ mod tests {
         assert!(api("request_timeout").is_retryable());
         assert!(!api("session_not_found").is_retryable());
         assert!(!api("some_future_code").is_retryable());
+    }
+
+    #[test]
+    fn debug_output_names_the_service_but_never_the_secret() {
+        let client = Client::new("http://localhost:8090", "web.s3cret").unwrap();
+        let shown = format!("{client:?}");
+        assert!(shown.contains("\"web\"") && shown.contains("localhost:8090"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!format!("{:?}", Client::builder("http://localhost:8090", "web.s3cret")).contains("s3cret"));
     }
 
     #[test]

@@ -175,10 +175,7 @@ async fn a_chosen_id_is_used_once_and_must_carry_the_users_shard_tag() {
     let id = sessanger_core::SessionId::generate_for(&alice());
     let s = m.create_session_with_id(&id, &alice(), NewSession::default()).await.unwrap();
     assert_eq!(s.id, id);
-    assert!(matches!(
-        m.create_session_with_id(&id, &alice(), NewSession::default()).await,
-        Err(ManagerError::IdTaken)
-    ));
+    assert!(matches!(m.create_session_with_id(&id, &alice(), NewSession::default()).await, Err(ManagerError::IdTaken)));
     let foreign = sessanger_core::SessionId::generate_for(&"bob".parse().unwrap());
     assert!(matches!(
         m.create_session_with_id(&foreign, &alice(), NewSession::default()).await,

@@ -1,4 +1,4 @@
-//! [`Backend`]: where a [`SessangerStore`](crate::SessangerStore) keeps its sessions: a
+//! [`SessionBackend`]: where a [`SessangerStore`](crate::SessangerStore) keeps its sessions: a
 //! [`SessionManager`] in this process, or a sessanger server reached through a
 //! [`sessanger_client::Client`]. The store's logic is written once, over the operations of
 //! the sealed [`Ops`](sealed::Ops) trait; each backend only translates them.
@@ -15,10 +15,10 @@ use sessanger_core::{
 /// Where a [`SessangerStore`](crate::SessangerStore) keeps its sessions. Implemented by
 /// [`SessionManager`] (in process, any sessanger store) and [`Client`] (a remote sessanger
 /// over its `/v1` API); sealed, so no other type can be one.
-pub trait Backend: sealed::Ops {}
+pub trait SessionBackend: sealed::Ops {}
 
-impl Backend for SessionManager {}
-impl Backend for Client {}
+impl SessionBackend for SessionManager {}
+impl SessionBackend for Client {}
 
 /// Why a backend operation failed: the in-process manager's error, or the remote server's.
 #[derive(Debug, thiserror::Error)]

@@ -27,13 +27,17 @@
 //! # Ok(()) }
 //! ```
 //!
+//! `SessangerStore` alone names the in-process store (the example below); handlers of a remote
+//! one take `State<SessangerStore<Client>>`, and code for both is generic over
+//! `B: SessionBackend`, as `examples/web-app` is (`--remote URL --token T` picks the mode).
+//!
 //! Both modes create sessions the way every sessanger session is created (under the id the
 //! cookie names, `SessionManager::create_session_with_id` or `POST /v1/sessions` with a
 //! `session_id`), so they are announced, audited and counted against per-user limits alike.
 //!
 //! # Layout
 //! - `store.rs`: [`SessangerStore`], the `tower_sessions::SessionStore`, written once over a
-//!   [`Backend`]: the contract, users, expiry.
+//!   [`SessionBackend`]: the contract, users, expiry.
 //! - `backend.rs`: the two backends, a `SessionManager` in process and a remote sessanger's
 //!   `sessanger_client::Client`, each operation translated to one manager call or one `/v1`
 //!   request, and their errors ([`BackendError`]) to what the contract needs.
@@ -102,7 +106,7 @@ mod login;
 mod options;
 mod store;
 
-pub use backend::{Backend, BackendError};
+pub use backend::{BackendError, SessionBackend};
 pub use ids::{ANONYMOUS_PREFIX, session_id_of};
 pub use login::SignOutError;
 pub use options::SessionOptions;

@@ -13,11 +13,7 @@ use tower_sessions::{
     session_store::{Error, Result},
 };
 
-use crate::{
-    Backend, BackendError,
-    backend::Failure,
-    ids,
-};
+use crate::{BackendError, SessionBackend, backend::Failure, ids};
 
 /// The data key [`SessangerStore::log_in`] keeps the session's [`Device`] under; the store
 /// moves it to sessanger's own device field, so `/v1` and device lists show it.
@@ -97,7 +93,7 @@ const CREATE_ATTEMPTS: usize = 3;
 /// # Ok::<(), sessanger_client::ClientError>(())
 /// ```
 #[derive(Clone, Debug)]
-pub struct SessangerStore<B: Backend = SessionManager> {
+pub struct SessangerStore<B: SessionBackend = SessionManager> {
     backend: B,
     user_attribute: Arc<str>,
     idle_ttl: Option<Duration>,
@@ -125,7 +121,7 @@ impl SessangerStore<Client> {
     }
 }
 
-impl<B: Backend> SessangerStore<B> {
+impl<B: SessionBackend> SessangerStore<B> {
     fn over(backend: B) -> Self {
         SessangerStore { backend, user_attribute: Arc::from("user_id"), idle_ttl: None }
     }
@@ -218,7 +214,7 @@ impl<B: Backend> SessangerStore<B> {
 }
 
 #[async_trait]
-impl<B: Backend> SessionStore for SessangerStore<B> {
+impl<B: SessionBackend> SessionStore for SessangerStore<B> {
     async fn create(&self, record: &mut Record) -> Result<()> {
         let user = self.user_of(&record.data)?.unwrap_or_else(ids::anonymous_user);
         let (attributes, device) = self.split(&record.data)?;

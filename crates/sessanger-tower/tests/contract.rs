@@ -9,12 +9,12 @@ use std::{any::Any, collections::HashMap, num::NonZeroU32, sync::Arc, time::Dura
 use serde_json::{Value, json};
 use sessanger_client::Client;
 use sessanger_core::{
-    Backend as Storage, DeleteReason, Permission, SessionEvent, SessionManager, SessionPolicy, UserId, UserLimit,
+    Backend, DeleteReason, Permission, SessionEvent, SessionManager, SessionPolicy, UserId, UserLimit,
 };
 use sessanger_server::{AppState, ServerOptions};
 use sessanger_store_embedded::EmbeddedStore;
 use sessanger_store_memory::MemoryStore;
-use sessanger_tower::{ANONYMOUS_PREFIX, Backend, DEVICE_KEY, SessangerStore, session_id_of};
+use sessanger_tower::{ANONYMOUS_PREFIX, DEVICE_KEY, SessangerStore, SessionBackend, session_id_of};
 use tempfile::TempDir;
 use time::OffsetDateTime;
 use tokio::sync::broadcast::Receiver;
@@ -29,7 +29,7 @@ const MAX_PER_USER: u32 = 3;
 
 /// A store for one case, the manager that holds its sessions (in process, or the server's),
 /// and whatever must outlive them (the embedded store's directory).
-struct Fixture<B: Backend> {
+struct Fixture<B: SessionBackend> {
     store: SessangerStore<B>,
     manager: SessionManager,
     /// The finest idle lifetime the backend keeps: the `/v1` API counts whole seconds.
@@ -42,7 +42,7 @@ fn policy() -> SessionPolicy {
     SessionPolicy { max_per_user: UserLimit::EvictOldest(limit), ..SessionPolicy::default() }
 }
 
-fn local(storage: Arc<dyn Storage>, keep: Option<Box<dyn Any + Send>>) -> Fixture<SessionManager> {
+fn local(storage: Arc<dyn Backend>, keep: Option<Box<dyn Any + Send>>) -> Fixture<SessionManager> {
     let manager = SessionManager::with_policy(storage, policy());
     Fixture { store: SessangerStore::new(manager.clone()), manager, tick: Duration::from_millis(30), _keep: keep }
 }
@@ -92,6 +92,7 @@ macro_rules! contract_tests {
             the_device_is_kept_as_sessangers_device,
             delete_user_sessions_revokes_every_session_of_the_user,
             created_sessions_are_announced_and_evictions_too,
+            concurrent_saves_are_retried_until_each_applies,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -129,7 +130,7 @@ fn alice() -> UserId {
     "alice".parse().unwrap()
 }
 
-async fn create_never_overwrites_an_existing_session<B: Backend>(fx: Fixture<B>) {
+async fn create_never_overwrites_an_existing_session<B: SessionBackend>(fx: Fixture<B>) {
     let store = fx.store;
     let mut first = record(json!({"n": 1}));
     store.create(&mut first).await.unwrap();
@@ -141,11 +142,11 @@ async fn create_never_overwrites_an_existing_session<B: Backend>(fx: Fixture<B>)
     assert_eq!(store.load(&second.id).await.unwrap().unwrap().data["n"], json!(2));
 }
 
-async fn load_of_an_unknown_id_returns_none<B: Backend>(fx: Fixture<B>) {
+async fn load_of_an_unknown_id_returns_none<B: SessionBackend>(fx: Fixture<B>) {
     assert!(fx.store.load(&Id::default()).await.unwrap().is_none());
 }
 
-async fn load_returns_the_created_data_and_expiry<B: Backend>(fx: Fixture<B>) {
+async fn load_returns_the_created_data_and_expiry<B: SessionBackend>(fx: Fixture<B>) {
     let store = fx.store;
     let mut created = record(json!({"cart": [1, 2], "theme": "dark"}));
     store.create(&mut created).await.unwrap();
@@ -156,7 +157,7 @@ async fn load_returns_the_created_data_and_expiry<B: Backend>(fx: Fixture<B>) {
     assert!(drift < time::Duration::seconds(5), "expiry moved by {drift}");
 }
 
-async fn save_replaces_the_whole_data<B: Backend>(fx: Fixture<B>) {
+async fn save_replaces_the_whole_data<B: SessionBackend>(fx: Fixture<B>) {
     let store = fx.store;
     let mut created = record(json!({"keep": 1, "drop": 2}));
     store.create(&mut created).await.unwrap();
@@ -166,7 +167,7 @@ async fn save_replaces_the_whole_data<B: Backend>(fx: Fixture<B>) {
     assert_eq!(store.load(&created.id).await.unwrap().unwrap().data, changed.data);
 }
 
-async fn load_of_an_expired_session_returns_none<B: Backend>(fx: Fixture<B>) {
+async fn load_of_an_expired_session_returns_none<B: SessionBackend>(fx: Fixture<B>) {
     let store = fx.store;
     let mut expired = record(json!({"n": 1}));
     expired.expiry_date = OffsetDateTime::now_utc() - time::Duration::seconds(1);
@@ -175,7 +176,7 @@ async fn load_of_an_expired_session_returns_none<B: Backend>(fx: Fixture<B>) {
     assert!(store.load(&expired.id).await.unwrap().is_none());
 }
 
-async fn idle_ttl_caps_the_lifetime_the_record_asks_for<B: Backend>(fx: Fixture<B>) {
+async fn idle_ttl_caps_the_lifetime_the_record_asks_for<B: SessionBackend>(fx: Fixture<B>) {
     let store = fx.store.with_idle_ttl(fx.tick);
     let mut created = record(json!({"n": 1}));
     store.create(&mut created).await.unwrap();
@@ -184,7 +185,7 @@ async fn idle_ttl_caps_the_lifetime_the_record_asks_for<B: Backend>(fx: Fixture<
     assert!(store.load(&created.id).await.unwrap().is_none());
 }
 
-async fn delete_removes_the_session_and_deleting_twice_is_fine<B: Backend>(fx: Fixture<B>) {
+async fn delete_removes_the_session_and_deleting_twice_is_fine<B: SessionBackend>(fx: Fixture<B>) {
     let store = fx.store;
     let mut created = record(json!({"n": 1}));
     store.create(&mut created).await.unwrap();
@@ -193,7 +194,7 @@ async fn delete_removes_the_session_and_deleting_twice_is_fine<B: Backend>(fx: F
     store.delete(&created.id).await.unwrap();
 }
 
-async fn save_of_a_deleted_session_does_not_bring_it_back<B: Backend>(fx: Fixture<B>) {
+async fn save_of_a_deleted_session_does_not_bring_it_back<B: SessionBackend>(fx: Fixture<B>) {
     let store = fx.store;
     let mut created = record(json!({"user_id": "alice"}));
     store.create(&mut created).await.unwrap();
@@ -202,7 +203,7 @@ async fn save_of_a_deleted_session_does_not_bring_it_back<B: Backend>(fx: Fixtur
     assert!(store.load(&created.id).await.unwrap().is_none());
 }
 
-async fn a_session_with_a_user_is_indexed_under_that_user<B: Backend>(fx: Fixture<B>) {
+async fn a_session_with_a_user_is_indexed_under_that_user<B: SessionBackend>(fx: Fixture<B>) {
     let store = fx.store;
     let mut created = record(json!({"user_id": "alice"}));
     store.create(&mut created).await.unwrap();
@@ -212,14 +213,14 @@ async fn a_session_with_a_user_is_indexed_under_that_user<B: Backend>(fx: Fixtur
     assert_eq!(sessions[0].id.shard_tag(), alice().shard_tag());
 }
 
-async fn the_user_attribute_is_configurable<B: Backend>(fx: Fixture<B>) {
+async fn the_user_attribute_is_configurable<B: SessionBackend>(fx: Fixture<B>) {
     let store = fx.store.with_user_attribute("account");
     let mut created = record(json!({"account": "alice", "user_id": "not-the-user"}));
     store.create(&mut created).await.unwrap();
     assert_eq!(store.list_user_sessions(&alice()).await.unwrap().len(), 1);
 }
 
-async fn anonymous_sessions_each_have_a_user_of_their_own<B: Backend>(fx: Fixture<B>) {
+async fn anonymous_sessions_each_have_a_user_of_their_own<B: SessionBackend>(fx: Fixture<B>) {
     let store = fx.store;
     let (mut a, mut b) = (record(json!({"n": 1})), record(json!({"n": 2})));
     store.create(&mut a).await.unwrap();
@@ -235,17 +236,17 @@ async fn anonymous_sessions_each_have_a_user_of_their_own<B: Backend>(fx: Fixtur
     assert!(!store.load(&a.id).await.unwrap().unwrap().data.contains_key("user_id"));
 }
 
-async fn the_reserved_anonymous_prefix_is_refused_as_a_user<B: Backend>(fx: Fixture<B>) {
+async fn the_reserved_anonymous_prefix_is_refused_as_a_user<B: SessionBackend>(fx: Fixture<B>) {
     let mut forged = record(json!({"user_id": format!("{ANONYMOUS_PREFIX}x")}));
     assert!(matches!(fx.store.create(&mut forged).await, Err(Error::Encode(_))));
 }
 
-async fn a_user_attribute_that_is_not_a_user_id_is_an_encode_error<B: Backend>(fx: Fixture<B>) {
+async fn a_user_attribute_that_is_not_a_user_id_is_an_encode_error<B: SessionBackend>(fx: Fixture<B>) {
     let mut bad = record(json!({"user_id": 42}));
     assert!(matches!(fx.store.create(&mut bad).await, Err(Error::Encode(_))));
 }
 
-async fn save_refuses_to_change_the_user_without_a_new_id<B: Backend>(fx: Fixture<B>) {
+async fn save_refuses_to_change_the_user_without_a_new_id<B: SessionBackend>(fx: Fixture<B>) {
     let store = fx.store;
     let mut anonymous = record(json!({"n": 1}));
     store.create(&mut anonymous).await.unwrap();
@@ -255,7 +256,7 @@ async fn save_refuses_to_change_the_user_without_a_new_id<B: Backend>(fx: Fixtur
     assert!(store.list_user_sessions(&alice()).await.unwrap().is_empty());
 }
 
-async fn the_device_is_kept_as_sessangers_device<B: Backend>(fx: Fixture<B>) {
+async fn the_device_is_kept_as_sessangers_device<B: SessionBackend>(fx: Fixture<B>) {
     let store = fx.store;
     let mut created = record(json!({"user_id": "alice", DEVICE_KEY: {"user_agent": "Firefox"}}));
     store.create(&mut created).await.unwrap();
@@ -265,7 +266,7 @@ async fn the_device_is_kept_as_sessangers_device<B: Backend>(fx: Fixture<B>) {
     assert_eq!(store.load(&created.id).await.unwrap().unwrap().data[DEVICE_KEY]["user_agent"], json!("Firefox"));
 }
 
-async fn delete_user_sessions_revokes_every_session_of_the_user<B: Backend>(fx: Fixture<B>) {
+async fn delete_user_sessions_revokes_every_session_of_the_user<B: SessionBackend>(fx: Fixture<B>) {
     let store = fx.store;
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -287,7 +288,7 @@ async fn next_event(events: &mut Receiver<SessionEvent>) -> SessionEvent {
     tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("an event within 5 s").unwrap()
 }
 
-async fn created_sessions_are_announced_and_evictions_too<B: Backend>(fx: Fixture<B>) {
+async fn created_sessions_are_announced_and_evictions_too<B: SessionBackend>(fx: Fixture<B>) {
     let mut events = fx.manager.subscribe();
     let mut ids = Vec::new();
     for _ in 0..=MAX_PER_USER {
@@ -308,4 +309,21 @@ async fn created_sessions_are_announced_and_evictions_too<B: Backend>(fx: Fixtur
     let evicted = SessionEvent::Deleted { session_id: ids[0].clone(), user_id: alice(), reason: DeleteReason::Evicted };
     assert!(seen.contains(&evicted), "the oldest session's eviction was not announced: {seen:?}");
     assert_eq!(fx.store.list_user_sessions(&alice()).await.unwrap().len(), MAX_PER_USER as usize);
+}
+
+async fn concurrent_saves_are_retried_until_each_applies<B: SessionBackend>(fx: Fixture<B>) {
+    let store = fx.store;
+    let mut created = record(json!({"n": 0}));
+    store.create(&mut created).await.unwrap();
+    let mut saves = tokio::task::JoinSet::new();
+    for n in 1..=4 {
+        let (store, mut record) = (store.clone(), created.clone());
+        record.data.insert("n".into(), json!(n));
+        saves.spawn(async move { store.save(&record).await });
+    }
+    while let Some(saved) = saves.join_next().await {
+        saved.unwrap().expect("a save that lost a race is retried, not failed");
+    }
+    let n = &store.load(&created.id).await.unwrap().unwrap().data["n"];
+    assert!((1..=4).contains(&n.as_u64().unwrap()), "the last writer wins, not {n}");
 }

@@ -9,36 +9,57 @@ use axum::{
     http::{Request, StatusCode, header},
     routing::{get, post},
 };
-use sessanger_core::{Device, Permission, SessionManager, SessionPolicy, wire::SessionList};
+use sessanger_client::Client;
+use sessanger_core::{Device, Permission, SessionManager, SessionPolicy, UserId, wire::SessionList};
 use sessanger_server::{AppState, ServerOptions};
 use sessanger_store_memory::MemoryStore;
-use sessanger_tower::{SessangerStore, SessionOptions, session_id_of};
+use sessanger_tower::{SessangerStore, SessionBackend, SessionOptions, session_id_of};
 use tower::ServiceExt;
 use tower_sessions::Session;
 
-fn web_app(store: SessangerStore) -> Router {
+fn web_app<B: SessionBackend>(store: SessangerStore<B>) -> Router {
     async fn count(session: Session) -> String {
         let n: u64 = session.get("n").await.unwrap().unwrap_or(0) + 1;
         session.insert("n", n).await.unwrap();
         n.to_string()
     }
-    async fn login(State(store): State<SessangerStore>, Path(user): Path<String>, session: Session) {
+    async fn login<B: SessionBackend>(
+        State(store): State<SessangerStore<B>>,
+        Path(user): Path<String>,
+        session: Session,
+    ) {
         let device = Device { user_agent: Some("test".into()), ..Device::default() };
         store.log_in(&session, &user.parse().unwrap(), device).await.unwrap();
     }
-    async fn sign_out(State(store): State<SessangerStore>, session: Session) -> String {
+    async fn sign_out<B: SessionBackend>(State(store): State<SessangerStore<B>>, session: Session) -> String {
         store.sign_out_everywhere(&session).await.unwrap().to_string()
     }
     Router::new()
         .route("/count", get(count))
-        .route("/login/{user}", post(login))
-        .route("/sign-out-everywhere", post(sign_out))
+        .route("/login/{user}", post(login::<B>))
+        .route("/sign-out-everywhere", post(sign_out::<B>))
         .with_state(store.clone())
         .layer(SessionOptions::new().layer(store))
 }
 
 fn store() -> SessangerStore {
     SessangerStore::new(SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default()))
+}
+
+/// A sessanger server on a free port (stopped with the test's runtime), and a client of it
+/// authenticated as a `web` service that may read and write.
+async fn sessanger() -> Client {
+    let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default());
+    let permissions = vec![Permission::Read, Permission::Write];
+    let (_, token) = manager.register_service("web".parse().unwrap(), "web", permissions).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(sessanger_server::serve(
+        listener,
+        AppState::new(manager, ServerOptions::default()),
+        std::future::pending(),
+    ));
+    Client::new(&url, &token.expose()).unwrap()
 }
 
 /// Sends a request with the cookie `sid` (if any); returns the status, the body and the new
@@ -128,4 +149,27 @@ async fn a_session_logged_in_through_the_web_app_is_listed_by_the_v1_api() {
     let list: SessionList = serde_json::from_slice(&body).unwrap();
     assert_eq!(list.sessions.len(), 1);
     assert_eq!(list.sessions[0].session_id, session_id_of(&sid.unwrap().parse().unwrap()));
+}
+
+#[tokio::test]
+async fn in_remote_mode_logins_counters_and_signing_out_everywhere_go_through_the_server() {
+    let client = sessanger().await;
+    let app = web_app(SessangerStore::remote(client.clone()));
+    let alice: UserId = "alice".parse().unwrap();
+    let (_, _, before) = send(&app, "GET", "/count", None).await;
+    let (_, _, phone) = send(&app, "POST", "/login/alice", before.as_deref()).await;
+    let (_, _, laptop) = send(&app, "POST", "/login/alice", None).await;
+    let (phone, laptop) = (phone.unwrap(), laptop.unwrap());
+    assert_eq!(send(&app, "GET", "/count", Some(&phone)).await.1, "2", "data from before login is kept");
+    assert_eq!(send(&app, "GET", "/count", Some(&before.unwrap())).await.1, "1", "the pre-login id is dead");
+
+    let listed = client.list_user_sessions(&alice).await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|s| s.session_id.clone()).collect();
+    assert_eq!(ids.len(), 2, "both logins are sessions of the server's: {ids:?}");
+    assert!(ids.contains(&session_id_of(&phone.parse().unwrap())));
+    assert!(listed.iter().all(|s| s.device.user_agent.as_deref() == Some("test")));
+
+    assert_eq!(send(&app, "POST", "/sign-out-everywhere", Some(&laptop)).await.1, "2");
+    assert_eq!(send(&app, "GET", "/count", Some(&phone)).await.1, "1", "the phone starts a new session");
+    assert!(client.list_user_sessions(&alice).await.unwrap().is_empty());
 }

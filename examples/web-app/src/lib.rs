@@ -4,10 +4,19 @@
 //! `alice` / `wonderland` (users come from `fixtures/users.json`, or `--users FILE`). Sessions
 //! are kept in `./web-app-data` (sessanger's embedded store), so they survive a restart.
 //!
+//! Or keep them in a running sessanger, shared with every other instance of the app and
+//! every other service:
+//!
+//! ```text
+//! sessanger serve &
+//! sessanger service add web --permissions read,write     # prints the token, once
+//! cargo run -p example-web-app -- --remote http://127.0.0.1:8090 --token 'web.…'
+//! ```
+//!
 //! # Layout
 //! - `lib.rs`: [`app`], the router (tests drive it without a socket), its pages and the
 //!   [`Users`] fixture.
-//! - `main.rs`: flags, the store, `axum::serve`.
+//! - `main.rs`: flags, the store (embedded, or a remote sessanger with `--remote`), `axum::serve`.
 
 use std::{collections::HashMap, fmt::Write as _, path::Path};
 
@@ -20,7 +29,7 @@ use axum::{
 };
 use serde::Deserialize;
 use sessanger_core::{Device, UserId};
-use sessanger_tower::{SessangerStore, SessionOptions};
+use sessanger_tower::{SessangerStore, SessionBackend, SessionOptions};
 use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
@@ -52,20 +61,20 @@ impl Users {
 }
 
 #[derive(Clone, Debug)]
-struct AppState {
-    store: SessangerStore,
+struct AppState<B: SessionBackend> {
+    store: SessangerStore<B>,
     users: Users,
 }
 
-/// The whole app: pages, and sessions in `store` under a cookie named `sid`. `secure` makes
-/// the cookie HTTPS-only; turn it off only to serve plain HTTP.
-pub fn app(store: SessangerStore, users: Users, secure: bool) -> Router {
+/// The whole app: pages, and sessions in `store` (in process or remote) under a cookie named
+/// `sid`. `secure` makes the cookie HTTPS-only; turn it off only to serve plain HTTP.
+pub fn app<B: SessionBackend>(store: SessangerStore<B>, users: Users, secure: bool) -> Router {
     let layer = SessionOptions::new().with_secure(secure).layer(store.clone());
     Router::new()
-        .route("/", get(home))
-        .route("/login", get(login_form).post(login))
+        .route("/", get(home::<B>))
+        .route("/login", get(login_form).post(login::<B>))
         .route("/logout", post(logout))
-        .route("/sign-out-everywhere", post(sign_out_everywhere))
+        .route("/sign-out-everywhere", post(sign_out_everywhere::<B>))
         .with_state(AppState { store, users })
         .layer(layer)
 }
@@ -86,7 +95,7 @@ impl IntoResponse for AppError {
     }
 }
 
-async fn home(State(state): State<AppState>, session: Session) -> Result<Response, AppError> {
+async fn home<B: SessionBackend>(State(state): State<AppState<B>>, session: Session) -> Result<Response, AppError> {
     let Some(user) = state.store.current_user(&session).await? else {
         return Ok(Redirect::to("/login").into_response());
     };
@@ -148,8 +157,8 @@ struct Credentials {
     password: String,
 }
 
-async fn login(
-    State(state): State<AppState>,
+async fn login<B: SessionBackend>(
+    State(state): State<AppState<B>>,
     session: Session,
     headers: HeaderMap,
     Form(form): Form<Credentials>,
@@ -175,7 +184,10 @@ async fn logout(session: Session) -> Result<Redirect, AppError> {
     Ok(Redirect::to("/login"))
 }
 
-async fn sign_out_everywhere(State(state): State<AppState>, session: Session) -> Result<Redirect, AppError> {
+async fn sign_out_everywhere<B: SessionBackend>(
+    State(state): State<AppState<B>>,
+    session: Session,
+) -> Result<Redirect, AppError> {
     state.store.sign_out_everywhere(&session).await?;
     Ok(Redirect::to("/login"))
 }

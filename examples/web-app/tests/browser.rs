@@ -4,16 +4,22 @@
 //! Without them these tests fail: a browser test that skips itself proves nothing.
 
 use std::{
+    ffi::OsString,
     io::Write as _,
     net::{SocketAddr, TcpListener, TcpStream},
     path::{Path, PathBuf},
     process::Stdio,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
+use sessanger_core::{Permission, SessionManager, SessionPolicy};
+use sessanger_server::{AppState, ServerOptions};
+use sessanger_store_memory::MemoryStore;
+use sessanger_tower::session_id_of;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
 
@@ -87,27 +93,40 @@ impl Driver {
     }
 }
 
-/// The example app as a process on the embedded store, so a restart is a real one.
+/// The example app as a process, so a restart is a real one: on the embedded store, or in
+/// remote mode against a sessanger server.
 struct App {
     process: Child,
     addr: SocketAddr,
-    data: TempDir,
+    /// How its sessions are kept: `--data-dir …` or `--remote … --token …`.
+    args: Vec<OsString>,
+    _data: Option<TempDir>,
 }
 
 impl App {
+    /// The app on a fresh embedded store.
     async fn start() -> App {
         let data = TempDir::new().unwrap();
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let process = App::spawn(addr, data.path()).await;
-        App { process, addr, data }
+        let args = vec!["--data-dir".into(), data.path().into()];
+        App::start_with(args, Some(data)).await
     }
 
-    async fn spawn(addr: SocketAddr, data: &Path) -> Child {
+    /// The app keeping its sessions in the sessanger at `url`, as the service of `token`.
+    async fn start_remote(url: &str, token: &str) -> App {
+        App::start_with(vec!["--remote".into(), url.into(), "--token".into(), token.into()], None).await
+    }
+
+    async fn start_with(args: Vec<OsString>, data: Option<TempDir>) -> App {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let process = App::spawn(addr, &args).await;
+        App { process, addr, args, _data: data }
+    }
+
+    async fn spawn(addr: SocketAddr, args: &[OsString]) -> Child {
         let process = Command::new(env!("CARGO_BIN_EXE_example-web-app"))
             .arg("--listen")
             .arg(addr.to_string())
-            .arg("--data-dir")
-            .arg(data)
+            .args(args)
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
@@ -119,12 +138,26 @@ impl App {
     /// Kills the app without warning, as a crash would, and starts it again on the same store.
     async fn restart(&mut self) {
         self.process.kill().await.unwrap();
-        self.process = App::spawn(self.addr, self.data.path()).await;
+        self.process = App::spawn(self.addr, &self.args).await;
     }
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+}
+
+/// A sessanger server (`sessanger_server::serve`, what `sessanger serve` runs) on a free
+/// port, on a memory store, stopped with the test's runtime; its manager, its URL, and the
+/// token of a `web` service that may read and write.
+async fn sessanger() -> (SessionManager, String, String) {
+    let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default());
+    let permissions = vec![Permission::Read, Permission::Write];
+    let (_, token) = manager.register_service("web".parse().unwrap(), "web", permissions).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let state = AppState::new(manager.clone(), ServerOptions::default());
+    tokio::spawn(sessanger_server::serve(listener, state, std::future::pending()));
+    (manager, url, token.expose())
 }
 
 async fn log_in(browser: &Client, app: &App) {
@@ -226,6 +259,35 @@ async fn logout_invalidates_the_session_on_the_server() {
     let replay = http.get(app.url("/")).header("cookie", format!("sid={old}")).send().await.unwrap();
     assert!(replay.status().is_redirection(), "replaying a logged-out cookie gave {}", replay.status());
     assert_eq!(replay.headers()["location"], "/login");
+
+    browser.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn in_remote_mode_sessions_live_in_sessanger_across_restarts_of_the_app() {
+    let (manager, url, token) = sessanger().await;
+    let driver = Driver::start().await;
+    let mut app = App::start_remote(&url, &token).await;
+    let browser = driver.browser("remote").await;
+    let alice = "alice".parse().unwrap();
+
+    log_in(&browser, &app).await;
+    assert_eq!(counter(&browser).await, 1);
+    let sessions = manager.list_user_sessions(&alice).await.unwrap();
+    assert_eq!(sessions.len(), 1, "the login is a session of sessanger's, under its user");
+    let cookie = session_cookie(&browser).await;
+    assert_eq!(sessions[0].id, session_id_of(&cookie.parse().unwrap()));
+    assert_eq!(sessions[0].created_by.as_ref().map(AsRef::as_ref), Some("web"));
+    let agent = sessions[0].device.user_agent.as_deref().unwrap_or_default();
+    assert!(agent.contains("Chrome"), "the browser's user agent is the device: {agent:?}");
+
+    app.restart().await;
+    browser.refresh().await.unwrap();
+    assert_eq!(counter(&browser).await, 2, "the session lives in sessanger, not in the app");
+
+    browser.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
+    browser.wait().for_element(Locator::Id("login")).await.unwrap();
+    assert!(manager.list_user_sessions(&alice).await.unwrap().is_empty(), "logout deletes it in sessanger");
 
     browser.close().await.unwrap();
 }
