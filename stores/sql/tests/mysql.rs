@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::{str::FromStr, sync::Arc};
+use std::str::FromStr;
 
 use sessanger_core::{SessionStore, StoreError};
 use sessanger_store_sql::MySqlStore;
@@ -63,25 +63,7 @@ async fn a_row_whose_attributes_are_not_an_object_is_a_decode_error() {
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn delete_expired_removes_just_the_dead_among_many_live_rows_in_bounded_batches() {
-    common::delete_expired_removes_just_the_dead_in_bounded_batches(&store().await).await;
-}
-
-#[tokio::test]
-async fn attribute_keys_with_quotes_backslashes_and_dots_stay_plain_keys() {
-    common::attribute_keys_with_quotes_backslashes_and_dots_stay_plain_keys(&store().await).await;
-}
-
-#[tokio::test]
-async fn increments_that_overflow_or_hit_a_float_are_rejected() {
-    common::increments_that_overflow_or_hit_a_float_are_rejected(&store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn first_creates_of_a_user_under_a_limit_race_safely() {
-    common::first_creates_of_a_user_under_a_limit_race_safely(Arc::new(store().await)).await;
-}
+sql_backend_cases!(store);
 
 #[tokio::test]
 async fn migrations_are_idempotent_when_connecting_twice() {

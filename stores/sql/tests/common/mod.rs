@@ -156,3 +156,29 @@ pub async fn first_creates_of_a_user_under_a_limit_race_safely(store: std::sync:
     assert_eq!(created, 2);
     assert_eq!(store.list_user(&u, now).await.unwrap().len(), 2);
 }
+
+/// The backend-specific cases both SQL stores run, as named tests over `$store()`.
+#[macro_export]
+macro_rules! sql_backend_cases {
+    ($store:ident) => {
+        #[tokio::test(flavor = "multi_thread")]
+        async fn delete_expired_removes_just_the_dead_among_many_live_rows_in_bounded_batches() {
+            common::delete_expired_removes_just_the_dead_in_bounded_batches(&$store().await).await;
+        }
+
+        #[tokio::test]
+        async fn attribute_keys_with_quotes_backslashes_and_dots_stay_plain_keys() {
+            common::attribute_keys_with_quotes_backslashes_and_dots_stay_plain_keys(&$store().await).await;
+        }
+
+        #[tokio::test]
+        async fn increments_that_overflow_or_hit_a_float_are_rejected() {
+            common::increments_that_overflow_or_hit_a_float_are_rejected(&$store().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread")]
+        async fn first_creates_of_a_user_under_a_limit_race_safely() {
+            common::first_creates_of_a_user_under_a_limit_race_safely(std::sync::Arc::new($store().await)).await;
+        }
+    };
+}
