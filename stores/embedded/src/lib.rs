@@ -5,9 +5,24 @@
 //! transaction**. Writes take redb's single write transaction, so each read-modify-write
 //! (a patch, a compare-and-set, a create under a per-user limit) is atomic with respect to
 //! every other write. Reads take a read transaction: a consistent snapshot that never waits
-//! for a writer and never writes, so `load` stays cheap. redb is a blocking library; each
-//! transaction runs on Tokio's blocking pool ([`tokio::task::spawn_blocking`]), so store
-//! methods must be called from within a Tokio runtime.
+//! for a writer and never writes, so `load` stays cheap. redb is a blocking library; every
+//! write and every read that scans runs on Tokio's blocking pool
+//! ([`tokio::task::spawn_blocking`]), so store methods must be called from within a Tokio
+//! runtime.
+//!
+//! # Reads
+//!
+//! `load` and `load_service` (point lookups: `GET /v1/sessions/{id}` and every request's
+//! service check) run their read transaction inline on the calling async thread instead. The
+//! hop to the blocking pool and back cost ~10× the lookup itself (see BENCHMARKS.md), and the
+//! inline work is bounded: beginning a read transaction takes redb's transaction-tracker lock
+//! for a few instructions and never waits for a writer (writers hold it only as briefly, to
+//! publish a commit; the long part of a commit, the `fsync`, happens outside it), and one key
+//! lookup reads one B-tree path, a handful of pages that redb's page cache keeps in memory for
+//! a hot data set. The worst case is a cache miss: a few `pread`s of 4 KiB pages from the OS
+//! page cache or the disk, the same order as a file read any async handler might do. Reads
+//! whose cost grows with the data (`list_user`, `count_active`, `list_services`) stay on the
+//! blocking pool.
 //!
 //! # Layout
 //!
@@ -15,14 +30,15 @@
 //!
 //! | table | key | value | why |
 //! |---|---|---|---|
-//! | `sessions` | session id | the [`Session`] as JSON | the records; `load` is one lookup |
+//! | `sessions` | session id | the [`Session`] as a binary record (older data dirs: JSON) | the records; `load` is one lookup |
 //! | `sessions_by_user` | (user id, `created_at` ms, session id) | `()` | a user's sessions are one key range, oldest first: `list_user`, `delete_user` and the per-user limit cost O(k) in that user's sessions |
 //! | `sessions_by_expiry` | (`expires_at` ms, session id) | `()` | sessions in the order they die: `delete_expired` reads only due entries, and `count_active` is the record count minus the due entries, so neither scans live sessions |
 //! | `services` | service id | the [`ServiceRecord`] as JSON | the service registry, listed in id order |
 //!
-//! Every write keeps the three session tables consistent in the same transaction. Records are
-//! JSON, like the wire format, so a record written by one version of sessanger is read by the
-//! next as long as [`Session`] stays compatible. A record that no longer decodes makes reads
+//! Every write keeps the three session tables consistent in the same transaction. A session
+//! record is a version byte and a compact binary record whose attributes are JSON (the layout
+//! is in `src/record.rs`); records written as JSON by earlier versions are still read, and are
+//! rewritten in the binary form by their next write. Service records are JSON. A record that no longer decodes makes reads
 //! of it fail with [`StoreError::Decode`] rather than vanish; once it is due,
 //! `delete_expired` removes it (its deadline is in the index) without reporting it.
 //!
@@ -60,6 +76,8 @@ use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
+
+mod record;
 
 use async_trait::async_trait;
 use redb::{
@@ -178,6 +196,12 @@ impl EmbeddedStore {
         blocking(move || op(&db.begin_read().map_err(backend)?)).await
     }
 
+    /// Runs `op` in one read transaction right here, on the calling (async) thread: for
+    /// point lookups only, whose work is bounded and short (see "Reads" in the crate docs).
+    fn read_inline<T>(&self, op: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        op(&self.db.begin_read().map_err(backend)?)
+    }
+
     /// Runs `op` in one write transaction on the blocking pool. The transaction commits if
     /// `op` says it changed something, and is aborted if not or if `op` fails.
     async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
@@ -255,6 +279,14 @@ fn get<T: DeserializeOwned>(
     table.get(key).map_err(backend)?.map(|bytes| decode(bytes.value())).transpose()
 }
 
+/// The session stored under `id`, decoded (binary or JSON, see [`record`]).
+fn get_session(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<Option<Session>, StoreError> {
+    table.get(id).map_err(backend)?.map(|bytes| record::decode_session(bytes.value())).transpose()
+}
+
 /// The keys of `user`'s sessions in the user index, as (`created_at` ms, session id), oldest
 /// first: one range scan, O(k) in the user's sessions.
 fn user_keys(
@@ -283,7 +315,7 @@ fn user_sessions(
 ) -> Result<Vec<Session>, StoreError> {
     let mut found = Vec::new();
     for (_, id) in user_keys(by_user, user)? {
-        found.extend(get::<Session>(sessions, &id)?);
+        found.extend(get_session(sessions, &id)?);
     }
     Ok(found)
 }
@@ -334,13 +366,13 @@ impl<'txn> SessionTables<'txn> {
     }
 
     fn live(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
-        Ok(get::<Session>(&self.sessions, id.as_ref())?.filter(|s| !s.is_expired(now)))
+        Ok(get_session(&self.sessions, id.as_ref())?.filter(|s| !s.is_expired(now)))
     }
 
     /// Stores `session` under its id (overwriting a record there) and indexes it.
     fn insert(&mut self, session: &Session) -> Result<(), StoreError> {
         let id = session.id.as_ref();
-        self.sessions.insert(id, encode(session)?.as_slice()).map_err(backend)?;
+        self.sessions.insert(id, record::encode_session(session)?.as_slice()).map_err(backend)?;
         self.by_user.insert((session.user_id.as_ref(), session.created_at.as_millis(), id), ()).map_err(backend)?;
         self.by_expiry.insert((session.expires_at.as_millis(), id), ()).map_err(backend)?;
         self.changed = true;
@@ -361,7 +393,7 @@ impl<'txn> SessionTables<'txn> {
         let Some(bytes) = self.sessions.remove(id).map_err(backend)? else {
             return Ok(None);
         };
-        let session: Session = decode(bytes.value())?;
+        let session = record::decode_session(bytes.value())?;
         drop(bytes);
         self.unindex(&session)?;
         Ok(Some(session))
@@ -399,7 +431,7 @@ impl<'txn> SessionTables<'txn> {
     fn rewrite(&mut self, stored: &Session, session: &Session) -> Result<(), StoreError> {
         debug_assert_eq!(stored.id, session.id);
         let id = session.id.as_ref();
-        self.sessions.insert(id, encode(session)?.as_slice()).map_err(backend)?;
+        self.sessions.insert(id, record::encode_session(session)?.as_slice()).map_err(backend)?;
         if (&stored.user_id, stored.created_at) != (&session.user_id, session.created_at) {
             self.by_user.remove((stored.user_id.as_ref(), stored.created_at.as_millis(), id)).map_err(backend)?;
             self.by_user.insert((session.user_id.as_ref(), session.created_at.as_millis(), id), ()).map_err(backend)?;
@@ -418,7 +450,7 @@ impl SessionStore for EmbeddedStore {
     async fn create(&self, session: &Session, limit: UserLimit, now: Timestamp) -> Result<Created, StoreError> {
         let session = session.clone();
         self.write_sessions(move |t| {
-            let previous = get::<Session>(&t.sessions, session.id.as_ref())?;
+            let previous = get_session(&t.sessions, session.id.as_ref())?;
             if previous.as_ref().is_some_and(|s| !s.is_expired(now)) {
                 return Ok(Created::IdTaken);
             }
@@ -447,12 +479,10 @@ impl SessionStore for EmbeddedStore {
     }
 
     async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
-        let id = id.clone();
-        self.read(move |txn| {
+        self.read_inline(|txn| {
             let sessions = txn.open_table(SESSIONS).map_err(backend)?;
-            Ok(get::<Session>(&sessions, id.as_ref())?.filter(|s| !s.is_expired(now)))
+            Ok(get_session(&sessions, id.as_ref())?.filter(|s| !s.is_expired(now)))
         })
-        .await
     }
 
     async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
@@ -597,7 +627,7 @@ impl SessionStore for EmbeddedStore {
                 // A record that no longer decodes is dead by its index entry all the same: drop
                 // it rather than stop every later purge on it. Its user entry cannot be found
                 // without the record; reads skip it, and `delete_user` removes it.
-                let Ok(session) = decode::<Session>(bytes.value()) else {
+                let Ok(session) = record::decode_session(bytes.value()) else {
                     continue;
                 };
                 drop(bytes);
@@ -632,8 +662,7 @@ impl ServiceStore for EmbeddedStore {
     }
 
     async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
-        let id = id.clone();
-        self.read(move |txn| get(&txn.open_table(SERVICES).map_err(backend)?, id.as_ref())).await
+        self.read_inline(|txn| get(&txn.open_table(SERVICES).map_err(backend)?, id.as_ref()))
     }
 
     async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
@@ -656,5 +685,50 @@ impl ServiceStore for EmbeddedStore {
             Ok((removed, removed))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+    use sessanger_core::Patch;
+
+    use super::*;
+
+    /// A data directory written by an earlier version holds sessions as JSON: they are read,
+    /// and the next write stores them in the binary format, indexes untouched.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sessions_stored_as_json_by_earlier_versions_are_read_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let user: UserId = "alice".parse().unwrap();
+        let now = Timestamp::from_millis(1_763_900_000_000);
+        let mut session = Session::new(
+            SessionId::generate_for(&user),
+            user.clone(),
+            now,
+            Duration::from_secs(600),
+            Duration::from_secs(3600),
+        );
+        session.attributes.insert("role".into(), json!("admin"));
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut t = SessionTables::open(&txn).unwrap();
+            t.insert(&session).unwrap();
+            // Overwrite the record as an earlier version wrote it.
+            let id = session.id.as_ref();
+            t.sessions.insert(id, serde_json::to_vec(&session).unwrap().as_slice()).unwrap();
+        }
+        txn.commit().unwrap();
+
+        assert_eq!(store.load(&session.id, now).await.unwrap(), Some(session.clone()));
+        assert_eq!(store.list_user(&user, now).await.unwrap(), vec![session.clone()]);
+        let patched = store.patch(&session.id, &Patch::default().incr("n", 1), None, false, now).await.unwrap();
+        let Patched::Applied(patched) = patched else { panic!("{patched:?}") };
+        let raw = store.db.begin_read().unwrap().open_table(SESSIONS).unwrap().get(session.id.as_ref()).unwrap();
+        assert_eq!(raw.unwrap().value().first(), Some(&record::BINARY_V1));
+        assert_eq!(store.load(&session.id, now).await.unwrap(), Some(patched));
     }
 }
