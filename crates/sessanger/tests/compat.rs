@@ -100,8 +100,35 @@ fn the_back_session_readme_curl_commands_work_as_printed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seed_sessman_javascript_client_round_trips_its_data() {
+    js_client_round_trip(&[]).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_sessman_javascript_client_round_trips_its_data_on_redis() {
+    let store = FreshStore::new(StoreKind::Redis);
+    js_client_round_trip(&store.flags()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_sessman_javascript_client_round_trips_its_data_on_postgres() {
+    let store = FreshStore::new(StoreKind::Postgres);
+    js_client_round_trip(&store.flags()).await;
+}
+
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seed_sessman_javascript_client_round_trips_its_data_on_mariadb() {
+    let store = FreshStore::new(StoreKind::MariaDb);
+    js_client_round_trip(&store.flags()).await;
+}
+
+/// The seed's JavaScript client, unchanged, under Node against sessman's API.
+async fn js_client_round_trip(store: &[&str]) {
     let (_tmp, dir) = data_dir();
-    let server = Server::start_with(&dir, &["--compat", "sessman"], &[]);
+    let args = [&["--compat", "sessman"], store].concat();
+    let server = Server::start_with(&dir, &args, &[]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js/session.mjs");
     let output = Command::new("node").arg(script).arg(format!("{}/sessman", server.url)).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -230,8 +257,35 @@ async fn one_session_through_every_api(store: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_input_gets_a_json_error_and_changes_nothing() {
+    malformed_input_changes_nothing(&[]).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_input_gets_a_json_error_and_changes_nothing_on_redis() {
+    let store = FreshStore::new(StoreKind::Redis);
+    malformed_input_changes_nothing(&store.flags()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_input_gets_a_json_error_and_changes_nothing_on_postgres() {
+    let store = FreshStore::new(StoreKind::Postgres);
+    malformed_input_changes_nothing(&store.flags()).await;
+}
+
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_input_gets_a_json_error_and_changes_nothing_on_mariadb() {
+    let store = FreshStore::new(StoreKind::MariaDb);
+    malformed_input_changes_nothing(&store.flags()).await;
+}
+
+/// Every malformed request gets a JSON error and leaves the stored session as it was.
+async fn malformed_input_changes_nothing(store: &[&str]) {
     let (_tmp, dir) = data_dir();
-    let server = Server::start_with(&dir, &["--compat", "back-session,sessman"], &[]);
+    let args = [&["--compat", "back-session,sessman"], store].concat();
+    let server = Server::start_with(&dir, &args, &[]);
     let (_, created) = call(&server, Method::POST, "/a01/session", Some(r#"{"user_id": "carol"}"#), &[]).await;
     let id = created["session_id"].as_str().unwrap().to_owned();
     let (_, before) = v1(&server, &dir, Method::GET, &format!("/v1/sessions/{id}")).await;
