@@ -80,7 +80,9 @@ pub struct LoginReply {
     pub routing_key: String,
 }
 
-type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>>;
+/// The callers waiting for a reply, by `correlation_id`; `None` once the reply consumer is
+/// gone, when no reply can come any more.
+type Pending = Arc<Mutex<Option<HashMap<String, oneshot::Sender<Vec<u8>>>>>>;
 
 /// A connection to the managers' vhost that sends requests and waits for their replies
 /// (RabbitMQ direct reply-to, matched by `correlation_id`). Requests for a user go to the
@@ -141,16 +143,20 @@ impl AmqpClient {
         // Direct reply-to demands a no-ack consumer on the very channel that publishes.
         let no_ack = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };
         let mut consumer = channel.basic_consume(REPLY_TO.into(), "".into(), no_ack, FieldTable::default()).await?;
-        let pending: Pending = Arc::default();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let waiting = Arc::clone(&pending);
         let replies = tokio::spawn(async move {
             while let Some(Ok(delivery)) = consumer.next().await {
                 let Some(id) = delivery.properties.correlation_id() else { continue };
-                let waiter = waiting.lock().expect("pending replies poisoned").remove(id.as_str());
+                let waiter =
+                    waiting.lock().expect("pending replies poisoned").as_mut().and_then(|p| p.remove(id.as_str()));
                 if let Some(waiter) = waiter {
                     let _ = waiter.send(delivery.data);
                 }
             }
+            // The channel died (the broker went away): fail the callers waiting now, and every
+            // later call at once, rather than each at its timeout.
+            waiting.lock().expect("pending replies poisoned").take();
         });
         Ok(AmqpClient { connection, channel, pending, routing, timeout: Duration::from_secs(10), replies })
     }
@@ -168,16 +174,24 @@ impl AmqpClient {
         &self.routing
     }
 
-    /// Sends `request` to the manager with routing key `key` and waits for its reply.
+    /// Sends `request` to the manager with routing key `key` and waits for its reply: at most
+    /// the timeout ([`ClientError::Timeout`]); if the broker connection drops meanwhile, the
+    /// call fails at once with [`ClientError::Disconnected`] (or [`ClientError::Connection`]).
+    /// A client whose connection dropped stays disconnected: connect a new one.
     pub async fn call(&self, key: &RoutingKey, request: &Request) -> Result<Map<String, Value>, ClientError> {
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).expect("the operating system's random source must be readable");
         let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().expect("pending replies poisoned").insert(id.clone(), tx);
+        match self.pending.lock().expect("pending replies poisoned").as_mut() {
+            Some(pending) => pending.insert(id.clone(), tx),
+            None => return Err(ClientError::Disconnected),
+        };
+        // The message id lets a manager recognise this request if RabbitMQ delivers it twice.
         let properties = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_reply_to(REPLY_TO.into())
+            .with_message_id(id.as_str().into())
             .with_correlation_id(id.as_str().into())
             .with_expiration(self.timeout.as_millis().to_string().into());
         let sent = async {
@@ -190,14 +204,17 @@ impl AmqpClient {
                     properties,
                 )
                 .await?;
-            tokio::time::timeout(self.timeout, rx).await.map_err(|_| ClientError::Timeout(key.clone(), self.timeout))
-        }
-        .await;
+            rx.await.map_err(|_| ClientError::Disconnected)
+        };
+        let sent = tokio::time::timeout(self.timeout, sent)
+            .await
+            .unwrap_or_else(|_| Err(ClientError::Timeout(key.clone(), self.timeout)));
         let reply = match sent {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => return Err(ClientError::Disconnected),
+            Ok(reply) => reply,
             Err(error) => {
-                self.pending.lock().expect("pending replies poisoned").remove(&id);
+                if let Some(pending) = self.pending.lock().expect("pending replies poisoned").as_mut() {
+                    pending.remove(&id);
+                }
                 return Err(error);
             }
         };

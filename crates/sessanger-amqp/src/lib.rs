@@ -5,6 +5,8 @@
 //! Requests are JSON RPC over AMQP in the manager's vhost: a client publishes to
 //! [`EXCHANGE`] with the routing key of the manager that serves the user, asks for the answer
 //! on RabbitMQ's direct reply-to, and matches it by `correlation_id`.
+//! Each request carries a unique `message_id`: a manager answers a request it is given again
+//! (RabbitMQ redelivers after a reconnect) from its recent replies instead of running it twice.
 //!
 //! # Layout
 //! - [`routing`]: [`RoutingKey`] and [`Routing`], the one resolver clients and managers share.
@@ -15,10 +17,12 @@
 //!   login and removed with the last session; `broker setup` of the manager's own account.
 //! - [`manager`]: [`serve`] (connect, declare, consume, reconnect) over [`run`] (one channel),
 //!   and the [`Manager`] every request is applied to.
+//! - `dedup`: the recent replies a manager answers a request delivered twice with.
 //! - [`client`]: [`AmqpClient`], the Rust API for programs and the CLI.
 
 pub mod broker;
 pub mod client;
+mod dedup;
 pub mod manager;
 pub mod message;
 pub mod pam;

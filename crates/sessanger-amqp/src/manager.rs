@@ -6,7 +6,7 @@ use std::{
     future::Future,
     pin::pin,
     sync::{Arc, Mutex, Weak},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures::StreamExt;
@@ -29,6 +29,7 @@ use tokio::{
 use crate::{
     EXCHANGE, Routing, RoutingKey,
     broker::Provisioner,
+    dedup::ReplyCache,
     message::{ErrorCode, Failure, Reply, Request},
     pam::Authenticator,
     queue_name,
@@ -48,6 +49,8 @@ pub struct Manager {
     /// Weak, so a user's entry dies with its last guard; a std mutex because it is only held
     /// to find or insert the entry, never across an `.await`.
     locks: Mutex<HashMap<UserId, Weak<tokio::sync::Mutex<()>>>>,
+    /// Replies of recent requests, for requests delivered again (see `dedup`).
+    replies: Mutex<ReplyCache>,
     ready: watch::Sender<bool>,
 }
 
@@ -90,6 +93,7 @@ impl Manager {
             provisioner,
             user_password: None,
             locks: Mutex::default(),
+            replies: Mutex::new(ReplyCache::new(REPLY_CACHE_ENTRIES)),
             ready: watch::Sender::new(false),
         }
     }
@@ -248,6 +252,13 @@ impl ManagerOptions {
     }
 }
 
+/// How many recent replies a manager keeps to answer requests delivered again.
+const REPLY_CACHE_ENTRIES: usize = 1024;
+
+/// How long a reply is kept when its request has no expiration. Clients set one (their
+/// timeout), after which RabbitMQ no longer delivers the request.
+const REPLY_CACHE_AGE: Duration = Duration::from_secs(60);
+
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How long shutdown waits for requests already being handled.
@@ -357,10 +368,32 @@ pub async fn run(
 
 /// Applies one request and publishes the reply to its `reply_to` with its `correlation_id`;
 /// acknowledges only then, so a request whose reply could not be sent is delivered again.
+/// A request whose `message_id` was seen lately gets the first run's reply: RabbitMQ delivers
+/// a request again after a reconnect even when it already ran.
 async fn handle(channel: Channel, manager: Arc<Manager>, delivery: Delivery) {
-    let reply = match Request::decode(&delivery.data) {
-        Ok(request) => request.apply(&manager).await,
-        Err(failure) => Reply::Err(failure),
+    let execute = || async {
+        match Request::decode(&delivery.data) {
+            Ok(request) => request.apply(&manager).await,
+            Err(failure) => Reply::Err(failure),
+        }
+    };
+    let reply = match delivery.properties.message_id() {
+        Some(id) => {
+            let ttl = delivery
+                .properties
+                .expiration()
+                .as_ref()
+                .and_then(|ms| ms.as_str().parse().ok())
+                .map_or(REPLY_CACHE_AGE, Duration::from_millis);
+            let slot = manager.replies.lock().expect("reply cache poisoned").slot(
+                id.as_str(),
+                &delivery.data,
+                ttl,
+                Instant::now(),
+            );
+            slot.get_or_init(execute).await.clone()
+        }
+        None => execute().await,
     };
     if let Some(reply_to) = delivery.properties.reply_to() {
         let mut properties = BasicProperties::default().with_content_type("application/json".into());

@@ -7,12 +7,21 @@
 //! share queues. The Linux users, and so their broker accounts, are the machine's: the tests
 //! take turns on them through one lock.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use lapin::{Connection, ConnectionProperties};
+use futures::StreamExt;
+use lapin::{
+    BasicProperties, Connection, ConnectionProperties,
+    options::{BasicConsumeOptions, BasicPublishOptions},
+    types::FieldTable,
+};
 use sessanger_amqp::{
-    AmqpClient, ClientError, ErrorCode, Manager, ManagerOptions, RoutingKey,
+    AmqpClient, ClientError, EXCHANGE, ErrorCode, Manager, ManagerOptions, REPLY_TO, RoutingKey,
     broker::{BrokerAdmin, Provisioner},
+    message::Reply,
     serve,
 };
 use sessanger_core::{
@@ -48,15 +57,16 @@ struct World {
 }
 
 impl World {
-    /// `routing_keys` and `user` as YAML flow text, as the seed writes them.
-    async fn new(routing_keys: &str, user_password: Option<&str>) -> World {
+    /// `routing_keys` and further `settings` of the broker section (`user: {password: 123}`,
+    /// `keep_user: true`) as YAML flow text, as the seed writes them.
+    async fn new(routing_keys: &str, settings: &str) -> World {
         let turn = USERS.lock().await;
         let mut id = [0u8; 6];
         getrandom::fill(&mut id).unwrap();
         let login = format!("sessanger-t{}", id.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        let user_section = user_password.map(|p| format!("user: {{password: {p}}}, ")).unwrap_or_default();
+        let settings = if settings.is_empty() { String::new() } else { format!("{settings}, ") };
         let text = format!(
-            "broker: {{url: '{}', sessanger: {{login: {login}, password: {login}}}, {user_section}\
+            "broker: {{url: '{}', sessanger: {{login: {login}, password: {login}}}, {settings}\
              routing_keys: {routing_keys}, pam_service: sessanger-test}}",
             amqp_host()
         );
@@ -98,6 +108,23 @@ impl World {
             .with_timeout(Duration::from_secs(10))
     }
 
+    /// `rabbitmqctl stop_app`; returns once every manager noticed the broker going away.
+    async fn stop_rabbitmq(&self) -> Stopped<'_> {
+        let stopped = Stopped { world: self, started: false };
+        rabbitmqctl("stop_app").await;
+        for (manager, ..) in &self.managers {
+            let noticed = async {
+                while manager.is_ready() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(10), noticed)
+                .await
+                .expect("manager noticed the broker going away");
+        }
+        stopped
+    }
+
     /// Stops the managers and deletes the run's manager account and vhost.
     async fn finish(mut self) {
         for (_, stop, task) in self.managers.drain(..) {
@@ -113,6 +140,48 @@ impl World {
     }
 }
 
+/// Runs `rabbitmqctl <command>` against this machine's node.
+async fn rabbitmqctl(command: &str) {
+    let output = tokio::process::Command::new("rabbitmqctl").arg(command).output().await.expect("running rabbitmqctl");
+    assert!(output.status.success(), "rabbitmqctl {command}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// RabbitMQ stopped by [`World::stop_rabbitmq`]. Dropped without [`Stopped::start`] (a failed
+/// test), it starts the node anyway, so the tests after it find a broker.
+struct Stopped<'a> {
+    world: &'a World,
+    started: bool,
+}
+
+impl Stopped<'_> {
+    /// `rabbitmqctl start_app`; returns once every manager consumes again and the management
+    /// API answers.
+    async fn start(mut self) {
+        rabbitmqctl("start_app").await;
+        self.started = true;
+        for (manager, ..) in &self.world.managers {
+            tokio::time::timeout(Duration::from_secs(30), manager.ready()).await.expect("manager reconnected");
+        }
+        // The management API comes back a moment after AMQP.
+        let admin = &self.world.admin;
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while admin.user_exists("guest").await.is_err() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+        .expect("management API back");
+    }
+}
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        if !self.started {
+            let _ = std::process::Command::new("rabbitmqctl").arg("start_app").status();
+        }
+    }
+}
+
 /// Opens an AMQP connection as `login` to `vhost`.
 async fn connect_as(config: &BrokerConfig, login: &str, password: &str, vhost: &str) -> lapin::Result<Connection> {
     let uri = sessanger_amqp::amqp_uri(config, login, password, vhost).unwrap();
@@ -125,7 +194,7 @@ fn remote_code(error: &ClientError) -> Option<ErrorCode> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_managers_of_seed_example_2_each_serve_their_own_users() {
-    let mut world = World::new("{sessanger1: [sysadm, ok1], sessanger2: [om1]}", None).await;
+    let mut world = World::new("{sessanger1: [sysadm, ok1], sessanger2: [om1]}", "").await;
     world.start("sessanger1").await;
     world.start("sessanger2").await;
     let client = world.client().await;
@@ -148,7 +217,7 @@ async fn two_managers_of_seed_example_2_each_serve_their_own_users() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_for_another_managers_user_gets_wrong_manager_naming_the_right_key() {
-    let mut world = World::new("{sessanger1: [sysadm, ok1], sessanger2: [om1]}", None).await;
+    let mut world = World::new("{sessanger1: [sysadm, ok1], sessanger2: [om1]}", "").await;
     world.start("sessanger1").await;
     world.start("sessanger2").await;
     let client = world.client().await;
@@ -166,7 +235,7 @@ async fn request_for_another_managers_user_gets_wrong_manager_naming_the_right_k
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logged_in_user_opens_its_own_vhost_only() {
-    let mut world = World::new("{sessanger1: [sysadm, ok1], sessanger2: [om1]}", None).await;
+    let mut world = World::new("{sessanger1: [sysadm, ok1], sessanger2: [om1]}", "").await;
     world.start("sessanger1").await;
     world.start("sessanger2").await;
     let client = world.client().await;
@@ -191,7 +260,7 @@ async fn logged_in_user_opens_its_own_vhost_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_auth_failed_and_creates_no_broker_user() {
-    let mut world = World::new("{sessanger1: ['*']}", None).await;
+    let mut world = World::new("{sessanger1: ['*']}", "").await;
     world.start("sessanger1").await;
     let client = world.client().await;
 
@@ -208,7 +277,7 @@ async fn wrong_password_is_auth_failed_and_creates_no_broker_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_example_1_gives_every_broker_user_the_configured_password() {
-    let mut world = World::new("{sessanger1: ['*']}", Some("123")).await;
+    let mut world = World::new("{sessanger1: ['*']}", "user: {password: 123}").await;
     world.start("sessanger1").await;
     let client = world.client().await;
 
@@ -222,7 +291,7 @@ async fn seed_example_1_gives_every_broker_user_the_configured_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_of_the_last_session_closes_the_connection_and_kills_the_credentials() {
-    let mut world = World::new("{sessanger1: ['*']}", None).await;
+    let mut world = World::new("{sessanger1: ['*']}", "").await;
     world.start("sessanger1").await;
     let client = world.client().await;
 
@@ -240,44 +309,35 @@ async fn logout_of_the_last_session_closes_the_connection_and_kills_the_credenti
     };
     tokio::time::timeout(Duration::from_secs(5), closed).await.expect("the user's connection is closed");
     assert!(connect_as(&world.config, "sysadm", "sysadm", "sysadm").await.is_err(), "the credentials are dead");
+    assert!(world.admin.vhost_exists("sysadm").await.unwrap(), "the vhost is kept (remove_vhost is false)");
     let error = client.get(&second.session.session_id).await.unwrap_err();
     assert_eq!(remote_code(&error), Some(ErrorCode::SessionNotFound));
     world.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn managers_serve_again_after_rabbitmq_restarts() {
-    let mut world = World::new("{sessanger1: [sysadm, ok1], sessanger2: [om1]}", None).await;
-    let first = world.start("sessanger1").await;
-    let second = world.start("sessanger2").await;
+async fn keep_user_leaves_the_broker_account_and_vhost_usable_after_the_last_logout() {
+    let mut world = World::new("{sessanger1: ['*']}", "keep_user: true").await;
+    world.start("sessanger1").await;
+    let client = world.client().await;
 
-    let rabbitmqctl = |command: &'static str| async move {
-        let status =
-            tokio::process::Command::new("rabbitmqctl").arg(command).output().await.expect("running rabbitmqctl");
-        assert!(status.status.success(), "rabbitmqctl {command}: {}", String::from_utf8_lossy(&status.stderr));
-    };
-    rabbitmqctl("stop_app").await;
-    for manager in [&first, &second] {
-        let noticed = async {
-            while manager.is_ready() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), noticed).await.expect("manager noticed the broker going away");
-    }
-    rabbitmqctl("start_app").await;
-    for manager in [&first, &second] {
-        tokio::time::timeout(Duration::from_secs(30), manager.ready()).await.expect("manager reconnected");
-    }
-    // The management API comes back a moment after AMQP.
-    let admin = world.admin.clone();
-    tokio::time::timeout(Duration::from_secs(30), async {
-        while admin.user_exists("guest").await.is_err() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    })
-    .await
-    .expect("management API back");
+    let login = client.login(&user("ok1"), "ok1", None).await.unwrap();
+    client.logout(&login.session.session_id).await.unwrap();
+    assert!(client.list(&user("ok1")).await.unwrap().is_empty(), "the session is gone");
+    assert!(world.admin.user_exists("ok1").await.unwrap(), "the broker account outlives the last session");
+    assert!(world.admin.vhost_exists("ok1").await.unwrap(), "the vhost is kept (remove_vhost is false)");
+    let connection = connect_as(&world.config, "ok1", "ok1", "ok1").await.expect("the credentials still work");
+    connection.close(200, "done".into()).await.unwrap();
+    world.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managers_serve_again_after_rabbitmq_restarts() {
+    let mut world = World::new("{sessanger1: [sysadm, ok1], sessanger2: [om1]}", "").await;
+    world.start("sessanger1").await;
+    world.start("sessanger2").await;
+
+    world.stop_rabbitmq().await.start().await;
 
     let client = world.client().await;
     assert_eq!(client.login(&user("sysadm"), "sysadm", None).await.unwrap().routing_key, "sessanger1");
@@ -286,8 +346,44 @@ async fn managers_serve_again_after_rabbitmq_restarts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_in_flight_while_rabbitmq_restarts_fails_fast_with_a_connection_error() {
+    const TIMEOUT: Duration = Duration::from_secs(30);
+    let mut world = World::new("{sessanger1: ['*']}", "").await;
+    let manager = world.start("sessanger1").await;
+    let client = world.client().await.with_timeout(TIMEOUT);
+
+    // With the user's lock held the manager gets the login but cannot answer it.
+    let held = manager.lock_user(&user("sysadm")).await;
+    let login = tokio::spawn(async move {
+        let started = Instant::now();
+        let result = client.login(&user("sysadm"), "sysadm", None).await;
+        (result, started.elapsed(), client)
+    });
+    let stopped = world.stop_rabbitmq().await;
+    let (result, elapsed, client) =
+        tokio::time::timeout(TIMEOUT + Duration::from_secs(5), login).await.expect("the call never returned").unwrap();
+    let error = result.expect_err("no manager could answer");
+    assert!(
+        matches!(error, ClientError::Disconnected | ClientError::Connection(_)),
+        "expected a connection error, got {error:?}"
+    );
+    assert!(elapsed < TIMEOUT, "the call failed when the connection dropped, not at its timeout ({elapsed:?})");
+    // The client stays disconnected: later calls fail at once.
+    let started = Instant::now();
+    let error = client.list(&user("sysadm")).await.unwrap_err();
+    assert!(matches!(error, ClientError::Disconnected), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    drop(held);
+    stopped.start().await;
+    let client = world.client().await;
+    assert_eq!(client.login(&user("sysadm"), "sysadm", None).await.unwrap().routing_key, "sessanger1");
+    world.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_of_the_last_session_removes_the_broker_account() {
-    let mut world = World::new("{sessanger1: ['*']}", None).await;
+    let mut world = World::new("{sessanger1: ['*']}", "").await;
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
     let sessions = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default())
         .with_clock(Arc::clone(&clock) as Arc<dyn Clock>);
@@ -309,12 +405,52 @@ async fn expiry_of_the_last_session_removes_the_broker_account() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_provisioning_leaves_neither_user_nor_vhost_behind() {
-    let world = World::new("{sessanger1: ['*']}", None).await;
+    let world = World::new("{sessanger1: ['*']}", "").await;
     world.admin.delete_vhost("ok1").await.unwrap();
     // Granting the (missing) manager account access is the last step, and fails.
     let provisioner = Provisioner::new(world.admin.clone(), format!("{}-missing", world.config.sessanger.login));
     provisioner.provision(&user("ok1"), "ok1").await.unwrap_err();
     assert!(!world.admin.user_exists("ok1").await.unwrap(), "the new user was rolled back");
     assert!(!world.admin.vhost_exists("ok1").await.unwrap(), "the new vhost was rolled back");
+    world.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_delivered_twice_runs_once_and_both_get_its_reply() {
+    let mut world = World::new("{sessanger1: ['*']}", "").await;
+    let manager = world.start("sessanger1").await;
+    let account = &world.config.sessanger;
+    let connection = connect_as(&world.config, &account.login, &account.password, &account.login).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let no_ack = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };
+    let mut replies = channel.basic_consume(REPLY_TO.into(), "".into(), no_ack, FieldTable::default()).await.unwrap();
+
+    // What RabbitMQ does when it redelivers a request, or a client retries one: the same
+    // message id again, here while the first run is still going.
+    let request = br#"{"v": 1, "op": "login", "user": "om1", "password": "om1"}"#;
+    for correlation in ["first", "again"] {
+        let properties = BasicProperties::default()
+            .with_reply_to(REPLY_TO.into())
+            .with_message_id("the-same-request".into())
+            .with_correlation_id(correlation.into());
+        channel
+            .basic_publish(EXCHANGE.into(), "sessanger1".into(), BasicPublishOptions::default(), request, properties)
+            .await
+            .unwrap();
+    }
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        let delivery = tokio::time::timeout(Duration::from_secs(10), replies.next())
+            .await
+            .expect("a reply")
+            .expect("the reply consumer is open")
+            .unwrap();
+        let Reply::Ok(fields) = Reply::decode(&delivery.data).unwrap() else { panic!("the login failed") };
+        sessions.push(fields["session"]["session_id"].clone());
+    }
+    assert_eq!(sessions[0], sessions[1], "both deliveries got the first run's reply");
+    let live = manager.sessions().list_user_sessions(&user("om1")).await.unwrap();
+    assert_eq!(live.len(), 1, "the login ran once");
+    connection.close(200, "done".into()).await.unwrap();
     world.finish().await;
 }
