@@ -29,6 +29,7 @@
 
 use std::{
     future::{Future, IntoFuture},
+    sync::Arc,
     time::Duration,
 };
 
@@ -110,14 +111,16 @@ impl Default for ServerOptions {
 pub struct AppState {
     manager: SessionManager,
     metrics: metrics::Metrics,
-    options: ServerOptions,
+    // Shared, not copied: axum clones the state for every request, and the compat settings
+    // hold strings.
+    options: Arc<ServerOptions>,
 }
 
 impl AppState {
     /// A state serving `manager`'s sessions. Requests act as the service their token names,
     /// whatever service `manager` itself acts for.
     pub fn new(manager: SessionManager, options: ServerOptions) -> Self {
-        AppState { manager, metrics: metrics::Metrics::new(), options }
+        AppState { manager, metrics: metrics::Metrics::new(), options: Arc::new(options) }
     }
 }
 

@@ -20,6 +20,9 @@ mod settings;
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crate::cli::{Cli, Command, ConfigCommand};
 
 fn main() -> anyhow::Result<()> {

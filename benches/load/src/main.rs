@@ -1,0 +1,575 @@
+//! `cargo run --release -p sessanger-load [-- --quick]`: builds sessanger, the peer app and the
+//! axum hello-world, runs them one after another against the local Redis, prints one table
+//! and writes it, with a chart, to BENCHMARKS.md (`--quick`: to target/load-quick/).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::Context;
+use clap::Parser;
+use futures::StreamExt;
+use hyper::{Method, header};
+use indicatif::{ProgressBar, ProgressStyle};
+use sessanger_core::{NewSession, SessionManager};
+use sessanger_load::{
+    attributes,
+    load::{self, Plan, Target},
+    payload_bytes,
+    process::{Server, cpu_per_request},
+    redis_server::{BENCHMARK_DB, PEER_DB, RedisServer, SESSANGER_DB, benchmark_get},
+    report::{Figure, Report, Run, splice},
+};
+use tokio::process::Command;
+
+#[derive(Debug, Parser)]
+#[command(about = "Measures sessanger against tower-sessions + Redis, redis-benchmark and axum in one run")]
+struct Args {
+    /// A short run (under a minute once built): 2 s phases, 10³ vs 10⁴ stored sessions, the
+    /// report under target/load-quick/. It fails on any error or lost increment, as CI wants.
+    #[arg(long)]
+    quick: bool,
+    /// Concurrent connections of the read and write phases (and of redis-benchmark).
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Seconds each phase measures (default 10, --quick 2).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Sessions stored for the large half of the list-scaling figure (default 10⁶, --quick 10⁴).
+    #[arg(long)]
+    stored: Option<u64>,
+    /// The Redis server (databases 13, 14 and 15 are emptied and used).
+    #[arg(long, default_value = "127.0.0.1:6379")]
+    redis: String,
+    /// Use the binaries already in target/release instead of building them.
+    #[arg(long)]
+    no_build: bool,
+}
+
+const SMALL_STORE: u64 = 1_000;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize()?;
+    std::env::set_current_dir(&root)?;
+    if !args.no_build {
+        build().await?;
+    }
+    let seconds = args.seconds.unwrap_or(if args.quick { 2.0 } else { 10.0 });
+    let plan = Plan {
+        connections: args.connections,
+        warmup: Duration::from_secs_f64((seconds / 5.0).min(1.0)),
+        measure: Duration::from_secs_f64(seconds),
+    };
+    let stored = args.stored.unwrap_or(if args.quick { 10_000 } else { 1_000_000 });
+    anyhow::ensure!(stored > SMALL_STORE, "--stored must be above {SMALL_STORE}");
+    let out_dir = if args.quick { root.join("target/load-quick") } else { root.clone() };
+    std::fs::create_dir_all(&out_dir)?;
+
+    let redis = RedisServer::connect(&args.redis).await?;
+    for db in [SESSANGER_DB, PEER_DB, BENCHMARK_DB] {
+        redis.flush(db).await?;
+    }
+    let bench =
+        Bench { redis, bin: root.join("target/release"), work: tempfile::tempdir()?, plan, progress: progress(11) };
+    let result = bench.run(stored, args.quick).await;
+    for db in [SESSANGER_DB, PEER_DB, BENCHMARK_DB] {
+        bench.redis.flush(db).await?;
+    }
+    bench.progress.finish_and_clear();
+    let mut report = result?;
+    report.header = header(&args, seconds, stored).await;
+
+    println!("{}\n{}", report.figures_table(), report.runs_table());
+    for note in &report.notes {
+        println!("- {note}");
+    }
+    let chart = if args.quick { out_dir.join("load.svg") } else { root.join("benches/load/load.svg") };
+    report.chart(&chart)?;
+    let markdown = out_dir.join("BENCHMARKS.md");
+    let chart_link = if args.quick { "load.svg" } else { "benches/load/load.svg" };
+    let existing = std::fs::read_to_string(&markdown).unwrap_or_else(|_| "# Benchmarks\n".into());
+    std::fs::write(&markdown, splice(&existing, &report.markdown(chart_link)))?;
+    println!("written to {} and {}", markdown.display(), chart.display());
+
+    if args.quick {
+        let failed: Vec<_> = report.runs.iter().filter(|r| r.failures > 0).map(|r| (r.system, r.operation)).collect();
+        anyhow::ensure!(failed.is_empty(), "requests failed in {failed:?}");
+        let broken: Vec<_> =
+            report.figures.iter().filter(|f| f.met == Some(false) && f.name.starts_with("correct:")).collect();
+        anyhow::ensure!(broken.is_empty(), "correctness figures failed: {broken:?}");
+    }
+    Ok(())
+}
+
+async fn build() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for args in [
+        &["build", "--release", "-q", "-p", "sessanger", "--no-default-features", "--features", "redis"][..],
+        &["build", "--release", "-q", "-p", "sessanger-load", "--bin", "peer", "--bin", "hello"][..],
+    ] {
+        eprintln!("building: cargo {}", args.join(" "));
+        let status = Command::new(&cargo).args(args).status().await?;
+        anyhow::ensure!(status.success(), "cargo {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn progress(steps: u64) -> ProgressBar {
+    let bar = ProgressBar::new(steps);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:24} {pos}/{len} {msg}").expect("a template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+struct Bench {
+    redis: RedisServer,
+    bin: PathBuf,
+    work: tempfile::TempDir,
+    plan: Plan,
+    progress: ProgressBar,
+}
+
+/// A sessanger server and what a client needs to talk to it.
+struct Sessanger {
+    server: Server,
+    token: String,
+}
+
+impl Sessanger {
+    fn target(&self, method: Method, path: impl Into<String>) -> Target {
+        Target::get(self.server.addr, path)
+            .method(method)
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+    }
+
+    async fn create(&self, user: &str) -> anyhow::Result<String> {
+        let target = self
+            .target(Method::POST, "/v1/sessions")
+            .json(serde_json::json!({"user_id": user, "attributes": attributes()}));
+        let (_, body) = load::once(&target).await?;
+        let reply: serde_json::Value = serde_json::from_slice(&body)?;
+        Ok(reply["session_id"].as_str().context("a session_id in the reply")?.to_owned())
+    }
+}
+
+impl Bench {
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    async fn sessanger(&self, name: &'static str, port: u16, store: &str) -> anyhow::Result<Sessanger> {
+        let dir = self.work.path().join(name);
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("config.yaml");
+        std::fs::write(&config, format!("store:\n  url: \"{store}\"\n  key_prefix: bench\n"))?;
+        let addr = Self::addr(port);
+        let mut command = Command::new(self.bin.join("sessanger"));
+        command.arg("serve").arg("--config").arg(&config).arg("--data-dir").arg(&dir);
+        command.arg("--listen").arg(addr.to_string()).env("RUST_LOG", "warn");
+        let server = Server::start(name, command, addr, &dir.join("log")).await?;
+        let token = std::fs::read_to_string(dir.join("admin.token"))?.trim().to_owned();
+        Ok(Sessanger { server, token })
+    }
+
+    /// Loads `target` served by `server` and reads both processes' CPU time around it.
+    async fn measure(
+        &self,
+        server: &Server,
+        redis_too: bool,
+        operation: &'static str,
+        target: &Target,
+        plan: Plan,
+    ) -> anyhow::Result<(Run, load::Outcome)> {
+        self.progress.set_message(format!("{}: {operation}", server.name));
+        let (cpu, redis_cpu) = (server.cpu()?, self.redis.cpu().await?);
+        let outcome = load::run(target, plan).await?;
+        let (cpu_after, redis_after) = (server.cpu()?, self.redis.cpu().await?);
+        self.progress.inc(1);
+        let run = Run {
+            system: server.name,
+            operation,
+            rate: outcome.rate(),
+            p50_ms: outcome.percentile_ms(0.5),
+            p99_ms: outcome.percentile_ms(0.99),
+            cpu_us: Some(cpu_per_request(cpu, cpu_after, outcome.total)),
+            redis_cpu_us: redis_too.then(|| cpu_per_request(redis_cpu, redis_after, outcome.total)),
+            failures: outcome.failures,
+        };
+        Ok((run, outcome))
+    }
+
+    async fn run(&self, stored: u64, quick: bool) -> anyhow::Result<Report> {
+        let mut report = Report::default();
+        let plan = self.plan;
+        let incr_plan = Plan { connections: 64, ..plan };
+
+        // The axum ceiling.
+        let hello = Server::start(
+            "axum hello-world",
+            {
+                let mut c = Command::new(self.bin.join("hello"));
+                c.arg(Self::addr(18093).to_string());
+                c
+            },
+            Self::addr(18093),
+            &self.work.path().join("hello.log"),
+        )
+        .await?;
+        let (hello_run, _) = self.measure(&hello, false, "GET /", &Target::get(hello.addr, "/"), plan).await?;
+        hello.stop().await?;
+
+        // sessanger on Redis.
+        let s = self.sessanger("sessanger (Redis)", 18091, &self.redis.url(SESSANGER_DB)).await?;
+        let sid = s.create("bench-user").await?;
+        let (get, _) = self
+            .measure(&s.server, true, "GET session", &s.target(Method::GET, format!("/v1/sessions/{sid}")), plan)
+            .await?;
+        let (_, body) = load::once(&s.target(Method::GET, format!("/v1/sessions/{sid}"))).await?;
+        let set = serde_json::json!({"set": {"theme": "light"}});
+        let path = format!("/v1/sessions/{sid}/attributes");
+        let (patch, _) = self
+            .measure(&s.server, true, "PATCH set 1 attribute", &s.target(Method::PATCH, &path).json(set), plan)
+            .await?;
+        let incr = s.target(Method::PATCH, &path).json(serde_json::json!({"incr": {"counter": 1}}));
+        let (incr_run, incr_outcome) =
+            self.measure(&s.server, true, "PATCH incr (64 clients)", &incr, incr_plan).await?;
+        let (_, after) = load::once(&s.target(Method::GET, format!("/v1/sessions/{sid}"))).await?;
+        let counter =
+            serde_json::from_slice::<serde_json::Value>(&after)?["attributes"]["counter"].as_u64().unwrap_or(0);
+        let sessanger_lost = (incr_outcome.total - incr_outcome.failures).saturating_sub(counter);
+
+        self.progress.set_message("sessanger (Redis): round trips");
+        let trips = self.round_trips(&s, &sid).await?;
+        self.progress.inc(1);
+        let scaling = self.list_scaling(&s, stored).await?;
+        s.server.stop().await?;
+
+        // The peer: tower-sessions + tower-sessions-redis-store.
+        let peer = Server::start(
+            "tower-sessions (Redis)",
+            {
+                let mut c = Command::new(self.bin.join("peer"));
+                c.arg(Self::addr(18092).to_string()).arg(self.redis.url(PEER_DB));
+                c
+            },
+            Self::addr(18092),
+            &self.work.path().join("peer.log"),
+        )
+        .await?;
+        let (headers, _) = load::once(&Target::get(peer.addr, "/login")).await?;
+        let cookie = headers
+            .get(header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .context("the peer set its session cookie")?
+            .to_owned();
+        let peer_target =
+            |method, path: &str| Target::get(peer.addr, path).method(method).header(header::COOKIE, cookie.clone());
+        let (peer_get, _) = self.measure(&peer, true, "GET session", &peer_target(Method::GET, "/read"), plan).await?;
+        let (peer_write, _) =
+            self.measure(&peer, true, "update-and-save 1 value", &peer_target(Method::POST, "/write"), plan).await?;
+        let (peer_incr_run, peer_incr) = self
+            .measure(&peer, true, "read-add-insert (64 clients)", &peer_target(Method::POST, "/incr"), incr_plan)
+            .await?;
+        let (_, peer_counter) = load::once(&peer_target(Method::GET, "/counter")).await?;
+        let peer_counter: u64 = String::from_utf8_lossy(&peer_counter).trim().parse()?;
+        let peer_answered = peer_incr.total - peer_incr.failures;
+        peer.stop().await?;
+
+        // The embedded store against the memory store.
+        let mut local = Vec::new();
+        for (name, port, store) in [
+            (
+                "sessanger (embedded)",
+                18094,
+                format!("embedded://{}", self.work.path().join("embedded-store").display()),
+            ),
+            ("sessanger (memory)", 18095, "memory://".to_owned()),
+        ] {
+            let s = self.sessanger(name, port, &store).await?;
+            let sid = s.create("bench-user").await?;
+            let (run, _) = self
+                .measure(&s.server, false, "GET session", &s.target(Method::GET, format!("/v1/sessions/{sid}")), plan)
+                .await?;
+            local.push(run);
+            s.server.stop().await?;
+        }
+
+        // The ceiling of a read: Redis alone.
+        self.progress.set_message("redis-benchmark GET");
+        let requests = (plan.measure.as_secs_f64() * 60_000.0) as u64;
+        let ceiling = benchmark_get(&self.redis, plan.connections, requests, &body).await?;
+        self.progress.inc(1);
+
+        report.runs = vec![get.clone(), patch.clone(), incr_run, peer_get.clone(), peer_write.clone(), peer_incr_run];
+        report.runs.extend(local.iter().cloned());
+        report.runs.push(hello_run.clone());
+        report.runs.push(Run {
+            system: "redis-benchmark",
+            operation: "GET (same value size)",
+            rate: ceiling.rate,
+            p50_ms: ceiling.p50_ms,
+            p99_ms: ceiling.p99_ms,
+            cpu_us: None,
+            redis_cpu_us: None,
+            failures: 0,
+        });
+
+        let ratio = |a: f64, b: f64| a / b;
+        let mut figures = vec![
+            figure(
+                "GET req/s, sessanger (Redis) vs peer",
+                ratio(get.rate, peer_get.rate),
+                "≥ 1.5×",
+                |r| r >= 1.5,
+                format!("{:.0} vs {:.0}", get.rate, peer_get.rate),
+            ),
+            figure(
+                "GET p99, sessanger (Redis) vs peer",
+                ratio(get.p99_ms, peer_get.p99_ms),
+                "≤ 1.2×",
+                |r| r <= 1.2,
+                format!("{:.2} ms vs {:.2} ms", get.p99_ms, peer_get.p99_ms),
+            ),
+            figure(
+                "attribute PATCH req/s vs peer's update-and-save",
+                ratio(patch.rate, peer_write.rate),
+                "≥ 2×",
+                |r| r >= 2.0,
+                format!("{:.0} vs {:.0}", patch.rate, peer_write.rate),
+            ),
+            figure(
+                "server CPU µs per read vs peer",
+                ratio(get.cpu_us.unwrap_or(f64::NAN), peer_get.cpu_us.unwrap_or(f64::NAN)),
+                "≤ 0.55×",
+                |r| r <= 0.55,
+                format!("{:.1} µs vs {:.1} µs", get.cpu_us.unwrap_or(f64::NAN), peer_get.cpu_us.unwrap_or(f64::NAN)),
+            ),
+            Figure {
+                name: "correct: increments lost, 64 clients on one counter".into(),
+                measured: format!(
+                    "sessanger {sessanger_lost} of {} ({counter} counted); peer {} of {peer_answered} ({:.0} %)",
+                    incr_outcome.total - incr_outcome.failures,
+                    peer_answered.saturating_sub(peer_counter),
+                    100.0 * peer_answered.saturating_sub(peer_counter) as f64 / peer_answered.max(1) as f64
+                ),
+                target: "0".into(),
+                met: Some(sessanger_lost == 0 && counter > 0),
+            },
+            figure(
+                "GET req/s vs redis-benchmark GET (the ceiling)",
+                ratio(get.rate, ceiling.rate),
+                "≥ 0.5×",
+                |r| r >= 0.5,
+                format!("{:.0} vs {:.0}", get.rate, ceiling.rate),
+            ),
+        ];
+        figures.push(Figure {
+            name: "correct: Redis round trips per operation".into(),
+            measured: trips.iter().map(|(op, n, cmds)| format!("{op} {n} ({cmds})")).collect::<Vec<_>>().join("; "),
+            target: "1 each".into(),
+            met: Some(trips.iter().all(|(_, n, _)| *n == 1)),
+        });
+        figures.push(figure(
+            &format!("list a user's 10 sessions, {} vs {SMALL_STORE} stored (time ratio)", stored),
+            ratio(scaling.small_rate, scaling.large_rate),
+            "≤ 1.2",
+            |r| r <= 1.2,
+            format!("{:.0} vs {:.0} lists/s", scaling.large_rate, scaling.small_rate),
+        ));
+        let payload = payload_bytes() as f64;
+        let budget = 1.5 * payload + 200.0;
+        figures.push(Figure {
+            name: format!("Redis memory per session ({} B of attributes)", payload),
+            measured: format!("{:.0} B", scaling.bytes_per_session),
+            target: format!("≤ {budget:.0} B (1.5 × payload + 200 B)"),
+            met: Some(scaling.bytes_per_session <= budget),
+        });
+        let (embedded, memory) = (&local[0], &local[1]);
+        figures.push(figure(
+            "embedded store GET req/s vs memory store",
+            ratio(embedded.rate, memory.rate),
+            "≥ 0.7×",
+            |r| r >= 0.7,
+            format!("{:.0} vs {:.0}", embedded.rate, memory.rate),
+        ));
+        figures.push(Figure {
+            name: "context: sessanger (Redis) GET vs axum hello-world".into(),
+            measured: format!("{:.2}× ({:.0} vs {:.0})", get.rate / hello_run.rate, get.rate, hello_run.rate),
+            target: String::new(),
+            met: None,
+        });
+        report.figures = figures;
+        report.notes.push(format!(
+            "{} connections per phase ({} for the increments), {:.1} s warm-up then {:.0} s measured; closed loop (each connection sends its next request when the answer arrives), HTTP/1.1 keep-alive; the load generator, the server and Redis share the machine's cores.",
+            plan.connections,
+            incr_plan.connections,
+            plan.warmup.as_secs_f64(),
+            plan.measure.as_secs_f64()
+        ));
+        report.notes.push("CPU µs/req: the process's user + system time (`/proc/PID/stat`) and Redis's (`INFO cpu`) over the phase, divided by the requests answered in it (warm-up included).".into());
+        report.notes.push(format!("Round trips: commands sessanger sent to Redis while doing each operation 3 times, seen by `MONITOR` (commands a script runs inside Redis are not round trips), divided by 3. The list-scaling stores are filled with sessions of {FILL_PER_USER} per user, 4 attributes each; memory per session is `INFO memory` `used_memory` before and after storing {} sessions, divided by their number.", stored - SMALL_STORE));
+        if quick {
+            report.notes.push(
+                "Quick mode: short phases and a small store — a check that the harness works, not a measurement."
+                    .into(),
+            );
+        }
+        Ok(report)
+    }
+
+    /// Redis commands per operation, as `(operation, round trips, commands seen)`.
+    async fn round_trips(&self, s: &Sessanger, sid: &str) -> anyhow::Result<Vec<(&'static str, usize, String)>> {
+        let user = "round-trips";
+        let attributes_path = format!("/v1/sessions/{sid}/attributes");
+        let list_path = format!("/v1/users/{user}/sessions");
+        let mut trips = Vec::new();
+        // A first request fills the service cache, so no operation below pays for it.
+        load::once(&s.target(Method::GET, format!("/v1/sessions/{sid}"))).await?;
+        for (operation, target) in [
+            ("get", s.target(Method::GET, format!("/v1/sessions/{sid}"))),
+            (
+                "set attribute",
+                s.target(Method::PATCH, attributes_path.as_str()).json(serde_json::json!({"set": {"lang": "fr"}})),
+            ),
+            (
+                "create",
+                s.target(Method::POST, "/v1/sessions")
+                    .json(serde_json::json!({"user_id": user, "attributes": attributes()})),
+            ),
+            ("list user", s.target(Method::GET, list_path.as_str())),
+            ("revoke all", s.target(Method::DELETE, list_path.as_str())),
+        ] {
+            let monitor = self.redis.monitor(SESSANGER_DB).await?;
+            for _ in 0..3 {
+                load::once(&target).await?;
+            }
+            let seen = monitor.stop().await;
+            let mut names = seen.clone();
+            names.dedup();
+            trips.push((operation, seen.len().div_ceil(3), names.join(", ")));
+        }
+        Ok(trips)
+    }
+
+    /// Lists a user's 10 sessions with `SMALL_STORE` then `stored` sessions in the store, and
+    /// measures Redis memory per session on the way.
+    async fn list_scaling(&self, s: &Sessanger, stored: u64) -> anyhow::Result<Scaling> {
+        let user = "list-user";
+        for _ in 0..10 {
+            s.create(user).await?;
+        }
+        let filler = Filler::connect(&self.redis.url(SESSANGER_DB)).await?;
+        let plan = Plan { connections: 8, ..self.plan };
+        let list = s.target(Method::GET, format!("/v1/users/{user}/sessions"));
+        filler.fill(0, SMALL_STORE, &self.progress).await?;
+        let (small, _) = self.measure(&s.server, true, "list 10 of a user (10³ stored)", &list, plan).await?;
+        let before = self.redis.used_memory().await?;
+        filler.fill(SMALL_STORE, stored, &self.progress).await?;
+        let after = self.redis.used_memory().await?;
+        let (large, _) = self.measure(&s.server, true, "list 10 of a user (large store)", &list, plan).await?;
+        Ok(Scaling {
+            small_rate: small.rate,
+            large_rate: large.rate,
+            bytes_per_session: after.saturating_sub(before) as f64 / (stored - SMALL_STORE) as f64,
+        })
+    }
+}
+
+const FILL_PER_USER: u64 = 1;
+
+struct Scaling {
+    small_rate: f64,
+    large_rate: f64,
+    bytes_per_session: f64,
+}
+
+/// Stores sessions straight through sessanger's Redis store (the server's own code, without
+/// HTTP in between), `FILL_PER_USER` per user, 64 at a time.
+struct Filler {
+    manager: SessionManager,
+}
+
+impl Filler {
+    async fn connect(url: &str) -> anyhow::Result<Filler> {
+        let store = sessanger_store_redis::RedisStore::connect(url, "bench".parse()?).await?;
+        let manager = SessionManager::new(std::sync::Arc::new(store), "bench".parse()?, Duration::from_secs(3600));
+        Ok(Filler { manager })
+    }
+
+    async fn fill(&self, from: u64, to: u64, progress: &ProgressBar) -> anyhow::Result<()> {
+        let attributes = match attributes() {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!("attributes() is an object"),
+        };
+        progress.set_message(format!("storing sessions {from}..{to}"));
+        let mut created = futures::stream::iter(from..to)
+            .map(|i| {
+                let manager = &self.manager;
+                let new = NewSession { attributes: attributes.clone(), ..NewSession::default() };
+                async move {
+                    let user = format!("fill-{}", i / FILL_PER_USER).parse()?;
+                    manager.create_session(&user, new).await.map(|_| ()).map_err(anyhow::Error::from)
+                }
+            })
+            .buffer_unordered(64);
+        while let Some(result) = created.next().await {
+            result?;
+        }
+        Ok(())
+    }
+}
+
+fn figure(name: &str, ratio: f64, target: &str, met: impl Fn(f64) -> bool, detail: String) -> Figure {
+    Figure {
+        name: name.into(),
+        measured: format!("**{ratio:.2}** ({detail})"),
+        target: target.into(),
+        met: Some(met(ratio)),
+    }
+}
+
+async fn header(args: &Args, seconds: f64, stored: u64) -> Vec<String> {
+    let run = |program: &'static str, args: &'static [&'static str]| async move {
+        Command::new(program)
+            .args(args)
+            .output()
+            .await
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().trim().to_owned())
+            .unwrap_or_else(|| format!("{program}: not found"))
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let command = if args.quick {
+        "cargo run --release -p sessanger-load -- --quick".to_owned()
+    } else {
+        format!(
+            "cargo run --release -p sessanger-load -- --connections {} --seconds {seconds} --stored {stored}",
+            args.connections
+        )
+    };
+    vec![
+        "## Load harness: sessanger against tower-sessions + Redis, redis-benchmark and axum".into(),
+        String::new(),
+        format!("Measured {} with `{command}`.", run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).await),
+        String::new(),
+        format!(
+            "Machine: {cores} cores ({cpu}), Linux {}; {}; {}; peer: tower-sessions 0.14 + tower-sessions-redis-store 0.16 (fred 10), sessanger and the hello-world on axum 0.8.",
+            std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+            run("rustc", &["--version"]).await,
+            run("redis-server", &["--version"]).await,
+        ),
+    ]
+}
