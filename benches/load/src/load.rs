@@ -1,14 +1,13 @@
-//! The load generator: `connections` HTTP/1.1 keep-alive connections, each sending one
-//! request after another (closed loop, as wrk does) until a deadline, every latency kept.
+//! Requests to the servers under test: wrk for load, one hyper request for set-up and checks.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, path::Path, time::Duration};
 
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, header};
 use hyper_util::rt::TokioIo;
-use tokio::{net::TcpStream, time::Instant};
+use tokio::{net::TcpStream, process::Command};
 
 /// One request, sent again and again.
 #[derive(Debug, Clone)]
@@ -40,6 +39,17 @@ impl Target {
         self.header(header::CONTENT_TYPE, "application/json")
     }
 
+    /// The wrk script that sends this request.
+    fn lua(&self) -> String {
+        // Long brackets of level 2: JSON bodies and header values never hold `]==]`.
+        let mut lua =
+            format!("wrk.method = \"{}\"\nwrk.body = [==[{}]==]\n", self.method, String::from_utf8_lossy(&self.body));
+        for (name, value) in &self.headers {
+            lua.push_str(&format!("wrk.headers[\"{name}\"] = [==[{value}]==]\n"));
+        }
+        lua
+    }
+
     fn request(&self) -> Request<Full<Bytes>> {
         let mut builder =
             Request::builder().method(self.method.clone()).uri(&self.path).header(header::HOST, "127.0.0.1");
@@ -50,100 +60,83 @@ impl Target {
     }
 }
 
-/// How long to load a target: `warmup` first (not measured), then `measure`.
-#[derive(Debug, Clone, Copy)]
-pub struct Plan {
-    pub connections: usize,
-    pub warmup: Duration,
-    pub measure: Duration,
-}
-
-/// What a run measured. Requests sent during the warm-up count in `total` (which process
-/// CPU time is divided by) but not in the rate or the latencies.
+/// What wrk measured.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
-    /// Answered requests in the measured window.
+    /// Answered requests.
     pub requests: u64,
-    /// Answers that were not 2xx, or connections that failed, in the whole run.
+    /// Answers that were not 2xx/3xx, and socket errors.
     pub failures: u64,
-    /// Every answered request, warm-up included.
-    pub total: u64,
     pub seconds: f64,
-    latencies_us: Vec<u32>,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 impl Outcome {
     pub fn rate(&self) -> f64 {
         self.requests as f64 / self.seconds
     }
-
-    /// The latency below which `q` of the measured requests were answered, in ms.
-    pub fn percentile_ms(&self, q: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let rank = ((self.latencies_us.len() as f64 * q).ceil() as usize).clamp(1, self.latencies_us.len());
-        f64::from(self.latencies_us[rank - 1]) / 1000.0
-    }
-
-    fn merge(&mut self, other: Outcome) {
-        self.requests += other.requests;
-        self.failures += other.failures;
-        self.total += other.total;
-        self.latencies_us.extend(other.latencies_us);
-    }
 }
 
-/// Loads `target` with `plan.connections` connections. Fails if any connection cannot be
-/// opened; answers other than 2xx are counted as failures, not hidden.
-pub async fn run(target: &Target, plan: Plan) -> anyhow::Result<Outcome> {
-    let target = Arc::new(target.clone());
-    let start = Instant::now();
-    let measure_from = start + plan.warmup;
-    let deadline = measure_from + plan.measure;
-    let workers: Vec<_> =
-        (0..plan.connections).map(|_| tokio::spawn(connection(Arc::clone(&target), measure_from, deadline))).collect();
-    let mut outcome = Outcome { seconds: plan.measure.as_secs_f64(), ..Outcome::default() };
-    for worker in workers {
-        outcome.merge(worker.await??);
-    }
-    outcome.latencies_us.sort_unstable();
-    Ok(outcome)
+/// Loads `target` for `duration` with wrk (2 threads, `connections` connections, closed loop): a load
+/// generator in C costs the shared cores far less than one on hyper would, which matters when
+/// the generator, the server and Redis run on 2 cores. The request is set by a Lua script
+/// written to `scratch`.
+pub async fn run(target: &Target, connections: usize, duration: Duration, scratch: &Path) -> anyhow::Result<Outcome> {
+    let script = scratch.join("request.lua");
+    std::fs::write(&script, target.lua())?;
+    let url = format!("http://{}{}", target.addr, target.path);
+    let output = Command::new("wrk")
+        .args(["-t2", "-c", &connections.max(2).to_string(), "-d"])
+        // wrk takes whole seconds.
+        .arg(format!("{}s", duration.as_secs_f64().round().max(1.0)))
+        .args(["--latency", "-s"])
+        .arg(&script)
+        .arg(&url)
+        .output()
+        .await
+        .context("running wrk (Debian package wrk)")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(output.status.success(), "wrk failed: {}{}", text, String::from_utf8_lossy(&output.stderr));
+    parse_wrk(&text).with_context(|| format!("reading wrk's report:\n{text}"))
 }
 
-async fn connection(target: Arc<Target>, measure_from: Instant, deadline: Instant) -> anyhow::Result<Outcome> {
-    let stream = TcpStream::connect(target.addr).await.with_context(|| format!("connecting to {}", target.addr))?;
-    stream.set_nodelay(true)?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    let driver = tokio::spawn(connection);
+fn parse_wrk(text: &str) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
-    while Instant::now() < deadline {
-        let sent = Instant::now();
-        let answer = match sender.send_request(target.request()).await {
-            Ok(response) => {
-                let ok = response.status().is_success();
-                response.into_body().collect().await.map(|_| ok)
+    for line in text.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["50%", value] => outcome.p50_ms = milliseconds(value)?,
+            ["99%", value] => outcome.p99_ms = milliseconds(value)?,
+            [count, "requests", "in", seconds, ..] => {
+                outcome.requests = count.parse()?;
+                outcome.seconds = milliseconds(seconds.trim_end_matches(','))? / 1000.0;
             }
-            Err(error) => Err(error),
-        };
-        let ok = match answer {
-            Ok(ok) => ok,
-            Err(_) => {
-                // The server closed the connection (it would on an error it cannot answer):
-                // count it and stop this connection rather than spin on a dead socket.
-                outcome.failures += 1;
-                break;
+            ["Non-2xx", "or", "3xx", "responses:", count] => outcome.failures += count.parse::<u64>()?,
+            ["Socket", "errors:", rest @ ..] => {
+                for count in rest.iter().filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok()) {
+                    outcome.failures += count;
+                }
             }
-        };
-        outcome.total += 1;
-        outcome.failures += u64::from(!ok);
-        if sent >= measure_from {
-            outcome.requests += 1;
-            outcome.latencies_us.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+            _ => {}
         }
     }
-    driver.abort();
+    anyhow::ensure!(outcome.seconds > 0.0 && outcome.p99_ms > 0.0, "no request count or latency");
     Ok(outcome)
+}
+
+/// wrk's `812.00us`, `1.42ms`, `2.00s` or `1.00m`, in ms.
+fn milliseconds(value: &str) -> anyhow::Result<f64> {
+    let split = value.find(|c: char| c.is_ascii_alphabetic()).context("a unit")?;
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse()?;
+    Ok(match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        "m" => number * 60_000.0,
+        _ => anyhow::bail!("unknown unit {unit}"),
+    })
 }
 
 /// Sends `target` once and returns the answer's body; anything but 2xx is an error.
@@ -171,10 +164,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percentiles_are_ranks_of_the_sorted_latencies() {
-        let outcome = Outcome { latencies_us: (1..=100).map(|ms| ms * 1000).collect(), ..Outcome::default() };
-        assert_eq!(outcome.percentile_ms(0.5), 50.0);
-        assert_eq!(outcome.percentile_ms(0.99), 99.0);
-        assert_eq!(outcome.percentile_ms(1.0), 100.0);
+    fn wrk_reports_are_read_with_their_units() {
+        let report = "Running 2s test @ http://127.0.0.1:1/\n  2 threads and 32 connections\n  Latency Distribution\n     50%  812.00us\n     75%    1.10ms\n     90%    1.90ms\n     99%    3.37ms\n  95876 requests in 2.00s, 45.20MB read\n  Socket errors: connect 0, read 2, write 0, timeout 1\n  Non-2xx or 3xx responses: 12\nRequests/sec:  47938.00\n";
+        let outcome = parse_wrk(report).unwrap();
+        assert_eq!((outcome.requests, outcome.failures, outcome.seconds), (95876, 15, 2.0));
+        assert_eq!((outcome.p50_ms, outcome.p99_ms), (0.812, 3.37));
+        assert_eq!(outcome.rate(), 47938.0);
+    }
+
+    #[test]
+    fn lua_strings_hold_any_body() {
+        let target = Target::get("127.0.0.1:1".parse().unwrap(), "/")
+            .method(Method::PATCH)
+            .json(serde_json::json!({"set": {"a": "]]"}}));
+        let lua = target.lua();
+        assert!(lua.contains(r#"wrk.method = "PATCH""#));
+        assert!(lua.contains(r#"[==[{"set":{"a":"]]"}}]==]"#));
     }
 }

@@ -64,7 +64,9 @@ impl RedisServer {
             .cmd("SELECT")
             .arg(db)
             .ignore()
+            // ASYNC: emptying a million keys takes longer than a reply may.
             .cmd("FLUSHDB")
+            .arg("ASYNC")
             .ignore()
             .cmd("SELECT")
             .arg(0)
