@@ -37,6 +37,10 @@ struct Args {
     /// Seconds each phase measures (default 10, --quick 2), after 1 s of warm-up.
     #[arg(long)]
     seconds: Option<u64>,
+    /// Rounds of the sessanger-vs-peer GET and write phases, alternating; the median round
+    /// counts (default 3, --quick 1).
+    #[arg(long)]
+    rounds: Option<usize>,
     /// Sessions stored for the large half of the list-scaling figure (default 10⁶, --quick 10⁴).
     #[arg(long)]
     stored: Option<u64>,
@@ -69,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
     let seconds = args.seconds.unwrap_or(if args.quick { 2 } else { 10 });
     let plan =
         Plan { connections: args.connections, warmup: Duration::from_secs(1), measure: Duration::from_secs(seconds) };
+    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
     let stored = args.stored.unwrap_or(if args.quick { 10_000 } else { 1_000_000 });
     anyhow::ensure!(stored > SMALL_STORE, "--stored must be above {SMALL_STORE}");
     let out_dir = if args.quick { root.join("target/load-quick") } else { root.clone() };
@@ -78,8 +83,14 @@ async fn main() -> anyhow::Result<()> {
     for db in [SESSANGER_DB, PEER_DB, BENCHMARK_DB] {
         redis.flush(db).await?;
     }
-    let bench =
-        Bench { redis, bin: root.join("target/release"), work: tempfile::tempdir()?, plan, progress: progress(11) };
+    let bench = Bench {
+        redis,
+        bin: root.join("target/release"),
+        work: tempfile::tempdir()?,
+        plan,
+        rounds,
+        progress: progress(9 + 4 * rounds as u64),
+    };
     let result = bench.run(stored, args.quick).await;
     for db in [SESSANGER_DB, PEER_DB, BENCHMARK_DB] {
         bench.redis.flush(db).await?;
@@ -137,6 +148,7 @@ struct Bench {
     bin: PathBuf,
     work: tempfile::TempDir,
     plan: Plan,
+    rounds: usize,
     progress: ProgressBar,
 }
 
@@ -234,36 +246,11 @@ impl Bench {
         let (hello_run, _) = self.measure(&hello, false, "GET /", &Target::get(hello.addr, "/"), plan).await?;
         hello.stop().await?;
 
-        // sessanger on Redis.
+        // sessanger on Redis and the peer (tower-sessions + tower-sessions-redis-store), both
+        // up at once so that their phases can alternate, round after round: the machine's speed
+        // drifts, and a comparison of two runs minutes apart would measure the drift.
         let s = self.sessanger("sessanger (Redis)", 18091, &self.redis.url(SESSANGER_DB)).await?;
         let sid = s.create("bench-user").await?;
-        let (get, _) = self
-            .measure(&s.server, true, "GET session", &s.target(Method::GET, format!("/v1/sessions/{sid}")), plan)
-            .await?;
-        let (_, body) = load::once(&s.target(Method::GET, format!("/v1/sessions/{sid}"))).await?;
-        let set = serde_json::json!({"set": {"theme": "light"}});
-        let path = format!("/v1/sessions/{sid}/attributes");
-        let (patch, _) = self
-            .measure(&s.server, true, "PATCH set 1 attribute", &s.target(Method::PATCH, &path).json(set), plan)
-            .await?;
-        let incr = s.target(Method::PATCH, &path).json(serde_json::json!({"incr": {"counter": 1}}));
-        let (incr_run, incr_outcome) =
-            self.measure(&s.server, true, "PATCH incr (64 clients)", &incr, incr_plan).await?;
-        let (_, after) = load::once(&s.target(Method::GET, format!("/v1/sessions/{sid}"))).await?;
-        let counter =
-            serde_json::from_slice::<serde_json::Value>(&after)?["attributes"]["counter"].as_u64().unwrap_or(0);
-        // wrk counts answered requests; a request still in flight when it stops is applied but
-        // not counted, so the counter may exceed the count, and falls short only by lost ones.
-        let sessanger_answered = incr_outcome.requests - incr_outcome.failures;
-        let sessanger_lost = sessanger_answered.saturating_sub(counter);
-
-        self.progress.set_message("sessanger (Redis): round trips");
-        let trips = self.round_trips(&s, &sid).await?;
-        self.progress.inc(1);
-        let scaling = self.list_scaling(&s, stored).await?;
-        s.server.stop().await?;
-
-        // The peer: tower-sessions + tower-sessions-redis-store.
         let peer = Server::start(
             "tower-sessions (Redis)",
             {
@@ -284,9 +271,41 @@ impl Bench {
             .to_owned();
         let peer_target =
             |method, path: &str| Target::get(peer.addr, path).method(method).header(header::COOKIE, cookie.clone());
-        let (peer_get, _) = self.measure(&peer, true, "GET session", &peer_target(Method::GET, "/read"), plan).await?;
-        let (peer_write, _) =
-            self.measure(&peer, true, "update-and-save 1 value", &peer_target(Method::POST, "/write"), plan).await?;
+        let path = format!("/v1/sessions/{sid}/attributes");
+        let compared = [
+            (&s.server, "GET session", s.target(Method::GET, format!("/v1/sessions/{sid}"))),
+            (&peer, "GET session", peer_target(Method::GET, "/read")),
+            (
+                &s.server,
+                "PATCH set 1 attribute",
+                s.target(Method::PATCH, &path).json(serde_json::json!({"set": {"theme": "light"}})),
+            ),
+            (&peer, "update-and-save 1 value", peer_target(Method::POST, "/write")),
+        ];
+        let mut rounds: Vec<Vec<Run>> = vec![Vec::new(); compared.len()];
+        for _ in 0..self.rounds {
+            for ((server, operation, target), runs) in compared.iter().zip(&mut rounds) {
+                runs.push(self.measure(server, true, operation, target, plan).await?.0);
+            }
+        }
+        for ((server, operation, _), runs) in compared.iter().zip(&rounds) {
+            let rates: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate)).collect();
+            report.notes.push(format!("{} {operation}, req/s by round: {}", server.name, rates.join(", ")));
+        }
+        let [get, peer_get, patch, peer_write]: [Run; 4] =
+            rounds.into_iter().map(median).collect::<Vec<_>>().try_into().expect("four comparisons");
+        let (_, body) = load::once(&s.target(Method::GET, format!("/v1/sessions/{sid}"))).await?;
+
+        let incr = s.target(Method::PATCH, &path).json(serde_json::json!({"incr": {"counter": 1}}));
+        let (incr_run, incr_outcome) =
+            self.measure(&s.server, true, "PATCH incr (64 clients)", &incr, incr_plan).await?;
+        let (_, after) = load::once(&s.target(Method::GET, format!("/v1/sessions/{sid}"))).await?;
+        let counter =
+            serde_json::from_slice::<serde_json::Value>(&after)?["attributes"]["counter"].as_u64().unwrap_or(0);
+        // wrk counts answered requests; a request still in flight when it stops is applied but
+        // not counted, so the counter may exceed the count, and falls short only by lost ones.
+        let sessanger_answered = incr_outcome.requests - incr_outcome.failures;
+        let sessanger_lost = sessanger_answered.saturating_sub(counter);
         let (peer_incr_run, peer_incr) = self
             .measure(&peer, true, "read-add-insert (64 clients)", &peer_target(Method::POST, "/incr"), incr_plan)
             .await?;
@@ -294,6 +313,12 @@ impl Bench {
         let peer_counter: u64 = String::from_utf8_lossy(&peer_counter).trim().parse()?;
         let peer_answered = peer_incr.requests - peer_incr.failures;
         peer.stop().await?;
+
+        self.progress.set_message("sessanger (Redis): round trips");
+        let trips = self.round_trips(&s, &sid).await?;
+        self.progress.inc(1);
+        let scaling = self.list_scaling(&s, stored).await?;
+        s.server.stop().await?;
 
         // The embedded store against the memory store.
         let mut local = Vec::new();
@@ -384,11 +409,12 @@ impl Bench {
         });
         report.figures = figures;
         report.notes.push(format!(
-            "{} connections per phase ({} for the increments), {:.0} s warm-up then {:.0} s measured; wrk with 2 threads, closed loop (each connection sends its next request when the answer arrives), HTTP/1.1 keep-alive; wrk, the server and Redis share the machine's cores.",
+            "{} connections per phase ({} for the increments), {:.0} s warm-up then {:.0} s measured; wrk with 2 threads, closed loop (each connection sends its next request when the answer arrives), HTTP/1.1 keep-alive; wrk, the server and Redis share the machine's cores. sessanger (Redis) and the peer run side by side and take turns, GET and write phases alternating for {} rounds; the tables show each one's median round.",
             plan.connections,
             incr_plan.connections,
             plan.warmup.as_secs_f64(),
-            plan.measure.as_secs_f64()
+            plan.measure.as_secs_f64(),
+            self.rounds
         ));
         report.notes.push("CPU µs/req: the process's user + system time (`/proc/PID/stat`) and Redis's (`INFO cpu`) over the measured run, divided by the requests answered in it.".into());
         report.notes.push(format!("Round trips: commands sessanger sent to Redis while doing each operation 3 times, seen by `MONITOR` (commands a script runs inside Redis are not round trips), divided by 3. The list-scaling stores are filled with sessions of {FILL_PER_USER} per user, 4 attributes each; memory per session is `INFO memory` `used_memory` before and after storing {} sessions, divided by their number.", stored - SMALL_STORE));
@@ -511,6 +537,12 @@ impl Filler {
     }
 }
 
+/// The round with the median rate (its latencies and CPU come with it).
+fn median(mut runs: Vec<Run>) -> Run {
+    runs.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    runs.swap_remove(runs.len() / 2)
+}
+
 /// A target on a ratio.
 #[derive(Debug, Clone, Copy)]
 enum Bound {
@@ -558,8 +590,9 @@ async fn header(args: &Args, seconds: u64, stored: u64) -> Vec<String> {
         "cargo run --release -p sessanger-load -- --quick".to_owned()
     } else {
         format!(
-            "cargo run --release -p sessanger-load -- --connections {} --seconds {seconds} --stored {stored}",
-            args.connections
+            "cargo run --release -p sessanger-load -- --connections {} --seconds {seconds} --rounds {} --stored {stored}",
+            args.connections,
+            args.rounds.unwrap_or(3)
         )
     };
     vec![
