@@ -100,27 +100,26 @@ impl Report {
     /// Draws req/s (left) and p99 (right) of every run as horizontal bars.
     pub fn chart(&self, path: &Path) -> anyhow::Result<()> {
         let labels: Vec<String> = self.runs.iter().map(Run::label).collect();
+        let ours: Vec<bool> = self.runs.iter().map(|r| r.system.starts_with("sessanger")).collect();
         let height = 80 + 28 * labels.len() as u32;
         let root = SVGBackend::new(path, (1100, height)).into_drawing_area();
         root.fill(&WHITE)?;
         let (left, right) = root.split_horizontally(620);
-        bars(&left, "requests/s (higher is better)", &labels, self.runs.iter().map(|r| r.rate).collect(), true)?;
-        bars(
-            &right,
-            "p99 latency, ms (lower is better)",
-            &labels,
-            self.runs.iter().map(|r| r.p99_ms).collect(),
-            false,
-        )?;
+        let rates = self.runs.iter().map(|r| r.rate).collect();
+        let p99s = self.runs.iter().map(|r| r.p99_ms).collect();
+        bars(&left, "requests/s (higher is better)", &labels, &ours, rates, true)?;
+        bars(&right, "p99 latency, ms (lower is better)", &labels, &ours, p99s, false)?;
         root.present()?;
         Ok(())
     }
 }
 
+/// Horizontal bars, sessanger's in blue and the baselines' in grey; `named` draws the labels.
 fn bars(
     area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
     title: &str,
     labels: &[String],
+    ours: &[bool],
     values: Vec<f64>,
     named: bool,
 ) -> anyhow::Result<()> {
@@ -131,11 +130,12 @@ fn bars(
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(if named { 260 } else { 10 })
-        .build_cartesian_2d(0.0..max, (0..n).into_segmented())?;
+        .build_cartesian_2d(0.0..max, (0..n.saturating_sub(1)).into_segmented())?;
     chart
         .configure_mesh()
         .disable_mesh()
         .y_labels(n)
+        .x_label_formatter(&|v| if *v >= 1000.0 { format!("{:.0}k", v / 1000.0) } else { format!("{v}") })
         .y_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) if named => labels.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
@@ -143,7 +143,13 @@ fn bars(
         .draw()?;
     chart.draw_series(
         Histogram::horizontal(&chart)
-            .style(BLUE.mix(0.6).filled())
+            .style_func(|i, _| {
+                if matches!(i, SegmentValue::Exact(i) | SegmentValue::CenterOf(i) if ours.get(*i) == Some(&true)) {
+                    BLUE.mix(0.6).filled()
+                } else {
+                    BLACK.mix(0.3).filled()
+                }
+            })
             .margin(4)
             .data(values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(i, v)| (i, *v))),
     )?;
