@@ -384,13 +384,15 @@ fn explain_patch(current: Option<Session>, patch: &Patch, expected: Option<Versi
 /// How often an operation is run again after a deadlock or a race before giving up.
 const ATTEMPTS: usize = 64;
 
-/// Waits a random 0 to 2^attempt ms (at most 32 ms) before running a transaction again
-/// after a deadlock, so the transactions that deadlocked do not meet again in lockstep.
+/// Waits a random 0 to 2^attempt ms (at most 256 ms) before running a transaction again
+/// after a deadlock, so the transactions that deadlocked do not meet again in lockstep. The
+/// window keeps growing past the first few attempts: 40 concurrent first creates of one user
+/// on InnoDB deadlock in waves, and a window capped at 32 ms let one of them lose all 64.
 async fn backoff(attempt: usize) {
     use std::hash::{BuildHasher, Hasher};
     // `RandomState` is seeded per instance: randomness enough for jitter, without a dependency.
     let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
-    let ceiling = 1u64 << attempt.min(5);
+    let ceiling = 1u64 << attempt.min(8);
     tokio::time::sleep(Duration::from_millis(random % (ceiling + 1))).await;
 }
 
