@@ -27,6 +27,8 @@ impl Server {
         addr: SocketAddr,
         log: &Path,
     ) -> anyhow::Result<Server> {
+        // Something else answering on the port would be measured in the server's place.
+        std::net::TcpListener::bind(addr).with_context(|| format!("{addr} is taken: stop what listens there"))?;
         let out = std::fs::File::create(log)?;
         command.stdin(Stdio::null()).stdout(out.try_clone()?).stderr(out).kill_on_drop(true);
         let mut child = command.spawn().with_context(|| format!("starting {name}"))?;
