@@ -180,6 +180,13 @@ impl Bench {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    /// Starts the bench binary `bin` listening on `port` (its first argument), then `args`.
+    async fn start(&self, name: &'static str, bin: &str, port: u16, args: &[String]) -> anyhow::Result<Server> {
+        let mut command = Command::new(self.bin.join(bin));
+        command.arg(Self::addr(port).to_string()).args(args);
+        Server::start(name, command, Self::addr(port), &self.work.path().join(format!("{bin}.log"))).await
+    }
+
     async fn sessanger(&self, name: &'static str, port: u16, store: &str) -> anyhow::Result<Sessanger> {
         let dir = self.work.path().join(name);
         std::fs::create_dir_all(&dir)?;
@@ -232,17 +239,7 @@ impl Bench {
         let incr_plan = Plan { connections: 64, warmup: Duration::ZERO, ..plan };
 
         // The axum ceiling.
-        let hello = Server::start(
-            "axum hello-world",
-            {
-                let mut c = Command::new(self.bin.join("hello"));
-                c.arg(Self::addr(18093).to_string());
-                c
-            },
-            Self::addr(18093),
-            &self.work.path().join("hello.log"),
-        )
-        .await?;
+        let hello = self.start("axum hello-world", "hello", 18093, &[]).await?;
         let (hello_run, _) = self.measure(&hello, false, "GET /", &Target::get(hello.addr, "/"), plan).await?;
         hello.stop().await?;
 
@@ -251,17 +248,7 @@ impl Bench {
         // drifts, and a comparison of two runs minutes apart would measure the drift.
         let s = self.sessanger("sessanger (Redis)", 18091, &self.redis.url(SESSANGER_DB)).await?;
         let sid = s.create("bench-user").await?;
-        let peer = Server::start(
-            "tower-sessions (Redis)",
-            {
-                let mut c = Command::new(self.bin.join("peer"));
-                c.arg(Self::addr(18092).to_string()).arg(self.redis.url(PEER_DB));
-                c
-            },
-            Self::addr(18092),
-            &self.work.path().join("peer.log"),
-        )
-        .await?;
+        let peer = self.start("tower-sessions (Redis)", "peer", 18092, &[self.redis.url(PEER_DB)]).await?;
         let (headers, _) = load::once(&Target::get(peer.addr, "/login")).await?;
         let cookie = headers
             .get(header::SET_COOKIE)

@@ -58,27 +58,20 @@ impl RedisServer {
         Ok(Duration::from_secs_f64(seconds))
     }
 
+    /// A connection of its own to database `db`: a `SELECT` on the shared connection would
+    /// move every other command on it to that database too.
+    async fn database(&self, db: u8) -> anyhow::Result<MultiplexedConnection> {
+        Ok(redis::Client::open(self.url(db))?.get_multiplexed_async_connection().await?)
+    }
+
     pub async fn flush(&self, db: u8) -> anyhow::Result<()> {
-        let mut connection = self.connection.clone();
-        redis::pipe()
-            .cmd("SELECT")
-            .arg(db)
-            .ignore()
-            // ASYNC: emptying a million keys takes longer than a reply may.
-            .cmd("FLUSHDB")
-            .arg("ASYNC")
-            .ignore()
-            .cmd("SELECT")
-            .arg(0)
-            .ignore()
-            .exec_async(&mut connection)
-            .await?;
+        // ASYNC: emptying a million keys takes longer than a reply may.
+        redis::cmd("FLUSHDB").arg("ASYNC").exec_async(&mut self.database(db).await?).await?;
         Ok(())
     }
 
     pub async fn set(&self, db: u8, key: &str, value: &[u8]) -> anyhow::Result<()> {
-        let mut connection = redis::Client::open(self.url(db))?.get_multiplexed_async_connection().await?;
-        redis::cmd("SET").arg(key).arg(value).exec_async(&mut connection).await?;
+        redis::cmd("SET").arg(key).arg(value).exec_async(&mut self.database(db).await?).await?;
         Ok(())
     }
 
