@@ -54,6 +54,9 @@ struct Args {
 
 const SMALL_STORE: u64 = 1_000;
 
+/// The key the floor server reads, in `BENCHMARK_DB`.
+const FLOOR_KEY: &str = "floor";
+
 /// How long to load a target: `warmup` first (a run of its own, not measured), then `measure`.
 #[derive(Debug, Clone, Copy)]
 struct Plan {
@@ -89,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
         work: tempfile::tempdir()?,
         plan,
         rounds,
-        progress: progress(9 + 4 * rounds as u64),
+        progress: progress(9 + 5 * rounds as u64),
     };
     let result = bench.run(stored, args.quick).await;
     for db in [SESSANGER_DB, PEER_DB, BENCHMARK_DB] {
@@ -125,7 +128,7 @@ async fn build() -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     for args in [
         &["build", "--release", "-q", "-p", "sessanger", "--no-default-features", "--features", "redis"][..],
-        &["build", "--release", "-q", "-p", "sessanger-load", "--bin", "peer", "--bin", "hello"][..],
+        &["build", "--release", "-q", "-p", "sessanger-load", "--bin", "peer", "--bin", "hello", "--bin", "floor"][..],
     ] {
         eprintln!("building: cargo {}", args.join(" "));
         let status = Command::new(&cargo).args(args).status().await?;
@@ -258,10 +261,17 @@ impl Bench {
             .to_owned();
         let peer_target =
             |method, path: &str| Target::get(peer.addr, path).method(method).header(header::COOKIE, cookie.clone());
+        // The floor reads sessanger's answer for the session, as stored bytes, from Redis.
+        let (_, body) = load::once(&s.target(Method::GET, format!("/v1/sessions/{sid}"))).await?;
+        self.redis.set(BENCHMARK_DB, FLOOR_KEY, &body).await?;
+        let floor = self
+            .start("floor: axum + 1 Redis GET", "floor", 18096, &[self.redis.url(BENCHMARK_DB), FLOOR_KEY.into()])
+            .await?;
         let path = format!("/v1/sessions/{sid}/attributes");
         let compared = [
             (&s.server, "GET session", s.target(Method::GET, format!("/v1/sessions/{sid}"))),
             (&peer, "GET session", peer_target(Method::GET, "/read")),
+            (&floor, "GET one Redis value", Target::get(floor.addr, "/")),
             (
                 &s.server,
                 "PATCH set 1 attribute",
@@ -279,9 +289,9 @@ impl Bench {
             let rates: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate)).collect();
             report.notes.push(format!("{} {operation}, req/s by round: {}", server.name, rates.join(", ")));
         }
-        let [get, peer_get, patch, peer_write]: [Run; 4] =
-            rounds.into_iter().map(median).collect::<Vec<_>>().try_into().expect("four comparisons");
-        let (_, body) = load::once(&s.target(Method::GET, format!("/v1/sessions/{sid}"))).await?;
+        let [get, peer_get, floor_get, patch, peer_write]: [Run; 5] =
+            rounds.into_iter().map(median).collect::<Vec<_>>().try_into().expect("five comparisons");
+        floor.stop().await?;
 
         let incr = s.target(Method::PATCH, &path).json(serde_json::json!({"incr": {"counter": 1}}));
         let (incr_run, incr_outcome) =
@@ -299,6 +309,7 @@ impl Bench {
         let (_, peer_counter) = load::once(&peer_target(Method::GET, "/counter")).await?;
         let peer_counter: u64 = String::from_utf8_lossy(&peer_counter).trim().parse()?;
         let peer_answered = peer_incr.requests - peer_incr.failures;
+        let peer_bytes = self.peer_memory(&peer, plan).await?;
         peer.stop().await?;
 
         self.progress.set_message("sessanger (Redis): round trips");
@@ -332,7 +343,15 @@ impl Bench {
         let ceiling = benchmark_get(&self.redis, plan.connections, requests, &body).await?;
         self.progress.inc(1);
 
-        report.runs = vec![get.clone(), patch.clone(), incr_run, peer_get.clone(), peer_write.clone(), peer_incr_run];
+        report.runs = vec![
+            get.clone(),
+            patch.clone(),
+            incr_run,
+            peer_get.clone(),
+            peer_write.clone(),
+            peer_incr_run,
+            floor_get.clone(),
+        ];
         report.runs.extend(local.iter().cloned());
         report.runs.push(hello_run.clone());
         report.runs.push(Run {
@@ -389,6 +408,24 @@ impl Bench {
             met: Some(scaling.bytes_per_session <= budget),
         });
         figures.push(Figure {
+            name: "context: the peer's Redis memory per session (one string each, no index)".into(),
+            measured: format!("{peer_bytes:.0} B"),
+            target: String::new(),
+            met: None,
+        });
+        figures.push(Figure {
+            name: "context: the floor (axum + 1 Redis GET, no session logic) vs peer".into(),
+            measured: format!(
+                "GET req/s {:.2}×, server CPU per read {:.2}× ({:.1} vs {:.1} µs)",
+                floor_get.rate / peer_get.rate,
+                cpu(&floor_get) / cpu(&peer_get),
+                cpu(&floor_get),
+                cpu(&peer_get)
+            ),
+            target: String::new(),
+            met: None,
+        });
+        figures.push(Figure {
             name: "context: sessanger (Redis) GET vs axum hello-world".into(),
             measured: format!("{:.2}× ({:.0} vs {:.0})", get.rate / hello_run.rate, get.rate, hello_run.rate),
             target: String::new(),
@@ -412,6 +449,17 @@ impl Bench {
             );
         }
         Ok(report)
+    }
+
+    /// Redis memory per session of the peer: `used_memory` before and after its `/login` (each
+    /// request without a cookie starts a session) is loaded for one phase, over the keys added.
+    async fn peer_memory(&self, peer: &Server, plan: Plan) -> anyhow::Result<f64> {
+        self.progress.set_message("tower-sessions (Redis): memory per session");
+        let (keys, before) = (self.redis.dbsize(PEER_DB).await?, self.redis.used_memory().await?);
+        load::run(&Target::get(peer.addr, "/login"), plan.connections, plan.measure, self.work.path()).await?;
+        let (keys_after, after) = (self.redis.dbsize(PEER_DB).await?, self.redis.used_memory().await?);
+        anyhow::ensure!(keys_after > keys, "the peer stored no sessions on /login");
+        Ok(after.saturating_sub(before) as f64 / (keys_after - keys) as f64)
     }
 
     /// Redis commands per operation, as `(operation, round trips, commands seen)`.

@@ -70,6 +70,11 @@ impl RedisServer {
         Ok(())
     }
 
+    /// How many keys database `db` holds.
+    pub async fn dbsize(&self, db: u8) -> anyhow::Result<u64> {
+        Ok(redis::cmd("DBSIZE").query_async(&mut self.database(db).await?).await?)
+    }
+
     pub async fn set(&self, db: u8, key: &str, value: &[u8]) -> anyhow::Result<()> {
         redis::cmd("SET").arg(key).arg(value).exec_async(&mut self.database(db).await?).await?;
         Ok(())

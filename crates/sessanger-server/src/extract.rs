@@ -115,9 +115,55 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
+/// `Prefer: return=minimal` (RFC 7240): the client does not need the changed session back, only
+/// its new version, so the answer is `204 No Content` with the `ETag`. Any other preference, or
+/// none, gets the whole session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Prefer {
+    pub(crate) minimal: bool,
+}
+
+impl Prefer {
+    /// Whether one `Prefer` header value asks for `return=minimal` among its preferences.
+    fn asks_minimal(value: &str) -> bool {
+        value.split(',').any(|preference| {
+            // A preference's own parameters follow `;` and do not change what it asks.
+            let token = preference.split(';').next().unwrap_or_default();
+            token.split_once('=').is_some_and(|(name, value)| {
+                name.trim().eq_ignore_ascii_case("return")
+                    && value.trim().trim_matches('"').eq_ignore_ascii_case("minimal")
+            })
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Prefer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let values = parts.headers.get_all(PREFER).iter().filter_map(|v| v.to_str().ok());
+        Ok(Prefer { minimal: values.into_iter().any(Prefer::asks_minimal) })
+    }
+}
+
+/// RFC 7240's request header; the `http` crate has no constant for it.
+const PREFER: &str = "prefer";
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefer_return_minimal_is_found_among_other_preferences() {
+        for value in
+            ["return=minimal", "Return = \"minimal\"", "respond-async, return=minimal; x=1", "wait=5,return=MINIMAL"]
+        {
+            assert!(Prefer::asks_minimal(value), "{value}");
+        }
+        for value in ["", "return=representation", "return", "minimal", "returnx=minimal", "handling=lenient"] {
+            assert!(!Prefer::asks_minimal(value), "{value}");
+        }
+    }
 
     #[test]
     fn if_match_accepts_the_forms_clients_send() {

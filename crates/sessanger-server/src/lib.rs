@@ -23,8 +23,9 @@
 //!   clients decode too) with its `ETag` and `Location` headers.
 //! - `error.rs`: `ApiError`, its single `IntoResponse`, and the mapping of manager errors and
 //!   axum rejections.
-//! - `metrics.rs`: the Prometheus recorder of an [`AppState`] and the middleware that counts,
-//!   times and logs every request.
+//! - `edge.rs`: the one middleware every request goes through: its timeout, its metrics and
+//!   log line, `Cache-Control: no-store`.
+//! - `metrics.rs`: the Prometheus recorder of an [`AppState`] and what it records per request.
 //! - `openapi.rs`: the OpenAPI document.
 
 use std::{
@@ -33,18 +34,13 @@ use std::{
     time::Duration,
 };
 
-use axum::{
-    Router,
-    extract::DefaultBodyLimit,
-    http::{HeaderValue, header},
-    middleware,
-    response::Response,
-};
+use axum::{Router, extract::DefaultBodyLimit, middleware};
 use sessanger_core::{SessionManager, config::CompatConfig};
 use tokio::net::TcpListener;
 
 mod auth;
 mod compat;
+mod edge;
 mod error;
 mod extract;
 mod metrics;
@@ -126,13 +122,9 @@ impl AppState {
 
 /// The whole API as a router, ready for `axum::serve` or `oneshot` in tests.
 pub fn app(state: AppState) -> Router {
-    // Layers run outside-in from the last one added: the metrics middleware sees every
-    // response, timeouts and fallbacks included.
     routes::router(&state.options.compat)
         .layer(DefaultBodyLimit::max(state.options.body_limit))
-        .layer(middleware::from_fn_with_state(state.options.request_timeout, routes::enforce_timeout))
-        .layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::observe))
-        .layer(middleware::map_response(no_store))
+        .layer(middleware::from_fn_with_state(edge::Edge::new(&state), edge::around_every_request))
         .with_state(state)
 }
 
@@ -165,11 +157,4 @@ pub async fn serve(
         served = server.into_future() => served,
         never = metrics.run_upkeep(METRICS_UPKEEP) => match never {},
     }
-}
-
-/// Session data and service tokens must never sit in a shared cache; health and metrics are
-/// live readings too, so every response says `no-store`.
-async fn no_store(mut response: Response) -> Response {
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }

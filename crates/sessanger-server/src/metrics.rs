@@ -1,4 +1,5 @@
-//! Prometheus metrics, and the middleware that counts, times and logs every request.
+//! Prometheus metrics: the recorder, and what is recorded of every request (`edge.rs` calls
+//! [`Metrics::observe`] for each).
 //!
 //! Each [`AppState`](crate::AppState) owns a recorder and records into it with
 //! `metrics::with_local_recorder`, instead of installing one globally: a global recorder can
@@ -10,18 +11,11 @@
 //! | `sessanger_http_request_duration_seconds` (histogram) | `route`, `method` |
 //! | `sessanger_store_errors_total` | `kind`: `unavailable`, `backend`, `encode`, `decode` |
 
-use std::{
-    convert::Infallible,
-    error::Error,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{convert::Infallible, error::Error, sync::Arc, time::Duration};
 
 use ::metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
 use axum::{
-    extract::{MatchedPath, Request, State},
     http::{Method, StatusCode},
-    middleware::Next,
     response::Response,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -83,41 +77,35 @@ impl Metrics {
     }
 }
 
-/// Counts and times the request, and logs and counts the cause of a server-side failure.
-pub(crate) async fn observe(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
-    // The template (`/v1/sessions/{id}`), never the raw path: ids would make every session a
-    // new time series, and unmatched paths are whatever a scanner invents.
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
-    let method = method_label(request.method());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let elapsed = started.elapsed().as_secs_f64();
-
-    let mut store_error = None;
-    if let Some(Fault(cause)) = response.extensions().get::<Fault>() {
-        let status = response.status();
-        let chain = error_chain(cause.as_ref());
-        // 503 is expected to pass (the store comes back); anything else is a bug or worse.
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            tracing::warn!(%route, %method, %status, error = %chain, "request failed");
-        } else {
-            tracing::error!(%route, %method, %status, error = %chain, "request failed");
+impl Metrics {
+    /// Counts and times a request answered with `response`, and logs and counts the cause of
+    /// a server-side failure.
+    pub(crate) fn observe(&self, route: String, method: &'static str, elapsed: Duration, response: &Response) {
+        let mut store_error = None;
+        if let Some(Fault(cause)) = response.extensions().get::<Fault>() {
+            let status = response.status();
+            let chain = error_chain(cause.as_ref());
+            // 503 is expected to pass (the store comes back); anything else is a bug or worse.
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                tracing::warn!(%route, %method, %status, error = %chain, "request failed");
+            } else {
+                tracing::error!(%route, %method, %status, error = %chain, "request failed");
+            }
+            store_error = cause.downcast_ref::<StoreError>().map(store_error_kind);
         }
-        store_error = cause.downcast_ref::<StoreError>().map(store_error_kind);
+        let status = response.status().as_u16().to_string();
+        self.record(|| {
+            counter!(REQUESTS, "route" => route.clone(), "method" => method, "status" => status).increment(1);
+            histogram!(DURATION, "route" => route, "method" => method).record(elapsed.as_secs_f64());
+            if let Some(kind) = store_error {
+                counter!(STORE_ERRORS, "kind" => kind).increment(1);
+            }
+        });
     }
-    let status = response.status().as_u16().to_string();
-    metrics.record(|| {
-        counter!(REQUESTS, "route" => route.clone(), "method" => method, "status" => status).increment(1);
-        histogram!(DURATION, "route" => route, "method" => method).record(elapsed);
-        if let Some(kind) = store_error {
-            counter!(STORE_ERRORS, "kind" => kind).increment(1);
-        }
-    });
-    response
 }
 
 /// The method as a label; anything unusual is `other`, so a client cannot mint time series.
-fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::HEAD => "HEAD",

@@ -378,6 +378,36 @@ async fn if_match_accepts_quoted_unquoted_and_weak_versions_and_refuses_garbage(
 }
 
 #[tokio::test]
+async fn prefer_return_minimal_answers_a_write_with_its_etag_and_no_body() {
+    let api = Api::new().await;
+    let id = id_of(&api.create(json!({"user_id": "bob", "attributes": {"n": 1}})).await);
+    let w = Some(api.writer.as_str());
+    let minimal = [("prefer", "return=minimal")];
+    let uri = format!("/v1/sessions/{id}/attributes");
+    let reply = api.call_with(Method::PATCH, &uri, w, Some(json!({"incr": {"n": 1}})), &minimal).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+    assert_eq!((reply.header(header::ETAG), reply.text.as_str()), ("\"2\"", ""));
+    assert_eq!(reply.headers["preference-applied"], "return=minimal");
+    let put = json!({"attributes": {"n": 7}, "device": {}});
+    let reply = api
+        .call_with(Method::PUT, &format!("/v1/sessions/{id}"), w, Some(put), &[minimal[0], ("if-match", "\"2\"")])
+        .await;
+    assert_eq!((reply.status, reply.header(header::ETAG)), (StatusCode::NO_CONTENT, "\"3\""), "{}", reply.text);
+    // The writes were applied; without the preference (or with another) the session comes back.
+    let reply = api
+        .call_with(Method::PATCH, &uri, w, Some(json!({"incr": {"n": 1}})), &[("prefer", "return=representation")])
+        .await;
+    assert_eq!(
+        (reply.status, &reply.json["attributes"]["n"], &reply.json["version"]),
+        (StatusCode::OK, &json!(8), &json!(4))
+    );
+    // A failure is still the JSON error, whatever the preference.
+    api.call_with(Method::PATCH, &uri, w, Some(json!({"incr": {"n": 1}})), &[minimal[0], ("if-match", "\"1\"")])
+        .await
+        .assert_error(412, "version_mismatch");
+}
+
+#[tokio::test]
 async fn create_never_takes_the_device_from_the_calling_request() {
     let api = Api::new().await;
     let reply = api

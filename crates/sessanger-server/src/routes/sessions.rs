@@ -25,7 +25,7 @@ use crate::{
     AppState,
     auth::{Caller, Read, Write},
     error::ApiError,
-    extract::{IfMatch, JsonBody, PathId},
+    extract::{IfMatch, JsonBody, PathId, Prefer},
     reply::{SessionReply, etag},
 };
 
@@ -129,9 +129,12 @@ impl ToSchema for PatchBody {
     params(
         ("id" = String, Path, description = "The session id"),
         ("If-Match" = Option<String>, Header, description = "Apply only at this version (`\"7\"`)"),
+        ("Prefer" = Option<String>, Header, description = "`return=minimal`: answer 204 with the ETag, no body"),
     ),
     responses(
         (status = 200, description = "The changed session", body = SessionBody,
+            headers(("ETag" = String, description = "The session's new version"))),
+        (status = 204, description = "Changed; `Prefer: return=minimal` asked for no body",
             headers(("ETag" = String, description = "The session's new version"))),
         (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
@@ -145,10 +148,11 @@ pub(crate) async fn patch_attributes(
     caller: Caller<Write>,
     PathId(id): PathId<SessionId>,
     if_match: IfMatch,
+    prefer: Prefer,
     JsonBody(PatchBody(patch)): JsonBody<PatchBody>,
 ) -> Result<SessionReply, ApiError> {
     let session = caller.manager.patch_session(&id, &patch, if_match.expected()).await?;
-    Ok(SessionReply::ok(session))
+    Ok(SessionReply::changed(session, prefer))
 }
 
 /// Replace attributes and device, only at the version in `If-Match` (sa-token's
@@ -158,9 +162,12 @@ pub(crate) async fn patch_attributes(
     params(
         ("id" = String, Path, description = "The session id"),
         ("If-Match" = String, Header, description = "The version being replaced (`\"7\"`)"),
+        ("Prefer" = Option<String>, Header, description = "`return=minimal`: answer 204 with the ETag, no body"),
     ),
     responses(
         (status = 200, description = "The replaced session", body = SessionBody,
+            headers(("ETag" = String, description = "The session's new version"))),
+        (status = 204, description = "Replaced; `Prefer: return=minimal` asked for no body",
             headers(("ETag" = String, description = "The session's new version"))),
         (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
@@ -175,11 +182,13 @@ pub(crate) async fn replace_session(
     caller: Caller<Write>,
     PathId(id): PathId<SessionId>,
     if_match: IfMatch,
+    prefer: Prefer,
     JsonBody(body): JsonBody<ReplaceSession>,
 ) -> Result<SessionReply, ApiError> {
     // A blind overwrite (`*` or no header) would lose whatever another writer changed.
     let IfMatch::Version(expected) = if_match else { return Err(ApiError::PreconditionRequired) };
-    Ok(SessionReply::ok(caller.manager.replace_session(&id, &body.attributes, &body.device, expected).await?))
+    let session = caller.manager.replace_session(&id, &body.attributes, &body.device, expected).await?;
+    Ok(SessionReply::changed(session, prefer))
 }
 
 /// Renew a session's idle deadline (never past its absolute one).
