@@ -18,13 +18,13 @@
 //!
 //! | key | type | holds | why |
 //! |---|---|---|---|
-//! | `{p:tag}:s:<session id>` | hash | `u` user, `c` created, `l` last access, `i` idle TTL, `x` absolute deadline, `e` deadline (ms), `v` version, `d` device (JSON), `b` creator; `a:<key>` per attribute (JSON) | one field per attribute: a patch sets, deletes and `HINCRBY`s only the fields it names, so concurrent writers of different keys never meet; native expiry `PEXPIREAT e` |
+//! | `{p:tag}:s:<session id>` | hash | `m`: the metadata packed in one value (deadline, version, last access, creation, idle TTL, absolute deadline, user, creator, device; layout in `record.rs`); `a:<key>` per attribute (JSON) | one field per attribute: a patch sets, deletes and `HINCRBY`s only the fields it names, so concurrent writers of different keys never meet; the metadata in one field, so a read parses 2 values more than the attributes' (not 18); native expiry `PEXPIREAT` at the deadline |
 //! | `{p:tag}:u:<user id>` | sorted set | the user's session ids, scored by `created_at` | `list_user`, `delete_user` and the per-user limit read only this user's sessions, oldest first (ties by id); expires natively after the user's last session |
 //! | `{p:tag}:x` | sorted set | `<session id><user id>` per session of the shard, scored by `expires_at` | `count_active` (`ZCOUNT`) and `delete_expired` read only due entries; it outlives the records Redis already expired, so their expiry is still reported |
 //! | `<p>:services` | hash | service id → the [`ServiceRecord`] as JSON | the service registry: small, read through the manager's cache |
 //!
-//! Scripts (see `scripts.rs`) take `now` as an argument and treat a session as dead when
-//! `e <= now`, whatever Redis's own clock says; Redis's native expiry only frees memory, at the
+//! Scripts (see `scripts.rs`) take `now` as an argument and treat a session as dead when its
+//! deadline is `<= now`, whatever Redis's own clock says; Redis's native expiry only frees memory, at the
 //! same instant if the clocks agree. With a server clock ahead of the application's, a
 //! session can vanish up to that skew early; keep clocks in sync (NTP).
 //!
@@ -299,7 +299,7 @@ fn live_session(id: &SessionId, fields: Option<Value>) -> Result<Session, StoreE
 
 fn version(value: Option<Value>) -> Result<Version, StoreError> {
     let text = text(value.unwrap_or(Value::Nil))?;
-    text.parse().map(Version).map_err(|_| malformed(Malformed::Invalid("v".to_owned())))
+    text.parse().map(Version).map_err(|_| malformed(Malformed::Invalid("version")))
 }
 
 fn unexpected(status: String) -> StoreError {

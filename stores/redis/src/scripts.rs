@@ -19,10 +19,27 @@ local xkey = base .. ':x'
 local function skey(id) return base .. ':s:' .. id end
 local function ukey(user) return base .. ':u:' .. user end
 
--- The deadline of the live session stored at `key`, or nil if it is missing or dead.
+-- The metadata field `m` of the record at `key` as a table, or nil if there is no record
+-- (layout: record.rs). Integers stay below 2^53, so Lua's numbers hold them exactly.
+local function meta(key)
+  local m = redis.call('HGET', key, 'm')
+  if not m then return nil end
+  local e, v, l, c, i, x, user, by, device =
+    string.match(m, '^(-?%d+),(-?%d+),(-?%d+),(-?%d+),(-?%d+),(-?%d+)\n([^\n]*)\n([^\n]*)\n(.*)$')
+  if not device then error({err = 'ERR sessanger: malformed metadata in ' .. key}) end
+  return {e = tonumber(e), v = tonumber(v), l = tonumber(l), c = tonumber(c), i = tonumber(i),
+    x = tonumber(x), user = user, by = by, device = device}
+end
+
+local function store_meta(key, f)
+  redis.call('HSET', key, 'm', string.format('%d,%d,%d,%d,%d,%d\n', f.e, f.v, f.l, f.c, f.i, f.x)
+    .. f.user .. '\n' .. f.by .. '\n' .. f.device)
+end
+
+-- The metadata of the live session stored at `key`, or nil if it is missing or dead.
 local function live(key)
-  local e = redis.call('HGET', key, 'e')
-  if e and tonumber(e) > now then return tonumber(e) end
+  local f = meta(key)
+  if f and f.e > now then return f end
   return nil
 end
 
@@ -34,23 +51,23 @@ end
 
 -- Removes the record at `key` (session `id`) and its index entries, live or not.
 local function forget(key, id)
-  local user = redis.call('HGET', key, 'u')
-  if user then
-    redis.call('ZREM', ukey(user), id)
-    redis.call('ZREM', xkey, id .. user)
+  local f = meta(key)
+  if f then
+    redis.call('ZREM', ukey(f.user), id)
+    redis.call('ZREM', xkey, id .. f.user)
     redis.call('DEL', key)
   end
 end
 
--- Renews the idle deadline of the live session at `key` from `now`, never past its absolute
--- deadline, with its native expiry and its expiry entry.
-local function touch(key, id)
-  local f = redis.call('HMGET', key, 'i', 'x', 'u')
-  local e = math.min(now + tonumber(f[1]), tonumber(f[2]))
-  redis.call('HSET', key, 'l', ARGV[1], 'e', e)
-  redis.call('PEXPIREAT', key, e)
-  redis.call('ZADD', xkey, e, id .. f[3])
-  extend(ukey(f[3]), e)
+-- Stores metadata `f` of the live session at `key` with its idle deadline renewed from `now`,
+-- never past its absolute deadline, with its native expiry and its expiry entry.
+local function touch(key, id, f)
+  f.l = now
+  f.e = math.min(now + f.i, f.x)
+  store_meta(key, f)
+  redis.call('PEXPIREAT', key, f.e)
+  redis.call('ZADD', xkey, f.e, id .. f.user)
+  extend(ukey(f.user), f.e)
 end
 
 -- The ids in a user's index, oldest first, without entries whose record Redis already
@@ -99,8 +116,9 @@ return {'created', unpack(evicted)}
 
 /// `KEYS[1]` the session; `ARGV[3]` its id. Returns the record's fields, or nil.
 const TOUCH: &str = r#"
-if not live(KEYS[1]) then return false end
-touch(KEYS[1], ARGV[3])
+local f = live(KEYS[1])
+if not f then return false end
+touch(KEYS[1], ARGV[3], f)
 return redis.call('HGETALL', KEYS[1])
 "#;
 
@@ -110,8 +128,9 @@ return redis.call('HGETALL', KEYS[1])
 /// `{'rejected', field}`.
 const PATCH: &str = r#"
 local key, id = KEYS[1], ARGV[3]
-if not live(key) then return {'missing'} end
-local version = redis.call('HGET', key, 'v')
+local f = live(key)
+if not f then return {'missing'} end
+local version = string.format('%d', f.v)
 if ARGV[4] ~= '' and ARGV[4] ~= version then return {'mismatch', version} end
 local nset, nremove, nincr = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local at = 9
@@ -143,8 +162,8 @@ if #removes > 0 then redis.call('HDEL', key, unpack(removes)) end
 if #sets > 0 then redis.call('HSET', key, unpack(sets)) end
 -- An increment wins over a set or remove of the same key, as `Session::apply` has it.
 if #sums > 0 and (#sets > 0 or #removes > 0) then redis.call('HSET', key, unpack(sums)) end
-redis.call('HINCRBY', key, 'v', 1)
-if ARGV[5] == '1' then touch(key, id) end
+f.v = f.v + 1
+if ARGV[5] == '1' then touch(key, id, f) else store_meta(key, f) end
 return {'applied', redis.call('HGETALL', key)}
 "#;
 
@@ -152,16 +171,18 @@ return {'applied', redis.call('HGETALL', key)}
 /// field/value pairs. Returns `{'applied', fields}`, `{'missing'}` or `{'mismatch', version}`.
 const REPLACE: &str = r#"
 local key = KEYS[1]
-if not live(key) then return {'missing'} end
-local version = redis.call('HGET', key, 'v')
+local f = live(key)
+if not f then return {'missing'} end
+local version = string.format('%d', f.v)
 if ARGV[4] ~= version then return {'mismatch', version} end
 local stale = {}
 for _, field in ipairs(redis.call('HKEYS', key)) do
   if string.sub(field, 1, 2) == 'a:' then table.insert(stale, field) end
 end
 if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-redis.call('HSET', key, 'd', ARGV[5], unpack(ARGV, 6))
-redis.call('HINCRBY', key, 'v', 1)
+if #ARGV > 5 then redis.call('HSET', key, unpack(ARGV, 6)) end
+f.v, f.device = f.v + 1, ARGV[5]
+store_meta(key, f)
 return {'applied', redis.call('HGETALL', key)}
 "#;
 
@@ -169,17 +190,17 @@ return {'applied', redis.call('HGETALL', key)}
 /// new id. Returns `{'renamed', fields}`, `{'missing'}` or `{'taken'}`.
 const RENAME: &str = r#"
 local old, new, oldid, newid = KEYS[1], KEYS[2], ARGV[3], ARGV[4]
-if not live(old) then return {'missing'} end
+local f = live(old)
+if not f then return {'missing'} end
 if live(new) then return {'taken'} end
 forget(new, newid)
-local f = redis.call('HMGET', old, 'u', 'c')
-local index = ukey(f[1])
+local index = ukey(f.user)
 redis.call('RENAME', old, new)
 redis.call('ZREM', index, oldid)
-redis.call('ZADD', index, f[2], newid)
-redis.call('ZREM', xkey, oldid .. f[1])
-redis.call('HINCRBY', new, 'v', 1)
-touch(new, newid)
+redis.call('ZADD', index, f.c, newid)
+redis.call('ZREM', xkey, oldid .. f.user)
+f.v = f.v + 1
+touch(new, newid, f)
 return {'renamed', redis.call('HGETALL', new)}
 "#;
 
@@ -228,11 +249,11 @@ local out = {}
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))) do
   local id, user = string.sub(m, 1, ID_LEN), string.sub(m, ID_LEN + 1)
   local key = skey(id)
-  local e = redis.call('HGET', key, 'e')
-  if e and tonumber(e) > now then
+  local f = live(key)
+  if f then
     -- Not dead after all (no write leaves this behind, but a stale entry must not lose a
     -- live session): fix its score instead.
-    redis.call('ZADD', KEYS[1], e, m)
+    redis.call('ZADD', KEYS[1], f.e, m)
   else
     redis.call('DEL', key)
     redis.call('ZREM', ukey(user), id)

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use sessanger_core::{Session, SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit};
+use sessanger_core::{Patch, Session, SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit};
 use sessanger_store_redis::{RedisConnection, RedisStore};
 
 // Long enough that a loaded machine never sees a short session die before the test looks.
@@ -123,10 +123,22 @@ async fn a_stored_record_that_does_not_decode_is_a_decode_error() {
     let _: () = raw.hset(session_key(&store, &s.id), "a:broken", "{not json").await.unwrap();
     let loaded = store.load(&s.id, Timestamp::now()).await;
     assert!(matches!(loaded, Err(StoreError::Decode(_))), "{loaded:?}");
-    let _: () = raw.hset(session_key(&store, &s.id), "c", "yesterday").await.unwrap();
     let _: () = raw.hdel(session_key(&store, &s.id), "a:broken").await.unwrap();
+    let meta: String = raw.hget(session_key(&store, &s.id), "m").await.unwrap();
+    // A device the decoder cannot read: the scripts pass it through, the decoder refuses it.
+    let (numbers_and_names, _device) = meta.rsplit_once('\n').unwrap();
+    let _: () = raw.hset(session_key(&store, &s.id), "m", format!("{numbers_and_names}\n{{not json")).await.unwrap();
     let listed = store.list_user(&user, Timestamp::now()).await;
     assert!(matches!(listed, Err(StoreError::Decode(_))), "{listed:?}");
+    // Metadata the scripts cannot read: a clear error, and the record is left as it was.
+    let _: () = raw.hset(session_key(&store, &s.id), "m", "yesterday").await.unwrap();
+    let patched = store.patch(&s.id, &Patch::default(), None, false, Timestamp::now()).await;
+    assert!(
+        matches!(&patched, Err(StoreError::Backend(e)) if e.to_string().contains("malformed metadata")),
+        "{patched:?}"
+    );
+    let kept: String = raw.hget(session_key(&store, &s.id), "m").await.unwrap();
+    assert_eq!(kept, "yesterday");
 }
 
 #[tokio::test]
