@@ -18,7 +18,7 @@
 //!
 //! | key | type | holds | why |
 //! |---|---|---|---|
-//! | `{p:tag}:s:<session id>` | hash | `m`: the metadata packed in one value (deadline, version, last access, creation, idle TTL, absolute deadline, user, creator, device; layout in `record.rs`); `a:<key>` per attribute (JSON) | one field per attribute: a patch sets, deletes and `HINCRBY`s only the fields it names, so concurrent writers of different keys never meet; the metadata in one field, so a read parses 2 values more than the attributes' (not 18); native expiry `PEXPIREAT` at the deadline |
+//! | `{p:tag}:s:<session id>` | hash | `m` the times and version packed in one value (deadline, version, last access, creation, idle TTL, absolute deadline; layout in `record.rs`), `u` user, `d` device (JSON), `b` creator; `a:<key>` per attribute (JSON) | one field per attribute: a patch sets, deletes and `HINCRBY`s only the fields it names, so concurrent writers of different keys never meet; the times in one short field: fewer values to parse per read, and a hash that stays a compact listpack; native expiry `PEXPIREAT` at the deadline |
 //! | `{p:tag}:u:<user id>` | sorted set | the user's session ids, scored by `created_at` | `list_user`, `delete_user` and the per-user limit read only this user's sessions, oldest first (ties by id); expires natively after the user's last session |
 //! | `{p:tag}:x` | sorted set | `<session id><user id>` per session of the shard, scored by `expires_at` | `count_active` (`ZCOUNT`) and `delete_expired` read only due entries; it outlives the records Redis already expired, so their expiry is still reported |
 //! | `<p>:services` | hash | service id → the [`ServiceRecord`] as JSON | the service registry: small, read through the manager's cache |

@@ -1,16 +1,16 @@
 //! A session as the fields of a Redis hash, and back.
 //!
-//! Two kinds of field: `m`, the metadata packed in one value, and one field per attribute,
-//! `a:<key>`, holding the value as JSON. One field per attribute is what makes a patch
-//! field-level: scripts set, delete and `HINCRBY` single fields and never rewrite the others.
-//! The metadata is one field because a read parses every field and value of the reply: packed,
-//! a session with 4 attributes is 10 values instead of 26, and its hash is smaller.
+//! Metadata fields have one-letter names: `m`, the times and version packed in one value,
+//! `u` the user, `b` the creating service (if any), `d` the device as JSON. Each attribute is
+//! its own field, `a:<key>`, holding the value as JSON. One field per attribute is what makes a
+//! patch field-level: scripts set, delete and `HINCRBY` single fields and never rewrite the
+//! others.
 //!
 //! `m` is `e,v,l,c,i,x` — the deadline, version, last access, creation, idle TTL and absolute
-//! deadline, decimal integers (ms) — then, each after a newline, the user id, the creating
-//! service (empty if none) and the device as JSON. Neither a user id nor a service id holds a
-//! control character, and the device is last, so the newlines are unambiguous. The scripts
-//! read and write it with the same layout (`scripts.rs`, `meta` and `store_meta`).
+//! deadline, integers (ms) in base 36 — so that a read parses 8 values fewer than with a field
+//! each, and stays under Redis's `hash-max-listpack-value` (64 bytes): one longer value turns
+//! the whole hash into a hash table, several times larger. The scripts read and write it with
+//! the same layout (`scripts.rs`: `meta`, `store_meta`).
 
 use std::time::Duration;
 
@@ -20,26 +20,52 @@ use sessanger_core::{Attributes, Device, ServiceId, Session, SessionId, StoreErr
 /// The prefix of attribute fields.
 pub(crate) const ATTRIBUTE: &str = "a:";
 
-/// The metadata field.
+/// The field of the times and version.
 pub(crate) const META: &str = "m";
 
 /// The hash fields of a new session, as `field, value, field, value, ...`.
 pub(crate) fn encode(session: &Session) -> Result<Vec<String>, StoreError> {
-    let creator = session.created_by.as_ref().map_or("", ServiceId::as_ref);
-    let meta = format!(
-        "{},{},{},{},{},{}\n{}\n{creator}\n{}",
+    let times = [
         session.expires_at.as_millis(),
-        session.version.0,
+        i64::try_from(session.version.0).unwrap_or(i64::MAX),
         session.last_access_at.as_millis(),
         session.created_at.as_millis(),
-        millis(session.idle_ttl),
+        i64::try_from(millis(session.idle_ttl)).unwrap_or(i64::MAX),
         session.absolute_expires_at.as_millis(),
-        session.user_id,
+    ];
+    let meta = times.map(base36).join(",");
+    let mut fields = vec![
+        META.to_owned(),
+        meta,
+        "u".to_owned(),
+        session.user_id.to_string(),
+        "d".to_owned(),
         json(&session.device)?,
-    );
-    let mut fields = vec![META.to_owned(), meta];
+    ];
+    if let Some(service) = &session.created_by {
+        fields.extend(["b".to_owned(), service.to_string()]);
+    }
     fields.extend(attributes(&session.attributes)?);
     Ok(fields)
+}
+
+/// `n` in base 36, lowercase, as the scripts' `b36` writes it.
+fn base36(n: i64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut digits = Vec::new();
+    let mut rest = n.unsigned_abs();
+    loop {
+        digits.push(DIGITS[(rest % 36) as usize]);
+        rest /= 36;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        digits.push(b'-');
+    }
+    digits.reverse();
+    String::from_utf8(digits).expect("ASCII digits")
 }
 
 /// Attributes as `a:<key>, <JSON>, ...` pairs.
@@ -68,8 +94,8 @@ fn millis(d: Duration) -> u64 {
 /// Why a reply could not be read as what the store wrote.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum Malformed {
-    #[error("the stored session has no metadata field")]
-    Missing,
+    #[error("field `{0}` is missing from the stored session")]
+    Missing(&'static str),
     #[error("the metadata of the stored session is invalid: {0}")]
     Invalid(&'static str),
     #[error("unexpected reply from a script: {0:?}")]
@@ -122,55 +148,69 @@ pub(crate) fn decode(id: SessionId, value: Value) -> Result<Option<Session>, Sto
     if pairs.is_empty() {
         return Ok(None);
     }
-    let mut meta = None;
+    let mut meta = Meta::default();
     let mut attributes = Attributes::new();
     for (field, value) in pairs {
         let (field, value) = (text(field)?, text(value)?);
-        match field.strip_prefix(ATTRIBUTE) {
-            Some(key) => {
-                let value = serde_json::from_str(&value).map_err(|e| StoreError::Decode(e.into()))?;
-                attributes.insert(key.to_owned(), value);
-            }
-            None if field == META => meta = Some(value),
+        if let Some(key) = field.strip_prefix(ATTRIBUTE) {
+            let value = serde_json::from_str(&value).map_err(|e| StoreError::Decode(e.into()))?;
+            attributes.insert(key.to_owned(), value);
+            continue;
+        }
+        match field.as_str() {
+            META => meta.times = Some(value),
+            "u" => meta.user = Some(value),
+            "b" => meta.creator = Some(value),
+            "d" => meta.device = Some(value),
             // A field this version does not know: written by a newer one, left alone.
-            None => {}
+            _ => {}
         }
     }
-    let meta = meta.ok_or_else(|| malformed(Malformed::Missing))?;
-    session(id, &meta, attributes).map(Some)
+    meta.into_session(id, attributes).map(Some)
 }
 
-/// The session from its metadata field and attributes.
-fn session(id: SessionId, meta: &str, attributes: Attributes) -> Result<Session, StoreError> {
-    let invalid = |what| malformed(Malformed::Invalid(what));
-    let mut lines = meta.splitn(4, '\n');
-    let mut numbers = lines.next().unwrap_or_default().split(',').map(|n| n.parse::<i64>().ok());
-    let mut number = |what| numbers.next().flatten().ok_or_else(|| invalid(what));
-    let (expires_at, version, last_access_at) = (number("deadline")?, number("version")?, number("last access")?);
-    let (created_at, idle_ttl, absolute_expires_at) =
-        (number("creation")?, number("idle TTL")?, number("absolute deadline")?);
-    let version = u64::try_from(version).map_err(|_| invalid("version"))?;
-    let idle_ttl = u64::try_from(idle_ttl).map_err(|_| invalid("idle TTL"))?;
-    let user_id: UserId = lines.next().and_then(|u| u.parse().ok()).ok_or_else(|| invalid("user"))?;
-    let created_by = match lines.next().ok_or_else(|| invalid("creator"))? {
-        "" => None,
-        b => Some(b.parse::<ServiceId>().map_err(|_| invalid("creator"))?),
-    };
-    let device: Device = serde_json::from_str(lines.next().ok_or_else(|| invalid("device"))?)
-        .map_err(|e| StoreError::Decode(e.into()))?;
-    Ok(Session {
-        id,
-        user_id,
-        device,
-        created_by,
-        created_at: Timestamp::from_millis(created_at),
-        last_access_at: Timestamp::from_millis(last_access_at),
-        idle_ttl: Duration::from_millis(idle_ttl),
-        absolute_expires_at: Timestamp::from_millis(absolute_expires_at),
-        expires_at: Timestamp::from_millis(expires_at),
-        version: Version(version),
-        attributes,
-    })
+/// The metadata fields of a record, as read.
+#[derive(Default)]
+struct Meta {
+    times: Option<String>,
+    user: Option<String>,
+    creator: Option<String>,
+    device: Option<String>,
+}
+
+impl Meta {
+    fn into_session(self, id: SessionId, attributes: Attributes) -> Result<Session, StoreError> {
+        let invalid = |what| malformed(Malformed::Invalid(what));
+        let missing = |what| malformed(Malformed::Missing(what));
+        let times = self.times.ok_or_else(|| missing("m"))?;
+        let mut numbers = times.split(',').map(|n| i64::from_str_radix(n, 36).ok());
+        let mut number = |what| numbers.next().flatten().ok_or_else(|| invalid(what));
+        let (expires_at, version, last_access_at) = (number("deadline")?, number("version")?, number("last access")?);
+        let (created_at, idle_ttl, absolute_expires_at) =
+            (number("creation")?, number("idle TTL")?, number("absolute deadline")?);
+        let version = u64::try_from(version).map_err(|_| invalid("version"))?;
+        let idle_ttl = u64::try_from(idle_ttl).map_err(|_| invalid("idle TTL"))?;
+        let user_id: UserId = self.user.ok_or_else(|| missing("u"))?.parse().map_err(|_| invalid("u"))?;
+        let created_by = match self.creator {
+            Some(b) => Some(b.parse::<ServiceId>().map_err(|_| invalid("b"))?),
+            None => None,
+        };
+        let device = self.device.ok_or_else(|| missing("d"))?;
+        let device: Device = serde_json::from_str(&device).map_err(|e| StoreError::Decode(e.into()))?;
+        Ok(Session {
+            id,
+            user_id,
+            device,
+            created_by,
+            created_at: Timestamp::from_millis(created_at),
+            last_access_at: Timestamp::from_millis(last_access_at),
+            idle_ttl: Duration::from_millis(idle_ttl),
+            absolute_expires_at: Timestamp::from_millis(absolute_expires_at),
+            expires_at: Timestamp::from_millis(expires_at),
+            version: Version(version),
+            attributes,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -201,7 +241,8 @@ mod tests {
         for created_by in [Some("web".parse().unwrap()), None] {
             s.created_by = created_by;
             let fields = encode(&s).unwrap();
-            assert_eq!(fields.len(), 2 + 2 * s.attributes.len());
+            let metadata = if s.created_by.is_some() { 4 } else { 3 };
+            assert_eq!(fields.len(), 2 * (metadata + s.attributes.len()));
             let reply = Value::Array(fields.iter().map(|f| bulk(f)).collect());
             assert_eq!(decode(s.id.clone(), reply).unwrap(), Some(s.clone()));
         }
@@ -210,18 +251,36 @@ mod tests {
     #[test]
     fn an_empty_hash_is_no_session_and_a_broken_one_is_a_decode_error() {
         assert_eq!(decode(SessionId::generate(), Value::Array(vec![])).unwrap(), None);
-        let good_meta = "2,1,1,1,1,3\nbob\n\n{}";
-        assert!(decode(SessionId::generate(), Value::Array(vec![bulk("m"), bulk(good_meta)])).unwrap().is_some());
+        let good = || vec![bulk("m"), bulk("2,1,1,1,1,3"), bulk("u"), bulk("bob"), bulk("d"), bulk("{}")];
+        assert!(decode(SessionId::generate(), Value::Array(good())).unwrap().is_some());
+        let with = |field: &str, value: &str| {
+            let mut fields = good();
+            match fields.iter().position(|f| *f == bulk(field)) {
+                Some(at) => fields[at + 1] = bulk(value),
+                None => fields.extend([bulk(field), bulk(value)]),
+            }
+            fields
+        };
         for broken in [
-            vec![bulk("a:k"), bulk("1")],
-            vec![bulk("m"), bulk("2,1,1,1,1\nbob\n\n{}")],
-            vec![bulk("m"), bulk("2,1,1,1,1,yesterday\nbob\n\n{}")],
-            vec![bulk("m"), bulk("2,1,1,1,1,3\nbob\n")],
-            vec![bulk("m"), bulk("2,1,1,1,1,3\nbob\nNot A Service\n{}")],
-            vec![bulk("m"), bulk(good_meta), bulk("a:k"), bulk("{not json")],
+            good()[2..].to_vec(),
+            with("m", "2,1,1,1,1"),
+            with("m", "2,1,1,1,1,yesterday!"),
+            with("m", "2,-1,1,1,1,3"),
+            with("u", ""),
+            with("d", "{not json"),
+            with("b", "Not A Service"),
+            with("a:k", "{not json"),
         ] {
             let reply = Value::Array(broken.clone());
             assert!(matches!(decode(SessionId::generate(), reply), Err(StoreError::Decode(_))), "{broken:?}");
         }
+    }
+
+    #[test]
+    fn base36_round_trips_and_keeps_the_times_short() {
+        for n in [0, 1, 35, 36, -1, -36, 1_763_900_000_123, i64::MAX, i64::MIN + 1] {
+            assert_eq!(i64::from_str_radix(&base36(n), 36), Ok(n), "{n}");
+        }
+        assert_eq!(base36(1_763_900_000_123), "miboimpn");
     }
 }

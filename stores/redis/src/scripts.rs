@@ -19,21 +19,36 @@ local xkey = base .. ':x'
 local function skey(id) return base .. ':s:' .. id end
 local function ukey(user) return base .. ':u:' .. user end
 
--- The metadata field `m` of the record at `key` as a table, or nil if there is no record
--- (layout: record.rs). Integers stay below 2^53, so Lua's numbers hold them exactly.
+-- Integers in base 36, as record.rs writes them. Below 2^53 Lua's numbers hold them exactly,
+-- and so do the divisions here.
+local DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
+local function b36(n)
+  if n < 0 then return '-' .. b36(-n) end
+  local s = ''
+  repeat
+    local d = n % 36
+    s = string.sub(DIGITS, d + 1, d + 1) .. s
+    n = (n - d) / 36
+  until n == 0
+  return s
+end
+local function n36(s)
+  if string.sub(s, 1, 1) == '-' then return -tonumber(string.sub(s, 2), 36) end
+  return tonumber(s, 36)
+end
+
+-- The times and version of the record at `key` (its field `m`, layout in record.rs) and its
+-- user, as a table; nil if there is no record.
 local function meta(key)
-  local m = redis.call('HGET', key, 'm')
-  if not m then return nil end
-  local e, v, l, c, i, x, user, by, device =
-    string.match(m, '^(-?%d+),(-?%d+),(-?%d+),(-?%d+),(-?%d+),(-?%d+)\n([^\n]*)\n([^\n]*)\n(.*)$')
-  if not device then error({err = 'ERR sessanger: malformed metadata in ' .. key}) end
-  return {e = tonumber(e), v = tonumber(v), l = tonumber(l), c = tonumber(c), i = tonumber(i),
-    x = tonumber(x), user = user, by = by, device = device}
+  local fields = redis.call('HMGET', key, 'm', 'u')
+  if not fields[1] then return nil end
+  local e, v, l, c, i, x = string.match(fields[1], '^(-?%w+),(-?%w+),(-?%w+),(-?%w+),(-?%w+),(-?%w+)$')
+  if not (x and fields[2]) then error({err = 'ERR sessanger: malformed metadata in ' .. key}) end
+  return {e = n36(e), v = n36(v), l = n36(l), c = n36(c), i = n36(i), x = n36(x), user = fields[2]}
 end
 
 local function store_meta(key, f)
-  redis.call('HSET', key, 'm', string.format('%d,%d,%d,%d,%d,%d\n', f.e, f.v, f.l, f.c, f.i, f.x)
-    .. f.user .. '\n' .. f.by .. '\n' .. f.device)
+  redis.call('HSET', key, 'm', table.concat({b36(f.e), b36(f.v), b36(f.l), b36(f.c), b36(f.i), b36(f.x)}, ','))
 end
 
 -- The metadata of the live session stored at `key`, or nil if it is missing or dead.
@@ -180,8 +195,8 @@ for _, field in ipairs(redis.call('HKEYS', key)) do
   if string.sub(field, 1, 2) == 'a:' then table.insert(stale, field) end
 end
 if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-if #ARGV > 5 then redis.call('HSET', key, unpack(ARGV, 6)) end
-f.v, f.device = f.v + 1, ARGV[5]
+redis.call('HSET', key, 'd', ARGV[5], unpack(ARGV, 6))
+f.v = f.v + 1
 store_meta(key, f)
 return {'applied', redis.call('HGETALL', key)}
 "#;

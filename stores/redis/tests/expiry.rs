@@ -124,10 +124,8 @@ async fn a_stored_record_that_does_not_decode_is_a_decode_error() {
     let loaded = store.load(&s.id, Timestamp::now()).await;
     assert!(matches!(loaded, Err(StoreError::Decode(_))), "{loaded:?}");
     let _: () = raw.hdel(session_key(&store, &s.id), "a:broken").await.unwrap();
-    let meta: String = raw.hget(session_key(&store, &s.id), "m").await.unwrap();
     // A device the decoder cannot read: the scripts pass it through, the decoder refuses it.
-    let (numbers_and_names, _device) = meta.rsplit_once('\n').unwrap();
-    let _: () = raw.hset(session_key(&store, &s.id), "m", format!("{numbers_and_names}\n{{not json")).await.unwrap();
+    let _: () = raw.hset(session_key(&store, &s.id), "d", "{not json").await.unwrap();
     let listed = store.list_user(&user, Timestamp::now()).await;
     assert!(matches!(listed, Err(StoreError::Decode(_))), "{listed:?}");
     // Metadata the scripts cannot read: a clear error, and the record is left as it was.
@@ -180,4 +178,22 @@ async fn a_sweep_of_all_shards_stays_cheap() {
         println!("{url}: count_active {count:?}, delete_expired (nothing due) {purge:?}");
         assert!(count < Duration::from_secs(5) && purge < Duration::from_secs(5), "{url}: {count:?} {purge:?}");
     }
+}
+
+/// One hash value over `hash-max-listpack-value` (64 bytes) would turn the whole record into a
+/// hash table, several times larger: the packed times must stay short, even far in the future.
+#[tokio::test]
+async fn a_record_with_small_values_stays_a_compact_listpack() {
+    let url = common::redis_url();
+    let store = common::store(url.clone()).await;
+    let user: UserId = format!("{}@example.com", unique_user()).parse().unwrap();
+    let mut s = session(&user, Duration::from_secs(400 * 24 * 3600));
+    s.version = sessanger_core::Version(u64::from(u32::MAX));
+    s.created_by = Some("a-service-with-a-long-name".parse().unwrap());
+    s.attributes.insert("theme".into(), serde_json::json!("dark"));
+    create(&store, &s).await;
+    let mut raw = raw(&url).await;
+    let encoding: String =
+        redis::cmd("OBJECT").arg("ENCODING").arg(session_key(&store, &s.id)).query_async(&mut raw).await.unwrap();
+    assert_eq!(encoding, "listpack");
 }
