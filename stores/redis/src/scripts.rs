@@ -19,36 +19,32 @@ local xkey = base .. ':x'
 local function skey(id) return base .. ':s:' .. id end
 local function ukey(user) return base .. ':u:' .. user end
 
--- Integers in base 36, as record.rs writes them. Below 2^53 Lua's numbers hold them exactly,
--- and so do the divisions here.
-local DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz'
-local function b36(n)
-  if n < 0 then return '-' .. b36(-n) end
-  local s = ''
-  repeat
-    local d = n % 36
-    s = string.sub(DIGITS, d + 1, d + 1) .. s
-    n = (n - d) / 36
-  until n == 0
-  return s
+-- Integers in hexadecimal, as record.rs writes them: `string.format` and `tonumber` do the
+-- work in C. Below 2^53, Lua's numbers hold them exactly.
+local function hex(n)
+  if n < 0 then return '-' .. string.format('%x', -n) end
+  return string.format('%x', n)
 end
-local function n36(s)
-  if string.sub(s, 1, 1) == '-' then return -tonumber(string.sub(s, 2), 36) end
-  return tonumber(s, 36)
+local function unhex(s)
+  if string.byte(s, 1) == 45 then return -tonumber(string.sub(s, 2), 16) end
+  return tonumber(s, 16)
 end
 
--- The times and version of the record at `key` (its field `m`, layout in record.rs) and its
+-- The times and version of the record at `key` (its field `m`: `c,e,l,x,i,v`, with the
+-- deadline, last access and absolute deadline counted from the creation; record.rs) and its
 -- user, as a table; nil if there is no record.
 local function meta(key)
   local fields = redis.call('HMGET', key, 'm', 'u')
   if not fields[1] then return nil end
-  local e, v, l, c, i, x = string.match(fields[1], '^(-?%w+),(-?%w+),(-?%w+),(-?%w+),(-?%w+),(-?%w+)$')
-  if not (x and fields[2]) then error({err = 'ERR sessanger: malformed metadata in ' .. key}) end
-  return {e = n36(e), v = n36(v), l = n36(l), c = n36(c), i = n36(i), x = n36(x), user = fields[2]}
+  local c, e, l, x, i, v = string.match(fields[1], '^(-?%x+),(-?%x+),(-?%x+),(-?%x+),(-?%x+),(-?%x+)$')
+  if not (v and fields[2]) then error({err = 'ERR sessanger: malformed metadata in ' .. key}) end
+  c = unhex(c)
+  return {c = c, e = c + unhex(e), l = c + unhex(l), x = c + unhex(x), i = unhex(i), v = unhex(v), user = fields[2]}
 end
 
 local function store_meta(key, f)
-  redis.call('HSET', key, 'm', table.concat({b36(f.e), b36(f.v), b36(f.l), b36(f.c), b36(f.i), b36(f.x)}, ','))
+  redis.call('HSET', key, 'm', hex(f.c) .. ',' .. hex(f.e - f.c) .. ',' .. hex(f.l - f.c) .. ',' .. hex(f.x - f.c)
+    .. ',' .. hex(f.i) .. ',' .. hex(f.v))
 end
 
 -- The metadata of the live session stored at `key`, or nil if it is missing or dead.
