@@ -34,11 +34,11 @@ struct Args {
     /// Concurrent connections of the read and write phases (and of redis-benchmark).
     #[arg(long, default_value_t = 32)]
     connections: usize,
-    /// Seconds each phase measures (default 10, --quick 2), after 1 s of warm-up.
+    /// Seconds each phase measures (default 6, --quick 2), after 1 s of warm-up.
     #[arg(long)]
     seconds: Option<u64>,
     /// Rounds of the sessanger-vs-peer GET and write phases, alternating; the median round
-    /// counts (default 3, --quick 1).
+    /// counts (default 5, --quick 1).
     #[arg(long)]
     rounds: Option<usize>,
     /// Sessions stored for the large half of the list-scaling figure (default 10⁶, --quick 10⁴).
@@ -73,10 +73,10 @@ async fn main() -> anyhow::Result<()> {
     if !args.no_build {
         build().await?;
     }
-    let seconds = args.seconds.unwrap_or(if args.quick { 2 } else { 10 });
+    let seconds = args.seconds.unwrap_or(if args.quick { 2 } else { 6 });
     let plan =
         Plan { connections: args.connections, warmup: Duration::from_secs(1), measure: Duration::from_secs(seconds) };
-    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    let rounds = args.rounds.unwrap_or(if args.quick { 1 } else { 5 }).max(1);
     let stored = args.stored.unwrap_or(if args.quick { 10_000 } else { 1_000_000 });
     anyhow::ensure!(stored > SMALL_STORE, "--stored must be above {SMALL_STORE}");
     let out_dir = if args.quick { root.join("target/load-quick") } else { root.clone() };
@@ -92,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
         work: tempfile::tempdir()?,
         plan,
         rounds,
-        progress: progress(9 + 5 * rounds as u64),
+        progress: progress(7 + 7 * rounds as u64),
     };
     let result = bench.run(stored, args.quick).await;
     for db in [SESSANGER_DB, PEER_DB, BENCHMARK_DB] {
@@ -271,7 +271,7 @@ impl Bench {
         let compared = [
             (&s.server, "GET session", s.target(Method::GET, format!("/v1/sessions/{sid}"))),
             (&peer, "GET session", peer_target(Method::GET, "/read")),
-            (&floor, "GET one Redis value", Target::get(floor.addr, "/")),
+            (&floor, "GET /", Target::get(floor.addr, "/")),
             // Like the peer's `ok`, the answer carries no session: the client asks for none.
             (
                 &s.server,
@@ -445,7 +445,7 @@ impl Bench {
         ));
         report.notes.push("sessanger's PATCH asks `Prefer: return=minimal` (204 with the new version's ETag, no body), as the peer answers `ok`; its GET answers the whole session (~400 bytes), the peer's one value. The floor answers the same ~400 bytes, read with one Redis `GET`.".into());
         report.notes.push("CPU µs/req: the process's user + system time (`/proc/PID/stat`) and Redis's (`INFO cpu`) over the measured run, divided by the requests answered in it.".into());
-        report.notes.push(format!("Round trips: commands sessanger sent to Redis while doing each operation 3 times, seen by `MONITOR` (commands a script runs inside Redis are not round trips), divided by 3. The list-scaling stores are filled with sessions of {FILL_PER_USER} per user, 4 attributes each; memory per session is `INFO memory` `used_memory` before and after storing {} sessions, divided by their number.", stored - SMALL_STORE));
+        report.notes.push(format!("Round trips: commands sessanger sent to Redis while doing each operation 3 times, seen by `MONITOR` (commands a script runs inside Redis are not round trips), divided by 3. The list-scaling stores are filled with sessions of {FILL_PER_USER} per user, 4 attributes each; the two stores take turns for {} rounds (median); memory per session is `INFO memory` `used_memory` before and after storing {stored} sessions in the large one, divided by their number.", self.rounds));
         if quick {
             report.notes.push(
                 "Quick mode: short phases and a small store — a check that the harness works, not a measurement."
@@ -508,26 +508,35 @@ impl Bench {
         Ok(trips)
     }
 
-    /// Lists a user's 10 sessions with `SMALL_STORE` then `stored` sessions in the store, and
-    /// measures Redis memory per session on the way.
+    /// Lists a user's 10 sessions with `SMALL_STORE` sessions in one store and `stored` in
+    /// another (`s`'s), taking turns like the other comparisons, and measures Redis memory per
+    /// session while filling the large one.
     async fn list_scaling(&self, s: &Sessanger, stored: u64) -> anyhow::Result<Scaling> {
+        // The small store has a database of its own, so each store is its own keyspace.
+        let small = self.sessanger("sessanger (Redis, small store)", 18097, &self.redis.url(BENCHMARK_DB)).await?;
         let user = "list-user";
-        for _ in 0..10 {
-            s.create(user).await?;
+        for server in [s, &small] {
+            for _ in 0..10 {
+                server.create(user).await?;
+            }
         }
-        let filler = Filler::connect(&self.redis.url(SESSANGER_DB)).await?;
-        let plan = Plan { connections: 8, ..self.plan };
-        let list = s.target(Method::GET, format!("/v1/users/{user}/sessions"));
-        filler.fill(0, SMALL_STORE, &self.progress).await?;
-        let (small, _) = self.measure(&s.server, true, "list 10 of a user (10³ stored)", &list, plan).await?;
+        Filler::connect(&self.redis.url(BENCHMARK_DB)).await?.fill(0, SMALL_STORE, &self.progress).await?;
         let before = self.redis.used_memory().await?;
-        filler.fill(SMALL_STORE, stored, &self.progress).await?;
+        Filler::connect(&self.redis.url(SESSANGER_DB)).await?.fill(0, stored, &self.progress).await?;
         let after = self.redis.used_memory().await?;
-        let (large, _) = self.measure(&s.server, true, "list 10 of a user (large store)", &list, plan).await?;
+        let plan = Plan { connections: 8, ..self.plan };
+        let (mut small_runs, mut large_runs) = (Vec::new(), Vec::new());
+        for _ in 0..self.rounds {
+            for (server, runs) in [(&small, &mut small_runs), (s, &mut large_runs)] {
+                let list = server.target(Method::GET, format!("/v1/users/{user}/sessions"));
+                runs.push(self.measure(&server.server, true, "list 10 of a user", &list, plan).await?.0);
+            }
+        }
+        small.server.stop().await?;
         Ok(Scaling {
-            small_rate: small.rate,
-            large_rate: large.rate,
-            bytes_per_session: after.saturating_sub(before) as f64 / (stored - SMALL_STORE) as f64,
+            small_rate: median(small_runs).rate,
+            large_rate: median(large_runs).rate,
+            bytes_per_session: after.saturating_sub(before) as f64 / stored as f64,
         })
     }
 }
