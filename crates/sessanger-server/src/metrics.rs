@@ -75,9 +75,7 @@ impl Metrics {
     fn record(&self, f: impl FnOnce()) {
         ::metrics::with_local_recorder(&*self.recorder, f);
     }
-}
 
-impl Metrics {
     /// Counts and times a request answered with `response`, and logs and counts the cause of
     /// a server-side failure.
     pub(crate) fn observe(&self, route: String, method: &'static str, elapsed: Duration, response: &Response) {
