@@ -28,7 +28,12 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     fs::create_dir_all(&settings.data_dir)?;
-    fs::write(settings.server_url_file(), &url)?;
+    // Written aside and renamed into place: whoever waits for the file (the admin commands,
+    // scripts, tests) must never read it created but still empty.
+    let url_file = settings.server_url_file();
+    let partial = url_file.with_extension("url.partial");
+    fs::write(&partial, &url)?;
+    fs::rename(&partial, &url_file)?;
     tracing::info!(%url, store = %settings.store_url_redacted(), "sessanger listening");
 
     let compat = settings.config.compat.clone();
