@@ -5,7 +5,8 @@
 //! - [`id`](crate::SessionId): validated identifiers — [`SessionId`], [`UserId`], [`ServiceId`].
 //! - `time`: [`Timestamp`] and the [`Clock`]s every expiry check reads through.
 //! - `session`: the [`Session`] record, [`Patch`]es of its attributes, size [`Limits`].
-//! - `store`: the [`SessionStore`] and [`ServiceStore`] contract a backend implements.
+//! - `store`: the [`SessionStore`], [`ServiceStore`] and [`Maintenance`] contract a [`Store`]
+//!   implements.
 //! - `service`: registered services, their [`Permission`]s and [`ServiceToken`]s.
 //! - `manager`: [`SessionManager`], the library API (sa-token's `DistributedSessionManager`,
 //!   beego's `Manager`), with [`SessionEvent`]s and the audit trail ([`audit::TARGET`]).
@@ -29,7 +30,7 @@ pub use manager::{ManagerError, NewSession, Reaper, SessionManager, SessionPolic
 pub use service::{MalformedToken, Permission, ServiceRecord, ServiceToken, UnknownPermission};
 pub use session::{Attributes, Device, Limits, Patch, PatchError, Session, Version};
 pub use store::{
-    Backend, BoxError, Created, Patched, Renamed, Replaced, ServiceStore, SessionRef, SessionStore, StoreError,
-    UserLimit,
+    BoxError, Created, Maintenance, PatchOptions, Patched, Renamed, Replaced, ServiceStore, SessionRef, SessionStore,
+    Store, StoreError, UserLimit,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

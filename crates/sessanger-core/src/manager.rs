@@ -1,4 +1,4 @@
-//! [`SessionManager`]: the library API over any [`Backend`].
+//! [`SessionManager`]: the library API over any [`Store`].
 
 use std::{
     collections::HashMap,
@@ -11,9 +11,9 @@ use serde_json::Value;
 use tokio::{sync::broadcast, task::JoinHandle};
 
 use crate::{
-    Attributes, Backend, Clock, Created, DeleteReason, Device, Limits, Patch, PatchError, Patched, Permission, Renamed,
-    Replaced, ServiceId, ServiceRecord, ServiceToken, Session, SessionEvent, SessionId, StoreError, SystemClock,
-    Timestamp, UserId, UserLimit, Version,
+    Attributes, Clock, Created, DeleteReason, Device, Limits, Patch, PatchError, PatchOptions, Patched, Permission,
+    Renamed, Replaced, ServiceId, ServiceRecord, ServiceToken, Session, SessionEvent, SessionId, Store, StoreError,
+    SystemClock, Timestamp, UserId, UserLimit, Version,
     audit::{self, Action},
 };
 
@@ -158,7 +158,7 @@ pub struct SessionManager {
 }
 
 struct Shared {
-    store: Arc<dyn Backend>,
+    store: Arc<dyn Store>,
     policy: SessionPolicy,
     clock: Arc<dyn Clock>,
     events: broadcast::Sender<SessionEvent>,
@@ -177,12 +177,12 @@ impl fmt::Debug for SessionManager {
 
 impl SessionManager {
     /// A manager acting for `service_id`, with sessions idle-expiring after `timeout`.
-    pub fn new(store: Arc<dyn Backend>, service_id: ServiceId, timeout: Duration) -> Self {
+    pub fn new(store: Arc<dyn Store>, service_id: ServiceId, timeout: Duration) -> Self {
         Self::with_policy(store, SessionPolicy::new(timeout)).for_service(&service_id)
     }
 
     /// A manager acting for no particular service (the operator's own tools), with `policy`.
-    pub fn with_policy(store: Arc<dyn Backend>, policy: SessionPolicy) -> Self {
+    pub fn with_policy(store: Arc<dyn Store>, policy: SessionPolicy) -> Self {
         SessionManager {
             shared: Arc::new(Shared {
                 store,
@@ -220,7 +220,7 @@ impl SessionManager {
     }
 
     /// The store underneath.
-    pub fn store(&self) -> &Arc<dyn Backend> {
+    pub fn store(&self) -> &Arc<dyn Store> {
         &self.shared.store
     }
 
@@ -255,7 +255,7 @@ impl SessionManager {
                 _ => return Ok(session),
             }
         }
-        Err(StoreError::Backend("three fresh 256-bit ids collided: the store's create is broken".into()).into())
+        Err(StoreError::Other("three fresh 256-bit ids collided: the store's create is broken".into()).into())
     }
 
     /// Creates a session under an id the caller chose (a web framework whose cookie already
@@ -367,8 +367,8 @@ impl SessionManager {
         expected: Option<Version>,
     ) -> Result<Session, ManagerError> {
         patch.validate(&self.shared.policy.limits)?;
-        let touch = self.shared.policy.refresh_on_access;
-        match self.shared.store.patch(id, patch, expected, touch, self.now()).await? {
+        let options = PatchOptions::new().with_expected(expected).with_touch(self.shared.policy.refresh_on_access);
+        match self.shared.store.patch(id, patch, options, self.now()).await? {
             Patched::Applied(session) => {
                 self.audit_foreign(&session, Action::ForeignUpdate);
                 self.emit(SessionEvent::AttributesChanged {
@@ -436,7 +436,7 @@ impl SessionManager {
                 Renamed::IdTaken => continue,
             }
         }
-        Err(StoreError::Backend("three fresh 256-bit ids collided: the store's rename is broken".into()).into())
+        Err(StoreError::Other("three fresh 256-bit ids collided: the store's rename is broken".into()).into())
     }
 
     /// Deletes one session (a logout); returns it.

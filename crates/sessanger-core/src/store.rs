@@ -1,9 +1,19 @@
 //! The contract every session store keeps.
 //!
-//! A store is a [`SessionStore`] (sessions and the per-user index) and a [`ServiceStore`] (the
-//! service registry); [`Backend`] names both. Each method is **one atomic step** in the
-//! backend — one transaction, one script or one statement — so the manager never reads,
-//! changes and writes back a session itself, and concurrent writers never lose updates.
+//! A store is a [`SessionStore`] (sessions and the per-user index), a [`ServiceStore`] (the
+//! service registry) and a [`Maintenance`] (what the reaper and health checks need);
+//! [`Store`] names all three. Each method is **one atomic step** in the database — one
+//! transaction, one script or one statement — so the manager never reads, changes and writes
+//! back a session itself, and concurrent writers never lose updates.
+//!
+//! # Errors
+//! Every method fails the same ways, so each method's `# Errors` names only what it adds:
+//! [`StoreError::Unavailable`] when the database cannot be reached (retrying later may
+//! succeed), [`StoreError::Decode`] when a stored record is one this version cannot read,
+//! [`StoreError::Encode`] when a record cannot be written in the store's format, and
+//! [`StoreError::Other`] for any other failure of the database. An outcome the caller must
+//! act on (an id taken, a version that moved on) is never an error: it is a variant of the
+//! method's outcome enum.
 //!
 //! `sessanger-store-memory` is the reference implementation (one page), and
 //! `sessanger-testkit` checks every sentence of this contract against any store.
@@ -19,7 +29,7 @@ use crate::{
     Attributes, Device, Patch, PatchError, ServiceId, ServiceRecord, Session, SessionId, Timestamp, UserId, Version,
 };
 
-/// A boxed error from a backend, kept as the source of a [`StoreError`].
+/// A boxed error from a database or driver, kept as the source of a [`StoreError`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Why a store could not do what it was asked.
@@ -32,12 +42,12 @@ pub enum StoreError {
     /// A stored record could not be decoded; the store holds data this version does not read.
     #[error("failed to decode a stored record")]
     Decode(#[source] BoxError),
-    /// The backend cannot be reached now; retrying later may succeed.
-    #[error("session backend unavailable")]
+    /// The database cannot be reached now; retrying later may succeed.
+    #[error("session store unavailable")]
     Unavailable(#[source] BoxError),
-    /// The backend failed in another way.
-    #[error("session backend failed")]
-    Backend(#[source] BoxError),
+    /// The database failed in another way.
+    #[error("session store failed")]
+    Other(#[source] BoxError),
 }
 
 /// How many live sessions one user may hold.
@@ -133,6 +143,47 @@ pub enum Renamed {
     IdTaken,
 }
 
+/// How [`SessionStore::patch`] applies a patch.
+///
+/// # Examples
+/// ```
+/// use sessanger_core::{PatchOptions, Version};
+///
+/// // Only if nobody wrote since version 3 was read, and count the write as access.
+/// let options = PatchOptions::new().with_expected(Some(Version(3))).with_touch(true);
+/// assert_eq!(options.expected, Some(Version(3)));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PatchOptions {
+    /// Apply only if the stored version equals this one (compare-and-set); `None` applies
+    /// whatever the version.
+    pub expected: Option<Version>,
+    /// Also renew the idle deadline, as [`SessionStore::touch`] does.
+    pub touch: bool,
+}
+
+impl PatchOptions {
+    /// Apply at any version, without renewing the idle deadline.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Apply only at version `expected` (`None`: at any version).
+    #[must_use]
+    pub fn with_expected(mut self, expected: Option<Version>) -> Self {
+        self.expected = expected;
+        self
+    }
+
+    /// Whether the write also renews the idle deadline.
+    #[must_use]
+    pub fn with_touch(mut self, touch: bool) -> Self {
+        self.touch = touch;
+        self
+    }
+}
+
 /// A session named by id and owner, for results where the data is gone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionRef {
@@ -160,34 +211,49 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     /// [`Created::IdTaken`] is returned (the manager retries with a fresh id). The
     /// `limit` is enforced in the same atomic step, so a user never holds more sessions
     /// than it allows, even for an instant.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
     async fn create(&self, session: &Session, limit: UserLimit, now: Timestamp) -> Result<Created, StoreError>;
 
     /// The live session with this id; `Ok(None)` for an unknown or expired id (absence is
     /// not an error). Loading does not count as access.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
     async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError>;
 
     /// Loads the live session and renews its idle deadline from `now` (never past its
-    /// absolute deadline) in one step.
+    /// absolute deadline) in one step. The version is unchanged: access is not a write.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
     async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError>;
 
     /// Sets, removes and increments attributes in one atomic step, as
     /// [`Session::apply`] defines; keys the patch does not name are never touched, so
     /// concurrent patches of different keys, or increments of one key, never lose a write.
     ///
-    /// With `expected`, applies only if the stored version equals it. With `touch`, also
-    /// renews the idle deadline as [`SessionStore::touch`] does. The version grows by one.
+    /// `options` says on which version to apply ([`PatchOptions::expected`]) and whether
+    /// to renew the idle deadline ([`PatchOptions::touch`]). The version grows by one.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)); a patch that cannot
+    /// apply to the stored values is [`Patched::Rejected`], not an error.
     async fn patch(
         &self,
         id: &SessionId,
         patch: &Patch,
-        expected: Option<Version>,
-        touch: bool,
+        options: PatchOptions,
         now: Timestamp,
     ) -> Result<Patched, StoreError>;
 
     /// Replaces the attributes and device of a live session if its stored version equals
     /// `expected` (compare-and-set). Id, user, creation time and deadlines are kept; the
     /// version grows by one.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
     async fn replace(
         &self,
         id: &SessionId,
@@ -199,45 +265,90 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
 
     /// Moves a live session to a new id in one step: afterwards the old id loads as `None`
     /// and the new one holds the same data (version grown by one, idle deadline renewed).
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)); a store that places a
+    /// user's keys by the id's shard tag refuses a `new` id with another tag as
+    /// [`StoreError::Other`].
     async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError>;
 
     /// Deletes a session and its index entry; returns it if it was live.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
     async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError>;
 
     /// The user's live sessions, oldest first. Costs O(k) in that user's sessions, never a
     /// scan of all sessions.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
     async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError>;
 
     /// Deletes all of the user's sessions in one step; returns the ids of those that were
     /// live. O(k) in the user's sessions.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
     async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError>;
+}
 
+/// What keeps a store healthy rather than serving requests: the reaper's sweep, the count
+/// of live sessions, and the readiness check (like tower-sessions' `ExpiredDeletion`).
+#[async_trait]
+pub trait Maintenance: Debug + Send + Sync + 'static {
     /// How many sessions are live at `now`.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
     async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError>;
 
     /// Removes up to `limit` sessions dead at `now`, with their index entries, and returns
-    /// them so the manager can announce their expiry. A backend that expires records by
+    /// them so the manager can announce their expiry. A database that expires records by
     /// itself returns what it learned expired since the last call. Never scans live sessions.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
     async fn delete_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<SessionRef>, StoreError>;
 
-    /// Checks that the backend answers.
-    async fn ping(&self) -> Result<(), StoreError>;
+    /// Checks that the database answers. The default answers at once: right for a store
+    /// that lives in the process (memory, embedded); a store across a network overrides it
+    /// with a round trip.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the database does not answer.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The registry of services allowed to use sessanger, persisted beside the sessions.
 #[async_trait]
 pub trait ServiceStore: Debug + Send + Sync + 'static {
     /// Stores a new service; `Ok(false)` and nothing written if the id is taken.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
     async fn create_service(&self, service: &ServiceRecord) -> Result<bool, StoreError>;
     /// The service with this id, if any.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
     async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError>;
     /// Every registered service, ordered by id.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
     async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError>;
     /// Removes a service; `Ok(false)` if there was none.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError>;
 }
 
-/// A complete store: sessions and services. Implemented for every type that is both.
-pub trait Backend: SessionStore + ServiceStore {}
+/// A complete store: sessions, services and maintenance. Implemented for every type that is
+/// all three; the binary picks one at run time as `Arc<dyn Store>`.
+pub trait Store: SessionStore + ServiceStore + Maintenance {}
 
-impl<T: SessionStore + ServiceStore> Backend for T {}
+impl<T: SessionStore + ServiceStore + Maintenance> Store for T {}

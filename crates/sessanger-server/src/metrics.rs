@@ -119,7 +119,7 @@ pub(crate) fn method_label(method: &Method) -> &'static str {
 fn store_error_kind(error: &StoreError) -> &'static str {
     match error {
         StoreError::Unavailable(_) => "unavailable",
-        StoreError::Backend(_) => "backend",
+        StoreError::Other(_) => "backend",
         StoreError::Encode(_) => "encode",
         StoreError::Decode(_) => "decode",
         _ => "other",

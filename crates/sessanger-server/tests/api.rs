@@ -10,9 +10,9 @@ use axum::{
 };
 use serde_json::{Value, json};
 use sessanger_core::{
-    Attributes, Backend, Created, Device, Patch, Patched, Permission, Renamed, Replaced, ServiceId, ServiceRecord,
-    ServiceStore, Session, SessionId, SessionManager, SessionPolicy, SessionRef, SessionStore, StoreError, Timestamp,
-    UserId, UserLimit, Version,
+    Attributes, Created, Device, Maintenance, Patch, PatchOptions, Patched, Permission, Renamed, Replaced, ServiceId,
+    ServiceRecord, ServiceStore, Session, SessionId, SessionManager, SessionPolicy, SessionRef, SessionStore, Store,
+    StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use sessanger_server::{AppState, ServerOptions, app, openapi, serve};
 use sessanger_store_memory::MemoryStore;
@@ -39,7 +39,7 @@ impl Api {
         Api::with(Arc::new(MemoryStore::new()), SessionPolicy::default(), ServerOptions::default()).await
     }
 
-    async fn with(store: Arc<dyn Backend>, policy: SessionPolicy, options: ServerOptions) -> Api {
+    async fn with(store: Arc<dyn Store>, policy: SessionPolicy, options: ServerOptions) -> Api {
         let manager = SessionManager::with_policy(store, policy);
         let mut tokens = Vec::new();
         for (id, permission) in
@@ -129,7 +129,7 @@ fn id_of(session: &Value) -> String {
 #[derive(Debug, Clone, Copy)]
 enum Mode {
     /// Fails with a backend error carrying a detail clients must never see.
-    Backend,
+    Other,
     /// Fails as unreachable.
     Unavailable,
     /// Never answers.
@@ -152,7 +152,7 @@ impl FaultyStore {
 
     async fn gate(&self) -> Result<(), StoreError> {
         match self.mode {
-            Mode::Backend => Err(StoreError::Backend("secret detail".into())),
+            Mode::Other => Err(StoreError::Other("secret detail".into())),
             Mode::Unavailable => Err(StoreError::Unavailable("connection refused".into())),
             Mode::Hang => std::future::pending().await,
             Mode::Slow => {
@@ -182,12 +182,11 @@ impl SessionStore for FaultyStore {
         &self,
         id: &SessionId,
         patch: &Patch,
-        expected: Option<Version>,
-        touch: bool,
+        options: PatchOptions,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
         self.gate().await?;
-        self.inner.patch(id, patch, expected, touch, now).await
+        self.inner.patch(id, patch, options, now).await
     }
     async fn replace(
         &self,
@@ -216,6 +215,10 @@ impl SessionStore for FaultyStore {
         self.gate().await?;
         self.inner.delete_user(user, now).await
     }
+}
+
+#[async_trait]
+impl Maintenance for FaultyStore {
     async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.gate().await?;
         self.inner.count_active(now).await
@@ -669,7 +672,7 @@ async fn metrics_count_requests_by_route_template() {
 
 #[tokio::test]
 async fn store_failures_are_opaque_internal_errors() {
-    let store = Arc::new(FaultyStore::new(Mode::Backend));
+    let store = Arc::new(FaultyStore::new(Mode::Other));
     let api = Api::with(store, SessionPolicy::default(), ServerOptions::default()).await;
     let reply = api.call(Method::POST, "/v1/sessions", Some(&api.writer), Some(json!({"user_id": "kim"}))).await;
     reply.assert_error(500, "internal");

@@ -4,11 +4,11 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use serde_json::json;
 use sessanger_core::{
-    Backend, Created, Patch, PatchError, Patched, Permission, Renamed, Replaced, ServiceRecord, Session, SessionId,
-    Timestamp, UserId, UserLimit, Version,
+    Created, Patch, PatchError, PatchOptions, Patched, Permission, Renamed, Replaced, ServiceRecord, Session,
+    SessionId, Store, Timestamp, UserId, UserLimit, Version,
 };
 
-type Store = Arc<dyn Backend>;
+type SharedStore = Arc<dyn Store>;
 
 const IDLE: Duration = Duration::from_secs(600);
 const ABSOLUTE: Duration = Duration::from_secs(3600);
@@ -27,19 +27,19 @@ fn session(user: &UserId, now: Timestamp) -> Session {
     Session::new(SessionId::generate_for(user), user.clone(), now, IDLE, ABSOLUTE)
 }
 
-async fn create(store: &Store, session: &Session) {
+async fn create(store: &SharedStore, session: &Session) {
     let created = store.create(session, UserLimit::Unlimited, session.created_at).await.expect("create");
     assert_eq!(created, Created::Created { evicted: vec![] });
 }
 
-async fn created(store: &Store, user: &UserId, now: Timestamp) -> Session {
+async fn created(store: &SharedStore, user: &UserId, now: Timestamp) -> Session {
     let s = session(user, now);
     create(store, &s).await;
     s
 }
 
-async fn patch(store: &Store, id: &SessionId, patch: &Patch, now: Timestamp) -> Session {
-    match store.patch(id, patch, None, false, now).await.expect("patch") {
+async fn patch(store: &SharedStore, id: &SessionId, patch: &Patch, now: Timestamp) -> Session {
+    match store.patch(id, patch, PatchOptions::new(), now).await.expect("patch") {
         Patched::Applied(s) => s,
         other => panic!("patch should apply, got {other:?}"),
     }
@@ -50,7 +50,7 @@ fn ids(sessions: &[Session]) -> Vec<SessionId> {
 }
 
 /// `create` stores the session exactly as given and `load` returns it.
-pub async fn create_then_load_returns_the_same_session(store: Store) {
+pub async fn create_then_load_returns_the_same_session(store: SharedStore) {
     let now = t0();
     let mut s = session(&user("alice"), now);
     s.attributes.insert("role".into(), json!("admin"));
@@ -61,12 +61,12 @@ pub async fn create_then_load_returns_the_same_session(store: Store) {
 }
 
 /// An id never created loads as `None`, not as an error.
-pub async fn load_of_unknown_id_returns_none(store: Store) {
+pub async fn load_of_unknown_id_returns_none(store: SharedStore) {
     assert_eq!(store.load(&SessionId::generate_for(&user("nobody")), t0()).await.unwrap(), None);
 }
 
 /// A session is dead from `expires_at` on, whether or not the store purged it.
-pub async fn load_of_expired_session_returns_none(store: Store) {
+pub async fn load_of_expired_session_returns_none(store: SharedStore) {
     let now = t0();
     let s = created(&store, &user("u"), now).await;
     assert!(store.load(&s.id, now + (IDLE - SECOND)).await.unwrap().is_some());
@@ -75,7 +75,7 @@ pub async fn load_of_expired_session_returns_none(store: Store) {
 }
 
 /// A second create with a live id writes nothing and says `IdTaken`.
-pub async fn create_never_overwrites_a_live_session(store: Store) {
+pub async fn create_never_overwrites_a_live_session(store: SharedStore) {
     let now = t0();
     let first = created(&store, &user("a"), now).await;
     let mut second = session(&first.user_id, now + SECOND);
@@ -87,7 +87,7 @@ pub async fn create_never_overwrites_a_live_session(store: Store) {
 }
 
 /// The id of a dead session may be used again; the old data is gone.
-pub async fn create_may_reuse_the_id_of_an_expired_session(store: Store) {
+pub async fn create_may_reuse_the_id_of_an_expired_session(store: SharedStore) {
     let now = t0();
     let old = created(&store, &user("a"), now).await;
     let later = now + IDLE + SECOND;
@@ -99,7 +99,7 @@ pub async fn create_may_reuse_the_id_of_an_expired_session(store: Store) {
 }
 
 /// 100 concurrent creates for one user all land in the user's index.
-pub async fn concurrent_creates_for_one_user_are_all_kept(store: Store) {
+pub async fn concurrent_creates_for_one_user_are_all_kept(store: SharedStore) {
     let now = t0();
     let u = user("busy");
     let tasks: Vec<_> = (0..100)
@@ -123,7 +123,7 @@ pub async fn concurrent_creates_for_one_user_are_all_kept(store: Store) {
 }
 
 /// One patch sets, removes and increments, grows the version by one, and leaves other keys alone.
-pub async fn patch_sets_removes_and_increments_atomically(store: Store) {
+pub async fn patch_sets_removes_and_increments_atomically(store: SharedStore) {
     let now = t0();
     let mut s = session(&user("u"), now);
     s.attributes.insert("keep".into(), json!("me"));
@@ -140,51 +140,54 @@ pub async fn patch_sets_removes_and_increments_atomically(store: Store) {
 }
 
 /// Patching an unknown or dead session is `NotFound` and creates nothing.
-pub async fn patch_of_unknown_or_expired_session_is_not_found(store: Store) {
+pub async fn patch_of_unknown_or_expired_session_is_not_found(store: SharedStore) {
     let now = t0();
     let p = Patch::default().set("a", json!(1));
     let unknown = SessionId::generate_for(&user("nobody"));
-    assert_eq!(store.patch(&unknown, &p, None, false, now).await.unwrap(), Patched::NotFound);
+    assert_eq!(store.patch(&unknown, &p, PatchOptions::new(), now).await.unwrap(), Patched::NotFound);
     assert_eq!(store.load(&unknown, now).await.unwrap(), None);
     let s = created(&store, &user("u"), now).await;
-    assert_eq!(store.patch(&s.id, &p, None, true, now + IDLE).await.unwrap(), Patched::NotFound);
+    assert_eq!(
+        store.patch(&s.id, &p, PatchOptions::new().with_touch(true), now + IDLE).await.unwrap(),
+        Patched::NotFound
+    );
     assert_eq!(store.load(&s.id, now + IDLE).await.unwrap(), None, "a patch must not revive a dead session");
 }
 
 /// With an expected version that is stale, a patch writes nothing and reports the current one.
-pub async fn patch_with_stale_version_changes_nothing(store: Store) {
+pub async fn patch_with_stale_version_changes_nothing(store: SharedStore) {
     let now = t0();
     let s = created(&store, &user("u"), now).await;
     let p = Patch::default().set("a", json!(1));
-    let v2 = match store.patch(&s.id, &p, Some(Version(1)), false, now).await.unwrap() {
+    let v2 = match store.patch(&s.id, &p, PatchOptions::new().with_expected(Some(Version(1))), now).await.unwrap() {
         Patched::Applied(s) => s,
         other => panic!("expected applied, got {other:?}"),
     };
     assert_eq!(v2.version, Version(2));
     let stale = Patch::default().set("a", json!(2));
     assert_eq!(
-        store.patch(&s.id, &stale, Some(Version(1)), false, now).await.unwrap(),
+        store.patch(&s.id, &stale, PatchOptions::new().with_expected(Some(Version(1))), now).await.unwrap(),
         Patched::VersionMismatch(Version(2))
     );
     assert_eq!(store.load(&s.id, now).await.unwrap(), Some(v2));
 }
 
 /// A patch that cannot apply (increment of a string) is rejected whole.
-pub async fn rejected_patch_changes_nothing(store: Store) {
+pub async fn rejected_patch_changes_nothing(store: SharedStore) {
     let now = t0();
     let mut s = session(&user("u"), now);
     s.attributes.insert("name".into(), json!("bob"));
     create(&store, &s).await;
     let p = Patch::default().set("other", json!(1)).incr("name", 1);
     assert_eq!(
-        store.patch(&s.id, &p, None, false, now).await.unwrap(),
+        store.patch(&s.id, &p, PatchOptions::new(), now).await.unwrap(),
         Patched::Rejected(PatchError::NotAnInteger("name".into()))
     );
     assert_eq!(store.load(&s.id, now).await.unwrap(), Some(s));
 }
 
 /// 200 concurrent writers, each setting its own key on one session: all 200 keys survive.
-pub async fn two_hundred_concurrent_writers_of_different_keys_lose_nothing(store: Store) {
+pub async fn two_hundred_concurrent_writers_of_different_keys_lose_nothing(store: SharedStore) {
     let now = t0();
     let s = created(&store, &user("u"), now).await;
     let tasks: Vec<_> = (0..200)
@@ -205,7 +208,7 @@ pub async fn two_hundred_concurrent_writers_of_different_keys_lose_nothing(store
 }
 
 /// 64 concurrent increments of one counter: the total is exact.
-pub async fn sixty_four_concurrent_increments_lose_nothing(store: Store) {
+pub async fn sixty_four_concurrent_increments_lose_nothing(store: SharedStore) {
     let now = t0();
     let s = created(&store, &user("u"), now).await;
     let tasks: Vec<_> = (0..64)
@@ -222,14 +225,22 @@ pub async fn sixty_four_concurrent_increments_lose_nothing(store: Store) {
 }
 
 /// Many writers patching with the same expected version: exactly one wins.
-pub async fn concurrent_version_checked_patches_let_exactly_one_win(store: Store) {
+pub async fn concurrent_version_checked_patches_let_exactly_one_win(store: SharedStore) {
     let now = t0();
     let s = created(&store, &user("u"), now).await;
     let tasks: Vec<_> = (0..32)
         .map(|i| {
             let (store, id) = (store.clone(), s.id.clone());
             tokio::spawn(async move {
-                store.patch(&id, &Patch::default().set("winner", json!(i)), Some(Version(1)), false, now).await.unwrap()
+                store
+                    .patch(
+                        &id,
+                        &Patch::default().set("winner", json!(i)),
+                        PatchOptions::new().with_expected(Some(Version(1))),
+                        now,
+                    )
+                    .await
+                    .unwrap()
             })
         })
         .collect();
@@ -246,7 +257,7 @@ pub async fn concurrent_version_checked_patches_let_exactly_one_win(store: Store
 
 /// `replace` writes attributes and device only at the expected version; deadlines, owner and
 /// creation time are kept.
-pub async fn replace_is_compare_and_set_by_version(store: Store) {
+pub async fn replace_is_compare_and_set_by_version(store: SharedStore) {
     let now = t0();
     let s = created(&store, &user("u"), now).await;
     let mut edited = s.clone();
@@ -277,7 +288,7 @@ pub async fn replace_is_compare_and_set_by_version(store: Store) {
 }
 
 /// `touch` slides the idle deadline but never past the absolute one.
-pub async fn touch_renews_idle_deadline_but_not_past_absolute(store: Store) {
+pub async fn touch_renews_idle_deadline_but_not_past_absolute(store: SharedStore) {
     let now = t0();
     let s = created(&store, &user("u"), now).await;
     let mut t = now;
@@ -293,11 +304,15 @@ pub async fn touch_renews_idle_deadline_but_not_past_absolute(store: Store) {
 }
 
 /// A patch with `touch` renews the idle deadline in the same step.
-pub async fn patch_with_touch_renews_the_idle_deadline(store: Store) {
+pub async fn patch_with_touch_renews_the_idle_deadline(store: SharedStore) {
     let now = t0();
     let s = created(&store, &user("u"), now).await;
     let later = now + Duration::from_secs(300);
-    let after = match store.patch(&s.id, &Patch::default().set("a", json!(1)), None, true, later).await.unwrap() {
+    let after = match store
+        .patch(&s.id, &Patch::default().set("a", json!(1)), PatchOptions::new().with_touch(true), later)
+        .await
+        .unwrap()
+    {
         Patched::Applied(s) => s,
         other => panic!("expected applied, got {other:?}"),
     };
@@ -306,7 +321,7 @@ pub async fn patch_with_touch_renews_the_idle_deadline(store: Store) {
 }
 
 /// After `rename` the old id is dead and the new one holds the same data, also in the user's index.
-pub async fn rename_moves_the_session_to_the_new_id(store: Store) {
+pub async fn rename_moves_the_session_to_the_new_id(store: SharedStore) {
     let now = t0();
     let mut s = session(&user("u"), now);
     s.attributes.insert("cart".into(), json!(["book"]));
@@ -329,7 +344,7 @@ pub async fn rename_moves_the_session_to_the_new_id(store: Store) {
 }
 
 /// Renaming onto a live id writes nothing.
-pub async fn rename_to_a_live_id_is_refused(store: Store) {
+pub async fn rename_to_a_live_id_is_refused(store: SharedStore) {
     let now = t0();
     let u = user("u");
     let a = created(&store, &u, now).await;
@@ -340,7 +355,7 @@ pub async fn rename_to_a_live_id_is_refused(store: Store) {
 }
 
 /// Renaming an unknown or dead session is `NotFound`.
-pub async fn rename_of_unknown_session_is_not_found(store: Store) {
+pub async fn rename_of_unknown_session_is_not_found(store: SharedStore) {
     let now = t0();
     let unknown = SessionId::generate_for(&user("nobody"));
     assert_eq!(store.rename(&unknown, &unknown.regenerate(), now).await.unwrap(), Renamed::NotFound);
@@ -351,7 +366,7 @@ pub async fn rename_of_unknown_session_is_not_found(store: Store) {
 }
 
 /// `delete` returns the live session once, and removes it from its user's index.
-pub async fn delete_returns_the_session_once(store: Store) {
+pub async fn delete_returns_the_session_once(store: SharedStore) {
     let now = t0();
     let s = created(&store, &user("u"), now).await;
     assert_eq!(store.delete(&s.id, now).await.unwrap(), Some(s.clone()));
@@ -361,7 +376,7 @@ pub async fn delete_returns_the_session_once(store: Store) {
 }
 
 /// A user's list holds their live sessions only, oldest first.
-pub async fn list_user_returns_only_that_users_live_sessions_oldest_first(store: Store) {
+pub async fn list_user_returns_only_that_users_live_sessions_oldest_first(store: SharedStore) {
     let now = t0();
     let (u, other) = (user("u"), user("other"));
     let first = created(&store, &u, now).await;
@@ -377,7 +392,7 @@ pub async fn list_user_returns_only_that_users_live_sessions_oldest_first(store:
 }
 
 /// Revoking a user deletes every one of their sessions and nobody else's.
-pub async fn delete_user_removes_all_and_only_that_users_sessions(store: Store) {
+pub async fn delete_user_removes_all_and_only_that_users_sessions(store: SharedStore) {
     let now = t0();
     let (u, other) = (user("u"), user("other"));
     let mut mine = Vec::new();
@@ -398,7 +413,7 @@ pub async fn delete_user_removes_all_and_only_that_users_sessions(store: Store) 
 }
 
 /// Listing and revoking ignore sessions that died, purged or not.
-pub async fn list_and_revoke_stay_consistent_after_some_sessions_expire(store: Store) {
+pub async fn list_and_revoke_stay_consistent_after_some_sessions_expire(store: SharedStore) {
     let now = t0();
     let u = user("u");
     let short = Session::new(SessionId::generate_for(&u), u.clone(), now, SECOND * 10, ABSOLUTE);
@@ -412,7 +427,7 @@ pub async fn list_and_revoke_stay_consistent_after_some_sessions_expire(store: S
 }
 
 /// `count_active` counts live sessions only.
-pub async fn count_active_ignores_expired_sessions(store: Store) {
+pub async fn count_active_ignores_expired_sessions(store: SharedStore) {
     let now = t0();
     let before = store.count_active(now).await.unwrap();
     let u = user("u");
@@ -426,7 +441,7 @@ pub async fn count_active_ignores_expired_sessions(store: Store) {
 
 /// `delete_expired` removes due sessions with their index entries, at most `limit` per call,
 /// and leaves live ones alone.
-pub async fn delete_expired_removes_due_sessions_in_bounded_batches(store: Store) {
+pub async fn delete_expired_removes_due_sessions_in_bounded_batches(store: SharedStore) {
     let now = t0();
     let u = user("u");
     let mut short = Vec::new();
@@ -457,7 +472,7 @@ pub async fn delete_expired_removes_due_sessions_in_bounded_batches(store: Store
 }
 
 /// Under `Refuse(n)`, the (n+1)-th live session is refused and nothing is written.
-pub async fn refuse_limit_refuses_the_session_over_the_limit(store: Store) {
+pub async fn refuse_limit_refuses_the_session_over_the_limit(store: SharedStore) {
     let now = t0();
     let u = user("u");
     let limit = UserLimit::Refuse(NonZeroU32::new(2).unwrap());
@@ -474,7 +489,7 @@ pub async fn refuse_limit_refuses_the_session_over_the_limit(store: Store) {
 }
 
 /// Under `EvictOldest(n)`, creating the (n+1)-th session deletes the oldest and reports it.
-pub async fn evict_oldest_limit_deletes_the_oldest_sessions(store: Store) {
+pub async fn evict_oldest_limit_deletes_the_oldest_sessions(store: SharedStore) {
     let now = t0();
     let u = user("u");
     let limit = UserLimit::EvictOldest(NonZeroU32::new(2).unwrap());
@@ -490,7 +505,7 @@ pub async fn evict_oldest_limit_deletes_the_oldest_sessions(store: Store) {
 }
 
 /// Concurrent creates under a limit never leave the user above it, even for an instant.
-pub async fn concurrent_creates_never_exceed_the_user_limit(store: Store) {
+pub async fn concurrent_creates_never_exceed_the_user_limit(store: SharedStore) {
     let now = t0();
     let u = user("u");
     for limit in [UserLimit::Refuse(NonZeroU32::new(3).unwrap()), UserLimit::EvictOldest(NonZeroU32::new(3).unwrap())] {
@@ -516,7 +531,7 @@ pub async fn concurrent_creates_never_exceed_the_user_limit(store: Store) {
 }
 
 /// Attribute values of any JSON shape come back unchanged.
-pub async fn attributes_keep_any_json_value(store: Store) {
+pub async fn attributes_keep_any_json_value(store: SharedStore) {
     let now = t0();
     let s = created(&store, &user("üser ✓"), now).await;
     let values = [
@@ -541,7 +556,7 @@ pub async fn attributes_keep_any_json_value(store: Store) {
 }
 
 /// Services are created once, listed in id order without secrets, and deleted.
-pub async fn services_are_created_once_listed_and_deleted(store: Store) {
+pub async fn services_are_created_once_listed_and_deleted(store: SharedStore) {
     let now = t0();
     let suffix = &SessionId::generate().as_ref()[..6].to_ascii_lowercase().replace(['-', '_'], "x");
     let (b, _) = ServiceRecord::issue(format!("b-{suffix}").parse().unwrap(), "B", vec![Permission::Read], now);
@@ -562,6 +577,6 @@ pub async fn services_are_created_once_listed_and_deleted(store: Store) {
 }
 
 /// A healthy store answers `ping`.
-pub async fn ping_answers(store: Store) {
+pub async fn ping_answers(store: SharedStore) {
     store.ping().await.unwrap();
 }

@@ -22,16 +22,16 @@ pub mod cases;
 
 use std::{future::Future, sync::Arc};
 
-use sessanger_core::Backend;
+use sessanger_core::Store;
 
 /// Runs one case against a store made by `make`, on a multi-threaded runtime so concurrency
 /// cases really race.
 pub fn run<S, M, MF, C, CF>(make: M, case: C)
 where
-    S: Backend,
+    S: Store,
     M: FnOnce() -> MF,
     MF: Future<Output = S>,
-    C: FnOnce(Arc<dyn Backend>) -> CF,
+    C: FnOnce(Arc<dyn Store>) -> CF,
     CF: Future<Output = ()>,
 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -40,7 +40,7 @@ where
         .build()
         .expect("a tokio runtime must start");
     runtime.block_on(async {
-        let store: Arc<dyn Backend> = Arc::new(make().await);
+        let store: Arc<dyn Store> = Arc::new(make().await);
         case(store).await;
     });
 }

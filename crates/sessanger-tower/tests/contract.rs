@@ -8,9 +8,7 @@ use std::{any::Any, collections::HashMap, num::NonZeroU32, sync::Arc, time::Dura
 
 use serde_json::{Value, json};
 use sessanger_client::Client;
-use sessanger_core::{
-    Backend, DeleteReason, Permission, SessionEvent, SessionManager, SessionPolicy, UserId, UserLimit,
-};
+use sessanger_core::{DeleteReason, Permission, SessionEvent, SessionManager, SessionPolicy, Store, UserId, UserLimit};
 use sessanger_server::{AppState, ServerOptions};
 use sessanger_store_embedded::EmbeddedStore;
 use sessanger_store_memory::MemoryStore;
@@ -42,7 +40,7 @@ fn policy() -> SessionPolicy {
     SessionPolicy { max_per_user: UserLimit::EvictOldest(limit), ..SessionPolicy::default() }
 }
 
-fn local(storage: Arc<dyn Backend>, keep: Option<Box<dyn Any + Send>>) -> Fixture<SessionManager> {
+fn local(storage: Arc<dyn Store>, keep: Option<Box<dyn Any + Send>>) -> Fixture<SessionManager> {
     let manager = SessionManager::with_policy(storage, policy());
     Fixture { store: SessangerStore::new(manager.clone()), manager, tick: Duration::from_millis(30), _keep: keep }
 }

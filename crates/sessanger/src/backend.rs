@@ -3,7 +3,7 @@
 use std::{path::PathBuf, sync::Arc};
 
 use anyhow::{Context, bail};
-use sessanger_core::Backend;
+use sessanger_core::Store;
 use sessanger_store_embedded::{EmbeddedStore, OpenError};
 use sessanger_store_memory::MemoryStore;
 
@@ -12,7 +12,7 @@ use crate::settings::Settings;
 /// A store ready to use, or the news that a running server holds it.
 #[derive(Debug)]
 pub(crate) enum Opened {
-    Ready(Arc<dyn Backend>),
+    Ready(Arc<dyn Store>),
     /// The embedded store at this path is locked by another process (a running `serve`).
     HeldElsewhere(PathBuf),
 }
@@ -21,7 +21,7 @@ pub(crate) enum Opened {
 pub(crate) async fn open(settings: &Settings) -> anyhow::Result<Opened> {
     let url = settings.store_url.as_str();
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let store: Arc<dyn Backend> = match scheme {
+    let store: Arc<dyn Store> = match scheme {
         "memory" => Arc::new(MemoryStore::new()),
         "embedded" => {
             let path = PathBuf::from(if rest.is_empty() { "sessanger-data" } else { rest });
@@ -53,7 +53,7 @@ pub(crate) async fn open(settings: &Settings) -> anyhow::Result<Opened> {
     };
     // Encryption wraps whichever store was opened, so every path (serve, admin commands, the
     // compat APIs) reads and writes sealed attributes the same way.
-    let store: Arc<dyn Backend> = match &settings.config.encryption {
+    let store: Arc<dyn Store> = match &settings.config.encryption {
         Some(section) => Arc::new(
             sessanger_store_encrypted::EncryptedStore::from_config(store, section)
                 .context("encryption.keys / encryption.active_key")?,

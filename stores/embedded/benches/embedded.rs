@@ -8,7 +8,7 @@ use std::{hint::black_box, sync::Arc, time::Duration};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
-use sessanger_core::{Backend, NewSession, SessionManager, Timestamp, UserId};
+use sessanger_core::{NewSession, SessionManager, Store, Timestamp, UserId};
 use sessanger_store_embedded::EmbeddedStore;
 use sessanger_store_memory::MemoryStore;
 
@@ -20,8 +20,8 @@ fn attributes() -> serde_json::Map<String, serde_json::Value> {
 fn stores(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let embedded: Arc<dyn Backend> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
-    let memory: Arc<dyn Backend> = Arc::new(MemoryStore::new());
+    let embedded: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let user: UserId = "alice@example.com".parse().unwrap();
     let new = || NewSession { attributes: attributes(), ..NewSession::default() };
 

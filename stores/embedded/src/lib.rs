@@ -86,8 +86,9 @@ use redb::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 use sessanger_core::{
-    Attributes, BoxError, Created, Device, Patch, Patched, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore,
-    Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    Attributes, BoxError, Created, Device, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, ServiceId,
+    ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
+    UserLimit, Version,
 };
 
 /// The name of the database file inside the data directory.
@@ -257,7 +258,7 @@ where
 fn backend(error: impl Into<redb::Error>) -> StoreError {
     match error.into() {
         error @ redb::Error::Io(_) => StoreError::Unavailable(error.into()),
-        error => StoreError::Backend(error.into()),
+        error => StoreError::Other(error.into()),
     }
 }
 
@@ -500,10 +501,10 @@ impl SessionStore for EmbeddedStore {
         &self,
         id: &SessionId,
         patch: &Patch,
-        expected: Option<Version>,
-        touch: bool,
+        options: PatchOptions,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
+        let PatchOptions { expected, touch, .. } = options;
         let (id, patch) = (id.clone(), patch.clone());
         self.write_sessions(move |t| {
             let outcome = t.update(&id, now, |s| {
@@ -603,7 +604,10 @@ impl SessionStore for EmbeddedStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Maintenance for EmbeddedStore {
     async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.read(move |txn| {
             let sessions = txn.open_table(SESSIONS).map_err(backend)?;
@@ -693,7 +697,7 @@ mod tests {
     use std::time::Duration;
 
     use serde_json::json;
-    use sessanger_core::Patch;
+    use sessanger_core::{Patch, PatchOptions};
 
     use super::*;
 
@@ -725,7 +729,7 @@ mod tests {
 
         assert_eq!(store.load(&session.id, now).await.unwrap(), Some(session.clone()));
         assert_eq!(store.list_user(&user, now).await.unwrap(), vec![session.clone()]);
-        let patched = store.patch(&session.id, &Patch::default().incr("n", 1), None, false, now).await.unwrap();
+        let patched = store.patch(&session.id, &Patch::default().incr("n", 1), PatchOptions::new(), now).await.unwrap();
         let Patched::Applied(patched) = patched else { panic!("{patched:?}") };
         let raw = store.db.begin_read().unwrap().open_table(SESSIONS).unwrap().get(session.id.as_ref()).unwrap();
         assert_eq!(raw.unwrap().value().first(), Some(&record::BINARY_V1));

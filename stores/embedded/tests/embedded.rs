@@ -6,8 +6,8 @@ use std::time::Duration;
 use redb::TableDefinition;
 use serde_json::json;
 use sessanger_core::{
-    Created, Patch, Patched, Permission, ServiceRecord, ServiceStore, Session, SessionId, SessionStore, StoreError,
-    Timestamp, UserId, UserLimit,
+    Created, Maintenance, Patch, PatchOptions, Patched, Permission, ServiceRecord, ServiceStore, Session, SessionId,
+    SessionStore, StoreError, Timestamp, UserId, UserLimit,
 };
 use sessanger_store_embedded::{EmbeddedStore, OpenError};
 
@@ -126,10 +126,10 @@ async fn a_corrupt_record_loads_as_a_decode_error() {
     assert!(matches!(store.load(&broken.id, now).await, Err(StoreError::Decode(_))));
     assert!(matches!(store.list_user(&bob, now).await, Err(StoreError::Decode(_))));
     let patch = Patch::default().set("a", json!(1));
-    assert!(matches!(store.patch(&broken.id, &patch, None, false, now).await, Err(StoreError::Decode(_))));
+    assert!(matches!(store.patch(&broken.id, &patch, PatchOptions::new(), now).await, Err(StoreError::Decode(_))));
     // The failed write changed nothing, and the rest of the store still works.
     assert_eq!(store.load(&intact.id, now).await.unwrap(), Some(intact.clone()));
-    assert!(matches!(store.patch(&intact.id, &patch, None, false, now).await.unwrap(), Patched::Applied(_)));
+    assert!(matches!(store.patch(&intact.id, &patch, PatchOptions::new(), now).await.unwrap(), Patched::Applied(_)));
     assert_eq!(store.count_active(now).await.unwrap(), 2);
 }
 

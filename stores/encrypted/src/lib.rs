@@ -75,7 +75,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use serde_json::json;
-//! use sessanger_core::{Patch, Patched, Session, SessionId, SessionStore, Timestamp, UserLimit};
+//! use sessanger_core::{Patch, Patched, Session, SessionId, SessionStore, Maintenance, PatchOptions, Timestamp, UserLimit};
 //! use sessanger_store_encrypted::{EncryptedStore, Keyring, Selection};
 //! use sessanger_store_memory::MemoryStore;
 //!
@@ -101,7 +101,7 @@
 //! assert_eq!(raw.attributes["theme"], json!("dark"));
 //!
 //! // A sealed value cannot be incremented in the backend: refused, nothing written.
-//! let refused = store.patch(&session.id, &Patch::default().incr("access_token", 1), None, false, now).await?;
+//! let refused = store.patch(&session.id, &Patch::default().incr("access_token", 1), PatchOptions::new(), now).await?;
 //! assert!(matches!(refused, Patched::Rejected(_)));
 //! # Ok(()) }
 //! ```
@@ -114,8 +114,9 @@ use std::{borrow::Cow, collections::BTreeSet, fmt, sync::Arc};
 use async_trait::async_trait;
 use serde_json::Value;
 use sessanger_core::{
-    Attributes, Backend, Created, Device, Patch, PatchError, Patched, Renamed, Replaced, ServiceId, ServiceRecord,
-    ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    Attributes, Created, Device, Maintenance, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, ServiceId,
+    ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, Store, StoreError, Timestamp, UserId,
+    UserLimit, Version,
     config::{EncryptedAttributes, EncryptionConfig},
 };
 
@@ -176,9 +177,9 @@ impl Selection {
 }
 
 /// A store that seals the values of selected attribute keys before they reach `inner`, and
-/// opens them on the way back (see the crate docs). It is a [`Backend`] whenever `inner` is,
-/// including `dyn Backend`, the store the binary picks at run time.
-pub struct EncryptedStore<S: ?Sized = dyn Backend> {
+/// opens them on the way back (see the crate docs). It is a [`Store`] whenever `inner` is,
+/// including `dyn Store`, the store the binary picks at run time.
+pub struct EncryptedStore<S: ?Sized = dyn Store> {
     inner: Arc<S>,
     keyring: Keyring,
     selection: Selection,
@@ -286,18 +287,17 @@ impl<S: SessionStore + ?Sized> SessionStore for EncryptedStore<S> {
         &self,
         id: &SessionId,
         patch: &Patch,
-        expected: Option<Version>,
-        touch: bool,
+        options: PatchOptions,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
         if let Some(key) = patch.incr.keys().find(|key| self.selection.covers(key)) {
             return Ok(Patched::Rejected(PatchError::Encrypted(key.clone())));
         }
         let outcome = match self.seal(&patch.set)? {
-            Cow::Borrowed(_) => self.inner.patch(id, patch, expected, touch, now).await?,
+            Cow::Borrowed(_) => self.inner.patch(id, patch, options, now).await?,
             Cow::Owned(set) => {
                 let sealed = Patch { set, remove: patch.remove.clone(), incr: patch.incr.clone() };
-                self.inner.patch(id, &sealed, expected, touch, now).await?
+                self.inner.patch(id, &sealed, options, now).await?
             }
         };
         Ok(match outcome {
@@ -339,7 +339,10 @@ impl<S: SessionStore + ?Sized> SessionStore for EncryptedStore<S> {
     async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
         self.inner.delete_user(user, now).await
     }
+}
 
+#[async_trait]
+impl<S: Maintenance + ?Sized> Maintenance for EncryptedStore<S> {
     async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.inner.count_active(now).await
     }

@@ -7,8 +7,8 @@ use std::{error::Error, sync::Arc, time::Duration};
 use base64::Engine;
 use serde_json::{Value, json};
 use sessanger_core::{
-    Attributes, Created, Patch, PatchError, Patched, Renamed, Replaced, Session, SessionId, SessionStore, StoreError,
-    Timestamp, UserLimit, Version,
+    Attributes, Created, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Session, SessionId, SessionStore,
+    StoreError, Timestamp, UserLimit, Version,
     config::{Config, Format},
 };
 use sessanger_store_memory::MemoryStore;
@@ -55,7 +55,7 @@ async fn raw(backend: &MemoryStore, id: &SessionId, now: Timestamp) -> Session {
 
 /// Writes `value` under `key` straight into the backend, as someone with access to it could.
 async fn write_raw(backend: &MemoryStore, id: &SessionId, key: &str, value: Value, now: Timestamp) {
-    let outcome = backend.patch(id, &Patch::default().set(key, value), None, false, now).await.unwrap();
+    let outcome = backend.patch(id, &Patch::default().set(key, value), PatchOptions::new(), now).await.unwrap();
     assert!(matches!(outcome, Patched::Applied(_)), "{outcome:?}");
 }
 
@@ -81,7 +81,11 @@ async fn every_write_path_seals_and_every_read_path_opens() {
     assert_eq!(raw(&backend, &s.id, now).await.attributes["visits"], json!(1), "unselected keys stay plain");
 
     let patch = Patch::default().set("refresh_token", json!({"deep": [SECRET]})).incr("visits", 1);
-    let Patched::Applied(patched) = store.patch(&s.id, &patch, None, true, now).await.unwrap() else { panic!() };
+    let Patched::Applied(patched) =
+        store.patch(&s.id, &patch, PatchOptions::new().with_touch(true), now).await.unwrap()
+    else {
+        panic!()
+    };
     assert_eq!(patched.attributes["refresh_token"], json!({"deep": [SECRET]}));
     assert_eq!(patched.attributes["visits"], json!(2));
     assert_no_plaintext(&raw(&backend, &s.id, now).await);
@@ -112,7 +116,7 @@ async fn a_value_sealed_with_an_old_key_still_opens_after_rotation() {
 
     let rotated = encrypted(&backend, ring_rotated());
     assert_eq!(rotated.load(&s.id, now).await.unwrap().unwrap().attributes["old"], json!(SECRET));
-    rotated.patch(&s.id, &Patch::default().set("new", json!(SECRET)), None, false, now).await.unwrap();
+    rotated.patch(&s.id, &Patch::default().set("new", json!(SECRET)), PatchOptions::new(), now).await.unwrap();
     let stored = raw(&backend, &s.id, now).await.attributes;
     assert_eq!((&stored["old"]["kid"], &stored["new"]["kid"]), (&json!("k1"), &json!("k2")));
     let loaded = rotated.load(&s.id, now).await.unwrap().unwrap().attributes;
@@ -169,12 +173,12 @@ async fn an_increment_of_an_encrypted_key_is_rejected_and_writes_nothing() {
     let before = raw(&backend, &s.id, now).await;
     let patch = Patch::default().set("other", json!(1)).incr("score", 1);
     assert_eq!(
-        store.patch(&s.id, &patch, None, false, now).await.unwrap(),
+        store.patch(&s.id, &patch, PatchOptions::new(), now).await.unwrap(),
         Patched::Rejected(PatchError::Encrypted("score".into()))
     );
     assert_eq!(raw(&backend, &s.id, now).await, before);
     // An unselected counter still increments in the backend.
-    let counted = store.patch(&s.id, &Patch::default().incr("visits", 5), None, false, now).await.unwrap();
+    let counted = store.patch(&s.id, &Patch::default().incr("visits", 5), PatchOptions::new(), now).await.unwrap();
     assert!(matches!(counted, Patched::Applied(s) if s.attributes["visits"] == json!(5)));
 }
 
@@ -224,7 +228,7 @@ async fn plain_values_stored_before_encryption_are_read_as_they_are_and_sealed_w
     backend.create(&s, UserLimit::Unlimited, now).await.unwrap();
     let store = encrypted(&backend, ring_k1());
     assert_eq!(store.load(&s.id, now).await.unwrap().unwrap().attributes["access_token"], json!("legacy"));
-    store.patch(&s.id, &Patch::default().set("access_token", json!("fresh")), None, false, now).await.unwrap();
+    store.patch(&s.id, &Patch::default().set("access_token", json!("fresh")), PatchOptions::new(), now).await.unwrap();
     assert_eq!(raw(&backend, &s.id, now).await.attributes["access_token"]["$enc"], json!("v1"));
 }
 
@@ -234,12 +238,12 @@ async fn from_config_builds_the_store_the_encryption_section_describes() {
     let text = "encryption:\n  keys: \"${KEYS}\"\n  active_key: k1\n  attributes: all\n  except: [visits]\n";
     let config = Config::parse_with_env(text, Format::Yaml, "c.yaml", |_| Some(spec.clone())).unwrap();
     let section = config.encryption.unwrap();
-    let inner: Arc<dyn sessanger_core::Backend> = Arc::new(MemoryStore::new());
+    let inner: Arc<dyn sessanger_core::Store> = Arc::new(MemoryStore::new());
     let store = EncryptedStore::from_config(inner, &section).unwrap();
     assert_eq!(store.selection(), &Selection::all_except(["visits"]));
     assert_eq!(store.keyring().active().as_ref(), "k1");
-    // The binary's store: `dyn Backend` in, `dyn Backend` out.
-    let _: Arc<dyn sessanger_core::Backend> = Arc::new(store);
+    // The binary's store: `dyn Store` in, `dyn Store` out.
+    let _: Arc<dyn sessanger_core::Store> = Arc::new(store);
 }
 
 #[test]

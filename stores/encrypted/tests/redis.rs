@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use redis::AsyncCommands;
 use serde_json::{Value, json};
-use sessanger_core::{Patch, Patched, Session, SessionId, SessionStore, Timestamp, UserLimit};
+use sessanger_core::{Patch, PatchOptions, Patched, Session, SessionId, SessionStore, Timestamp, UserLimit};
 use sessanger_store_encrypted::{EncryptedStore, Keyring, Selection};
 use sessanger_store_redis::{KeyPrefix, RedisStore};
 
@@ -36,7 +36,7 @@ async fn redis_holds_no_plaintext_of_an_encrypted_attribute() {
     session.attributes.insert("theme".into(), json!("dark"));
     store.create(&session, UserLimit::Unlimited, now).await.unwrap();
     let patch = Patch::default().set("refresh_token", json!({"token": SECRET}));
-    assert!(matches!(store.patch(&session.id, &patch, None, false, now).await.unwrap(), Patched::Applied(_)));
+    assert!(matches!(store.patch(&session.id, &patch, PatchOptions::new(), now).await.unwrap(), Patched::Applied(_)));
 
     // The session hash, named as the Redis store's `# Layout` documents it.
     let key = format!("{{{prefix}:{}}}:s:{}", session.id.shard_tag(), session.id);

@@ -20,8 +20,9 @@ use std::{
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Attributes, Created, Device, Patch, Patched, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore, Session,
-    SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    Attributes, Created, Device, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, ServiceId,
+    ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
+    UserLimit, Version,
 };
 
 /// Sessions and services in process memory; gone when the process ends.
@@ -131,19 +132,18 @@ impl SessionStore for MemoryStore {
         &self,
         id: &SessionId,
         patch: &Patch,
-        expected: Option<Version>,
-        touch: bool,
+        options: PatchOptions,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
         let mut inner = self.lock();
         let outcome = inner.update(id, now, |s| {
-            if expected.is_some_and(|v| v != s.version) {
+            if options.expected.is_some_and(|v| v != s.version) {
                 return Patched::VersionMismatch(s.version);
             }
             if let Err(e) = s.apply(patch) {
                 return Patched::Rejected(e);
             }
-            if touch {
+            if options.touch {
                 s.touch(now);
             }
             Patched::Applied(s.clone())
@@ -202,7 +202,10 @@ impl SessionStore for MemoryStore {
         let ids: Vec<SessionId> = inner.by_user.get(user).into_iter().flatten().map(|(_, id)| id.clone()).collect();
         Ok(ids.into_iter().filter_map(|id| inner.remove(&id)).filter(|s| !s.is_expired(now)).map(|s| s.id).collect())
     }
+}
 
+#[async_trait]
+impl Maintenance for MemoryStore {
     async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
         let inner = self.lock();
         // Dead sessions sit at the front of the expiry order until the reaper removes them.
@@ -219,10 +222,6 @@ impl SessionStore for MemoryStore {
             .filter_map(|id| inner.remove(&id))
             .map(|s| SessionRef { id: s.id, user_id: s.user_id })
             .collect())
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        Ok(())
     }
 }
 

@@ -18,9 +18,9 @@ const UNAVAILABLE_CODES: &[i32] = &[6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 
 /// A driver error as a store error, keeping it as the source. Failures to reach a usable
 /// server (I/O, no server selectable in time, a pool cleared after a network error, a primary
 /// stepping down, a server shutting down) are [`StoreError::Unavailable`]: retrying later may
-/// succeed, and the HTTP server answers 503. Anything else is [`StoreError::Backend`].
+/// succeed, and the HTTP server answers 503. Anything else is [`StoreError::Other`].
 pub(crate) fn store_error(error: Error) -> StoreError {
-    if is_unavailable(&error) { StoreError::Unavailable(error.into()) } else { StoreError::Backend(error.into()) }
+    if is_unavailable(&error) { StoreError::Unavailable(error.into()) } else { StoreError::Other(error.into()) }
 }
 
 fn is_unavailable(error: &Error) -> bool {
@@ -85,10 +85,10 @@ mod tests {
     #[test]
     fn other_failures_are_backend_errors_with_their_source() {
         let failed = store_error(command(2));
-        assert!(matches!(failed, StoreError::Backend(_)));
+        assert!(matches!(failed, StoreError::Other(_)));
         assert!(std::error::Error::source(&failed).is_some());
-        assert!(matches!(store_error(write(11000)), StoreError::Backend(_)), "a duplicate key nobody expected");
-        assert!(matches!(store_error(Error::custom("a callback's own error")), StoreError::Backend(_)));
+        assert!(matches!(store_error(write(11000)), StoreError::Other(_)), "a duplicate key nobody expected");
+        assert!(matches!(store_error(Error::custom("a callback's own error")), StoreError::Other(_)));
     }
 
     #[test]

@@ -30,7 +30,7 @@
 //! **Attribute values** are JSON as native BSON: integers as Int64 (so `$inc` applies),
 //! other numbers as doubles, an integer above `i64::MAX` as `{"%u64": "<digits>"}` (a field
 //! name no encoded key can have). MongoDB refuses documents nested deeper than 100 levels, so a
-//! value may nest about 97 levels deep; a deeper one fails as [`StoreError::Backend`].
+//! value may nest about 97 levels deep; a deeper one fails as [`StoreError::Other`].
 //!
 //! # Operations
 //!
@@ -99,7 +99,7 @@
 //!
 //! A server that cannot be reached or selected in time (5 s unless the URL sets
 //! `serverSelectionTimeoutMS`), a pool cleared after a network error, a stepping-down
-//! primary: [`StoreError::Unavailable`]. Other driver errors: [`StoreError::Backend`].
+//! primary: [`StoreError::Unavailable`]. Other driver errors: [`StoreError::Other`].
 //! Documents this version cannot read: [`StoreError::Decode`].
 //!
 //! # Examples
@@ -138,8 +138,9 @@ use mongodb::{
     options::{IndexOptions, ReturnDocument},
 };
 use sessanger_core::{
-    Attributes, Created, Device, Patch, Patched, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore, Session,
-    SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version, config::SessmanFile,
+    Attributes, Created, Device, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, ServiceId,
+    ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
+    UserLimit, Version, config::SessmanFile,
 };
 
 pub use crate::options::{ConnectError, MongoOptions};
@@ -529,10 +530,10 @@ impl SessionStore for MongoStore {
         &self,
         id: &SessionId,
         patch: &Patch,
-        expected: Option<Version>,
-        touch: bool,
+        options: PatchOptions,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
+        let PatchOptions { expected, touch, .. } = options;
         let changes = match AttributeChanges::of(patch) {
             Ok(changes) => changes,
             Err(rejected) => return Ok(Patched::Rejected(rejected)),
@@ -562,7 +563,7 @@ impl SessionStore for MongoStore {
             }
             // Changed between the two calls so that the patch now applies: try again.
         }
-        Err(StoreError::Backend("a patch kept losing races with concurrent writers".into()))
+        Err(StoreError::Other("a patch kept losing races with concurrent writers".into()))
     }
 
     async fn replace(
@@ -592,7 +593,7 @@ impl SessionStore for MongoStore {
                 Some(_) => {}
             }
         }
-        Err(StoreError::Backend("a replace kept losing races with concurrent writers".into()))
+        Err(StoreError::Other("a replace kept losing races with concurrent writers".into()))
     }
 
     async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
@@ -616,7 +617,7 @@ impl SessionStore for MongoStore {
                 Err(e) => return Err(store_error(e)),
             }
         }
-        Err(StoreError::Backend("a rename kept losing races with concurrent writers".into()))
+        Err(StoreError::Other("a rename kept losing races with concurrent writers".into()))
     }
 
     async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
@@ -650,7 +651,10 @@ impl SessionStore for MongoStore {
             .map(|d| document::parse_id(d.get_str("_id").unwrap_or_default()))
             .collect()
     }
+}
 
+#[async_trait]
+impl Maintenance for MongoStore {
     async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.sessions.count_documents(query::all_live(now)).await.map_err(store_error)
     }

@@ -166,7 +166,7 @@ impl ConnectionLike for RedisConnection {
 /// A Redis error as a store error. Failures to reach Redis (I/O, timeouts, a cluster without
 /// a node for the slot, a server still loading or a cluster that is down or failing over) are
 /// [`StoreError::Unavailable`]: retrying later may succeed, and the HTTP server answers 503.
-/// Anything else (a script error, a wrong type) is [`StoreError::Backend`]. The source is kept.
+/// Anything else (a script error, a wrong type) is [`StoreError::Other`]. The source is kept.
 pub(crate) fn store_error(error: RedisError) -> StoreError {
     let unreachable = error.is_io_error()
         || error.is_timeout()
@@ -184,7 +184,7 @@ pub(crate) fn store_error(error: RedisError) -> StoreError {
                         | ServerErrorKind::ReadOnly
                 )
         );
-    if unreachable { StoreError::Unavailable(error.into()) } else { StoreError::Backend(error.into()) }
+    if unreachable { StoreError::Unavailable(error.into()) } else { StoreError::Other(error.into()) }
 }
 
 #[cfg(test)]

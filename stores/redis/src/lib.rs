@@ -71,7 +71,7 @@
 //! Connection failures, timeouts, a cluster that is down or failing over:
 //! [`StoreError::Unavailable`] (the HTTP server answers 503 `store_unavailable`); the store
 //! recovers on its own once Redis answers again. Other Redis errors:
-//! [`StoreError::Backend`]. Stored data this version cannot read: [`StoreError::Decode`].
+//! [`StoreError::Other`]. Stored data this version cannot read: [`StoreError::Decode`].
 //!
 //! # Examples
 //! ```no_run
@@ -99,8 +99,9 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt, stream};
 use redis::{Value, aio::ConnectionLike};
 use sessanger_core::{
-    Attributes, Created, Device, Patch, PatchError, Patched, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore,
-    Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    Attributes, Created, Device, Maintenance, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, ServiceId,
+    ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
+    UserLimit, Version,
 };
 
 pub use crate::connection::{ConnectError, RedisConnection};
@@ -349,10 +350,10 @@ impl SessionStore for RedisStore {
         &self,
         id: &SessionId,
         patch: &Patch,
-        expected: Option<Version>,
-        touch: bool,
+        options: PatchOptions,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
+        let PatchOptions { expected, touch, .. } = options;
         let expected = expected.map(|v| v.0.to_string()).unwrap_or_default();
         let counts = [patch.set.len().to_string(), patch.remove.len().to_string(), patch.incr.len().to_string()];
         let mut owned = record::attributes(&patch.set)?;
@@ -411,7 +412,7 @@ impl SessionStore for RedisStore {
         // The contract's precondition (`SessionId::regenerate`) keeps the tag, so both keys
         // share a slot; refuse loudly rather than send a cross-slot script.
         if old.shard_tag() != new.shard_tag() {
-            return Err(StoreError::Backend("rename across shard tags: the new id must come from regenerate()".into()));
+            return Err(StoreError::Other("rename across shard tags: the new id must come from regenerate()".into()));
         }
         let (old_key, new_key) = (self.keys.session(old), self.keys.session(new));
         let args = [old.as_ref(), new.as_ref()];
@@ -447,7 +448,10 @@ impl SessionStore for RedisStore {
         let reply = self.run(&self.scripts.delete_user, &key, &[], &user.shard_tag(), now, &[user.as_ref()]).await?;
         items(reply)?.into_iter().map(parse_id).collect()
     }
+}
 
+#[async_trait]
+impl Maintenance for RedisStore {
     async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
         let after_now = format!("({}", now.as_millis());
         let counts = self

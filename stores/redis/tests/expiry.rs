@@ -7,7 +7,9 @@ mod common;
 use std::time::Duration;
 
 use redis::AsyncCommands;
-use sessanger_core::{Patch, Session, SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit};
+use sessanger_core::{
+    Maintenance, Patch, PatchOptions, Session, SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit,
+};
 use sessanger_store_redis::{RedisConnection, RedisStore};
 
 // Long enough that a loaded machine never sees a short session die before the test looks.
@@ -130,9 +132,9 @@ async fn a_stored_record_that_does_not_decode_is_a_decode_error() {
     assert!(matches!(listed, Err(StoreError::Decode(_))), "{listed:?}");
     // Metadata the scripts cannot read: a clear error, and the record is left as it was.
     let _: () = raw.hset(session_key(&store, &s.id), "m", "yesterday").await.unwrap();
-    let patched = store.patch(&s.id, &Patch::default(), None, false, Timestamp::now()).await;
+    let patched = store.patch(&s.id, &Patch::default(), PatchOptions::new(), Timestamp::now()).await;
     assert!(
-        matches!(&patched, Err(StoreError::Backend(e)) if e.to_string().contains("malformed metadata")),
+        matches!(&patched, Err(StoreError::Other(e)) if e.to_string().contains("malformed metadata")),
         "{patched:?}"
     );
     let kept: String = raw.hget(session_key(&store, &s.id), "m").await.unwrap();

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use sessanger_core::{ServiceStore, Session, SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit};
+use sessanger_core::{
+    Maintenance, ServiceStore, Session, SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit,
+};
 use sessanger_store_redis::{ConnectError, RedisStore};
 
 fn session(user: &UserId) -> Session {

@@ -21,7 +21,7 @@ use std::{collections::HashMap, time::Duration};
 
 use redis::AsyncCommands;
 use serde_json::json;
-use sessanger_core::{Patch, Session, SessionId, SessionStore, Timestamp, UserId, UserLimit};
+use sessanger_core::{Patch, PatchOptions, Session, SessionId, SessionStore, Timestamp, UserId, UserLimit};
 use sessanger_store_redis::RedisStore;
 
 /// Command counts and socket reads at one instant.
@@ -92,7 +92,7 @@ async fn each_manager_operation_costs_one_round_trip() {
     let warm = new_session();
     store.create(&warm, UserLimit::Unlimited, now).await.unwrap();
     store.touch(&warm.id, now).await.unwrap();
-    store.patch(&warm.id, &Patch::default().set("k", json!(1)), None, false, now).await.unwrap();
+    store.patch(&warm.id, &Patch::default().set("k", json!(1)), PatchOptions::new(), now).await.unwrap();
     store.replace(&warm.id, &Default::default(), &Default::default(), sessanger_core::Version(3), now).await.unwrap();
     let renamed = warm.id.regenerate();
     store.rename(&warm.id, &renamed, now).await.unwrap();
@@ -111,16 +111,20 @@ async fn each_manager_operation_costs_one_round_trip() {
     .await;
     assert_calls(&mut admin, "get", 1, async { store.load(&s.id, now).await.unwrap().unwrap() }).await;
     let set = Patch::default().set("theme", json!("dark"));
-    assert_calls(&mut admin, "set attribute", 1, async { store.patch(&s.id, &set, None, false, now).await.unwrap() })
-        .await;
+    assert_calls(&mut admin, "set attribute", 1, async {
+        store.patch(&s.id, &set, PatchOptions::new(), now).await.unwrap()
+    })
+    .await;
     let remove = Patch::default().remove("theme");
     assert_calls(&mut admin, "remove attribute", 1, async {
-        store.patch(&s.id, &remove, None, true, now).await.unwrap()
+        store.patch(&s.id, &remove, PatchOptions::new().with_touch(true), now).await.unwrap()
     })
     .await;
     let incr = Patch::default().incr("visits", 1);
-    assert_calls(&mut admin, "increment", 1, async { store.patch(&s.id, &incr, None, false, now).await.unwrap() })
-        .await;
+    assert_calls(&mut admin, "increment", 1, async {
+        store.patch(&s.id, &incr, PatchOptions::new(), now).await.unwrap()
+    })
+    .await;
     assert_calls(&mut admin, "refresh", 1, async { store.touch(&s.id, now).await.unwrap().unwrap() }).await;
     let new_id = s.id.regenerate();
     assert_calls(&mut admin, "regenerate", 1, async { store.rename(&s.id, &new_id, now).await.unwrap() }).await;

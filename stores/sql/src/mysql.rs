@@ -94,13 +94,13 @@ impl SqlStore<MySqlDialect> {
     /// An unreachable server is retried for up to 10 seconds.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] if the server cannot be reached, [`StoreError::Backend`] for
+    /// [`StoreError::Unavailable`] if the server cannot be reached, [`StoreError::Other`] for
     /// a malformed URL or a failed migration.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let url = match url.strip_prefix("mariadb://") {
             Some(rest) => format!("mysql://{rest}"),
             None if url.starts_with("mysql://") => url.to_owned(),
-            None => return Err(StoreError::Backend(format!("not a MySQL URL: {}", redact(url)).into())),
+            None => return Err(StoreError::Other(format!("not a MySQL URL: {}", redact(url)).into())),
         };
         let options = MySqlConnectOptions::from_str(&url).map_err(store_error)?;
         Self::connect_with(options).await

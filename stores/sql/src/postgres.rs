@@ -88,11 +88,11 @@ impl SqlStore<PgDialect> {
     /// An unreachable server is retried for up to 10 seconds.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] if the server cannot be reached, [`StoreError::Backend`] for
+    /// [`StoreError::Unavailable`] if the server cannot be reached, [`StoreError::Other`] for
     /// a malformed URL or a failed migration.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(StoreError::Backend(format!("not a PostgreSQL URL: {}", redact(url)).into()));
+            return Err(StoreError::Other(format!("not a PostgreSQL URL: {}", redact(url)).into()));
         }
         let options = PgConnectOptions::from_str(url).map_err(store_error)?;
         Self::connect_with(options).await

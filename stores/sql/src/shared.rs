@@ -10,8 +10,9 @@ use std::{fmt, future::Future, marker::PhantomData, time::Duration};
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Attributes, BoxError, Created, Device, Patch, Patched, Renamed, Replaced, ServiceId, ServiceRecord, ServiceStore,
-    Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    Attributes, BoxError, Created, Device, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, ServiceId,
+    ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
+    UserLimit, Version,
 };
 use sqlx::{Database, Pool};
 
@@ -201,7 +202,7 @@ fn service_columns<D: Dialect>() -> String {
 
 /// A sqlx error as a store error, keeping it as the source: a lost or unreachable server (or
 /// an exhausted pool) may pass, so it is `Unavailable`; a value that does not read is
-/// `Decode`; anything else is `Backend`.
+/// `Decode`; anything else is `Other`.
 pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     use sqlx::Error as E;
     match error {
@@ -212,7 +213,7 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
         E::Database(ref db) if db.code().is_some_and(|code| lost_connection(&code)) => {
             StoreError::Unavailable(error.into())
         }
-        other => StoreError::Backend(other.into()),
+        other => StoreError::Other(other.into()),
     }
 }
 
@@ -434,7 +435,7 @@ impl<D: Dialect> SqlStore<D> {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         D::migrate(&self.pool).await.map_err(|error| match error {
             sqlx::migrate::MigrateError::Execute(e) => store_error(e),
-            other => StoreError::Backend(other.into()),
+            other => StoreError::Other(other.into()),
         })
     }
 
@@ -578,7 +579,7 @@ impl<D: Dialect> SqlStore<D> {
         for _ in 0..2 {
             match self.execute(&insert).await {
                 Ok(_) => return Ok(Created::Created { evicted: Vec::new() }),
-                Err(StoreError::Backend(e)) if e.downcast_ref().is_some_and(is_unique_violation) => {}
+                Err(StoreError::Other(e)) if e.downcast_ref().is_some_and(is_unique_violation) => {}
                 Err(e) => return Err(e),
             }
             if self.execute(&Self::delete_dead_twin(&session.id, now, &[])).await? == 0 {
@@ -706,10 +707,10 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
         &self,
         id: &SessionId,
         patch: &Patch,
-        expected: Option<Version>,
-        touch: bool,
+        options: PatchOptions,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
+        let PatchOptions { expected, touch, .. } = options;
         for _ in 0..ATTEMPTS {
             let mut sql = SqlBuilder::<D>::new();
             let Some(attributes) = patch_expr(&mut sql, patch)? else {
@@ -738,7 +739,7 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
                 }
             }
         }
-        Err(StoreError::Backend("a patch kept racing with concurrent writes".into()))
+        Err(StoreError::Other("a patch kept racing with concurrent writes".into()))
     }
 
     async fn replace(
@@ -810,7 +811,10 @@ impl<D: Dialect> SessionStore for SqlStore<D> {
         }
         Ok(live)
     }
+}
 
+#[async_trait]
+impl<D: Dialect> Maintenance for SqlStore<D> {
     async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
         let mut sql = SqlBuilder::<D>::new();
         let text = format!("SELECT COUNT(*) FROM sessions WHERE expires_at > {}", sql.int(now.as_millis()));
@@ -857,7 +861,7 @@ impl<D: Dialect> ServiceStore for SqlStore<D> {
         );
         match self.execute(&sql.finish(text, &[])).await {
             Ok(_) => Ok(true),
-            Err(StoreError::Backend(e)) if e.downcast_ref().is_some_and(is_unique_violation) => Ok(false),
+            Err(StoreError::Other(e)) if e.downcast_ref().is_some_and(is_unique_violation) => Ok(false),
             Err(e) => Err(e),
         }
     }

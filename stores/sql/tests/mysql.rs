@@ -6,7 +6,7 @@ mod common;
 
 use std::str::FromStr;
 
-use sessanger_core::{SessionStore, StoreError};
+use sessanger_core::{Maintenance, StoreError};
 use sessanger_store_sql::MySqlStore;
 use sqlx::{Connection, Executor, MySqlConnection, Row, mysql::MySqlConnectOptions};
 
@@ -93,5 +93,5 @@ async fn a_mariadb_url_is_accepted_and_another_scheme_refused() {
     let url = url().replacen("mysql://", "mariadb://", 1);
     let url = format!("{}/{database}", url.rsplit_once('/').unwrap().0);
     MySqlStore::connect(&url).await.unwrap().ping().await.unwrap();
-    assert!(matches!(MySqlStore::connect("postgres://x@127.0.0.1/test").await, Err(StoreError::Backend(_))));
+    assert!(matches!(MySqlStore::connect("postgres://x@127.0.0.1/test").await, Err(StoreError::Other(_))));
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::str::FromStr;
 
-use sessanger_core::{SessionStore, StoreError};
+use sessanger_core::{Maintenance, StoreError};
 use sessanger_store_sql::PostgresStore;
 use sqlx::{Connection, Executor, PgConnection, Row, postgres::PgConnectOptions};
 
@@ -91,5 +91,5 @@ async fn an_unreachable_server_is_unavailable() {
 
 #[tokio::test]
 async fn a_url_of_another_scheme_is_refused() {
-    assert!(matches!(PostgresStore::connect("mysql://root@127.0.0.1/test").await, Err(StoreError::Backend(_))));
+    assert!(matches!(PostgresStore::connect("mysql://root@127.0.0.1/test").await, Err(StoreError::Other(_))));
 }

@@ -9,7 +9,9 @@ use std::{
 };
 
 use serde_json::json;
-use sessanger_core::{Backend, Created, Patch, Patched, Session, SessionId, StoreError, Timestamp, UserId, UserLimit};
+use sessanger_core::{
+    Created, Patch, PatchOptions, Patched, Session, SessionId, Store, StoreError, Timestamp, UserId, UserLimit,
+};
 
 pub const IDLE: Duration = Duration::from_secs(600);
 const ABSOLUTE: Duration = Duration::from_secs(3600);
@@ -44,7 +46,7 @@ fn session(user: &UserId, now: Timestamp, idle: Duration) -> Session {
     Session::new(SessionId::generate_for(user), user.clone(), now, idle, ABSOLUTE)
 }
 
-async fn create(store: &impl Backend, s: &Session) {
+async fn create(store: &impl Store, s: &Session) {
     assert_eq!(
         store.create(s, UserLimit::Unlimited, s.created_at).await.unwrap(),
         Created::Created { evicted: vec![] }
@@ -52,7 +54,7 @@ async fn create(store: &impl Backend, s: &Session) {
 }
 
 /// A stored session whose attributes are not a JSON object reads as `Decode`, never as absent.
-pub async fn a_corrupt_row_reads_as_a_decode_error<S: Backend>(store: &S, corrupt: impl AsyncFnOnce(&SessionId)) {
+pub async fn a_corrupt_row_reads_as_a_decode_error<S: Store>(store: &S, corrupt: impl AsyncFnOnce(&SessionId)) {
     let now = Timestamp::now();
     let s = session(&user("corrupt"), now, IDLE);
     create(store, &s).await;
@@ -66,7 +68,7 @@ pub async fn a_corrupt_row_reads_as_a_decode_error<S: Backend>(store: &S, corrup
 
 /// Among many live rows and a few dead ones, `delete_expired` removes exactly the dead, at
 /// most `limit` per call.
-pub async fn delete_expired_removes_just_the_dead_in_bounded_batches(store: &impl Backend) {
+pub async fn delete_expired_removes_just_the_dead_in_bounded_batches(store: &impl Store) {
     let now = Timestamp::now();
     let u = user("purge");
     for _ in 0..300 {
@@ -96,7 +98,7 @@ pub async fn delete_expired_removes_just_the_dead_in_bounded_batches(store: &imp
 }
 
 /// Attribute keys are data, not paths: quotes, backslashes, dots and `$` stay in the name.
-pub async fn attribute_keys_with_quotes_backslashes_and_dots_stay_plain_keys(store: &impl Backend) {
+pub async fn attribute_keys_with_quotes_backslashes_and_dots_stay_plain_keys(store: &impl Store) {
     let now = Timestamp::now();
     let s = session(&user("keys"), now, IDLE);
     create(store, &s).await;
@@ -106,21 +108,25 @@ pub async fn attribute_keys_with_quotes_backslashes_and_dots_stay_plain_keys(sto
         p = p.set(*key, json!(i));
     }
     p = p.incr("n\"1", 5);
-    let Patched::Applied(after) = store.patch(&s.id, &p, None, false, now).await.unwrap() else { panic!("applies") };
+    let Patched::Applied(after) = store.patch(&s.id, &p, PatchOptions::new(), now).await.unwrap() else {
+        panic!("applies")
+    };
     for (i, key) in keys.iter().enumerate() {
         assert_eq!(after.attributes[*key], json!(i), "{key}");
     }
     assert_eq!(after.attributes["n\"1"], json!(5));
     assert_eq!(after.attributes.len(), keys.len() + 1);
     let p = Patch::default().remove("a\"b").incr("n\"1", -7);
-    let Patched::Applied(after) = store.patch(&s.id, &p, None, false, now).await.unwrap() else { panic!("applies") };
+    let Patched::Applied(after) = store.patch(&s.id, &p, PatchOptions::new(), now).await.unwrap() else {
+        panic!("applies")
+    };
     assert!(!after.attributes.contains_key("a\"b"));
     assert_eq!(after.attributes["n\"1"], json!(-2));
     assert_eq!(store.load(&s.id, now).await.unwrap(), Some(after));
 }
 
 /// An increment that would overflow, or lands on a float, is rejected and writes nothing.
-pub async fn increments_that_overflow_or_hit_a_float_are_rejected(store: &impl Backend) {
+pub async fn increments_that_overflow_or_hit_a_float_are_rejected(store: &impl Store) {
     let now = Timestamp::now();
     let mut s = session(&user("incr"), now, IDLE);
     s.attributes.insert("big".into(), json!(i64::MAX));
@@ -128,18 +134,18 @@ pub async fn increments_that_overflow_or_hit_a_float_are_rejected(store: &impl B
     s.attributes.insert("null".into(), json!(null));
     create(store, &s).await;
     for key in ["big", "float", "null"] {
-        let outcome = store.patch(&s.id, &Patch::default().incr(key, 1), None, false, now).await.unwrap();
+        let outcome = store.patch(&s.id, &Patch::default().incr(key, 1), PatchOptions::new(), now).await.unwrap();
         assert!(matches!(outcome, Patched::Rejected(_)), "{key}: {outcome:?}");
     }
     let p = Patch::default().incr("big", -1);
-    assert!(matches!(store.patch(&s.id, &p, None, false, now).await.unwrap(), Patched::Applied(_)));
+    assert!(matches!(store.patch(&s.id, &p, PatchOptions::new(), now).await.unwrap(), Patched::Applied(_)));
     let loaded = store.load(&s.id, now).await.unwrap().unwrap();
     assert_eq!(loaded.attributes["big"], json!(i64::MAX - 1));
     assert_eq!(loaded.version.0, 2);
 }
 
 /// A limited create for a user with no sessions yet, raced 20 times, admits exactly the limit.
-pub async fn first_creates_of_a_user_under_a_limit_race_safely(store: std::sync::Arc<dyn Backend>) {
+pub async fn first_creates_of_a_user_under_a_limit_race_safely(store: std::sync::Arc<dyn Store>) {
     let now = Timestamp::now();
     let u = user("first");
     let limit = UserLimit::Refuse(NonZeroU32::new(2).unwrap());
