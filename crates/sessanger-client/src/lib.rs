@@ -3,7 +3,7 @@
 //! One [`Client`] keeps a pool of keep-alive connections; clone it freely (clones share the
 //! pool). [`Client::builder`] sets timeouts and the pool's limits. Every failure the server
 //! reports comes back as [`ClientError::Api`] with the server's stable error `code`, typed as an
-//! [`ErrorCode`] by [`ClientError::kind`], so callers branch on codes, never on messages.
+//! [`ErrorCode`], so callers branch on codes, never on messages.
 //!
 //! # Examples
 //! ```no_run
@@ -25,7 +25,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::{fmt, time::Duration};
 
 use reqwest::{Method, RequestBuilder, StatusCode, header};
 use serde::de::DeserializeOwned;
@@ -37,6 +37,9 @@ use sessanger_core::{
     },
 };
 
+/// The error codes, spelled once in the wire module the server answers with.
+pub use sessanger_core::wire::ErrorCode;
+
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -46,8 +49,9 @@ pub enum ClientError {
     Api {
         /// The HTTP status.
         status: u16,
-        /// The stable error code (`session_not_found`, `version_mismatch`, `unauthorized`, …).
-        code: String,
+        /// The stable error code; [`ErrorCode::Unknown`] for a code this client does not know
+        /// (a newer server's) or an answer that was not an error body.
+        code: ErrorCode,
         /// The server's explanation.
         message: String,
     },
@@ -61,25 +65,19 @@ pub enum ClientError {
 
 impl ClientError {
     /// The server's error code, if the server answered.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            ClientError::Api { code, .. } => Some(code),
-            _ => None,
-        }
-    }
-
-    /// The server's error code as a type; `None` if the server did not answer, or answered
-    /// with a code this client does not know (a newer server).
     ///
     /// # Examples
     /// ```
     /// use sessanger_client::{ClientError, ErrorCode};
     ///
-    /// let error = ClientError::Api { status: 412, code: "version_mismatch".into(), message: String::new() };
-    /// assert_eq!(error.kind(), Some(ErrorCode::VersionMismatch));
+    /// let error = ClientError::Api { status: 412, code: ErrorCode::VersionMismatch, message: String::new() };
+    /// assert_eq!(error.code(), Some(ErrorCode::VersionMismatch));
     /// ```
-    pub fn kind(&self) -> Option<ErrorCode> {
-        self.code()?.parse().ok()
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api { code, .. } => Some(*code),
+            _ => None,
+        }
     }
 
     /// Whether the same request may succeed later unchanged: the server or its store was
@@ -88,7 +86,7 @@ impl ClientError {
         match self {
             ClientError::Transport(e) => e.is_timeout() || e.is_connect(),
             ClientError::Api { .. } => {
-                matches!(self.kind(), Some(ErrorCode::StoreUnavailable | ErrorCode::RequestTimeout))
+                matches!(self.code(), Some(ErrorCode::StoreUnavailable | ErrorCode::RequestTimeout))
             }
             ClientError::InvalidUrl(_) => false,
         }
@@ -97,133 +95,6 @@ impl ClientError {
     /// Whether the session (or service) does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClientError::Api { status: 404, .. })
-    }
-}
-
-/// The stable error codes of the `/v1` API (`{"error": {"code": ...}}`).
-///
-/// # Examples
-/// ```
-/// use sessanger_client::ErrorCode;
-///
-/// assert_eq!("session_not_found".parse(), Ok(ErrorCode::SessionNotFound));
-/// assert_eq!(ErrorCode::SessionNotFound.as_str(), "session_not_found");
-/// assert!("no_such_code".parse::<ErrorCode>().is_err());
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorCode {
-    /// The bearer token is missing, malformed or unknown (401).
-    Unauthorized,
-    /// The service lacks the permission the route needs (403).
-    Forbidden,
-    /// No live session has this id (404).
-    SessionNotFound,
-    /// No service has this id (404).
-    ServiceNotFound,
-    /// No such route (404).
-    NotFound,
-    /// The route does not take this method (405).
-    MethodNotAllowed,
-    /// The path holds no valid session id (404).
-    InvalidSessionId,
-    /// The request is malformed (400).
-    InvalidRequest,
-    /// The attributes break a size or shape limit (422).
-    InvalidPatch,
-    /// An increment hit a value that is not an integer (422).
-    NotAnInteger,
-    /// The change needs an attribute the server keeps encrypted (422).
-    EncryptedAttribute,
-    /// The body is not JSON (415).
-    UnsupportedMediaType,
-    /// The body is over the server's limit (413).
-    PayloadTooLarge,
-    /// The session changed since the version in `If-Match` (412).
-    VersionMismatch,
-    /// The route needs `If-Match` (428).
-    PreconditionRequired,
-    /// The user holds the most sessions allowed (409).
-    TooManySessions,
-    /// A live session already has the `session_id` the create asked for (409).
-    SessionIdTaken,
-    /// A service with this id is registered already (409).
-    ServiceExists,
-    /// The server gave up on the request (503); retrying may work.
-    RequestTimeout,
-    /// The server's store is unreachable (503); retrying may work.
-    StoreUnavailable,
-    /// The server failed; its log says why (500).
-    Internal,
-}
-
-impl ErrorCode {
-    /// The code as the server spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::SessionNotFound => "session_not_found",
-            ErrorCode::ServiceNotFound => "service_not_found",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::InvalidSessionId => "invalid_session_id",
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::InvalidPatch => "invalid_patch",
-            ErrorCode::NotAnInteger => "not_an_integer",
-            ErrorCode::EncryptedAttribute => "encrypted_attribute",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::VersionMismatch => "version_mismatch",
-            ErrorCode::PreconditionRequired => "precondition_required",
-            ErrorCode::TooManySessions => "too_many_sessions",
-            ErrorCode::SessionIdTaken => "session_id_taken",
-            ErrorCode::ServiceExists => "service_exists",
-            ErrorCode::RequestTimeout => "request_timeout",
-            ErrorCode::StoreUnavailable => "store_unavailable",
-            ErrorCode::Internal => "internal",
-        }
-    }
-}
-
-/// A code this client does not know, from a newer server.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown sessanger error code `{0}`")]
-pub struct UnknownErrorCode(pub String);
-
-impl FromStr for ErrorCode {
-    type Err = UnknownErrorCode;
-    fn from_str(code: &str) -> Result<Self, UnknownErrorCode> {
-        Ok(match code {
-            "unauthorized" => ErrorCode::Unauthorized,
-            "forbidden" => ErrorCode::Forbidden,
-            "session_not_found" => ErrorCode::SessionNotFound,
-            "service_not_found" => ErrorCode::ServiceNotFound,
-            "not_found" => ErrorCode::NotFound,
-            "method_not_allowed" => ErrorCode::MethodNotAllowed,
-            "invalid_session_id" => ErrorCode::InvalidSessionId,
-            "invalid_request" => ErrorCode::InvalidRequest,
-            "invalid_patch" => ErrorCode::InvalidPatch,
-            "not_an_integer" => ErrorCode::NotAnInteger,
-            "encrypted_attribute" => ErrorCode::EncryptedAttribute,
-            "unsupported_media_type" => ErrorCode::UnsupportedMediaType,
-            "payload_too_large" => ErrorCode::PayloadTooLarge,
-            "version_mismatch" => ErrorCode::VersionMismatch,
-            "precondition_required" => ErrorCode::PreconditionRequired,
-            "too_many_sessions" => ErrorCode::TooManySessions,
-            "session_id_taken" => ErrorCode::SessionIdTaken,
-            "service_exists" => ErrorCode::ServiceExists,
-            "request_timeout" => ErrorCode::RequestTimeout,
-            "store_unavailable" => ErrorCode::StoreUnavailable,
-            "internal" => ErrorCode::Internal,
-            other => return Err(UnknownErrorCode(other.to_owned())),
-        })
-    }
-}
-
-impl fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -259,7 +130,7 @@ impl Client {
     ///
     /// # Examples
     /// ```
-    /// use std::{fmt, str::FromStr, time::Duration};
+    /// use std::{fmt, time::Duration};
     /// use sessanger_client::Client;
     ///
     /// let client = Client::builder("http://127.0.0.1:8090", "web.secret")
@@ -485,7 +356,7 @@ async fn check(response: reqwest::Response) -> Result<reqwest::Response, ClientE
         Ok(body) => ClientError::Api { status: status.as_u16(), code: body.error.code, message: body.error.message },
         Err(_) => ClientError::Api {
             status: status.as_u16(),
-            code: if status == StatusCode::NOT_FOUND { "not_found".into() } else { "unexpected_response".into() },
+            code: if status == StatusCode::NOT_FOUND { ErrorCode::NotFound } else { ErrorCode::Unknown },
             message: text.chars().take(200).collect(),
         },
     })
@@ -502,38 +373,11 @@ mod tests {
     }
 
     #[test]
-    fn every_error_code_round_trips_through_its_spelling() {
-        let all = [
-            ErrorCode::Unauthorized,
-            ErrorCode::Forbidden,
-            ErrorCode::SessionNotFound,
-            ErrorCode::ServiceNotFound,
-            ErrorCode::NotFound,
-            ErrorCode::MethodNotAllowed,
-            ErrorCode::InvalidSessionId,
-            ErrorCode::InvalidRequest,
-            ErrorCode::InvalidPatch,
-            ErrorCode::NotAnInteger,
-            ErrorCode::EncryptedAttribute,
-            ErrorCode::UnsupportedMediaType,
-            ErrorCode::PayloadTooLarge,
-            ErrorCode::VersionMismatch,
-            ErrorCode::PreconditionRequired,
-            ErrorCode::TooManySessions,
-            ErrorCode::SessionIdTaken,
-            ErrorCode::ServiceExists,
-            ErrorCode::RequestTimeout,
-            ErrorCode::StoreUnavailable,
-            ErrorCode::Internal,
-        ];
-        for code in all {
-            assert_eq!(code.as_str().parse(), Ok(code));
-        }
-    }
-
-    #[test]
     fn only_unavailable_and_timed_out_answers_are_retryable() {
-        let api = |code: &str| ClientError::Api { status: 503, code: code.into(), message: String::new() };
+        let api = |code: &str| {
+            let code = serde_json::from_value(code.into()).expect("any code decodes");
+            ClientError::Api { status: 503, code, message: String::new() }
+        };
         assert!(api("store_unavailable").is_retryable());
         assert!(api("request_timeout").is_retryable());
         assert!(!api("session_not_found").is_retryable());

@@ -47,7 +47,7 @@ async fn a_created_session_is_read_changed_and_listed_under_its_user() {
 #[tokio::test]
 async fn an_unknown_session_is_a_typed_not_found() {
     let error = client().await.get_session(&SessionId::generate()).await.unwrap_err();
-    assert_eq!(error.kind(), Some(ErrorCode::SessionNotFound));
+    assert_eq!(error.code(), Some(ErrorCode::SessionNotFound));
     assert!(error.is_not_found());
     assert!(!error.is_retryable());
 }
@@ -59,7 +59,7 @@ async fn a_stale_if_match_is_a_typed_version_mismatch() {
     let bump = Patch::default().incr("n", 1);
     client.patch_session(&created.session_id, &bump, None).await.unwrap();
     let stale = client.patch_session(&created.session_id, &bump, Some(created.version)).await;
-    assert_eq!(stale.unwrap_err().kind(), Some(ErrorCode::VersionMismatch));
+    assert_eq!(stale.unwrap_err().code(), Some(ErrorCode::VersionMismatch));
 }
 
 #[tokio::test]
@@ -69,7 +69,7 @@ async fn creating_under_a_taken_id_is_a_typed_session_id_taken() {
     let chosen = CreateSession { session_id: Some(id.clone()), ..new_session("carol") };
     assert_eq!(client.create_session(&chosen).await.unwrap().session_id, id);
     let error = client.create_session(&chosen).await.unwrap_err();
-    assert_eq!(error.kind(), Some(ErrorCode::SessionIdTaken));
+    assert_eq!(error.code(), Some(ErrorCode::SessionIdTaken));
     assert!(!error.is_retryable());
 }
 
@@ -79,7 +79,7 @@ async fn a_wrong_token_is_a_typed_unauthorized() {
     let url = client.base_url().to_owned();
     let intruder = Client::new(&url, "web.not-the-secret").unwrap();
     let error = intruder.stats().await.unwrap_err();
-    assert_eq!(error.kind(), Some(ErrorCode::Unauthorized));
+    assert_eq!(error.code(), Some(ErrorCode::Unauthorized));
 }
 
 #[tokio::test]

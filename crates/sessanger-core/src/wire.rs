@@ -212,8 +212,85 @@ pub struct ErrorBody {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
-    /// A stable snake_case code to branch on (`session_not_found`, `version_mismatch`, …).
-    pub code: String,
+    /// What to branch on.
+    pub code: ErrorCode,
     /// A sentence for humans; may change between versions.
     pub message: String,
+}
+
+/// Every value of `error.code`: stable and snake_case; clients branch on these, never on
+/// messages. Serde spells them, for the server's bodies, the clients' decoding and the
+/// OpenAPI schema alike.
+///
+/// # Examples
+/// ```
+/// use sessanger_core::wire::ErrorCode;
+///
+/// assert_eq!(serde_json::to_string(&ErrorCode::SessionNotFound).unwrap(), r#""session_not_found""#);
+/// assert_eq!(ErrorCode::VersionMismatch.to_string(), "version_mismatch");
+/// // A code from a newer server still decodes.
+/// assert_eq!(serde_json::from_str::<ErrorCode>(r#""no_such_code""#).unwrap(), ErrorCode::Unknown);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The bearer token is missing, malformed or unknown (401).
+    Unauthorized,
+    /// The service lacks the permission the route needs (403).
+    Forbidden,
+    /// No live session has this id (404).
+    SessionNotFound,
+    /// No service has this id (404).
+    ServiceNotFound,
+    /// No such route (404).
+    NotFound,
+    /// The route does not take this method (405).
+    MethodNotAllowed,
+    /// The path holds no valid session id (404).
+    InvalidSessionId,
+    /// The request is malformed (400).
+    InvalidRequest,
+    /// The attributes break a size or shape limit (422).
+    InvalidPatch,
+    /// An increment hit a value that is not an integer (422).
+    NotAnInteger,
+    /// The change needs an attribute the server keeps encrypted (422).
+    EncryptedAttribute,
+    /// The body is not JSON (415).
+    UnsupportedMediaType,
+    /// The body is over the server's limit (413).
+    PayloadTooLarge,
+    /// The session changed since the version in `If-Match` (412).
+    VersionMismatch,
+    /// The route needs `If-Match` (428).
+    PreconditionRequired,
+    /// The user holds the most sessions allowed (409).
+    TooManySessions,
+    /// A live session already has the `session_id` the create asked for (409).
+    SessionIdTaken,
+    /// A service with this id is registered already (409).
+    ServiceExists,
+    /// The server gave up on the request (503); retrying may work.
+    RequestTimeout,
+    /// The server's store is unreachable (503); retrying may work.
+    StoreUnavailable,
+    /// The server failed; its log says why (500).
+    Internal,
+    /// A code this version does not know (a newer server's), or an answer that was not an
+    /// error body at all. Decoded, never sent.
+    #[serde(other, skip_serializing)]
+    Unknown,
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Not serializable: it is never sent.
+            ErrorCode::Unknown => f.write_str("unknown"),
+            // serde writes a unit variant to a formatter as its serialized name.
+            code => code.serialize(f),
+        }
+    }
 }

@@ -11,12 +11,9 @@ use utoipa::{
     },
 };
 
-use sessanger_core::wire::{ErrorBody, ErrorDetail};
+use sessanger_core::wire::{ErrorBody, ErrorCode, ErrorDetail};
 
-use crate::{
-    error::ErrorCode,
-    routes::{ops, services, sessions, users},
-};
+use crate::routes::{ops, services, sessions, users};
 
 /// The name of the bearer scheme in `components.securitySchemes` (also in `security(..)` above,
 /// where the macro needs the literal).

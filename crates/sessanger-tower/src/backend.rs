@@ -63,7 +63,7 @@ impl BackendError {
                 ManagerError::Store(StoreError::Decode(_)) => Failure::Decode,
                 _ => Failure::Other,
             },
-            BackendError::Remote(e) => match e.kind() {
+            BackendError::Remote(e) => match e.code() {
                 // A 404 of another kind (`not_found`: no such route) means the base URL is
                 // wrong, which must not pass for "every session is gone".
                 Some(ErrorCode::SessionNotFound | ErrorCode::InvalidSessionId) => Failure::NotFound,
@@ -242,7 +242,11 @@ mod tests {
     #[test]
     fn remote_error_codes_map_to_the_same_failures_as_the_managers() {
         let api = |status: u16, code: &str| {
-            BackendError::Remote(ClientError::Api { status, code: code.into(), message: String::new() })
+            BackendError::Remote(ClientError::Api {
+                status,
+                code: serde_json::from_value(code.into()).unwrap(),
+                message: String::new(),
+            })
         };
         assert_eq!(api(404, "session_not_found").failure(), Failure::NotFound);
         assert_eq!(api(404, "not_found").failure(), Failure::Other);

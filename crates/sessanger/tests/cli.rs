@@ -9,7 +9,7 @@ use std::{
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sessanger_client::Client;
+use sessanger_client::{Client, ErrorCode};
 use sessanger_core::{Patch, Version, wire::CreateSession};
 
 mod common;
@@ -148,7 +148,7 @@ async fn the_service_answers_503_while_redis_is_down_and_recovers_by_itself() {
 
     stop_redis();
     let down = admin.get_session(&session.session_id).await.unwrap_err();
-    assert_eq!(down.code(), Some("store_unavailable"), "{down}");
+    assert_eq!(down.code(), Some(ErrorCode::StoreUnavailable), "{down}");
     let ready = reqwest::get(format!("{}/readyz", server.url)).await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 
@@ -160,7 +160,7 @@ async fn the_service_answers_503_while_redis_is_down_and_recovers_by_itself() {
                 recovered = Some(s);
                 break;
             }
-            Err(e) => assert_eq!(e.code(), Some("store_unavailable"), "{e}"),
+            Err(e) => assert_eq!(e.code(), Some(ErrorCode::StoreUnavailable), "{e}"),
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
@@ -213,7 +213,7 @@ async fn native_api_flow(dir: &Path, args: &[&str]) {
         admin.patch_session(&phone.session_id, &Patch::default().remove("theme"), Some(patched.version)).await.unwrap();
     assert!(!patched.attributes.contains_key("theme"));
     let stale = admin.patch_session(&phone.session_id, &Patch::default().set("x", json!(1)), Some(Version(1))).await;
-    assert_eq!(stale.unwrap_err().code(), Some("version_mismatch"));
+    assert_eq!(stale.unwrap_err().code(), Some(ErrorCode::VersionMismatch));
 
     let listed = admin.list_user_sessions(&alice).await.unwrap();
     let mut devices: Vec<_> = listed.iter().map(|s| s.device.device_id.clone().unwrap()).collect();
@@ -247,7 +247,7 @@ async fn native_api_flow(dir: &Path, args: &[&str]) {
         .await
         .unwrap();
     let reader = Client::new(&server.url, &created.token).unwrap();
-    assert_eq!(reader.create_session(&new_session("bob", "tv")).await.unwrap_err().code(), Some("forbidden"));
+    assert_eq!(reader.create_session(&new_session("bob", "tv")).await.unwrap_err().code(), Some(ErrorCode::Forbidden));
     assert_eq!(reader.stats().await.unwrap().active_sessions, 0);
     let missing = http
         .get(format!("{}/v1/sessions/{}", server.url, sessanger_core::SessionId::generate()))
@@ -312,7 +312,7 @@ async fn admin_commands_go_through_the_running_server() {
     assert!(billing.get_session(&session.session_id).await.unwrap_err().is_not_found());
 
     stdout(&sessanger(&dir, &["service", "remove", "billing"]));
-    assert_eq!(billing.stats().await.unwrap_err().code(), Some("unauthorized"));
+    assert_eq!(billing.stats().await.unwrap_err().code(), Some(ErrorCode::Unauthorized));
     server.stop();
 }
 

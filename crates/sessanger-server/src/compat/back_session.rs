@@ -26,10 +26,10 @@ use sessanger_core::{
     Attributes, Device, NewSession, Permission, Session, SessionId, SessionManager, Timestamp, UserId, wire::Deleted,
 };
 
-use super::{Failure, Gate, LooseJson, NativeShape, rewrite, session_id};
+use super::{CompatError, Gate, LooseJson, NativeShape, rewrite, session_id};
 use crate::{AppState, error::ApiError, extract::PathId};
 
-type Error = Failure<NativeShape>;
+type Error = CompatError<NativeShape>;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -190,9 +190,11 @@ fn decoded(body: Result<LooseJson<UpdateBody>, ApiError>) -> Result<UpdateBody, 
     match body {
         Ok(LooseJson(Some(body))) => Ok(body),
         Ok(LooseJson(None)) => {
-            Err(Failure::with_status(StatusCode::UNPROCESSABLE_ENTITY, invalid("the body is empty")))
+            Err(CompatError::with_status(StatusCode::UNPROCESSABLE_ENTITY, invalid("the body is empty")))
         }
-        Err(error @ ApiError::InvalidRequest(_)) => Err(Failure::with_status(StatusCode::UNPROCESSABLE_ENTITY, error)),
+        Err(error @ ApiError::InvalidRequest(_)) => {
+            Err(CompatError::with_status(StatusCode::UNPROCESSABLE_ENTITY, error))
+        }
         Err(error) => Err(error.into()),
     }
 }
@@ -210,7 +212,7 @@ async fn update(
     }
     let as_400 = |error: ApiError| {
         if error.status().is_client_error() {
-            Failure::with_status(StatusCode::BAD_REQUEST, error)
+            CompatError::with_status(StatusCode::BAD_REQUEST, error)
         } else {
             error.into()
         }

@@ -3,7 +3,7 @@
 //!
 //! Both run on the state's manager, as `/v1` does. What they share lives here: the [`Gate`]
 //! that decides who may call them, [`LooseJson`] bodies (parsed whatever their Content-Type,
-//! as the originals did), [`Failure`]s answered in each API's own error shape, and
+//! as the originals did), [`CompatError`]s answered in each API's own error shape, and
 //! [`rewrite`], the compare-and-set loop for changes the store has no single step for.
 //!
 //! Each API is off unless enabled. Under `auth: none` (the default, for clients that send no
@@ -25,6 +25,7 @@ use sessanger_core::{
     Attributes, Device, ManagerError, Permission, ServiceId, Session, SessionId, SessionManager,
     config::{CompatAuth, CompatConfig},
 };
+use subtle::ConstantTimeEq;
 
 use crate::{AppState, auth, error::ApiError};
 
@@ -85,8 +86,7 @@ impl Gate<'_> {
 /// Compares two secrets in time that depends on their lengths only, so response times do not
 /// reveal how much of a guess was right.
 fn same_secret(given: &str, expected: &str) -> bool {
-    let (given, expected) = (given.as_bytes(), expected.as_bytes());
-    given.len() == expected.len() && given.iter().zip(expected).fold(0, |diff, (a, b)| diff | (a ^ b)) == 0
+    given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
 /// A JSON body, whatever its Content-Type says (the originals never looked: the seed's sessman
@@ -123,32 +123,32 @@ pub(crate) trait ErrorShape {
 /// An [`ApiError`] answered in an API's own error shape, with the status the original gave
 /// for it where that differs from `/v1`'s.
 #[derive(Debug)]
-pub(crate) struct Failure<S> {
+pub(crate) struct CompatError<S> {
     status: StatusCode,
     error: ApiError,
     shape: PhantomData<fn() -> S>,
 }
 
-impl<S> Failure<S> {
+impl<S> CompatError<S> {
     /// `error`, answered with `status` instead of its own.
     pub(crate) fn with_status(status: StatusCode, error: impl Into<ApiError>) -> Self {
-        Failure { status, error: error.into(), shape: PhantomData }
+        CompatError { status, error: error.into(), shape: PhantomData }
     }
 }
 
-impl<S> From<ApiError> for Failure<S> {
+impl<S> From<ApiError> for CompatError<S> {
     fn from(error: ApiError) -> Self {
-        Failure { status: error.status(), error, shape: PhantomData }
+        CompatError { status: error.status(), error, shape: PhantomData }
     }
 }
 
-impl<S> From<ManagerError> for Failure<S> {
+impl<S> From<ManagerError> for CompatError<S> {
     fn from(error: ManagerError) -> Self {
         ApiError::from(error).into()
     }
 }
 
-impl<S: ErrorShape> IntoResponse for Failure<S> {
+impl<S: ErrorShape> IntoResponse for CompatError<S> {
     fn into_response(self) -> Response {
         let body = S::body(&self.error);
         self.error.respond(self.status, body)

@@ -26,7 +26,7 @@ use sessanger_core::{
     Attributes, NewSession, Permission, Session, SessionId, SessionManager, UserId, config::SESSMAN_DEFAULT_TTL,
 };
 
-use super::{ErrorShape, Failure, Gate, LooseJson, rewrite, session_id};
+use super::{CompatError, ErrorShape, Gate, LooseJson, rewrite, session_id};
 use crate::{AppState, error::ApiError};
 
 /// sessman's error body: `{"error": "<text>"}`.
@@ -39,7 +39,7 @@ impl ErrorShape for FlatShape {
     }
 }
 
-type Error = Failure<FlatShape>;
+type Error = CompatError<FlatShape>;
 
 /// The cookie `new` sets and the other commands read when no session id is sent.
 const COOKIE: &str = "PS_SESSID";
