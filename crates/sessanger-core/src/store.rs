@@ -195,8 +195,8 @@ pub struct SessionRef {
 
 /// Sessions and their per-user index.
 ///
-/// Every method is one atomic step in the backend. A session whose `expires_at <= now` is
-/// dead: no method returns it, counts it or lets it be changed, whether or not the backend
+/// Every method is one atomic step in the database. A session whose `expires_at <= now` is
+/// dead: no method returns it, counts it or lets it be changed, whether or not the store
 /// has purged it yet.
 ///
 /// Callers keep one precondition: a session's id carries its user's shard tag

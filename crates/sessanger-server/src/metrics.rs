@@ -119,6 +119,7 @@ pub(crate) fn method_label(method: &Method) -> &'static str {
 fn store_error_kind(error: &StoreError) -> &'static str {
     match error {
         StoreError::Unavailable(_) => "unavailable",
+        // The label predates the variant's name; dashboards select on it.
         StoreError::Other(_) => "backend",
         StoreError::Encode(_) => "encode",
         StoreError::Decode(_) => "decode",

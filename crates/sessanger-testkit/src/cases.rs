@@ -18,7 +18,7 @@ fn t0() -> Timestamp {
     Timestamp::now()
 }
 
-/// A unique user per call, so cases never see each other's sessions even on a shared backend.
+/// A unique user per call, so cases never see each other's sessions even on a shared database.
 fn user(name: &str) -> UserId {
     format!("{name}-{}", &SessionId::generate().as_ref()[..8]).parse().expect("valid user id")
 }

@@ -14,7 +14,8 @@
 //!
 //! `load` and `load_service` (point lookups: `GET /v1/sessions/{id}` and every request's
 //! service check) run their read transaction inline on the calling async thread instead. The
-//! hop to the blocking pool and back cost ~10× the lookup itself (see BENCHMARKS.md), and the
+//! hop to the blocking pool and back costs many times the lookup itself (BENCHMARKS.md has the
+//! figures), and the
 //! inline work is bounded: beginning a read transaction takes redb's transaction-tracker lock
 //! for a few instructions and never waits for a writer (writers hold it only as briefly, to
 //! publish a commit; the long part of a commit, the `fsync`, happens outside it), and one key
@@ -38,7 +39,8 @@
 //! Every write keeps the three session tables consistent in the same transaction. A session
 //! record is a version byte and a compact binary record whose attributes are JSON (the layout
 //! is in `src/record.rs`); records written as JSON by earlier versions are still read, and are
-//! rewritten in the binary form by their next write. Service records are JSON. A record that no longer decodes makes reads
+//! rewritten in the binary form by their next write. Service records are JSON. A record that
+//! no longer decodes makes reads
 //! of it fail with [`StoreError::Decode`] rather than vanish; once it is due,
 //! `delete_expired` removes it (its deadline is in the index) without reporting it.
 //!
@@ -94,7 +96,7 @@ use sessanger_core::{
 /// The name of the database file inside the data directory.
 pub const FILE_NAME: &str = "sessions.redb";
 
-/// Session id → the session as JSON.
+/// Session id → the session as a versioned binary record (see [`record`]).
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// (user id, `created_at` in ms, session id) → nothing: each user's sessions, oldest first.
 const BY_USER: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("sessions_by_user");
@@ -194,13 +196,13 @@ impl EmbeddedStore {
         F: FnOnce(&ReadTransaction) -> Result<T, StoreError> + Send + 'static,
     {
         let db = Arc::clone(&self.db);
-        blocking(move || op(&db.begin_read().map_err(backend)?)).await
+        blocking(move || op(&db.begin_read().map_err(store_error)?)).await
     }
 
     /// Runs `op` in one read transaction right here, on the calling (async) thread: for
     /// point lookups only, whose work is bounded and short (see "Reads" in the crate docs).
     fn read_inline<T>(&self, op: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        op(&self.db.begin_read().map_err(backend)?)
+        op(&self.db.begin_read().map_err(store_error)?)
     }
 
     /// Runs `op` in one write transaction on the blocking pool. The transaction commits if
@@ -212,12 +214,12 @@ impl EmbeddedStore {
     {
         let db = Arc::clone(&self.db);
         blocking(move || {
-            let txn = db.begin_write().map_err(backend)?;
+            let txn = db.begin_write().map_err(store_error)?;
             let (outcome, changed) = op(&txn)?;
             if changed {
-                txn.commit().map_err(backend)?
+                txn.commit().map_err(store_error)?
             } else {
-                txn.abort().map_err(backend)?
+                txn.abort().map_err(store_error)?
             }
             Ok(outcome)
         })
@@ -231,7 +233,7 @@ impl EmbeddedStore {
         F: FnOnce(&mut SessionTables<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         self.write(|txn| {
-            let mut tables = SessionTables::open(txn).map_err(backend)?;
+            let mut tables = SessionTables::open(txn).map_err(store_error)?;
             let outcome = op(&mut tables)?;
             Ok((outcome, tables.changed))
         })
@@ -255,29 +257,29 @@ where
 
 /// A redb error as a store error: I/O failures may pass (a full disk), the rest are bugs or
 /// damage.
-fn backend(error: impl Into<redb::Error>) -> StoreError {
+fn store_error(error: impl Into<redb::Error>) -> StoreError {
     match error.into() {
         error @ redb::Error::Io(_) => StoreError::Unavailable(error.into()),
         error => StoreError::Other(error.into()),
     }
 }
 
-/// Encodes a record as stored: JSON.
+/// Encodes a service record as stored: JSON.
 fn encode<T: Serialize>(record: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(record).map_err(|e| StoreError::Encode(e.into()))
 }
 
-/// Decodes a stored record.
+/// Decodes a stored service record.
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Decode(e.into()))
 }
 
-/// The record stored under `key`, decoded.
+/// The service record stored under `key`, decoded.
 fn get<T: DeserializeOwned>(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     key: &str,
 ) -> Result<Option<T>, StoreError> {
-    table.get(key).map_err(backend)?.map(|bytes| decode(bytes.value())).transpose()
+    table.get(key).map_err(store_error)?.map(|bytes| decode(bytes.value())).transpose()
 }
 
 /// The session stored under `id`, decoded (binary or JSON, see [`record`]).
@@ -285,7 +287,7 @@ fn get_session(
     table: &impl ReadableTable<&'static str, &'static [u8]>,
     id: &str,
 ) -> Result<Option<Session>, StoreError> {
-    table.get(id).map_err(backend)?.map(|bytes| record::decode_session(bytes.value())).transpose()
+    table.get(id).map_err(store_error)?.map(|bytes| record::decode_session(bytes.value())).transpose()
 }
 
 /// The keys of `user`'s sessions in the user index, as (`created_at` ms, session id), oldest
@@ -296,8 +298,8 @@ fn user_keys(
 ) -> Result<Vec<(i64, String)>, StoreError> {
     let user = user.as_ref();
     let mut keys = Vec::new();
-    for entry in by_user.range((user, i64::MIN, "")..).map_err(backend)? {
-        let (key, _) = entry.map_err(backend)?;
+    for entry in by_user.range((user, i64::MIN, "")..).map_err(store_error)? {
+        let (key, _) = entry.map_err(store_error)?;
         let (owner, created_at, id) = key.value();
         if owner != user {
             break;
@@ -328,8 +330,8 @@ fn due(
     limit: usize,
 ) -> Result<Vec<(i64, String)>, StoreError> {
     let mut keys = Vec::new();
-    for entry in by_expiry.iter().map_err(backend)?.take(limit) {
-        let (key, _) = entry.map_err(backend)?;
+    for entry in by_expiry.iter().map_err(store_error)?.take(limit) {
+        let (key, _) = entry.map_err(store_error)?;
         let (expires_at, id) = key.value();
         if expires_at > now.as_millis() {
             break;
@@ -373,9 +375,9 @@ impl<'txn> SessionTables<'txn> {
     /// Stores `session` under its id (overwriting a record there) and indexes it.
     fn insert(&mut self, session: &Session) -> Result<(), StoreError> {
         let id = session.id.as_ref();
-        self.sessions.insert(id, record::encode_session(session)?.as_slice()).map_err(backend)?;
-        self.by_user.insert((session.user_id.as_ref(), session.created_at.as_millis(), id), ()).map_err(backend)?;
-        self.by_expiry.insert((session.expires_at.as_millis(), id), ()).map_err(backend)?;
+        self.sessions.insert(id, record::encode_session(session)?.as_slice()).map_err(store_error)?;
+        self.by_user.insert((session.user_id.as_ref(), session.created_at.as_millis(), id), ()).map_err(store_error)?;
+        self.by_expiry.insert((session.expires_at.as_millis(), id), ()).map_err(store_error)?;
         self.changed = true;
         Ok(())
     }
@@ -383,15 +385,15 @@ impl<'txn> SessionTables<'txn> {
     /// Removes `session`'s index entries.
     fn unindex(&mut self, session: &Session) -> Result<(), StoreError> {
         let id = session.id.as_ref();
-        self.by_user.remove((session.user_id.as_ref(), session.created_at.as_millis(), id)).map_err(backend)?;
-        self.by_expiry.remove((session.expires_at.as_millis(), id)).map_err(backend)?;
+        self.by_user.remove((session.user_id.as_ref(), session.created_at.as_millis(), id)).map_err(store_error)?;
+        self.by_expiry.remove((session.expires_at.as_millis(), id)).map_err(store_error)?;
         self.changed = true;
         Ok(())
     }
 
     /// Removes the session with this id, live or not, with its index entries.
     fn remove(&mut self, id: &str) -> Result<Option<Session>, StoreError> {
-        let Some(bytes) = self.sessions.remove(id).map_err(backend)? else {
+        let Some(bytes) = self.sessions.remove(id).map_err(store_error)? else {
             return Ok(None);
         };
         let session = record::decode_session(bytes.value())?;
@@ -402,7 +404,7 @@ impl<'txn> SessionTables<'txn> {
 
     /// Removes a session already read in this transaction, with its index entries.
     fn discard(&mut self, session: &Session) -> Result<(), StoreError> {
-        self.sessions.remove(session.id.as_ref()).map_err(backend)?;
+        self.sessions.remove(session.id.as_ref()).map_err(store_error)?;
         self.unindex(session)
     }
 
@@ -432,14 +434,16 @@ impl<'txn> SessionTables<'txn> {
     fn rewrite(&mut self, stored: &Session, session: &Session) -> Result<(), StoreError> {
         debug_assert_eq!(stored.id, session.id);
         let id = session.id.as_ref();
-        self.sessions.insert(id, record::encode_session(session)?.as_slice()).map_err(backend)?;
+        self.sessions.insert(id, record::encode_session(session)?.as_slice()).map_err(store_error)?;
         if (&stored.user_id, stored.created_at) != (&session.user_id, session.created_at) {
-            self.by_user.remove((stored.user_id.as_ref(), stored.created_at.as_millis(), id)).map_err(backend)?;
-            self.by_user.insert((session.user_id.as_ref(), session.created_at.as_millis(), id), ()).map_err(backend)?;
+            self.by_user.remove((stored.user_id.as_ref(), stored.created_at.as_millis(), id)).map_err(store_error)?;
+            self.by_user
+                .insert((session.user_id.as_ref(), session.created_at.as_millis(), id), ())
+                .map_err(store_error)?;
         }
         if stored.expires_at != session.expires_at {
-            self.by_expiry.remove((stored.expires_at.as_millis(), id)).map_err(backend)?;
-            self.by_expiry.insert((session.expires_at.as_millis(), id), ()).map_err(backend)?;
+            self.by_expiry.remove((stored.expires_at.as_millis(), id)).map_err(store_error)?;
+            self.by_expiry.insert((session.expires_at.as_millis(), id), ()).map_err(store_error)?;
         }
         self.changed = true;
         Ok(())
@@ -481,7 +485,7 @@ impl SessionStore for EmbeddedStore {
 
     async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
         self.read_inline(|txn| {
-            let sessions = txn.open_table(SESSIONS).map_err(backend)?;
+            let sessions = txn.open_table(SESSIONS).map_err(store_error)?;
             Ok(get_session(&sessions, id.as_ref())?.filter(|s| !s.is_expired(now)))
         })
     }
@@ -576,8 +580,8 @@ impl SessionStore for EmbeddedStore {
     async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
         let user = user.clone();
         self.read(move |txn| {
-            let sessions = txn.open_table(SESSIONS).map_err(backend)?;
-            let by_user = txn.open_table(BY_USER).map_err(backend)?;
+            let sessions = txn.open_table(SESSIONS).map_err(store_error)?;
+            let by_user = txn.open_table(BY_USER).map_err(store_error)?;
             let mut found = user_sessions(&sessions, &by_user, &user)?;
             found.retain(|s| !s.is_expired(now));
             Ok(found)
@@ -595,7 +599,7 @@ impl SessionStore for EmbeddedStore {
                     Some(_) => {}
                     None => {
                         // An index entry whose record was purged undecodable: drop it too.
-                        t.by_user.remove((user.as_ref(), created_at, id.as_str())).map_err(backend)?;
+                        t.by_user.remove((user.as_ref(), created_at, id.as_str())).map_err(store_error)?;
                         t.changed = true;
                     }
                 }
@@ -610,11 +614,11 @@ impl SessionStore for EmbeddedStore {
 impl Maintenance for EmbeddedStore {
     async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.read(move |txn| {
-            let sessions = txn.open_table(SESSIONS).map_err(backend)?;
-            let by_expiry = txn.open_table(BY_EXPIRY).map_err(backend)?;
+            let sessions = txn.open_table(SESSIONS).map_err(store_error)?;
+            let by_expiry = txn.open_table(BY_EXPIRY).map_err(store_error)?;
             // Dead sessions sit at the front of the expiry order until they are purged.
             let dead = due(&by_expiry, now, usize::MAX)?.len() as u64;
-            Ok(sessions.len().map_err(backend)?.saturating_sub(dead))
+            Ok(sessions.len().map_err(store_error)?.saturating_sub(dead))
         })
         .await
     }
@@ -623,9 +627,9 @@ impl Maintenance for EmbeddedStore {
         self.write_sessions(move |t| {
             let mut purged = Vec::new();
             for (expires_at, id) in due(&t.by_expiry, now, limit)? {
-                t.by_expiry.remove((expires_at, id.as_str())).map_err(backend)?;
+                t.by_expiry.remove((expires_at, id.as_str())).map_err(store_error)?;
                 t.changed = true;
-                let Some(bytes) = t.sessions.remove(id.as_str()).map_err(backend)? else {
+                let Some(bytes) = t.sessions.remove(id.as_str()).map_err(store_error)? else {
                     continue;
                 };
                 // A record that no longer decodes is dead by its index entry all the same: drop
@@ -636,7 +640,7 @@ impl Maintenance for EmbeddedStore {
                 };
                 drop(bytes);
                 let key = (session.user_id.as_ref(), session.created_at.as_millis(), session.id.as_ref());
-                t.by_user.remove(key).map_err(backend)?;
+                t.by_user.remove(key).map_err(store_error)?;
                 purged.push(SessionRef { id: session.id, user_id: session.user_id });
             }
             Ok(purged)
@@ -645,7 +649,7 @@ impl Maintenance for EmbeddedStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|txn| txn.open_table(SESSIONS).map(drop).map_err(backend)).await
+        self.read(|txn| txn.open_table(SESSIONS).map(drop).map_err(store_error)).await
     }
 }
 
@@ -654,27 +658,27 @@ impl ServiceStore for EmbeddedStore {
     async fn create_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
         let service = service.clone();
         self.write(move |txn| {
-            let mut services = txn.open_table(SERVICES).map_err(backend)?;
+            let mut services = txn.open_table(SERVICES).map_err(store_error)?;
             let id = service.id.as_ref();
-            if services.get(id).map_err(backend)?.is_some() {
+            if services.get(id).map_err(store_error)?.is_some() {
                 return Ok((false, false));
             }
-            services.insert(id, encode(&service)?.as_slice()).map_err(backend)?;
+            services.insert(id, encode(&service)?.as_slice()).map_err(store_error)?;
             Ok((true, true))
         })
         .await
     }
 
     async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
-        self.read_inline(|txn| get(&txn.open_table(SERVICES).map_err(backend)?, id.as_ref()))
+        self.read_inline(|txn| get(&txn.open_table(SERVICES).map_err(store_error)?, id.as_ref()))
     }
 
     async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
         self.read(|txn| {
-            let services = txn.open_table(SERVICES).map_err(backend)?;
+            let services = txn.open_table(SERVICES).map_err(store_error)?;
             let mut all = Vec::new();
-            for entry in services.iter().map_err(backend)? {
-                let (_, bytes) = entry.map_err(backend)?;
+            for entry in services.iter().map_err(store_error)? {
+                let (_, bytes) = entry.map_err(store_error)?;
                 all.push(decode(bytes.value())?);
             }
             Ok(all)
@@ -685,7 +689,8 @@ impl ServiceStore for EmbeddedStore {
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
         let id = id.clone();
         self.write(move |txn| {
-            let removed = txn.open_table(SERVICES).map_err(backend)?.remove(id.as_ref()).map_err(backend)?.is_some();
+            let removed =
+                txn.open_table(SERVICES).map_err(store_error)?.remove(id.as_ref()).map_err(store_error)?.is_some();
             Ok((removed, removed))
         })
         .await

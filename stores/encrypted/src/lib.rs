@@ -2,7 +2,7 @@
 //!
 //! A decorator: [`EncryptedStore`] wraps a store and is one itself. The values of the
 //! attribute keys it is told to protect ([`Selection`]) are **sealed** with XChaCha20-Poly1305
-//! before they reach the inner store, and opened on their way back, so the backend (Redis,
+//! before they reach the inner store, and opened on their way back, so the database (Redis,
 //! SQL, files on disk, their backups) only ever holds ciphertext for them. Everything else
 //! passes through unchanged: ids, users, deadlines, versions, devices, services.
 //!
@@ -24,14 +24,14 @@
 //!
 //! Sealing is local work, so every operation is still **one call of the inner store**, with the
 //! inner store's atomicity: concurrent patches of different keys still never meet, and
-//! compare-and-set still compares versions in the backend. What the decorator cannot keep is
-//! `incr`: the backend adds to a number it can read, and a sealed value is not one. An
+//! compare-and-set still compares versions in the inner store. What the decorator cannot keep is
+//! `incr`: the inner store adds to a number it can read, and a sealed value is not one. An
 //! increment of a protected key is refused, before the inner store is called, with
 //! [`Patched::Rejected`]`(`[`PatchError::Encrypted`]`)`; keep counters out of the selection
 //! ([`Selection::all_except`]).
 //!
 //! # Sealed values
-//! A sealed value is an ordinary JSON value, stored by the backend like any other (in Redis the
+//! A sealed value is an ordinary JSON value, stored by the inner store like any other (in Redis the
 //! `a:<key>` hash field holds it as JSON text):
 //!
 //! ```json
@@ -47,24 +47,24 @@
 //! The associated data binds the ciphertext to the format version, the key id and the
 //! **attribute key**: a sealed value copied to another attribute, or given another `kid`,
 //! fails to open. It does not bind the **session id**: `rename` moves a session to a new id
-//! inside the backend in one atomic step, with the stored values as they are, and re-sealing
+//! inside the inner store in one atomic step, with the stored values as they are, and re-sealing
 //! them for the new id would take a read and a write around that step (losing concurrent
 //! writes, and the one-round-trip budget). The **user id** never changes, but `patch` and
 //! `replace` name only the session id, so binding to the user would cost a read before every
-//! write. So someone able to write to the backend can move a sealed value between sessions
+//! write. So someone able to write to the database can move a sealed value between sessions
 //! under the same attribute key; they cannot read it, alter it, or move it to another key.
 //!
 //! A value that fails to open (unknown key id, wrong key, tampered nonce, ciphertext or key id,
 //! malformed envelope) makes the operation fail with [`StoreError::Decode`], whose source is an
 //! [`OpenError`] naming the attribute key and key id, never the session id nor any plaintext.
 //!
-//! # What stays readable in the backend
+//! # What stays readable in the database
 //! Attribute **keys** (names), and values of unprotected keys. A value of a protected key that
 //! is stored in plain (written before encryption was turned on, or by another writer) is
 //! returned as it is, so turning encryption on needs no migration; it is sealed when next
 //! written. Any value shaped like a sealed value (an object with a `"$enc"` member) is sealed
 //! whatever its key, so a client storing such an object gets it back rather than an error: as
-//! long as every write goes through the decorator, every sealed value in the backend is one
+//! long as every write goes through the decorator, every sealed value in the database is one
 //! this crate wrote. Such values are opened whatever the selection says, so a key dropped from
 //! the selection stays readable (and is stored plain when next written).
 //!
@@ -81,8 +81,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let keys = Keyring::from_spec("k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "k1")?;
-//! let backend = Arc::new(MemoryStore::new());
-//! let store = EncryptedStore::new(backend.clone(), keys, Selection::only(["access_token"]));
+//! let inner = Arc::new(MemoryStore::new());
+//! let store = EncryptedStore::new(inner.clone(), keys, Selection::only(["access_token"]));
 //!
 //! let now = Timestamp::now();
 //! let user = "alice".parse()?;
@@ -95,12 +95,12 @@
 //! // Through the decorator: the values as written.
 //! let loaded = store.load(&session.id, now).await?.unwrap();
 //! assert_eq!(loaded.attributes["access_token"], json!("s3cret"));
-//! // In the backend: the token is sealed, the theme is not.
-//! let raw = backend.load(&session.id, now).await?.unwrap();
+//! // In the inner store: the token is sealed, the theme is not.
+//! let raw = inner.load(&session.id, now).await?.unwrap();
 //! assert_eq!(raw.attributes["access_token"]["kid"], json!("k1"));
 //! assert_eq!(raw.attributes["theme"], json!("dark"));
 //!
-//! // A sealed value cannot be incremented in the backend: refused, nothing written.
+//! // A sealed value cannot be incremented by the inner store: refused, nothing written.
 //! let refused = store.patch(&session.id, &Patch::default().incr("access_token", 1), PatchOptions::new(), now).await?;
 //! assert!(matches!(refused, Patched::Rejected(_)));
 //! # Ok(()) }
@@ -223,7 +223,7 @@ impl<S: ?Sized> EncryptedStore<S> {
         &self.selection
     }
 
-    /// `attributes` as the backend must hold them: values of selected keys, and values that
+    /// `attributes` as the inner store must hold them: values of selected keys, and values that
     /// look sealed, replaced by sealed values. Borrowed when there is nothing to seal.
     fn seal<'a>(&self, attributes: &'a Attributes) -> Result<Cow<'a, Attributes>, StoreError> {
         let must_seal = |(key, value): (&String, &Value)| self.selection.covers(key) || envelope::is_sealed(value);

@@ -1,5 +1,5 @@
-//! Behaviour of the decorator itself, over the memory store, reading the backend through the
-//! inner store. The whole contract is checked by `tests/conformance.rs`; the Redis backend by
+//! Behaviour of the decorator itself, over the memory store, reading what it wrote straight from
+//! the inner store. The whole contract is checked by `tests/conformance.rs`; the Redis store by
 //! `tests/redis.rs`.
 
 use std::{error::Error, sync::Arc, time::Duration};
@@ -32,8 +32,8 @@ fn ring_rotated() -> Keyring {
     ring_k1().with_key(kid("k2"), &K2).unwrap().with_active(kid("k2")).unwrap()
 }
 
-fn encrypted(backend: &Arc<MemoryStore>, keyring: Keyring) -> EncryptedStore<MemoryStore> {
-    EncryptedStore::new(backend.clone(), keyring, Selection::all_except(["visits"]))
+fn encrypted(inner: &Arc<MemoryStore>, keyring: Keyring) -> EncryptedStore<MemoryStore> {
+    EncryptedStore::new(inner.clone(), keyring, Selection::all_except(["visits"]))
 }
 
 fn new_session(now: Timestamp) -> Session {
@@ -48,20 +48,20 @@ async fn created(store: &EncryptedStore<MemoryStore>, attributes: Value, now: Ti
     session
 }
 
-/// The session as the backend holds it.
-async fn raw(backend: &MemoryStore, id: &SessionId, now: Timestamp) -> Session {
-    backend.load(id, now).await.unwrap().expect("a live session in the backend")
+/// The session as the inner store holds it.
+async fn raw(inner: &MemoryStore, id: &SessionId, now: Timestamp) -> Session {
+    inner.load(id, now).await.unwrap().expect("a live session in the inner store")
 }
 
-/// Writes `value` under `key` straight into the backend, as someone with access to it could.
-async fn write_raw(backend: &MemoryStore, id: &SessionId, key: &str, value: Value, now: Timestamp) {
-    let outcome = backend.patch(id, &Patch::default().set(key, value), PatchOptions::new(), now).await.unwrap();
+/// Writes `value` under `key` straight into the inner store, as someone with access to it could.
+async fn write_raw(inner: &MemoryStore, id: &SessionId, key: &str, value: Value, now: Timestamp) {
+    let outcome = inner.patch(id, &Patch::default().set(key, value), PatchOptions::new(), now).await.unwrap();
     assert!(matches!(outcome, Patched::Applied(_)), "{outcome:?}");
 }
 
 fn assert_no_plaintext(session: &Session) {
     let text = serde_json::to_string(session).unwrap();
-    assert!(!text.contains(SECRET) && !text.contains("tok-"), "plaintext in the backend: {text}");
+    assert!(!text.contains(SECRET) && !text.contains("tok-"), "plaintext in the inner store: {text}");
 }
 
 /// The `OpenError` behind a `StoreError::Decode`.
@@ -74,11 +74,11 @@ fn open_error(result: Result<Option<Session>, StoreError>) -> OpenError {
 
 #[tokio::test]
 async fn every_write_path_seals_and_every_read_path_opens() {
-    let (backend, now) = (Arc::new(MemoryStore::new()), Timestamp::now());
-    let store = encrypted(&backend, ring_k1());
+    let (inner, now) = (Arc::new(MemoryStore::new()), Timestamp::now());
+    let store = encrypted(&inner, ring_k1());
     let s = created(&store, json!({"access_token": SECRET, "visits": 1}), now).await;
-    assert_no_plaintext(&raw(&backend, &s.id, now).await);
-    assert_eq!(raw(&backend, &s.id, now).await.attributes["visits"], json!(1), "unselected keys stay plain");
+    assert_no_plaintext(&raw(&inner, &s.id, now).await);
+    assert_eq!(raw(&inner, &s.id, now).await.attributes["visits"], json!(1), "unselected keys stay plain");
 
     let patch = Patch::default().set("refresh_token", json!({"deep": [SECRET]})).incr("visits", 1);
     let Patched::Applied(patched) =
@@ -88,14 +88,14 @@ async fn every_write_path_seals_and_every_read_path_opens() {
     };
     assert_eq!(patched.attributes["refresh_token"], json!({"deep": [SECRET]}));
     assert_eq!(patched.attributes["visits"], json!(2));
-    assert_no_plaintext(&raw(&backend, &s.id, now).await);
+    assert_no_plaintext(&raw(&inner, &s.id, now).await);
 
     let mut attributes = Attributes::new();
     attributes.insert("access_token".into(), json!(format!("{SECRET}-2")));
     let replaced = store.replace(&s.id, &attributes, &s.device, Version(2), now).await.unwrap();
     let Replaced::Applied(replaced) = replaced else { panic!("{replaced:?}") };
     assert_eq!(replaced.attributes, attributes);
-    assert_no_plaintext(&raw(&backend, &s.id, now).await);
+    assert_no_plaintext(&raw(&inner, &s.id, now).await);
 
     let plain = |session: Session| session.attributes;
     assert_eq!(plain(store.load(&s.id, now).await.unwrap().unwrap()), attributes);
@@ -110,36 +110,36 @@ async fn every_write_path_seals_and_every_read_path_opens() {
 
 #[tokio::test]
 async fn a_value_sealed_with_an_old_key_still_opens_after_rotation() {
-    let (backend, now) = (Arc::new(MemoryStore::new()), Timestamp::now());
-    let s = created(&encrypted(&backend, ring_k1()), json!({"old": SECRET}), now).await;
-    assert_eq!(raw(&backend, &s.id, now).await.attributes["old"]["kid"], json!("k1"));
+    let (inner, now) = (Arc::new(MemoryStore::new()), Timestamp::now());
+    let s = created(&encrypted(&inner, ring_k1()), json!({"old": SECRET}), now).await;
+    assert_eq!(raw(&inner, &s.id, now).await.attributes["old"]["kid"], json!("k1"));
 
-    let rotated = encrypted(&backend, ring_rotated());
+    let rotated = encrypted(&inner, ring_rotated());
     assert_eq!(rotated.load(&s.id, now).await.unwrap().unwrap().attributes["old"], json!(SECRET));
     rotated.patch(&s.id, &Patch::default().set("new", json!(SECRET)), PatchOptions::new(), now).await.unwrap();
-    let stored = raw(&backend, &s.id, now).await.attributes;
+    let stored = raw(&inner, &s.id, now).await.attributes;
     assert_eq!((&stored["old"]["kid"], &stored["new"]["kid"]), (&json!("k1"), &json!("k2")));
     let loaded = rotated.load(&s.id, now).await.unwrap().unwrap().attributes;
     assert_eq!((&loaded["old"], &loaded["new"]), (&json!(SECRET), &json!(SECRET)));
 
     // A ring that dropped k1 cannot open what k1 sealed, and says which key it lacks.
-    let without_k1 = encrypted(&backend, Keyring::new(kid("k2"), &K2));
+    let without_k1 = encrypted(&inner, Keyring::new(kid("k2"), &K2));
     let err = open_error(without_k1.load(&s.id, now).await);
     assert!(matches!(&err, OpenError::UnknownKey { attribute, key_id } if attribute == "old" && key_id == "k1"));
 }
 
 #[tokio::test]
 async fn a_tampered_or_moved_value_fails_to_open_with_a_decode_error() {
-    let (backend, now) = (Arc::new(MemoryStore::new()), Timestamp::now());
-    let store = encrypted(&backend, ring_k1());
+    let (inner, now) = (Arc::new(MemoryStore::new()), Timestamp::now());
+    let store = encrypted(&inner, ring_k1());
     let s = created(&store, json!({"access_token": SECRET}), now).await;
-    let sealed = raw(&backend, &s.id, now).await.attributes["access_token"].clone();
+    let sealed = raw(&inner, &s.id, now).await.attributes["access_token"].clone();
 
     let mut flipped = sealed.clone();
     let mut ciphertext = base64::engine::general_purpose::STANDARD.decode(sealed["c"].as_str().unwrap()).unwrap();
     ciphertext[0] ^= 1;
     flipped["c"] = json!(base64::engine::general_purpose::STANDARD.encode(ciphertext));
-    write_raw(&backend, &s.id, "access_token", flipped, now).await;
+    write_raw(&inner, &s.id, "access_token", flipped, now).await;
     let err = open_error(store.load(&s.id, now).await);
     assert!(matches!(&err, OpenError::Forged { attribute, .. } if attribute == "access_token"), "{err}");
     assert_eq!(
@@ -149,35 +149,35 @@ async fn a_tampered_or_moved_value_fails_to_open_with_a_decode_error() {
     assert!(!err.to_string().contains(s.id.as_ref()), "errors never name the session id");
 
     // The associated data binds the attribute key: the intact value under another key fails.
-    write_raw(&backend, &s.id, "access_token", json!("plain"), now).await;
-    write_raw(&backend, &s.id, "moved", sealed.clone(), now).await;
+    write_raw(&inner, &s.id, "access_token", json!("plain"), now).await;
+    write_raw(&inner, &s.id, "moved", sealed.clone(), now).await;
     assert!(matches!(open_error(store.load(&s.id, now).await), OpenError::Forged { .. }));
 
     // The same key id with other key bytes is a wrong key, not garbage.
-    write_raw(&backend, &s.id, "moved", json!(null), now).await;
-    write_raw(&backend, &s.id, "access_token", sealed.clone(), now).await;
-    let impostor = encrypted(&backend, Keyring::new(kid("k1"), &K2));
+    write_raw(&inner, &s.id, "moved", json!(null), now).await;
+    write_raw(&inner, &s.id, "access_token", sealed.clone(), now).await;
+    let impostor = encrypted(&inner, Keyring::new(kid("k1"), &K2));
     assert!(matches!(open_error(impostor.touch(&s.id, now).await), OpenError::Forged { .. }));
 
     let mut truncated = sealed;
     truncated["n"] = json!("AAAA");
-    write_raw(&backend, &s.id, "access_token", truncated, now).await;
+    write_raw(&inner, &s.id, "access_token", truncated, now).await;
     assert!(matches!(open_error(store.load(&s.id, now).await), OpenError::Malformed { .. }));
 }
 
 #[tokio::test]
 async fn an_increment_of_an_encrypted_key_is_rejected_and_writes_nothing() {
-    let (backend, now) = (Arc::new(MemoryStore::new()), Timestamp::now());
-    let store = encrypted(&backend, ring_k1());
+    let (inner, now) = (Arc::new(MemoryStore::new()), Timestamp::now());
+    let store = encrypted(&inner, ring_k1());
     let s = created(&store, json!({"score": 1}), now).await;
-    let before = raw(&backend, &s.id, now).await;
+    let before = raw(&inner, &s.id, now).await;
     let patch = Patch::default().set("other", json!(1)).incr("score", 1);
     assert_eq!(
         store.patch(&s.id, &patch, PatchOptions::new(), now).await.unwrap(),
         Patched::Rejected(PatchError::Encrypted("score".into()))
     );
-    assert_eq!(raw(&backend, &s.id, now).await, before);
-    // An unselected counter still increments in the backend.
+    assert_eq!(raw(&inner, &s.id, now).await, before);
+    // An unselected counter still increments in the inner store.
     let counted = store.patch(&s.id, &Patch::default().incr("visits", 5), PatchOptions::new(), now).await.unwrap();
     assert!(matches!(counted, Patched::Applied(s) if s.attributes["visits"] == json!(5)));
 }
@@ -201,10 +201,10 @@ fn debug_of_the_keyring_and_the_store_shows_no_key_bytes() {
 
 #[tokio::test]
 async fn every_sealing_draws_a_fresh_nonce() {
-    let (backend, now) = (Arc::new(MemoryStore::new()), Timestamp::now());
-    let store = encrypted(&backend, ring_k1());
+    let (inner, now) = (Arc::new(MemoryStore::new()), Timestamp::now());
+    let store = encrypted(&inner, ring_k1());
     let s = created(&store, json!({"a": SECRET, "b": SECRET}), now).await;
-    let stored = raw(&backend, &s.id, now).await.attributes;
+    let stored = raw(&inner, &s.id, now).await.attributes;
     assert_ne!(stored["a"]["n"], stored["b"]["n"]);
     assert_ne!(stored["a"]["c"], stored["b"]["c"]);
     assert_eq!(stored["a"]["n"].as_str().map(str::len), Some(32), "24 bytes in base64");
@@ -212,24 +212,24 @@ async fn every_sealing_draws_a_fresh_nonce() {
 
 #[tokio::test]
 async fn a_client_value_shaped_like_a_sealed_value_round_trips_even_unselected() {
-    let (backend, now) = (Arc::new(MemoryStore::new()), Timestamp::now());
-    let store = EncryptedStore::new(backend.clone(), ring_k1(), Selection::only(["access_token"]));
+    let (inner, now) = (Arc::new(MemoryStore::new()), Timestamp::now());
+    let store = EncryptedStore::new(inner.clone(), ring_k1(), Selection::only(["access_token"]));
     let lookalike = json!({"$enc": "v1", "kid": "k1", "n": "x", "c": "y"});
     let s = created(&store, json!({"theme": lookalike.clone()}), now).await;
-    assert_ne!(raw(&backend, &s.id, now).await.attributes["theme"], lookalike, "sealed, not stored as is");
+    assert_ne!(raw(&inner, &s.id, now).await.attributes["theme"], lookalike, "sealed, not stored as is");
     assert_eq!(store.load(&s.id, now).await.unwrap().unwrap().attributes["theme"], lookalike);
 }
 
 #[tokio::test]
 async fn plain_values_stored_before_encryption_are_read_as_they_are_and_sealed_when_written() {
-    let (backend, now) = (Arc::new(MemoryStore::new()), Timestamp::now());
+    let (inner, now) = (Arc::new(MemoryStore::new()), Timestamp::now());
     let mut s = new_session(now);
     s.attributes.insert("access_token".into(), json!("legacy"));
-    backend.create(&s, UserLimit::Unlimited, now).await.unwrap();
-    let store = encrypted(&backend, ring_k1());
+    inner.create(&s, UserLimit::Unlimited, now).await.unwrap();
+    let store = encrypted(&inner, ring_k1());
     assert_eq!(store.load(&s.id, now).await.unwrap().unwrap().attributes["access_token"], json!("legacy"));
     store.patch(&s.id, &Patch::default().set("access_token", json!("fresh")), PatchOptions::new(), now).await.unwrap();
-    assert_eq!(raw(&backend, &s.id, now).await.attributes["access_token"]["$enc"], json!("v1"));
+    assert_eq!(raw(&inner, &s.id, now).await.attributes["access_token"]["$enc"], json!("v1"));
 }
 
 #[tokio::test]

@@ -21,12 +21,12 @@ async fn redis_holds_no_plaintext_of_an_encrypted_attribute() {
     let url = redis_url();
     let prefix: KeyPrefix =
         format!("sessanger-test-enc-{}", &SessionId::generate().as_ref()[..12]).parse().expect("a valid prefix");
-    let backend = match RedisStore::connect(&url, prefix.clone()).await {
+    let inner = match RedisStore::connect(&url, prefix.clone()).await {
         Ok(store) => store,
         Err(error) => panic!("cannot reach Redis at {url} ({error:?}); start it (scripts/test does)"),
     };
     let keyring = Keyring::new("k1".parse().unwrap(), &[5; 32]);
-    let store = EncryptedStore::new(Arc::new(backend), keyring, Selection::only(["access_token", "refresh_token"]));
+    let store = EncryptedStore::new(Arc::new(inner), keyring, Selection::only(["access_token", "refresh_token"]));
 
     let now = Timestamp::now();
     let user = "alice".parse().unwrap();

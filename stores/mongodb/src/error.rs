@@ -83,7 +83,7 @@ mod tests {
     }
 
     #[test]
-    fn other_failures_are_backend_errors_with_their_source() {
+    fn other_failures_are_other_errors_with_their_source() {
         let failed = store_error(command(2));
         assert!(matches!(failed, StoreError::Other(_)));
         assert!(std::error::Error::source(&failed).is_some());

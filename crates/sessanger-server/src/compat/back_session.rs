@@ -49,7 +49,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::InvalidRequest(message.into())
 }
 
-/// The body of `POST /a01/session`: the seed's attributes, spelling included. Unknown keys
+/// The body of `POST /a01/session`: back-session's attributes, spelling included. Unknown keys
 /// are ignored, as the original's decoder did.
 #[derive(Debug, Deserialize)]
 struct NewSessionBody {

@@ -89,7 +89,7 @@ fn same_secret(given: &str, expected: &str) -> bool {
     given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
-/// A JSON body, whatever its Content-Type says (the originals never looked: the seed's sessman
+/// A JSON body, whatever its Content-Type says (the originals never looked: sessman's own
 /// client sends `text/javascript`); `None` when the body is empty. The body limit applies.
 #[derive(Debug)]
 pub(crate) struct LooseJson<T>(pub(crate) Option<T>);

@@ -1,8 +1,8 @@
 //! sessman's API under `/sessman`, as the pluginserver plugin answers it.
 //!
 //! `/sessman/new`, `/sessman/update` and `/sessman/get` take GET or POST. Their parameters
-//! are the keys of a POST's JSON body (parsed whatever the Content-Type says: the seed's
-//! client sends `text/javascript`), overridden by the query string's, as the original merged
+//! are the keys of a POST's JSON body (parsed whatever the Content-Type says: sessman's
+//! own client sends `text/javascript`), overridden by the query string's, as the original merged
 //! them. The user is `userid` (the document's name) or `user` (its client's); the session is
 //! `sessionid` or `session_id`, else the `PS_SESSID` cookie that `new` sets. A session's
 //! `data` is its attributes, so sessions made through `/v1` or `/a01` read here too.
