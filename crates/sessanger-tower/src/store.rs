@@ -334,6 +334,6 @@ mod tests {
     #[test]
     fn error_messages_keep_the_cause_chain() {
         let error = sessanger_core::StoreError::Unavailable("connection refused".into());
-        assert_eq!(chain(&error), "session backend unavailable: connection refused");
+        assert_eq!(chain(&error), "session store unavailable: connection refused");
     }
 }
