@@ -19,7 +19,7 @@ use sessanger_load::{
     load::{self, Target},
     payload_bytes,
     process::{Server, cpu_per_request},
-    redis_server::{BENCHMARK_DB, PEER_DB, RedisServer, SESSANGER_DB, benchmark_get},
+    redis_server::{BENCHMARK_DB, BenchmarkGet, PEER_DB, RedisServer, SESSANGER_DB, benchmark_get},
     report::{Figure, Report, Run, splice},
 };
 use tokio::process::Command;
@@ -47,7 +47,7 @@ struct Args {
     /// The Redis server (databases 13, 14 and 15 are emptied and used).
     #[arg(long, default_value = "127.0.0.1:6379")]
     redis: String,
-    /// Use the binaries already in target/release instead of building them.
+    /// Use the binaries already built (in the target directory's `release`) instead of building them.
     #[arg(long)]
     no_build: bool,
 }
@@ -63,6 +63,13 @@ struct Plan {
     connections: usize,
     warmup: Duration,
     measure: Duration,
+}
+
+impl Plan {
+    /// 64 clients on one counter, without warm-up: every increment must be counted.
+    fn for_increments(self) -> Plan {
+        Plan { connections: 64, warmup: Duration::ZERO, ..self }
+    }
 }
 
 #[tokio::main]
@@ -86,9 +93,12 @@ async fn main() -> anyhow::Result<()> {
     for db in [SESSANGER_DB, PEER_DB, BENCHMARK_DB] {
         redis.flush(db).await?;
     }
+    // The binaries are where cargo builds them: under CARGO_TARGET_DIR when it is set (a
+    // target directory shared by several worktrees), relative to the workspace root.
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir));
     let bench = Bench {
         redis,
-        bin: root.join("target/release"),
+        bin: target_dir.join("release"),
         work: tempfile::tempdir()?,
         plan,
         rounds,
@@ -235,43 +245,79 @@ impl Bench {
         Ok((run, outcome))
     }
 
+    /// Measures every phase, then turns the measurements into the report.
     async fn run(&self, stored: u64, quick: bool) -> anyhow::Result<Report> {
-        let mut report = Report::default();
-        let plan = self.plan;
-        // No warm-up: every increment must be counted.
-        let incr_plan = Plan { connections: 64, warmup: Duration::ZERO, ..plan };
+        let measured = self.measure_all(stored).await?;
+        Ok(measured.report(self, stored, quick))
+    }
 
-        // The axum ceiling.
+    /// Every phase in turn; each system stops once its last phase is done, so it does not
+    /// share the cores with the systems measured after it.
+    async fn measure_all(&self, stored: u64) -> anyhow::Result<Measured> {
+        let hello = self.hello_world().await?;
+
+        let on_redis = self.start_on_redis().await?;
+        let floor = self.start_floor(&on_redis.body).await?;
+        let compared = self.compare(&on_redis, &floor).await?;
+        floor.stop().await?;
+        let increments = self.increments(&on_redis).await?;
+        let peer_bytes = self.peer_memory(&on_redis.peer.server, self.plan).await?;
+        let OnRedis { sessanger, sid, peer, body } = on_redis;
+        peer.server.stop().await?;
+
+        self.progress.set_message("sessanger (Redis): round trips");
+        let trips = self.round_trips(&sessanger, &sid).await?;
+        self.progress.inc(1);
+        let scaling = self.list_scaling(&sessanger, stored).await?;
+        sessanger.server.stop().await?;
+
+        let [embedded, memory] = self.local_stores().await?;
+        let ceiling = self.redis_ceiling(&body).await?;
+        Ok(Measured { hello, compared, increments, peer_bytes, trips, scaling, embedded, memory, ceiling })
+    }
+
+    /// The axum ceiling: a hello-world, alone.
+    async fn hello_world(&self) -> anyhow::Result<Run> {
         let hello = self.start("axum hello-world", "hello", 18093, &[]).await?;
-        let (hello_run, _) = self.measure(&hello, false, "GET /", &Target::get(hello.addr, "/"), plan).await?;
+        let (run, _) = self.measure(&hello, false, "GET /", &Target::get(hello.addr, "/"), self.plan).await?;
         hello.stop().await?;
+        Ok(run)
+    }
 
-        // sessanger on Redis and the peer (tower-sessions + tower-sessions-redis-store), both
-        // up at once so that their phases can alternate, round after round: the machine's speed
-        // drifts, and a comparison of two runs minutes apart would measure the drift.
-        let s = self.sessanger("sessanger (Redis)", 18091, &self.redis.url(SESSANGER_DB)).await?;
-        let sid = s.create("bench-user").await?;
-        let peer = self.start("tower-sessions (Redis)", "peer", 18092, &[self.redis.url(PEER_DB)]).await?;
-        let (headers, _) = load::once(&Target::get(peer.addr, "/login")).await?;
+    /// Starts sessanger on Redis with one session and the peer with one logged-in session,
+    /// and reads sessanger's answer for that session.
+    async fn start_on_redis(&self) -> anyhow::Result<OnRedis> {
+        let sessanger = self.sessanger("sessanger (Redis)", 18091, &self.redis.url(SESSANGER_DB)).await?;
+        let sid = sessanger.create("bench-user").await?;
+        let server = self.start("tower-sessions (Redis)", "peer", 18092, &[self.redis.url(PEER_DB)]).await?;
+        let (headers, _) = load::once(&Target::get(server.addr, "/login")).await?;
         let cookie = headers
             .get(header::SET_COOKIE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(';').next())
             .context("the peer set its session cookie")?
             .to_owned();
-        let peer_target =
-            |method, path: &str| Target::get(peer.addr, path).method(method).header(header::COOKIE, cookie.clone());
-        // The floor reads sessanger's answer for the session, as stored bytes, from Redis.
-        let (_, body) = load::once(&s.target(Method::GET, format!("/v1/sessions/{sid}"))).await?;
-        self.redis.set(BENCHMARK_DB, FLOOR_KEY, &body).await?;
-        let floor = self
-            .start("floor: axum + 1 Redis GET", "floor", 18096, &[self.redis.url(BENCHMARK_DB), FLOOR_KEY.into()])
-            .await?;
+        let (_, body) = load::once(&sessanger.target(Method::GET, format!("/v1/sessions/{sid}"))).await?;
+        Ok(OnRedis { sessanger, sid, peer: Peer { server, cookie }, body })
+    }
+
+    /// Starts the floor, which reads sessanger's answer for the session, as stored bytes,
+    /// from Redis.
+    async fn start_floor(&self, body: &[u8]) -> anyhow::Result<Server> {
+        self.redis.set(BENCHMARK_DB, FLOOR_KEY, body).await?;
+        self.start("floor: axum + 1 Redis GET", "floor", 18096, &[self.redis.url(BENCHMARK_DB), FLOOR_KEY.into()]).await
+    }
+
+    /// sessanger's reads and writes against the peer's and the floor's, taking turns round
+    /// after round: the machine's speed drifts, and a comparison of two runs minutes apart
+    /// would measure the drift.
+    async fn compare(&self, on_redis: &OnRedis, floor: &Server) -> anyhow::Result<Compared> {
+        let OnRedis { sessanger: s, sid, peer, .. } = on_redis;
         let path = format!("/v1/sessions/{sid}/attributes");
         let compared = [
             (&s.server, "GET session", s.target(Method::GET, format!("/v1/sessions/{sid}"))),
-            (&peer, "GET session", peer_target(Method::GET, "/read")),
-            (&floor, "GET /", Target::get(floor.addr, "/")),
+            (&peer.server, "GET session", peer.target(Method::GET, "/read")),
+            (floor, "GET /", Target::get(floor.addr, "/")),
             // Like the peer's `ok`, the answer carries no session: the client asks for none.
             (
                 &s.server,
@@ -280,48 +326,56 @@ impl Bench {
                     .header(header::HeaderName::from_static("prefer"), "return=minimal")
                     .json(serde_json::json!({"set": {"theme": "light"}})),
             ),
-            (&peer, "update-and-save 1 value", peer_target(Method::POST, "/write")),
+            (&peer.server, "update-and-save 1 value", peer.target(Method::POST, "/write")),
         ];
         let mut rounds: Vec<Vec<Run>> = vec![Vec::new(); compared.len()];
         for _ in 0..self.rounds {
             for ((server, operation, target), runs) in compared.iter().zip(&mut rounds) {
-                runs.push(self.measure(server, true, operation, target, plan).await?.0);
+                runs.push(self.measure(server, true, operation, target, self.plan).await?.0);
             }
         }
-        for ((server, operation, _), runs) in compared.iter().zip(&rounds) {
-            let rates: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate)).collect();
-            report.notes.push(format!("{} {operation}, req/s by round: {}", server.name, rates.join(", ")));
-        }
+        let by_round = compared
+            .iter()
+            .zip(&rounds)
+            .map(|((server, operation, _), runs)| {
+                let rates: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rate)).collect();
+                format!("{} {operation}, req/s by round: {}", server.name, rates.join(", "))
+            })
+            .collect();
         let [get, peer_get, floor_get, patch, peer_write]: [Run; 5] =
             rounds.into_iter().map(median).collect::<Vec<_>>().try_into().expect("five comparisons");
-        floor.stop().await?;
+        Ok(Compared { get, peer_get, floor_get, patch, peer_write, by_round })
+    }
 
-        let incr = s.target(Method::PATCH, &path).json(serde_json::json!({"incr": {"counter": 1}}));
-        let (incr_run, incr_outcome) =
-            self.measure(&s.server, true, "PATCH incr (64 clients)", &incr, incr_plan).await?;
+    /// 64 clients increment one counter, in sessanger's session and then in the peer's; the
+    /// counters are read back to count lost increments.
+    async fn increments(&self, on_redis: &OnRedis) -> anyhow::Result<Increments> {
+        let OnRedis { sessanger: s, sid, peer, .. } = on_redis;
+        let plan = self.plan.for_increments();
+        let incr = s
+            .target(Method::PATCH, format!("/v1/sessions/{sid}/attributes"))
+            .json(serde_json::json!({"incr": {"counter": 1}}));
+        let (sessanger, outcome) = self.measure(&s.server, true, "PATCH incr (64 clients)", &incr, plan).await?;
         let (_, after) = load::once(&s.target(Method::GET, format!("/v1/sessions/{sid}"))).await?;
         let counter =
             serde_json::from_slice::<serde_json::Value>(&after)?["attributes"]["counter"].as_u64().unwrap_or(0);
-        // wrk counts answered requests; a request still in flight when it stops is applied but
-        // not counted, so the counter may exceed the count, and falls short only by lost ones.
-        let sessanger_answered = incr_outcome.requests - incr_outcome.failures;
-        let sessanger_lost = sessanger_answered.saturating_sub(counter);
-        let (peer_incr_run, peer_incr) = self
-            .measure(&peer, true, "read-add-insert (64 clients)", &peer_target(Method::POST, "/incr"), incr_plan)
+        let (peer_run, peer_outcome) = self
+            .measure(&peer.server, true, "read-add-insert (64 clients)", &peer.target(Method::POST, "/incr"), plan)
             .await?;
-        let (_, peer_counter) = load::once(&peer_target(Method::GET, "/counter")).await?;
+        let (_, peer_counter) = load::once(&peer.target(Method::GET, "/counter")).await?;
         let peer_counter: u64 = String::from_utf8_lossy(&peer_counter).trim().parse()?;
-        let peer_answered = peer_incr.requests - peer_incr.failures;
-        let peer_bytes = self.peer_memory(&peer, plan).await?;
-        peer.stop().await?;
+        Ok(Increments {
+            sessanger,
+            answered: outcome.requests - outcome.failures,
+            counter,
+            peer: peer_run,
+            peer_answered: peer_outcome.requests - peer_outcome.failures,
+            peer_counter,
+        })
+    }
 
-        self.progress.set_message("sessanger (Redis): round trips");
-        let trips = self.round_trips(&s, &sid).await?;
-        self.progress.inc(1);
-        let scaling = self.list_scaling(&s, stored).await?;
-        s.server.stop().await?;
-
-        // The embedded store against the memory store.
+    /// sessanger's GET on the embedded store, then on the memory store.
+    async fn local_stores(&self) -> anyhow::Result<[Run; 2]> {
         let mut local = Vec::new();
         for (name, port, store) in [
             (
@@ -334,125 +388,27 @@ impl Bench {
             let s = self.sessanger(name, port, &store).await?;
             let sid = s.create("bench-user").await?;
             let (run, _) = self
-                .measure(&s.server, false, "GET session", &s.target(Method::GET, format!("/v1/sessions/{sid}")), plan)
+                .measure(
+                    &s.server,
+                    false,
+                    "GET session",
+                    &s.target(Method::GET, format!("/v1/sessions/{sid}")),
+                    self.plan,
+                )
                 .await?;
             local.push(run);
             s.server.stop().await?;
         }
+        Ok(local.try_into().expect("two local stores"))
+    }
 
-        // The ceiling of a read: Redis alone.
+    /// The ceiling of a read: Redis alone, reading a value of the size sessanger answers.
+    async fn redis_ceiling(&self, body: &[u8]) -> anyhow::Result<BenchmarkGet> {
         self.progress.set_message("redis-benchmark GET");
-        let requests = (plan.measure.as_secs_f64() * 60_000.0) as u64;
-        let ceiling = benchmark_get(&self.redis, plan.connections, requests, &body).await?;
+        let requests = (self.plan.measure.as_secs_f64() * 60_000.0) as u64;
+        let ceiling = benchmark_get(&self.redis, self.plan.connections, requests, body).await?;
         self.progress.inc(1);
-
-        report.runs = vec![
-            get.clone(),
-            patch.clone(),
-            incr_run,
-            peer_get.clone(),
-            peer_write.clone(),
-            peer_incr_run,
-            floor_get.clone(),
-        ];
-        report.runs.extend(local.iter().cloned());
-        report.runs.push(hello_run.clone());
-        report.runs.push(Run {
-            system: "redis-benchmark",
-            operation: "GET (same value size)",
-            rate: ceiling.rate,
-            p50_ms: ceiling.p50_ms,
-            p99_ms: ceiling.p99_ms,
-            cpu_us: None,
-            redis_cpu_us: None,
-            failures: 0,
-        });
-
-        let (embedded, memory) = (&local[0], &local[1]);
-        let cpu = |run: &Run| run.cpu_us.unwrap_or(f64::NAN);
-        let list_name = format!("time to list a user's 10 sessions, {stored} vs {SMALL_STORE} stored");
-        // (figure, sessanger, its baseline, target, unit); a list's time is the inverse of
-        // its rate at the same concurrency.
-        let ratios = [
-            ("GET req/s, sessanger (Redis) vs peer", get.rate, peer_get.rate, AtLeast(1.5), "req/s"),
-            ("GET p99, sessanger (Redis) vs peer", get.p99_ms, peer_get.p99_ms, AtMost(1.2), "ms"),
-            ("attribute PATCH req/s vs peer's update-and-save", patch.rate, peer_write.rate, AtLeast(2.0), "req/s"),
-            ("server CPU per read vs peer", cpu(&get), cpu(&peer_get), AtMost(0.55), "µs"),
-            ("GET req/s vs redis-benchmark GET (the ceiling)", get.rate, ceiling.rate, AtLeast(0.5), "req/s"),
-            (list_name.as_str(), 1e6 / scaling.large_rate, 1e6 / scaling.small_rate, AtMost(1.2), "µs"),
-            ("embedded store GET req/s vs memory store", embedded.rate, memory.rate, AtLeast(0.7), "req/s"),
-        ];
-        let mut figures: Vec<Figure> = ratios
-            .into_iter()
-            .map(|(name, ours, theirs, bound, unit)| bound.figure(name, ours, theirs, unit))
-            .collect();
-        figures.push(Figure {
-            name: "correct: increments lost, 64 clients on one counter".into(),
-            measured: format!(
-                "sessanger {sessanger_lost} of {sessanger_answered} ({counter} counted); peer {} of {peer_answered} ({:.0} %)",
-                peer_answered.saturating_sub(peer_counter),
-                100.0 * peer_answered.saturating_sub(peer_counter) as f64 / peer_answered.max(1) as f64
-            ),
-            target: "0".into(),
-            met: Some(sessanger_lost == 0 && counter > 0),
-        });
-        figures.push(Figure {
-            name: "correct: Redis round trips per operation".into(),
-            measured: trips.iter().map(|(op, n, cmds)| format!("{op} {n} ({cmds})")).collect::<Vec<_>>().join("; "),
-            target: "1 each".into(),
-            met: Some(trips.iter().all(|(_, n, _)| *n == 1)),
-        });
-        let payload = payload_bytes() as f64;
-        let budget = 1.5 * payload + 200.0;
-        figures.push(Figure {
-            name: format!("Redis memory per session ({} B of attributes)", payload),
-            measured: format!("{:.0} B", scaling.bytes_per_session),
-            target: format!("≤ {budget:.0} B (1.5 × payload + 200 B)"),
-            met: Some(scaling.bytes_per_session <= budget),
-        });
-        figures.push(Figure {
-            name: "context: the peer's Redis memory per session (one string each, no index)".into(),
-            measured: format!("{peer_bytes:.0} B"),
-            target: String::new(),
-            met: None,
-        });
-        figures.push(Figure {
-            name: "context: the floor (axum + 1 Redis GET, no session logic) vs peer".into(),
-            measured: format!(
-                "GET req/s {:.2}×, server CPU per read {:.2}× ({:.1} vs {:.1} µs)",
-                floor_get.rate / peer_get.rate,
-                cpu(&floor_get) / cpu(&peer_get),
-                cpu(&floor_get),
-                cpu(&peer_get)
-            ),
-            target: String::new(),
-            met: None,
-        });
-        figures.push(Figure {
-            name: "context: sessanger (Redis) GET vs axum hello-world".into(),
-            measured: format!("{:.2}× ({:.0} vs {:.0})", get.rate / hello_run.rate, get.rate, hello_run.rate),
-            target: String::new(),
-            met: None,
-        });
-        report.figures = figures;
-        report.notes.push(format!(
-            "{} connections per phase ({} for the increments), {:.0} s warm-up then {:.0} s measured; wrk with 2 threads, closed loop (each connection sends its next request when the answer arrives), HTTP/1.1 keep-alive; wrk, the server and Redis share the machine's cores. sessanger (Redis) and the peer run side by side and take turns, GET and write phases alternating for {} rounds; the tables show each one's median round.",
-            plan.connections,
-            incr_plan.connections,
-            plan.warmup.as_secs_f64(),
-            plan.measure.as_secs_f64(),
-            self.rounds
-        ));
-        report.notes.push("sessanger's PATCH asks `Prefer: return=minimal` (204 with the new version's ETag, no body), as the peer answers `ok`; its GET answers the whole session (~400 bytes), the peer's one value. The floor answers the same ~400 bytes, read with one Redis `GET`.".into());
-        report.notes.push("CPU µs/req: the process's user + system time (`/proc/PID/stat`) and Redis's (`INFO cpu`) over the measured run, divided by the requests answered in it.".into());
-        report.notes.push(format!("Round trips: commands sessanger sent to Redis while doing each operation 3 times, seen by `MONITOR` (commands a script runs inside Redis are not round trips), divided by 3. The list-scaling stores are filled with sessions of {FILL_PER_USER} per user, 4 attributes each; the two stores take turns for {} rounds (median); memory per session is `INFO memory` `used_memory` before and after storing {stored} sessions in the large one, divided by their number.", self.rounds));
-        if quick {
-            report.notes.push(
-                "Quick mode: short phases and a small store — a check that the harness works, not a measurement."
-                    .into(),
-            );
-        }
-        Ok(report)
+        Ok(ceiling)
     }
 
     /// Redis memory per session of the peer: `used_memory` before and after its `/login` (each
@@ -489,7 +445,8 @@ impl Bench {
             ("revoke all", s.target(Method::DELETE, list_path.as_str())),
         ] {
             // The reaper's pass (a ZCOUNT per shard tag, every gc_interval) is not part of any
-            // operation: a window it fell into is measured again.
+            // operation, nor is loading a script into a Redis that lost it or never had it (a
+            // restarted one): a window either fell into is measured again.
             let mut seen = Vec::new();
             for _ in 0..5 {
                 let monitor = self.redis.monitor(SESSANGER_DB).await?;
@@ -497,7 +454,7 @@ impl Bench {
                     load::once(&target).await?;
                 }
                 seen = monitor.stop().await;
-                if !seen.iter().any(|c| c == "ZCOUNT") {
+                if !seen.iter().any(|c| c == "ZCOUNT" || c == "SCRIPT") {
                     break;
                 }
             }
@@ -538,6 +495,217 @@ impl Bench {
             large_rate: median(large_runs).rate,
             bytes_per_session: after.saturating_sub(before) as f64 / stored as f64,
         })
+    }
+}
+
+/// What every phase measured, for the report.
+struct Measured {
+    hello: Run,
+    compared: Compared,
+    increments: Increments,
+    /// The peer's Redis memory per session, in bytes.
+    peer_bytes: f64,
+    /// `(operation, round trips, commands seen)`.
+    trips: Vec<(&'static str, usize, String)>,
+    scaling: Scaling,
+    embedded: Run,
+    memory: Run,
+    ceiling: BenchmarkGet,
+}
+
+/// The systems on Redis, up together so that their phases can alternate: sessanger and the
+/// peer (tower-sessions + tower-sessions-redis-store), each with one session.
+struct OnRedis {
+    sessanger: Sessanger,
+    /// The id of sessanger's session.
+    sid: String,
+    peer: Peer,
+    /// sessanger's answer for its session: the value the floor and redis-benchmark read.
+    body: bytes::Bytes,
+}
+
+/// The peer app and the cookie of its session.
+struct Peer {
+    server: Server,
+    /// `name=value`, as a request sends it back.
+    cookie: String,
+}
+
+impl Peer {
+    fn target(&self, method: Method, path: &str) -> Target {
+        Target::get(self.server.addr, path).method(method).header(header::COOKIE, self.cookie.clone())
+    }
+}
+
+/// The median round of each sessanger-vs-peer phase.
+struct Compared {
+    get: Run,
+    peer_get: Run,
+    floor_get: Run,
+    patch: Run,
+    peer_write: Run,
+    /// Each phase's rate in every round, as notes.
+    by_round: Vec<String>,
+}
+
+/// The increments on one counter: the runs, the requests answered and what the counters say.
+struct Increments {
+    sessanger: Run,
+    answered: u64,
+    counter: u64,
+    peer: Run,
+    peer_answered: u64,
+    peer_counter: u64,
+}
+
+impl Increments {
+    /// Increments sessanger answered but its counter lacks. wrk counts answered requests; a
+    /// request still in flight when it stops is applied but not counted, so the counter may
+    /// exceed the count, and falls short only by lost ones.
+    fn lost(&self) -> u64 {
+        self.answered.saturating_sub(self.counter)
+    }
+
+    fn peer_lost(&self) -> u64 {
+        self.peer_answered.saturating_sub(self.peer_counter)
+    }
+}
+
+impl Measured {
+    /// The runs table, the figures against their targets and the notes on how they were measured.
+    fn report(self, bench: &Bench, stored: u64, quick: bool) -> Report {
+        let (runs, figures) = (self.runs(), self.figures(stored));
+        let mut notes = self.compared.by_round;
+        notes.extend(bench.method_notes(stored, quick));
+        Report { runs, figures, notes, ..Report::default() }
+    }
+
+    fn runs(&self) -> Vec<Run> {
+        let Compared { get, peer_get, floor_get, patch, peer_write, .. } = &self.compared;
+        vec![
+            get.clone(),
+            patch.clone(),
+            self.increments.sessanger.clone(),
+            peer_get.clone(),
+            peer_write.clone(),
+            self.increments.peer.clone(),
+            floor_get.clone(),
+            self.embedded.clone(),
+            self.memory.clone(),
+            self.hello.clone(),
+            Run {
+                system: "redis-benchmark",
+                operation: "GET (same value size)",
+                rate: self.ceiling.rate,
+                p50_ms: self.ceiling.p50_ms,
+                p99_ms: self.ceiling.p99_ms,
+                cpu_us: None,
+                redis_cpu_us: None,
+                failures: 0,
+            },
+        ]
+    }
+
+    fn figures(&self, stored: u64) -> Vec<Figure> {
+        let Compared { get, peer_get, floor_get, patch, peer_write, .. } = &self.compared;
+        let (Scaling { small_rate, large_rate, bytes_per_session }, ceiling) = (&self.scaling, &self.ceiling);
+        let Increments { answered, counter, peer_answered, .. } = &self.increments;
+        let (lost, peer_lost) = (self.increments.lost(), self.increments.peer_lost());
+        let cpu = |run: &Run| run.cpu_us.unwrap_or(f64::NAN);
+        let list_name = format!("time to list a user's 10 sessions, {stored} vs {SMALL_STORE} stored");
+        // (figure, sessanger, its baseline, target, unit); a list's time is the inverse of
+        // its rate at the same concurrency.
+        let ratios = [
+            ("GET req/s, sessanger (Redis) vs peer", get.rate, peer_get.rate, AtLeast(1.5), "req/s"),
+            ("GET p99, sessanger (Redis) vs peer", get.p99_ms, peer_get.p99_ms, AtMost(1.2), "ms"),
+            ("attribute PATCH req/s vs peer's update-and-save", patch.rate, peer_write.rate, AtLeast(2.0), "req/s"),
+            ("server CPU per read vs peer", cpu(get), cpu(peer_get), AtMost(0.55), "µs"),
+            ("GET req/s vs redis-benchmark GET (the ceiling)", get.rate, ceiling.rate, AtLeast(0.5), "req/s"),
+            (list_name.as_str(), 1e6 / large_rate, 1e6 / small_rate, AtMost(1.2), "µs"),
+            ("embedded store GET req/s vs memory store", self.embedded.rate, self.memory.rate, AtLeast(0.7), "req/s"),
+        ];
+        let mut figures: Vec<Figure> = ratios
+            .into_iter()
+            .map(|(name, ours, theirs, bound, unit)| bound.figure(name, ours, theirs, unit))
+            .collect();
+        figures.push(Figure {
+            name: "correct: increments lost, 64 clients on one counter".into(),
+            measured: format!(
+                "sessanger {lost} of {answered} ({counter} counted); peer {peer_lost} of {peer_answered} ({:.0} %)",
+                100.0 * peer_lost as f64 / (*peer_answered).max(1) as f64
+            ),
+            target: "0".into(),
+            met: Some(lost == 0 && *counter > 0),
+        });
+        figures.push(Figure {
+            name: "correct: Redis round trips per operation".into(),
+            measured: self
+                .trips
+                .iter()
+                .map(|(op, n, cmds)| format!("{op} {n} ({cmds})"))
+                .collect::<Vec<_>>()
+                .join("; "),
+            target: "1 each".into(),
+            met: Some(self.trips.iter().all(|(_, n, _)| *n == 1)),
+        });
+        let payload = payload_bytes() as f64;
+        let budget = 1.5 * payload + 200.0;
+        figures.push(Figure {
+            name: format!("Redis memory per session ({} B of attributes)", payload),
+            measured: format!("{bytes_per_session:.0} B"),
+            target: format!("≤ {budget:.0} B (1.5 × payload + 200 B)"),
+            met: Some(*bytes_per_session <= budget),
+        });
+        figures.push(Figure {
+            name: "context: the peer's Redis memory per session (one string each, no index)".into(),
+            measured: format!("{:.0} B", self.peer_bytes),
+            target: String::new(),
+            met: None,
+        });
+        figures.push(Figure {
+            name: "context: the floor (axum + 1 Redis GET, no session logic) vs peer".into(),
+            measured: format!(
+                "GET req/s {:.2}×, server CPU per read {:.2}× ({:.1} vs {:.1} µs)",
+                floor_get.rate / peer_get.rate,
+                cpu(floor_get) / cpu(peer_get),
+                cpu(floor_get),
+                cpu(peer_get)
+            ),
+            target: String::new(),
+            met: None,
+        });
+        figures.push(Figure {
+            name: "context: sessanger (Redis) GET vs axum hello-world".into(),
+            measured: format!("{:.2}× ({:.0} vs {:.0})", get.rate / self.hello.rate, get.rate, self.hello.rate),
+            target: String::new(),
+            met: None,
+        });
+        figures
+    }
+}
+
+impl Bench {
+    /// How the run measured: the notes under the tables.
+    fn method_notes(&self, stored: u64, quick: bool) -> Vec<String> {
+        let mut notes = Vec::new();
+        notes.push(format!(
+            "{} connections per phase ({} for the increments), {:.0} s warm-up then {:.0} s measured; wrk with 2 threads, closed loop (each connection sends its next request when the answer arrives), HTTP/1.1 keep-alive; wrk, the server and Redis share the machine's cores. sessanger (Redis) and the peer run side by side and take turns, GET and write phases alternating for {} rounds; the tables show each one's median round.",
+            self.plan.connections,
+            self.plan.for_increments().connections,
+            self.plan.warmup.as_secs_f64(),
+            self.plan.measure.as_secs_f64(),
+            self.rounds
+        ));
+        notes.push("sessanger's PATCH asks `Prefer: return=minimal` (204 with the new version's ETag, no body), as the peer answers `ok`; its GET answers the whole session (~400 bytes), the peer's one value. The floor answers the same ~400 bytes, read with one Redis `GET`.".into());
+        notes.push("CPU µs/req: the process's user + system time (`/proc/PID/stat`) and Redis's (`INFO cpu`) over the measured run, divided by the requests answered in it.".into());
+        notes.push(format!("Round trips: commands sessanger sent to Redis while doing each operation 3 times, seen by `MONITOR` (commands a script runs inside Redis are not round trips), divided by 3. The list-scaling stores are filled with sessions of {FILL_PER_USER} per user, 4 attributes each; the two stores take turns for {} rounds (median); memory per session is `INFO memory` `used_memory` before and after storing {stored} sessions in the large one, divided by their number.", self.rounds));
+        if quick {
+            notes.push(
+                "Quick mode: short phases and a small store — a check that the harness works, not a measurement."
+                    .into(),
+            );
+        }
+        notes
     }
 }
 

@@ -1,6 +1,9 @@
 //! The audit trail: one structured `tracing` event per security-relevant act, under the
 //! target [`TARGET`], so a subscriber can route it to its own JSON-lines sink.
 //!
+//! Every event has an `action` and, when a service acted, that `service`; acts on sessions add
+//! the `session` and its `user`, changes to the service registry the `target_service`.
+//!
 //! Session ids are logged as [`SessionId::fingerprint`]s: whoever reads the log can correlate
 //! entries but cannot replay a session.
 
@@ -39,6 +42,8 @@ impl Action {
     }
 }
 
+/// An act on sessions: `actor` is the service that did it (none for the manager's own work,
+/// such as expiry).
 pub(crate) fn record(action: Action, actor: Option<&ServiceId>, session: Option<&SessionId>, user: Option<&UserId>) {
     tracing::info!(
         target: TARGET,
@@ -46,6 +51,19 @@ pub(crate) fn record(action: Action, actor: Option<&ServiceId>, session: Option<
         service = actor.map(AsRef::as_ref),
         session = session.map(SessionId::fingerprint),
         user = user.map(AsRef::as_ref),
+        "audit"
+    );
+}
+
+/// A change to the service registry ([`Action::ServiceRegister`], [`Action::ServiceRemove`]):
+/// `actor` did it, `target` is the service registered or removed. Without the target the
+/// trail could not tell which credentials appeared or were revoked.
+pub(crate) fn record_service(action: Action, actor: Option<&ServiceId>, target: &ServiceId) {
+    tracing::info!(
+        target: TARGET,
+        action = action.as_str(),
+        service = actor.map(AsRef::as_ref),
+        target_service = target.as_ref(),
         "audit"
     );
 }

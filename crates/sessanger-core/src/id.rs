@@ -27,6 +27,8 @@ pub enum IdError {
 /// store can find every key of a session from its id alone and still keep all of a user's
 /// sessions together (one Redis Cluster hash slot per user).
 ///
+/// Its `Debug` shows only the [fingerprint](SessionId::fingerprint), never the id.
+///
 /// # Examples
 /// ```
 /// use sessanger_core::{SessionId, UserId};
@@ -189,6 +191,14 @@ macro_rules! string_newtype {
                 f.write_str(&self.0)
             }
         }
+    )*};
+}
+string_newtype!(SessionId, UserId, ServiceId);
+
+/// User and service ids grant nothing on their own, so `Debug` shows them; a [`SessionId`]
+/// has its own.
+macro_rules! debug_shows_the_id {
+    ($($ty:ident),*) => {$(
         impl fmt::Debug for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 write!(f, "{}({:?})", stringify!($ty), self.0)
@@ -196,7 +206,16 @@ macro_rules! string_newtype {
         }
     )*};
 }
-string_newtype!(SessionId, UserId, ServiceId);
+debug_shows_the_id!(UserId, ServiceId);
+
+/// Only the [fingerprint](SessionId::fingerprint): a `{:?}` in a log line, a panic or an
+/// error chain must not hand out a live session id. `Display` and `as_ref` give the id itself,
+/// for where it is meant to go (a cookie, a store key, an API reply).
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId(fp:{})", self.fingerprint())
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -233,5 +252,21 @@ mod tests {
         assert_eq!(id.fingerprint(), id.fingerprint());
         assert_eq!(id.fingerprint().len(), 16);
         assert!(!id.as_ref().contains(&id.fingerprint()));
+    }
+
+    #[test]
+    fn debug_of_a_session_id_shows_only_its_fingerprint() {
+        let id = SessionId::generate();
+        let debug = format!("{id:?}");
+        assert_eq!(debug, format!("SessionId(fp:{})", id.fingerprint()));
+        assert!(!debug.contains(id.as_ref()));
+        let tagged = SessionId::generate_for(&"alice".parse().unwrap());
+        assert!(!format!("{:?}", Some(&tagged)).contains(tagged.as_ref()));
+    }
+
+    #[test]
+    fn debug_of_user_and_service_ids_shows_them() {
+        assert_eq!(format!("{:?}", "alice".parse::<UserId>().unwrap()), r#"UserId("alice")"#);
+        assert_eq!(format!("{:?}", "web".parse::<ServiceId>().unwrap()), r#"ServiceId("web")"#);
     }
 }

@@ -519,7 +519,7 @@ impl SessionManager {
         if !self.shared.store.create_service(&record).await? {
             return Err(ManagerError::ServiceExists(record.id));
         }
-        audit::record(Action::ServiceRegister, self.service.as_ref(), None, None);
+        audit::record_service(Action::ServiceRegister, self.service.as_ref(), &record.id);
         Ok((record, token))
     }
 
@@ -554,7 +554,7 @@ impl SessionManager {
             return Err(ManagerError::ServiceNotFound(id.clone()));
         }
         self.shared.services.lock().expect("service cache poisoned").remove(id);
-        audit::record(Action::ServiceRemove, self.service.as_ref(), None, None);
+        audit::record_service(Action::ServiceRemove, self.service.as_ref(), id);
         Ok(())
     }
 }

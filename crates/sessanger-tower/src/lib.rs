@@ -29,18 +29,18 @@
 //!
 //! `SessangerStore` alone names the in-process store (the example below); handlers of a remote
 //! one take `State<SessangerStore<Client>>`, and code for both is generic over
-//! `B: SessionBackend`, as `examples/web-app` is (`--remote URL --token T` picks the mode).
+//! `U: Upstream`, as `examples/web-app` is (`--remote URL --token T` picks the mode).
 //!
 //! Both modes create sessions the way every sessanger session is created (under the id the
 //! cookie names, `SessionManager::create_session_with_id` or `POST /v1/sessions` with a
 //! `session_id`), so they are announced, audited and counted against per-user limits alike.
 //!
 //! # Layout
-//! - `store.rs`: [`SessangerStore`], the `tower_sessions::SessionStore`, written once over a
-//!   [`SessionBackend`]: the contract, users, expiry.
-//! - `backend.rs`: the two backends, a `SessionManager` in process and a remote sessanger's
+//! - `store.rs`: [`SessangerStore`], the `tower_sessions::SessionStore`, written once over an
+//!   [`Upstream`]: the contract, users, expiry.
+//! - `upstream.rs`: the two upstreams, a `SessionManager` in process and a remote sessanger's
 //!   `sessanger_client::Client`, each operation translated to one manager call or one `/v1`
-//!   request, and their errors ([`BackendError`]) to what the contract needs.
+//!   request, and their errors ([`UpstreamError`]) to what the contract needs.
 //! - `ids.rs`: how the 128-bit tower-sessions id in the cookie names a sessanger session id
 //!   ([`session_id_of`]), and the anonymous users of sessions nobody has logged in to.
 //! - `login.rs`: log in with a fresh id (fixation defence), the current user, sign out
@@ -61,8 +61,8 @@
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     // Sessions persist in ./sessions; the embedded store is one process's at a time.
-//!     let backend = Arc::new(EmbeddedStore::open("sessions")?);
-//!     let manager = SessionManager::new(backend, "web".parse()?, Duration::from_secs(30 * 60));
+//!     let embedded = Arc::new(EmbeddedStore::open("sessions")?);
+//!     let manager = SessionManager::new(embedded, "web".parse()?, Duration::from_secs(30 * 60));
 //!     let store = SessangerStore::new(manager);
 //!     let _reaper = store.manager().spawn_reaper(Duration::from_secs(60));
 //!
@@ -100,14 +100,14 @@
 //! }
 //! ```
 
-mod backend;
 mod ids;
 mod login;
 mod options;
 mod store;
+mod upstream;
 
-pub use backend::{BackendError, SessionBackend};
 pub use ids::{ANONYMOUS_PREFIX, session_id_of};
 pub use login::SignOutError;
 pub use options::SessionOptions;
 pub use store::{DEVICE_KEY, SessangerStore};
+pub use upstream::{Upstream, UpstreamError};

@@ -3,7 +3,7 @@
 use sessanger_core::{Device, UserId};
 use tower_sessions::{Session, session};
 
-use crate::{BackendError, DEVICE_KEY, SessangerStore, SessionBackend};
+use crate::{DEVICE_KEY, SessangerStore, Upstream, UpstreamError};
 
 /// Why [`SessangerStore::sign_out_everywhere`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -14,10 +14,10 @@ pub enum SignOutError {
     Session(#[from] session::Error),
     /// sessanger could not delete the user's sessions.
     #[error(transparent)]
-    SessionBackend(#[from] BackendError),
+    Upstream(#[from] UpstreamError),
 }
 
-impl<B: SessionBackend> SessangerStore<B> {
+impl<U: Upstream> SessangerStore<U> {
     /// Logs `user` in on this request's session: gives the session a fresh id first (the
     /// old one is deleted at once, so an id planted before login is worthless: beego's
     /// `SessionRegenerateId`), then records the user and the device. Data put in the session

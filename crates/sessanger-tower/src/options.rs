@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
 
-use crate::{SessangerStore, SessionBackend};
+use crate::{SessangerStore, Upstream};
 
 /// The cookie and lifetime options of beego's `NewManager`, applied to tower-sessions'
 /// [`SessionManagerLayer`] and to the [`SessangerStore`] behind it.
@@ -141,7 +141,7 @@ impl SessionOptions {
 
     /// The layer to put on an axum `Router`, storing sessions in `store` (in process or
     /// remote).
-    pub fn layer<B: SessionBackend>(self, store: SessangerStore<B>) -> SessionManagerLayer<SessangerStore<B>> {
+    pub fn layer<U: Upstream>(self, store: SessangerStore<U>) -> SessionManagerLayer<SessangerStore<U>> {
         let expiry = match self.cookie_lifetime {
             None => Expiry::OnSessionEnd,
             // Out-of-range lifetimes (centuries) saturate rather than fail.

@@ -13,7 +13,7 @@ use tower_sessions::{
     session_store::{Error, Result},
 };
 
-use crate::{BackendError, SessionBackend, backend::Failure, ids};
+use crate::{Upstream, UpstreamError, ids, upstream::UpstreamErrorKind};
 
 /// The data key [`SessangerStore::log_in`] keeps the session's [`Device`] under; the store
 /// moves it to sessanger's own device field, so `/v1` and device lists show it.
@@ -71,7 +71,7 @@ const CREATE_ATTEMPTS: usize = 3;
 /// sessanger's absolute lifetime (`SessionPolicy::max_lifetime`); the policy's own idle TTL
 /// does not apply, the record says what it wants. A record that has expired already is not
 /// stored at all: it gets an id that names no session, so it loads as `None`. A user at a
-/// `UserLimit::Refuse` limit cannot open another session: `create` fails with a backend error.
+/// `UserLimit::Refuse` limit cannot open another session: `create` fails with `Error::Backend`.
 ///
 /// # Examples
 /// ```
@@ -89,12 +89,12 @@ const CREATE_ATTEMPTS: usize = 3;
 /// // Against `sessanger serve`, as the service `web` (`sessanger service add web --permissions read,write`):
 /// let client = Client::new("http://127.0.0.1:8090", "web.secret")?;
 /// let remote = SessangerStore::remote(client).with_idle_ttl(Duration::from_secs(1800));
-/// assert_eq!(remote.backend().base_url(), "http://127.0.0.1:8090");
+/// assert_eq!(remote.upstream().base_url(), "http://127.0.0.1:8090");
 /// # Ok::<(), sessanger_client::ClientError>(())
 /// ```
 #[derive(Clone, Debug)]
-pub struct SessangerStore<B: SessionBackend = SessionManager> {
-    backend: B,
+pub struct SessangerStore<U: Upstream = SessionManager> {
+    upstream: U,
     user_attribute: Arc<str>,
     idle_ttl: Option<Duration>,
 }
@@ -108,7 +108,7 @@ impl SessangerStore<SessionManager> {
 
     /// The manager underneath, for everything else sessanger offers (events, the reaper, …).
     pub fn manager(&self) -> &SessionManager {
-        &self.backend
+        &self.upstream
     }
 }
 
@@ -121,9 +121,9 @@ impl SessangerStore<Client> {
     }
 }
 
-impl<B: SessionBackend> SessangerStore<B> {
-    fn over(backend: B) -> Self {
-        SessangerStore { backend, user_attribute: Arc::from("user_id"), idle_ttl: None }
+impl<U: Upstream> SessangerStore<U> {
+    fn over(upstream: U) -> Self {
+        SessangerStore { upstream, user_attribute: Arc::from("user_id"), idle_ttl: None }
     }
 
     /// Reads the session's user from another data attribute.
@@ -147,19 +147,19 @@ impl<B: SessionBackend> SessangerStore<B> {
     }
 
     /// Where the sessions are kept: the [`SessionManager`] or the [`Client`].
-    pub fn backend(&self) -> &B {
-        &self.backend
+    pub fn upstream(&self) -> &U {
+        &self.upstream
     }
 
     /// The user's live sessions across every device and service, oldest first.
-    pub async fn list_user_sessions(&self, user: &UserId) -> std::result::Result<Vec<Session>, BackendError> {
-        self.backend.list_user(user).await
+    pub async fn list_user_sessions(&self, user: &UserId) -> std::result::Result<Vec<Session>, UpstreamError> {
+        self.upstream.list_user(user).await
     }
 
     /// Deletes every session of the user ("sign out everywhere"); returns how many were live.
     /// Each one fails on its next request, whichever app or device holds it.
-    pub async fn delete_user_sessions(&self, user: &UserId) -> std::result::Result<u64, BackendError> {
-        self.backend.delete_user(user).await
+    pub async fn delete_user_sessions(&self, user: &UserId) -> std::result::Result<u64, UpstreamError> {
+        self.upstream.delete_user(user).await
     }
 
     fn user_of(&self, data: &HashMap<String, Value>) -> Result<Option<UserId>> {
@@ -214,7 +214,7 @@ impl<B: SessionBackend> SessangerStore<B> {
 }
 
 #[async_trait]
-impl<B: SessionBackend> SessionStore for SessangerStore<B> {
+impl<U: Upstream> SessionStore for SessangerStore<U> {
     async fn create(&self, record: &mut Record) -> Result<()> {
         let user = self.user_of(&record.data)?.unwrap_or_else(ids::anonymous_user);
         let (attributes, device) = self.split(&record.data)?;
@@ -227,14 +227,14 @@ impl<B: SessionBackend> SessionStore for SessangerStore<B> {
                 return Ok(());
             };
             let new = NewSession { device: device.clone(), attributes: attributes.clone(), ttl: Some(ttl) };
-            match self.backend.create_with_id(&ids::session_id_of(&id), &user, new).await {
+            match self.upstream.create_with_id(&ids::session_id_of(&id), &user, new).await {
                 Ok(()) => {
                     record.id = id;
                     return Ok(());
                 }
-                Err(e) => match e.failure() {
-                    Failure::IdTaken => continue,
-                    Failure::LimitReached => {
+                Err(e) => match e.kind() {
+                    UpstreamErrorKind::IdTaken => continue,
+                    UpstreamErrorKind::LimitReached => {
                         return Err(Error::Backend(format!("user `{user}` already holds the most sessions allowed")));
                     }
                     _ => return Err(store_error(&e)),
@@ -249,17 +249,17 @@ impl<B: SessionBackend> SessionStore for SessangerStore<B> {
         let wanted = self.user_of(&record.data)?;
         let (attributes, device) = self.split(&record.data)?;
         for _ in 0..SAVE_ATTEMPTS {
-            let current = match self.backend.get(&id).await {
+            let current = match self.upstream.get(&id).await {
                 Ok(session) => session,
-                Err(e) if e.failure() == Failure::NotFound => return Ok(()),
+                Err(e) if e.kind() == UpstreamErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(store_error(&e)),
             };
             check_same_user(&current, wanted.as_ref())?;
-            match self.backend.replace(&id, &attributes, &device, current.version).await {
+            match self.upstream.replace(&id, &attributes, &device, current.version).await {
                 Ok(()) => return Ok(()),
-                Err(e) => match e.failure() {
-                    Failure::NotFound => return Ok(()),
-                    Failure::VersionMismatch => continue,
+                Err(e) => match e.kind() {
+                    UpstreamErrorKind::NotFound => return Ok(()),
+                    UpstreamErrorKind::VersionMismatch => continue,
                     _ => return Err(store_error(&e)),
                 },
             }
@@ -268,17 +268,17 @@ impl<B: SessionBackend> SessionStore for SessangerStore<B> {
     }
 
     async fn load(&self, id: &Id) -> Result<Option<Record>> {
-        match self.backend.refresh(&ids::session_id_of(id)).await {
+        match self.upstream.refresh(&ids::session_id_of(id)).await {
             Ok(session) => self.record(*id, session).map(Some),
-            Err(e) if e.failure() == Failure::NotFound => Ok(None),
+            Err(e) if e.kind() == UpstreamErrorKind::NotFound => Ok(None),
             Err(e) => Err(store_error(&e)),
         }
     }
 
     async fn delete(&self, id: &Id) -> Result<()> {
-        match self.backend.delete(&ids::session_id_of(id)).await {
+        match self.upstream.delete(&ids::session_id_of(id)).await {
             Ok(()) => Ok(()),
-            Err(e) if e.failure() == Failure::NotFound => Ok(()),
+            Err(e) if e.kind() == UpstreamErrorKind::NotFound => Ok(()),
             Err(e) => Err(store_error(&e)),
         }
     }
@@ -314,10 +314,10 @@ fn chain(error: &dyn std::error::Error) -> String {
     message
 }
 
-fn store_error(error: &BackendError) -> Error {
-    match error.failure() {
-        Failure::Encode => Error::Encode(chain(error)),
-        Failure::Decode => Error::Decode(chain(error)),
+fn store_error(error: &UpstreamError) -> Error {
+    match error.kind() {
+        UpstreamErrorKind::Encode => Error::Encode(chain(error)),
+        UpstreamErrorKind::Decode => Error::Decode(chain(error)),
         _ => Error::Backend(chain(error)),
     }
 }
@@ -334,6 +334,6 @@ mod tests {
     #[test]
     fn error_messages_keep_the_cause_chain() {
         let error = sessanger_core::StoreError::Unavailable("connection refused".into());
-        assert_eq!(chain(&error), "session backend unavailable: connection refused");
+        assert_eq!(chain(&error), "session store unavailable: connection refused");
     }
 }

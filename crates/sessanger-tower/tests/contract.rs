@@ -1,6 +1,6 @@
 //! The tower-sessions store contract, and sessanger's user index, checked on `SessangerStore`
 //! over each sessanger store it is shipped with and over a remote sessanger: every case runs
-//! once per backend, named `memory::<case>`, `embedded::<case>` and `remote::<case>` (the
+//! over each, named `memory::<case>`, `embedded::<case>` and `remote::<case>` (the
 //! adapter over `sessanger-client`, against `sessanger_server::serve` on a local port, on a
 //! memory store).
 
@@ -12,7 +12,7 @@ use sessanger_core::{DeleteReason, Permission, SessionEvent, SessionManager, Ses
 use sessanger_server::{AppState, ServerOptions};
 use sessanger_store_embedded::EmbeddedStore;
 use sessanger_store_memory::MemoryStore;
-use sessanger_tower::{ANONYMOUS_PREFIX, DEVICE_KEY, SessangerStore, SessionBackend, session_id_of};
+use sessanger_tower::{ANONYMOUS_PREFIX, DEVICE_KEY, SessangerStore, Upstream, session_id_of};
 use tempfile::TempDir;
 use time::OffsetDateTime;
 use tokio::sync::broadcast::Receiver;
@@ -27,10 +27,10 @@ const MAX_PER_USER: u32 = 3;
 
 /// A store for one case, the manager that holds its sessions (in process, or the server's),
 /// and whatever must outlive them (the embedded store's directory).
-struct Fixture<B: SessionBackend> {
-    store: SessangerStore<B>,
+struct Fixture<U: Upstream> {
+    store: SessangerStore<U>,
     manager: SessionManager,
-    /// The finest idle lifetime the backend keeps: the `/v1` API counts whole seconds.
+    /// The finest idle lifetime the upstream keeps: the `/v1` API counts whole seconds.
     tick: Duration,
     _keep: Option<Box<dyn Any + Send>>,
 }
@@ -128,7 +128,7 @@ fn alice() -> UserId {
     "alice".parse().unwrap()
 }
 
-async fn create_never_overwrites_an_existing_session<B: SessionBackend>(fx: Fixture<B>) {
+async fn create_never_overwrites_an_existing_session<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store;
     let mut first = record(json!({"n": 1}));
     store.create(&mut first).await.unwrap();
@@ -140,11 +140,11 @@ async fn create_never_overwrites_an_existing_session<B: SessionBackend>(fx: Fixt
     assert_eq!(store.load(&second.id).await.unwrap().unwrap().data["n"], json!(2));
 }
 
-async fn load_of_an_unknown_id_returns_none<B: SessionBackend>(fx: Fixture<B>) {
+async fn load_of_an_unknown_id_returns_none<U: Upstream>(fx: Fixture<U>) {
     assert!(fx.store.load(&Id::default()).await.unwrap().is_none());
 }
 
-async fn load_returns_the_created_data_and_expiry<B: SessionBackend>(fx: Fixture<B>) {
+async fn load_returns_the_created_data_and_expiry<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store;
     let mut created = record(json!({"cart": [1, 2], "theme": "dark"}));
     store.create(&mut created).await.unwrap();
@@ -155,7 +155,7 @@ async fn load_returns_the_created_data_and_expiry<B: SessionBackend>(fx: Fixture
     assert!(drift < time::Duration::seconds(5), "expiry moved by {drift}");
 }
 
-async fn save_replaces_the_whole_data<B: SessionBackend>(fx: Fixture<B>) {
+async fn save_replaces_the_whole_data<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store;
     let mut created = record(json!({"keep": 1, "drop": 2}));
     store.create(&mut created).await.unwrap();
@@ -165,7 +165,7 @@ async fn save_replaces_the_whole_data<B: SessionBackend>(fx: Fixture<B>) {
     assert_eq!(store.load(&created.id).await.unwrap().unwrap().data, changed.data);
 }
 
-async fn load_of_an_expired_session_returns_none<B: SessionBackend>(fx: Fixture<B>) {
+async fn load_of_an_expired_session_returns_none<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store;
     let mut expired = record(json!({"n": 1}));
     expired.expiry_date = OffsetDateTime::now_utc() - time::Duration::seconds(1);
@@ -174,7 +174,7 @@ async fn load_of_an_expired_session_returns_none<B: SessionBackend>(fx: Fixture<
     assert!(store.load(&expired.id).await.unwrap().is_none());
 }
 
-async fn idle_ttl_caps_the_lifetime_the_record_asks_for<B: SessionBackend>(fx: Fixture<B>) {
+async fn idle_ttl_caps_the_lifetime_the_record_asks_for<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store.with_idle_ttl(fx.tick);
     let mut created = record(json!({"n": 1}));
     store.create(&mut created).await.unwrap();
@@ -183,7 +183,7 @@ async fn idle_ttl_caps_the_lifetime_the_record_asks_for<B: SessionBackend>(fx: F
     assert!(store.load(&created.id).await.unwrap().is_none());
 }
 
-async fn delete_removes_the_session_and_deleting_twice_is_fine<B: SessionBackend>(fx: Fixture<B>) {
+async fn delete_removes_the_session_and_deleting_twice_is_fine<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store;
     let mut created = record(json!({"n": 1}));
     store.create(&mut created).await.unwrap();
@@ -192,7 +192,7 @@ async fn delete_removes_the_session_and_deleting_twice_is_fine<B: SessionBackend
     store.delete(&created.id).await.unwrap();
 }
 
-async fn save_of_a_deleted_session_does_not_bring_it_back<B: SessionBackend>(fx: Fixture<B>) {
+async fn save_of_a_deleted_session_does_not_bring_it_back<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store;
     let mut created = record(json!({"user_id": "alice"}));
     store.create(&mut created).await.unwrap();
@@ -201,7 +201,7 @@ async fn save_of_a_deleted_session_does_not_bring_it_back<B: SessionBackend>(fx:
     assert!(store.load(&created.id).await.unwrap().is_none());
 }
 
-async fn a_session_with_a_user_is_indexed_under_that_user<B: SessionBackend>(fx: Fixture<B>) {
+async fn a_session_with_a_user_is_indexed_under_that_user<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store;
     let mut created = record(json!({"user_id": "alice"}));
     store.create(&mut created).await.unwrap();
@@ -211,14 +211,14 @@ async fn a_session_with_a_user_is_indexed_under_that_user<B: SessionBackend>(fx:
     assert_eq!(sessions[0].id.shard_tag(), alice().shard_tag());
 }
 
-async fn the_user_attribute_is_configurable<B: SessionBackend>(fx: Fixture<B>) {
+async fn the_user_attribute_is_configurable<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store.with_user_attribute("account");
     let mut created = record(json!({"account": "alice", "user_id": "not-the-user"}));
     store.create(&mut created).await.unwrap();
     assert_eq!(store.list_user_sessions(&alice()).await.unwrap().len(), 1);
 }
 
-async fn anonymous_sessions_each_have_a_user_of_their_own<B: SessionBackend>(fx: Fixture<B>) {
+async fn anonymous_sessions_each_have_a_user_of_their_own<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store;
     let (mut a, mut b) = (record(json!({"n": 1})), record(json!({"n": 2})));
     store.create(&mut a).await.unwrap();
@@ -234,17 +234,17 @@ async fn anonymous_sessions_each_have_a_user_of_their_own<B: SessionBackend>(fx:
     assert!(!store.load(&a.id).await.unwrap().unwrap().data.contains_key("user_id"));
 }
 
-async fn the_reserved_anonymous_prefix_is_refused_as_a_user<B: SessionBackend>(fx: Fixture<B>) {
+async fn the_reserved_anonymous_prefix_is_refused_as_a_user<U: Upstream>(fx: Fixture<U>) {
     let mut forged = record(json!({"user_id": format!("{ANONYMOUS_PREFIX}x")}));
     assert!(matches!(fx.store.create(&mut forged).await, Err(Error::Encode(_))));
 }
 
-async fn a_user_attribute_that_is_not_a_user_id_is_an_encode_error<B: SessionBackend>(fx: Fixture<B>) {
+async fn a_user_attribute_that_is_not_a_user_id_is_an_encode_error<U: Upstream>(fx: Fixture<U>) {
     let mut bad = record(json!({"user_id": 42}));
     assert!(matches!(fx.store.create(&mut bad).await, Err(Error::Encode(_))));
 }
 
-async fn save_refuses_to_change_the_user_without_a_new_id<B: SessionBackend>(fx: Fixture<B>) {
+async fn save_refuses_to_change_the_user_without_a_new_id<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store;
     let mut anonymous = record(json!({"n": 1}));
     store.create(&mut anonymous).await.unwrap();
@@ -254,7 +254,7 @@ async fn save_refuses_to_change_the_user_without_a_new_id<B: SessionBackend>(fx:
     assert!(store.list_user_sessions(&alice()).await.unwrap().is_empty());
 }
 
-async fn the_device_is_kept_as_sessangers_device<B: SessionBackend>(fx: Fixture<B>) {
+async fn the_device_is_kept_as_sessangers_device<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store;
     let mut created = record(json!({"user_id": "alice", DEVICE_KEY: {"user_agent": "Firefox"}}));
     store.create(&mut created).await.unwrap();
@@ -264,7 +264,7 @@ async fn the_device_is_kept_as_sessangers_device<B: SessionBackend>(fx: Fixture<
     assert_eq!(store.load(&created.id).await.unwrap().unwrap().data[DEVICE_KEY]["user_agent"], json!("Firefox"));
 }
 
-async fn delete_user_sessions_revokes_every_session_of_the_user<B: SessionBackend>(fx: Fixture<B>) {
+async fn delete_user_sessions_revokes_every_session_of_the_user<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store;
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -286,7 +286,7 @@ async fn next_event(events: &mut Receiver<SessionEvent>) -> SessionEvent {
     tokio::time::timeout(Duration::from_secs(5), events.recv()).await.expect("an event within 5 s").unwrap()
 }
 
-async fn created_sessions_are_announced_and_evictions_too<B: SessionBackend>(fx: Fixture<B>) {
+async fn created_sessions_are_announced_and_evictions_too<U: Upstream>(fx: Fixture<U>) {
     let mut events = fx.manager.subscribe();
     let mut ids = Vec::new();
     for _ in 0..=MAX_PER_USER {
@@ -309,7 +309,7 @@ async fn created_sessions_are_announced_and_evictions_too<B: SessionBackend>(fx:
     assert_eq!(fx.store.list_user_sessions(&alice()).await.unwrap().len(), MAX_PER_USER as usize);
 }
 
-async fn concurrent_saves_are_retried_until_each_applies<B: SessionBackend>(fx: Fixture<B>) {
+async fn concurrent_saves_are_retried_until_each_applies<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store;
     let mut created = record(json!({"n": 0}));
     store.create(&mut created).await.unwrap();

@@ -13,31 +13,27 @@ use sessanger_client::Client;
 use sessanger_core::{Device, Permission, SessionManager, SessionPolicy, UserId, wire::SessionList};
 use sessanger_server::{AppState, ServerOptions};
 use sessanger_store_memory::MemoryStore;
-use sessanger_tower::{SessangerStore, SessionBackend, SessionOptions, session_id_of};
+use sessanger_tower::{SessangerStore, SessionOptions, Upstream, session_id_of};
 use tower::ServiceExt;
 use tower_sessions::Session;
 
-fn web_app<B: SessionBackend>(store: SessangerStore<B>) -> Router {
+fn web_app<U: Upstream>(store: SessangerStore<U>) -> Router {
     async fn count(session: Session) -> String {
         let n: u64 = session.get("n").await.unwrap().unwrap_or(0) + 1;
         session.insert("n", n).await.unwrap();
         n.to_string()
     }
-    async fn login<B: SessionBackend>(
-        State(store): State<SessangerStore<B>>,
-        Path(user): Path<String>,
-        session: Session,
-    ) {
+    async fn login<U: Upstream>(State(store): State<SessangerStore<U>>, Path(user): Path<String>, session: Session) {
         let device = Device { user_agent: Some("test".into()), ..Device::default() };
         store.log_in(&session, &user.parse().unwrap(), device).await.unwrap();
     }
-    async fn sign_out<B: SessionBackend>(State(store): State<SessangerStore<B>>, session: Session) -> String {
+    async fn sign_out<U: Upstream>(State(store): State<SessangerStore<U>>, session: Session) -> String {
         store.sign_out_everywhere(&session).await.unwrap().to_string()
     }
     Router::new()
         .route("/count", get(count))
-        .route("/login/{user}", post(login::<B>))
-        .route("/sign-out-everywhere", post(sign_out::<B>))
+        .route("/login/{user}", post(login::<U>))
+        .route("/sign-out-everywhere", post(sign_out::<U>))
         .with_state(store.clone())
         .layer(SessionOptions::new().layer(store))
 }

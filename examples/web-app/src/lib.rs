@@ -29,7 +29,7 @@ use axum::{
 };
 use serde::Deserialize;
 use sessanger_core::{Device, UserId};
-use sessanger_tower::{SessangerStore, SessionBackend, SessionOptions};
+use sessanger_tower::{SessangerStore, SessionOptions, Upstream};
 use subtle::ConstantTimeEq;
 use tower_sessions::Session;
 
@@ -61,20 +61,20 @@ impl Users {
 }
 
 #[derive(Clone, Debug)]
-struct AppState<B: SessionBackend> {
-    store: SessangerStore<B>,
+struct AppState<U: Upstream> {
+    store: SessangerStore<U>,
     users: Users,
 }
 
 /// The whole app: pages, and sessions in `store` (in process or remote) under a cookie named
 /// `sid`. `secure` makes the cookie HTTPS-only; turn it off only to serve plain HTTP.
-pub fn app<B: SessionBackend>(store: SessangerStore<B>, users: Users, secure: bool) -> Router {
+pub fn app<U: Upstream>(store: SessangerStore<U>, users: Users, secure: bool) -> Router {
     let layer = SessionOptions::new().with_secure(secure).layer(store.clone());
     Router::new()
-        .route("/", get(home::<B>))
-        .route("/login", get(login_form).post(login::<B>))
+        .route("/", get(home::<U>))
+        .route("/login", get(login_form).post(login::<U>))
         .route("/logout", post(logout))
-        .route("/sign-out-everywhere", post(sign_out_everywhere::<B>))
+        .route("/sign-out-everywhere", post(sign_out_everywhere::<U>))
         .with_state(AppState { store, users })
         .layer(layer)
 }
@@ -95,7 +95,7 @@ impl IntoResponse for AppError {
     }
 }
 
-async fn home<B: SessionBackend>(State(state): State<AppState<B>>, session: Session) -> Result<Response, AppError> {
+async fn home<U: Upstream>(State(state): State<AppState<U>>, session: Session) -> Result<Response, AppError> {
     let Some(user) = state.store.current_user(&session).await? else {
         return Ok(Redirect::to("/login").into_response());
     };
@@ -157,8 +157,8 @@ struct Credentials {
     password: String,
 }
 
-async fn login<B: SessionBackend>(
-    State(state): State<AppState<B>>,
+async fn login<U: Upstream>(
+    State(state): State<AppState<U>>,
     session: Session,
     headers: HeaderMap,
     Form(form): Form<Credentials>,
@@ -184,8 +184,8 @@ async fn logout(session: Session) -> Result<Redirect, AppError> {
     Ok(Redirect::to("/login"))
 }
 
-async fn sign_out_everywhere<B: SessionBackend>(
-    State(state): State<AppState<B>>,
+async fn sign_out_everywhere<U: Upstream>(
+    State(state): State<AppState<U>>,
     session: Session,
 ) -> Result<Redirect, AppError> {
     state.store.sign_out_everywhere(&session).await?;

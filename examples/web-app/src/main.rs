@@ -53,8 +53,8 @@ async fn main() -> anyhow::Result<()> {
             (app(SessangerStore::remote(client), users, args.secure), None)
         }
         _ => {
-            let backend = Arc::new(EmbeddedStore::open(&args.data_dir)?);
-            let manager = SessionManager::new(backend, "web-app".parse()?, Duration::from_secs(30 * 60));
+            let embedded = Arc::new(EmbeddedStore::open(&args.data_dir)?);
+            let manager = SessionManager::new(embedded, "web-app".parse()?, Duration::from_secs(30 * 60));
             let reaper = manager.spawn_reaper(Duration::from_secs(60));
             (app(SessangerStore::new(manager), users, args.secure), Some(reaper))
         }

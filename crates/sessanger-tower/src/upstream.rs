@@ -1,7 +1,7 @@
-//! [`SessionBackend`]: where a [`SessangerStore`](crate::SessangerStore) keeps its sessions: a
+//! [`Upstream`]: where a [`SessangerStore`](crate::SessangerStore) keeps its sessions: a
 //! [`SessionManager`] in this process, or a sessanger server reached through a
 //! [`sessanger_client::Client`]. The store's logic is written once, over the operations of
-//! the sealed [`Ops`](sealed::Ops) trait; each backend only translates them.
+//! the sealed [`Ops`](sealed::Ops) trait; each upstream only translates them.
 
 use std::time::Duration;
 
@@ -12,18 +12,18 @@ use sessanger_core::{
     wire::{CreateSession, ReplaceSession, SessionBody},
 };
 
-/// Where a [`SessangerStore`](crate::SessangerStore) keeps its sessions. Implemented by
-/// [`SessionManager`] (in process, any sessanger store) and [`Client`] (a remote sessanger
-/// over its `/v1` API); sealed, so no other type can be one.
-pub trait SessionBackend: sealed::Ops {}
+/// The upstream of a [`SessangerStore`](crate::SessangerStore): where it keeps its sessions.
+/// Implemented by [`SessionManager`] (in process, any sessanger store) and [`Client`] (a
+/// remote sessanger over its `/v1` API); sealed, so no other type can be one.
+pub trait Upstream: sealed::Ops {}
 
-impl SessionBackend for SessionManager {}
-impl SessionBackend for Client {}
+impl Upstream for SessionManager {}
+impl Upstream for Client {}
 
-/// Why a backend operation failed: the in-process manager's error, or the remote server's.
+/// Why an upstream operation failed: the in-process manager's error, or the remote server's.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum BackendError {
+pub enum UpstreamError {
     /// The in-process [`SessionManager`] failed.
     #[error(transparent)]
     Manager(#[from] ManagerError),
@@ -32,9 +32,10 @@ pub enum BackendError {
     Remote(#[from] ClientError),
 }
 
-/// What the store's logic needs to know of a failure, whichever backend reported it.
+/// The class of an [`UpstreamError`], as the store's logic tells its cases apart: the same
+/// for either upstream, so the tower-sessions contract is kept once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Failure {
+pub(crate) enum UpstreamErrorKind {
     /// No live session has the id.
     NotFound,
     /// A live session already has the id a create chose.
@@ -47,38 +48,39 @@ pub(crate) enum Failure {
     Encode,
     /// The stored session cannot be decoded.
     Decode,
-    /// Anything else: the backend is unreachable or broken.
+    /// Anything else: the upstream is unreachable or broken.
     Other,
 }
 
-impl BackendError {
-    pub(crate) fn failure(&self) -> Failure {
+impl UpstreamError {
+    /// Which case of the contract this error is.
+    pub(crate) fn kind(&self) -> UpstreamErrorKind {
         match self {
-            BackendError::Manager(e) => match e {
-                ManagerError::NotFound => Failure::NotFound,
-                ManagerError::IdTaken => Failure::IdTaken,
-                ManagerError::VersionMismatch { .. } => Failure::VersionMismatch,
-                ManagerError::LimitReached => Failure::LimitReached,
-                ManagerError::InvalidPatch(_) => Failure::Encode,
-                ManagerError::Store(StoreError::Decode(_)) => Failure::Decode,
-                _ => Failure::Other,
+            UpstreamError::Manager(e) => match e {
+                ManagerError::NotFound => UpstreamErrorKind::NotFound,
+                ManagerError::IdTaken => UpstreamErrorKind::IdTaken,
+                ManagerError::VersionMismatch { .. } => UpstreamErrorKind::VersionMismatch,
+                ManagerError::LimitReached => UpstreamErrorKind::LimitReached,
+                ManagerError::InvalidPatch(_) => UpstreamErrorKind::Encode,
+                ManagerError::Store(StoreError::Decode(_)) => UpstreamErrorKind::Decode,
+                _ => UpstreamErrorKind::Other,
             },
-            BackendError::Remote(e) => match e.code() {
+            UpstreamError::Remote(e) => match e.code() {
                 // A 404 of another kind (`not_found`: no such route) means the base URL is
                 // wrong, which must not pass for "every session is gone".
-                Some(ErrorCode::SessionNotFound | ErrorCode::InvalidSessionId) => Failure::NotFound,
-                Some(ErrorCode::SessionIdTaken) => Failure::IdTaken,
-                Some(ErrorCode::VersionMismatch) => Failure::VersionMismatch,
-                Some(ErrorCode::TooManySessions) => Failure::LimitReached,
+                Some(ErrorCode::SessionNotFound | ErrorCode::InvalidSessionId) => UpstreamErrorKind::NotFound,
+                Some(ErrorCode::SessionIdTaken) => UpstreamErrorKind::IdTaken,
+                Some(ErrorCode::VersionMismatch) => UpstreamErrorKind::VersionMismatch,
+                Some(ErrorCode::TooManySessions) => UpstreamErrorKind::LimitReached,
                 Some(
                     ErrorCode::InvalidPatch
                     | ErrorCode::NotAnInteger
                     | ErrorCode::EncryptedAttribute
                     | ErrorCode::PayloadTooLarge,
-                ) => Failure::Encode,
+                ) => UpstreamErrorKind::Encode,
                 _ => match e {
-                    ClientError::Transport(t) if t.is_decode() => Failure::Decode,
-                    _ => Failure::Other,
+                    ClientError::Transport(t) if t.is_decode() => UpstreamErrorKind::Decode,
+                    _ => UpstreamErrorKind::Other,
                 },
             },
         }
@@ -93,9 +95,9 @@ pub(crate) mod sealed {
     #[async_trait]
     pub trait Ops: Clone + std::fmt::Debug + Send + Sync + 'static {
         /// Creates a session under `id`, never overwriting a live one.
-        async fn create_with_id(&self, id: &SessionId, user: &UserId, new: NewSession) -> Result<(), BackendError>;
+        async fn create_with_id(&self, id: &SessionId, user: &UserId, new: NewSession) -> Result<(), UpstreamError>;
         /// The live session, without renewing it.
-        async fn get(&self, id: &SessionId) -> Result<Session, BackendError>;
+        async fn get(&self, id: &SessionId) -> Result<Session, UpstreamError>;
         /// Replaces attributes and device if the session is still at `version`.
         async fn replace(
             &self,
@@ -103,26 +105,26 @@ pub(crate) mod sealed {
             attributes: &Attributes,
             device: &Device,
             version: Version,
-        ) -> Result<(), BackendError>;
+        ) -> Result<(), UpstreamError>;
         /// Renews the idle deadline and returns the session.
-        async fn refresh(&self, id: &SessionId) -> Result<Session, BackendError>;
+        async fn refresh(&self, id: &SessionId) -> Result<Session, UpstreamError>;
         /// Deletes the session.
-        async fn delete(&self, id: &SessionId) -> Result<(), BackendError>;
+        async fn delete(&self, id: &SessionId) -> Result<(), UpstreamError>;
         /// The user's live sessions, oldest first.
-        async fn list_user(&self, user: &UserId) -> Result<Vec<Session>, BackendError>;
+        async fn list_user(&self, user: &UserId) -> Result<Vec<Session>, UpstreamError>;
         /// Deletes every session of the user; how many were live.
-        async fn delete_user(&self, user: &UserId) -> Result<u64, BackendError>;
+        async fn delete_user(&self, user: &UserId) -> Result<u64, UpstreamError>;
     }
 }
 
 #[async_trait]
 impl sealed::Ops for SessionManager {
-    async fn create_with_id(&self, id: &SessionId, user: &UserId, new: NewSession) -> Result<(), BackendError> {
+    async fn create_with_id(&self, id: &SessionId, user: &UserId, new: NewSession) -> Result<(), UpstreamError> {
         self.create_session_with_id(id, user, new).await?;
         Ok(())
     }
 
-    async fn get(&self, id: &SessionId) -> Result<Session, BackendError> {
+    async fn get(&self, id: &SessionId) -> Result<Session, UpstreamError> {
         Ok(self.get_session(id).await?)
     }
 
@@ -132,32 +134,32 @@ impl sealed::Ops for SessionManager {
         attributes: &Attributes,
         device: &Device,
         version: Version,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), UpstreamError> {
         self.replace_session(id, attributes, device, version).await?;
         Ok(())
     }
 
-    async fn refresh(&self, id: &SessionId) -> Result<Session, BackendError> {
+    async fn refresh(&self, id: &SessionId) -> Result<Session, UpstreamError> {
         Ok(self.refresh_session(id).await?)
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<(), BackendError> {
+    async fn delete(&self, id: &SessionId) -> Result<(), UpstreamError> {
         self.delete_session(id).await?;
         Ok(())
     }
 
-    async fn list_user(&self, user: &UserId) -> Result<Vec<Session>, BackendError> {
+    async fn list_user(&self, user: &UserId) -> Result<Vec<Session>, UpstreamError> {
         Ok(self.list_user_sessions(user).await?)
     }
 
-    async fn delete_user(&self, user: &UserId) -> Result<u64, BackendError> {
+    async fn delete_user(&self, user: &UserId) -> Result<u64, UpstreamError> {
         Ok(self.delete_user_sessions(user).await?)
     }
 }
 
 #[async_trait]
 impl sealed::Ops for Client {
-    async fn create_with_id(&self, id: &SessionId, user: &UserId, new: NewSession) -> Result<(), BackendError> {
+    async fn create_with_id(&self, id: &SessionId, user: &UserId, new: NewSession) -> Result<(), UpstreamError> {
         let body = CreateSession {
             session_id: Some(id.clone()),
             user_id: user.clone(),
@@ -171,7 +173,7 @@ impl sealed::Ops for Client {
         Ok(())
     }
 
-    async fn get(&self, id: &SessionId) -> Result<Session, BackendError> {
+    async fn get(&self, id: &SessionId) -> Result<Session, UpstreamError> {
         Ok(session_of(self.get_session(id).await?))
     }
 
@@ -181,25 +183,25 @@ impl sealed::Ops for Client {
         attributes: &Attributes,
         device: &Device,
         version: Version,
-    ) -> Result<(), BackendError> {
+    ) -> Result<(), UpstreamError> {
         let body = ReplaceSession { attributes: attributes.clone(), device: device.clone() };
         self.replace_session(id, &body, version).await?;
         Ok(())
     }
 
-    async fn refresh(&self, id: &SessionId) -> Result<Session, BackendError> {
+    async fn refresh(&self, id: &SessionId) -> Result<Session, UpstreamError> {
         Ok(session_of(self.refresh_session(id).await?))
     }
 
-    async fn delete(&self, id: &SessionId) -> Result<(), BackendError> {
+    async fn delete(&self, id: &SessionId) -> Result<(), UpstreamError> {
         Ok(self.delete_session(id).await?)
     }
 
-    async fn list_user(&self, user: &UserId) -> Result<Vec<Session>, BackendError> {
+    async fn list_user(&self, user: &UserId) -> Result<Vec<Session>, UpstreamError> {
         Ok(self.list_user_sessions(user).await?.into_iter().map(session_of).collect())
     }
 
-    async fn delete_user(&self, user: &UserId) -> Result<u64, BackendError> {
+    async fn delete_user(&self, user: &UserId) -> Result<u64, UpstreamError> {
         Ok(self.delete_user_sessions(user).await?)
     }
 }
@@ -240,21 +242,21 @@ mod tests {
     }
 
     #[test]
-    fn remote_error_codes_map_to_the_same_failures_as_the_managers() {
+    fn remote_error_codes_map_to_the_same_kinds_as_the_managers() {
         let api = |status: u16, code: &str| {
-            BackendError::Remote(ClientError::Api {
+            UpstreamError::Remote(ClientError::Api {
                 status,
                 code: serde_json::from_value(code.into()).unwrap(),
                 message: String::new(),
             })
         };
-        assert_eq!(api(404, "session_not_found").failure(), Failure::NotFound);
-        assert_eq!(api(404, "not_found").failure(), Failure::Other);
-        assert_eq!(api(409, "session_id_taken").failure(), Failure::IdTaken);
-        assert_eq!(api(409, "too_many_sessions").failure(), Failure::LimitReached);
-        assert_eq!(api(412, "version_mismatch").failure(), Failure::VersionMismatch);
-        assert_eq!(api(422, "invalid_patch").failure(), Failure::Encode);
-        assert_eq!(BackendError::Manager(ManagerError::IdTaken).failure(), Failure::IdTaken);
-        assert_eq!(BackendError::Manager(ManagerError::NotFound).failure(), Failure::NotFound);
+        assert_eq!(api(404, "session_not_found").kind(), UpstreamErrorKind::NotFound);
+        assert_eq!(api(404, "not_found").kind(), UpstreamErrorKind::Other);
+        assert_eq!(api(409, "session_id_taken").kind(), UpstreamErrorKind::IdTaken);
+        assert_eq!(api(409, "too_many_sessions").kind(), UpstreamErrorKind::LimitReached);
+        assert_eq!(api(412, "version_mismatch").kind(), UpstreamErrorKind::VersionMismatch);
+        assert_eq!(api(422, "invalid_patch").kind(), UpstreamErrorKind::Encode);
+        assert_eq!(UpstreamError::Manager(ManagerError::IdTaken).kind(), UpstreamErrorKind::IdTaken);
+        assert_eq!(UpstreamError::Manager(ManagerError::NotFound).kind(), UpstreamErrorKind::NotFound);
     }
 }
