@@ -5,10 +5,10 @@ use std::str::FromStr;
 
 use axum::{
     extract::{FromRequest, FromRequestParts, Path, Request},
-    http::{header, request::Parts},
+    http::request::Parts,
 };
 use serde::de::DeserializeOwned;
-use sessanger_core::{IdError, ServiceId, SessionId, UserId, Version};
+use sessanger_core::{IdError, ServiceId, SessionId, UserId};
 
 use crate::error::ApiError;
 
@@ -63,58 +63,6 @@ impl<S: Send + Sync, T: PathSegment> FromRequestParts<S> for PathId<T> {
     }
 }
 
-/// The `If-Match` header: which version of the session the client last saw.
-///
-/// Accepts `"7"` (the `ETag` as sent), `7` and `W/"7"` — clients and proxies differ in how
-/// they echo tags, and the version alone is what counts — and `*`, "any version".
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum IfMatch {
-    /// No header: apply whatever the version.
-    Absent,
-    /// `*`: the session must exist, in any version.
-    Any,
-    /// Apply only if the session is still at this version.
-    Version(Version),
-}
-
-impl IfMatch {
-    /// The version to compare-and-set against, if any.
-    pub(crate) fn expected(self) -> Option<Version> {
-        match self {
-            IfMatch::Version(version) => Some(version),
-            IfMatch::Absent | IfMatch::Any => None,
-        }
-    }
-
-    fn parse(value: &str) -> Option<IfMatch> {
-        let value = value.trim();
-        if value == "*" {
-            return Some(IfMatch::Any);
-        }
-        let tag = value.strip_prefix("W/").unwrap_or(value);
-        let tag = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(tag);
-        // `u64::from_str` would accept a leading `+`; a version is plain digits.
-        if tag.is_empty() || !tag.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        tag.parse().ok().map(|v| IfMatch::Version(Version(v)))
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let mut values = parts.headers.get_all(header::IF_MATCH).iter();
-        let Some(value) = values.next() else { return Ok(IfMatch::Absent) };
-        let malformed = || ApiError::InvalidRequest("If-Match must name one version, such as \"3\"".into());
-        if values.next().is_some() {
-            return Err(malformed());
-        }
-        value.to_str().ok().and_then(IfMatch::parse).ok_or_else(malformed)
-    }
-}
-
 /// `Prefer: return=minimal` (RFC 7240): the client does not need the changed session back, only
 /// its new version, so the answer is `204 No Content` with the `ETag`. Any other preference, or
 /// none, gets the whole session.
@@ -162,21 +110,6 @@ mod tests {
         }
         for value in ["", "return=representation", "return", "minimal", "returnx=minimal", "handling=lenient"] {
             assert!(!Prefer::asks_minimal(value), "{value}");
-        }
-    }
-
-    #[test]
-    fn if_match_accepts_the_forms_clients_send() {
-        assert_eq!(IfMatch::parse("\"7\""), Some(IfMatch::Version(Version(7))));
-        assert_eq!(IfMatch::parse("7"), Some(IfMatch::Version(Version(7))));
-        assert_eq!(IfMatch::parse("W/\"7\""), Some(IfMatch::Version(Version(7))));
-        assert_eq!(IfMatch::parse(" * "), Some(IfMatch::Any));
-    }
-
-    #[test]
-    fn if_match_refuses_lists_signs_and_words() {
-        for bad in ["\"1\", \"2\"", "+7", "\"\"", "abc", "\"7", "-1", "99999999999999999999999"] {
-            assert_eq!(IfMatch::parse(bad), None, "{bad}");
         }
     }
 }

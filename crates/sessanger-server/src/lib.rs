@@ -40,6 +40,7 @@ use tokio::net::TcpListener;
 
 mod auth;
 mod compat;
+mod conditional;
 mod edge;
 mod error;
 mod extract;

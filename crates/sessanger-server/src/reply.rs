@@ -30,6 +30,11 @@ impl SessionReply {
         SessionReply { status: StatusCode::CREATED, session, minimal: false }
     }
 
+    /// `304 Not Modified`: the client's copy is current; only the `ETag` is sent.
+    pub(crate) fn not_modified(session: Session) -> Self {
+        SessionReply { status: StatusCode::NOT_MODIFIED, session, minimal: false }
+    }
+
     /// The changed session as the client prefers it: with `return=minimal`, `204 No Content`
     /// and its `ETag` only.
     pub(crate) fn changed(session: Session, prefer: Prefer) -> Self {
@@ -41,6 +46,9 @@ impl IntoResponse for SessionReply {
     fn into_response(self) -> Response {
         let mut headers = HeaderMap::new();
         headers.insert(header::ETAG, etag(self.session.version));
+        if self.status == StatusCode::NOT_MODIFIED {
+            return (StatusCode::NOT_MODIFIED, headers).into_response();
+        }
         if self.minimal {
             headers.insert(PREFERENCE_APPLIED, HeaderValue::from_static("return=minimal"));
             return (StatusCode::NO_CONTENT, headers).into_response();

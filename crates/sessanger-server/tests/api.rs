@@ -366,18 +366,46 @@ async fn a_session_lives_through_the_whole_native_flow() {
 }
 
 #[tokio::test]
-async fn if_match_accepts_quoted_unquoted_and_weak_versions_and_refuses_garbage() {
+async fn if_match_applies_to_listed_strong_tags_and_any_other_tag_is_412() {
     let api = Api::new().await;
-    let uri = format!("/v1/sessions/{}/attributes", id_of(&api.create(json!({"user_id": "bob"})).await));
+    let id = id_of(&api.create(json!({"user_id": "bob"})).await);
+    let uri = format!("/v1/sessions/{id}/attributes");
     let w = Some(api.writer.as_str());
-    for (tag, after) in [("\"1\"", 2), ("2", 3), ("W/\"3\"", 4), ("*", 5)] {
-        let reply = api.call_with(Method::PATCH, &uri, w, Some(json!({"incr": {"n": 1}})), &[("if-match", tag)]).await;
+    let incr = || Some(json!({"incr": {"n": 1}}));
+    for (tag, after) in [("\"1\"", 2), ("2", 3), ("\"7\", \"3\"", 4), ("*", 5)] {
+        let reply = api.call_with(Method::PATCH, &uri, w, incr(), &[("if-match", tag)]).await;
         assert_eq!(reply.status, StatusCode::OK, "{tag}: {}", reply.text);
         assert_eq!(reply.json["version"], after);
     }
-    api.call_with(Method::PATCH, &uri, w, Some(json!({})), &[("if-match", "\"a\"")])
-        .await
-        .assert_error(400, "invalid_request");
+    // RFC 9110: a weak tag never matches for If-Match, and a tag no version carries matches
+    // nothing; both are 412, and nothing changes.
+    for tag in ["W/\"5\"", "\"anything-not-current\"", "abc", "\"4\", \"6\""] {
+        api.call_with(Method::PATCH, &uri, w, incr(), &[("if-match", tag)]).await.assert_error(412, "version_mismatch");
+    }
+    let r = Some(api.reader.as_str());
+    assert_eq!(api.call(Method::GET, &format!("/v1/sessions/{id}"), r, None).await.json["version"], 5);
+    // PUT takes `*` to mean "whatever the version", but still needs the header.
+    let put = json!({"attributes": {"a": 1}, "device": {}});
+    let replaced =
+        api.call_with(Method::PUT, &format!("/v1/sessions/{id}"), w, Some(put.clone()), &[("if-match", "*")]).await;
+    assert_eq!(replaced.json["version"], 6, "{}", replaced.text);
+    api.call(Method::PUT, &format!("/v1/sessions/{id}"), w, Some(put)).await.assert_error(428, "precondition_required");
+}
+
+#[tokio::test]
+async fn if_none_match_with_the_current_etag_is_304_without_a_body() {
+    let api = Api::new().await;
+    let id = id_of(&api.create(json!({"user_id": "bob"})).await);
+    let (uri, r) = (format!("/v1/sessions/{id}"), Some(api.reader.as_str()));
+    for tag in ["\"1\"", "W/\"1\"", "\"0\", \"1\"", "*"] {
+        let reply = api.call_with(Method::GET, &uri, r, None, &[("if-none-match", tag)]).await;
+        assert_eq!(reply.status, StatusCode::NOT_MODIFIED, "{tag}");
+        assert_eq!(reply.headers[header::ETAG], "\"1\"");
+        assert!(reply.text.is_empty());
+    }
+    let changed = api.call_with(Method::GET, &uri, r, None, &[("if-none-match", "\"0\"")]).await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_eq!(changed.json["version"], 1);
 }
 
 #[tokio::test]

@@ -24,8 +24,9 @@ use utoipa::{
 use crate::{
     AppState,
     auth::{Caller, Read, Write},
+    conditional::{IfMatch, IfNoneMatch},
     error::ApiError,
-    extract::{IfMatch, JsonBody, PathId, Prefer},
+    extract::{JsonBody, PathId, Prefer},
     reply::{SessionReply, etag},
 };
 
@@ -78,15 +79,28 @@ pub(crate) async fn create_session(
 /// Read a session.
 #[utoipa::path(
     get, path = "/v1/sessions/{id}", tag = "sessions",
-    params(("id" = String, Path, description = "The session id")),
+    params(
+        ("id" = String, Path, description = "The session id"),
+        ("If-None-Match" = Option<String>, Header, description = "ETags the client holds (`\"7\"`, `W/\"7\"`, `*`): 304 if one is current"),
+    ),
     responses(
         (status = 200, description = "The session", body = SessionBody,
             headers(("ETag" = String, description = "The session's version, for If-Match"))),
+        (status = 304, description = "The client's copy is current (`If-None-Match`)",
+            headers(("ETag" = String, description = "The session's version"))),
         (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
     )
 )]
-pub(crate) async fn get_session(caller: Caller<Read>, PathId(id): PathId<SessionId>) -> Result<SessionReply, ApiError> {
-    Ok(SessionReply::ok(caller.manager.get_session(&id).await?))
+pub(crate) async fn get_session(
+    caller: Caller<Read>,
+    PathId(id): PathId<SessionId>,
+    if_none_match: IfNoneMatch,
+) -> Result<SessionReply, ApiError> {
+    let session = caller.manager.get_session(&id).await?;
+    if if_none_match.holds(session.version) {
+        return Ok(SessionReply::not_modified(session));
+    }
+    Ok(SessionReply::ok(session))
 }
 
 /// The body of `PATCH /v1/sessions/{id}/attributes`: exactly the core [`Patch`], which is what
@@ -128,7 +142,7 @@ impl ToSchema for PatchBody {
     patch, path = "/v1/sessions/{id}/attributes", tag = "sessions", request_body = PatchBody,
     params(
         ("id" = String, Path, description = "The session id"),
-        ("If-Match" = Option<String>, Header, description = "Apply only at this version (`\"7\"`)"),
+        ("If-Match" = Option<String>, Header, description = "Apply only at one of these versions (`\"7\"`, `\"7\", \"8\"`, `*`); weak tags never match"),
         ("Prefer" = Option<String>, Header, description = "`return=minimal`: answer 204 with the ETag, no body"),
     ),
     responses(
@@ -151,7 +165,10 @@ pub(crate) async fn patch_attributes(
     prefer: Prefer,
     JsonBody(PatchBody(patch)): JsonBody<PatchBody>,
 ) -> Result<SessionReply, ApiError> {
-    let session = caller.manager.patch_session(&id, &patch, if_match.expected()).await?;
+    let session = match if_match.single() {
+        Some(expected) => caller.manager.patch_session(&id, &patch, expected).await?,
+        None => if_match.write(|expected| caller.manager.patch_session(&id, &patch, Some(expected))).await?,
+    };
     Ok(SessionReply::changed(session, prefer))
 }
 
@@ -161,7 +178,7 @@ pub(crate) async fn patch_attributes(
     put, path = "/v1/sessions/{id}", tag = "sessions", request_body = ReplaceSession,
     params(
         ("id" = String, Path, description = "The session id"),
-        ("If-Match" = String, Header, description = "The version being replaced (`\"7\"`)"),
+        ("If-Match" = String, Header, description = "The versions it may replace (`\"7\"`, a list, or `*`); weak tags never match"),
         ("Prefer" = Option<String>, Header, description = "`return=minimal`: answer 204 with the ETag, no body"),
     ),
     responses(
@@ -175,7 +192,7 @@ pub(crate) async fn patch_attributes(
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_patch`: the attributes break a size limit", body = ErrorBody),
-        (status = 428, description = "`precondition_required`: no If-Match with a version", body = ErrorBody),
+        (status = 428, description = "`precondition_required`: no If-Match", body = ErrorBody),
     )
 )]
 pub(crate) async fn replace_session(
@@ -185,9 +202,14 @@ pub(crate) async fn replace_session(
     prefer: Prefer,
     JsonBody(body): JsonBody<ReplaceSession>,
 ) -> Result<SessionReply, ApiError> {
-    // A blind overwrite (`*` or no header) would lose whatever another writer changed.
-    let IfMatch::Version(expected) = if_match else { return Err(ApiError::PreconditionRequired) };
-    let session = caller.manager.replace_session(&id, &body.attributes, &body.device, expected).await?;
+    // Without the header a client could lose, unknowingly, whatever another writer changed;
+    // `*` says it means to overwrite any version.
+    if !if_match.is_present() {
+        return Err(ApiError::PreconditionRequired);
+    }
+    let session = if_match
+        .write(|expected| caller.manager.replace_session(&id, &body.attributes, &body.device, expected))
+        .await?;
     Ok(SessionReply::changed(session, prefer))
 }
 
