@@ -65,7 +65,9 @@
 //! # Ok(()) }
 //! ```
 
-mod shared;
+mod error;
+mod outcome;
+mod row;
 
 #[cfg(feature = "mysql")]
 mod mysql;
@@ -73,7 +75,6 @@ mod mysql;
 mod postgres;
 
 #[cfg(feature = "mysql")]
-pub use mysql::{MySqlDialect, MySqlStore};
+pub use mysql::MySqlStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{PgDialect, PostgresStore};
-pub use shared::{Dialect, SqlStore};
+pub use postgres::PostgresStore;
