@@ -45,6 +45,15 @@ pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// Whether an `INSERT` went in: `Ok(false)` if the primary key was taken.
+pub(crate) fn inserted<R>(outcome: Result<R, sqlx::Error>) -> Result<bool, StoreError> {
+    match outcome {
+        Ok(_) => Ok(true),
+        Err(e) if is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(store_error(e)),
+    }
+}
+
 /// A deadlock or serialization failure: the transaction was rolled back and may simply be
 /// run again. InnoDB gap locks make concurrent first creates of one user deadlock.
 fn is_retryable(error: &StoreError) -> bool {

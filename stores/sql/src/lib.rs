@@ -68,6 +68,7 @@
 mod error;
 mod outcome;
 mod row;
+mod store;
 
 #[cfg(feature = "mysql")]
 mod mysql;
@@ -78,3 +79,4 @@ mod postgres;
 pub use mysql::MySqlStore;
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+pub use store::SqlStore;

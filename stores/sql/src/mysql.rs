@@ -19,30 +19,25 @@ use sessanger_core::{
     UserLimit, Version,
 };
 use sqlx::{
-    MySql, MySqlConnection, MySqlPool, QueryBuilder,
+    MySql, MySqlConnection, QueryBuilder,
     migrate::Migrator,
     mysql::{MySqlArguments, MySqlConnectOptions, MySqlExecutor},
     query::Query,
 };
 
 use crate::{
-    error::{is_unique_violation, migrate_error, pool_options, redact, retry_deadlocks, store_error},
-    outcome::{Updated, admit, explain_patch, insert_or_reuse_dead, integer_increments, replaced, settle_patch},
+    error::{inserted, is_unique_violation, redact, retry_deadlocks, store_error},
+    outcome::{Updated, admit, finish_create, insert_or_reuse_dead, replaced, settle_patch},
     row::{self, ServiceRow, SessionRow, encode},
+    store::SqlStore,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/mysql");
 
 /// Sessions and services in MySQL or MariaDB (`mysql://` or `mariadb://` URLs).
-///
-/// Every method of the contract is one statement, or one transaction where it needs a
-/// decision between statements or the result of a write; see the crate docs for which.
-#[derive(Debug, Clone)]
-pub struct MySqlStore {
-    pool: MySqlPool,
-}
+pub type MySqlStore = SqlStore<MySql>;
 
-impl MySqlStore {
+impl SqlStore<MySql> {
     /// Connects to the MySQL or MariaDB database at `url` (`mysql://user@host:port/db`, also
     /// `mariadb://`) with a pool of up to 10 connections, and applies the migrations.
     /// An unreachable server is retried for up to 10 seconds.
@@ -65,31 +60,17 @@ impl MySqlStore {
     /// # Errors
     /// As [`connect`](Self::connect).
     pub async fn connect_with(options: MySqlConnectOptions) -> Result<Self, StoreError> {
-        let pool: MySqlPool = pool_options().connect_with(options).await.map_err(store_error)?;
-        let store = Self::new(pool);
-        store.migrate().await?;
-        Ok(store)
+        Self::open(options, &MIGRATOR).await
     }
 
-    /// A store on a ready pool. Does not run migrations: call [`migrate`](Self::migrate)
-    /// (or use `connect`, which does).
-    pub fn new(pool: MySqlPool) -> Self {
-        MySqlStore { pool }
-    }
-
-    /// The connection pool.
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
-
-    /// Applies the migrations embedded in the binary that the database has not seen yet;
-    /// running it again is a no-op, and concurrent runs wait for each other.
+    /// Applies the migrations of `migrations/mysql`, embedded in the binary, that the
+    /// database has not seen yet; running it again is a no-op, and concurrent runs wait for
+    /// each other.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] if the server cannot be reached, [`StoreError::Other`] for
-    /// a failed migration.
+    /// As [`connect`](Self::connect), for a failed migration.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(migrate_error)
+        self.apply(&MIGRATOR).await
     }
 
     /// Runs `update`, an `UPDATE` of the session `id`, and reads the live session after it,
@@ -110,43 +91,30 @@ impl MySqlStore {
     /// `create` under a limit: one transaction that locks the user's sessions, decides with
     /// [`UserLimit::admit`], evicts, and inserts. A concurrent create for the same user waits
     /// for the locks, so it counts this one.
-    async fn create_limited(
-        &self,
-        row: &SessionRow,
-        limit: UserLimit,
-        now: Timestamp,
-        id: &SessionId,
-    ) -> Result<Created, StoreError> {
+    async fn create_limited(&self, row: &SessionRow, limit: UserLimit, now: Timestamp) -> Result<Created, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         // `FOR UPDATE` on the user's index range takes next-key locks, which also cover the
         // gap where a user without sessions would get their first: InnoDB blocks (or, for two
         // first creates, deadlocks and retries) any concurrent insert there.
-        let sessions: Vec<(String, i64)> =
-            sqlx::query_as("SELECT id, expires_at FROM sessions WHERE user_id = ? ORDER BY created_at, id FOR UPDATE")
-                .bind(&row.user_id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(store_error)?;
-        // A refusal writes nothing: dropping the transaction rolls it back.
-        let evicted = match admit(&sessions, id, limit, now) {
+        let select =
+            sqlx::query_as("SELECT id, expires_at FROM sessions WHERE user_id = ? ORDER BY created_at, id FOR UPDATE");
+        let sessions: Vec<(String, i64)> = select.bind(&row.user_id).fetch_all(&mut *tx).await.map_err(store_error)?;
+        let evicted = match admit(&sessions, &row.id, limit, now) {
             Ok(evicted) => evicted,
+            // A refusal writes nothing: dropping the transaction rolls it back.
             Err(refused) => return Ok(refused),
         };
-        delete_dead(&mut tx, id, now).await.map_err(store_error)?;
+        delete_dead(&mut tx, &row.id, now).await.map_err(store_error)?;
         delete_ids(&mut tx, evicted.iter().map(AsRef::as_ref)).await?;
-        match insert(row).execute(&mut *tx).await {
-            Ok(_) => tx.commit().await.map_err(store_error)?,
-            Err(e) if is_unique_violation(&e) => return Ok(Created::IdTaken),
-            Err(e) => return Err(store_error(e)),
-        }
-        Ok(Created::Created { evicted })
+        let inserted = insert(row).execute(&mut *tx).await;
+        finish_create(tx, inserted, evicted).await
     }
 
     /// `rename`: one transaction that deletes a dead session holding the new id, moves the
     /// live one there, and reads it back.
     async fn rename_once(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        delete_dead(&mut tx, new, now).await.map_err(store_error)?;
+        delete_dead(&mut tx, new.as_ref(), now).await.map_err(store_error)?;
         let moved = sqlx::query(
             "UPDATE sessions
              SET id = ?, version = version + 1,
@@ -234,9 +202,8 @@ fn insert(row: &SessionRow) -> Query<'static, MySql, MySqlArguments> {
 
 /// Deletes the dead session with this id, if any: the id may be reused. The number of rows
 /// deleted.
-async fn delete_dead(conn: &mut MySqlConnection, id: &SessionId, now: Timestamp) -> Result<u64, sqlx::Error> {
-    let dead =
-        sqlx::query("DELETE FROM sessions WHERE id = ? AND expires_at <= ?").bind(id.as_ref()).bind(now.as_millis());
+async fn delete_dead(conn: &mut MySqlConnection, id: &str, now: Timestamp) -> Result<u64, sqlx::Error> {
+    let dead = sqlx::query("DELETE FROM sessions WHERE id = ? AND expires_at <= ?").bind(id).bind(now.as_millis());
     Ok(dead.execute(conn).await?.rows_affected())
 }
 
@@ -335,15 +302,15 @@ fn version(v: Version) -> i64 {
 }
 
 #[async_trait]
-impl SessionStore for MySqlStore {
+impl SessionStore for SqlStore<MySql> {
     async fn create(&self, session: &Session, limit: UserLimit, now: Timestamp) -> Result<Created, StoreError> {
         let row = SessionRow::new(session)?;
         if limit != UserLimit::Unlimited {
-            return retry_deadlocks(|| self.create_limited(&row, limit, now, &session.id)).await;
+            return retry_deadlocks(|| self.create_limited(&row, limit, now)).await;
         }
         insert_or_reuse_dead(
             || async { Ok(insert(&row).execute(&self.pool).await?.rows_affected()) },
-            || async { delete_dead(&mut *self.pool.acquire().await?, &session.id, now).await },
+            || async { delete_dead(&mut *self.pool.acquire().await?, &row.id, now).await },
         )
         .await
     }
@@ -371,16 +338,11 @@ impl SessionStore for MySqlStore {
         options: PatchOptions,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
-        let Some(increments) = integer_increments(patch) else {
-            // An increment by a non-integer: nothing to run; say why from the session.
-            let current = self.load(id, now).await?;
-            return Ok(explain_patch(current, patch, options.expected).unwrap_or(Patched::NotFound));
-        };
-        settle_patch(patch, options.expected, || async {
+        let write = async |increments: Vec<(&str, i64)>| {
             let mut update = patch_statement(id, patch, &increments, options, now)?;
             self.update_then_load(update.build(), id, now).await
-        })
-        .await
+        };
+        settle_patch(patch, options.expected, || self.load(id, now), write).await
     }
 
     async fn replace(
@@ -422,17 +384,13 @@ impl SessionStore for MySqlStore {
     }
 
     async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        let select = sqlx::query_as(
+            "SELECT id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
+                    CAST(device AS CHAR) AS device, created_by, CAST(attributes AS CHAR) AS attributes, version
+             FROM sessions WHERE user_id = ? AND expires_at > ? ORDER BY created_at, id",
+        );
         row::sessions(
-            sqlx::query_as(
-                "SELECT id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
-                        CAST(device AS CHAR) AS device, created_by, CAST(attributes AS CHAR) AS attributes, version
-                 FROM sessions WHERE user_id = ? AND expires_at > ? ORDER BY created_at, id",
-            )
-            .bind(user.as_ref())
-            .bind(now.as_millis())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?,
+            select.bind(user.as_ref()).bind(now.as_millis()).fetch_all(&self.pool).await.map_err(store_error)?,
         )
     }
 
@@ -443,14 +401,10 @@ impl SessionStore for MySqlStore {
 }
 
 #[async_trait]
-impl Maintenance for MySqlStore {
+impl Maintenance for SqlStore<MySql> {
     async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
-        let count = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE expires_at > ?")
-            .bind(now.as_millis())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
-        row::count(count)
+        let count = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE expires_at > ?").bind(now.as_millis());
+        row::count(count.fetch_one(&self.pool).await.map_err(store_error)?)
     }
 
     async fn delete_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<SessionRef>, StoreError> {
@@ -472,47 +426,29 @@ impl Maintenance for MySqlStore {
 }
 
 #[async_trait]
-impl ServiceStore for MySqlStore {
+impl ServiceStore for SqlStore<MySql> {
     async fn create_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
-        let created = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO services (id, name, permissions, secret_sha256, created_at)
              VALUES (?, ?, JSON_EXTRACT(?, '$'), ?, ?)",
-        )
-        .bind(service.id.as_ref())
-        .bind(&service.name)
-        .bind(encode(&service.permissions)?)
-        .bind(&service.secret_sha256)
-        .bind(service.created_at.as_millis())
-        .execute(&self.pool)
-        .await;
-        match created {
-            Ok(_) => Ok(true),
-            Err(e) if is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(store_error(e)),
-        }
+        );
+        inserted(ServiceRow::new(service)?.bind(insert).execute(&self.pool).await)
     }
 
     async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
-        let row: Option<ServiceRow> = sqlx::query_as(
+        let select = sqlx::query_as(
             "SELECT id, name, CAST(permissions AS CHAR) AS permissions, secret_sha256, created_at
              FROM services WHERE id = ?",
-        )
-        .bind(id.as_ref())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?;
-        row.map(ServiceRecord::try_from).transpose()
+        );
+        row::service(select.bind(id.as_ref()).fetch_optional(&self.pool).await.map_err(store_error)?)
     }
 
     async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
-        let rows: Vec<ServiceRow> = sqlx::query_as(
+        let select = sqlx::query_as(
             "SELECT id, name, CAST(permissions AS CHAR) AS permissions, secret_sha256, created_at
              FROM services ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter().map(ServiceRecord::try_from).collect()
+        );
+        row::services(select.fetch_all(&self.pool).await.map_err(store_error)?)
     }
 
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
@@ -529,11 +465,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_patch_statement_binds_one_argument_per_placeholder_in_order() {
+    fn mysql_patch_sql_binds_one_argument_per_placeholder_in_order() {
         let patch =
             Patch::default().set("a", json!({"x": 1})).set("b\"q", json!("s")).remove("c").incr("n", 2).incr("m", -1);
         let id = SessionId::generate();
-        let increments = integer_increments(&patch).unwrap();
+        let increments = crate::outcome::integer_increments(&patch).unwrap();
         let options = PatchOptions::new().with_touch(true).with_expected(Some(Version(3)));
         let mut sql = patch_statement(&id, &patch, &increments, options, Timestamp::from_millis(0)).unwrap();
         let mut query = sql.build();

@@ -8,6 +8,7 @@ use std::future::Future;
 use sessanger_core::{
     Created, Patch, Patched, Replaced, Session, SessionId, StoreError, Timestamp, UserLimit, Version,
 };
+use sqlx::{Database, Transaction};
 
 use crate::error::{ATTEMPTS, is_unique_violation, store_error};
 
@@ -48,17 +49,31 @@ where
 /// evict, or `Err` with the refusal ([`Created::IdTaken`] or [`Created::LimitReached`]).
 pub(crate) fn admit(
     rows: &[(String, i64)],
-    id: &SessionId,
+    id: &str,
     limit: UserLimit,
     now: Timestamp,
 ) -> Result<Vec<SessionId>, Created> {
     let live: Vec<&str> =
         rows.iter().filter(|(_, expires_at)| *expires_at > now.as_millis()).map(|(id, _)| id.as_str()).collect();
-    if live.contains(&id.as_ref()) {
+    if live.contains(&id) {
         return Err(Created::IdTaken);
     }
     let excess = limit.admit(live.len()).ok_or(Created::LimitReached)?;
     Ok(live.iter().take(excess).filter_map(|id| id.parse().ok()).collect())
+}
+
+/// Ends a limited create's transaction after its `INSERT`: commits if the row went in; if the
+/// id was taken after all, rolls back (by dropping the transaction) and says so.
+pub(crate) async fn finish_create<DB: Database>(
+    tx: Transaction<'_, DB>,
+    inserted: Result<DB::QueryResult, sqlx::Error>,
+    evicted: Vec<SessionId>,
+) -> Result<Created, StoreError> {
+    match inserted {
+        Ok(_) => tx.commit().await.map(|()| Created::Created { evicted }).map_err(store_error),
+        Err(e) if is_unique_violation(&e) => Ok(Created::IdTaken),
+        Err(e) => Err(store_error(e)),
+    }
 }
 
 /// The increments of a patch as integers, in the patch's order; `None` if one is not an
@@ -67,20 +82,27 @@ pub(crate) fn integer_increments(patch: &Patch) -> Option<Vec<(&str, i64)>> {
     patch.incr.iter().map(|(key, by)| Some((key.as_str(), by.as_i64()?))).collect()
 }
 
-/// Runs `write` (one `UPDATE` applying `patch` where the version is `expected`, if any) until
-/// it applies or the session as it is now says why it cannot. A write that matched nothing
-/// although nothing forbids it lost a race with a concurrent write, so it runs again.
-pub(crate) async fn settle_patch<F, Fut>(
-    patch: &Patch,
+/// Applies `patch` where the version is `expected` (if any): `write` runs one `UPDATE` with
+/// the patch's increments, again until it applies or the session as it is now says why it
+/// cannot (a write that matched nothing although nothing forbids it lost a race with a
+/// concurrent write). An increment by a non-integer runs nothing: `load` reads the session
+/// to say why.
+pub(crate) async fn settle_patch<'p, L, W, Fut>(
+    patch: &'p Patch,
     expected: Option<Version>,
-    mut write: F,
+    load: impl FnOnce() -> L,
+    mut write: W,
 ) -> Result<Patched, StoreError>
 where
-    F: FnMut() -> Fut,
+    L: Future<Output = Result<Option<Session>, StoreError>>,
+    W: FnMut(Vec<(&'p str, i64)>) -> Fut,
     Fut: Future<Output = Result<Updated, StoreError>>,
 {
+    let Some(increments) = integer_increments(patch) else {
+        return Ok(explain_patch(load().await?, patch, expected).unwrap_or(Patched::NotFound));
+    };
     for _ in 0..ATTEMPTS {
-        match write().await? {
+        match write(increments.clone()).await? {
             Updated { matched: true, session: Some(session) } => return Ok(Patched::Applied(session)),
             Updated { matched: true, session: None } => return Ok(Patched::NotFound),
             Updated { matched: false, session } => {
@@ -114,23 +136,12 @@ pub(crate) fn replaced(updated: Updated) -> Replaced {
 
 #[cfg(test)]
 mod tests {
-    use std::{num::NonZeroU32, time::Duration};
+    use std::num::NonZeroU32;
 
     use serde_json::json;
-    use sessanger_core::UserId;
 
     use super::*;
-
-    fn session() -> Session {
-        let user: UserId = "u".parse().unwrap();
-        Session::new(
-            SessionId::generate_for(&user),
-            user,
-            Timestamp::from_millis(0),
-            Duration::from_secs(1),
-            Duration::from_secs(2),
-        )
-    }
+    use crate::row::tests::session;
 
     #[test]
     fn a_failed_patch_is_explained_from_the_current_session() {
@@ -161,8 +172,8 @@ mod tests {
         let rows = vec![("dead".to_owned(), 0), (a.to_string(), 10), (b.to_string(), 10)];
         let two = NonZeroU32::new(2).unwrap();
         let now = Timestamp::from_millis(5);
-        assert_eq!(admit(&rows, &s.id, UserLimit::EvictOldest(two), now), Ok(vec![a.clone()]));
-        assert_eq!(admit(&rows, &s.id, UserLimit::Refuse(two), now), Err(Created::LimitReached));
-        assert_eq!(admit(&rows, &a, UserLimit::Refuse(two), now), Err(Created::IdTaken));
+        assert_eq!(admit(&rows, s.id.as_ref(), UserLimit::EvictOldest(two), now), Ok(vec![a.clone()]));
+        assert_eq!(admit(&rows, s.id.as_ref(), UserLimit::Refuse(two), now), Err(Created::LimitReached));
+        assert_eq!(admit(&rows, a.as_ref(), UserLimit::Refuse(two), now), Err(Created::IdTaken));
     }
 }

@@ -15,30 +15,25 @@ use sessanger_core::{
     UserLimit, Version,
 };
 use sqlx::{
-    PgPool, Postgres,
+    Postgres,
     migrate::Migrator,
     postgres::{PgArguments, PgConnectOptions},
     query::{Query, QueryAs},
 };
 
 use crate::{
-    error::{is_unique_violation, migrate_error, pool_options, redact, retry_deadlocks, store_error},
-    outcome::{Updated, admit, explain_patch, insert_or_reuse_dead, integer_increments, replaced, settle_patch},
+    error::{inserted, is_unique_violation, redact, retry_deadlocks, store_error},
+    outcome::{Updated, admit, finish_create, insert_or_reuse_dead, replaced, settle_patch},
     row::{self, ServiceRow, SessionRow, encode},
+    store::SqlStore,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Sessions and services in PostgreSQL (`postgres://` or `postgresql://` URLs).
-///
-/// Every method of the contract is one statement, or one transaction where it needs a
-/// decision between statements; see the crate docs for which.
-#[derive(Debug, Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
-}
+pub type PostgresStore = SqlStore<Postgres>;
 
-impl PostgresStore {
+impl SqlStore<Postgres> {
     /// Connects to the PostgreSQL database at `url` (`postgres://user@host:port/db`, also
     /// `postgresql://`) with a pool of up to 10 connections, and applies the migrations.
     /// An unreachable server is retried for up to 10 seconds.
@@ -60,31 +55,17 @@ impl PostgresStore {
     /// # Errors
     /// As [`connect`](Self::connect).
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
-        let pool: PgPool = pool_options().connect_with(options).await.map_err(store_error)?;
-        let store = Self::new(pool);
-        store.migrate().await?;
-        Ok(store)
+        Self::open(options, &MIGRATOR).await
     }
 
-    /// A store on a ready pool. Does not run migrations: call [`migrate`](Self::migrate)
-    /// (or use `connect`, which does).
-    pub fn new(pool: PgPool) -> Self {
-        PostgresStore { pool }
-    }
-
-    /// The connection pool.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Applies the migrations embedded in the binary that the database has not seen yet;
-    /// running it again is a no-op, and concurrent runs wait for each other.
+    /// Applies the migrations of `migrations/postgres`, embedded in the binary, that the
+    /// database has not seen yet; running it again is a no-op, and concurrent runs wait for
+    /// each other.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] if the server cannot be reached, [`StoreError::Other`] for
-    /// a failed migration.
+    /// As [`connect`](Self::connect), for a failed migration.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        MIGRATOR.run(&self.pool).await.map_err(migrate_error)
+        self.apply(&MIGRATOR).await
     }
 
     /// What an `UPDATE ... RETURNING` of the session `id` did: the row it wrote, or, when it
@@ -104,13 +85,7 @@ impl PostgresStore {
     /// `create` under a limit: one transaction that locks the user, reads their sessions,
     /// decides with [`UserLimit::admit`], evicts, and inserts. A concurrent create for the
     /// same user waits for the lock, so it counts this one.
-    async fn create_limited(
-        &self,
-        row: &SessionRow,
-        limit: UserLimit,
-        now: Timestamp,
-        id: &SessionId,
-    ) -> Result<Created, StoreError> {
+    async fn create_limited(&self, row: &SessionRow, limit: UserLimit, now: Timestamp) -> Result<Created, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         // A transaction-scoped advisory lock on the user: it exists before the user has any
         // row to lock, so the first creates of a user serialize too, and commit or rollback
@@ -120,31 +95,30 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
-        let sessions: Vec<(String, i64)> =
-            sqlx::query_as("SELECT id, expires_at FROM sessions WHERE user_id = $1 ORDER BY created_at, id FOR UPDATE")
-                .bind(&row.user_id)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(store_error)?;
-        // A refusal writes nothing: dropping the transaction rolls it back.
-        let evicted = match admit(&sessions, id, limit, now) {
+        let select =
+            sqlx::query_as("SELECT id, expires_at FROM sessions WHERE user_id = $1 ORDER BY created_at, id FOR UPDATE");
+        let sessions: Vec<(String, i64)> = select.bind(&row.user_id).fetch_all(&mut *tx).await.map_err(store_error)?;
+        let evicted = match admit(&sessions, &row.id, limit, now) {
             Ok(evicted) => evicted,
+            // A refusal writes nothing: dropping the transaction rolls it back.
             Err(refused) => return Ok(refused),
         };
+        // The evicted sessions, and a dead one holding the new id.
         let evicted_ids: Vec<&str> = evicted.iter().map(AsRef::as_ref).collect();
-        sqlx::query("DELETE FROM sessions WHERE (id = $1 AND expires_at <= $2) OR id = ANY($3)")
-            .bind(id.as_ref())
-            .bind(now.as_millis())
-            .bind(evicted_ids)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        match insert(row).execute(&mut *tx).await {
-            Ok(_) => tx.commit().await.map_err(store_error)?,
-            Err(e) if is_unique_violation(&e) => return Ok(Created::IdTaken),
-            Err(e) => return Err(store_error(e)),
-        }
-        Ok(Created::Created { evicted })
+        let delete = sqlx::query("DELETE FROM sessions WHERE (id = $1 AND expires_at <= $2) OR id = ANY($3)");
+        delete.bind(&row.id).bind(now.as_millis()).bind(evicted_ids).execute(&mut *tx).await.map_err(store_error)?;
+        let inserted = insert(row).execute(&mut *tx).await;
+        finish_create(tx, inserted, evicted).await
+    }
+
+    /// `create` without a limit: one `INSERT`, unless the id is a dead session's.
+    async fn create_unlimited(&self, row: &SessionRow, now: Timestamp) -> Result<Created, StoreError> {
+        let delete_dead = || sqlx::query("DELETE FROM sessions WHERE id = $1 AND expires_at <= $2").bind(&row.id);
+        insert_or_reuse_dead(
+            || async { Ok(insert(row).execute(&self.pool).await?.rows_affected()) },
+            || async { Ok(delete_dead().bind(now.as_millis()).execute(&self.pool).await?.rows_affected()) },
+        )
+        .await
     }
 
     /// `rename`: one transaction that deletes a dead session holding the new id, then moves
@@ -244,22 +218,13 @@ fn version(v: Version) -> i64 {
 }
 
 #[async_trait]
-impl SessionStore for PostgresStore {
+impl SessionStore for SqlStore<Postgres> {
     async fn create(&self, session: &Session, limit: UserLimit, now: Timestamp) -> Result<Created, StoreError> {
         let row = SessionRow::new(session)?;
-        if limit != UserLimit::Unlimited {
-            return retry_deadlocks(|| self.create_limited(&row, limit, now, &session.id)).await;
+        match limit {
+            UserLimit::Unlimited => self.create_unlimited(&row, now).await,
+            _ => retry_deadlocks(|| self.create_limited(&row, limit, now)).await,
         }
-        insert_or_reuse_dead(
-            || async { Ok(insert(&row).execute(&self.pool).await?.rows_affected()) },
-            || async {
-                let dead = sqlx::query("DELETE FROM sessions WHERE id = $1 AND expires_at <= $2")
-                    .bind(session.id.as_ref())
-                    .bind(now.as_millis());
-                Ok(dead.execute(&self.pool).await?.rows_affected())
-            },
-        )
-        .await
     }
 
     async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
@@ -300,16 +265,11 @@ impl SessionStore for PostgresStore {
         options: PatchOptions,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
-        let Some(increments) = integer_increments(patch) else {
-            // An increment by a non-integer: nothing to run; say why from the session.
-            let current = self.load(id, now).await?;
-            return Ok(explain_patch(current, patch, options.expected).unwrap_or(Patched::NotFound));
-        };
-        settle_patch(patch, options.expected, || async {
+        let write = async |increments: Vec<(&str, i64)>| {
             let written = patch_query(id, patch, &increments, options, now)?.fetch_optional(&self.pool).await;
             self.updated(written, id, now).await
-        })
-        .await
+        };
+        settle_patch(patch, options.expected, || self.load(id, now), write).await
     }
 
     async fn replace(
@@ -354,17 +314,13 @@ impl SessionStore for PostgresStore {
     }
 
     async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        let select = sqlx::query_as(
+            "SELECT id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
+                    device::text AS device, created_by, attributes::text AS attributes, version
+             FROM sessions WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at, id",
+        );
         row::sessions(
-            sqlx::query_as(
-                "SELECT id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
-                        device::text AS device, created_by, attributes::text AS attributes, version
-                 FROM sessions WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at, id",
-            )
-            .bind(user.as_ref())
-            .bind(now.as_millis())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(store_error)?,
+            select.bind(user.as_ref()).bind(now.as_millis()).fetch_all(&self.pool).await.map_err(store_error)?,
         )
     }
 
@@ -379,14 +335,10 @@ impl SessionStore for PostgresStore {
 }
 
 #[async_trait]
-impl Maintenance for PostgresStore {
+impl Maintenance for SqlStore<Postgres> {
     async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
-        let count = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE expires_at > $1")
-            .bind(now.as_millis())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
-        row::count(count)
+        let count = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE expires_at > $1").bind(now.as_millis());
+        row::count(count.fetch_one(&self.pool).await.map_err(store_error)?)
     }
 
     async fn delete_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<SessionRef>, StoreError> {
@@ -414,44 +366,26 @@ impl Maintenance for PostgresStore {
 }
 
 #[async_trait]
-impl ServiceStore for PostgresStore {
+impl ServiceStore for SqlStore<Postgres> {
     async fn create_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
-        let created = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO services (id, name, permissions, secret_sha256, created_at) VALUES ($1, $2, $3::jsonb, $4, $5)",
-        )
-        .bind(service.id.as_ref())
-        .bind(&service.name)
-        .bind(encode(&service.permissions)?)
-        .bind(&service.secret_sha256)
-        .bind(service.created_at.as_millis())
-        .execute(&self.pool)
-        .await;
-        match created {
-            Ok(_) => Ok(true),
-            Err(e) if is_unique_violation(&e) => Ok(false),
-            Err(e) => Err(store_error(e)),
-        }
+        );
+        inserted(ServiceRow::new(service)?.bind(insert).execute(&self.pool).await)
     }
 
     async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
-        let row: Option<ServiceRow> = sqlx::query_as(
+        let select = sqlx::query_as(
             "SELECT id, name, permissions::text AS permissions, secret_sha256, created_at FROM services WHERE id = $1",
-        )
-        .bind(id.as_ref())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?;
-        row.map(ServiceRecord::try_from).transpose()
+        );
+        row::service(select.bind(id.as_ref()).fetch_optional(&self.pool).await.map_err(store_error)?)
     }
 
     async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
-        let rows: Vec<ServiceRow> = sqlx::query_as(
+        let select = sqlx::query_as(
             "SELECT id, name, permissions::text AS permissions, secret_sha256, created_at FROM services ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter().map(ServiceRecord::try_from).collect()
+        );
+        row::services(select.fetch_all(&self.pool).await.map_err(store_error)?)
     }
 
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
@@ -468,10 +402,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_patch_statement_numbers_every_argument() {
+    fn postgres_patch_sql_numbers_every_argument() {
         let patch = Patch::default().set("a", json!({"x": 1})).set("b\"q", json!("s")).remove("c").incr("n", 2);
         let id = SessionId::generate();
-        let increments = integer_increments(&patch).unwrap();
+        let increments = crate::outcome::integer_increments(&patch).unwrap();
         let mut query = patch_query(&id, &patch, &increments, PatchOptions::new(), Timestamp::from_millis(0)).unwrap();
         let bound = query.take_arguments().unwrap().map_or(0, |args| sqlx::Arguments::len(&args));
         let sql = query.sql();

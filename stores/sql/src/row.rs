@@ -128,6 +128,41 @@ impl TryFrom<ServiceRow> for ServiceRecord {
     }
 }
 
+impl ServiceRow {
+    /// The row that stores `service`.
+    pub(crate) fn new(service: &ServiceRecord) -> Result<Self, StoreError> {
+        Ok(ServiceRow {
+            id: service.id.to_string(),
+            name: service.name.clone(),
+            permissions: encode(&service.permissions)?,
+            secret_sha256: service.secret_sha256.clone(),
+            created_at: service.created_at.as_millis(),
+        })
+    }
+
+    /// Binds the row's values to `insert`, in the order of the table's columns (`id`, `name`,
+    /// `permissions`, `secret_sha256`, `created_at`).
+    pub(crate) fn bind<'q, DB>(&self, insert: Query<'q, DB, DB::Arguments>) -> Query<'q, DB, DB::Arguments>
+    where
+        DB: Database,
+        for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+        for<'e> i64: Encode<'e, DB> + Type<DB>,
+    {
+        let values = [&self.id, &self.name, &self.permissions, &self.secret_sha256];
+        values.into_iter().fold(insert, |insert, value| insert.bind(value.as_str())).bind(self.created_at)
+    }
+}
+
+/// A service row, if any, as a service.
+pub(crate) fn service(row: Option<ServiceRow>) -> Result<Option<ServiceRecord>, StoreError> {
+    row.map(ServiceRecord::try_from).transpose()
+}
+
+/// Service rows as services.
+pub(crate) fn services(rows: Vec<ServiceRow>) -> Result<Vec<ServiceRecord>, StoreError> {
+    rows.into_iter().map(ServiceRecord::try_from).collect()
+}
+
 /// The ids of the rows (`id`, `expires_at`) that were live at `now`: what `delete_user`
 /// reports of the rows it deleted.
 pub(crate) fn live_ids(rows: Vec<(String, i64)>, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
@@ -172,13 +207,14 @@ pub(crate) fn count(value: i64) -> Result<u64, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
     use sessanger_core::UserId;
 
     use super::*;
 
-    fn session() -> Session {
+    /// A fresh session of user `u`, created at 0.
+    pub(crate) fn session() -> Session {
         let user: UserId = "u".parse().unwrap();
         Session::new(
             SessionId::generate_for(&user),
