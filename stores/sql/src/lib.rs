@@ -6,24 +6,35 @@
 //! Every operation is one statement, or one transaction where the contract needs a decision
 //! between statements (a per-user limit, a rename) or where the dialect cannot return what it
 //! wrote (MySQL has no `UPDATE ... RETURNING`). Attributes change in place inside the
-//! database — `jsonb_set` and `-` in PostgreSQL, `JSON_SET` and `JSON_REMOVE` in MySQL — in
-//! the one `UPDATE` that also checks the version, so concurrent writers of different keys,
+//! database — `-` and `||` in PostgreSQL, `JSON_REMOVE` and `JSON_SET` in MySQL — in the one
+//! `UPDATE` that also checks the version, so concurrent writers of different keys,
 //! and concurrent increments of one key, never lose each other's writes. The time `now`
 //! always comes from the caller as a parameter, never from the database clock, and every
 //! read filters on `expires_at > now`, so a dead session is invisible at once, purged or not.
 //!
 //! # Layout
 //!
-//! - `shared`: the engine, written once: statement building, row ↔ `Session` mapping, error
-//!   mapping, the per-user limit, the purge batches, and the contract itself, generic over a
-//!   sealed [`Dialect`].
-//! - `postgres` (feature `postgres`): [`PgDialect`] — function names, `$n` placeholders,
-//!   `RETURNING`, and an advisory lock that serializes one user's limited creates.
-//! - `mysql` (feature `mysql`): [`MySqlDialect`] — `?` placeholders, JSON paths, and
-//!   transactions where PostgreSQL would use `RETURNING`.
+//! Each dialect's file holds every statement that dialect receives, as a string literal bound
+//! with sqlx, so `grep` finds each `SELECT`, `INSERT INTO`, `UPDATE` and `DELETE FROM` where
+//! it runs. The other files hold only what is the same for both:
+//!
+//! - `postgres` (feature `postgres`): [`PostgresStore`] — `$n` placeholders, `jsonb`,
+//!   `RETURNING`, an advisory lock that serializes one user's limited creates, and the patch
+//!   as one literal `UPDATE`.
+//! - `mysql` (feature `mysql`): [`MySqlStore`] — `?` placeholders, JSON paths, transactions
+//!   where PostgreSQL would use `RETURNING`, and the two statements built at run time with
+//!   sqlx's `QueryBuilder`: the patch (`JSON_SET` takes one argument pair per key) and the id
+//!   list of a batch delete.
+//! - `store`: [`SqlStore`], the type both stores are: a pool, plus opening and migrating it.
+//! - `row`: rows ↔ records — the `FromRow` row types, their mapping to `Session` and
+//!   `ServiceRecord` (a value that does not read is `StoreError::Decode`), and the values an
+//!   `INSERT` binds.
+//! - `outcome`: the contract's decisions from what the statements returned — the per-user
+//!   limit, reusing a dead session's id, why a patch or replace matched nothing.
+//! - `error`: sqlx errors as `StoreError`s (an unreachable server is `Unavailable`), the
+//!   deadlock retry with backoff, the pool settings.
 //! - `migrations/{postgres,mysql}/`: the schema, embedded in the binary with
-//!   `sqlx::migrate!` and applied by `connect` (or [`SqlStore::migrate`], for
-//!   `sessanger migrate`).
+//!   `sqlx::migrate!` and applied by `connect` (or `migrate`, for `sessanger migrate`).
 //!
 //! The schema has two tables:
 //!
@@ -42,9 +53,9 @@
 //! |---|---|---|
 //! | `load`, `list_user`, `count_active`, services | one `SELECT` | one `SELECT` |
 //! | `create` without a limit | one `INSERT` (a second `DELETE` + `INSERT` only if the id belongs to a dead session) | the same |
-//! | `create` under a limit | one transaction: advisory lock on the user, `SELECT ... FOR UPDATE` of the user's rows, `DELETE` of evicted rows, `INSERT` | one transaction: `SELECT ... FOR UPDATE` (next-key locks), `DELETE`, `INSERT`; retried on deadlock |
+//! | `create` under a limit | one transaction: advisory lock on the user, `SELECT ... FOR UPDATE` of the user's rows, `DELETE` of evicted rows and of a dead session with the id, `INSERT`; retried on deadlock | one transaction: `SELECT ... FOR UPDATE` (next-key locks), `DELETE` of a dead session with the id, `DELETE` of evicted rows, `INSERT`; retried on deadlock |
 //! | `touch`, `patch`, `replace` | one `UPDATE ... RETURNING` (a `SELECT` follows only when it matched nothing, to say why) | one transaction: `UPDATE`, `SELECT` |
-//! | `rename` | one transaction: `DELETE` of a dead session under the new id, `UPDATE` of the id, `SELECT` | the same |
+//! | `rename` | one transaction: `DELETE` of a dead session under the new id, `UPDATE ... RETURNING` of the id; retried on deadlock | one transaction: the same `DELETE`, `UPDATE`, `SELECT`; retried on deadlock |
 //! | `delete`, `delete_user`, `delete_expired` | one `DELETE ... RETURNING` (the purge picks its batch with `ORDER BY expires_at LIMIT n FOR UPDATE SKIP LOCKED`) | one transaction: `SELECT ... FOR UPDATE`, `DELETE` by id |
 //!
 //! # Examples
@@ -65,7 +76,10 @@
 //! # Ok(()) }
 //! ```
 
-mod shared;
+mod error;
+mod outcome;
+mod row;
+mod store;
 
 #[cfg(feature = "mysql")]
 mod mysql;
@@ -73,7 +87,7 @@ mod mysql;
 mod postgres;
 
 #[cfg(feature = "mysql")]
-pub use mysql::{MySqlDialect, MySqlStore};
+pub use mysql::MySqlStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{PgDialect, PostgresStore};
-pub use shared::{Dialect, SqlStore};
+pub use postgres::PostgresStore;
+pub use store::SqlStore;

@@ -1,88 +1,39 @@
-//! PostgreSQL: attributes are `jsonb`, changed in place with `jsonb_set` and `-`; writes
-//! return the written row with `RETURNING`, so most operations are one statement.
+//! [`PostgresStore`]: every statement PostgreSQL receives, as it receives it.
+//!
+//! Attributes are `jsonb`, changed in place: `-` removes keys, `||` sets them, and the
+//! increments are summed from `jsonb_each_text` of the patch's increments, all inside the one
+//! `UPDATE` that also checks the version. Writes return the written row with `RETURNING`, so
+//! most operations are one statement. JSON columns are read as text (`device::text`) and
+//! bound as text cast to `jsonb` (`$8::jsonb`).
 
 use std::str::FromStr;
 
-use sessanger_core::{StoreError, UserId};
+use async_trait::async_trait;
+use sessanger_core::{
+    Attributes, Created, Device, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, ServiceId,
+    ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
+    UserLimit, Version,
+};
 use sqlx::{
     Postgres,
-    postgres::{PgConnectOptions, PgPool},
+    migrate::Migrator,
+    postgres::{PgArguments, PgConnectOptions},
+    query::{Query, QueryAs},
 };
 
-use crate::shared::{
-    Dialect, Sealed, SqlBuilder, SqlStore, Stmt, driver_bind, driver_io, pool_options, redact, store_error,
+use crate::{
+    error::{inserted, is_unique_violation, redact, retry_deadlocks, store_error},
+    outcome::{Updated, admit, finish_create, insert_or_reuse_dead, replaced, settle_patch},
+    row::{self, ServiceRow, SessionRow, encode},
+    store::SqlStore,
 };
 
-/// The PostgreSQL dialect of [`SqlStore`].
-#[derive(Debug, Clone, Copy)]
-pub struct PgDialect;
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 /// Sessions and services in PostgreSQL (`postgres://` or `postgresql://` URLs).
-pub type PostgresStore = SqlStore<PgDialect>;
+pub type PostgresStore = SqlStore<Postgres>;
 
-impl Sealed for PgDialect {}
-
-impl PgDialect {
-    driver_bind!(Postgres);
-}
-
-impl Dialect for PgDialect {
-    type DB = Postgres;
-    const RETURNING: bool = true;
-
-    fn placeholder(n: usize) -> String {
-        format!("${n}")
-    }
-
-    fn json_text(column: &str) -> String {
-        format!("{column}::text")
-    }
-
-    fn json_arg(placeholder: &str) -> String {
-        format!("{placeholder}::jsonb")
-    }
-
-    fn key_arg(key: &str) -> String {
-        key.to_owned()
-    }
-
-    fn json_remove(doc: &str, key: &str) -> String {
-        format!("({doc} - {key})")
-    }
-
-    fn json_set(doc: &str, key: &str, value: &str) -> String {
-        format!("jsonb_set({doc}, ARRAY[{key}], {value})")
-    }
-
-    fn int_sum(sql: &mut SqlBuilder<Self>, doc: &str, key: &str, by: i64) -> String {
-        let (key, by) = (sql.text(key), sql.int(by));
-        // jsonb keeps a number's text: `5` is an integer, `5.0` is not (serde reads it as a
-        // float), exactly as `Session::apply` decides. CASE guarantees the cast never sees
-        // a non-integer.
-        format!(
-            "CASE WHEN {doc} -> {key} IS NULL THEN {by}::numeric \
-             WHEN jsonb_typeof({doc} -> {key}) = 'number' AND ({doc} ->> {key}) ~ '^-?[0-9]+$' \
-             THEN ({doc} ->> {key})::numeric + {by} END"
-        )
-    }
-
-    fn int_json(expr: &str) -> String {
-        format!("to_jsonb(({expr})::bigint)")
-    }
-
-    fn lock_user(user: &UserId) -> Option<Stmt> {
-        // A transaction-scoped advisory lock on the user: it exists before the user has any
-        // row to lock, so the first creates of a user serialize too, and it is released by
-        // commit or rollback. Hash collisions only make two users wait for each other.
-        let mut sql = SqlBuilder::<Self>::new();
-        let text = format!("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))", sql.text(user.as_ref()));
-        Some(sql.finish(text, &[]))
-    }
-
-    driver_io!(Postgres, sqlx::migrate!("migrations/postgres"));
-}
-
-impl SqlStore<PgDialect> {
+impl SqlStore<Postgres> {
     /// Connects to the PostgreSQL database at `url` (`postgres://user@host:port/db`, also
     /// `postgresql://`) with a pool of up to 10 connections, and applies the migrations.
     /// An unreachable server is retried for up to 10 seconds.
@@ -100,10 +51,366 @@ impl SqlStore<PgDialect> {
 
     /// Connects with ready connect options (e.g. a `search_path` set through
     /// [`PgConnectOptions::options`]) and applies the migrations.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
-        let pool: PgPool = pool_options().connect_with(options).await.map_err(store_error)?;
-        let store = Self::new(pool);
-        store.migrate().await?;
-        Ok(store)
+        Self::open(options, &MIGRATOR).await
+    }
+
+    /// Applies the migrations of `migrations/postgres`, embedded in the binary, that the
+    /// database has not seen yet; running it again is a no-op, and concurrent runs wait for
+    /// each other.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect), for a failed migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.apply(&MIGRATOR).await
+    }
+
+    /// What an `UPDATE ... RETURNING` of the session `id` did: the row it wrote, or, when it
+    /// matched nothing, the live session as it is now, to say why.
+    async fn updated(
+        &self,
+        written: Result<Option<SessionRow>, sqlx::Error>,
+        id: &SessionId,
+        now: Timestamp,
+    ) -> Result<Updated, StoreError> {
+        Ok(match written.map_err(store_error)? {
+            Some(row) => Updated { matched: true, session: Some(row.try_into()?) },
+            None => Updated { matched: false, session: self.load(id, now).await? },
+        })
+    }
+
+    /// `create` under a limit: one transaction that locks the user, reads their sessions,
+    /// decides with [`UserLimit::admit`], evicts, and inserts. A concurrent create for the
+    /// same user waits for the lock, so it counts this one.
+    async fn create_limited(&self, row: &SessionRow, limit: UserLimit, now: Timestamp) -> Result<Created, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        // A transaction-scoped advisory lock on the user: it exists before the user has any
+        // row to lock, so the first creates of a user serialize too, and commit or rollback
+        // releases it. A hash collision only makes two users wait for each other.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(&row.user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let select =
+            sqlx::query_as("SELECT id, expires_at FROM sessions WHERE user_id = $1 ORDER BY created_at, id FOR UPDATE");
+        let sessions: Vec<(String, i64)> = select.bind(&row.user_id).fetch_all(&mut *tx).await.map_err(store_error)?;
+        let evicted = match admit(&sessions, &row.id, limit, now) {
+            Ok(evicted) => evicted,
+            // A refusal writes nothing: dropping the transaction rolls it back.
+            Err(refused) => return Ok(refused),
+        };
+        // The evicted sessions, and a dead one holding the new id.
+        let evicted_ids: Vec<&str> = evicted.iter().map(AsRef::as_ref).collect();
+        let delete = sqlx::query("DELETE FROM sessions WHERE (id = $1 AND expires_at <= $2) OR id = ANY($3)");
+        delete.bind(&row.id).bind(now.as_millis()).bind(evicted_ids).execute(&mut *tx).await.map_err(store_error)?;
+        let inserted = insert(row).execute(&mut *tx).await;
+        finish_create(tx, inserted, evicted).await
+    }
+
+    /// `create` without a limit: one `INSERT`, unless the id is a dead session's.
+    async fn create_unlimited(&self, row: &SessionRow, now: Timestamp) -> Result<Created, StoreError> {
+        let delete_dead = || sqlx::query("DELETE FROM sessions WHERE id = $1 AND expires_at <= $2").bind(&row.id);
+        insert_or_reuse_dead(
+            || async { Ok(insert(row).execute(&self.pool).await?.rows_affected()) },
+            || async { Ok(delete_dead().bind(now.as_millis()).execute(&self.pool).await?.rows_affected()) },
+        )
+        .await
+    }
+
+    /// `rename`: one transaction that deletes a dead session holding the new id, then moves
+    /// the live one there.
+    async fn rename_once(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        sqlx::query("DELETE FROM sessions WHERE id = $1 AND expires_at <= $2")
+            .bind(new.as_ref())
+            .bind(now.as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let moved: Option<SessionRow> = match sqlx::query_as(
+            "UPDATE sessions
+             SET id = $2, version = version + 1,
+                 last_access_at = $3, expires_at = LEAST($3 + idle_ttl_ms, absolute_expires_at)
+             WHERE id = $1 AND expires_at > $3
+             RETURNING id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
+                       device::text AS device, created_by, attributes::text AS attributes, version",
+        )
+        .bind(old.as_ref())
+        .bind(new.as_ref())
+        .bind(now.as_millis())
+        .fetch_optional(&mut *tx)
+        .await
+        {
+            Ok(moved) => moved,
+            Err(e) if is_unique_violation(&e) => return Ok(Renamed::IdTaken),
+            Err(e) => return Err(store_error(e)),
+        };
+        let Some(moved) = moved else { return Ok(Renamed::NotFound) };
+        tx.commit().await.map_err(store_error)?;
+        Ok(Renamed::Renamed(moved.try_into()?))
+    }
+}
+
+/// The `INSERT` of a new session, its values bound.
+fn insert(row: &SessionRow) -> Query<'static, Postgres, PgArguments> {
+    row.bind(sqlx::query(
+        "INSERT INTO sessions (id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at,
+                               expires_at, device, created_by, attributes, version)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10::jsonb, $11)",
+    ))
+}
+
+/// The `UPDATE` that applies a patch in place, in the order of [`Session::apply`]: removals
+/// (`-`), then sets (`||`), then increments, each summed from the value stored before the
+/// patch. The `WHERE` checks the version, and that every increment lands on an absent key or
+/// an integer (jsonb keeps a number's text: `5` is an integer, `5.0` is not, exactly as
+/// serde reads it) with a sum in range, so a rejected patch writes nothing.
+fn patch_query<'a>(
+    id: &'a SessionId,
+    patch: &'a Patch,
+    increments: &[(&str, i64)],
+    options: PatchOptions,
+    now: Timestamp,
+) -> Result<QueryAs<'a, Postgres, SessionRow, PgArguments>, StoreError> {
+    let increments: serde_json::Map<String, serde_json::Value> =
+        increments.iter().map(|(key, by)| ((*key).to_owned(), (*by).into())).collect();
+    let expected = options.expected.map(|v| i64::try_from(v.0).unwrap_or(i64::MAX));
+    Ok(sqlx::query_as(
+        "UPDATE sessions
+         SET attributes = (attributes - $3::text[]) || $4::jsonb || COALESCE(
+                 (SELECT jsonb_object_agg(incr.key, (
+                      CASE WHEN attributes -> incr.key IS NULL THEN incr.value::numeric
+                           WHEN jsonb_typeof(attributes -> incr.key) = 'number'
+                                AND (attributes ->> incr.key) ~ '^-?[0-9]+$'
+                           THEN (attributes ->> incr.key)::numeric + incr.value::numeric END
+                  )::bigint)
+                  FROM jsonb_each_text($5::jsonb) AS incr),
+                 '{}'::jsonb),
+             version = version + 1,
+             last_access_at = CASE WHEN $6 THEN $2 ELSE last_access_at END,
+             expires_at = CASE WHEN $6 THEN LEAST($2 + idle_ttl_ms, absolute_expires_at) ELSE expires_at END
+         WHERE id = $1 AND expires_at > $2 AND version = COALESCE($7, version)
+           AND NOT EXISTS (
+               SELECT FROM jsonb_each_text($5::jsonb) AS incr
+               WHERE (CASE WHEN attributes -> incr.key IS NULL THEN incr.value::numeric
+                           WHEN jsonb_typeof(attributes -> incr.key) = 'number'
+                                AND (attributes ->> incr.key) ~ '^-?[0-9]+$'
+                           THEN (attributes ->> incr.key)::numeric + incr.value::numeric END
+                      BETWEEN -9223372036854775808 AND 9223372036854775807) IS NOT TRUE)
+         RETURNING id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
+                   device::text AS device, created_by, attributes::text AS attributes, version",
+    )
+    .bind(id.as_ref())
+    .bind(now.as_millis())
+    .bind(patch.remove.as_slice())
+    .bind(encode(&patch.set)?)
+    .bind(encode(&increments)?)
+    .bind(options.touch)
+    .bind(expected))
+}
+
+fn version(v: Version) -> i64 {
+    i64::try_from(v.0).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl SessionStore for SqlStore<Postgres> {
+    async fn create(&self, session: &Session, limit: UserLimit, now: Timestamp) -> Result<Created, StoreError> {
+        let row = SessionRow::new(session)?;
+        match limit {
+            UserLimit::Unlimited => self.create_unlimited(&row, now).await,
+            _ => retry_deadlocks(|| self.create_limited(&row, limit, now)).await,
+        }
+    }
+
+    async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        row::session(
+            sqlx::query_as(
+                "SELECT id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
+                        device::text AS device, created_by, attributes::text AS attributes, version
+                 FROM sessions WHERE id = $1 AND expires_at > $2",
+            )
+            .bind(id.as_ref())
+            .bind(now.as_millis())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?,
+        )
+    }
+
+    async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        row::session(
+            sqlx::query_as(
+                "UPDATE sessions SET last_access_at = $2, expires_at = LEAST($2 + idle_ttl_ms, absolute_expires_at)
+                 WHERE id = $1 AND expires_at > $2
+                 RETURNING id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
+                           device::text AS device, created_by, attributes::text AS attributes, version",
+            )
+            .bind(id.as_ref())
+            .bind(now.as_millis())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?,
+        )
+    }
+
+    async fn patch(
+        &self,
+        id: &SessionId,
+        patch: &Patch,
+        options: PatchOptions,
+        now: Timestamp,
+    ) -> Result<Patched, StoreError> {
+        let write = async |increments: Vec<(&str, i64)>| {
+            let written = patch_query(id, patch, &increments, options, now)?.fetch_optional(&self.pool).await;
+            self.updated(written, id, now).await
+        };
+        settle_patch(patch, options.expected, || self.load(id, now), write).await
+    }
+
+    async fn replace(
+        &self,
+        id: &SessionId,
+        attributes: &Attributes,
+        device: &Device,
+        expected: Version,
+        now: Timestamp,
+    ) -> Result<Replaced, StoreError> {
+        let written = sqlx::query_as(
+            "UPDATE sessions SET attributes = $3::jsonb, device = $4::jsonb, version = version + 1
+             WHERE id = $1 AND expires_at > $2 AND version = $5
+             RETURNING id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
+                       device::text AS device, created_by, attributes::text AS attributes, version",
+        )
+        .bind(id.as_ref())
+        .bind(now.as_millis())
+        .bind(encode(attributes)?)
+        .bind(encode(device)?)
+        .bind(version(expected))
+        .fetch_optional(&self.pool)
+        .await;
+        Ok(replaced(self.updated(written, id, now).await?))
+    }
+
+    async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+        retry_deadlocks(|| self.rename_once(old, new, now)).await
+    }
+
+    async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        let deleted = sqlx::query_as(
+            "DELETE FROM sessions WHERE id = $1
+             RETURNING id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
+                       device::text AS device, created_by, attributes::text AS attributes, version",
+        )
+        .bind(id.as_ref())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(row::session(deleted)?.filter(|s| !s.is_expired(now)))
+    }
+
+    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        let select = sqlx::query_as(
+            "SELECT id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
+                    device::text AS device, created_by, attributes::text AS attributes, version
+             FROM sessions WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at, id",
+        );
+        row::sessions(
+            select.bind(user.as_ref()).bind(now.as_millis()).fetch_all(&self.pool).await.map_err(store_error)?,
+        )
+    }
+
+    async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+        let deleted = sqlx::query_as("DELETE FROM sessions WHERE user_id = $1 RETURNING id, expires_at")
+            .bind(user.as_ref())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
+        row::live_ids(deleted, now)
+    }
+}
+
+#[async_trait]
+impl Maintenance for SqlStore<Postgres> {
+    async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let count = sqlx::query_scalar("SELECT COUNT(*) FROM sessions WHERE expires_at > $1").bind(now.as_millis());
+        row::count(count.fetch_one(&self.pool).await.map_err(store_error)?)
+    }
+
+    async fn delete_expired(&self, now: Timestamp, limit: usize) -> Result<Vec<SessionRef>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Soonest first through the expiry index, so a batch reads only due entries; SKIP
+        // LOCKED lets two purgers share the work instead of waiting on each other.
+        let purged = sqlx::query_as(
+            "DELETE FROM sessions WHERE id IN (
+                 SELECT id FROM sessions WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING id, user_id",
+        )
+        .bind(now.as_millis())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(row::session_refs(purged))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(store_error)
+    }
+}
+
+#[async_trait]
+impl ServiceStore for SqlStore<Postgres> {
+    async fn create_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+        let insert = sqlx::query(
+            "INSERT INTO services (id, name, permissions, secret_sha256, created_at) VALUES ($1, $2, $3::jsonb, $4, $5)",
+        );
+        inserted(ServiceRow::new(service)?.bind(insert).execute(&self.pool).await)
+    }
+
+    async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
+        let select = sqlx::query_as(
+            "SELECT id, name, permissions::text AS permissions, secret_sha256, created_at FROM services WHERE id = $1",
+        );
+        row::service(select.bind(id.as_ref()).fetch_optional(&self.pool).await.map_err(store_error)?)
+    }
+
+    async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+        let select = sqlx::query_as(
+            "SELECT id, name, permissions::text AS permissions, secret_sha256, created_at FROM services ORDER BY id",
+        );
+        row::services(select.fetch_all(&self.pool).await.map_err(store_error)?)
+    }
+
+    async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
+        let deleted = sqlx::query("DELETE FROM services WHERE id = $1").bind(id.as_ref()).execute(&self.pool).await;
+        Ok(deleted.map_err(store_error)?.rows_affected() > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use sqlx::Execute;
+
+    use super::*;
+
+    #[test]
+    fn postgres_patch_sql_numbers_every_argument() {
+        let patch = Patch::default().set("a", json!({"x": 1})).set("b\"q", json!("s")).remove("c").incr("n", 2);
+        let id = SessionId::generate();
+        let increments = crate::outcome::integer_increments(&patch).unwrap();
+        let mut query = patch_query(&id, &patch, &increments, PatchOptions::new(), Timestamp::from_millis(0)).unwrap();
+        let bound = query.take_arguments().unwrap().map_or(0, |args| sqlx::Arguments::len(&args));
+        let sql = query.sql();
+        let highest = (1..=bound + 1).rev().find(|n| sql.as_str().contains(&format!("${n}"))).unwrap();
+        assert_eq!(highest, bound);
+        assert!(sql.as_str().contains("(attributes - $3::text[]) || $4::jsonb"));
     }
 }

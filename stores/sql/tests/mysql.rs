@@ -6,7 +6,7 @@ mod common;
 
 use std::str::FromStr;
 
-use sessanger_core::{Maintenance, StoreError};
+use sessanger_core::{Maintenance, SessionId, StoreError};
 use sessanger_store_sql::MySqlStore;
 use sqlx::{Connection, Executor, MySqlConnection, Row, mysql::MySqlConnectOptions};
 
@@ -21,75 +21,69 @@ async fn admin() -> MySqlConnection {
         .unwrap_or_else(|e| panic!("MySQL/MariaDB must be reachable at {url} (set SESSANGER_TEST_MYSQL_URL): {e}"))
 }
 
-/// Creates a fresh database (dropping test databases over an hour old) and returns its options.
-async fn fresh_database() -> (MySqlConnectOptions, String) {
-    let mut admin = admin().await;
-    let stale: Vec<String> = sqlx::query("SHOW DATABASES LIKE 'sessanger\\_t%'")
-        .fetch_all(&mut admin)
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get::<String, _>(0))
-        .filter(|name| common::is_stale(name))
-        .collect();
-    for name in stale {
-        // Another run may drop it at the same moment; either way it is gone.
-        let _ = admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).await;
+/// The MySQL or MariaDB server of the tests.
+struct MySql;
+
+impl common::TestServer for MySql {
+    type Store = MySqlStore;
+    type Options = MySqlConnectOptions;
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    const UNREACHABLE_URL: &str = "mysql://root@127.0.0.1:1/test";
+    const FOREIGN_URL: &str = "postgres://x@127.0.0.1/test";
+
+    async fn fresh() -> (MySqlConnectOptions, String) {
+        let mut admin = admin().await;
+        let stale: Vec<String> = sqlx::query("SHOW DATABASES LIKE 'sessanger\\_t%'")
+            .fetch_all(&mut admin)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get::<String, _>(0))
+            .filter(|name| common::is_stale(name))
+            .collect();
+        for name in stale {
+            // Another run may drop it at the same moment; either way it is gone.
+            let _ = admin.execute(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name}"))).await;
+        }
+        let database = common::unique_name();
+        admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).await.unwrap();
+        let options = MySqlConnectOptions::from_str(&url()).unwrap().database(&database);
+        (options, database)
     }
-    let database = common::unique_name();
-    admin.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}"))).await.unwrap();
-    let options = MySqlConnectOptions::from_str(&url()).unwrap().database(&database);
-    (options, database)
-}
 
-async fn store() -> MySqlStore {
-    let (options, _) = fresh_database().await;
-    MySqlStore::connect_with(options).await.expect("the store connects and migrates")
-}
+    async fn connect_with(options: MySqlConnectOptions) -> Result<MySqlStore, StoreError> {
+        MySqlStore::connect_with(options).await
+    }
 
-sessanger_testkit::store_conformance!(store);
+    async fn connect(url: &str) -> Result<MySqlStore, StoreError> {
+        MySqlStore::connect(url).await
+    }
 
-#[tokio::test]
-async fn a_row_whose_attributes_are_not_an_object_is_a_decode_error() {
-    let store = store().await;
-    let pool = store.pool().clone();
-    common::a_corrupt_row_reads_as_a_decode_error(&store, async |id| {
+    async fn migrate(store: &MySqlStore) -> Result<(), StoreError> {
+        store.migrate().await
+    }
+
+    async fn corrupt_attributes(store: &MySqlStore, id: &SessionId) {
         sqlx::query("UPDATE sessions SET attributes = '[1, 2]' WHERE id = ?")
             .bind(id.as_ref())
-            .execute(&pool)
+            .execute(store.pool())
             .await
             .unwrap();
-    })
-    .await;
-}
+    }
 
-sql_backend_cases!(store);
-
-#[tokio::test]
-async fn migrations_are_idempotent_when_connecting_twice() {
-    let (options, database) = fresh_database().await;
-    let first = MySqlStore::connect_with(options.clone()).await.unwrap();
-    first.ping().await.unwrap();
-    let second = MySqlStore::connect_with(options).await.expect("a second connect finds the schema in place");
-    second.migrate().await.unwrap();
-    let applied: i64 =
+    async fn migrations_applied(store: &MySqlStore, database: &str) -> i64 {
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {database}._sqlx_migrations")))
-            .fetch_one(second.pool())
+            .fetch_one(store.pool())
             .await
-            .unwrap();
-    assert_eq!(applied, 1);
+            .unwrap()
+    }
 }
 
-#[tokio::test]
-async fn an_unreachable_server_is_unavailable() {
-    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
-    let error = MySqlStore::connect("mysql://root@127.0.0.1:1/test").await.unwrap_err();
-    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
-}
+sql_store_tests!(MySql);
 
 #[tokio::test]
 async fn a_mariadb_url_is_accepted_and_another_scheme_refused() {
-    let (_, database) = fresh_database().await;
+    let (_, database) = <MySql as common::TestServer>::fresh().await;
     let url = url().replacen("mysql://", "mariadb://", 1);
     let url = format!("{}/{database}", url.rsplit_once('/').unwrap().0);
     MySqlStore::connect(&url).await.unwrap().ping().await.unwrap();

@@ -1,5 +1,7 @@
-//! Cases both SQL stores check beyond the conformance suite, written once; each test file
-//! supplies a store and, where needed, a way to damage its rows from outside.
+//! Every test of the SQL stores, written once: the conformance suite and the cases both
+//! stores check beyond it, stamped for each store by [`sql_store_tests!`]. Each test file
+//! says only what differs between the servers, as a [`TestServer`]: how to reach one, how to
+//! make a fresh namespace, and how to damage a row from outside.
 
 #![allow(dead_code, unreachable_pub)] // each test binary uses its own subset
 
@@ -10,8 +12,62 @@ use std::{
 
 use serde_json::json;
 use sessanger_core::{
-    Created, Patch, PatchOptions, Patched, Session, SessionId, Store, StoreError, Timestamp, UserId, UserLimit,
+    Created, Maintenance, Patch, PatchOptions, Patched, Session, SessionId, Store, StoreError, Timestamp, UserId,
+    UserLimit,
 };
+
+/// What differs between the PostgreSQL and the MySQL/MariaDB test server.
+pub trait TestServer {
+    /// The store under test.
+    type Store: Store + Clone;
+    /// Connect options naming one fresh namespace.
+    type Options: Clone;
+    /// A URL where nothing listens.
+    const UNREACHABLE_URL: &str;
+    /// A URL of the other server's scheme.
+    const FOREIGN_URL: &str;
+
+    /// A fresh schema or database (dropping test ones over an hour old): its connect options
+    /// and its name.
+    async fn fresh() -> (Self::Options, String);
+    /// `connect_with` of the store.
+    async fn connect_with(options: Self::Options) -> Result<Self::Store, StoreError>;
+    /// `connect` of the store.
+    async fn connect(url: &str) -> Result<Self::Store, StoreError>;
+    /// `migrate` of the store.
+    async fn migrate(store: &Self::Store) -> Result<(), StoreError>;
+    /// Stores `[1, 2]` as the attributes of session `id`, behind the store's back.
+    async fn corrupt_attributes(store: &Self::Store, id: &SessionId);
+    /// How many migrations the namespace `name` records as applied.
+    async fn migrations_applied(store: &Self::Store, name: &str) -> i64;
+}
+
+/// A store in a fresh namespace, migrated.
+pub async fn store<S: TestServer>() -> S::Store {
+    let (options, _) = S::fresh().await;
+    S::connect_with(options).await.expect("the store connects and migrates")
+}
+
+/// Connecting twice to one namespace finds the schema in place and applies nothing again.
+pub async fn migrations_are_idempotent_when_connecting_twice<S: TestServer>() {
+    let (options, name) = S::fresh().await;
+    let first = S::connect_with(options.clone()).await.unwrap();
+    first.ping().await.unwrap();
+    let second = S::connect_with(options).await.expect("a second connect finds the schema in place");
+    S::migrate(&second).await.unwrap();
+    assert_eq!(S::migrations_applied(&second, &name).await, 1);
+}
+
+/// Nothing listening is `Unavailable`, not `Other`.
+pub async fn an_unreachable_server_is_unavailable<S: TestServer>() {
+    let error = S::connect(S::UNREACHABLE_URL).await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+}
+
+/// The other server's URL is refused before any connection.
+pub async fn a_url_of_another_scheme_is_refused<S: TestServer>() {
+    assert!(matches!(S::connect(S::FOREIGN_URL).await, Err(StoreError::Other(_))));
+}
 
 pub const IDLE: Duration = Duration::from_secs(600);
 const ABSOLUTE: Duration = Duration::from_secs(3600);
@@ -163,28 +219,60 @@ pub async fn first_creates_of_a_user_under_a_limit_race_safely(store: std::sync:
     assert_eq!(store.list_user(&u, now).await.unwrap().len(), 2);
 }
 
-/// The backend-specific cases both SQL stores run, as named tests over `$store()`.
+/// Every test of a SQL store, as named tests over the [`TestServer`] `$server`: the
+/// conformance suite and the cases above.
 #[macro_export]
-macro_rules! sql_backend_cases {
-    ($store:ident) => {
+macro_rules! sql_store_tests {
+    ($server:ty) => {
+        async fn store() -> <$server as common::TestServer>::Store {
+            common::store::<$server>().await
+        }
+
+        sessanger_testkit::store_conformance!(store);
+
+        #[tokio::test]
+        async fn a_row_whose_attributes_are_not_an_object_is_a_decode_error() {
+            let store = store().await;
+            let damaged = store.clone();
+            common::a_corrupt_row_reads_as_a_decode_error(&store, async |id| {
+                <$server as common::TestServer>::corrupt_attributes(&damaged, id).await
+            })
+            .await;
+        }
+
         #[tokio::test(flavor = "multi_thread")]
         async fn delete_expired_removes_just_the_dead_among_many_live_rows_in_bounded_batches() {
-            common::delete_expired_removes_just_the_dead_in_bounded_batches(&$store().await).await;
+            common::delete_expired_removes_just_the_dead_in_bounded_batches(&store().await).await;
         }
 
         #[tokio::test]
         async fn attribute_keys_with_quotes_backslashes_and_dots_stay_plain_keys() {
-            common::attribute_keys_with_quotes_backslashes_and_dots_stay_plain_keys(&$store().await).await;
+            common::attribute_keys_with_quotes_backslashes_and_dots_stay_plain_keys(&store().await).await;
         }
 
         #[tokio::test]
         async fn increments_that_overflow_or_hit_a_float_are_rejected() {
-            common::increments_that_overflow_or_hit_a_float_are_rejected(&$store().await).await;
+            common::increments_that_overflow_or_hit_a_float_are_rejected(&store().await).await;
         }
 
         #[tokio::test(flavor = "multi_thread")]
         async fn first_creates_of_a_user_under_a_limit_race_safely() {
-            common::first_creates_of_a_user_under_a_limit_race_safely(std::sync::Arc::new($store().await)).await;
+            common::first_creates_of_a_user_under_a_limit_race_safely(std::sync::Arc::new(store().await)).await;
+        }
+
+        #[tokio::test]
+        async fn migrations_are_idempotent_when_connecting_twice() {
+            common::migrations_are_idempotent_when_connecting_twice::<$server>().await;
+        }
+
+        #[tokio::test]
+        async fn an_unreachable_server_is_unavailable() {
+            common::an_unreachable_server_is_unavailable::<$server>().await;
+        }
+
+        #[tokio::test]
+        async fn a_url_of_another_scheme_is_refused() {
+            common::a_url_of_another_scheme_is_refused::<$server>().await;
         }
     };
 }
