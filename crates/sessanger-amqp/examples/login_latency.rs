@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sessanger_amqp::{AmqpClient, Manager, ManagerOptions, broker::BrokerAdmin, pam::Authenticator, serve};
+use sessanger_amqp::{AmqpClient, Responder, ServeOptions, broker::BrokerAdmin, pam::Authenticator, serve};
 use sessanger_core::{
     SessionManager, UserId,
     config::{Config, Format},
@@ -66,14 +66,14 @@ async fn main() {
     admin.setup_manager("sessanger-bench", "sessanger-bench").await.expect("management API on 127.0.0.1:15672");
 
     // sessanger: one manager, `clients` concurrent clients.
-    let sessions = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default());
-    let manager = Arc::new(Manager::from_config(sessions, &config, "bench".parse().unwrap()).unwrap());
-    let options = ManagerOptions::from_config(&config).unwrap();
+    let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default());
+    let responder = Arc::new(Responder::from_config(manager, &config, "bench".parse().unwrap()).unwrap());
+    let options = ServeOptions::from_config(&config).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(serve(options, Arc::clone(&manager), async {
+    let running = tokio::spawn(serve(options, Arc::clone(&responder), async {
         let _ = stopped.await;
     }));
-    manager.ready().await;
+    responder.ready().await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for user in users.clone() {

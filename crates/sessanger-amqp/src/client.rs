@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use crate::{
     EXCHANGE, REPLY_TO, Routing, RoutingKey,
     broker::Grant,
-    message::{ErrorCode, Failure, Get, List, Login, Logout, Refresh, Reply, Request, RevokeAll},
+    message::{Get, List, Login, Logout, Refresh, Reply, ReplyCode, ReplyError, Request, RevokeAll},
 };
 
 /// Why a call failed.
@@ -31,7 +31,7 @@ use crate::{
 pub enum ClientError {
     /// The manager answered with an error; branch on its `code`.
     #[error("{}: {}", code_name(.0.code), .0.message)]
-    Remote(Failure),
+    Remote(ReplyError),
     /// No manager answered within the timeout (none running for this key, or the broker lost
     /// the request).
     #[error("no answer from the manager with routing key `{0}` within {1:?}")]
@@ -55,17 +55,17 @@ pub enum ClientError {
 
 impl ClientError {
     /// The error code: the manager's, or the client-side one that fits (`no_manager`).
-    pub fn code(&self) -> Option<ErrorCode> {
+    pub fn code(&self) -> Option<ReplyCode> {
         match self {
             ClientError::Remote(failure) => Some(failure.code),
-            ClientError::NoManager(_) => Some(ErrorCode::NoManager),
+            ClientError::NoManager(_) => Some(ReplyCode::NoManager),
             _ => None,
         }
     }
 }
 
 /// `auth_failed`, as on the wire.
-pub fn code_name(code: ErrorCode) -> String {
+pub fn code_name(code: ReplyCode) -> String {
     serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
@@ -293,14 +293,15 @@ impl AmqpClient {
         struct One {
             session: SessionBody,
         }
-        let mut last = ClientError::Remote(Failure::new(ErrorCode::SessionNotFound, "no manager knows this session"));
+        let mut last =
+            ClientError::Remote(ReplyError::new(ReplyCode::SessionNotFound, "no manager knows this session"));
         for key in self.routing.keys() {
             match self.call(key, &request).await {
                 Ok(fields) => return Ok(parse::<One>(fields)?.session),
-                Err(ClientError::Remote(failure)) if failure.code == ErrorCode::SessionNotFound => {
+                Err(ClientError::Remote(failure)) if failure.code == ReplyCode::SessionNotFound => {
                     last = ClientError::Remote(failure);
                 }
-                Err(ClientError::Remote(failure)) if failure.code == ErrorCode::WrongManager => {
+                Err(ClientError::Remote(failure)) if failure.code == ReplyCode::WrongManager => {
                     let Some(right) = failure.routing_key.as_deref().and_then(|k| k.parse().ok()) else {
                         return Err(ClientError::Remote(failure));
                     };

@@ -1,4 +1,4 @@
-//! sessanger's RabbitMQ session managers (seed 000): users log in with their system password
+//! sessanger's RabbitMQ session managers: users log in with their system password
 //! (PAM), get a broker user and a vhost of their own, and are split across several managers
 //! by the config's `broker.routing_keys` table.
 //!
@@ -15,22 +15,22 @@
 //! - [`pam`]: password checks through PAM, with failures slowed down per user.
 //! - [`broker`]: the RabbitMQ management API: a user's broker account and vhost, created at
 //!   login and removed with the last session; `broker setup` of the manager's own account.
-//! - [`manager`]: [`serve`] (connect, declare, consume, reconnect) over [`run`] (one channel),
-//!   and the [`Manager`] every request is applied to.
+//! - [`responder`]: [`serve`] (connect, declare, consume, reconnect) over [`run`] (one channel),
+//!   and the [`Responder`] every request is applied to.
 //! - `dedup`: the recent replies a manager answers a request delivered twice with.
 //! - [`client`]: [`AmqpClient`], the Rust API for programs and the CLI.
 
 pub mod broker;
 pub mod client;
 mod dedup;
-pub mod manager;
 pub mod message;
 pub mod pam;
+pub mod responder;
 pub mod routing;
 
 pub use client::{AmqpClient, ClientError};
-pub use manager::{Manager, ManagerOptions, run, serve};
-pub use message::{ErrorCode, Request};
+pub use message::{ReplyCode, Request};
+pub use responder::{Responder, ServeOptions, run, serve};
 pub use routing::{Routing, RoutingKey};
 
 /// The exchange requests are published to (direct, durable), in the manager's vhost.

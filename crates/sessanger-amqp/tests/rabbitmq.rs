@@ -19,7 +19,7 @@ use lapin::{
     types::FieldTable,
 };
 use sessanger_amqp::{
-    AmqpClient, ClientError, EXCHANGE, ErrorCode, Manager, ManagerOptions, REPLY_TO, RoutingKey,
+    AmqpClient, ClientError, EXCHANGE, REPLY_TO, ReplyCode, Responder, RoutingKey, ServeOptions,
     broker::{BrokerAdmin, Provisioner},
     message::Reply,
     serve,
@@ -52,7 +52,7 @@ fn key(name: &str) -> RoutingKey {
 struct World {
     config: BrokerConfig,
     admin: BrokerAdmin,
-    managers: Vec<(Arc<Manager>, oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    responders: Vec<(Arc<Responder>, oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     _turn: MutexGuard<'static, ()>,
 }
 
@@ -79,26 +79,26 @@ impl World {
         for name in ["sysadm", "ok1", "om1"] {
             admin.delete_user(name).await.unwrap();
         }
-        World { config, admin, managers: Vec::new(), _turn: turn }
+        World { config, admin, responders: Vec::new(), _turn: turn }
     }
 
     /// Starts the manager consuming `routing_key` and waits until it consumes.
-    async fn start(&mut self, routing_key: &str) -> Arc<Manager> {
-        let sessions = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default());
-        self.start_on(routing_key, sessions).await
+    async fn start(&mut self, routing_key: &str) -> Arc<Responder> {
+        let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default());
+        self.start_on(routing_key, manager).await
     }
 
-    /// [`World::start`] on the given sessions.
-    async fn start_on(&mut self, routing_key: &str, sessions: SessionManager) -> Arc<Manager> {
-        let manager = Arc::new(Manager::from_config(sessions, &self.config, key(routing_key)).unwrap());
+    /// [`World::start`] on the given manager.
+    async fn start_on(&mut self, routing_key: &str, manager: SessionManager) -> Arc<Responder> {
+        let responder = Arc::new(Responder::from_config(manager, &self.config, key(routing_key)).unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let options = ManagerOptions::from_config(&self.config).unwrap();
-        let task = tokio::spawn(serve(options, Arc::clone(&manager), async {
+        let options = ServeOptions::from_config(&self.config).unwrap();
+        let task = tokio::spawn(serve(options, Arc::clone(&responder), async {
             let _ = stopped.await;
         }));
-        tokio::time::timeout(Duration::from_secs(10), manager.ready()).await.expect("manager never consumed");
-        self.managers.push((Arc::clone(&manager), stop, task));
-        manager
+        tokio::time::timeout(Duration::from_secs(10), responder.ready()).await.expect("manager never consumed");
+        self.responders.push((Arc::clone(&responder), stop, task));
+        responder
     }
 
     async fn client(&self) -> AmqpClient {
@@ -112,9 +112,9 @@ impl World {
     async fn stop_rabbitmq(&self) -> Stopped<'_> {
         let stopped = Stopped { world: self, started: false };
         rabbitmqctl("stop_app").await;
-        for (manager, ..) in &self.managers {
+        for (responder, ..) in &self.responders {
             let noticed = async {
-                while manager.is_ready() {
+                while responder.is_ready() {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             };
@@ -127,7 +127,7 @@ impl World {
 
     /// Stops the managers and deletes the run's manager account and vhost.
     async fn finish(mut self) {
-        for (_, stop, task) in self.managers.drain(..) {
+        for (_, stop, task) in self.responders.drain(..) {
             let _ = stop.send(());
             let _ = task.await;
         }
@@ -159,8 +159,8 @@ impl Stopped<'_> {
     async fn start(mut self) {
         rabbitmqctl("start_app").await;
         self.started = true;
-        for (manager, ..) in &self.world.managers {
-            tokio::time::timeout(Duration::from_secs(30), manager.ready()).await.expect("manager reconnected");
+        for (responder, ..) in &self.world.responders {
+            tokio::time::timeout(Duration::from_secs(30), responder.ready()).await.expect("manager reconnected");
         }
         // The management API comes back a moment after AMQP.
         let admin = &self.world.admin;
@@ -188,7 +188,7 @@ async fn connect_as(config: &BrokerConfig, login: &str, password: &str, vhost: &
     Connection::connect_uri(uri, ConnectionProperties::default()).await
 }
 
-fn remote_code(error: &ClientError) -> Option<ErrorCode> {
+fn remote_code(error: &ClientError) -> Option<ReplyCode> {
     error.code()
 }
 
@@ -224,12 +224,12 @@ async fn request_for_another_managers_user_gets_wrong_manager_naming_the_right_k
 
     let error = client.login_via(&key("sessanger1"), &user("om1"), "om1", None).await.unwrap_err();
     let ClientError::Remote(failure) = error else { panic!("expected a manager's answer, got {error:?}") };
-    assert_eq!(failure.code, ErrorCode::WrongManager);
+    assert_eq!(failure.code, ReplyCode::WrongManager);
     assert_eq!(failure.routing_key.as_deref(), Some("sessanger2"));
     assert!(!world.admin.user_exists("om1").await.unwrap(), "the wrong manager created nothing");
 
     let error = client.list(&user("nobody")).await.unwrap_err();
-    assert_eq!(remote_code(&error), Some(ErrorCode::NoManager));
+    assert_eq!(remote_code(&error), Some(ReplyCode::NoManager));
     world.finish().await;
 }
 
@@ -265,7 +265,7 @@ async fn wrong_password_is_auth_failed_and_creates_no_broker_user() {
     let client = world.client().await;
 
     let error = client.login(&user("ok1"), "not-the-password", None).await.unwrap_err();
-    assert_eq!(remote_code(&error), Some(ErrorCode::AuthFailed), "{error}");
+    assert_eq!(remote_code(&error), Some(ReplyCode::AuthFailed), "{error}");
     assert!(!world.admin.user_exists("ok1").await.unwrap());
     assert!(client.list(&user("ok1")).await.unwrap().is_empty());
     // The next attempt waits out the penalty, then succeeds.
@@ -311,7 +311,7 @@ async fn logout_of_the_last_session_closes_the_connection_and_kills_the_credenti
     assert!(connect_as(&world.config, "sysadm", "sysadm", "sysadm").await.is_err(), "the credentials are dead");
     assert!(world.admin.vhost_exists("sysadm").await.unwrap(), "the vhost is kept (remove_vhost is false)");
     let error = client.get(&second.session.session_id).await.unwrap_err();
-    assert_eq!(remote_code(&error), Some(ErrorCode::SessionNotFound));
+    assert_eq!(remote_code(&error), Some(ReplyCode::SessionNotFound));
     world.finish().await;
 }
 
@@ -349,11 +349,11 @@ async fn managers_serve_again_after_rabbitmq_restarts() {
 async fn request_in_flight_while_rabbitmq_restarts_fails_fast_with_a_connection_error() {
     const TIMEOUT: Duration = Duration::from_secs(30);
     let mut world = World::new("{sessanger1: ['*']}", "").await;
-    let manager = world.start("sessanger1").await;
+    let responder = world.start("sessanger1").await;
     let client = world.client().await.with_timeout(TIMEOUT);
 
     // With the user's lock held the manager gets the login but cannot answer it.
-    let held = manager.lock_user(&user("sysadm")).await;
+    let held = responder.lock_user(&user("sysadm")).await;
     let login = tokio::spawn(async move {
         let started = Instant::now();
         let result = client.login(&user("sysadm"), "sysadm", None).await;
@@ -385,15 +385,15 @@ async fn request_in_flight_while_rabbitmq_restarts_fails_fast_with_a_connection_
 async fn expiry_of_the_last_session_removes_the_broker_account() {
     let mut world = World::new("{sessanger1: ['*']}", "").await;
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
-    let sessions = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default())
+    let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default())
         .with_clock(Arc::clone(&clock) as Arc<dyn Clock>);
-    let manager = world.start_on("sessanger1", sessions).await;
+    let responder = world.start_on("sessanger1", manager).await;
     let client = world.client().await;
 
     client.login(&user("om1"), "om1", None).await.unwrap();
     assert!(world.admin.user_exists("om1").await.unwrap());
-    clock.advance(manager.sessions().policy().idle_ttl + Duration::from_secs(1));
-    assert_eq!(manager.sessions().purge_expired().await.unwrap(), 1);
+    clock.advance(responder.manager().policy().idle_ttl + Duration::from_secs(1));
+    assert_eq!(responder.manager().purge_expired().await.unwrap(), 1);
     let gone = async {
         while world.admin.user_exists("om1").await.unwrap() {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -418,7 +418,7 @@ async fn failed_provisioning_leaves_neither_user_nor_vhost_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_delivered_twice_runs_once_and_both_get_its_reply() {
     let mut world = World::new("{sessanger1: ['*']}", "").await;
-    let manager = world.start("sessanger1").await;
+    let responder = world.start("sessanger1").await;
     let account = &world.config.sessanger;
     let connection = connect_as(&world.config, &account.login, &account.password, &account.login).await.unwrap();
     let channel = connection.create_channel().await.unwrap();
@@ -449,7 +449,7 @@ async fn request_delivered_twice_runs_once_and_both_get_its_reply() {
         sessions.push(fields["session"]["session_id"].clone());
     }
     assert_eq!(sessions[0], sessions[1], "both deliveries got the first run's reply");
-    let live = manager.sessions().list_user_sessions(&user("om1")).await.unwrap();
+    let live = responder.manager().list_user_sessions(&user("om1")).await.unwrap();
     assert_eq!(live.len(), 1, "the login ran once");
     connection.close(200, "done".into()).await.unwrap();
     world.finish().await;

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use sessanger_amqp::{AmqpClient, ClientError, Manager, ManagerOptions, RoutingKey, broker::BrokerAdmin};
+use sessanger_amqp::{AmqpClient, ClientError, Responder, RoutingKey, ServeOptions, broker::BrokerAdmin};
 use sessanger_core::{SessionManager, config::BrokerConfig};
 
 use crate::{backend, cli::BrokerCommand, settings::Settings};
@@ -41,20 +41,20 @@ fn routing_key(settings: &Settings, broker: &BrokerConfig) -> anyhow::Result<Rou
     key.parse().with_context(|| format!("session.routing_key `{key}`"))
 }
 
-/// Starts the AMQP manager on `sessions` when the config has a `broker:` section; it stops
-/// when `shutdown` completes.
+/// Starts the AMQP session manager on `manager` when the config has a `broker:` section; it
+/// stops when `shutdown` completes.
 pub(crate) fn spawn(
     settings: &Settings,
-    sessions: &SessionManager,
+    manager: &SessionManager,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(broker) = settings.config.broker.as_ref() else { return Ok(None) };
     let key = routing_key(settings, broker)?;
-    let sessions = sessions.for_service(&"amqp".parse().expect("a valid service id"));
-    let manager = Arc::new(Manager::from_config(sessions, broker, key.clone())?);
-    let options = ManagerOptions::from_config(broker).map_err(anyhow::Error::msg)?;
+    let manager = manager.for_service(&"amqp".parse().expect("a valid service id"));
+    let responder = Arc::new(Responder::from_config(manager, broker, key.clone())?);
+    let options = ServeOptions::from_config(broker).map_err(anyhow::Error::msg)?;
     tracing::info!(routing_key = %key, broker = %broker.amqp_url(), "starting the AMQP session manager");
-    Ok(Some(tokio::spawn(sessanger_amqp::serve(options, manager, shutdown))))
+    Ok(Some(tokio::spawn(sessanger_amqp::serve(options, responder, shutdown))))
 }
 
 /// `sessanger amqp`: the manager alone, on the configured store.
@@ -66,9 +66,9 @@ pub(crate) async fn run_alone(settings: Settings) -> anyhow::Result<()> {
             bail!("the embedded store at {} is in use by another sessanger process", path.display())
         }
     };
-    let sessions = SessionManager::with_policy(store, settings.config.session_policy());
-    let _reaper = sessions.spawn_reaper(settings.config.session.gc_interval);
-    let task = spawn(&settings, &sessions, crate::serve::shutdown_signal())?.expect("broker config checked above");
+    let manager = SessionManager::with_policy(store, settings.config.session_policy());
+    let _reaper = manager.spawn_reaper(settings.config.session.gc_interval);
+    let task = spawn(&settings, &manager, crate::serve::shutdown_signal())?.expect("broker config checked above");
     task.await?;
     Ok(())
 }
