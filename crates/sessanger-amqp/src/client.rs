@@ -16,11 +16,11 @@ use lapin::{
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
-use sessanger_core::{SessionId, UserId, config::BrokerConfig, wire::SessionBody};
+use sessanger_core::{SessionId, UserId, wire::SessionBody};
 use tokio::sync::oneshot;
 
 use crate::{
-    EXCHANGE, REPLY_TO, Routing, RoutingKey,
+    BrokerOptions, EXCHANGE, REPLY_TO, Routing, RoutingKey,
     broker::Grant,
     message::{Get, List, Login, Logout, Refresh, Reply, ReplyCode, ReplyError, Request, RevokeAll},
 };
@@ -45,7 +45,7 @@ pub enum ClientError {
     /// The connection closed before the reply came.
     #[error("the broker connection closed before the reply came")]
     Disconnected,
-    /// The broker config cannot be used (a malformed URL or routing key).
+    /// The broker options cannot be used (a malformed URL or routing key).
     #[error("broker config: {0}")]
     Config(String),
     /// The reply was not what this request answers with.
@@ -91,12 +91,12 @@ type Pending = Arc<Mutex<Option<HashMap<String, oneshot::Sender<Vec<u8>>>>>>;
 ///
 /// # Examples
 /// ```no_run
-/// use sessanger_amqp::AmqpClient;
-/// use sessanger_core::config::Config;
+/// use sessanger_amqp::{AmqpClient, BrokerOptions};
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let config = Config::load("sessanger.yaml".as_ref())?;
-/// let client = AmqpClient::from_config(config.broker.as_ref().unwrap()).await?;
+/// let mut options = BrokerOptions::new("amqp://127.0.0.1:5672", "sessanger", "sessanger");
+/// options.routing_keys.insert("sessanger1".into(), vec!["*".into()]);
+/// let client = AmqpClient::from_options(&options).await?;
 /// let login = client.login(&"sysadm".parse()?, "sysadm", Some("laptop".into())).await?;
 /// println!("vhost {} session {}", login.broker.vhost, login.session.session_id);
 /// client.logout(&login.session.session_id).await?;
@@ -127,12 +127,11 @@ impl Drop for AmqpClient {
 }
 
 impl AmqpClient {
-    /// Connects as the config's `broker.sessanger` account to its vhost, with its routing table.
-    pub async fn from_config(config: &BrokerConfig) -> Result<AmqpClient, ClientError> {
-        let account = &config.sessanger;
-        let uri =
-            crate::amqp_uri(config, &account.login, &account.password, &account.login).map_err(ClientError::Config)?;
-        let routing = Routing::from_config(config).map_err(|e| ClientError::Config(e.to_string()))?;
+    /// Connects as the session managers' account of `options` to its vhost, with its routing
+    /// table.
+    pub async fn from_options(options: &BrokerOptions) -> Result<AmqpClient, ClientError> {
+        let uri = options.manager_uri().map_err(ClientError::Config)?;
+        let routing = Routing::from_options(options).map_err(|e| ClientError::Config(e.to_string()))?;
         AmqpClient::connect(uri, routing).await
     }
 

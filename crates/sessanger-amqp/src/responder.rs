@@ -20,14 +20,14 @@ use lapin::{
     types::FieldTable,
     uri::AMQPUri,
 };
-use sessanger_core::{DeleteReason, Session, SessionEvent, SessionId, SessionManager, UserId, config::BrokerConfig};
+use sessanger_core::{DeleteReason, Session, SessionEvent, SessionId, SessionManager, UserId};
 use tokio::{
     sync::{OwnedMutexGuard, broadcast, watch},
     task::JoinSet,
 };
 
 use crate::{
-    EXCHANGE, Routing, RoutingKey,
+    BrokerOptions, EXCHANGE, Routing, RoutingKey,
     broker::Provisioner,
     dedup::ReplyCache,
     message::{Reply, ReplyCode, ReplyError, Request},
@@ -55,29 +55,29 @@ pub struct Responder {
 }
 
 impl Responder {
-    /// A manager consuming `key`, with PAM, provisioning and the routing table from `config`.
-    pub fn from_config(
+    /// A responder consuming `key`, with PAM, provisioning and the routing table from `options`.
+    pub fn from_options(
         manager: SessionManager,
-        config: &BrokerConfig,
+        options: &BrokerOptions,
         key: RoutingKey,
     ) -> Result<Responder, crate::routing::InvalidRoutingKey> {
-        let routing = if config.routing_keys.is_empty() {
-            // No table: this manager serves everyone.
-            Routing::from_table([(key.as_ref(), [sessanger_core::config::WILDCARD])])?
+        let routing = if options.routing_keys.is_empty() {
+            // No table: this session manager serves everyone.
+            Routing::from_table([(key.as_ref(), [crate::routing::WILDCARD])])?
         } else {
-            Routing::from_config(config)?
+            Routing::from_options(options)?
         };
         Ok(Responder::new(
             manager,
             routing,
             key,
-            Authenticator::new(&config.pam_service),
-            Provisioner::from_config(config),
+            Authenticator::new(&options.pam_service),
+            Provisioner::from_options(options),
         )
-        .with_user_password(config.user.as_ref().map(|u| u.password.clone())))
+        .with_user_password(options.user_password.clone()))
     }
 
-    /// A manager from its parts; users' broker passwords are their login passwords.
+    /// A responder from its parts; users' broker passwords are their login passwords.
     pub fn new(
         manager: SessionManager,
         routing: Routing,
@@ -99,7 +99,7 @@ impl Responder {
     }
 
     /// Gives every user's broker account this password instead of its login password
-    /// (`broker.user.password`).
+    /// ([`BrokerOptions::user_password`]).
     #[must_use]
     pub fn with_user_password(mut self, password: Option<String>) -> Responder {
         self.user_password = password;
@@ -126,7 +126,7 @@ impl Responder {
         &self.provisioner
     }
 
-    /// The fixed broker password for users, if the config sets one.
+    /// The fixed broker password for users, if one is set.
     pub fn user_password(&self) -> Option<&str> {
         self.user_password.as_deref()
     }
@@ -241,14 +241,9 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
-    /// Connects as `broker.sessanger` to the vhost named after it.
-    pub fn from_config(config: &BrokerConfig) -> Result<ServeOptions, String> {
-        let account = &config.sessanger;
-        Ok(ServeOptions {
-            uri: crate::amqp_uri(config, &account.login, &account.password, &account.login)?,
-            prefetch: 64,
-            max_backoff: Duration::from_secs(5),
-        })
+    /// Connects as the session managers' account to the vhost named after it.
+    pub fn from_options(options: &BrokerOptions) -> Result<ServeOptions, String> {
+        Ok(ServeOptions { uri: options.manager_uri()?, prefetch: 64, max_backoff: Duration::from_secs(5) })
     }
 }
 
