@@ -1,5 +1,6 @@
-//! The AMQP side of a session manager: [`Responder`] holds what requests are applied to; [`run`]
-//! serves one channel; [`serve`] connects, runs, and reconnects with backoff after the broker goes away.
+//! The AMQP side of a session manager: [`Responder`] holds what requests are applied to;
+//! [`run`] serves one channel; [`serve`] connects, runs, and reconnects with backoff after the
+//! broker goes away.
 
 use std::{
     collections::HashMap,

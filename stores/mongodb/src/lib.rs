@@ -1,6 +1,7 @@
 //! `MongoStore`: sessanger's session store on MongoDB, with the official [`mongodb`] driver.
 //! It is the store of the original sessman's deployments: it takes the settings of sessman's
-//! `sessman.json` ([`SessmanSettings`], [`MongoOptions::from_sessman`]) as well as a `mongodb://` URL.
+//! `sessman.json` ([`SessmanSettings`], [`MongoOptions::from_sessman`]) as well as a
+//! `mongodb://` URL.
 //!
 //! Every read and every write of one session (`load`, `touch`, `patch`, `replace`, `delete`) is
 //! **one command** when it succeeds: a `findOneAndUpdate` whose filter holds every condition

@@ -11,8 +11,9 @@ use crate::{Responder, pam::AuthError};
 
 /// Authenticates `user` with `password` through PAM and opens a session. On success the user
 /// has a broker account (password: the login password, or the fixed one of
-/// [`BrokerOptions::user_password`](crate::BrokerOptions::user_password)) and a vhost of its own. Replies `{session, broker: {user, vhost},
-/// routing_key}`; a refused password gives `auth_failed` and creates nothing.
+/// [`BrokerOptions::user_password`](crate::BrokerOptions::user_password)) and a vhost of its
+/// own. Replies `{session, broker: {user, vhost}, routing_key}`; a refused password gives
+/// `auth_failed` and creates nothing.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Login {
     /// The system login.

@@ -8,8 +8,9 @@ use super::{ReplyError, session_fields};
 use crate::Responder;
 
 /// Deletes the session. When it was its user's last, the user's broker connections are
-/// closed and its account removed (see [`BrokerOptions::keep_user`](crate::BrokerOptions::keep_user)) before the reply is sent, so a
-/// client that got the reply knows the credentials are dead. Replies `{session}`.
+/// closed and its account removed (see
+/// [`BrokerOptions::keep_user`](crate::BrokerOptions::keep_user)) before the reply is sent, so
+/// a client that got the reply knows the credentials are dead. Replies `{session}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Logout {
     /// The session to close.
