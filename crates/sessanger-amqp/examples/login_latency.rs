@@ -14,11 +14,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sessanger_amqp::{AmqpClient, Manager, ManagerOptions, broker::BrokerAdmin, pam::Authenticator, serve};
-use sessanger_core::{
-    SessionManager, UserId,
-    config::{Config, Format},
+use sessanger_amqp::{
+    AmqpClient, BrokerOptions, Responder, ServeOptions, broker::BrokerAdmin, pam::Authenticator, serve,
 };
+use sessanger_core::{SessionManager, UserId};
 use sessanger_store_memory::MemoryStore;
 
 fn ensure_linux_user(name: &str) {
@@ -59,27 +58,27 @@ async fn main() {
     for user in &users {
         ensure_linux_user(user.as_ref());
     }
-    let text = "broker: {url: 127.0.0.1:5672, sessanger: {login: sessanger-bench, password: sessanger-bench}, \
-                routing_keys: {bench: ['*']}, pam_service: sessanger-test}";
-    let config = Config::parse(text, Format::Yaml, "bench.yaml").unwrap().broker.unwrap();
+    let mut config = BrokerOptions::new("amqp://127.0.0.1:5672", "sessanger-bench", "sessanger-bench");
+    config.routing_keys.insert("bench".into(), vec!["*".into()]);
+    config.pam_service = "sessanger-test".into();
     let admin = BrokerAdmin::new(config.management_url(), "guest", "guest");
     admin.setup_manager("sessanger-bench", "sessanger-bench").await.expect("management API on 127.0.0.1:15672");
 
     // sessanger: one manager, `clients` concurrent clients.
-    let sessions = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default());
-    let manager = Arc::new(Manager::from_config(sessions, &config, "bench".parse().unwrap()).unwrap());
-    let options = ManagerOptions::from_config(&config).unwrap();
+    let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default());
+    let responder = Arc::new(Responder::from_options(manager, &config, "bench".parse().unwrap()).unwrap());
+    let options = ServeOptions::from_options(&config).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(serve(options, Arc::clone(&manager), async {
+    let running = tokio::spawn(serve(options, Arc::clone(&responder), async {
         let _ = stopped.await;
     }));
-    manager.ready().await;
+    responder.ready().await;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for user in users.clone() {
         let config = config.clone();
         tasks.push(tokio::spawn(async move {
-            let client = AmqpClient::from_config(&config).await.unwrap();
+            let client = AmqpClient::from_options(&config).await.unwrap();
             let mut latencies = Vec::with_capacity(cycles);
             for _ in 0..cycles {
                 let t = Instant::now();

@@ -9,7 +9,9 @@ use std::fmt;
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sessanger_core::{UserId, config::BrokerConfig};
+use sessanger_core::UserId;
+
+use crate::BrokerOptions;
 
 /// Why a management API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +81,9 @@ impl BrokerAdmin {
         BrokerAdmin { http: reqwest::Client::new(), base, login: login.into(), password: password.into() }
     }
 
-    /// The manager's own account on the API the config names.
-    pub fn from_config(config: &BrokerConfig) -> Self {
-        BrokerAdmin::new(config.management_url(), &config.sessanger.login, &config.sessanger.password)
+    /// The session managers' own account on the management API of `options`.
+    pub fn from_options(options: &BrokerOptions) -> Self {
+        BrokerAdmin::new(options.management_url(), &options.login, &options.password)
     }
 
     /// Sends one request; `Ok(None)` for 404, the JSON body (or null) otherwise.
@@ -198,14 +200,14 @@ impl Provisioner {
         Provisioner { admin, manager_login: manager_login.into(), keep_user: false, remove_vhost: false }
     }
 
-    /// Provisioning as the config's `broker.sessanger` account, following its `keep_user`
-    /// and `remove_vhost`.
-    pub fn from_config(config: &BrokerConfig) -> Self {
+    /// Provisioning as the session managers' account of `options`, following its
+    /// `keep_user` and `remove_vhost`.
+    pub fn from_options(options: &BrokerOptions) -> Self {
         Provisioner {
-            admin: BrokerAdmin::from_config(config),
-            manager_login: config.sessanger.login.clone(),
-            keep_user: config.keep_user,
-            remove_vhost: config.remove_vhost,
+            admin: BrokerAdmin::from_options(options),
+            manager_login: options.login.clone(),
+            keep_user: options.keep_user,
+            remove_vhost: options.remove_vhost,
         }
     }
 

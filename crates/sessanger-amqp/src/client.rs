@@ -16,13 +16,13 @@ use lapin::{
 };
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
-use sessanger_core::{SessionId, UserId, config::BrokerConfig, wire::SessionBody};
+use sessanger_core::{SessionId, UserId, wire::SessionBody};
 use tokio::sync::oneshot;
 
 use crate::{
-    EXCHANGE, REPLY_TO, Routing, RoutingKey,
+    BrokerOptions, EXCHANGE, REPLY_TO, Routing, RoutingKey,
     broker::Grant,
-    message::{ErrorCode, Failure, Get, List, Login, Logout, Refresh, Reply, Request, RevokeAll},
+    message::{Get, List, Login, Logout, Refresh, Reply, ReplyCode, ReplyError, Request, RevokeAll},
 };
 
 /// Why a call failed.
@@ -31,7 +31,7 @@ use crate::{
 pub enum ClientError {
     /// The manager answered with an error; branch on its `code`.
     #[error("{}: {}", code_name(.0.code), .0.message)]
-    Remote(Failure),
+    Remote(ReplyError),
     /// No manager answered within the timeout (none running for this key, or the broker lost
     /// the request).
     #[error("no answer from the manager with routing key `{0}` within {1:?}")]
@@ -45,7 +45,7 @@ pub enum ClientError {
     /// The connection closed before the reply came.
     #[error("the broker connection closed before the reply came")]
     Disconnected,
-    /// The broker config cannot be used (a malformed URL or routing key).
+    /// The broker options cannot be used (a malformed URL or routing key).
     #[error("broker config: {0}")]
     Config(String),
     /// The reply was not what this request answers with.
@@ -55,17 +55,17 @@ pub enum ClientError {
 
 impl ClientError {
     /// The error code: the manager's, or the client-side one that fits (`no_manager`).
-    pub fn code(&self) -> Option<ErrorCode> {
+    pub fn code(&self) -> Option<ReplyCode> {
         match self {
             ClientError::Remote(failure) => Some(failure.code),
-            ClientError::NoManager(_) => Some(ErrorCode::NoManager),
+            ClientError::NoManager(_) => Some(ReplyCode::NoManager),
             _ => None,
         }
     }
 }
 
 /// `auth_failed`, as on the wire.
-pub fn code_name(code: ErrorCode) -> String {
+pub fn code_name(code: ReplyCode) -> String {
     serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
@@ -91,12 +91,12 @@ type Pending = Arc<Mutex<Option<HashMap<String, oneshot::Sender<Vec<u8>>>>>>;
 ///
 /// # Examples
 /// ```no_run
-/// use sessanger_amqp::AmqpClient;
-/// use sessanger_core::config::Config;
+/// use sessanger_amqp::{AmqpClient, BrokerOptions};
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let config = Config::load("sessanger.yaml".as_ref())?;
-/// let client = AmqpClient::from_config(config.broker.as_ref().unwrap()).await?;
+/// let mut options = BrokerOptions::new("amqp://127.0.0.1:5672", "sessanger", "sessanger");
+/// options.routing_keys.insert("sessanger1".into(), vec!["*".into()]);
+/// let client = AmqpClient::from_options(&options).await?;
 /// let login = client.login(&"sysadm".parse()?, "sysadm", Some("laptop".into())).await?;
 /// println!("vhost {} session {}", login.broker.vhost, login.session.session_id);
 /// client.logout(&login.session.session_id).await?;
@@ -127,12 +127,11 @@ impl Drop for AmqpClient {
 }
 
 impl AmqpClient {
-    /// Connects as the config's `broker.sessanger` account to its vhost, with its routing table.
-    pub async fn from_config(config: &BrokerConfig) -> Result<AmqpClient, ClientError> {
-        let account = &config.sessanger;
-        let uri =
-            crate::amqp_uri(config, &account.login, &account.password, &account.login).map_err(ClientError::Config)?;
-        let routing = Routing::from_config(config).map_err(|e| ClientError::Config(e.to_string()))?;
+    /// Connects as the session managers' account of `options` to its vhost, with its routing
+    /// table.
+    pub async fn from_options(options: &BrokerOptions) -> Result<AmqpClient, ClientError> {
+        let uri = options.manager_uri().map_err(ClientError::Config)?;
+        let routing = Routing::from_options(options).map_err(|e| ClientError::Config(e.to_string()))?;
         AmqpClient::connect(uri, routing).await
     }
 
@@ -293,14 +292,15 @@ impl AmqpClient {
         struct One {
             session: SessionBody,
         }
-        let mut last = ClientError::Remote(Failure::new(ErrorCode::SessionNotFound, "no manager knows this session"));
+        let mut last =
+            ClientError::Remote(ReplyError::new(ReplyCode::SessionNotFound, "no manager knows this session"));
         for key in self.routing.keys() {
             match self.call(key, &request).await {
                 Ok(fields) => return Ok(parse::<One>(fields)?.session),
-                Err(ClientError::Remote(failure)) if failure.code == ErrorCode::SessionNotFound => {
+                Err(ClientError::Remote(failure)) if failure.code == ReplyCode::SessionNotFound => {
                     last = ClientError::Remote(failure);
                 }
-                Err(ClientError::Remote(failure)) if failure.code == ErrorCode::WrongManager => {
+                Err(ClientError::Remote(failure)) if failure.code == ReplyCode::WrongManager => {
                     let Some(right) = failure.routing_key.as_deref().and_then(|k| k.parse().ok()) else {
                         return Err(ClientError::Remote(failure));
                     };

@@ -1,9 +1,15 @@
-//! Which manager serves which user: the config's `broker.routing_keys` table, read the same
-//! way by every client and every manager.
+//! Which session manager serves which user: the routing table
+//! ([`BrokerOptions::routing_keys`]), read the same way by every client and every session
+//! manager.
 
 use std::{collections::BTreeMap, fmt, str::FromStr, sync::Arc};
 
-use sessanger_core::{UserId, config::BrokerConfig};
+use sessanger_core::UserId;
+
+use crate::BrokerOptions;
+
+/// In a routing table, the user name standing for every user listed under no other key.
+pub const WILDCARD: &str = "*";
 
 /// A manager's routing key (`session.routing_key`): 1 to 255 bytes, no control characters
 /// (AMQP routing keys are short strings).
@@ -58,8 +64,8 @@ impl AsRef<str> for RoutingKey {
 /// goes to that key; every other user to the key listing `'*'`, if one does; otherwise no
 /// manager serves it. Cheap to clone.
 ///
-/// The config check already refuses a user under two keys and two `'*'`, so the answer never
-/// depends on the order of the table.
+/// A table listing a user under two keys, or `'*'` under two, is ambiguous; `sessanger config
+/// check` refuses one, so the answer never depends on the order of the table.
 ///
 /// # Examples
 /// ```
@@ -80,9 +86,9 @@ struct Table {
 }
 
 impl Routing {
-    /// The resolver of a checked broker config.
-    pub fn from_config(config: &BrokerConfig) -> Result<Routing, InvalidRoutingKey> {
-        Routing::from_table(config.routing_keys.iter().map(|(key, users)| (key.as_str(), users.clone())))
+    /// The resolver of the routing table of `options`.
+    pub fn from_options(options: &BrokerOptions) -> Result<Routing, InvalidRoutingKey> {
+        Routing::from_table(options.routing_keys.iter().map(|(key, users)| (key.as_str(), users.clone())))
     }
 
     /// A resolver from (routing key, user names) pairs; `'*'` stands for every other user.
@@ -97,7 +103,7 @@ impl Routing {
             let key: RoutingKey = key.as_ref().parse()?;
             for user in users {
                 let user = user.into();
-                if user == sessanger_core::config::WILDCARD {
+                if user == WILDCARD {
                     routing.wildcard = Some(key.clone());
                 } else {
                     routing.users.insert(user, key.clone());
@@ -155,24 +161,6 @@ mod tests {
     fn explicit_listing_wins_whatever_the_table_order() {
         let routing = Routing::from_table([("b", vec!["om1"]), ("a", vec!["*"])]).unwrap();
         assert_eq!(routing.route(&user("om1")).unwrap().as_ref(), "b");
-    }
-
-    #[test]
-    fn resolver_agrees_with_the_config_on_both_seed_examples() {
-        use sessanger_core::config::{Config, Format};
-        for text in [
-            "broker: {url: 127.0.0.1:5672, sessanger: {login: s, password: s}, user: {password: 123}, \
-             routing_keys: {sessanger1: ['*']}}",
-            "broker: {url: 127.0.0.1:5672, sessanger: {login: s, password: s}, \
-             routing_keys: {sessanger1: [sysadm, ok1], sessanger2: [om1]}}",
-        ] {
-            let config = Config::parse(text, Format::Yaml, "inline.yaml").unwrap();
-            let broker = config.broker.unwrap();
-            let routing = Routing::from_config(&broker).unwrap();
-            for name in ["sysadm", "ok1", "om1", "alice"] {
-                assert_eq!(routing.route(&user(name)).map(AsRef::as_ref), broker.routing_key_for(name), "{name}");
-            }
-        }
     }
 
     #[test]

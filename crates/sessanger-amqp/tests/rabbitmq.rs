@@ -19,15 +19,12 @@ use lapin::{
     types::FieldTable,
 };
 use sessanger_amqp::{
-    AmqpClient, ClientError, EXCHANGE, ErrorCode, Manager, ManagerOptions, REPLY_TO, RoutingKey,
+    AmqpClient, BrokerOptions, ClientError, EXCHANGE, REPLY_TO, ReplyCode, Responder, RoutingKey, ServeOptions,
     broker::{BrokerAdmin, Provisioner},
     message::Reply,
     serve,
 };
-use sessanger_core::{
-    Clock, ManualClock, SessionManager, SystemClock, UserId,
-    config::{BrokerConfig, Config, Format},
-};
+use sessanger_core::{Clock, ManualClock, SessionManager, SystemClock, UserId};
 use sessanger_store_memory::MemoryStore;
 use tokio::sync::{Mutex, MutexGuard, oneshot};
 
@@ -36,9 +33,20 @@ const ADMIN: (&str, &str) = ("guest", "guest");
 /// The machine's Linux users are shared by every test.
 static USERS: Mutex<()> = Mutex::const_new(());
 
-fn amqp_host() -> String {
-    std::env::var("SESSANGER_TEST_AMQP_URL").unwrap_or_else(|_| "127.0.0.1:5672".into())
+/// The broker's URL; `host:port` stands for `amqp://host:port`.
+fn amqp_url() -> String {
+    let url = std::env::var("SESSANGER_TEST_AMQP_URL").unwrap_or_else(|_| "127.0.0.1:5672".into());
+    if url.contains("://") { url } else { format!("amqp://{url}") }
 }
+
+/// A routing table: routing key → user names.
+type Table = &'static [(&'static str, &'static [&'static str])];
+
+/// Two session managers, splitting the users by name.
+const TWO_KEYS: Table = &[("sessanger1", &["sysadm", "ok1"]), ("sessanger2", &["om1"])];
+
+/// One session manager for every user.
+const ONE_KEY: Table = &[("sessanger1", &["*"])];
 
 fn user(name: &str) -> UserId {
     name.parse().unwrap()
@@ -48,61 +56,61 @@ fn key(name: &str) -> RoutingKey {
     name.parse().unwrap()
 }
 
-/// One test's world: a fresh manager account and vhost, and the broker config around them.
+/// One test's world: a fresh manager account and vhost, and the broker options around them.
 struct World {
-    config: BrokerConfig,
+    config: BrokerOptions,
     admin: BrokerAdmin,
-    managers: Vec<(Arc<Manager>, oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    responders: Vec<(Arc<Responder>, oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     _turn: MutexGuard<'static, ()>,
 }
 
 impl World {
-    /// `routing_keys` and further `settings` of the broker section (`user: {password: 123}`,
-    /// `keep_user: true`) as YAML flow text, as the seed writes them.
-    async fn new(routing_keys: &str, settings: &str) -> World {
+    /// `routing_keys`, with the test's PAM service, and whatever else `configure` sets
+    /// (`user_password`, `keep_user`).
+    async fn new(routing_keys: Table, configure: impl FnOnce(&mut BrokerOptions)) -> World {
         let turn = USERS.lock().await;
         let mut id = [0u8; 6];
         getrandom::fill(&mut id).unwrap();
         let login = format!("sessanger-t{}", id.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        let settings = if settings.is_empty() { String::new() } else { format!("{settings}, ") };
-        let text = format!(
-            "broker: {{url: '{}', sessanger: {{login: {login}, password: {login}}}, {settings}\
-             routing_keys: {routing_keys}, pam_service: sessanger-test}}",
-            amqp_host()
-        );
-        let config = Config::parse(&text, Format::Yaml, "test.yaml").unwrap().broker.unwrap();
+        let mut config = BrokerOptions::new(amqp_url(), &login, &login);
+        config.routing_keys = routing_keys
+            .iter()
+            .map(|(key, users)| (key.to_string(), users.iter().map(|u| u.to_string()).collect()))
+            .collect();
+        config.pam_service = "sessanger-test".into();
+        configure(&mut config);
         let admin = BrokerAdmin::new(config.management_url(), ADMIN.0, ADMIN.1);
         admin
-            .setup_manager(&config.sessanger.login, &config.sessanger.password)
+            .setup_manager(&config.login, &config.password)
             .await
             .expect("RabbitMQ's management API must answer on 127.0.0.1:15672 (run scripts/amqp-setup)");
         for name in ["sysadm", "ok1", "om1"] {
             admin.delete_user(name).await.unwrap();
         }
-        World { config, admin, managers: Vec::new(), _turn: turn }
+        World { config, admin, responders: Vec::new(), _turn: turn }
     }
 
     /// Starts the manager consuming `routing_key` and waits until it consumes.
-    async fn start(&mut self, routing_key: &str) -> Arc<Manager> {
-        let sessions = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default());
-        self.start_on(routing_key, sessions).await
+    async fn start(&mut self, routing_key: &str) -> Arc<Responder> {
+        let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default());
+        self.start_on(routing_key, manager).await
     }
 
-    /// [`World::start`] on the given sessions.
-    async fn start_on(&mut self, routing_key: &str, sessions: SessionManager) -> Arc<Manager> {
-        let manager = Arc::new(Manager::from_config(sessions, &self.config, key(routing_key)).unwrap());
+    /// [`World::start`] on the given manager.
+    async fn start_on(&mut self, routing_key: &str, manager: SessionManager) -> Arc<Responder> {
+        let responder = Arc::new(Responder::from_options(manager, &self.config, key(routing_key)).unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let options = ManagerOptions::from_config(&self.config).unwrap();
-        let task = tokio::spawn(serve(options, Arc::clone(&manager), async {
+        let options = ServeOptions::from_options(&self.config).unwrap();
+        let task = tokio::spawn(serve(options, Arc::clone(&responder), async {
             let _ = stopped.await;
         }));
-        tokio::time::timeout(Duration::from_secs(10), manager.ready()).await.expect("manager never consumed");
-        self.managers.push((Arc::clone(&manager), stop, task));
-        manager
+        tokio::time::timeout(Duration::from_secs(10), responder.ready()).await.expect("manager never consumed");
+        self.responders.push((Arc::clone(&responder), stop, task));
+        responder
     }
 
     async fn client(&self) -> AmqpClient {
-        AmqpClient::from_config(&self.config)
+        AmqpClient::from_options(&self.config)
             .await
             .expect("connecting the client")
             .with_timeout(Duration::from_secs(10))
@@ -112,9 +120,9 @@ impl World {
     async fn stop_rabbitmq(&self) -> Stopped<'_> {
         let stopped = Stopped { world: self, started: false };
         rabbitmqctl("stop_app").await;
-        for (manager, ..) in &self.managers {
+        for (responder, ..) in &self.responders {
             let noticed = async {
-                while manager.is_ready() {
+                while responder.is_ready() {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             };
@@ -127,14 +135,14 @@ impl World {
 
     /// Stops the managers and deletes the run's manager account and vhost.
     async fn finish(mut self) {
-        for (_, stop, task) in self.managers.drain(..) {
+        for (_, stop, task) in self.responders.drain(..) {
             let _ = stop.send(());
             let _ = task.await;
         }
         for name in ["sysadm", "ok1", "om1"] {
             let _ = self.admin.delete_user(name).await;
         }
-        let login = &self.config.sessanger.login;
+        let login = &self.config.login;
         let _ = self.admin.delete_vhost(login).await;
         let _ = self.admin.delete_user(login).await;
     }
@@ -159,8 +167,8 @@ impl Stopped<'_> {
     async fn start(mut self) {
         rabbitmqctl("start_app").await;
         self.started = true;
-        for (manager, ..) in &self.world.managers {
-            tokio::time::timeout(Duration::from_secs(30), manager.ready()).await.expect("manager reconnected");
+        for (responder, ..) in &self.world.responders {
+            tokio::time::timeout(Duration::from_secs(30), responder.ready()).await.expect("manager reconnected");
         }
         // The management API comes back a moment after AMQP.
         let admin = &self.world.admin;
@@ -183,18 +191,18 @@ impl Drop for Stopped<'_> {
 }
 
 /// Opens an AMQP connection as `login` to `vhost`.
-async fn connect_as(config: &BrokerConfig, login: &str, password: &str, vhost: &str) -> lapin::Result<Connection> {
-    let uri = sessanger_amqp::amqp_uri(config, login, password, vhost).unwrap();
+async fn connect_as(config: &BrokerOptions, login: &str, password: &str, vhost: &str) -> lapin::Result<Connection> {
+    let uri = config.uri(login, password, vhost).unwrap();
     Connection::connect_uri(uri, ConnectionProperties::default()).await
 }
 
-fn remote_code(error: &ClientError) -> Option<ErrorCode> {
+fn remote_code(error: &ClientError) -> Option<ReplyCode> {
     error.code()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_managers_of_seed_example_2_each_serve_their_own_users() {
-    let mut world = World::new("{sessanger1: [sysadm, ok1], sessanger2: [om1]}", "").await;
+    let mut world = World::new(TWO_KEYS, |_| {}).await;
     world.start("sessanger1").await;
     world.start("sessanger2").await;
     let client = world.client().await;
@@ -217,25 +225,25 @@ async fn two_managers_of_seed_example_2_each_serve_their_own_users() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_for_another_managers_user_gets_wrong_manager_naming_the_right_key() {
-    let mut world = World::new("{sessanger1: [sysadm, ok1], sessanger2: [om1]}", "").await;
+    let mut world = World::new(TWO_KEYS, |_| {}).await;
     world.start("sessanger1").await;
     world.start("sessanger2").await;
     let client = world.client().await;
 
     let error = client.login_via(&key("sessanger1"), &user("om1"), "om1", None).await.unwrap_err();
     let ClientError::Remote(failure) = error else { panic!("expected a manager's answer, got {error:?}") };
-    assert_eq!(failure.code, ErrorCode::WrongManager);
+    assert_eq!(failure.code, ReplyCode::WrongManager);
     assert_eq!(failure.routing_key.as_deref(), Some("sessanger2"));
     assert!(!world.admin.user_exists("om1").await.unwrap(), "the wrong manager created nothing");
 
     let error = client.list(&user("nobody")).await.unwrap_err();
-    assert_eq!(remote_code(&error), Some(ErrorCode::NoManager));
+    assert_eq!(remote_code(&error), Some(ReplyCode::NoManager));
     world.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logged_in_user_opens_its_own_vhost_only() {
-    let mut world = World::new("{sessanger1: [sysadm, ok1], sessanger2: [om1]}", "").await;
+    let mut world = World::new(TWO_KEYS, |_| {}).await;
     world.start("sessanger1").await;
     world.start("sessanger2").await;
     let client = world.client().await;
@@ -250,7 +258,7 @@ async fn logged_in_user_opens_its_own_vhost_only() {
         .expect("sysadm may configure its own vhost");
     own.close(200, "done".into()).await.unwrap();
     assert!(connect_as(&world.config, "sysadm", "sysadm", "om1").await.is_err(), "vhost om1 is refused");
-    let managers = world.config.sessanger.login.clone();
+    let managers = world.config.login.clone();
     assert!(connect_as(&world.config, "sysadm", "sysadm", &managers).await.is_err(), "the managers' vhost is refused");
     // The manager's account reaches the users' vhosts.
     let manager = connect_as(&world.config, &managers, &managers, "sysadm").await.expect("manager opens vhost sysadm");
@@ -260,12 +268,12 @@ async fn logged_in_user_opens_its_own_vhost_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_auth_failed_and_creates_no_broker_user() {
-    let mut world = World::new("{sessanger1: ['*']}", "").await;
+    let mut world = World::new(ONE_KEY, |_| {}).await;
     world.start("sessanger1").await;
     let client = world.client().await;
 
     let error = client.login(&user("ok1"), "not-the-password", None).await.unwrap_err();
-    assert_eq!(remote_code(&error), Some(ErrorCode::AuthFailed), "{error}");
+    assert_eq!(remote_code(&error), Some(ReplyCode::AuthFailed), "{error}");
     assert!(!world.admin.user_exists("ok1").await.unwrap());
     assert!(client.list(&user("ok1")).await.unwrap().is_empty());
     // The next attempt waits out the penalty, then succeeds.
@@ -277,7 +285,7 @@ async fn wrong_password_is_auth_failed_and_creates_no_broker_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_example_1_gives_every_broker_user_the_configured_password() {
-    let mut world = World::new("{sessanger1: ['*']}", "user: {password: 123}").await;
+    let mut world = World::new(ONE_KEY, |broker| broker.user_password = Some("123".into())).await;
     world.start("sessanger1").await;
     let client = world.client().await;
 
@@ -291,7 +299,7 @@ async fn seed_example_1_gives_every_broker_user_the_configured_password() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_of_the_last_session_closes_the_connection_and_kills_the_credentials() {
-    let mut world = World::new("{sessanger1: ['*']}", "").await;
+    let mut world = World::new(ONE_KEY, |_| {}).await;
     world.start("sessanger1").await;
     let client = world.client().await;
 
@@ -311,13 +319,13 @@ async fn logout_of_the_last_session_closes_the_connection_and_kills_the_credenti
     assert!(connect_as(&world.config, "sysadm", "sysadm", "sysadm").await.is_err(), "the credentials are dead");
     assert!(world.admin.vhost_exists("sysadm").await.unwrap(), "the vhost is kept (remove_vhost is false)");
     let error = client.get(&second.session.session_id).await.unwrap_err();
-    assert_eq!(remote_code(&error), Some(ErrorCode::SessionNotFound));
+    assert_eq!(remote_code(&error), Some(ReplyCode::SessionNotFound));
     world.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_user_leaves_the_broker_account_and_vhost_usable_after_the_last_logout() {
-    let mut world = World::new("{sessanger1: ['*']}", "keep_user: true").await;
+    let mut world = World::new(ONE_KEY, |broker| broker.keep_user = true).await;
     world.start("sessanger1").await;
     let client = world.client().await;
 
@@ -333,7 +341,7 @@ async fn keep_user_leaves_the_broker_account_and_vhost_usable_after_the_last_log
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managers_serve_again_after_rabbitmq_restarts() {
-    let mut world = World::new("{sessanger1: [sysadm, ok1], sessanger2: [om1]}", "").await;
+    let mut world = World::new(TWO_KEYS, |_| {}).await;
     world.start("sessanger1").await;
     world.start("sessanger2").await;
 
@@ -348,12 +356,12 @@ async fn managers_serve_again_after_rabbitmq_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_in_flight_while_rabbitmq_restarts_fails_fast_with_a_connection_error() {
     const TIMEOUT: Duration = Duration::from_secs(30);
-    let mut world = World::new("{sessanger1: ['*']}", "").await;
-    let manager = world.start("sessanger1").await;
+    let mut world = World::new(ONE_KEY, |_| {}).await;
+    let responder = world.start("sessanger1").await;
     let client = world.client().await.with_timeout(TIMEOUT);
 
     // With the user's lock held the manager gets the login but cannot answer it.
-    let held = manager.lock_user(&user("sysadm")).await;
+    let held = responder.lock_user(&user("sysadm")).await;
     let login = tokio::spawn(async move {
         let started = Instant::now();
         let result = client.login(&user("sysadm"), "sysadm", None).await;
@@ -383,17 +391,17 @@ async fn request_in_flight_while_rabbitmq_restarts_fails_fast_with_a_connection_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_of_the_last_session_removes_the_broker_account() {
-    let mut world = World::new("{sessanger1: ['*']}", "").await;
+    let mut world = World::new(ONE_KEY, |_| {}).await;
     let clock = Arc::new(ManualClock::new(SystemClock.now()));
-    let sessions = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default())
+    let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default())
         .with_clock(Arc::clone(&clock) as Arc<dyn Clock>);
-    let manager = world.start_on("sessanger1", sessions).await;
+    let responder = world.start_on("sessanger1", manager).await;
     let client = world.client().await;
 
     client.login(&user("om1"), "om1", None).await.unwrap();
     assert!(world.admin.user_exists("om1").await.unwrap());
-    clock.advance(manager.sessions().policy().idle_ttl + Duration::from_secs(1));
-    assert_eq!(manager.sessions().purge_expired().await.unwrap(), 1);
+    clock.advance(responder.manager().policy().idle_ttl + Duration::from_secs(1));
+    assert_eq!(responder.manager().purge_expired().await.unwrap(), 1);
     let gone = async {
         while world.admin.user_exists("om1").await.unwrap() {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -405,10 +413,10 @@ async fn expiry_of_the_last_session_removes_the_broker_account() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_provisioning_leaves_neither_user_nor_vhost_behind() {
-    let world = World::new("{sessanger1: ['*']}", "").await;
+    let world = World::new(ONE_KEY, |_| {}).await;
     world.admin.delete_vhost("ok1").await.unwrap();
     // Granting the (missing) manager account access is the last step, and fails.
-    let provisioner = Provisioner::new(world.admin.clone(), format!("{}-missing", world.config.sessanger.login));
+    let provisioner = Provisioner::new(world.admin.clone(), format!("{}-missing", world.config.login));
     provisioner.provision(&user("ok1"), "ok1").await.unwrap_err();
     assert!(!world.admin.user_exists("ok1").await.unwrap(), "the new user was rolled back");
     assert!(!world.admin.vhost_exists("ok1").await.unwrap(), "the new vhost was rolled back");
@@ -417,10 +425,10 @@ async fn failed_provisioning_leaves_neither_user_nor_vhost_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_delivered_twice_runs_once_and_both_get_its_reply() {
-    let mut world = World::new("{sessanger1: ['*']}", "").await;
-    let manager = world.start("sessanger1").await;
-    let account = &world.config.sessanger;
-    let connection = connect_as(&world.config, &account.login, &account.password, &account.login).await.unwrap();
+    let mut world = World::new(ONE_KEY, |_| {}).await;
+    let responder = world.start("sessanger1").await;
+    let config = &world.config;
+    let connection = connect_as(config, &config.login, &config.password, &config.login).await.unwrap();
     let channel = connection.create_channel().await.unwrap();
     let no_ack = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };
     let mut replies = channel.basic_consume(REPLY_TO.into(), "".into(), no_ack, FieldTable::default()).await.unwrap();
@@ -449,7 +457,7 @@ async fn request_delivered_twice_runs_once_and_both_get_its_reply() {
         sessions.push(fields["session"]["session_id"].clone());
     }
     assert_eq!(sessions[0], sessions[1], "both deliveries got the first run's reply");
-    let live = manager.sessions().list_user_sessions(&user("om1")).await.unwrap();
+    let live = responder.manager().list_user_sessions(&user("om1")).await.unwrap();
     assert_eq!(live.len(), 1, "the login ran once");
     connection.close(200, "done".into()).await.unwrap();
     world.finish().await;

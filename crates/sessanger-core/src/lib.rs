@@ -11,10 +11,8 @@
 //! - `manager`: [`SessionManager`], the library API (sa-token's `DistributedSessionManager`,
 //!   beego's `Manager`), with [`SessionEvent`]s and the audit trail ([`audit::TARGET`]).
 //! - [`wire`]: the JSON bodies of the native HTTP API, shared by server and clients.
-//! - [`config`]: the configuration file model, `${VAR}` interpolation, and its errors.
 
 pub mod audit;
-pub mod config;
 mod event;
 mod id;
 mod manager;

@@ -11,6 +11,8 @@ use std::{
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod rfc3339;
+
 /// An instant, in whole milliseconds since the Unix epoch (UTC).
 ///
 /// Serialized as RFC 3339 with milliseconds (`2026-11-23T12:00:00.000Z`).
@@ -64,8 +66,7 @@ impl std::ops::Add<Duration> for Timestamp {
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = u64::try_from(self.0).unwrap_or(0);
-        let t = UNIX_EPOCH + Duration::from_millis(ms);
-        write!(f, "{}", humantime::format_rfc3339_millis(t))
+        rfc3339::write(f, ms / 1000, (ms % 1000) as u32)
     }
 }
 
@@ -78,9 +79,9 @@ impl Serialize for Timestamp {
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        let t = humantime::parse_rfc3339_weak(&s).map_err(serde::de::Error::custom)?;
-        let since = t.duration_since(UNIX_EPOCH).map_err(serde::de::Error::custom)?;
-        Ok(Timestamp(i64::try_from(since.as_millis()).map_err(serde::de::Error::custom)?))
+        let (seconds, nanos) = rfc3339::parse(&s).map_err(serde::de::Error::custom)?;
+        let ms = u128::from(seconds) * 1000 + u128::from(nanos / 1_000_000);
+        Ok(Timestamp(i64::try_from(ms).map_err(serde::de::Error::custom)?))
     }
 }
 
@@ -142,5 +143,60 @@ mod tests {
         let t = Timestamp::from_millis(1_763_900_000_123);
         let json = serde_json::to_string(&t).unwrap();
         assert_eq!(serde_json::from_str::<Timestamp>(&json).unwrap(), t);
+    }
+
+    /// Every form written and read is the one the wire has always had (humantime's RFC 3339,
+    /// which the wire format was first defined with).
+    #[test]
+    fn text_forms_match_humantime_exactly() {
+        let mut ms: u64 = 0;
+        while ms < 253_402_300_800_000 {
+            let t = Timestamp::from_millis(ms as i64);
+            let expected = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string();
+            assert_eq!(t.to_string(), expected);
+            ms += 7_777_777_777;
+        }
+        assert!(std::panic::catch_unwind(|| Timestamp::MAX.to_string()).is_err(), "year 10000 has no text");
+        for text in [
+            "2018-02-14T00:28:07Z",
+            "2018-02-14 00:28:07",
+            "2018-02-14T00:28:07.1234567891Z",
+            "2018-02-14T00:28:07+00:00",
+            "2018-02-14T00:28:07.5+05:30",
+            "2018-02-14T00:28:07Zjunk",
+            "2018-02-14T00:28:07Zmuch-more-junk",
+            "2018-02-14T00:28:60Z",
+            "2018-02-14T00:28:61Z",
+            "2016-02-29T23:59:59.999Z",
+            "2018-02-29T00:00:00Z",
+            "2000-02-29T00:00:00Z",
+            "2100-02-29T00:00:00Z",
+            "1969-12-31T23:59:59Z",
+            "9999-12-31T23:59:59.999Z",
+            "2018-13-01T00:00:00Z",
+            "2018-00-01T00:00:00Z",
+            "2018-02-14T24:00:00Z",
+            "2018-02-14T00:60:00Z",
+            "2018-02-14T00:28:07.Z",
+            "2018-02-14T00:28:07.",
+            "2018-02-14T00:28:07.1x",
+            "2018-02-14T00:28:07.1Z1",
+            "2018-02-14X00:28:07Z",
+            "2018-2-14T00:28:07Z",
+            "2018-02-14T00:28",
+            "abcd-02-14T00:28:07Z",
+            "",
+            "2018-02-14T00:28:07.12+",
+            "2018-02-14T00:28:07+01:00",
+        ] {
+            let ours = rfc3339::parse(text).map_err(|e| e.to_string());
+            let theirs = humantime::parse_rfc3339_weak(text)
+                .map(|t| {
+                    let d = t.duration_since(UNIX_EPOCH).unwrap();
+                    (d.as_secs(), d.subsec_nanos())
+                })
+                .map_err(|e| e.to_string());
+            assert_eq!(ours, theirs, "{text}");
+        }
     }
 }

@@ -11,7 +11,8 @@
 //! # Layout
 //! - `compat/`: the foreign APIs: `compat/back_session.rs`, `compat/sessman.rs`, and in
 //!   `compat/mod.rs` what they share: who may call them, bodies parsed whatever their
-//!   Content-Type, errors in each API's own shape, compare-and-set rewrites.
+//!   Content-Type, errors in each API's own shape, compare-and-set rewrites; `compat/options.rs`:
+//!   [`CompatOptions`], which of them to serve and how they authenticate.
 //! - `routes/`: one file per resource, each a `routes()` router and its handlers:
 //!   `routes/sessions.rs` (`/v1/sessions/..`, `/v1/stats`), `routes/users.rs`
 //!   (`/v1/users/{user_id}/sessions`), `routes/services.rs` (the service registry),
@@ -35,7 +36,7 @@ use std::{
 };
 
 use axum::{Router, extract::DefaultBodyLimit, middleware};
-use sessanger_core::{SessionManager, config::CompatConfig};
+use sessanger_core::SessionManager;
 use tokio::net::TcpListener;
 
 mod auth;
@@ -49,6 +50,7 @@ mod openapi;
 mod reply;
 mod routes;
 
+pub use compat::options::{BackSessionOptions, CompatAuth, CompatOptions, SESSMAN_DEFAULT_TTL, SessmanOptions};
 pub use openapi::openapi;
 
 /// How often histogram samples are folded into buckets when nobody scrapes `/metrics`;
@@ -72,9 +74,8 @@ pub struct ServerOptions {
     /// Longest a request may take, reading its body included; a slower one gets 503
     /// `request_timeout`. Bounds what a hung store or a trickling client can hold. Default 30 s.
     pub request_timeout: Duration,
-    /// Which foreign APIs to serve, and how they authenticate; all off by default. The server
-    /// reads no file: `Config::load` has already merged a `compat.sessman.config` in.
-    pub compat: CompatConfig,
+    /// Which foreign APIs to serve, and how they authenticate; all off by default.
+    pub compat: CompatOptions,
 }
 
 impl Default for ServerOptions {
@@ -82,7 +83,7 @@ impl Default for ServerOptions {
         ServerOptions {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
-            compat: CompatConfig::default(),
+            compat: CompatOptions::default(),
         }
     }
 }

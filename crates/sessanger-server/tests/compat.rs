@@ -9,8 +9,8 @@ use axum::{
     http::{Method, Request, StatusCode, header},
 };
 use serde_json::{Value, json};
-use sessanger_core::{Permission, SessionManager, SessionPolicy, config::CompatAuth};
-use sessanger_server::{AppState, ServerOptions, app};
+use sessanger_core::{Permission, SessionManager, SessionPolicy};
+use sessanger_server::{AppState, CompatAuth, ServerOptions, app};
 use sessanger_store_memory::MemoryStore;
 use tower::ServiceExt;
 

@@ -29,9 +29,7 @@ enum Target {
 impl Target {
     async fn connect(settings: &Settings) -> anyhow::Result<Target> {
         match backend::open(settings).await? {
-            Opened::Ready(store) => {
-                Ok(Target::Direct(SessionManager::with_policy(store, settings.config.session_policy())))
-            }
+            Opened::Ready(store) => Ok(Target::Direct(SessionManager::with_policy(store, settings.policy.clone()))),
             Opened::HeldElsewhere(path) => {
                 let url_file = settings.server_url_file();
                 let url = fs::read_to_string(&url_file).with_context(|| {

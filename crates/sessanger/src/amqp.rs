@@ -9,8 +9,10 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use sessanger_amqp::{AmqpClient, ClientError, Manager, ManagerOptions, RoutingKey, broker::BrokerAdmin};
-use sessanger_core::{SessionManager, config::BrokerConfig};
+use sessanger_amqp::{
+    AmqpClient, BrokerOptions, ClientError, Responder, RoutingKey, ServeOptions, broker::BrokerAdmin,
+};
+use sessanger_core::SessionManager;
 
 use crate::{backend, cli::BrokerCommand, settings::Settings};
 
@@ -26,13 +28,13 @@ fn answered<T>(result: Result<T, ClientError>) -> anyhow::Result<T> {
     }
 }
 
-fn broker_config(settings: &Settings) -> anyhow::Result<&BrokerConfig> {
-    settings.config.broker.as_ref().context("the config has no `broker:` section (pass --config FILE)")
+fn broker_config(settings: &Settings) -> anyhow::Result<&BrokerOptions> {
+    settings.broker.as_ref().context("the config has no `broker:` section (pass --config FILE)")
 }
 
 /// The key this process consumes: `session.routing_key`, or the table's only key.
-fn routing_key(settings: &Settings, broker: &BrokerConfig) -> anyhow::Result<RoutingKey> {
-    let key = match (&settings.config.session.routing_key, broker.routing_keys.keys().collect::<Vec<_>>().as_slice()) {
+fn routing_key(settings: &Settings, broker: &BrokerOptions) -> anyhow::Result<RoutingKey> {
+    let key = match (&settings.routing_key, broker.routing_keys.keys().collect::<Vec<_>>().as_slice()) {
         (Some(key), _) => key.clone(),
         (None, [only]) => (*only).clone(),
         (None, []) => "sessanger".to_owned(),
@@ -41,20 +43,20 @@ fn routing_key(settings: &Settings, broker: &BrokerConfig) -> anyhow::Result<Rou
     key.parse().with_context(|| format!("session.routing_key `{key}`"))
 }
 
-/// Starts the AMQP manager on `sessions` when the config has a `broker:` section; it stops
-/// when `shutdown` completes.
+/// Starts the AMQP session manager on `manager` when the config has a `broker:` section; it
+/// stops when `shutdown` completes.
 pub(crate) fn spawn(
     settings: &Settings,
-    sessions: &SessionManager,
+    manager: &SessionManager,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    let Some(broker) = settings.config.broker.as_ref() else { return Ok(None) };
+    let Some(broker) = settings.broker.as_ref() else { return Ok(None) };
     let key = routing_key(settings, broker)?;
-    let sessions = sessions.for_service(&"amqp".parse().expect("a valid service id"));
-    let manager = Arc::new(Manager::from_config(sessions, broker, key.clone())?);
-    let options = ManagerOptions::from_config(broker).map_err(anyhow::Error::msg)?;
-    tracing::info!(routing_key = %key, broker = %broker.amqp_url(), "starting the AMQP session manager");
-    Ok(Some(tokio::spawn(sessanger_amqp::serve(options, manager, shutdown))))
+    let manager = manager.for_service(&"amqp".parse().expect("a valid service id"));
+    let responder = Arc::new(Responder::from_options(manager, broker, key.clone())?);
+    let options = ServeOptions::from_options(broker).map_err(anyhow::Error::msg)?;
+    tracing::info!(routing_key = %key, broker = %broker.url, "starting the AMQP session manager");
+    Ok(Some(tokio::spawn(sessanger_amqp::serve(options, responder, shutdown))))
 }
 
 /// `sessanger amqp`: the manager alone, on the configured store.
@@ -66,9 +68,9 @@ pub(crate) async fn run_alone(settings: Settings) -> anyhow::Result<()> {
             bail!("the embedded store at {} is in use by another sessanger process", path.display())
         }
     };
-    let sessions = SessionManager::with_policy(store, settings.config.session_policy());
-    let _reaper = sessions.spawn_reaper(settings.config.session.gc_interval);
-    let task = spawn(&settings, &sessions, crate::serve::shutdown_signal())?.expect("broker config checked above");
+    let manager = SessionManager::with_policy(store, settings.policy.clone());
+    let _reaper = manager.spawn_reaper(settings.gc_interval);
+    let task = spawn(&settings, &manager, crate::serve::shutdown_signal())?.expect("broker config checked above");
     task.await?;
     Ok(())
 }
@@ -95,7 +97,7 @@ pub(crate) async fn login(
     let broker = broker_config(settings)?;
     let user = user.parse()?;
     let password = read_password("Password: ")?;
-    let client = AmqpClient::from_config(broker).await?;
+    let client = AmqpClient::from_options(broker).await?;
     let reply = answered(match routing_key {
         Some(key) => client.login_via(&key.parse()?, &user, &password, device_id).await,
         None => client.login(&user, &password, device_id).await,
@@ -107,7 +109,7 @@ pub(crate) async fn login(
 
 /// `sessanger logout SESSION_ID`.
 pub(crate) async fn logout(settings: &Settings, session_id: &str) -> anyhow::Result<()> {
-    let client = AmqpClient::from_config(broker_config(settings)?).await?;
+    let client = AmqpClient::from_options(broker_config(settings)?).await?;
     let session = answered(client.logout(&session_id.parse()?).await)?;
     println!("{}", serde_json::json!({"ok": true, "session_id": session.session_id, "user_id": session.user_id}));
     client.close().await?;
@@ -124,7 +126,7 @@ pub(crate) async fn pam_exec(settings: &Settings) -> anyhow::Result<()> {
     let user = std::env::var("PAM_USER").context("PAM_USER is not set: run this from pam_exec.so")?;
     let user = user.parse()?;
     let password = read_password("")?;
-    let client = AmqpClient::from_config(broker_config(settings)?).await?;
+    let client = AmqpClient::from_options(broker_config(settings)?).await?;
     let reply = answered(client.login(&user, &password, Some("pam".into())).await)?;
     eprintln!("sessanger: broker account {} ready (vhost {})", reply.broker.user, reply.broker.vhost);
     client.close().await?;
@@ -137,12 +139,11 @@ pub(crate) async fn broker(settings: &Settings, command: BrokerCommand) -> anyho
         BrokerCommand::Setup { admin_url, admin_user } => {
             let broker = broker_config(settings)?;
             let (login, password) = admin_user.split_once(':').context("--admin-user is LOGIN:PASSWORD")?;
-            let account = &broker.sessanger;
             BrokerAdmin::new(&admin_url, login, password)
-                .setup_manager(&account.login, &account.password)
+                .setup_manager(&broker.login, &broker.password)
                 .await
                 .context("setting up the manager's broker account")?;
-            println!("broker account `{}` with vhost `{}` is ready", account.login, account.login);
+            println!("broker account `{}` with vhost `{}` is ready", broker.login, broker.login);
             Ok(())
         }
     }

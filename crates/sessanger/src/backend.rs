@@ -33,7 +33,7 @@ pub(crate) async fn open(settings: &Settings) -> anyhow::Result<Opened> {
         }
         #[cfg(feature = "redis")]
         "redis" | "rediss" | "redis+cluster" => {
-            let prefix = match &settings.config.store.key_prefix {
+            let prefix = match &settings.key_prefix {
                 Some(prefix) => prefix.parse().map_err(|e| anyhow::anyhow!("store.key_prefix: {e}"))?,
                 None => sessanger_store_redis::KeyPrefix::default(),
             };
@@ -53,11 +53,12 @@ pub(crate) async fn open(settings: &Settings) -> anyhow::Result<Opened> {
     };
     // Encryption wraps whichever store was opened, so every path (serve, admin commands, the
     // compat APIs) reads and writes sealed attributes the same way.
-    let store: Arc<dyn Store> = match &settings.config.encryption {
-        Some(section) => Arc::new(
-            sessanger_store_encrypted::EncryptedStore::from_config(store, section)
-                .context("encryption.keys / encryption.active_key")?,
-        ),
+    let store: Arc<dyn Store> = match &settings.encryption {
+        Some(section) => {
+            let (keyring, selection) =
+                crate::options::encryption(section).context("encryption.keys / encryption.active_key")?;
+            Arc::new(sessanger_store_encrypted::EncryptedStore::new(store, keyring, selection))
+        }
         None => store,
     };
     Ok(Opened::Ready(store))

@@ -3,6 +3,7 @@
 //! # Layout
 //! - `cli`: the command line (flags, environment variables, subcommands).
 //! - `settings`: the config file merged with flags and environment.
+//! - `options`: the config file's sections mapped onto the library crates' options.
 //! - `backend`: opens the store a URL names.
 //! - `serve`: `sessanger serve`, the HTTP service with its first-start bootstrap.
 //! - `admin`: `service …` and `sessions …`, on the store directly or through a running server.
@@ -15,6 +16,7 @@ mod amqp;
 mod backend;
 mod cli;
 mod logging;
+mod options;
 mod serve;
 mod settings;
 
@@ -30,7 +32,7 @@ fn main() -> anyhow::Result<()> {
     logging::init(cli.audit_log.as_deref())?;
     if let Command::Config { command: ConfigCommand::Check { file } } = &cli.command {
         // The error already names file, line and key; its source would only repeat them.
-        let config = match sessanger_core::config::Config::load(file) {
+        let config = match sessanger_config::Config::load(file) {
             Ok(config) => config,
             Err(e) => {
                 eprintln!("{e}");
@@ -39,7 +41,7 @@ fn main() -> anyhow::Result<()> {
         };
         if let Some(section) = &config.encryption {
             // Key material is parsed by the keyring alone; check it here too, not first at serve.
-            if let Err(e) = sessanger_store_encrypted::Keyring::from_spec(&section.keys, &section.active_key) {
+            if let Err(e) = options::encryption(section) {
                 eprintln!("{}: encryption.keys: {e}", file.display());
                 std::process::exit(1);
             }

@@ -3,8 +3,8 @@
 use std::{fs, io::Write, path::Path};
 
 use anyhow::{Context, bail};
-use sessanger_core::{Permission, SessionManager, config::CompatAuth};
-use sessanger_server::{AppState, ServerOptions};
+use sessanger_core::{Permission, SessionManager};
+use sessanger_server::{AppState, CompatAuth};
 use tokio::net::TcpListener;
 
 use crate::{backend, settings::Settings};
@@ -16,9 +16,9 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
             bail!("the embedded store at {} is in use by another sessanger process", path.display())
         }
     };
-    let manager = SessionManager::with_policy(store, settings.config.session_policy());
+    let manager = SessionManager::with_policy(store, settings.policy.clone());
     bootstrap_admin(&manager, &settings).await?;
-    let _reaper = manager.spawn_reaper(settings.config.session.gc_interval);
+    let _reaper = manager.spawn_reaper(settings.gc_interval);
     // One signal stops both front ends: HTTP takes it, and dropping `stop` tells AMQP.
     let (stop, mut stopped) = tokio::sync::watch::channel(());
     let amqp = crate::amqp::spawn(&settings, &manager, async move {
@@ -36,7 +36,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     fs::rename(&partial, &url_file)?;
     tracing::info!(%url, store = %settings.store_url_redacted(), "sessanger listening");
 
-    let compat = settings.config.compat.clone();
+    let compat = &settings.server.compat;
     for (api, enabled, auth) in [
         ("back-session (/a01)", compat.back_session.enabled, compat.back_session.auth),
         ("sessman (/sessman)", compat.sessman.enabled && compat.sessman.api_key.is_none(), compat.sessman.auth),
@@ -48,7 +48,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
             );
         }
     }
-    let options = ServerOptions { body_limit: settings.config.http.body_limit, compat, ..ServerOptions::default() };
+    let options = settings.server.clone();
     let shutdown = async move {
         shutdown_signal().await;
         drop(stop);

@@ -1,36 +1,55 @@
 //! The config file merged with flags and environment: flags win, then the file, then defaults.
+//! The file's sections become the library crates' options here (through `options`), once.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::Context;
-use sessanger_core::config::Config;
+use sessanger_amqp::BrokerOptions;
+use sessanger_config::{Config, EncryptionConfig};
+use sessanger_core::SessionPolicy;
+use sessanger_server::ServerOptions;
 
-use crate::cli::{Cli, Command, CompatApi};
+use crate::{
+    cli::{Cli, Command, CompatApi},
+    options,
+};
 
-/// Everything a command needs to know about where things are.
+/// Everything a command needs to know: where things are, and each library's options.
 #[derive(Debug)]
 pub(crate) struct Settings {
-    pub(crate) config: Config,
     pub(crate) data_dir: PathBuf,
     pub(crate) store_url: String,
     pub(crate) listen: SocketAddr,
     pub(crate) token: Option<String>,
+    /// How sessions live (`session:`).
+    pub(crate) policy: SessionPolicy,
+    /// How often expired sessions are purged (`session.gc_interval`).
+    pub(crate) gc_interval: Duration,
+    /// The routing key this process consumes on the broker (`session.routing_key`).
+    pub(crate) routing_key: Option<String>,
+    /// The HTTP service: `http.body_limit`, and `compat:` with `--compat`.
+    pub(crate) server: ServerOptions,
+    /// The broker (`broker:`), when sessanger is on one.
+    pub(crate) broker: Option<BrokerOptions>,
+    /// The key prefix of a shared store (`--key-prefix`, else `store.key_prefix`).
+    pub(crate) key_prefix: Option<String>,
+    /// Attribute encryption (`encryption:`). Its keys are parsed when the store is opened, so
+    /// a bad key fails the commands that open the store and no other.
+    pub(crate) encryption: Option<EncryptionConfig>,
 }
 
 impl Settings {
     pub(crate) fn resolve(cli: &Cli) -> anyhow::Result<Settings> {
-        let mut config = match &cli.config {
+        let config = match &cli.config {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
-        if let Some(prefix) = &cli.key_prefix {
-            config.store.key_prefix = Some(prefix.clone());
-        }
-        if let Command::Serve { compat, .. } = &cli.command {
-            for api in compat {
+        let mut compat = options::compat(&config.compat);
+        if let Command::Serve { compat: apis, .. } = &cli.command {
+            for api in apis {
                 match api {
-                    CompatApi::BackSession => config.compat.back_session.enabled = true,
-                    CompatApi::Sessman => config.compat.sessman.enabled = true,
+                    CompatApi::BackSession => compat.back_session.enabled = true,
+                    CompatApi::Sessman => compat.sessman.enabled = true,
                 }
             }
         }
@@ -45,7 +64,19 @@ impl Settings {
             Command::Serve { listen: Some(addr), .. } => *addr,
             _ => config.http.listen.parse().context("http.listen is not a socket address")?,
         };
-        Ok(Settings { config, data_dir, store_url, listen, token: cli.token.clone() })
+        Ok(Settings {
+            data_dir,
+            store_url,
+            listen,
+            token: cli.token.clone(),
+            policy: config.session_policy(),
+            gc_interval: config.session.gc_interval,
+            routing_key: config.session.routing_key.clone(),
+            server: ServerOptions { body_limit: config.http.body_limit, compat, ..ServerOptions::default() },
+            broker: config.broker.as_ref().map(options::broker),
+            key_prefix: cli.key_prefix.clone().or(config.store.key_prefix),
+            encryption: config.encryption,
+        })
     }
 
     /// The store URL with any password blanked, fit for logs and messages.

@@ -10,7 +10,7 @@
 //! - `lib.rs`: [`EncryptedStore`] and [`Selection`]; the [`SessionStore`] and
 //!   [`ServiceStore`] impls, which seal what goes in and open what comes out.
 //! - `keyring.rs`: [`Keyring`] and [`KeyId`]: the keys, which one seals, parsing them from
-//!   config.
+//!   their text (`k1:<base64>,k2:<base64>`).
 //! - `envelope.rs`: the sealed form of one value: sealing, opening, [`OpenError`].
 //!
 //! # What is sealed and opened where
@@ -117,7 +117,6 @@ use sessanger_core::{
     Attributes, Created, Device, Maintenance, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, ServiceId,
     ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, Store, StoreError, Timestamp, UserId,
     UserLimit, Version,
-    config::{EncryptedAttributes, EncryptionConfig},
 };
 
 pub use crate::{
@@ -157,15 +156,6 @@ impl Selection {
         Selection::AllExcept(keys.into_iter().map(Into::into).collect())
     }
 
-    /// The selection `encryption.attributes` and `encryption.except` describe.
-    pub fn from_config(config: &EncryptionConfig) -> Selection {
-        match &config.attributes {
-            EncryptedAttributes::All if config.except.is_empty() => Selection::All,
-            EncryptedAttributes::All => Selection::all_except(config.except.iter().cloned()),
-            EncryptedAttributes::Only(keys) => Selection::only(keys.iter().cloned()),
-        }
-    }
-
     /// Whether values of `key` are sealed.
     pub fn covers(&self, key: &str) -> bool {
         match self {
@@ -199,13 +189,6 @@ impl<S: ?Sized> EncryptedStore<S> {
     /// Seals the values of `selection`'s keys stored in `inner` with `keyring`'s active key.
     pub fn new(inner: Arc<S>, keyring: Keyring, selection: Selection) -> Self {
         EncryptedStore { inner, keyring, selection }
-    }
-
-    /// The store `encryption:` describes, over `inner`: parses the key ring
-    /// ([`Keyring::from_spec`]) and the selection ([`Selection::from_config`]).
-    pub fn from_config(inner: Arc<S>, config: &EncryptionConfig) -> Result<Self, KeyringError> {
-        let keyring = Keyring::from_spec(&config.keys, &config.active_key)?;
-        Ok(EncryptedStore::new(inner, keyring, Selection::from_config(config)))
     }
 
     /// The wrapped store, which holds sealed values.

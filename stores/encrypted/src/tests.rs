@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 use sessanger_core::{
     Attributes, Created, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Session, SessionId, SessionStore,
     StoreError, Timestamp, UserLimit, Version,
-    config::{Config, Format},
 };
 use sessanger_store_memory::MemoryStore;
 
@@ -232,17 +231,11 @@ async fn plain_values_stored_before_encryption_are_read_as_they_are_and_sealed_w
     assert_eq!(raw(&inner, &s.id, now).await.attributes["access_token"]["$enc"], json!("v1"));
 }
 
-#[tokio::test]
-async fn from_config_builds_the_store_the_encryption_section_describes() {
-    let spec = format!("k1:{}", base64::engine::general_purpose::STANDARD.encode(K1));
-    let text = "encryption:\n  keys: \"${KEYS}\"\n  active_key: k1\n  attributes: all\n  except: [visits]\n";
-    let config = Config::parse_with_env(text, Format::Yaml, "c.yaml", |_| Some(spec.clone())).unwrap();
-    let section = config.encryption.unwrap();
+#[test]
+fn the_store_the_binary_picks_at_run_time_can_be_wrapped() {
+    // `dyn Store` in, `dyn Store` out.
     let inner: Arc<dyn sessanger_core::Store> = Arc::new(MemoryStore::new());
-    let store = EncryptedStore::from_config(inner, &section).unwrap();
-    assert_eq!(store.selection(), &Selection::all_except(["visits"]));
-    assert_eq!(store.keyring().active().as_ref(), "k1");
-    // The binary's store: `dyn Store` in, `dyn Store` out.
+    let store = EncryptedStore::new(inner, ring_k1(), Selection::all_except(["visits"]));
     let _: Arc<dyn sessanger_core::Store> = Arc::new(store);
 }
 

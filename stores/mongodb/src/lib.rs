@@ -1,6 +1,7 @@
 //! `MongoStore`: sessanger's session store on MongoDB, with the official [`mongodb`] driver.
-//! It is the store of the original sessman's deployments: it reads sessman's `sessman.json`
-//! ([`MongoOptions::from_sessman`]) as well as a `mongodb://` URL.
+//! It is the store of the original sessman's deployments: it takes the settings of sessman's
+//! `sessman.json` ([`SessmanSettings`], [`MongoOptions::from_sessman`]) as well as a
+//! `mongodb://` URL.
 //!
 //! Every read and every write of one session (`load`, `touch`, `patch`, `replace`, `delete`) is
 //! **one command** when it succeeds: a `findOneAndUpdate` whose filter holds every condition
@@ -105,13 +106,15 @@
 //! # Examples
 //! ```no_run
 //! use std::{sync::Arc, time::Duration};
-//! use sessanger_core::{NewSession, SessionManager, config::SessmanFile};
-//! use sessanger_store_mongodb::{MongoOptions, MongoStore};
+//! use sessanger_core::{NewSession, SessionManager};
+//! use sessanger_store_mongodb::{MongoOptions, MongoStore, SessmanSettings};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = MongoStore::connect("mongodb://127.0.0.1:27017/?replicaSet=rs0", "sessanger").await?;
 //! // or with the original sessman's settings, or options built step by step:
-//! let _sessman = MongoStore::from_sessman(&SessmanFile::load("sessman.json".as_ref())?).await?;
+//! let mut sessman = SessmanSettings::default();
+//! sessman.server_url = Some("127.0.0.1:27017".into());
+//! let _sessman = MongoStore::from_sessman(&sessman).await?;
 //! let options = MongoOptions::from_url("mongodb://db1,db2/?replicaSet=rs0")?
 //!     .with_database("tenant_a")?
 //!     .with_expiry_grace(Duration::from_secs(600));
@@ -140,10 +143,10 @@ use mongodb::{
 use sessanger_core::{
     Attributes, Created, Device, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, ServiceId,
     ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
-    UserLimit, Version, config::SessmanFile,
+    UserLimit, Version,
 };
 
-pub use crate::options::{ConnectError, MongoOptions};
+pub use crate::options::{ConnectError, MongoOptions, SessmanSettings};
 use crate::{
     document::{date, decode_ref, decode_service, decode_session, encode_service, encode_session, field},
     error::{is_duplicate_key, is_namespace_exists, store_error},
@@ -241,8 +244,8 @@ impl MongoStore {
     }
 
     /// Connects with the original sessman's settings (see [`MongoOptions::from_sessman`]).
-    pub async fn from_sessman(file: &SessmanFile) -> Result<MongoStore, ConnectError> {
-        MongoStore::open(&MongoOptions::from_sessman(file)?).await
+    pub async fn from_sessman(settings: &SessmanSettings) -> Result<MongoStore, ConnectError> {
+        MongoStore::open(&MongoOptions::from_sessman(settings)?).await
     }
 
     /// A store on a database handle made by the caller, in the default collection and expiry

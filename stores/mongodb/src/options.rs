@@ -1,10 +1,9 @@
 //! Where the store connects and where it keeps its documents: from a `mongodb://` URL or from
-//! the original sessman's `sessman.json`.
+//! the original sessman's settings.
 
 use std::{fmt, time::Duration};
 
 use mongodb::options::{ClientOptions, ConnectionString, Credential};
-use sessanger_core::config::SessmanFile;
 
 /// How long to wait for a server to be selectable (connected and suitable) before a call
 /// fails with [`StoreError::Unavailable`](sessanger_core::StoreError::Unavailable). The
@@ -27,7 +26,7 @@ pub enum ConnectError {
         #[source]
         source: mongodb::error::Error,
     },
-    /// `sessman.json` names no `server_url`.
+    /// The sessman settings (its `sessman.json`) name no `server_url`.
     #[error("sessman.json names no MongoDB `server_url`")]
     MissingServer,
     /// A database or collection name MongoDB would refuse.
@@ -43,25 +42,51 @@ pub enum ConnectError {
     Mongo(#[source] mongodb::error::Error),
 }
 
+/// The MongoDB settings of the original sessman, as its `sessman.json` holds them: each is
+/// optional there. Whoever reads the file fills this in. Debug hides the password.
+#[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessmanSettings {
+    /// `host:port`, or a whole `mongodb://` URL (`server_url`); required.
+    pub server_url: Option<String>,
+    /// The user to authenticate as (`username`).
+    pub username: Option<String>,
+    /// Its password (`password`).
+    pub password: Option<String>,
+    /// The database (`database`, default `sessman`).
+    pub database: Option<String>,
+    /// The sessions collection (`collection`, default `sessions`).
+    pub collection: Option<String>,
+}
+
+impl fmt::Debug for SessmanSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessmanSettings")
+            .field("server_url", &self.server_url.as_deref().map(redacted))
+            .field("username", &self.username)
+            .field("database", &self.database)
+            .field("collection", &self.collection)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything the store needs to connect: a connection string, the database, the name of the
 /// sessions collection, optional credentials, and how long dead sessions are kept for the
 /// reaper to report them.
 ///
 /// # Examples
 /// ```
-/// use sessanger_core::config::SessmanFile;
-/// use sessanger_store_mongodb::MongoOptions;
+/// use sessanger_store_mongodb::{MongoOptions, SessmanSettings};
 ///
 /// let options = MongoOptions::from_url("mongodb://db.example:27017/app")?;
 /// assert_eq!(options.database(), "app");
 /// assert_eq!(options.collection(), "sessions");
 ///
-/// let file = SessmanFile::parse(
-///     r#"{"username": "ps_sessman", "password": "pw", "server_url": "mongo.domain.tld:27017",
-///         "database": "sessman", "session_ttl": 86400,}"#,
-///     "sessman.json",
-/// )?;
-/// let options = MongoOptions::from_sessman(&file)?;
+/// let mut sessman = SessmanSettings::default();
+/// sessman.server_url = Some("mongo.domain.tld:27017".into());
+/// sessman.username = Some("ps_sessman".into());
+/// sessman.password = Some("pw".into());
+/// let options = MongoOptions::from_sessman(&sessman)?;
 /// assert_eq!(options.url(), "mongodb://mongo.domain.tld:27017");
 /// assert_eq!(options.database(), "sessman");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -112,20 +137,21 @@ impl MongoOptions {
         .validated()
     }
 
-    /// Options from the original sessman's `sessman.json`: `server_url` (`host:port`, or a
-    /// whole `mongodb://` URL), `username` and `password` (given to the driver as they are, so
-    /// they need no percent-encoding; authenticated against `admin` unless the URL sets
+    /// Options from the original sessman's settings: `server_url` (`host:port`, or a whole
+    /// `mongodb://` URL), `username` and `password` (given to the driver as they are, so they
+    /// need no percent-encoding; authenticated against `admin` unless the URL sets
     /// `authSource`), `database` (default `sessman`) and `collection` (default `sessions`).
-    pub fn from_sessman(file: &SessmanFile) -> Result<MongoOptions, ConnectError> {
-        let server = file.server_url.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    pub fn from_sessman(settings: &SessmanSettings) -> Result<MongoOptions, ConnectError> {
+        let server = settings.server_url.as_deref().map(str::trim).filter(|s| !s.is_empty());
         let server = server.ok_or(ConnectError::MissingServer)?;
         let url = if server.contains("://") { server.to_owned() } else { format!("mongodb://{server}") };
-        let mut options = MongoOptions::from_url(&url)?.with_database(file.database.as_deref().unwrap_or("sessman"))?;
-        if let Some(collection) = &file.collection {
+        let mut options =
+            MongoOptions::from_url(&url)?.with_database(settings.database.as_deref().unwrap_or("sessman"))?;
+        if let Some(collection) = &settings.collection {
             options = options.with_collection(collection)?;
         }
-        if let Some(username) = &file.username {
-            options = options.with_credentials(username, file.password.as_deref());
+        if let Some(username) = &settings.username {
+            options = options.with_credentials(username, settings.password.as_deref());
         }
         Ok(options)
     }
@@ -243,8 +269,13 @@ pub(crate) fn redacted(url: &str) -> String {
 mod tests {
     use super::*;
 
-    fn sessman(json: &str) -> SessmanFile {
-        SessmanFile::parse(json, "sessman.json").unwrap()
+    fn sessman(server_url: Option<&str>, database: Option<&str>, collection: Option<&str>) -> SessmanSettings {
+        SessmanSettings {
+            server_url: server_url.map(str::to_owned),
+            database: database.map(str::to_owned),
+            collection: collection.map(str::to_owned),
+            ..SessmanSettings::default()
+        }
     }
 
     #[test]
@@ -278,10 +309,9 @@ mod tests {
 
     #[test]
     fn the_seeds_sessman_json_gives_server_credentials_and_database() {
-        let file = sessman(
-            r#"{"username": "ps_sessman", "password": "p@ss:/word", "server_url": "mongo.domain.tld:27017",
-                "database": "sessman", "session_ttl": 86400,}"#,
-        );
+        let mut file = sessman(Some("mongo.domain.tld:27017"), Some("sessman"), None);
+        file.username = Some("ps_sessman".into());
+        file.password = Some("p@ss:/word".into());
         let options = MongoOptions::from_sessman(&file).unwrap();
         assert_eq!(options.url(), "mongodb://mongo.domain.tld:27017");
         assert_eq!(options.database(), "sessman");
@@ -291,7 +321,7 @@ mod tests {
 
     #[test]
     fn sessman_json_may_name_a_whole_url_and_a_collection() {
-        let file = sessman(r#"{"server_url": "mongodb://a:1,b:2/?replicaSet=rs0", "collection": "web_sessions"}"#);
+        let file = sessman(Some("mongodb://a:1,b:2/?replicaSet=rs0"), None, Some("web_sessions"));
         let options = MongoOptions::from_sessman(&file).unwrap();
         assert_eq!(options.url(), "mongodb://a:1,b:2/?replicaSet=rs0");
         assert_eq!(options.database(), "sessman", "sessman's database unless the file names one");
@@ -309,7 +339,7 @@ mod tests {
     #[test]
     fn sessman_json_without_a_server_is_refused() {
         assert!(matches!(
-            MongoOptions::from_sessman(&sessman(r#"{"database": "x"}"#)),
+            MongoOptions::from_sessman(&sessman(None, Some("x"), None)),
             Err(ConnectError::MissingServer)
         ));
     }

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sessanger_core::SessionId;
 
-use super::{Failure, session_fields};
-use crate::Manager;
+use super::{ReplyError, session_fields};
+use crate::Responder;
 
 /// Reads the session. Replies `{session}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -15,8 +15,8 @@ pub struct Get {
 }
 
 impl Get {
-    /// Runs the read on `manager`.
-    pub async fn apply(self, manager: &Manager) -> Result<Map<String, Value>, Failure> {
-        Ok(session_fields(manager.served_session(&self.session_id).await?))
+    /// Runs the read on `responder`.
+    pub async fn apply(self, responder: &Responder) -> Result<Map<String, Value>, ReplyError> {
+        Ok(session_fields(responder.served_session(&self.session_id).await?))
     }
 }

@@ -6,13 +6,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sessanger_core::{Device, NewSession, UserId};
 
-use super::{ErrorCode, Failure, session_fields, to_value};
-use crate::{Manager, pam::AuthError};
+use super::{ReplyCode, ReplyError, session_fields, to_value};
+use crate::{Responder, pam::AuthError};
 
 /// Authenticates `user` with `password` through PAM and opens a session. On success the user
-/// has a broker account (password: the login password, or `broker.user.password` when the
-/// config sets one) and a vhost of its own. Replies `{session, broker: {user, vhost},
-/// routing_key}`; a refused password gives `auth_failed` and creates nothing.
+/// has a broker account (password: the login password, or the fixed one of
+/// [`BrokerOptions::user_password`](crate::BrokerOptions::user_password)) and a vhost of its
+/// own. Replies `{session, broker: {user, vhost}, routing_key}`; a refused password gives
+/// `auth_failed` and creates nothing.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Login {
     /// The system login.
@@ -35,37 +36,37 @@ impl fmt::Debug for Login {
 }
 
 impl Login {
-    /// Runs the login on `manager`.
-    pub async fn apply(self, manager: &Manager) -> Result<Map<String, Value>, Failure> {
-        manager.check_route(&self.user)?;
-        manager.pam().authenticate(&self.user, &self.password).await.map_err(|error| match error {
-            AuthError::Rejected => Failure::new(ErrorCode::AuthFailed, "wrong user name or password"),
+    /// Runs the login on `responder`.
+    pub async fn apply(self, responder: &Responder) -> Result<Map<String, Value>, ReplyError> {
+        responder.check_route(&self.user)?;
+        responder.pam().authenticate(&self.user, &self.password).await.map_err(|error| match error {
+            AuthError::Rejected => ReplyError::new(ReplyCode::AuthFailed, "wrong user name or password"),
             AuthError::Pam(why) => {
                 tracing::error!(user = %self.user, %why, "PAM failed");
-                Failure::new(ErrorCode::Internal, "the password could not be checked")
+                ReplyError::new(ReplyCode::Internal, "the password could not be checked")
             }
         })?;
         // Under the user's lock, so a logout ending its last session cannot delete the broker
         // account between its creation here and the new session.
-        let _guard = manager.lock_user(&self.user).await;
-        let password = manager.user_password().unwrap_or(&self.password);
-        let grant = manager.provisioner().provision(&self.user, password).await.map_err(|error| {
+        let _guard = responder.lock_user(&self.user).await;
+        let password = responder.user_password().unwrap_or(&self.password);
+        let grant = responder.provisioner().provision(&self.user, password).await.map_err(|error| {
             tracing::error!(user = %self.user, %error, "provisioning the broker account failed");
-            Failure::new(ErrorCode::BrokerFailed, "the broker account could not be set up")
+            ReplyError::new(ReplyCode::BrokerFailed, "the broker account could not be set up")
         })?;
         let new =
             NewSession { device: Device { device_id: self.device_id, ..Device::default() }, ..NewSession::default() };
-        let session = match manager.sessions().create_session(&self.user, new).await {
+        let session = match responder.manager().create_session(&self.user, new).await {
             Ok(session) => session,
             Err(error) => {
                 // No session, so no broker access either, unless older sessions hold it.
-                manager.end_if_last_locked(&self.user).await;
+                responder.end_if_last_locked(&self.user).await;
                 return Err(error.into());
             }
         };
         let mut fields = session_fields(session);
         fields.insert("broker".into(), to_value(grant));
-        fields.insert("routing_key".into(), Value::String(manager.routing_key().to_string()));
+        fields.insert("routing_key".into(), Value::String(responder.routing_key().to_string()));
         Ok(fields)
     }
 }

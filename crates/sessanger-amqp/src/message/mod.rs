@@ -5,7 +5,7 @@
 //! the right `routing_key`.
 //!
 //! Each kind has the same shape, like a mini-redis command: its struct is the decoded body,
-//! `apply(self, &Manager)` runs it on the session manager and returns the reply's fields, and
+//! `apply(self, &Responder)` runs it on the session manager and returns the reply's fields, and
 //! [`Request::encode`] / [`Request::decode`] turn the dispatch enum into bytes and back.
 //! Adding a kind means one file and one arm in [`Request`].
 
@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use sessanger_core::{ManagerError, Session, StoreError, wire::SessionBody};
 
 pub use self::{get::Get, list::List, login::Login, logout::Logout, refresh::Refresh, revoke_all::RevokeAll};
-use crate::{Manager, RoutingKey};
+use crate::{Responder, RoutingKey};
 
 /// The request body version this crate speaks.
 pub const VERSION: u32 = 1;
@@ -53,33 +53,34 @@ struct Envelope<T> {
 }
 
 impl Request {
-    /// Parses a request body; a malformed body or an unknown version is a [`Failure`] the
+    /// Parses a request body; a malformed body or an unknown version is a [`ReplyError`] the
     /// manager sends back as it is.
     ///
     /// # Examples
     /// ```
-    /// use sessanger_amqp::{ErrorCode, Request};
+    /// use sessanger_amqp::{ReplyCode, Request};
     ///
     /// let request = Request::decode(br#"{"v": 1, "op": "list", "user": "om1"}"#).unwrap();
     /// assert!(matches!(request, Request::List(_)));
     /// let failure = Request::decode(br#"{"v": 9, "op": "list", "user": "om1"}"#).unwrap_err();
-    /// assert_eq!(failure.code, ErrorCode::UnsupportedVersion);
+    /// assert_eq!(failure.code, ReplyCode::UnsupportedVersion);
     /// ```
-    pub fn decode(bytes: &[u8]) -> Result<Request, Failure> {
+    pub fn decode(bytes: &[u8]) -> Result<Request, ReplyError> {
         #[derive(Deserialize)]
         struct Version {
             v: u32,
         }
-        let version: Version = serde_json::from_slice(bytes)
-            .map_err(|e| Failure::new(ErrorCode::BadRequest, format!("not a request (a JSON object with `v`): {e}")))?;
+        let version: Version = serde_json::from_slice(bytes).map_err(|e| {
+            ReplyError::new(ReplyCode::BadRequest, format!("not a request (a JSON object with `v`): {e}"))
+        })?;
         if version.v != VERSION {
-            return Err(Failure::new(
-                ErrorCode::UnsupportedVersion,
+            return Err(ReplyError::new(
+                ReplyCode::UnsupportedVersion,
                 format!("request version {} is not supported (this manager speaks {VERSION})", version.v),
             ));
         }
         let envelope: Envelope<Request> =
-            serde_json::from_slice(bytes).map_err(|e| Failure::new(ErrorCode::BadRequest, e.to_string()))?;
+            serde_json::from_slice(bytes).map_err(|e| ReplyError::new(ReplyCode::BadRequest, e.to_string()))?;
         Ok(envelope.body)
     }
 
@@ -88,15 +89,15 @@ impl Request {
         serde_json::to_vec(&Envelope { v: VERSION, body: self }).expect("requests always serialize")
     }
 
-    /// Runs the request on `manager`; the reply to send back.
-    pub async fn apply(self, manager: &Manager) -> Reply {
+    /// Runs the request on `responder`; the reply to send back.
+    pub async fn apply(self, responder: &Responder) -> Reply {
         let result = match self {
-            Request::Login(r) => r.apply(manager).await,
-            Request::Logout(r) => r.apply(manager).await,
-            Request::Refresh(r) => r.apply(manager).await,
-            Request::Get(r) => r.apply(manager).await,
-            Request::List(r) => r.apply(manager).await,
-            Request::RevokeAll(r) => r.apply(manager).await,
+            Request::Login(r) => r.apply(responder).await,
+            Request::Logout(r) => r.apply(responder).await,
+            Request::Refresh(r) => r.apply(responder).await,
+            Request::Get(r) => r.apply(responder).await,
+            Request::List(r) => r.apply(responder).await,
+            Request::RevokeAll(r) => r.apply(responder).await,
         };
         match result {
             Ok(fields) => Reply::Ok(fields),
@@ -111,7 +112,7 @@ pub enum Reply {
     /// `{"ok": true, ...fields}`.
     Ok(Map<String, Value>),
     /// `{"ok": false, "error": {...}}`.
-    Err(Failure),
+    Err(ReplyError),
 }
 
 impl Reply {
@@ -133,17 +134,17 @@ impl Reply {
     ///
     /// # Examples
     /// ```
-    /// use sessanger_amqp::{ErrorCode, message::Reply};
+    /// use sessanger_amqp::{ReplyCode, message::Reply};
     ///
     /// let reply = Reply::decode(br#"{"ok": false, "error": {"code": "auth_failed", "message": "no"}}"#).unwrap();
-    /// assert!(matches!(reply, Reply::Err(f) if f.code == ErrorCode::AuthFailed));
+    /// assert!(matches!(reply, Reply::Err(f) if f.code == ReplyCode::AuthFailed));
     /// ```
     pub fn decode(bytes: &[u8]) -> Result<Reply, serde_json::Error> {
         #[derive(Deserialize)]
         struct Raw {
             ok: bool,
             #[serde(default)]
-            error: Option<Failure>,
+            error: Option<ReplyError>,
             #[serde(flatten)]
             rest: Map<String, Value>,
         }
@@ -160,7 +161,7 @@ impl Reply {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
-pub enum ErrorCode {
+pub enum ReplyCode {
     /// The body is not a request.
     BadRequest,
     /// The body's `v` is not one this manager speaks.
@@ -189,44 +190,44 @@ pub enum ErrorCode {
 /// The error of a failed request, as the reply carries it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{code:?}: {message}")]
-pub struct Failure {
+pub struct ReplyError {
     /// What went wrong.
-    pub code: ErrorCode,
+    pub code: ReplyCode,
     /// A sentence for humans; may change between versions.
     pub message: String,
-    /// With [`ErrorCode::WrongManager`]: the routing key of the manager serving the user.
+    /// With [`ReplyCode::WrongManager`]: the routing key of the manager serving the user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routing_key: Option<String>,
 }
 
-impl Failure {
+impl ReplyError {
     /// A failure with no routing key.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Failure { code, message: message.into(), routing_key: None }
+    pub fn new(code: ReplyCode, message: impl Into<String>) -> Self {
+        ReplyError { code, message: message.into(), routing_key: None }
     }
 
     /// `wrong_manager`, naming the key that serves the user.
     pub fn wrong_manager(user: &impl std::fmt::Display, right: &RoutingKey) -> Self {
-        Failure {
-            code: ErrorCode::WrongManager,
+        ReplyError {
+            code: ReplyCode::WrongManager,
             message: format!("user `{user}` is served by the manager with routing key `{right}`"),
             routing_key: Some(right.to_string()),
         }
     }
 }
 
-impl From<ManagerError> for Failure {
+impl From<ManagerError> for ReplyError {
     fn from(error: ManagerError) -> Self {
         match error {
-            ManagerError::NotFound => Failure::new(ErrorCode::SessionNotFound, "no live session has this id"),
-            ManagerError::LimitReached => Failure::new(ErrorCode::LimitReached, error.to_string()),
+            ManagerError::NotFound => ReplyError::new(ReplyCode::SessionNotFound, "no live session has this id"),
+            ManagerError::LimitReached => ReplyError::new(ReplyCode::LimitReached, error.to_string()),
             ManagerError::Store(StoreError::Unavailable(_)) => {
                 tracing::warn!(%error, "session store unavailable");
-                Failure::new(ErrorCode::StoreUnavailable, "the session store is unavailable")
+                ReplyError::new(ReplyCode::StoreUnavailable, "the session store is unavailable")
             }
             other => {
                 tracing::error!(error = %other, "request failed");
-                Failure::new(ErrorCode::Internal, "internal error")
+                ReplyError::new(ReplyCode::Internal, "internal error")
             }
         }
     }
@@ -267,14 +268,14 @@ mod tests {
     #[test]
     fn unknown_kind_and_missing_field_are_bad_requests() {
         for body in [r#"{"v":1,"op":"dance"}"#, r#"{"v":1,"op":"list"}"#, "[]", "not json"] {
-            assert_eq!(Request::decode(body.as_bytes()).unwrap_err().code, ErrorCode::BadRequest, "{body}");
+            assert_eq!(Request::decode(body.as_bytes()).unwrap_err().code, ReplyCode::BadRequest, "{body}");
         }
     }
 
     #[test]
     fn invalid_user_name_is_a_bad_request() {
         let body = format!(r#"{{"v":1,"op":"list","user":"{}"}}"#, "x".repeat(300));
-        assert_eq!(Request::decode(body.as_bytes()).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(Request::decode(body.as_bytes()).unwrap_err().code, ReplyCode::BadRequest);
     }
 
     #[test]
@@ -290,7 +291,7 @@ mod tests {
             serde_json::from_slice::<Value>(&ok.encode()).unwrap(),
             serde_json::json!({"ok": true, "deleted": 2})
         );
-        let err = Reply::Err(Failure::wrong_manager(&"om1", &"sessanger2".parse().unwrap()));
+        let err = Reply::Err(ReplyError::wrong_manager(&"om1", &"sessanger2".parse().unwrap()));
         let body: Value = serde_json::from_slice(&err.encode()).unwrap();
         assert_eq!(body["ok"], false);
         assert_eq!(body["error"]["code"], "wrong_manager");
@@ -302,6 +303,6 @@ mod tests {
     #[test]
     fn unknown_error_codes_decode_as_unknown() {
         let reply = Reply::decode(br#"{"ok":false,"error":{"code":"from_the_future","message":"?"}}"#).unwrap();
-        assert!(matches!(reply, Reply::Err(f) if f.code == ErrorCode::Unknown));
+        assert!(matches!(reply, Reply::Err(f) if f.code == ReplyCode::Unknown));
     }
 }

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sessanger_core::SessionId;
 
-use super::{Failure, session_fields};
-use crate::Manager;
+use super::{ReplyError, session_fields};
+use crate::Responder;
 
 /// Renews the session's idle deadline (never past its absolute one). Replies `{session}`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -15,9 +15,9 @@ pub struct Refresh {
 }
 
 impl Refresh {
-    /// Runs the refresh on `manager`.
-    pub async fn apply(self, manager: &Manager) -> Result<Map<String, Value>, Failure> {
-        let session = manager.served_session(&self.session_id).await?;
-        Ok(session_fields(manager.sessions().refresh_session(&session.id).await?))
+    /// Runs the refresh on `responder`.
+    pub async fn apply(self, responder: &Responder) -> Result<Map<String, Value>, ReplyError> {
+        let session = responder.served_session(&self.session_id).await?;
+        Ok(session_fields(responder.manager().refresh_session(&session.id).await?))
     }
 }

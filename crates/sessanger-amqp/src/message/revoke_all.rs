@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sessanger_core::UserId;
 
-use super::Failure;
-use crate::Manager;
+use super::ReplyError;
+use crate::Responder;
 
 /// Deletes every session of the user, then ends its broker access as the last logout does.
 /// Replies `{deleted: n}`.
@@ -16,12 +16,12 @@ pub struct RevokeAll {
 }
 
 impl RevokeAll {
-    /// Runs the revocation on `manager`.
-    pub async fn apply(self, manager: &Manager) -> Result<Map<String, Value>, Failure> {
-        manager.check_route(&self.user)?;
-        let _guard = manager.lock_user(&self.user).await;
-        let deleted = manager.sessions().delete_user_sessions(&self.user).await?;
-        manager.end_if_last_locked(&self.user).await;
+    /// Runs the revocation on `responder`.
+    pub async fn apply(self, responder: &Responder) -> Result<Map<String, Value>, ReplyError> {
+        responder.check_route(&self.user)?;
+        let _guard = responder.lock_user(&self.user).await;
+        let deleted = responder.manager().delete_user_sessions(&self.user).await?;
+        responder.end_if_last_locked(&self.user).await;
         Ok(Map::from_iter([("deleted".to_owned(), Value::from(deleted))]))
     }
 }

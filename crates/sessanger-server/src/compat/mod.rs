@@ -21,30 +21,28 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::de::DeserializeOwned;
-use sessanger_core::{
-    Attributes, Device, ManagerError, Permission, ServiceId, Session, SessionId, SessionManager,
-    config::{CompatAuth, CompatConfig},
-};
+use sessanger_core::{Attributes, Device, ManagerError, Permission, ServiceId, Session, SessionId, SessionManager};
 use subtle::ConstantTimeEq;
 
-use crate::{AppState, auth, error::ApiError};
+use crate::{AppState, CompatAuth, CompatOptions, auth, error::ApiError};
 
 pub(crate) mod back_session;
+pub(crate) mod options;
 pub(crate) mod sessman;
 
 /// The routes of the enabled compat APIs.
-pub(crate) fn routes(config: &CompatConfig) -> Router<AppState> {
+pub(crate) fn routes(options: &CompatOptions) -> Router<AppState> {
     let mut router = Router::new();
-    if config.back_session.enabled {
+    if options.back_session.enabled {
         router = router.merge(back_session::routes());
     }
-    if config.sessman.enabled {
+    if options.sessman.enabled {
         router = router.merge(sessman::routes());
     }
     router
 }
 
-/// Who may call one compat API, from its config.
+/// Who may call one compat API, from its options.
 #[derive(Debug)]
 pub(crate) struct Gate<'a> {
     pub(crate) auth: CompatAuth,

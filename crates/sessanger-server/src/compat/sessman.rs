@@ -22,12 +22,10 @@ use axum::{
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sessanger_core::{
-    Attributes, NewSession, Permission, Session, SessionId, SessionManager, UserId, config::SESSMAN_DEFAULT_TTL,
-};
+use sessanger_core::{Attributes, NewSession, Permission, Session, SessionId, SessionManager, UserId};
 
 use super::{CompatError, ErrorShape, Gate, LooseJson, rewrite, session_id};
-use crate::{AppState, error::ApiError};
+use crate::{AppState, SESSMAN_DEFAULT_TTL, error::ApiError};
 
 /// sessman's error body: `{"error": "<text>"}`.
 #[derive(Debug)]

@@ -1,9 +1,7 @@
 //! The routes, one file per resource.
 
+use crate::{AppState, CompatOptions, compat};
 use axum::Router;
-use sessanger_core::config::CompatConfig;
-
-use crate::{AppState, compat};
 
 pub(crate) mod ops;
 pub(crate) mod services;
@@ -12,7 +10,7 @@ pub(crate) mod users;
 
 /// Every route, the enabled compat APIs included, with JSON answers for unknown paths and
 /// methods.
-pub(crate) fn router(compat: &CompatConfig) -> Router<AppState> {
+pub(crate) fn router(compat: &CompatOptions) -> Router<AppState> {
     Router::new()
         .merge(compat::routes(compat))
         .merge(sessions::routes())

@@ -22,6 +22,12 @@
 //! - Names and secrets (`login`, `password`, user names, routing keys) may be written as
 //!   numbers: `password: 123` is the text `"123"`. YAML rewrites some number forms before they
 //!   are read (`0x1F` is 31, `+5` is 5): quote such values.
+//!
+//! # Who reads it
+//! Only the binary. The model is the file's: the binary maps it onto the options each library
+//! crate owns ([`SessionPolicy`] through [`Config::session_policy`], the AMQP crate's
+//! `BrokerOptions`, the server's `CompatOptions`, the encrypted store's key ring and
+//! selection), so no library depends on this crate, YAML or the file's layout.
 
 mod compat;
 mod de;
@@ -44,11 +50,11 @@ use std::{
 use serde::Deserialize;
 
 pub use self::{
-    compat::{BackSessionConfig, CompatAuth, CompatConfig, SESSMAN_DEFAULT_TTL, SessmanConfig, SessmanFile},
+    compat::{BackSessionConfig, CompatAuth, CompatConfig, SessmanConfig, SessmanFile},
     encryption::{EncryptedAttributes, EncryptionConfig},
     error::ConfigError,
 };
-use crate::{Limits, SessionPolicy, UserLimit};
+use sessanger_core::{BoxError, Limits, SessionPolicy, UserLimit};
 
 /// The format of a config text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -199,7 +205,7 @@ impl BrokerConfig {
     /// has a scheme is returned as written.
     ///
     /// ```
-    /// # use sessanger_core::config::{Config, Format};
+    /// # use sessanger_config::{Config, Format};
     /// let text = "broker: {url: 127.0.0.1:5672, sessanger: {login: s, password: p}}";
     /// let config = Config::parse(text, Format::Yaml, "inline.yaml").unwrap();
     /// assert_eq!(config.broker.unwrap().amqp_url(), "amqp://127.0.0.1:5672");
@@ -207,22 +213,6 @@ impl BrokerConfig {
     pub fn amqp_url(&self) -> String {
         let url = self.url.trim();
         if url.contains("://") { url.to_owned() } else { format!("amqp://{url}") }
-    }
-
-    /// The management API's base URL: `management_url`, else port 15672 on the broker's host.
-    pub fn management_url(&self) -> String {
-        if let Some(url) = &self.management_url {
-            return url.trim_end_matches('/').to_owned();
-        }
-        let url = self.amqp_url();
-        let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-        let authority = rest.split(['/', '?']).next().unwrap_or_default();
-        let host_port = authority.rsplit_once('@').map_or(authority, |(_, host_port)| host_port);
-        let host = match host_port.rsplit_once(':') {
-            Some((host, _)) if !host_port.ends_with(']') => host,
-            _ => host_port,
-        };
-        format!("http://{host}:15672")
     }
 
     /// The routing key that serves `user`: the key listing it by name, else the key listing
@@ -233,8 +223,9 @@ impl BrokerConfig {
     }
 }
 
-/// In `broker.routing_keys`, the user name standing for every user listed under no other key.
-pub const WILDCARD: &str = "*";
+/// In `broker.routing_keys`, the user name standing for every user listed under no other key
+/// (`sessanger_amqp::routing::WILDCARD`, which the session managers route by).
+const WILDCARD: &str = "*";
 
 /// A broker login (`broker.sessanger`). Debug hides the password, so logging a config leaks
 /// no secret.
@@ -351,7 +342,7 @@ impl Config {
     /// # Examples
     /// ```
     /// use std::time::Duration;
-    /// use sessanger_core::config::{Config, Format};
+    /// use sessanger_config::{Config, Format};
     ///
     /// let text = "
     /// session:
@@ -371,7 +362,7 @@ impl Config {
     ///
     /// let err = Config::parse("session:\n  ttl: abc\n", Format::Yaml, "config.yaml").unwrap_err();
     /// assert!(err.to_string().starts_with(r#"config.yaml:2:8: session.ttl: invalid duration "abc""#));
-    /// # Ok::<(), sessanger_core::config::ConfigError>(())
+    /// # Ok::<(), sessanger_config::ConfigError>(())
     /// ```
     pub fn parse(text: &str, format: Format, origin: &str) -> Result<Config, ConfigError> {
         Config::parse_with_env(text, format, origin, |name| std::env::var(name).ok())
@@ -456,7 +447,7 @@ fn parse_error(
     path: &[serde_path_to_error::Segment],
     location: Option<(usize, usize)>,
     full_message: String,
-    source: crate::BoxError,
+    source: BoxError,
     yaml: bool,
 ) -> ConfigError {
     let mut message = full_message;

@@ -1,5 +1,6 @@
-//! The manager side: [`Manager`] holds what requests are applied to; [`run`] serves one
-//! channel; [`serve`] connects, runs, and reconnects with backoff after the broker goes away.
+//! The AMQP side of a session manager: [`Responder`] holds what requests are applied to;
+//! [`run`] serves one channel; [`serve`] connects, runs, and reconnects with backoff after the
+//! broker goes away.
 
 use std::{
     collections::HashMap,
@@ -20,26 +21,26 @@ use lapin::{
     types::FieldTable,
     uri::AMQPUri,
 };
-use sessanger_core::{DeleteReason, Session, SessionEvent, SessionId, SessionManager, UserId, config::BrokerConfig};
+use sessanger_core::{DeleteReason, Session, SessionEvent, SessionId, SessionManager, UserId};
 use tokio::{
     sync::{OwnedMutexGuard, broadcast, watch},
     task::JoinSet,
 };
 
 use crate::{
-    EXCHANGE, Routing, RoutingKey,
+    BrokerOptions, EXCHANGE, Routing, RoutingKey,
     broker::Provisioner,
     dedup::ReplyCache,
-    message::{ErrorCode, Failure, Reply, Request},
+    message::{Reply, ReplyCode, ReplyError, Request},
     pam::Authenticator,
     queue_name,
 };
 
 /// Everything a request is applied to: the sessions, the routing table and this manager's
-/// key, PAM, and the broker accounts. Share it as `Arc<Manager>`.
+/// key, PAM, and the broker accounts. Share it as `Arc<Responder>`.
 #[derive(Debug)]
-pub struct Manager {
-    sessions: SessionManager,
+pub struct Responder {
+    manager: SessionManager,
     routing: Routing,
     key: RoutingKey,
     pam: Authenticator,
@@ -54,39 +55,39 @@ pub struct Manager {
     ready: watch::Sender<bool>,
 }
 
-impl Manager {
-    /// A manager consuming `key`, with PAM, provisioning and the routing table from `config`.
-    pub fn from_config(
-        sessions: SessionManager,
-        config: &BrokerConfig,
+impl Responder {
+    /// A responder consuming `key`, with PAM, provisioning and the routing table from `options`.
+    pub fn from_options(
+        manager: SessionManager,
+        options: &BrokerOptions,
         key: RoutingKey,
-    ) -> Result<Manager, crate::routing::InvalidRoutingKey> {
-        let routing = if config.routing_keys.is_empty() {
-            // No table: this manager serves everyone.
-            Routing::from_table([(key.as_ref(), [sessanger_core::config::WILDCARD])])?
+    ) -> Result<Responder, crate::routing::InvalidRoutingKey> {
+        let routing = if options.routing_keys.is_empty() {
+            // No table: this session manager serves everyone.
+            Routing::from_table([(key.as_ref(), [crate::routing::WILDCARD])])?
         } else {
-            Routing::from_config(config)?
+            Routing::from_options(options)?
         };
-        Ok(Manager::new(
-            sessions,
+        Ok(Responder::new(
+            manager,
             routing,
             key,
-            Authenticator::new(&config.pam_service),
-            Provisioner::from_config(config),
+            Authenticator::new(&options.pam_service),
+            Provisioner::from_options(options),
         )
-        .with_user_password(config.user.as_ref().map(|u| u.password.clone())))
+        .with_user_password(options.user_password.clone()))
     }
 
-    /// A manager from its parts; users' broker passwords are their login passwords.
+    /// A responder from its parts; users' broker passwords are their login passwords.
     pub fn new(
-        sessions: SessionManager,
+        manager: SessionManager,
         routing: Routing,
         key: RoutingKey,
         pam: Authenticator,
         provisioner: Provisioner,
-    ) -> Manager {
-        Manager {
-            sessions,
+    ) -> Responder {
+        Responder {
+            manager,
             routing,
             key,
             pam,
@@ -99,16 +100,16 @@ impl Manager {
     }
 
     /// Gives every user's broker account this password instead of its login password
-    /// (`broker.user.password`, the seed's example 1).
+    /// ([`BrokerOptions::user_password`]).
     #[must_use]
-    pub fn with_user_password(mut self, password: Option<String>) -> Manager {
+    pub fn with_user_password(mut self, password: Option<String>) -> Responder {
         self.user_password = password;
         self
     }
 
     /// The session manager requests act on.
-    pub fn sessions(&self) -> &SessionManager {
-        &self.sessions
+    pub fn manager(&self) -> &SessionManager {
+        &self.manager
     }
 
     /// The routing key this manager consumes.
@@ -126,7 +127,7 @@ impl Manager {
         &self.provisioner
     }
 
-    /// The fixed broker password for users, if the config sets one.
+    /// The fixed broker password for users, if one is set.
     pub fn user_password(&self) -> Option<&str> {
         self.user_password.as_deref()
     }
@@ -144,17 +145,17 @@ impl Manager {
 
     /// `Ok` if this manager serves `user`; `wrong_manager` naming the right key, or
     /// `no_manager`, otherwise. A manager never serves another's user silently.
-    pub fn check_route(&self, user: &UserId) -> Result<(), Failure> {
+    pub fn check_route(&self, user: &UserId) -> Result<(), ReplyError> {
         match self.routing.route(user) {
             Some(key) if *key == self.key => Ok(()),
-            Some(key) => Err(Failure::wrong_manager(user, key)),
-            None => Err(Failure::new(ErrorCode::NoManager, format!("no manager serves user `{user}`"))),
+            Some(key) => Err(ReplyError::wrong_manager(user, key)),
+            None => Err(ReplyError::new(ReplyCode::NoManager, format!("no manager serves user `{user}`"))),
         }
     }
 
     /// The live session `id`, if its user is served here.
-    pub async fn served_session(&self, id: &SessionId) -> Result<Session, Failure> {
-        let session = self.sessions.get_session(id).await?;
+    pub async fn served_session(&self, id: &SessionId) -> Result<Session, ReplyError> {
+        let session = self.manager.get_session(id).await?;
         self.check_route(&session.user_id)?;
         Ok(session)
     }
@@ -179,7 +180,7 @@ impl Manager {
     /// With the user's lock held: if `user` has no live session left, ends its broker access
     /// ([`Provisioner::deprovision`]). Failures are logged: the session is gone either way.
     pub async fn end_if_last_locked(&self, user: &UserId) {
-        match self.sessions.list_user_sessions(user).await {
+        match self.manager.list_user_sessions(user).await {
             Ok(sessions) if sessions.is_empty() => {
                 if let Err(error) = self.provisioner.deprovision(user).await {
                     tracing::warn!(%user, %error, "removing the broker account after the last session failed");
@@ -193,8 +194,8 @@ impl Manager {
     /// Ends broker access of users whose last session ended some other way: expiry, or a
     /// revocation through the HTTP API. Runs until the returned guard is dropped.
     pub fn watch_sessions(self: &Arc<Self>) -> Watcher {
-        let mut events = self.sessions.subscribe();
-        let manager = Arc::clone(self);
+        let mut events = self.manager.subscribe();
+        let responder = Arc::clone(self);
         Watcher(tokio::spawn(async move {
             loop {
                 let user = match events.recv().await {
@@ -210,16 +211,16 @@ impl Manager {
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
-                if manager.routing.route(&user) == Some(&manager.key) {
-                    let _guard = manager.lock_user(&user).await;
-                    manager.end_if_last_locked(&user).await;
+                if responder.routing.route(&user) == Some(&responder.key) {
+                    let _guard = responder.lock_user(&user).await;
+                    responder.end_if_last_locked(&user).await;
                 }
             }
         }))
     }
 }
 
-/// Stops [`Manager::watch_sessions`] when dropped.
+/// Stops [`Responder::watch_sessions`] when dropped.
 #[derive(Debug)]
 pub struct Watcher(tokio::task::JoinHandle<()>);
 
@@ -231,7 +232,7 @@ impl Drop for Watcher {
 
 /// How [`serve`] connects.
 #[derive(Clone, Debug)]
-pub struct ManagerOptions {
+pub struct ServeOptions {
     /// The broker, with the manager's credentials and vhost.
     pub uri: AMQPUri,
     /// How many requests are handled at once (AMQP prefetch).
@@ -240,15 +241,10 @@ pub struct ManagerOptions {
     pub max_backoff: Duration,
 }
 
-impl ManagerOptions {
-    /// Connects as `broker.sessanger` to the vhost named after it.
-    pub fn from_config(config: &BrokerConfig) -> Result<ManagerOptions, String> {
-        let account = &config.sessanger;
-        Ok(ManagerOptions {
-            uri: crate::amqp_uri(config, &account.login, &account.password, &account.login)?,
-            prefetch: 64,
-            max_backoff: Duration::from_secs(5),
-        })
+impl ServeOptions {
+    /// Connects as the session managers' account to the vhost named after it.
+    pub fn from_options(options: &BrokerOptions) -> Result<ServeOptions, String> {
+        Ok(ServeOptions { uri: options.manager_uri()?, prefetch: 64, max_backoff: Duration::from_secs(5) })
     }
 }
 
@@ -266,9 +262,9 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves requests until `shutdown` completes: connects, declares the topology, runs, and
 /// after losing the broker reconnects with exponential backoff and declares it again. Also
-/// ends the broker access of users whose sessions expire ([`Manager::watch_sessions`]).
-pub async fn serve(options: ManagerOptions, manager: Arc<Manager>, shutdown: impl Future<Output = ()>) {
-    let _watcher = manager.watch_sessions();
+/// ends the broker access of users whose sessions expire ([`Responder::watch_sessions`]).
+pub async fn serve(options: ServeOptions, responder: Arc<Responder>, shutdown: impl Future<Output = ()>) {
+    let _watcher = responder.watch_sessions();
     let mut shutdown = pin!(shutdown);
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -285,8 +281,8 @@ pub async fn serve(options: ManagerOptions, manager: Arc<Manager>, shutdown: imp
         match connected {
             Ok((connection, channel)) => {
                 backoff = FIRST_BACKOFF;
-                let served = run(channel, Arc::clone(&manager), &mut shutdown).await;
-                manager.ready.send_replace(false);
+                let served = run(channel, Arc::clone(&responder), &mut shutdown).await;
+                responder.ready.send_replace(false);
                 match served {
                     Ok(()) => {
                         let _ = connection.close(200, "sessanger shutting down".into()).await;
@@ -310,11 +306,11 @@ pub async fn serve(options: ManagerOptions, manager: Arc<Manager>, shutdown: imp
 /// the channel fails (`Err`). Requests run concurrently, up to the channel's prefetch.
 pub async fn run(
     channel: Channel,
-    manager: Arc<Manager>,
+    responder: Arc<Responder>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), lapin::Error> {
-    let key = manager.routing_key().to_string();
-    let queue = queue_name(manager.routing_key());
+    let key = responder.routing_key().to_string();
+    let queue = queue_name(responder.routing_key());
     let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
     channel.exchange_declare(EXCHANGE.into(), ExchangeKind::Direct, durable, FieldTable::default()).await?;
     channel.queue_declare(queue.as_str().into(), QueueDeclareOptions::durable(), FieldTable::default()).await?;
@@ -330,7 +326,7 @@ pub async fn run(
     let mut consumer = channel
         .basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())
         .await?;
-    manager.ready.send_replace(true);
+    responder.ready.send_replace(true);
     tracing::info!(routing_key = %key, %queue, "AMQP session manager consuming");
 
     let mut shutdown = pin!(shutdown);
@@ -344,7 +340,7 @@ pub async fn run(
         };
         match next {
             Some(Ok(delivery)) => {
-                in_flight.spawn(handle(channel.clone(), Arc::clone(&manager), delivery));
+                in_flight.spawn(handle(channel.clone(), Arc::clone(&responder), delivery));
             }
             Some(Err(error)) => {
                 // Handlers already running finish on their own; their replies may be lost.
@@ -370,10 +366,10 @@ pub async fn run(
 /// acknowledges only then, so a request whose reply could not be sent is delivered again.
 /// A request whose `message_id` was seen lately gets the first run's reply: RabbitMQ delivers
 /// a request again after a reconnect even when it already ran.
-async fn handle(channel: Channel, manager: Arc<Manager>, delivery: Delivery) {
+async fn handle(channel: Channel, responder: Arc<Responder>, delivery: Delivery) {
     let execute = || async {
         match Request::decode(&delivery.data) {
-            Ok(request) => request.apply(&manager).await,
+            Ok(request) => request.apply(&responder).await,
             Err(failure) => Reply::Err(failure),
         }
     };
@@ -385,7 +381,7 @@ async fn handle(channel: Channel, manager: Arc<Manager>, delivery: Delivery) {
                 .as_ref()
                 .and_then(|ms| ms.as_str().parse().ok())
                 .map_or(REPLY_CACHE_AGE, Duration::from_millis);
-            let slot = manager.replies.lock().expect("reply cache poisoned").slot(
+            let slot = responder.replies.lock().expect("reply cache poisoned").slot(
                 id.as_str(),
                 &delivery.data,
                 ttl,

@@ -1,5 +1,5 @@
 //! `compat:`: the HTTP APIs of services sessanger replaces (back-session, sessman), and the
-//! seed's `sessman.json`.
+//! original sessman's `sessman.json`.
 //!
 //! Each API is off unless enabled. An enabled API is open by default (`auth: none`), because
 //! the clients it replaces send no sessanger token; it then acts as its configured `service`
@@ -10,8 +10,9 @@ use std::{fmt, path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
+use sessanger_core::{Permission, ServiceId};
+
 use super::{ConfigError, de};
-use crate::{Permission, ServiceId};
 
 /// `compat:`: which foreign APIs sessanger also serves.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -86,7 +87,7 @@ pub struct SessmanConfig {
     /// What requests may do under `auth: none` (`permissions`, default `[read, write]`).
     pub permissions: Vec<Permission>,
     /// Idle lifetime of sessions created or updated here (`session_ttl`); absent means the
-    /// `session_ttl` of `config`, else 86400 s as in sessman.
+    /// `session_ttl` of `config`, else sessman's own default (the server's).
     #[serde(deserialize_with = "optional_duration")]
     pub session_ttl: Option<Duration>,
     /// The original's `sessman.json` (`config`), read for `session_ttl` and `apikey`.
@@ -122,15 +123,14 @@ impl fmt::Debug for SessmanConfig {
     }
 }
 
-/// sessman's default session lifetime, from the seed's `sessman.json`.
-pub const SESSMAN_DEFAULT_TTL: Duration = Duration::from_secs(86_400);
-
 impl SessmanConfig {
-    /// Fills what the file left out from the original's `sessman.json`: `session_ttl` (else
-    /// [`SESSMAN_DEFAULT_TTL`]) and, when its `auth_type` asks for one, `apikey`.
+    /// Fills what the file left out from the original's `sessman.json`: `session_ttl` and,
+    /// when its `auth_type` asks for one, `apikey`. A lifetime neither names is left to the
+    /// server, whose default is sessman's.
     pub fn merge_file(&mut self, file: &SessmanFile) {
-        let ttl = file.session_ttl.map(Duration::from_secs).unwrap_or(SESSMAN_DEFAULT_TTL);
-        self.session_ttl.get_or_insert(ttl);
+        if let Some(ttl) = file.session_ttl {
+            self.session_ttl.get_or_insert(Duration::from_secs(ttl));
+        }
         if self.api_key.is_none() && self.auth == CompatAuth::None && file.requires_api_key() {
             self.api_key.clone_from(&file.apikey);
         }
@@ -194,17 +194,17 @@ impl SessmanFile {
     }
 
     /// Parses a `sessman.json`, tolerating trailing commas before `}` and `]` as the
-    /// original's parser does (the seed's own example has one).
+    /// original's parser does (sessman's own example has one).
     ///
     /// # Examples
     /// ```
-    /// use sessanger_core::config::SessmanFile;
+    /// use sessanger_config::SessmanFile;
     ///
     /// let file = SessmanFile::parse(r#"{"database": "sessman", "session_ttl": 86400,}"#, "sessman.json")?;
     /// assert_eq!(file.session_ttl, Some(86400));
     /// let err = SessmanFile::parse("{\n  \"session_ttl\": \"soon\"\n}", "sessman.json").unwrap_err();
     /// assert!(err.to_string().starts_with("sessman.json:2:"), "{err}");
-    /// # Ok::<(), sessanger_core::config::ConfigError>(())
+    /// # Ok::<(), sessanger_config::ConfigError>(())
     /// ```
     pub fn parse(text: &str, origin: &str) -> Result<SessmanFile, ConfigError> {
         // Removing a comma keeps every line and every column before it, so error locations

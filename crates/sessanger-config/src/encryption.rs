@@ -1,9 +1,9 @@
 //! `encryption:`: which attribute values are sealed at rest, and with which keys.
 //!
-//! The section only describes; `sessanger-store-encrypted` reads it (its
-//! `EncryptedStore::from_config`), parses the key material and wraps the store. The key ring
-//! text (`keys`) is parsed there, in one place, so a malformed key is reported when the store is
-//! opened (and by `sessanger config check`, which opens the key ring without opening a store).
+//! The section only describes; the binary maps it onto `sessanger-store-encrypted`'s key ring
+//! (`Keyring::from_spec`, which parses `keys`) and selection, and wraps the store. The key ring
+//! text is parsed there, in one place, so a malformed key is reported when the store is opened
+//! (and by `sessanger config check`, which opens the key ring without opening a store).
 //!
 //! ```yaml
 //! encryption:
@@ -117,7 +117,7 @@ pub(super) fn check(encryption: &EncryptionConfig) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, ConfigError, Format};
+    use crate::{Config, ConfigError, Format};
 
     const KEYS: &str =
         "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=,k2:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";

@@ -3,7 +3,7 @@
 
 use std::{fmt, path::PathBuf};
 
-use crate::BoxError;
+use sessanger_core::BoxError;
 
 /// Why a config file was refused.
 ///

@@ -430,7 +430,7 @@ fn compat_apis_are_off_and_open_by_default() {
     assert_eq!(compat.back_session.auth, CompatAuth::None);
     assert_eq!(compat.back_session.service.as_ref(), "back-session");
     assert_eq!(compat.sessman.service.as_ref(), "sessman");
-    assert_eq!(compat.sessman.permissions, [crate::Permission::Read, crate::Permission::Write]);
+    assert_eq!(compat.sessman.permissions, [sessanger_core::Permission::Read, sessanger_core::Permission::Write]);
     assert_eq!(compat.sessman.api_key, None);
 }
 
@@ -448,7 +448,7 @@ fn compat_section_reads_every_key() {
     assert_eq!(back_session.session_ttl, Some(Duration::from_secs(30 * 86_400)));
     assert_eq!(sessman.api_key.as_deref(), Some("1234"));
     assert_eq!(sessman.service.as_ref(), "legacy");
-    assert_eq!(sessman.permissions, [crate::Permission::Read]);
+    assert_eq!(sessman.permissions, [sessanger_core::Permission::Read]);
     assert_eq!(sessman.session_ttl, Some(Duration::from_secs(3600)));
     assert_eq!(sessman.config.as_deref(), Some(Path::new("sessman.json")));
     assert!(!format!("{sessman:?}").contains("1234"), "Debug must hide the API key");
@@ -482,7 +482,7 @@ fn the_seed_sessman_json_parses_despite_its_trailing_comma() {
     assert_eq!(file.session_ttl, Some(86_400));
     let mut sessman = SessmanConfig::default();
     sessman.merge_file(&file);
-    assert_eq!(sessman.session_ttl, Some(SESSMAN_DEFAULT_TTL));
+    assert_eq!(sessman.session_ttl, Some(Duration::from_secs(86_400)));
     assert_eq!(sessman.api_key, None);
 }
 

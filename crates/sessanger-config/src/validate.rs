@@ -3,8 +3,9 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
+use sessanger_core::UserId;
+
 use super::{BrokerConfig, CompatAuth, Config, STORE_SCHEMES, WILDCARD};
-use crate::UserId;
 
 /// A failed check: the key path and what is wrong there.
 pub(crate) type Failure = (String, String);

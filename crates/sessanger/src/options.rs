@@ -1,0 +1,146 @@
+//! The config file mapped onto the options each library crate owns: the one place that knows
+//! both the file's layout (`sessanger-config`) and the libraries' options.
+
+use sessanger_amqp::BrokerOptions;
+use sessanger_config::{BrokerConfig, CompatConfig, EncryptedAttributes, EncryptionConfig};
+use sessanger_server::{CompatAuth, CompatOptions};
+use sessanger_store_encrypted::{Keyring, KeyringError, Selection};
+
+/// `broker:` as the AMQP crate's options; a `url` written `host:port` gets its `amqp://`.
+pub(crate) fn broker(file: &BrokerConfig) -> BrokerOptions {
+    let mut options = BrokerOptions::new(file.amqp_url(), &file.sessanger.login, &file.sessanger.password);
+    options.user_password = file.user.as_ref().map(|user| user.password.clone());
+    options.routing_keys = file.routing_keys.clone();
+    options.pam_service = file.pam_service.clone();
+    options.management_url = file.management_url.clone();
+    options.keep_user = file.keep_user;
+    options.remove_vhost = file.remove_vhost;
+    options
+}
+
+/// `compat:` as the server's options. `Config::load` has already merged the `sessman.json` a
+/// `compat.sessman.config` names into the section.
+pub(crate) fn compat(file: &CompatConfig) -> CompatOptions {
+    let auth = |auth| match auth {
+        sessanger_config::CompatAuth::None => CompatAuth::None,
+        sessanger_config::CompatAuth::Token => CompatAuth::Token,
+    };
+    let mut options = CompatOptions::default();
+    let back_session = &mut options.back_session;
+    back_session.enabled = file.back_session.enabled;
+    back_session.auth = auth(file.back_session.auth);
+    back_session.service = file.back_session.service.clone();
+    back_session.permissions = file.back_session.permissions.clone();
+    back_session.session_ttl = file.back_session.session_ttl;
+    let sessman = &mut options.sessman;
+    (sessman.enabled, sessman.auth) = (file.sessman.enabled, auth(file.sessman.auth));
+    sessman.api_key = file.sessman.api_key.clone();
+    (sessman.service, sessman.permissions) = (file.sessman.service.clone(), file.sessman.permissions.clone());
+    sessman.session_ttl = file.sessman.session_ttl;
+    options
+}
+
+/// `encryption:` as the encrypted store's key ring (parsed from `keys`, which may fail) and
+/// selection (`attributes`, less `except`).
+pub(crate) fn encryption(file: &EncryptionConfig) -> Result<(Keyring, Selection), KeyringError> {
+    let keyring = Keyring::from_spec(&file.keys, &file.active_key)?;
+    let selection = match &file.attributes {
+        EncryptedAttributes::All if file.except.is_empty() => Selection::All,
+        EncryptedAttributes::All => Selection::all_except(file.except.iter().cloned()),
+        EncryptedAttributes::Only(keys) => Selection::only(keys.iter().cloned()),
+    };
+    Ok((keyring, selection))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::Arc, time::Duration};
+
+    use sessanger_amqp::Routing;
+    use sessanger_config::{Config, Format};
+    use sessanger_core::{Permission, Store};
+    use sessanger_store_encrypted::EncryptedStore;
+    use sessanger_store_memory::MemoryStore;
+
+    use super::*;
+
+    fn yaml(text: &str) -> Config {
+        Config::parse_with_env(text, Format::Yaml, "c.yaml", |_| None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_resolver_agrees_with_the_config_on_both_seed_examples() {
+        for text in [
+            "broker: {url: 127.0.0.1:5672, sessanger: {login: s, password: s}, user: {password: 123}, \
+             routing_keys: {sessanger1: ['*']}}",
+            "broker: {url: 127.0.0.1:5672, sessanger: {login: s, password: s}, \
+             routing_keys: {sessanger1: [sysadm, ok1], sessanger2: [om1]}}",
+        ] {
+            let file = yaml(text).broker.unwrap();
+            let routing = Routing::from_options(&broker(&file)).unwrap();
+            for name in ["sysadm", "ok1", "om1", "alice"] {
+                let user = name.parse().unwrap();
+                assert_eq!(routing.route(&user).map(AsRef::as_ref), file.routing_key_for(name), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_broker_key_reaches_the_options() {
+        let file = yaml(
+            "broker: {url: 'rabbit:5672', sessanger: {login: s, password: p}, user: {password: 123}, \
+             pam_service: login, management_url: 'http://mgmt:15672/', keep_user: true, remove_vhost: true}",
+        );
+        let options = broker(file.broker.as_ref().unwrap());
+        assert_eq!(
+            (options.url.as_str(), options.login.as_str(), options.password.as_str()),
+            ("amqp://rabbit:5672", "s", "p")
+        );
+        assert_eq!(options.user_password.as_deref(), Some("123"));
+        assert_eq!(options.pam_service, "login");
+        assert_eq!(options.management_url(), "http://mgmt:15672");
+        assert!(options.keep_user && options.remove_vhost);
+        assert!(options.routing_keys.is_empty());
+        let defaults =
+            broker(yaml("broker: {url: rabbit, sessanger: {login: s, password: p}}").broker.as_ref().unwrap());
+        assert_eq!(defaults, BrokerOptions::new("amqp://rabbit", "s", "p"));
+    }
+
+    #[test]
+    fn every_compat_key_reaches_the_options() {
+        assert_eq!(compat(&yaml("").compat), CompatOptions::default());
+        let options = compat(
+            &yaml(
+                "compat:\n  back_session: {enabled: true, auth: token, session_ttl: 30d}\n  \
+                 sessman: {enabled: true, api_key: 1234, service: legacy, permissions: [read], session_ttl: 1h}\n",
+            )
+            .compat,
+        );
+        let (back_session, sessman) = (options.back_session, options.sessman);
+        assert!(back_session.enabled && sessman.enabled);
+        assert_eq!((back_session.auth, sessman.auth), (CompatAuth::Token, CompatAuth::None));
+        assert_eq!(back_session.session_ttl, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(back_session.service.as_ref(), "back-session");
+        assert_eq!(sessman.api_key.as_deref(), Some("1234"));
+        assert_eq!((sessman.service.as_ref(), sessman.permissions.as_slice()), ("legacy", &[Permission::Read][..]));
+        assert_eq!(sessman.session_ttl, Some(Duration::from_secs(3600)));
+    }
+
+    #[tokio::test]
+    async fn the_encryption_section_gives_the_store_it_describes() {
+        let spec = "k1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".to_owned();
+        let text = "encryption:\n  keys: \"${KEYS}\"\n  active_key: k1\n  attributes: all\n  except: [visits]\n";
+        let config = Config::parse_with_env(text, Format::Yaml, "c.yaml", |_| Some(spec.clone())).unwrap();
+        let (keyring, selection) = encryption(&config.encryption.unwrap()).unwrap();
+        let inner: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let store = EncryptedStore::new(inner, keyring, selection);
+        assert_eq!(store.selection(), &Selection::all_except(["visits"]));
+        assert_eq!(store.keyring().active().as_ref(), "k1");
+        let only = yaml(
+            "encryption: {keys: 'k1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=', active_key: k1, attributes: [a]}",
+        );
+        assert_eq!(encryption(&only.encryption.unwrap()).unwrap().1, Selection::only(["a"]));
+        let bad = yaml("encryption: {keys: 'k1:x', active_key: k1, attributes: all}");
+        assert_eq!(encryption(&bad.encryption.unwrap()).unwrap_err(), KeyringError::InvalidKey("k1".parse().unwrap()));
+    }
+}
