@@ -15,9 +15,9 @@ use sessanger_core::{
 };
 
 use crate::{
-    backend::{self, Opened},
     cli::{ServiceCommand, SessionsCommand},
     settings::Settings,
+    store::{self, Opened},
 };
 
 /// Where admin commands act: on the store itself, or through the server that holds it.
@@ -28,7 +28,7 @@ enum Target {
 
 impl Target {
     async fn connect(settings: &Settings) -> anyhow::Result<Target> {
-        match backend::open(settings).await? {
+        match store::open(settings).await? {
             Opened::Ready(store) => Ok(Target::Direct(SessionManager::with_policy(store, settings.policy.clone()))),
             Opened::HeldElsewhere(path) => {
                 let url_file = settings.server_url_file();
@@ -100,7 +100,7 @@ impl Target {
 /// Opening a store runs its migrations (the SQL stores embed theirs); the other stores have
 /// no schema to migrate.
 pub(crate) async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    match backend::open(settings).await? {
+    match store::open(settings).await? {
         Opened::Ready(_) => println!("{}: schema is up to date", settings.store_url_redacted()),
         Opened::HeldElsewhere(path) => bail!("the embedded store at {} is held by a running server", path.display()),
     }

@@ -14,7 +14,7 @@ use sessanger_amqp::{
 };
 use sessanger_core::SessionManager;
 
-use crate::{backend, cli::BrokerCommand, settings::Settings};
+use crate::{cli::BrokerCommand, settings::Settings, store};
 
 /// A manager's refusal is the command's answer, not a crash: print its code and message
 /// (`auth_failed: wrong user name or password`) and exit 1.
@@ -62,9 +62,9 @@ pub(crate) fn spawn(
 /// `sessanger amqp`: the manager alone, on the configured store.
 pub(crate) async fn run_alone(settings: Settings) -> anyhow::Result<()> {
     broker_config(&settings)?;
-    let store = match backend::open(&settings).await? {
-        backend::Opened::Ready(store) => store,
-        backend::Opened::HeldElsewhere(path) => {
+    let store = match store::open(&settings).await? {
+        store::Opened::Ready(store) => store,
+        store::Opened::HeldElsewhere(path) => {
             bail!("the embedded store at {} is in use by another sessanger process", path.display())
         }
     };

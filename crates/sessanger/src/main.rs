@@ -4,7 +4,7 @@
 //! - `cli`: the command line (flags, environment variables, subcommands).
 //! - `settings`: the config file merged with flags and environment.
 //! - `options`: the config file's sections mapped onto the library crates' options.
-//! - `backend`: opens the store a URL names.
+//! - `store`: opens the store a URL names.
 //! - `serve`: `sessanger serve`, the HTTP service with its first-start bootstrap.
 //! - `admin`: `service …` and `sessions …`, on the store directly or through a running server.
 //! - `logging`: human logs and the JSON-lines audit trail.
@@ -13,12 +13,12 @@
 
 mod admin;
 mod amqp;
-mod backend;
 mod cli;
 mod logging;
 mod options;
 mod serve;
 mod settings;
+mod store;
 
 use clap::Parser;
 

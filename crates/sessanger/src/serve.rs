@@ -7,12 +7,12 @@ use sessanger_core::{Permission, SessionManager};
 use sessanger_server::{AppState, CompatAuth};
 use tokio::net::TcpListener;
 
-use crate::{backend, settings::Settings};
+use crate::{settings::Settings, store};
 
 pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
-    let store = match backend::open(&settings).await? {
-        backend::Opened::Ready(store) => store,
-        backend::Opened::HeldElsewhere(path) => {
+    let store = match store::open(&settings).await? {
+        store::Opened::Ready(store) => store,
+        store::Opened::HeldElsewhere(path) => {
             bail!("the embedded store at {} is in use by another sessanger process", path.display())
         }
     };
