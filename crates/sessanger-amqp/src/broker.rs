@@ -1,8 +1,8 @@
 //! The RabbitMQ management HTTP API: each user's broker account and vhost, and the manager's
 //! own account (`sessanger broker setup`).
 //!
-//! The API answers in tens of milliseconds where `rabbitmqctl` takes over a second per call
-//! (its start-up dominates), which is what keeps a first login well under 100 ms.
+//! The API is used rather than `rabbitmqctl`, whose start-up alone costs more per call than a
+//! whole login should (BENCHMARKS.md and the login-latency example have the figures).
 
 use std::fmt;
 

@@ -72,7 +72,7 @@ impl Authenticator {
         };
         tokio::time::sleep(wait).await;
         let (service, name, password) = (Arc::clone(&self.service), user.to_string(), password.to_owned());
-        // PAM modules block (pam_unix hashes the password for ~35 ms), so a blocking thread.
+        // PAM modules block (pam_unix hashes the password on purpose slowly), so a blocking thread.
         let result = tokio::task::spawn_blocking(move || check(&service, &name, &password))
             .await
             .unwrap_or_else(|e| Err(AuthError::Pam(format!("PAM check panicked: {e}"))));

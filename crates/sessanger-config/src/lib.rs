@@ -293,7 +293,7 @@ pub struct StoreConfig {
     /// the embedded store in the data directory.
     #[serde(deserialize_with = "de::optional_text")]
     pub url: Option<String>,
-    /// The key prefix (`key_prefix`) a shared backend keeps this deployment's data under
+    /// The key prefix (`key_prefix`) a shared server keeps this deployment's data under
     /// (Redis: `sessanger` by default), so several deployments can share one server.
     #[serde(deserialize_with = "de::optional_text")]
     pub key_prefix: Option<String>,

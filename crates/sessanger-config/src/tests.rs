@@ -414,7 +414,7 @@ fn the_example_files_parse() {
     assert!(err.to_string().contains("session: unknown field `idle_timeout`"), "{err}");
 }
 
-/// The seed's `sessman.json`, trailing comma included.
+/// The example `sessman.json` of sessman's own documentation, trailing comma included.
 const SEED_SESSMAN_JSON: &str = r#"{
   "username": "ps_sessman",
   "password": "",

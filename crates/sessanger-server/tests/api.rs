@@ -128,7 +128,7 @@ fn id_of(session: &Value) -> String {
 
 #[derive(Debug, Clone, Copy)]
 enum Mode {
-    /// Fails with a backend error carrying a detail clients must never see.
+    /// Fails with a store error carrying a detail clients must never see.
     Other,
     /// Fails as unreachable.
     Unavailable,
