@@ -27,7 +27,37 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use crate::cli::{Cli, Command, ConfigCommand};
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match start() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line for whoever started it: what failed and why, each cause after a colon.
+            // The backtrace and the cause list only when asked for, as Rust's own panics do.
+            eprintln!("error: {}", one_line(&error));
+            if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+                eprintln!("{error:?}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, each after a colon; a cause that only repeats the
+/// text before it (drivers often wrap an I/O error in one that prints the same) is left out.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain().map(ToString::to_string) {
+        if !line.ends_with(&cause) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+fn start() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.audit_log.as_deref())?;
     if let Command::Config { command: ConfigCommand::Check { file } } = &cli.command {

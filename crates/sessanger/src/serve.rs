@@ -3,7 +3,7 @@
 use std::{fs, io::Write, path::Path};
 
 use anyhow::{Context, bail};
-use sessanger_core::{Permission, SessionManager};
+use sessanger_core::{ManagerError, Permission, SessionManager};
 use sessanger_server::{AppState, CompatAuth};
 use tokio::net::TcpListener;
 
@@ -64,13 +64,29 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
 
 /// On first start (no service registered) creates the `admin` service, prints its token once
 /// and keeps it in `<data-dir>/admin.token` (mode 0600) for the admin commands.
+///
+/// Nodes started together on one empty store all get here; the store registers a service
+/// atomically and only once, so exactly one node creates the token and writes it, and the
+/// others say where to find it and serve on.
 async fn bootstrap_admin(manager: &SessionManager, settings: &Settings) -> anyhow::Result<()> {
     if !manager.list_services().await?.is_empty() {
         return Ok(());
     }
-    let (_, token) = manager.register_service("admin".parse()?, "Administrator", Permission::ALL.to_vec()).await?;
-    fs::create_dir_all(&settings.data_dir)?;
     let path = settings.admin_token_file();
+    let registered = manager.register_service("admin".parse()?, "Administrator", Permission::ALL.to_vec()).await;
+    let token = match registered {
+        Ok((_, token)) => token,
+        Err(ManagerError::ServiceExists(_)) => {
+            tracing::info!(
+                token_file = %path.display(),
+                "another node registered the admin service first: its token is in the admin.token of that \
+                 node's data dir (this one's, if they share it)"
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    fs::create_dir_all(&settings.data_dir)?;
     write_secret(&path, &token.expose())?;
     println!("admin token (shown once, also in {}): {}", path.display(), token.expose());
     Ok(())

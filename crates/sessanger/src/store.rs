@@ -19,6 +19,15 @@ pub(crate) enum Opened {
 
 /// Opens `settings.store_url`; a store this build leaves out is named in the error.
 pub(crate) async fn open(settings: &Settings) -> anyhow::Result<Opened> {
+    open_url(settings).await.with_context(|| {
+        format!(
+            "cannot open the store {} (check that it runs and that --store / store.url names it)",
+            settings.store_url_redacted()
+        )
+    })
+}
+
+async fn open_url(settings: &Settings) -> anyhow::Result<Opened> {
     let url = settings.store_url.as_str();
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let store: Arc<dyn Store> = match scheme {

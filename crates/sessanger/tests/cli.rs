@@ -270,6 +270,49 @@ async fn native_api_flow(dir: &Path, args: &[&str]) {
     server.stop();
 }
 
+/// Three nodes started at the same moment on one empty store: all serve, exactly one creates
+/// and writes the bootstrap admin token, and that token works on every node.
+async fn three_nodes_started_together_on(kind: StoreKind) {
+    let store = FreshStore::new(kind);
+    let dirs: Vec<_> = (0..3).map(|_| data_dir()).collect();
+    let start = std::sync::Barrier::new(dirs.len());
+    let servers: Vec<Server> = std::thread::scope(|scope| {
+        let starts: Vec<_> = dirs
+            .iter()
+            .map(|(_, dir)| {
+                let (start, flags) = (&start, store.flags());
+                scope.spawn(move || {
+                    start.wait();
+                    Server::start_with(dir, &flags, &[])
+                })
+            })
+            .collect();
+        starts.into_iter().map(|node| node.join().expect("every node starts")).collect()
+    });
+    let written: Vec<_> = dirs.iter().filter(|(_, dir)| dir.join("admin.token").exists()).collect();
+    assert_eq!(written.len(), 1, "exactly one node writes the bootstrap token");
+    let printed = servers.iter().filter(|s| s.stdout.iter().any(|l| l.starts_with("admin token"))).count();
+    assert_eq!(printed, 1, "exactly one node prints it");
+    let token = admin_token(&written[0].1);
+    for server in &servers {
+        let stats = Client::new(&server.url, &token).unwrap().stats().await;
+        assert!(stats.is_ok(), "{}: {stats:?}", server.url);
+    }
+    for server in servers {
+        server.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_started_together_on_redis_share_one_bootstrap_token() {
+    three_nodes_started_together_on(StoreKind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_nodes_started_together_on_postgres_share_one_bootstrap_token() {
+    three_nodes_started_together_on(StoreKind::Postgres).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_on_the_embedded_store_keeps_sessions_and_services() {
     let (_tmp, dir) = data_dir();
@@ -421,4 +464,24 @@ fn the_readme_curl_examples_work_as_printed() {
     assert!(out.contains("\"deleted\":2") || out.contains("\"deleted\":1"), "{out}");
     assert!(out.contains("\"active_sessions\":0"), "{out}");
     server.stop();
+}
+
+#[test]
+fn a_startup_error_is_one_line_without_a_backtrace() {
+    let (_tmp, dir) = data_dir();
+    for store in ["bogus://somewhere", "postgres://nobody@127.0.0.1:1/none?connect_timeout=1"] {
+        let output = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--store", store, "--data-dir"])
+            .arg(&dir)
+            .env_remove("SESSANGER_CONFIG")
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
+            .env("RUST_LOG", "off")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{store}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{store}: {stderr}");
+        assert!(stderr.starts_with("error: ") && !stderr.contains("backtrace"), "{store}: {stderr}");
+    }
 }
