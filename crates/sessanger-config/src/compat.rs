@@ -53,7 +53,7 @@ pub struct BackSessionConfig {
     /// What requests may do under `auth: none` (`permissions`, default `[read, write]`).
     pub permissions: Vec<Permission>,
     /// Idle lifetime of sessions created here (`session_ttl`); absent means `session.ttl`.
-    #[serde(deserialize_with = "optional_duration")]
+    #[serde(deserialize_with = "de::optional_duration")]
     pub session_ttl: Option<Duration>,
 }
 
@@ -88,7 +88,7 @@ pub struct SessmanConfig {
     pub permissions: Vec<Permission>,
     /// Idle lifetime of sessions created or updated here (`session_ttl`); absent means the
     /// `session_ttl` of `config`, else sessman's own default (the server's).
-    #[serde(deserialize_with = "optional_duration")]
+    #[serde(deserialize_with = "de::optional_duration")]
     pub session_ttl: Option<Duration>,
     /// The original's `sessman.json` (`config`), read for `session_ttl` and `apikey`.
     #[serde(deserialize_with = "optional_path")]
@@ -273,12 +273,6 @@ fn strip_trailing_commas(text: &str) -> String {
         out.push(c);
     }
     out
-}
-
-fn optional_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
-    #[derive(Deserialize)]
-    struct Wrapped(#[serde(deserialize_with = "de::duration")] Duration);
-    Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(d)| d))
 }
 
 fn optional_path<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<PathBuf>, D::Error> {

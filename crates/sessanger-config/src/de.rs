@@ -99,6 +99,13 @@ pub(crate) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Dur
     deserializer.deserialize_any(DurationVisitor)
 }
 
+/// A duration as [`duration`] reads it, or nothing.
+pub(crate) fn optional_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "duration")] Duration);
+    Ok(Option::<Wrapped>::deserialize(deserializer)?.map(|Wrapped(d)| d))
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {

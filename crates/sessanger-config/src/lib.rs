@@ -275,11 +275,28 @@ pub struct HttpConfig {
     /// The largest request body accepted, in bytes (`body_limit`, default 1 MiB).
     #[serde(deserialize_with = "de::byte_size")]
     pub body_limit: usize,
+    /// Longest a client may take to send a request's head (`header_read_timeout`); the
+    /// connection is closed after it. Absent: the server's default (10s).
+    #[serde(deserialize_with = "de::optional_duration")]
+    pub header_read_timeout: Option<Duration>,
+    /// Longest a keep-alive connection may sit idle (`idle_timeout`). Absent: the server's
+    /// default (60s).
+    #[serde(deserialize_with = "de::optional_duration")]
+    pub idle_timeout: Option<Duration>,
+    /// Most connections open at once (`max_connections`); more wait until one closes.
+    /// Absent: the server's default (4096).
+    pub max_connections: Option<NonZeroU32>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: "127.0.0.1:8090".into(), body_limit: 1 << 20 }
+        HttpConfig {
+            listen: "127.0.0.1:8090".into(),
+            body_limit: 1 << 20,
+            header_read_timeout: None,
+            idle_timeout: None,
+            max_connections: None,
+        }
     }
 }
 

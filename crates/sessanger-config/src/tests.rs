@@ -525,3 +525,18 @@ fn load_reads_the_sessman_json_a_config_names_relative_to_itself() {
     let err = broken.unwrap_err();
     assert!(matches!(&err, ConfigError::Read { path, .. } if path.ends_with("conf/missing.json")), "{err}");
 }
+
+#[test]
+fn connection_limits_are_read_and_absent_ones_left_to_the_server() {
+    let http = yaml("http: {header_read_timeout: 5s, idle_timeout: 2m, max_connections: 100}").unwrap().http;
+    assert_eq!(http.header_read_timeout, Some(Duration::from_secs(5)));
+    assert_eq!(http.idle_timeout, Some(Duration::from_secs(120)));
+    assert_eq!(http.max_connections.map(NonZeroU32::get), Some(100));
+    let defaults = yaml("http: {}").unwrap().http;
+    assert_eq!((defaults.header_read_timeout, defaults.idle_timeout, defaults.max_connections), (None, None, None));
+    assert_eq!(
+        error_text("http: {header_read_timeout: 0}"),
+        "config.yaml: http.header_read_timeout: must be at least 1s"
+    );
+    assert!(error_text("http: {max_connections: 0}").contains("http.max_connections"));
+}

@@ -42,6 +42,13 @@ pub(crate) fn check(config: &Config) -> Result<(), Failure> {
     if config.http.body_limit == 0 {
         return fail("http.body_limit", "must be at least 1 byte");
     }
+    for (key, value) in
+        [("header_read_timeout", config.http.header_read_timeout), ("idle_timeout", config.http.idle_timeout)]
+    {
+        if value.is_some_and(|timeout| timeout < Duration::from_secs(1)) {
+            return fail(format!("http.{key}"), "must be at least 1s");
+        }
+    }
     if let Some(url) = &config.store.url {
         check_store_url(url)?;
     }

@@ -24,16 +24,14 @@
 //!   clients decode too) with its `ETag` and `Location` headers.
 //! - `error.rs`: `ApiError`, its single `IntoResponse`, and the mapping of manager errors and
 //!   axum rejections.
+//! - `listen.rs`: the accept loop: hyper's HTTP/1 connections with header-read and idle
+//!   timeouts and a cap on how many are open ([`ConnectionOptions`]).
 //! - `edge.rs`: the one middleware every request goes through: its timeout, its metrics and
 //!   log line, `Cache-Control: no-store`.
 //! - `metrics.rs`: the Prometheus recorder of an [`AppState`] and what it records per request.
 //! - `openapi.rs`: the OpenAPI document.
 
-use std::{
-    future::{Future, IntoFuture},
-    sync::Arc,
-    time::Duration,
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{Router, extract::DefaultBodyLimit, middleware};
 use sessanger_core::SessionManager;
@@ -45,12 +43,14 @@ mod conditional;
 mod edge;
 mod error;
 mod extract;
+mod listen;
 mod metrics;
 mod openapi;
 mod reply;
 mod routes;
 
 pub use compat::options::{BackSessionOptions, CompatAuth, CompatOptions, SESSMAN_DEFAULT_TTL, SessmanOptions};
+pub use listen::ConnectionOptions;
 pub use openapi::openapi;
 
 /// How often histogram samples are folded into buckets when nobody scrapes `/metrics`;
@@ -74,6 +74,8 @@ pub struct ServerOptions {
     /// Longest a request may take, reading its body included; a slower one gets 503
     /// `request_timeout`. Bounds what a hung store or a trickling client can hold. Default 30 s.
     pub request_timeout: Duration,
+    /// Limits on connections: header-read and idle timeouts, how many at once.
+    pub connections: ConnectionOptions,
     /// Which foreign APIs to serve, and how they authenticate; all off by default.
     pub compat: CompatOptions,
 }
@@ -83,6 +85,7 @@ impl Default for ServerOptions {
         ServerOptions {
             body_limit: 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            connections: ConnectionOptions::default(),
             compat: CompatOptions::default(),
         }
     }
@@ -131,7 +134,8 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, then stops accepting connections
-/// and returns once the requests in flight have been answered.
+/// and returns once the requests in flight have been answered. Connections are bounded as
+/// [`ServerOptions::connections`] says.
 ///
 /// # Examples
 /// ```no_run
@@ -152,11 +156,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let metrics = state.metrics.clone();
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown);
+    let connections = state.options.connections.clone();
+    let server = listen::accept_loop(listener, app(state), &connections, shutdown);
     // Upkeep runs inside this future rather than as a spawned task, so it stops with the
     // server, and also when the caller drops `serve` instead of shutting it down.
     tokio::select! {
-        served = server.into_future() => served,
+        served = server => served,
         never = metrics.run_upkeep(METRICS_UPKEEP) => match never {},
     }
 }
