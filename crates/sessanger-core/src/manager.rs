@@ -360,14 +360,27 @@ impl SessionManager {
     }
 
     /// Applies `patch` atomically; with `expected`, only if the session is still at that version.
+    /// The write renews the idle deadline as [`SessionPolicy::refresh_on_access`] says.
     pub async fn patch_session(
         &self,
         id: &SessionId,
         patch: &Patch,
         expected: Option<Version>,
     ) -> Result<Session, ManagerError> {
-        patch.validate(&self.shared.policy.limits)?;
         let options = PatchOptions::new().with_expected(expected).with_touch(self.shared.policy.refresh_on_access);
+        self.patch_session_with(id, patch, options).await
+    }
+
+    /// Applies `patch` atomically as `options` say, whatever the policy: on which version,
+    /// and whether the write renews the idle deadline (an API whose clients expect a write to
+    /// count as use).
+    pub async fn patch_session_with(
+        &self,
+        id: &SessionId,
+        patch: &Patch,
+        options: PatchOptions,
+    ) -> Result<Session, ManagerError> {
+        patch.validate(&self.shared.policy.limits)?;
         match self.shared.store.patch(id, patch, options, self.now()).await? {
             Patched::Applied(session) => {
                 self.audit_foreign(&session, Action::ForeignUpdate);

@@ -178,6 +178,67 @@ async fn a_session_is_one_session_through_every_api_on_mariadb() {
     one_session_through_every_api(&store.flags()).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_back_session_updates_of_one_session_all_apply() {
+    concurrent_back_session_updates(&[]).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_back_session_updates_of_one_session_all_apply_on_redis() {
+    let store = FreshStore::new(StoreKind::Redis);
+    concurrent_back_session_updates(&store.flags()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_back_session_updates_of_one_session_all_apply_on_postgres() {
+    let store = FreshStore::new(StoreKind::Postgres);
+    concurrent_back_session_updates(&store.flags()).await;
+}
+
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_back_session_updates_of_one_session_all_apply_on_mariadb() {
+    let store = FreshStore::new(StoreKind::MariaDb);
+    concurrent_back_session_updates(&store.flags()).await;
+}
+
+/// 200 `PATCH /a01/session` at once on one session, each setting its own key (one the
+/// original never named): each answers 200 with its key read back, none is lost, `GET` shows
+/// them all, and the write moved `update_date`.
+async fn concurrent_back_session_updates(store: &[&str]) {
+    let (_tmp, dir) = data_dir();
+    let args = [&["--compat", "back-session"], store].concat();
+    let server = Server::start_with(&dir, &args, &[]);
+    let (_, created) = call(&server, Method::POST, "/a01/session", Some(r#"{"user_id": "carol"}"#), &[]).await;
+    let id = created["session_id"].as_str().unwrap().to_owned();
+    let (_, before) = call(&server, Method::GET, "/a01/session/user/carol", None, &[]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+    let writers = (0..200).map(|i| {
+        let (server, id) = (&server, &id);
+        async move {
+            let body = json!({"session_id": id, "session_attributes": {format!("key_{i}"): format!("value {i}")}});
+            let (status, answer) = call(server, Method::PATCH, "/a01/session", Some(&body.to_string()), &[]).await;
+            (i, status, answer)
+        }
+    });
+    for (i, status, answer) in futures::future::join_all(writers).await {
+        assert_eq!(status, StatusCode::OK, "writer {i}: {answer}");
+        assert_eq!(answer, json!({format!("key_{i}"): format!("value {i}")}), "writer {i}");
+    }
+    let (status, read) = call(&server, Method::GET, &format!("/a01/session/{id}"), None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    for i in 0..200 {
+        assert_eq!(read[format!("key_{i}")], format!("value {i}"), "key_{i} kept: {read}");
+    }
+    let (_, after) = call(&server, Method::GET, "/a01/session/user/carol", None, &[]).await;
+    assert_ne!(after[&id]["update_date"], before[&id]["update_date"], "a PATCH moves update_date");
+    assert_eq!(after[&id]["create_date"], before[&id]["create_date"]);
+    server.stop();
+}
+
 /// Created through /a01, listed and revoked through /v1, read through /sessman: one session.
 async fn one_session_through_every_api(store: &[&str]) {
     let (_tmp, dir) = data_dir();
@@ -463,6 +524,8 @@ async fn sessman_sets_its_cookie_and_reads_the_session_from_it() {
     let body: Value = created.json().await.unwrap();
     let id = body["session_id"].as_str().unwrap();
     assert!(cookie.starts_with(&format!("PS_SESSID={id};")) && cookie.contains("HttpOnly"), "{cookie}");
+    // The cookie lives as long as the session: sessman's default lifetime of a day.
+    assert!(cookie.contains("; Max-Age=86400;"), "{cookie}");
 
     let cookie_header = format!("theme=x; PS_SESSID={id}");
     let (status, updated) =
@@ -471,5 +534,11 @@ async fn sessman_sets_its_cookie_and_reads_the_session_from_it() {
     assert_eq!((status, updated), (StatusCode::OK, json!({ "session_id": id, "data": { "step": 2 } })));
     let (status, got) = call(&server, Method::GET, "/sessman/get", None, &[("Cookie", &cookie_header)]).await;
     assert_eq!((status, got), (StatusCode::OK, json!({ "session_id": id, "data": { "step": 2 } })));
+    // Named with its owner it reads; named with another user it is nobody's session.
+    let own = call(&server, Method::GET, &format!("/sessman/get?userid=erin&session_id={id}"), None, &[]).await;
+    assert_eq!(own.0, StatusCode::OK);
+    let (status, other) =
+        call(&server, Method::GET, &format!("/sessman/get?userid=mallory&session_id={id}"), None, &[]).await;
+    assert_eq!((status, &other["error"]), (StatusCode::NOT_FOUND, &json!("session not found")), "{other}");
     server.stop();
 }

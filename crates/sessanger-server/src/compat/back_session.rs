@@ -23,7 +23,8 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sessanger_core::{
-    Attributes, Device, NewSession, Permission, Session, SessionId, SessionManager, Timestamp, UserId, wire::Deleted,
+    Attributes, Device, NewSession, Patch, PatchOptions, Permission, Session, SessionId, SessionManager, Timestamp,
+    UserId, wire::Deleted,
 };
 
 use super::{CompatError, Gate, LooseJson, NativeShape, rewrite, session_id};
@@ -65,6 +66,10 @@ struct NewSessionBody {
 
 /// The attributes kept as strings, in the original's order.
 const TEXT_ATTRIBUTES: [&str; 4] = ["auth_code", "access_token", "refresh_token", "user_email"];
+
+/// The fields `GET` names; every other attribute follows them.
+const SHOWN: [&str; 7] =
+    ["user_id", "device_id", "auth_code", "access_token", "refresh_token", "user_email", "exiration_time"];
 
 /// Creates a session: 200 `{"session_id"}`, or 400 without a `user_id`.
 async fn create(
@@ -108,6 +113,9 @@ struct SessionView {
     /// Only when set: the original never returned it.
     #[serde(skip_serializing_if = "Option::is_none")]
     exiration_time: Option<Value>,
+    /// Every other attribute, as the original's hash kept any field an update set: as text.
+    #[serde(flatten)]
+    other: BTreeMap<String, String>,
 }
 
 /// An attribute as the original's string hash held it: strings as they are, other JSON as
@@ -146,6 +154,12 @@ async fn read(
         refresh_token,
         user_email,
         exiration_time: session.attributes.get("exiration_time").filter(|v| !v.is_null()).cloned(),
+        other: session
+            .attributes
+            .keys()
+            .filter(|key| !SHOWN.contains(&key.as_str()))
+            .map(|key| (key.clone(), text(&session.attributes, key)))
+            .collect(),
     }))
 }
 
@@ -199,9 +213,14 @@ fn decoded(body: Result<LooseJson<UpdateBody>, ApiError>) -> Result<UpdateBody, 
     }
 }
 
-/// Sets the given attributes only, and answers them with their stored values. `user_id` may
-/// be sent but must match the session's (it is never changed); every failure the client
-/// caused is 400, as the original answered any failed update.
+/// Sets the given attributes only, and answers them with their stored values. Any key is
+/// kept, as the original's hash kept any field. `user_id` may be sent but must match the
+/// session's (it is never changed); every failure the client caused is 400, as the original
+/// answered any failed update. The write counts as use: it moves `update_date`.
+///
+/// Attributes alone change in one atomic store step, so concurrent updates of one session
+/// never fail for one another; a `device_id` (the session's device, not an attribute) is
+/// changed with them by compare-and-set.
 async fn update(
     manager: &SessionManager,
     id: &str,
@@ -218,23 +237,36 @@ async fn update(
         }
     };
     let id = session_id(id).map_err(as_400)?;
-    let session = rewrite(manager, &id, |session, attributes, device| {
-        for (key, value) in &changes {
-            match key.as_str() {
-                "user_id" if value != session.user_id.as_ref() => {
-                    return Err(invalid(format!("user_id \"{value}\" does not match the session's user")));
-                }
-                "user_id" => {}
-                "device_id" => device.device_id = Some(value.clone()),
-                _ => {
-                    attributes.insert(key.clone(), Value::String(value.clone()));
-                }
+    // A session's user never changes, so one read decides this check for good.
+    if let Some(user) = changes.get("user_id") {
+        let session = manager.get_session(&id).await.map_err(|e| as_400(e.into()))?;
+        if user != session.user_id.as_ref() {
+            return Err(as_400(invalid(format!("user_id \"{user}\" does not match the session's user"))));
+        }
+    }
+    let mut patch = Patch::default();
+    for (key, value) in &changes {
+        if !matches!(key.as_str(), "user_id" | "device_id") {
+            patch = patch.set(key.clone(), Value::String(value.clone()));
+        }
+    }
+    let session = match changes.get("device_id") {
+        None => manager.patch_session_with(&id, &patch, PatchOptions::new().with_touch(true)).await,
+        Some(device_id) => {
+            let written = rewrite(manager, &id, |_, attributes, device| {
+                attributes.extend(patch.set.iter().map(|(key, value)| (key.clone(), value.clone())));
+                device.device_id = Some(device_id.clone());
+                Ok(())
+            })
+            .await;
+            match written {
+                // The rewrite keeps the deadlines; the update still counts as use.
+                Ok(_) => manager.refresh_session(&id).await,
+                Err(error) => return Err(as_400(error)),
             }
         }
-        Ok(())
-    })
-    .await
-    .map_err(as_400)?;
+    }
+    .map_err(|error| as_400(error.into()))?;
     Ok(Json(
         changes
             .into_keys()

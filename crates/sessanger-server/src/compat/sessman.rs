@@ -39,6 +39,9 @@ impl ErrorShape for FlatShape {
 
 type Error = CompatError<FlatShape>;
 
+/// The parameters that name the user, in the order they are looked for.
+const USER_PARAMS: [&str; 3] = ["userid", "user", "user_id"];
+
 /// The cookie `new` sets and the other commands read when no session id is sent.
 const COOKIE: &str = "PS_SESSID";
 
@@ -92,7 +95,7 @@ impl Params {
     }
 
     fn user(&self) -> Result<UserId, ApiError> {
-        let user = self.text(&["userid", "user", "user_id"])?.unwrap_or_else(|| DEFAULT_USER.to_owned());
+        let user = self.text(&USER_PARAMS)?.unwrap_or_else(|| DEFAULT_USER.to_owned());
         user.parse().map_err(|e: sessanger_core::IdError| ApiError::InvalidRequest(e.to_string()))
     }
 
@@ -159,8 +162,9 @@ async fn new(State(state): State<AppState>, params: Params) -> Result<Response, 
     let ttl = state.options.compat.sessman.session_ttl.unwrap_or(SESSMAN_DEFAULT_TTL);
     let new = NewSession { attributes: data, ttl: Some(ttl), ..NewSession::default() };
     let session = manager.create_session(&user, new).await?;
-    // HttpOnly: page scripts never need the id, the browser sends it back by itself.
-    let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Lax", session.id);
+    // HttpOnly: page scripts never need the id, the browser sends it back by itself. It lives
+    // as long as the session would without use, as the original's cookie did.
+    let cookie = format!("{COOKIE}={}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax", session.id, ttl.as_secs());
     Ok(([(header::SET_COOKIE, cookie)], Json(Reply::from(session))).into_response())
 }
 
@@ -176,11 +180,17 @@ async fn update(State(state): State<AppState>, params: Params) -> Result<Json<Re
     Ok(Json(manager.refresh_session(&id).await?.into()))
 }
 
-/// Reads the session.
+/// Reads the session; with a user named, only that user's session (another's is 404, as
+/// the original's lookup by user and id found nothing).
 async fn read(State(state): State<AppState>, params: Params) -> Result<Json<Reply>, Error> {
     let manager = params.admit(&state, Permission::Read).await?;
     let id = params.session_id()?;
-    Ok(Json(manager.get_session(&id).await?.into()))
+    let named = params.text(&USER_PARAMS)?;
+    let session = manager.get_session(&id).await?;
+    if named.is_some_and(|user| user != session.user_id.as_ref()) {
+        return Err(ApiError::SessionNotFound.into());
+    }
+    Ok(Json(session.into()))
 }
 
 /// Any other command, answered as the original did.
