@@ -104,8 +104,10 @@ pub enum ManagerError {
 }
 
 /// How long a verified service stays cached: a service removed through another process
-/// (or another sessanger sharing the store) loses access within this time.
-const SERVICE_CACHE_TTL: Duration = Duration::from_secs(5);
+/// (another node sharing the store) loses access there within this time, whatever the store.
+/// Short enough that a removal takes effect everywhere within a second; long enough that a
+/// busy node reads each service from the store twice a second at most.
+const SERVICE_CACHE_TTL: Duration = Duration::from_millis(500);
 
 /// How many expired sessions one purge call removes at most; the reaper loops while full
 /// batches come back, so one call never holds a store for long.

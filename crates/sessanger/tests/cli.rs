@@ -10,7 +10,10 @@ use std::{
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sessanger_client::{Client, ErrorCode};
-use sessanger_core::{Patch, Version, wire::CreateSession};
+use sessanger_core::{
+    Patch, Permission, Version,
+    wire::{CreateService, CreateSession},
+};
 
 mod common;
 
@@ -311,6 +314,51 @@ async fn three_nodes_started_together_on_redis_share_one_bootstrap_token() {
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_started_together_on_postgres_share_one_bootstrap_token() {
     three_nodes_started_together_on(StoreKind::Postgres).await;
+}
+
+/// A service removed through one node is refused by another within a second: the other's
+/// cache of verified services lives half a second.
+async fn a_removed_service_is_refused_on_every_node_on(kind: StoreKind) {
+    let store = FreshStore::new(kind);
+    let (_a_tmp, a_dir) = data_dir();
+    let (_b_tmp, b_dir) = data_dir();
+    let a = Server::start_with(&a_dir, &store.flags(), &[]);
+    let b = Server::start_with(&b_dir, &store.flags(), &[]);
+    let admin = Client::new(&a.url, &admin_token(&a_dir)).unwrap();
+    let body = CreateService { id: "doomed".parse().unwrap(), name: None, permissions: vec![Permission::Read] };
+    let created = admin.create_service(&body).await.unwrap();
+    let doomed = Client::new(&b.url, &created.token).unwrap();
+    doomed.stats().await.expect("node B accepts the new service, and caches it");
+
+    admin.delete_service(&"doomed".parse().unwrap()).await.unwrap();
+    let removed = std::time::Instant::now();
+    let refused_after = loop {
+        match doomed.stats().await {
+            Err(e) if e.code() == Some(ErrorCode::Unauthorized) => break removed.elapsed(),
+            Ok(_) => assert!(removed.elapsed() < std::time::Duration::from_secs(5), "still accepted after 5 s"),
+            Err(e) => panic!("{e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    println!("{kind:?}: a removed service was refused by the other node after {refused_after:?}");
+    assert!(refused_after < std::time::Duration::from_secs(1), "{refused_after:?}");
+    a.stop();
+    b.stop();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_service_is_refused_on_every_node_within_a_second_on_redis() {
+    a_removed_service_is_refused_on_every_node_on(StoreKind::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_service_is_refused_on_every_node_within_a_second_on_postgres() {
+    a_removed_service_is_refused_on_every_node_on(StoreKind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_service_is_refused_on_every_node_within_a_second_on_mariadb() {
+    a_removed_service_is_refused_on_every_node_on(StoreKind::MariaDb).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
