@@ -13,7 +13,10 @@ use utoipa::{
 
 use sessanger_core::wire::{ErrorBody, ErrorCode, ErrorDetail};
 
-use crate::routes::{ops, services, sessions, users};
+use crate::{
+    compat::{back_session, sessman},
+    routes::{ops, services, sessions, users},
+};
 
 /// The name of the bearer scheme in `components.securitySchemes` (also in `security(..)` above,
 /// where the macro needs the literal).
@@ -46,6 +49,18 @@ const BEARER: &str = "bearer";
         ops::readyz,
         ops::metrics,
         ops::openapi_json,
+        back_session::create,
+        back_session::read,
+        back_session::update_named_in_body,
+        back_session::update_at_path,
+        back_session::remove,
+        back_session::list_user,
+        back_session::list_by_query,
+        back_session::revoke_user,
+        back_session::revoke_by_query,
+        sessman::new,
+        sessman::update,
+        sessman::read,
     ),
     components(schemas(ErrorBody, ErrorDetail, ErrorCode)),
     modifiers(&Common),
@@ -55,6 +70,11 @@ const BEARER: &str = "bearer";
         (name = "users", description = "All sessions of one user"),
         (name = "services", description = "The registry of services allowed to call this API (`admin`)"),
         (name = "ops", description = "Health, readiness, metrics and this document; no token needed"),
+        (name = "back-session (compat)", description = "back-session's API, served with `--compat back-session`; \
+            no token by default (`auth: none`), a service token with `auth: token`"),
+        (name = "sessman (compat)", description = "sessman's API, served with `--compat sessman`; errors are \
+            `{\"error\": \"…\"}`; no token by default, or its API key (`Authorization: Bearer`, `X-Custom-Auth` \
+            or `apikey`), or a service token with `auth: token`"),
     )
 )]
 struct ApiDoc;

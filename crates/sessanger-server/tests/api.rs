@@ -660,7 +660,7 @@ async fn health_and_readiness_answer_without_a_token() {
 }
 
 #[tokio::test]
-async fn the_openapi_document_describes_the_session_routes_and_bearer_auth() {
+async fn the_openapi_document_describes_the_native_and_compat_routes_and_bearer_auth() {
     let api = Api::new().await;
     let reply = api.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -673,6 +673,20 @@ async fn the_openapi_document_describes_the_session_routes_and_bearer_auth() {
     assert!(doc["paths"]["/v1/sessions"]["post"]["responses"]["401"].is_object());
     assert!(doc["paths"]["/healthz"]["get"]["responses"]["401"].is_null());
     assert!(doc["components"]["schemas"]["ErrorCode"]["enum"].as_array().unwrap().contains(&json!("version_mismatch")));
+    assert!(!doc["components"]["schemas"]["ErrorCode"]["enum"].as_array().unwrap().contains(&json!("unknown")));
+    // The compat APIs too, each route with every method it answers.
+    for (path, methods) in [
+        ("/a01/session", &["post", "patch", "get", "delete"][..]),
+        ("/a01/session/{id}", &["get", "patch", "delete"]),
+        ("/a01/session/user/{user_id}", &["get", "delete"]),
+        ("/sessman/new", &["get", "post"]),
+        ("/sessman/update", &["get", "post"]),
+        ("/sessman/get", &["get", "post"]),
+    ] {
+        for method in methods {
+            assert!(doc["paths"][path][method].is_object(), "missing {method} {path}");
+        }
+    }
     assert_eq!(doc, serde_json::to_value(openapi()).unwrap());
 }
 

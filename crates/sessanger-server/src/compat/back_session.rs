@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sessanger_core::{
     Attributes, Device, NewSession, Patch, PatchOptions, Permission, Session, SessionId, SessionManager, Timestamp,
-    UserId, wire::Deleted,
+    UserId,
+    wire::{Deleted, ErrorBody},
 };
 
 use super::{CompatError, Gate, LooseJson, NativeShape, rewrite, session_id};
@@ -53,7 +54,7 @@ fn invalid(message: impl Into<String>) -> ApiError {
 /// The body of `POST /a01/session`: back-session's attributes, spelling included. Unknown keys
 /// are ignored, as the original's decoder did.
 #[derive(Debug, Deserialize)]
-struct NewSessionBody {
+pub(crate) struct NewSessionBody {
     user_id: Option<String>,
     device_id: Option<String>,
     auth_code: Option<String>,
@@ -72,7 +73,15 @@ const SHOWN: [&str; 7] =
     ["user_id", "device_id", "auth_code", "access_token", "refresh_token", "user_email", "exiration_time"];
 
 /// Creates a session: 200 `{"session_id"}`, or 400 without a `user_id`.
-async fn create(
+#[utoipa::path(
+    post, path = "/a01/session", tag = "back-session (compat)", security((), ("bearer" = [])),
+    request_body(content = Object, description = "`user_id` (required), `device_id`, `auth_code`, `access_token`, `refresh_token`, `user_email`, `exiration_time`; any Content-Type"),
+    responses(
+        (status = 200, description = "`{\"session_id\"}`", body = Object),
+        (status = 400, description = "`invalid_request`: no `user_id`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
     LooseJson(body): LooseJson<NewSessionBody>,
@@ -103,7 +112,7 @@ async fn create(
 /// A session as the original's `GET /session/{id}` shows it: every field a string, empty when
 /// unset.
 #[derive(Debug, Serialize)]
-struct SessionView {
+pub(crate) struct SessionView {
     user_id: String,
     device_id: String,
     auth_code: String,
@@ -138,7 +147,15 @@ fn field(session: &Session, key: &str) -> String {
 }
 
 /// Reads a session: 200 with its attributes, 404 when unknown.
-async fn read(
+#[utoipa::path(
+    get, path = "/a01/session/{id}", tag = "back-session (compat)", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "Every field as text: `user_id`, `device_id`, the tokens, `user_email`, and any other attribute", body = Object),
+        (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn read(
     State(state): State<AppState>,
     headers: HeaderMap,
     PathId(id): PathId<SessionId>,
@@ -165,14 +182,23 @@ async fn read(
 
 /// The body of an update: the session (unless the path names it) and the attributes to set.
 #[derive(Debug, Deserialize)]
-struct UpdateBody {
+pub(crate) struct UpdateBody {
     session_id: Option<String>,
     #[serde(default)]
     session_attributes: BTreeMap<String, String>,
 }
 
 /// `PATCH /a01/session`, the original's update: the session is named in the body.
-async fn update_named_in_body(
+#[utoipa::path(
+    patch, path = "/a01/session", tag = "back-session (compat)", security((), ("bearer" = [])),
+    request_body(content = Object, description = "`{\"session_id\": …, \"session_attributes\": {\"key\": \"text\", …}}`; any key is kept"),
+    responses(
+        (status = 200, description = "The keys set, read back", body = Object),
+        (status = 400, description = "`invalid_request`: no session id or attributes, an unknown session, a wrong `user_id`", body = ErrorBody),
+        (status = 422, description = "`invalid_request`: the body cannot be decoded", body = ErrorBody),
+    )
+)]
+pub(crate) async fn update_named_in_body(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<LooseJson<UpdateBody>, ApiError>,
@@ -185,7 +211,17 @@ async fn update_named_in_body(
 }
 
 /// `PATCH /a01/session/{id}`, as the README documents the update.
-async fn update_at_path(
+#[utoipa::path(
+    patch, path = "/a01/session/{id}", tag = "back-session (compat)", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "The session id")),
+    request_body(content = Object, description = "`{\"session_attributes\": {\"key\": \"text\", …}}`; any key is kept"),
+    responses(
+        (status = 200, description = "The keys set, read back", body = Object),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 422, description = "`invalid_request`: the body cannot be decoded", body = ErrorBody),
+    )
+)]
+pub(crate) async fn update_at_path(
     State(state): State<AppState>,
     headers: HeaderMap,
     PathId(id): PathId<SessionId>,
@@ -279,7 +315,15 @@ async fn update(
 }
 
 /// Deletes a session: 200, or 404 when unknown.
-async fn remove(
+#[utoipa::path(
+    delete, path = "/a01/session/{id}", tag = "back-session (compat)", security((), ("bearer" = [])),
+    params(("id" = String, Path, description = "The session id")),
+    responses(
+        (status = 200, description = "`{\"session_id\"}`", body = Object),
+        (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn remove(
     State(state): State<AppState>,
     headers: HeaderMap,
     PathId(id): PathId<SessionId>,
@@ -291,7 +335,7 @@ async fn remove(
 
 /// One session in a user's listing; the original's keys, sorted as Go sorts a map's.
 #[derive(Debug, Serialize)]
-struct SessionShort {
+pub(crate) struct SessionShort {
     create_date: String,
     device_id: String,
     update_date: String,
@@ -325,7 +369,7 @@ async fn listing(manager: &SessionManager, user: &UserId) -> Result<Json<BTreeMa
 
 /// The `user_id` query parameter of the README's `GET`/`DELETE /session`.
 #[derive(Debug, Deserialize)]
-struct UserQuery {
+pub(crate) struct UserQuery {
     user_id: Option<String>,
 }
 
@@ -336,7 +380,12 @@ fn queried_user(query: Result<Query<UserQuery>, QueryRejection>) -> Result<UserI
 }
 
 /// `GET /a01/session/user/{user_id}`: the user's sessions.
-async fn list_user(
+#[utoipa::path(
+    get, path = "/a01/session/user/{user_id}", tag = "back-session (compat)", security((), ("bearer" = [])),
+    params(("user_id" = String, Path, description = "The user")),
+    responses((status = 200, description = "Session id → `{create_date, device_id, update_date}`", body = Object))
+)]
+pub(crate) async fn list_user(
     State(state): State<AppState>,
     headers: HeaderMap,
     PathId(user): PathId<UserId>,
@@ -345,7 +394,15 @@ async fn list_user(
 }
 
 /// `GET /a01/session?user_id=`, as the README's table has it.
-async fn list_by_query(
+#[utoipa::path(
+    get, path = "/a01/session", tag = "back-session (compat)", security((), ("bearer" = [])),
+    params(("user_id" = String, Query, description = "The user")),
+    responses(
+        (status = 200, description = "Session id → `{create_date, device_id, update_date}`", body = Object),
+        (status = 400, description = "`invalid_request`: no `user_id`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_by_query(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<UserQuery>, QueryRejection>,
@@ -355,7 +412,12 @@ async fn list_by_query(
 }
 
 /// `DELETE /a01/session/user/{user_id}`: signs the user out everywhere.
-async fn revoke_user(
+#[utoipa::path(
+    delete, path = "/a01/session/user/{user_id}", tag = "back-session (compat)", security((), ("bearer" = [])),
+    params(("user_id" = String, Path, description = "The user")),
+    responses((status = 200, description = "`{\"deleted\": n}`", body = Object))
+)]
+pub(crate) async fn revoke_user(
     State(state): State<AppState>,
     headers: HeaderMap,
     PathId(user): PathId<UserId>,
@@ -365,7 +427,15 @@ async fn revoke_user(
 }
 
 /// `DELETE /a01/session?user_id=`, as the README's table has it.
-async fn revoke_by_query(
+#[utoipa::path(
+    delete, path = "/a01/session", tag = "back-session (compat)", security((), ("bearer" = [])),
+    params(("user_id" = String, Query, description = "The user")),
+    responses(
+        (status = 200, description = "`{\"deleted\": n}`", body = Object),
+        (status = 400, description = "`invalid_request`: no `user_id`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn revoke_by_query(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<UserQuery>, QueryRejection>,

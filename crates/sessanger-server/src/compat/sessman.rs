@@ -58,7 +58,7 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// A request's parameters: a POST's JSON body keys overridden by the query string's.
 #[derive(Debug)]
-struct Params {
+pub(crate) struct Params {
     values: Map<String, Value>,
     headers: HeaderMap,
 }
@@ -144,7 +144,7 @@ impl Params {
 
 /// Every successful answer.
 #[derive(Debug, Serialize)]
-struct Reply {
+pub(crate) struct Reply {
     session_id: SessionId,
     data: Attributes,
 }
@@ -156,7 +156,20 @@ impl From<Session> for Reply {
 }
 
 /// Creates a session with `data` for the user; sets the `PS_SESSID` cookie.
-async fn new(State(state): State<AppState>, params: Params) -> Result<Response, Error> {
+#[utoipa::path(
+    method(get, post), path = "/sessman/new", tag = "sessman (compat)", security((), ("bearer" = [])),
+    params(
+        ("userid" = Option<String>, Query, description = "The user (also `user`, `user_id`); default `PS_USER`"),
+        ("data" = Option<String>, Query, description = "The session's data as JSON text (or `data` in the body)"),
+    ),
+    request_body(content = Object, description = "`{\"userid\": …, \"data\": {…}}`; any Content-Type"),
+    responses(
+        (status = 200, description = "`{\"session_id\", \"data\"}`; `Set-Cookie: PS_SESSID` for `session_ttl`", body = Object),
+        (status = 400, description = "`{\"error\": \"…\"}`: a malformed parameter", body = Object),
+        (status = 403, description = "`{\"error\": \"…\"}`: a wrong API key, or the service lacks `write`", body = Object),
+    )
+)]
+pub(crate) async fn new(State(state): State<AppState>, params: Params) -> Result<Response, Error> {
     let manager = params.admit(&state, Permission::Write).await?;
     let (user, data) = (params.user()?, params.data()?);
     let ttl = state.options.compat.sessman.session_ttl.unwrap_or(SESSMAN_DEFAULT_TTL);
@@ -169,7 +182,20 @@ async fn new(State(state): State<AppState>, params: Params) -> Result<Response, 
 }
 
 /// Replaces the session's data and renews its lifetime.
-async fn update(State(state): State<AppState>, params: Params) -> Result<Json<Reply>, Error> {
+#[utoipa::path(
+    method(get, post), path = "/sessman/update", tag = "sessman (compat)", security((), ("bearer" = [])),
+    params(
+        ("session_id" = Option<String>, Query, description = "The session (also `sessionid`, else the `PS_SESSID` cookie)"),
+        ("data" = Option<String>, Query, description = "The new data as JSON text (or `data` in the body)"),
+    ),
+    request_body(content = Object, description = "`{\"session_id\": …, \"data\": {…}}`; any Content-Type"),
+    responses(
+        (status = 200, description = "`{\"session_id\", \"data\"}`", body = Object),
+        (status = 400, description = "`{\"error\": \"…\"}`: no or a malformed session id", body = Object),
+        (status = 404, description = "`{\"error\": \"session not found\"}`", body = Object),
+    )
+)]
+pub(crate) async fn update(State(state): State<AppState>, params: Params) -> Result<Json<Reply>, Error> {
     let manager = params.admit(&state, Permission::Write).await?;
     let (id, data) = (params.session_id()?, params.data()?);
     rewrite(&manager, &id, |_, attributes, _| {
@@ -180,9 +206,20 @@ async fn update(State(state): State<AppState>, params: Params) -> Result<Json<Re
     Ok(Json(manager.refresh_session(&id).await?.into()))
 }
 
+#[utoipa::path(
+    method(get, post), path = "/sessman/get", tag = "sessman (compat)", security((), ("bearer" = [])),
+    params(
+        ("session_id" = Option<String>, Query, description = "The session (also `sessionid`, else the `PS_SESSID` cookie)"),
+        ("userid" = Option<String>, Query, description = "If sent, the session must be this user's"),
+    ),
+    responses(
+        (status = 200, description = "`{\"session_id\", \"data\"}`", body = Object),
+        (status = 404, description = "`{\"error\": \"session not found\"}`: unknown, or another user's", body = Object),
+    )
+)]
 /// Reads the session; with a user named, only that user's session (another's is 404, as
 /// the original's lookup by user and id found nothing).
-async fn read(State(state): State<AppState>, params: Params) -> Result<Json<Reply>, Error> {
+pub(crate) async fn read(State(state): State<AppState>, params: Params) -> Result<Json<Reply>, Error> {
     let manager = params.admit(&state, Permission::Read).await?;
     let id = params.session_id()?;
     let named = params.text(&USER_PARAMS)?;
