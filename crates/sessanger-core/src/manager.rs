@@ -12,8 +12,8 @@ use tokio::{sync::broadcast, task::JoinHandle};
 
 use crate::{
     Attributes, Clock, Created, DeleteReason, Device, Limits, Patch, PatchError, PatchOptions, Patched, Permission,
-    Renamed, Replaced, ServiceId, ServiceRecord, ServiceToken, Session, SessionEvent, SessionId, Store, StoreError,
-    SystemClock, Timestamp, UserId, UserLimit, Version,
+    Renamed, Replaced, Replacement, ServiceId, ServiceRecord, ServiceToken, Session, SessionEvent, SessionId, Store,
+    StoreError, SystemClock, Timestamp, UserId, UserLimit, Version,
     audit::{self, Action},
 };
 
@@ -346,7 +346,7 @@ impl SessionManager {
         expected: Version,
     ) -> Result<Session, ManagerError> {
         self.shared.policy.limits.check_attributes(attributes)?;
-        match self.shared.store.replace(id, attributes, device, expected, self.now()).await? {
+        match self.shared.store.replace(id, Replacement { attributes, device, expected }, self.now()).await? {
             Replaced::Applied(updated) => {
                 self.audit_foreign(&updated, Action::ForeignUpdate);
                 self.emit(SessionEvent::AttributesChanged {

@@ -184,6 +184,18 @@ impl PatchOptions {
     }
 }
 
+/// What [`SessionStore::replace`] writes: a session's new attributes and device, and the
+/// version they may replace.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Replacement<'a> {
+    /// The attributes, all of them.
+    pub attributes: &'a Attributes,
+    /// The device.
+    pub device: &'a Device,
+    /// Write only if the stored version is this one.
+    pub expected: Version,
+}
+
 /// A session named by id and owner, for results where the data is gone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionRef {
@@ -248,20 +260,13 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Patched, StoreError>;
 
-    /// Replaces the attributes and device of a live session if its stored version equals
-    /// `expected` (compare-and-set). Id, user, creation time and deadlines are kept; the
-    /// version grows by one.
+    /// Replaces the attributes and device of a live session with `new`'s if its stored version
+    /// equals [`Replacement::expected`] (compare-and-set). Id, user, creation time and
+    /// deadlines are kept; the version grows by one.
     ///
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)).
-    async fn replace(
-        &self,
-        id: &SessionId,
-        attributes: &Attributes,
-        device: &Device,
-        expected: Version,
-        now: Timestamp,
-    ) -> Result<Replaced, StoreError>;
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError>;
 
     /// Moves a live session to a new id in one step: afterwards the old id loads as `None`
     /// and the new one holds the same data (version grown by one, idle deadline renewed).

@@ -4,26 +4,8 @@
 use std::str::FromStr;
 
 use proptest::prelude::*;
-use serde_json::Value;
 use sessanger_core::{Limits, Patch, Permission, ServiceId, ServiceToken, SessionId, UserId};
-
-/// Arbitrary JSON, nested a few levels: what a client can put in a body.
-fn json() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>().prop_map(Value::from),
-        ".{0,12}".prop_map(Value::from),
-    ];
-    leaf.prop_recursive(4, 48, 6, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
-            prop::collection::btree_map("(set|remove|incr|[a-z.$\"]{0,6})", inner, 0..6)
-                .prop_map(|map| Value::Object(map.into_iter().collect())),
-        ]
-    })
-}
+use sessanger_testkit::arbitrary::json;
 
 /// Parses `input`; when accepted, its text form must parse back to the same value.
 fn round_trips<T: FromStr + ToString + PartialEq + std::fmt::Debug>(input: &str) {
@@ -57,7 +39,7 @@ proptest! {
     }
 
     #[test]
-    fn patch_bodies_decode_or_refuse_and_validate_without_panicking(body in json()) {
+    fn patch_bodies_decode_or_refuse_and_validate_without_panicking(body in json("(set|remove|incr|[a-z.$\"]{0,6})")) {
         if let Ok(patch) = serde_json::from_value::<Patch>(body) {
             let _ = patch.validate(&Limits::default());
         }

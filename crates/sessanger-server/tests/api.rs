@@ -10,9 +10,9 @@ use axum::{
 };
 use serde_json::{Value, json};
 use sessanger_core::{
-    Attributes, Created, Device, Maintenance, Patch, PatchOptions, Patched, Permission, Renamed, Replaced, ServiceId,
+    Created, Maintenance, Patch, PatchOptions, Patched, Permission, Renamed, Replaced, Replacement, ServiceId,
     ServiceRecord, ServiceStore, Session, SessionId, SessionManager, SessionPolicy, SessionRef, SessionStore, Store,
-    StoreError, Timestamp, UserId, UserLimit, Version,
+    StoreError, Timestamp, UserId, UserLimit,
 };
 use sessanger_server::{AppState, ServerOptions, app, openapi, serve};
 use sessanger_store_memory::MemoryStore;
@@ -188,16 +188,9 @@ impl SessionStore for FaultyStore {
         self.gate().await?;
         self.inner.patch(id, patch, options, now).await
     }
-    async fn replace(
-        &self,
-        id: &SessionId,
-        attributes: &Attributes,
-        device: &Device,
-        expected: Version,
-        now: Timestamp,
-    ) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
         self.gate().await?;
-        self.inner.replace(id, attributes, device, expected, now).await
+        self.inner.replace(id, new, now).await
     }
     async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
         self.gate().await?;

@@ -4,8 +4,8 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use serde_json::json;
 use sessanger_core::{
-    Created, Patch, PatchError, PatchOptions, Patched, Permission, Renamed, Replaced, ServiceRecord, Session,
-    SessionId, Store, Timestamp, UserId, UserLimit, Version,
+    Created, Patch, PatchError, PatchOptions, Patched, Permission, Renamed, Replaced, Replacement, ServiceRecord,
+    Session, SessionId, Store, Timestamp, UserId, UserLimit, Version,
 };
 
 type SharedStore = Arc<dyn Store>;
@@ -265,7 +265,15 @@ pub async fn replace_is_compare_and_set_by_version(store: SharedStore) {
     edited.device.user_agent = Some("curl".into());
     edited.user_id = user("thief");
     edited.expires_at = now + ABSOLUTE * 10;
-    let applied = match store.replace(&s.id, &edited.attributes, &edited.device, Version(1), now).await.unwrap() {
+    let applied = match store
+        .replace(
+            &s.id,
+            Replacement { attributes: &edited.attributes, device: &edited.device, expected: Version(1) },
+            now,
+        )
+        .await
+        .unwrap()
+    {
         Replaced::Applied(s) => s,
         other => panic!("expected applied, got {other:?}"),
     };
@@ -276,13 +284,27 @@ pub async fn replace_is_compare_and_set_by_version(store: SharedStore) {
     assert_eq!(applied.expires_at, s.expires_at);
     assert_eq!(applied.created_at, s.created_at);
     assert_eq!(
-        store.replace(&s.id, &edited.attributes, &edited.device, Version(1), now).await.unwrap(),
+        store
+            .replace(
+                &s.id,
+                Replacement { attributes: &edited.attributes, device: &edited.device, expected: Version(1) },
+                now
+            )
+            .await
+            .unwrap(),
         Replaced::VersionMismatch(Version(2))
     );
     assert_eq!(store.load(&s.id, now).await.unwrap(), Some(applied));
     let ghost = s.id.regenerate();
     assert_eq!(
-        store.replace(&ghost, &edited.attributes, &edited.device, Version(1), now).await.unwrap(),
+        store
+            .replace(
+                &ghost,
+                Replacement { attributes: &edited.attributes, device: &edited.device, expected: Version(1) },
+                now
+            )
+            .await
+            .unwrap(),
         Replaced::NotFound
     );
 }

@@ -18,6 +18,7 @@
 //! sleeping. The base time is the real clock, so stores that also set a native TTL (Redis)
 //! see sensible deadlines.
 
+pub mod arbitrary;
 pub mod cases;
 
 use std::{future::Future, sync::Arc};

@@ -88,9 +88,9 @@ use redb::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 use sessanger_core::{
-    Attributes, BoxError, Created, Device, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, ServiceId,
+    BoxError, Created, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId,
     ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
-    UserLimit, Version,
+    UserLimit,
 };
 
 /// The name of the database file inside the data directory.
@@ -528,14 +528,8 @@ impl SessionStore for EmbeddedStore {
         .await
     }
 
-    async fn replace(
-        &self,
-        id: &SessionId,
-        attributes: &Attributes,
-        device: &Device,
-        expected: Version,
-        now: Timestamp,
-    ) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+        let Replacement { attributes, device, expected } = new;
         let (id, attributes, device) = (id.clone(), attributes.clone(), device.clone());
         self.write_sessions(move |t| {
             let outcome = t.update(&id, now, |s| {

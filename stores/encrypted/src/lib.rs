@@ -114,9 +114,9 @@ use std::{borrow::Cow, collections::BTreeSet, fmt, sync::Arc};
 use async_trait::async_trait;
 use serde_json::Value;
 use sessanger_core::{
-    Attributes, Created, Device, Maintenance, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, ServiceId,
-    ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, Store, StoreError, Timestamp, UserId,
-    UserLimit, Version,
+    Attributes, Created, Maintenance, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Replacement,
+    ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, Store, StoreError, Timestamp,
+    UserId, UserLimit,
 };
 
 pub use crate::{
@@ -289,16 +289,9 @@ impl<S: SessionStore + ?Sized> SessionStore for EncryptedStore<S> {
         })
     }
 
-    async fn replace(
-        &self,
-        id: &SessionId,
-        attributes: &Attributes,
-        device: &Device,
-        expected: Version,
-        now: Timestamp,
-    ) -> Result<Replaced, StoreError> {
-        let sealed = self.seal(attributes)?;
-        Ok(match self.inner.replace(id, &sealed, device, expected, now).await? {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+        let sealed = self.seal(new.attributes)?;
+        Ok(match self.inner.replace(id, Replacement { attributes: &sealed, ..new }, now).await? {
             Replaced::Applied(session) => Replaced::Applied(self.open(session)?),
             other => other,
         })

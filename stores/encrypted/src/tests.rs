@@ -7,8 +7,8 @@ use std::{error::Error, sync::Arc, time::Duration};
 use base64::Engine;
 use serde_json::{Value, json};
 use sessanger_core::{
-    Attributes, Created, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Session, SessionId, SessionStore,
-    StoreError, Timestamp, UserLimit, Version,
+    Attributes, Created, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Replacement, Session, SessionId,
+    SessionStore, StoreError, Timestamp, UserLimit, Version,
 };
 use sessanger_store_memory::MemoryStore;
 
@@ -91,7 +91,10 @@ async fn every_write_path_seals_and_every_read_path_opens() {
 
     let mut attributes = Attributes::new();
     attributes.insert("access_token".into(), json!(format!("{SECRET}-2")));
-    let replaced = store.replace(&s.id, &attributes, &s.device, Version(2), now).await.unwrap();
+    let replaced = store
+        .replace(&s.id, Replacement { attributes: &attributes, device: &s.device, expected: Version(2) }, now)
+        .await
+        .unwrap();
     let Replaced::Applied(replaced) = replaced else { panic!("{replaced:?}") };
     assert_eq!(replaced.attributes, attributes);
     assert_no_plaintext(&raw(&inner, &s.id, now).await);

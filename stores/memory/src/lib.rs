@@ -20,9 +20,8 @@ use std::{
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Attributes, Created, Device, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, ServiceId,
-    ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
-    UserLimit, Version,
+    Created, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
+    ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit,
 };
 
 /// Sessions and services in process memory; gone when the process ends.
@@ -151,14 +150,8 @@ impl SessionStore for MemoryStore {
         Ok(outcome.unwrap_or(Patched::NotFound))
     }
 
-    async fn replace(
-        &self,
-        id: &SessionId,
-        attributes: &Attributes,
-        device: &Device,
-        expected: Version,
-        now: Timestamp,
-    ) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+        let Replacement { attributes, device, expected } = new;
         let mut inner = self.lock();
         let outcome = inner.update(id, now, |s| {
             if s.version != expected {

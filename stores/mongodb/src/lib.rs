@@ -141,9 +141,8 @@ use mongodb::{
     options::{IndexOptions, ReturnDocument},
 };
 use sessanger_core::{
-    Attributes, Created, Device, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, ServiceId,
-    ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
-    UserLimit, Version,
+    Created, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
+    ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 
 pub use crate::options::{ConnectError, MongoOptions, SessmanSettings};
@@ -569,14 +568,8 @@ impl SessionStore for MongoStore {
         Err(StoreError::Other("a patch kept losing races with concurrent writers".into()))
     }
 
-    async fn replace(
-        &self,
-        id: &SessionId,
-        attributes: &Attributes,
-        device: &Device,
-        expected: Version,
-        now: Timestamp,
-    ) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+        let Replacement { attributes, device, expected } = new;
         for _ in 0..ATTEMPTS {
             let replaced = self
                 .sessions

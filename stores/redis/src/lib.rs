@@ -97,7 +97,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt, stream};
 use redis::{Value, aio::ConnectionLike};
 use sessanger_core::{
-    Attributes, Created, Device, Maintenance, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, ServiceId,
+    Created, Maintenance, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId,
     ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
     UserLimit, Version,
 };
@@ -383,14 +383,8 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn replace(
-        &self,
-        id: &SessionId,
-        attributes: &Attributes,
-        device: &Device,
-        expected: Version,
-        now: Timestamp,
-    ) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+        let Replacement { attributes, device, expected } = new;
         let (expected, device) = (expected.0.to_string(), record::json(device)?);
         let fields = record::attributes(attributes)?;
         let mut args = vec![id.as_ref(), &expected, &device];

@@ -21,7 +21,9 @@ use std::{collections::HashMap, time::Duration};
 
 use redis::AsyncCommands;
 use serde_json::json;
-use sessanger_core::{Patch, PatchOptions, Session, SessionId, SessionStore, Timestamp, UserId, UserLimit};
+use sessanger_core::{
+    Patch, PatchOptions, Replacement, Session, SessionId, SessionStore, Timestamp, UserId, UserLimit,
+};
 use sessanger_store_redis::RedisStore;
 
 /// Command counts and socket reads at one instant.
@@ -93,7 +95,18 @@ async fn each_manager_operation_costs_one_round_trip() {
     store.create(&warm, UserLimit::Unlimited, now).await.unwrap();
     store.touch(&warm.id, now).await.unwrap();
     store.patch(&warm.id, &Patch::default().set("k", json!(1)), PatchOptions::new(), now).await.unwrap();
-    store.replace(&warm.id, &Default::default(), &Default::default(), sessanger_core::Version(3), now).await.unwrap();
+    store
+        .replace(
+            &warm.id,
+            Replacement {
+                attributes: &Default::default(),
+                device: &Default::default(),
+                expected: sessanger_core::Version(3),
+            },
+            now,
+        )
+        .await
+        .unwrap();
     let renamed = warm.id.regenerate();
     store.rename(&warm.id, &renamed, now).await.unwrap();
     store.list_user(&user, now).await.unwrap();

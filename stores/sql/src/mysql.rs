@@ -14,9 +14,8 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Attributes, Created, Device, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, ServiceId,
-    ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
-    UserLimit, Version,
+    Created, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
+    ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use sqlx::{
     MySql, MySqlConnection, QueryBuilder,
@@ -345,14 +344,8 @@ impl SessionStore for SqlStore<MySql> {
         settle_patch(patch, options.expected, || self.load(id, now), write).await
     }
 
-    async fn replace(
-        &self,
-        id: &SessionId,
-        attributes: &Attributes,
-        device: &Device,
-        expected: Version,
-        now: Timestamp,
-    ) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+        let Replacement { attributes, device, expected } = new;
         let update = sqlx::query(
             "UPDATE sessions SET attributes = JSON_EXTRACT(?, '$'), device = JSON_EXTRACT(?, '$'), version = version + 1
              WHERE id = ? AND expires_at > ? AND version = ?",

@@ -10,9 +10,8 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Attributes, Created, Device, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, ServiceId,
-    ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
-    UserLimit, Version,
+    Created, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
+    ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use sqlx::{
     Postgres,
@@ -272,14 +271,8 @@ impl SessionStore for SqlStore<Postgres> {
         settle_patch(patch, options.expected, || self.load(id, now), write).await
     }
 
-    async fn replace(
-        &self,
-        id: &SessionId,
-        attributes: &Attributes,
-        device: &Device,
-        expected: Version,
-        now: Timestamp,
-    ) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+        let Replacement { attributes, device, expected } = new;
         let written = sqlx::query_as(
             "UPDATE sessions SET attributes = $3::jsonb, device = $4::jsonb, version = version + 1
              WHERE id = $1 AND expires_at > $2 AND version = $5

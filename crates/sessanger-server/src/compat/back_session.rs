@@ -76,10 +76,7 @@ const SHOWN: [&str; 7] =
 #[utoipa::path(
     post, path = "/a01/session", tag = "back-session (compat)", security((), ("bearer" = [])),
     request_body(content = Object, description = "`user_id` (required), `device_id`, `auth_code`, `access_token`, `refresh_token`, `user_email`, `exiration_time`; any Content-Type"),
-    responses(
-        (status = 200, description = "`{\"session_id\"}`", body = Object),
-        (status = 400, description = "`invalid_request`: no `user_id`", body = ErrorBody),
-    )
+    responses((status = 200, description = "`{\"session_id\"}`", body = Object), (status = 400, description = "`invalid_request`: no `user_id`", body = ErrorBody)),
 )]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -150,10 +147,7 @@ fn field(session: &Session, key: &str) -> String {
 #[utoipa::path(
     get, path = "/a01/session/{id}", tag = "back-session (compat)", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "The session id")),
-    responses(
-        (status = 200, description = "Every field as text: `user_id`, `device_id`, the tokens, `user_email`, and any other attribute", body = Object),
-        (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
-    )
+    responses((status = 200, description = "Every field as text: `user_id`, `device_id`, the tokens, `user_email`, and any other attribute", body = Object), (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody)),
 )]
 pub(crate) async fn read(
     State(state): State<AppState>,
@@ -192,11 +186,7 @@ pub(crate) struct UpdateBody {
 #[utoipa::path(
     patch, path = "/a01/session", tag = "back-session (compat)", security((), ("bearer" = [])),
     request_body(content = Object, description = "`{\"session_id\": …, \"session_attributes\": {\"key\": \"text\", …}}`; any key is kept"),
-    responses(
-        (status = 200, description = "The keys set, read back", body = Object),
-        (status = 400, description = "`invalid_request`: no session id or attributes, an unknown session, a wrong `user_id`", body = ErrorBody),
-        (status = 422, description = "`invalid_request`: the body cannot be decoded", body = ErrorBody),
-    )
+    responses((status = 200, description = "The keys set, read back", body = Object), (status = 400, description = "`invalid_request`: no session id or attributes, an unknown session, a wrong `user_id`", body = ErrorBody), (status = 422, description = "`invalid_request`: the body cannot be decoded", body = ErrorBody)),
 )]
 pub(crate) async fn update_named_in_body(
     State(state): State<AppState>,
@@ -215,11 +205,7 @@ pub(crate) async fn update_named_in_body(
     patch, path = "/a01/session/{id}", tag = "back-session (compat)", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "The session id")),
     request_body(content = Object, description = "`{\"session_attributes\": {\"key\": \"text\", …}}`; any key is kept"),
-    responses(
-        (status = 200, description = "The keys set, read back", body = Object),
-        (status = 400, description = "`invalid_request`", body = ErrorBody),
-        (status = 422, description = "`invalid_request`: the body cannot be decoded", body = ErrorBody),
-    )
+    responses((status = 200, description = "The keys set, read back", body = Object), (status = 400, description = "`invalid_request`", body = ErrorBody), (status = 422, description = "`invalid_request`: the body cannot be decoded", body = ErrorBody)),
 )]
 pub(crate) async fn update_at_path(
     State(state): State<AppState>,
@@ -318,10 +304,7 @@ async fn update(
 #[utoipa::path(
     delete, path = "/a01/session/{id}", tag = "back-session (compat)", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "The session id")),
-    responses(
-        (status = 200, description = "`{\"session_id\"}`", body = Object),
-        (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
-    )
+    responses((status = 200, description = "`{\"session_id\"}`", body = Object), (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody)),
 )]
 pub(crate) async fn remove(
     State(state): State<AppState>,
@@ -383,7 +366,7 @@ fn queried_user(query: Result<Query<UserQuery>, QueryRejection>) -> Result<UserI
 #[utoipa::path(
     get, path = "/a01/session/user/{user_id}", tag = "back-session (compat)", security((), ("bearer" = [])),
     params(("user_id" = String, Path, description = "The user")),
-    responses((status = 200, description = "Session id → `{create_date, device_id, update_date}`", body = Object))
+    responses((status = 200, description = "Session id → `{create_date, device_id, update_date}`", body = Object)),
 )]
 pub(crate) async fn list_user(
     State(state): State<AppState>,
@@ -397,10 +380,7 @@ pub(crate) async fn list_user(
 #[utoipa::path(
     get, path = "/a01/session", tag = "back-session (compat)", security((), ("bearer" = [])),
     params(("user_id" = String, Query, description = "The user")),
-    responses(
-        (status = 200, description = "Session id → `{create_date, device_id, update_date}`", body = Object),
-        (status = 400, description = "`invalid_request`: no `user_id`", body = ErrorBody),
-    )
+    responses((status = 200, description = "Session id → `{create_date, device_id, update_date}`", body = Object), (status = 400, description = "`invalid_request`: no `user_id`", body = ErrorBody)),
 )]
 pub(crate) async fn list_by_query(
     State(state): State<AppState>,
@@ -415,7 +395,7 @@ pub(crate) async fn list_by_query(
 #[utoipa::path(
     delete, path = "/a01/session/user/{user_id}", tag = "back-session (compat)", security((), ("bearer" = [])),
     params(("user_id" = String, Path, description = "The user")),
-    responses((status = 200, description = "`{\"deleted\": n}`", body = Object))
+    responses((status = 200, description = "`{\"deleted\": n}`", body = Object)),
 )]
 pub(crate) async fn revoke_user(
     State(state): State<AppState>,
@@ -430,10 +410,7 @@ pub(crate) async fn revoke_user(
 #[utoipa::path(
     delete, path = "/a01/session", tag = "back-session (compat)", security((), ("bearer" = [])),
     params(("user_id" = String, Query, description = "The user")),
-    responses(
-        (status = 200, description = "`{\"deleted\": n}`", body = Object),
-        (status = 400, description = "`invalid_request`: no `user_id`", body = ErrorBody),
-    )
+    responses((status = 200, description = "`{\"deleted\": n}`", body = Object), (status = 400, description = "`invalid_request`: no `user_id`", body = ErrorBody)),
 )]
 pub(crate) async fn revoke_by_query(
     State(state): State<AppState>,

@@ -158,16 +158,9 @@ impl From<Session> for Reply {
 /// Creates a session with `data` for the user; sets the `PS_SESSID` cookie.
 #[utoipa::path(
     method(get, post), path = "/sessman/new", tag = "sessman (compat)", security((), ("bearer" = [])),
-    params(
-        ("userid" = Option<String>, Query, description = "The user (also `user`, `user_id`); default `PS_USER`"),
-        ("data" = Option<String>, Query, description = "The session's data as JSON text (or `data` in the body)"),
-    ),
+    params(("userid" = Option<String>, Query, description = "The user (also `user`, `user_id`); default `PS_USER`"), ("data" = Option<String>, Query, description = "The session's data as JSON text (or `data` in the body)")),
     request_body(content = Object, description = "`{\"userid\": …, \"data\": {…}}`; any Content-Type"),
-    responses(
-        (status = 200, description = "`{\"session_id\", \"data\"}`; `Set-Cookie: PS_SESSID` for `session_ttl`", body = Object),
-        (status = 400, description = "`{\"error\": \"…\"}`: a malformed parameter", body = Object),
-        (status = 403, description = "`{\"error\": \"…\"}`: a wrong API key, or the service lacks `write`", body = Object),
-    )
+    responses((status = 200, description = "`{\"session_id\", \"data\"}`; `Set-Cookie: PS_SESSID` for `session_ttl`", body = Object), (status = 400, description = "`{\"error\": \"…\"}`: a malformed parameter", body = Object), (status = 403, description = "`{\"error\": \"…\"}`: a wrong API key, or the service lacks `write`", body = Object)),
 )]
 pub(crate) async fn new(State(state): State<AppState>, params: Params) -> Result<Response, Error> {
     let manager = params.admit(&state, Permission::Write).await?;
@@ -184,16 +177,9 @@ pub(crate) async fn new(State(state): State<AppState>, params: Params) -> Result
 /// Replaces the session's data and renews its lifetime.
 #[utoipa::path(
     method(get, post), path = "/sessman/update", tag = "sessman (compat)", security((), ("bearer" = [])),
-    params(
-        ("session_id" = Option<String>, Query, description = "The session (also `sessionid`, else the `PS_SESSID` cookie)"),
-        ("data" = Option<String>, Query, description = "The new data as JSON text (or `data` in the body)"),
-    ),
+    params(("session_id" = Option<String>, Query, description = "The session (also `sessionid`, else the `PS_SESSID` cookie)"), ("data" = Option<String>, Query, description = "The new data as JSON text (or `data` in the body)")),
     request_body(content = Object, description = "`{\"session_id\": …, \"data\": {…}}`; any Content-Type"),
-    responses(
-        (status = 200, description = "`{\"session_id\", \"data\"}`", body = Object),
-        (status = 400, description = "`{\"error\": \"…\"}`: no or a malformed session id", body = Object),
-        (status = 404, description = "`{\"error\": \"session not found\"}`", body = Object),
-    )
+    responses((status = 200, description = "`{\"session_id\", \"data\"}`", body = Object), (status = 400, description = "`{\"error\": \"…\"}`: no or a malformed session id", body = Object), (status = 404, description = "`{\"error\": \"session not found\"}`", body = Object)),
 )]
 pub(crate) async fn update(State(state): State<AppState>, params: Params) -> Result<Json<Reply>, Error> {
     let manager = params.admit(&state, Permission::Write).await?;
@@ -208,14 +194,8 @@ pub(crate) async fn update(State(state): State<AppState>, params: Params) -> Res
 
 #[utoipa::path(
     method(get, post), path = "/sessman/get", tag = "sessman (compat)", security((), ("bearer" = [])),
-    params(
-        ("session_id" = Option<String>, Query, description = "The session (also `sessionid`, else the `PS_SESSID` cookie)"),
-        ("userid" = Option<String>, Query, description = "If sent, the session must be this user's"),
-    ),
-    responses(
-        (status = 200, description = "`{\"session_id\", \"data\"}`", body = Object),
-        (status = 404, description = "`{\"error\": \"session not found\"}`: unknown, or another user's", body = Object),
-    )
+    params(("session_id" = Option<String>, Query, description = "The session (also `sessionid`, else the `PS_SESSID` cookie)"), ("userid" = Option<String>, Query, description = "If sent, the session must be this user's")),
+    responses((status = 200, description = "`{\"session_id\", \"data\"}`", body = Object), (status = 404, description = "`{\"error\": \"session not found\"}`: unknown, or another user's", body = Object)),
 )]
 /// Reads the session; with a user named, only that user's session (another's is 404, as
 /// the original's lookup by user and id found nothing).
