@@ -124,7 +124,7 @@ async fn the_seed_sessman_javascript_client_round_trips_its_data_on_mariadb() {
     js_client_round_trip(&store.flags()).await;
 }
 
-/// The seed's JavaScript client, unchanged, under Node against sessman's API.
+/// sessman's own JavaScript client, unchanged, under Node against sessman's API.
 async fn js_client_round_trip(store: &[&str]) {
     let (_tmp, dir) = data_dir();
     let args = [&["--compat", "sessman"], store].concat();
@@ -441,7 +441,7 @@ async fn compat_apis_are_off_unless_enabled() {
 #[tokio::test(flavor = "multi_thread")]
 async fn configured_keys_and_tokens_are_required() {
     let (tmp, dir) = data_dir();
-    // The seed's sessman.json, trailing comma and all, with a key and a short lifetime.
+    // sessman's own example sessman.json, trailing comma and all, with a key and a short lifetime.
     std::fs::write(
         tmp.path().join("sessman.json"),
         "{\n  \"database\": \"sessman\",\n  \"session_ttl\": 120,\n  \"auth_type\": \"plugin\",\n  \"apikey\": \"s3cret\",\n}\n",
