@@ -120,8 +120,9 @@ type Connection = http1::Connection<TokioIo<Watched>, TowerToHyperService<Counte
 
 /// Drives one connection, and ends it when a client takes longer than `header_read_timeout`
 /// to send a request head (dropped at once: it has sent nothing worth answering), when it has
-/// been idle for `idle_timeout`, or when the server stops (a request in flight is answered
-/// first: hyper's graceful shutdown).
+/// been idle for `idle_timeout`, or when the server stops. Closing is hyper's graceful
+/// shutdown (a request in flight is answered first); a connection still open `idle_timeout`
+/// after that (a client that stopped reading its answer) is dropped.
 async fn serve_connection(
     connection: Connection,
     activity: Activity,
@@ -129,9 +130,12 @@ async fn serve_connection(
     mut stopping: watch::Receiver<()>,
 ) {
     let mut connection = pin!(connection);
-    let mut closing = false;
+    let mut closing_since: Option<Instant> = None;
     loop {
-        let deadline = activity.deadline(limits);
+        let deadline = match closing_since {
+            None => activity.deadline(limits),
+            Some(since) => Some(since + limits.idle_timeout),
+        };
         tokio::select! {
             served = connection.as_mut() => {
                 if let Err(error) = served {
@@ -140,17 +144,18 @@ async fn serve_connection(
                 }
                 return;
             }
-            () = sleep_until(deadline), if !closing => match activity.overdue(limits) {
-                Some(Overdue::Head) => return,
-                Some(Overdue::Idle) => {
+            () = sleep_until(deadline) => match (closing_since, activity.overdue(limits)) {
+                (Some(since), _) if since + limits.idle_timeout <= Instant::now() => return,
+                (_, Some(Overdue::Head)) => return,
+                (None, Some(Overdue::Idle)) => {
                     connection.as_mut().graceful_shutdown();
-                    closing = true;
+                    closing_since = Some(Instant::now());
                 }
-                None => {}
+                _ => {}
             },
-            _ = stopping.changed(), if !closing => {
+            _ = stopping.changed(), if closing_since.is_none() => {
                 connection.as_mut().graceful_shutdown();
-                closing = true;
+                closing_since = Some(Instant::now());
             }
         }
     }
