@@ -134,7 +134,11 @@ async fn serve_connection(
     loop {
         let deadline = match closing_since {
             None => activity.deadline(limits),
-            Some(since) => Some(since + limits.idle_timeout),
+            // Closing: a head still arriving keeps its own limit; nothing lasts past the grace.
+            Some(since) => {
+                let grace = since + limits.idle_timeout;
+                Some(activity.head_deadline(limits).map_or(grace, |head| head.min(grace)))
+            }
         };
         tokio::select! {
             served = connection.as_mut() => {
@@ -234,18 +238,27 @@ impl Activity {
         self.wrote();
     }
 
+    /// When the request head now arriving passes the header timeout, if one is arriving.
+    fn head_deadline(&self, limits: &ConnectionOptions) -> Option<Instant> {
+        match self.0.head_since.load(Ordering::Relaxed) {
+            0 => None,
+            since => Some(self.at(since) + limits.header_read_timeout),
+        }
+    }
+
     /// When the connection passes a limit unless something happens first; `None` while a
     /// request is being answered.
     fn deadline(&self, limits: &ConnectionOptions) -> Option<Instant> {
-        match self.0.head_since.load(Ordering::Relaxed) {
-            0 if self.0.in_flight.load(Ordering::Relaxed) > 0 => None,
-            0 => Some(self.at(self.0.last.load(Ordering::Relaxed)) + limits.idle_timeout),
-            since => Some(self.at(since) + limits.header_read_timeout),
+        if let Some(head) = self.head_deadline(limits) {
+            return Some(head);
         }
-        // A connection accepted but silent is waiting for its first head: the header timeout.
-        .map(|deadline| {
-            let silent = self.0.last.load(Ordering::Relaxed) == 0;
-            if silent { deadline.min(self.0.accepted + limits.header_read_timeout) } else { deadline }
+        if self.0.in_flight.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        Some(match self.0.last.load(Ordering::Relaxed) {
+            // Accepted but silent: waiting for its first head, so the header timeout.
+            0 => self.0.accepted + limits.header_read_timeout,
+            last => self.at(last) + limits.idle_timeout,
         })
     }
 

@@ -121,3 +121,20 @@ fn at_the_connection_cap_healthz_still_answers_once_a_slot_frees() {
     assert!(waited < Duration::from_secs(6), "{waited:?}");
     server.stop();
 }
+
+#[test]
+fn a_stalled_client_does_not_hold_up_a_shutdown() {
+    let (_tmp, dir) = data_dir();
+    let (server, address) = start(&dir);
+    let mut stalled = TcpStream::connect(&address).unwrap();
+    stalled.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let mut idle = TcpStream::connect(&address).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = [0; 512];
+    assert!(idle.read(&mut answer).unwrap() > 0);
+    let started = Instant::now();
+    // SIGTERM: the idle connection closes at once, the stalled one at its header timeout.
+    server.stop();
+    println!("stopped after {:?} with a stalled and an idle client connected", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
