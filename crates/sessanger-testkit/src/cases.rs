@@ -188,12 +188,31 @@ pub async fn rejected_patch_changes_nothing(store: SharedStore) {
 
 /// 200 concurrent writers, each setting its own key on one session: all 200 keys survive.
 pub async fn two_hundred_concurrent_writers_of_different_keys_lose_nothing(store: SharedStore) {
+    two_hundred_concurrent_writers(store, false).await;
+}
+
+/// The same with every patch renewing the idle deadline (a write that counts as use), each at
+/// its own instant: moving the session's deadline under contention loses nothing and fails
+/// no writer either.
+pub async fn two_hundred_concurrent_touching_writers_lose_nothing(store: SharedStore) {
+    two_hundred_concurrent_writers(store, true).await;
+}
+
+async fn two_hundred_concurrent_writers(store: SharedStore, touch: bool) {
     let now = t0();
     let s = created(&store, &user("u"), now).await;
-    let tasks: Vec<_> = (0..200)
+    let tasks: Vec<_> = (0..200u64)
         .map(|i| {
             let (store, id) = (store.clone(), s.id.clone());
-            tokio::spawn(async move { patch(&store, &id, &Patch::default().set(format!("k{i}"), json!(i)), now).await })
+            let at = now + Duration::from_millis(i);
+            tokio::spawn(async move {
+                let set = Patch::default().set(format!("k{i}"), json!(i));
+                let options = PatchOptions::new().with_touch(touch);
+                match store.patch(&id, &set, options, at).await.expect("patch") {
+                    Patched::Applied(_) => {}
+                    other => panic!("writer {i}: {other:?}"),
+                }
+            })
         })
         .collect();
     for t in tasks {

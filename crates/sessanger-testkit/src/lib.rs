@@ -74,6 +74,7 @@ macro_rules! for_each_case {
             patch_with_stale_version_changes_nothing,
             rejected_patch_changes_nothing,
             two_hundred_concurrent_writers_of_different_keys_lose_nothing,
+            two_hundred_concurrent_touching_writers_lose_nothing,
             sixty_four_concurrent_increments_lose_nothing,
             concurrent_version_checked_patches_let_exactly_one_win,
             replace_is_compare_and_set_by_version,

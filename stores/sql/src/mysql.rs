@@ -337,9 +337,14 @@ impl SessionStore for SqlStore<MySql> {
         options: PatchOptions,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
+        // Renewing the idle deadline moves the row in the `expires_at` index: concurrent
+        // patches of one session then deadlock on InnoDB's index locks now and then.
         let write = async |increments: Vec<(&str, i64)>| {
-            let mut update = patch_statement(id, patch, &increments, options, now)?;
-            self.update_then_load(update.build(), id, now).await
+            retry_deadlocks(|| async {
+                let mut update = patch_statement(id, patch, &increments, options, now)?;
+                self.update_then_load(update.build(), id, now).await
+            })
+            .await
         };
         settle_patch(patch, options.expected, || self.load(id, now), write).await
     }
