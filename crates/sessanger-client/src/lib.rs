@@ -147,7 +147,7 @@ impl Client {
             token: token.to_owned(),
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
-            pool_idle_timeout: Duration::from_secs(90),
+            pool_idle_timeout: Duration::from_secs(50),
             pool_max_idle_per_host: None,
             user_agent: concat!("sessanger-client/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
@@ -297,7 +297,9 @@ impl ClientBuilder {
         self
     }
 
-    /// How long an idle pooled connection is kept. Default 90 s.
+    /// How long an idle pooled connection is kept. Default 50 s: below the server's own idle
+    /// timeout (`http.idle_timeout`, 60 s by default), so the client drops a connection before
+    /// the server closes it, and never sends a request into one the server is closing.
     pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pool_idle_timeout = timeout;
         self
