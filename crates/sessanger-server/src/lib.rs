@@ -156,7 +156,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let metrics = state.metrics.clone();
-    let connections = state.options.connections.clone();
+    let connections = state.options.connections;
     let server = listen::accept_loop(listener, app(state), &connections, shutdown);
     // Upkeep runs inside this future rather than as a spawned task, so it stops with the
     // server, and also when the caller drops `serve` instead of shutting it down.

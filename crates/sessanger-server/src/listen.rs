@@ -39,7 +39,7 @@ use tokio::{
 /// let options = ConnectionOptions { header_read_timeout: Duration::from_secs(5), ..ConnectionOptions::default() };
 /// assert_eq!(options.max_connections.get(), 4096);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectionOptions {
     /// Longest a client may take to send a request's head (line and headers), counted from
     /// its first byte; the connection is closed after it. Default 10 s.
@@ -103,7 +103,7 @@ pub(crate) async fn accept_loop(
         let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
         let service = Counted { router: router.clone(), activity: activity.clone() };
         let connection = builder.serve_connection(io, TowerToHyperService::new(service));
-        let (limits, stopping) = (options.clone(), stopping.clone());
+        let (limits, stopping) = (*options, stopping.clone());
         tokio::spawn(async move {
             serve_connection(connection, activity, &limits, stopping).await;
             drop(slot);
