@@ -20,6 +20,7 @@
 //!     user_agent: None,
 //!     attributes: Default::default(),
 //!     ttl_secs: None,
+//!     absolute_expires_at: None,
 //! }).await?;
 //! client.patch_session(&session.session_id, &Patch::default().incr("visits", 1), None).await?;
 //! # Ok(()) }

@@ -30,6 +30,7 @@ fn new_session(user: &str) -> CreateSession {
         user_agent: None,
         attributes: Default::default(),
         ttl_secs: None,
+        absolute_expires_at: None,
     }
 }
 

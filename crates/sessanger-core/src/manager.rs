@@ -62,6 +62,9 @@ pub struct NewSession {
     pub attributes: Attributes,
     /// Idle lifetime for this session instead of the policy's (capped by the absolute lifetime).
     pub ttl: Option<Duration>,
+    /// An absolute deadline before the policy's (`now + max_lifetime`); a later one is capped
+    /// by it. It must be after now ([`ManagerError::DeadlinePassed`]).
+    pub absolute_expires_at: Option<Timestamp>,
 }
 
 /// Why a manager operation failed.
@@ -86,6 +89,9 @@ pub enum ManagerError {
     /// The user already holds the most sessions the policy allows.
     #[error("the user already holds the maximum number of sessions")]
     LimitReached,
+    /// A new deadline is not after now.
+    #[error("the new deadline has passed already")]
+    DeadlinePassed,
     /// The change is malformed or does not apply to the stored values.
     #[error(transparent)]
     InvalidPatch(#[from] PatchError),
@@ -283,8 +289,14 @@ impl SessionManager {
     fn new_session(&self, id: SessionId, user: &UserId, new: NewSession) -> Result<Session, ManagerError> {
         let policy = &self.shared.policy;
         policy.limits.check_attributes(&new.attributes)?;
-        let mut session =
-            Session::new(id, user.clone(), self.now(), new.ttl.unwrap_or(policy.idle_ttl), policy.max_lifetime);
+        let now = self.now();
+        let mut session = Session::new(id, user.clone(), now, new.ttl.unwrap_or(policy.idle_ttl), policy.max_lifetime);
+        if let Some(at) = new.absolute_expires_at {
+            if at <= now {
+                return Err(ManagerError::DeadlinePassed);
+            }
+            session.set_absolute_expires_at(at.min(session.absolute_expires_at));
+        }
         session.attributes = new.attributes;
         session.device = new.device;
         session.created_by = self.service.clone();
@@ -333,20 +345,37 @@ impl SessionManager {
     /// Replaces the session's attributes and device with those of `session`, only if the
     /// stored version is still `session.version` (compare-and-set; sa-token's `update_session`).
     pub async fn update_session(&self, session: &Session) -> Result<Session, ManagerError> {
-        self.replace_session(&session.id, &session.attributes, &session.device, session.version).await
+        self.replace_session(&session.id, Replacement::new(&session.attributes, &session.device, session.version))
+            .await
     }
 
     /// Replaces all attributes and the device of a session, only if it is still at version
-    /// `expected` (compare-and-set): the whole-record write of read-modify-write clients.
-    pub async fn replace_session(
-        &self,
-        id: &SessionId,
-        attributes: &Attributes,
-        device: &Device,
-        expected: Version,
-    ) -> Result<Session, ManagerError> {
-        self.shared.policy.limits.check_attributes(attributes)?;
-        match self.shared.store.replace(id, Replacement { attributes, device, expected }, self.now()).await? {
+    /// `new.expected` (compare-and-set): the whole-record write of read-modify-write clients.
+    ///
+    /// A new absolute deadline ([`Replacement::absolute_expires_at`]) moves the session's end,
+    /// earlier or later, but never past `created_at + max_lifetime` of the policy: no client
+    /// keeps a session alive longer than the operator allows.
+    ///
+    /// # Errors
+    /// [`ManagerError::DeadlinePassed`] for a deadline not after now (delete the session
+    /// instead), and the outcomes of the compare-and-set.
+    pub async fn replace_session(&self, id: &SessionId, new: Replacement<'_>) -> Result<Session, ManagerError> {
+        self.shared.policy.limits.check_attributes(new.attributes)?;
+        let now = self.now();
+        let mut new = new;
+        if let Some(at) = new.absolute_expires_at {
+            if at <= now {
+                return Err(ManagerError::DeadlinePassed);
+            }
+            // The bound needs the creation time, which never changes; the compare-and-set
+            // below still guards the write against anything that changed in between.
+            let current = self.shared.store.load(id, now).await?.ok_or(ManagerError::NotFound)?;
+            if current.version != new.expected {
+                return Err(ManagerError::VersionMismatch { current: current.version });
+            }
+            new.absolute_expires_at = Some(at.min(current.created_at + self.shared.policy.max_lifetime));
+        }
+        match self.shared.store.replace(id, new, now).await? {
             Replaced::Applied(updated) => {
                 self.audit_foreign(&updated, Action::ForeignUpdate);
                 self.emit(SessionEvent::AttributesChanged {

@@ -119,6 +119,13 @@ impl Session {
         self.expires_at = (now + self.idle_ttl).min(self.absolute_expires_at);
     }
 
+    /// Moves the absolute deadline to `at`, earlier or later; the session then dies at the
+    /// earlier of its idle deadline (`last_access_at + idle_ttl`) and `at`.
+    pub fn set_absolute_expires_at(&mut self, at: Timestamp) {
+        self.absolute_expires_at = at;
+        self.expires_at = (self.last_access_at + self.idle_ttl).min(at);
+    }
+
     /// Applies `patch` to the attributes and counts a write; on error nothing changes.
     ///
     /// Stores that read, change and write a record inside one transaction (memory, embedded)

@@ -185,7 +185,19 @@ impl PatchOptions {
 }
 
 /// What [`SessionStore::replace`] writes: a session's new attributes and device, and the
-/// version they may replace.
+/// version they may replace; optionally a new absolute deadline.
+///
+/// # Examples
+/// ```
+/// use sessanger_core::{Attributes, Device, Replacement, Timestamp, Version};
+///
+/// let (attributes, device) = (Attributes::new(), Device::default());
+/// let new = Replacement::new(&attributes, &device, Version(4))
+///     .with_absolute_expires_at(Some(Timestamp::from_millis(1_000_000)));
+/// assert_eq!(new.expected, Version(4));
+/// ```
+// Not `non_exhaustive`: every store destructures it whole, so a new field cannot be
+// ignored by one of them without the compiler saying so.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Replacement<'a> {
     /// The attributes, all of them.
@@ -194,6 +206,24 @@ pub struct Replacement<'a> {
     pub device: &'a Device,
     /// Write only if the stored version is this one.
     pub expected: Version,
+    /// The session's new absolute deadline, earlier or later than the stored one; `None`
+    /// keeps it. The session then dies at the earlier of its idle deadline
+    /// (`last_access_at + idle_ttl`) and this one, and no refresh passes it.
+    pub absolute_expires_at: Option<Timestamp>,
+}
+
+impl<'a> Replacement<'a> {
+    /// Replace attributes and device at version `expected`, keeping the deadlines.
+    pub fn new(attributes: &'a Attributes, device: &'a Device, expected: Version) -> Self {
+        Replacement { attributes, device, expected, absolute_expires_at: None }
+    }
+
+    /// Also move the absolute deadline to `at` (`None`: keep it).
+    #[must_use]
+    pub fn with_absolute_expires_at(mut self, at: Option<Timestamp>) -> Self {
+        self.absolute_expires_at = at;
+        self
+    }
 }
 
 /// A session named by id and owner, for results where the data is gone.
@@ -261,8 +291,10 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     ) -> Result<Patched, StoreError>;
 
     /// Replaces the attributes and device of a live session with `new`'s if its stored version
-    /// equals [`Replacement::expected`] (compare-and-set). Id, user, creation time and
-    /// deadlines are kept; the version grows by one.
+    /// equals [`Replacement::expected`] (compare-and-set), and moves its absolute deadline if
+    /// [`Replacement::absolute_expires_at`] says so (the idle deadline is then capped by it, as
+    /// [`Session::set_absolute_expires_at`] does). Id, user, creation time and last access are
+    /// kept; the version grows by one.
     ///
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)).

@@ -91,6 +91,10 @@ pub struct CreateSession {
     /// Idle lifetime for this session, in seconds, instead of the configured one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_secs: Option<u64>,
+    /// RFC 3339: an absolute deadline before the configured one (a later one is capped by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub absolute_expires_at: Option<Timestamp>,
 }
 
 /// `PUT /v1/sessions/{id}`: the new attributes and device, applied with `If-Match`.
@@ -106,6 +110,19 @@ pub struct ReplaceSession {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub device: Device,
+    /// RFC 3339: a new absolute deadline, earlier or later than the current one (never past
+    /// the server's maximum lifetime counted from the session's creation); absent keeps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub absolute_expires_at: Option<Timestamp>,
+}
+
+impl ReplaceSession {
+    /// The store's view of this body, to apply at version `expected`.
+    pub fn replacement(&self, expected: Version) -> crate::Replacement<'_> {
+        crate::Replacement::new(&self.attributes, &self.device, expected)
+            .with_absolute_expires_at(self.absolute_expires_at)
+    }
 }
 
 /// `POST /v1/sessions/{id}/regenerate`.
@@ -258,6 +275,8 @@ pub enum ErrorCode {
     NotAnInteger,
     /// The change needs an attribute the server keeps encrypted (422).
     EncryptedAttribute,
+    /// A new deadline (`absolute_expires_at`) is not in the future (422).
+    DeadlinePassed,
     /// The body is not JSON (415).
     UnsupportedMediaType,
     /// The body is over the server's limit (413).

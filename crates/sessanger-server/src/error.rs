@@ -46,6 +46,8 @@ pub(crate) enum ApiError {
     InvalidRequest(String),
     #[error(transparent)]
     InvalidPatch(PatchError),
+    #[error("the new deadline has passed already")]
+    DeadlinePassed,
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("the request body is over the size limit")]
@@ -123,6 +125,7 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, C::EncryptedAttribute)
             }
             ApiError::InvalidPatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, C::InvalidPatch),
+            ApiError::DeadlinePassed => (StatusCode::UNPROCESSABLE_ENTITY, C::DeadlinePassed),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, C::PayloadTooLarge),
             ApiError::VersionMismatch(_) => (StatusCode::PRECONDITION_FAILED, C::VersionMismatch),
@@ -161,6 +164,7 @@ impl From<ManagerError> for ApiError {
             ManagerError::LimitReached => ApiError::TooManySessions,
             ManagerError::IdTaken => ApiError::SessionIdTaken,
             error @ ManagerError::ForeignShard => ApiError::InvalidRequest(error.to_string()),
+            ManagerError::DeadlinePassed => ApiError::DeadlinePassed,
             ManagerError::InvalidPatch(e) => ApiError::InvalidPatch(e),
             ManagerError::InvalidCredentials => ApiError::Unauthorized,
             ManagerError::ServiceExists(id) => ApiError::ServiceExists(id),

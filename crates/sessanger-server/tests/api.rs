@@ -93,6 +93,11 @@ impl Api {
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
         reply.json
     }
+
+    #[track_caller]
+    async fn create_refused(&self, body: Value, status: u16, code: &str) {
+        self.call(Method::POST, "/v1/sessions", Some(&self.writer), Some(body)).await.assert_error(status, code);
+    }
 }
 
 #[derive(Debug)]
@@ -429,6 +434,30 @@ async fn prefer_return_minimal_answers_a_write_with_its_etag_and_no_body() {
     api.call_with(Method::PATCH, &uri, w, Some(json!({"incr": {"n": 1}})), &[minimal[0], ("if-match", "\"1\"")])
         .await
         .assert_error(412, "version_mismatch");
+}
+
+#[tokio::test]
+async fn an_absolute_deadline_is_set_at_creation_and_moved_by_a_put_but_never_into_the_past() {
+    let api = Api::new().await;
+    let at = |secs: i64| {
+        let now = sessanger_core::Timestamp::now().as_millis();
+        serde_json::to_value(sessanger_core::Timestamp::from_millis(now / 1000 * 1000 + secs * 1000)).unwrap()
+    };
+    let (hour, two_hours) = (at(3600), at(7200));
+    let created = api.create(json!({"user_id": "bob", "absolute_expires_at": hour})).await;
+    assert_eq!(created["absolute_expires_at"], hour);
+    assert!(created["expires_at"].as_str() < hour.as_str(), "the idle deadline (30 min) comes first");
+    let id = id_of(&created);
+    let (w, uri) = (Some(api.writer.as_str()), format!("/v1/sessions/{id}"));
+    let put = json!({"attributes": {"k": 1}, "absolute_expires_at": two_hours});
+    let moved = api.call_with(Method::PUT, &uri, w, Some(put), &[("if-match", "\"1\"")]).await;
+    assert_eq!((moved.status, &moved.json["absolute_expires_at"]), (StatusCode::OK, &two_hours), "{}", moved.text);
+    // A deadline not in the future is refused with its own code, and changes nothing.
+    let past = json!({"attributes": {"k": 2}, "absolute_expires_at": at(-1)});
+    api.call_with(Method::PUT, &uri, w, Some(past), &[("if-match", "*")]).await.assert_error(422, "deadline_passed");
+    api.create_refused(json!({"user_id": "bob", "absolute_expires_at": at(-1)}), 422, "deadline_passed").await;
+    let unchanged = api.call(Method::GET, &uri, Some(&api.reader), None).await;
+    assert_eq!((&unchanged.json["version"], &unchanged.json["attributes"]), (&json!(2), &json!({"k": 1})));
 }
 
 #[tokio::test]

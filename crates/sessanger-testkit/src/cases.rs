@@ -287,7 +287,7 @@ pub async fn replace_is_compare_and_set_by_version(store: SharedStore) {
     let applied = match store
         .replace(
             &s.id,
-            Replacement { attributes: &edited.attributes, device: &edited.device, expected: Version(1) },
+            Replacement::new(&edited.attributes, &edited.device, Version(1)),
             now,
         )
         .await
@@ -306,7 +306,7 @@ pub async fn replace_is_compare_and_set_by_version(store: SharedStore) {
         store
             .replace(
                 &s.id,
-                Replacement { attributes: &edited.attributes, device: &edited.device, expected: Version(1) },
+                Replacement::new(&edited.attributes, &edited.device, Version(1)),
                 now
             )
             .await
@@ -319,13 +319,54 @@ pub async fn replace_is_compare_and_set_by_version(store: SharedStore) {
         store
             .replace(
                 &ghost,
-                Replacement { attributes: &edited.attributes, device: &edited.device, expected: Version(1) },
+                Replacement::new(&edited.attributes, &edited.device, Version(1)),
                 now
             )
             .await
             .unwrap(),
         Replaced::NotFound
     );
+}
+
+/// `replace` with a new absolute deadline moves the session's end either way: the idle
+/// deadline is capped by it, no refresh passes it, a later one outlives the old deadline, and
+/// the sweep reports the session when it arrives.
+pub async fn replace_moves_the_absolute_deadline_either_way(store: SharedStore) {
+    let now = t0();
+    let u = user("u");
+    let replace = async |s: &Session, at: Timestamp| match store
+        .replace(&s.id, Replacement::new(&s.attributes, &s.device, s.version).with_absolute_expires_at(Some(at)), now)
+        .await
+        .unwrap()
+    {
+        Replaced::Applied(s) => s,
+        other => panic!("expected applied, got {other:?}"),
+    };
+
+    let s = created(&store, &u, now).await;
+    let early = now + SECOND * 100;
+    let shortened = replace(&s, early).await;
+    assert_eq!((shortened.absolute_expires_at, shortened.expires_at), (early, early));
+    assert_eq!(shortened.version, Version(2));
+    assert_eq!(store.load(&s.id, now).await.unwrap(), Some(shortened.clone()));
+    let touched = store.touch(&s.id, now + SECOND * 99).await.unwrap().expect("alive before the new deadline");
+    assert_eq!(touched.expires_at, early, "a refresh never passes the new deadline");
+    assert_eq!(store.load(&s.id, early).await.unwrap(), None);
+    let purged = store.delete_expired(early, 1000).await.unwrap();
+    assert!(purged.iter().any(|r| r.id == s.id), "the sweep reports it at the new deadline");
+
+    let s = created(&store, &u, now).await;
+    let late = now + ABSOLUTE * 2;
+    let lengthened = replace(&s, late).await;
+    assert_eq!((lengthened.absolute_expires_at, lengthened.expires_at), (late, now + IDLE));
+    let mut t = now;
+    while t < now + ABSOLUTE + SECOND * 500 {
+        t = t + SECOND * 500;
+        let touched = store.touch(&s.id, t).await.unwrap().expect("alive past the old deadline");
+        assert_eq!(touched.expires_at, (t + IDLE).min(late));
+    }
+    assert!(store.load(&s.id, now + ABSOLUTE + SECOND).await.unwrap().is_some());
+    assert!(store.delete_expired(now + ABSOLUTE + SECOND, 1000).await.unwrap().iter().all(|r| r.id != s.id));
 }
 
 /// `touch` slides the idle deadline but never past the absolute one.

@@ -78,6 +78,7 @@ macro_rules! for_each_case {
             sixty_four_concurrent_increments_lose_nothing,
             concurrent_version_checked_patches_let_exactly_one_win,
             replace_is_compare_and_set_by_version,
+            replace_moves_the_absolute_deadline_either_way,
             touch_renews_idle_deadline_but_not_past_absolute,
             patch_with_touch_renews_the_idle_deadline,
             rename_moves_the_session_to_the_new_id,

@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use serde_json::Value;
 use sessanger_client::Client;
-use sessanger_core::{Attributes, Device, NewSession, Session, SessionId, SessionManager, UserId};
+use sessanger_core::{Attributes, Device, NewSession, Session, SessionId, SessionManager, Timestamp, UserId};
 use time::OffsetDateTime;
 use tower_sessions::{
     SessionStore,
@@ -39,9 +39,9 @@ const CREATE_ATTEMPTS: usize = 3;
 ///   in a sessanger server, reached through `sessanger-client` with a service token that has
 ///   the `read` and `write` permissions. Several app instances share sessions this way.
 ///
-/// Both behave the same, with one difference: the `/v1` API counts a session's idle lifetime
-/// in whole seconds, so in remote mode a session lives up to a second longer than its record
-/// asks for. Either way a session created here is an ordinary sessanger session: the manager
+/// Both behave the same, with one difference: the `/v1` API counts a session's idle window
+/// in whole seconds, so in remote mode an idle window may last up to a second longer (the
+/// record's deadline itself is kept to the millisecond). Either way a session created here is an ordinary sessanger session: the manager
 /// announces it (`SessionEvent::Created`, evictions at a per-user limit) and audits it.
 ///
 /// # The contract, as tower-sessions states it
@@ -51,8 +51,9 @@ const CREATE_ATTEMPTS: usize = 3;
 /// - `load` of an unknown, deleted or expired id is `Ok(None)`. Every load renews the
 ///   session's idle deadline (sliding expiry), so a session stays alive while it is used even
 ///   when the cookie lasts only as long as the browser and tower-sessions never saves it.
-/// - `save` replaces the session's data (compare-and-set by version, retried, so the last
-///   writer wins as with tower-sessions' own stores). Saving a session that was deleted
+/// - `save` replaces the session's data and moves its deadline to the record's `expiry_date`
+///   in the same write (compare-and-set by version, retried, so the last writer wins as with
+///   tower-sessions' own stores). Saving a session that was deleted
 ///   meanwhile (logout elsewhere, "sign out everywhere", expiry) writes nothing: a request in
 ///   flight must not bring a revoked session back.
 /// - `delete` of an absent session is `Ok(())`.
@@ -66,11 +67,24 @@ const CREATE_ATTEMPTS: usize = 3;
 /// `save` refuses a record whose user changed without a new id.
 ///
 /// # Expiry
-/// A new session idles out after the time left until the record's `expiry_date`, capped by
-/// [`with_idle_ttl`](Self::with_idle_ttl) (beego's `maxLifetime`), and never lives past
-/// sessanger's absolute lifetime (`SessionPolicy::max_lifetime`); the policy's own idle TTL
-/// does not apply, the record says what it wants. A record that has expired already is not
-/// stored at all: it gets an id that names no session, so it loads as `None`. A user at a
+/// The record's `expiry_date` is the session's deadline on the server, to the millisecond:
+/// `create` sets it and every `save` moves it, earlier or later, in the same write as the
+/// data — never past sessanger's absolute lifetime (`SessionPolicy::max_lifetime`, counted
+/// from the creation). Between saves, a `load` renews the session's idle deadline by its idle
+/// window (the time from creation to the first `expiry_date`, capped by
+/// [`with_idle_ttl`](Self::with_idle_ttl), beego's `maxLifetime`) but never past the deadline
+/// last saved; the policy's own idle TTL does not apply, the record says what it wants. So:
+/// - `Expiry::AtDateTime(t)` ends the session at `t` exactly; no load extends it, and
+///   `Session::set_expiry` with another `t` moves it at the next save.
+/// - `Expiry::OnInactivity(d)` gives the session `d` more at each save; a load alone keeps it
+///   no longer than the last save plus `d`. tower-sessions saves a session when it changed,
+///   or on every request with `with_always_save(true)`: set that for a session that lives
+///   while it is only read, as with tower-sessions' own stores.
+/// - `Expiry::OnSessionEnd` (the default) saves a deadline two weeks out, so the idle window
+///   (capped by [`with_idle_ttl`](Self::with_idle_ttl)) decides.
+///
+/// A record that has expired already is not stored at all (or, on `save`, is deleted): it
+/// gets an id that names no session, so it loads as `None`. A user at a
 /// `UserLimit::Refuse` limit cannot open another session: `create` fails with `Error::Backend`.
 ///
 /// # Examples
@@ -213,6 +227,12 @@ impl<U: Upstream> SessangerStore<U> {
     }
 }
 
+/// A record's expiry as a sessanger deadline, to the millisecond.
+fn deadline(expiry_date: OffsetDateTime) -> Timestamp {
+    let millis = expiry_date.unix_timestamp_nanos() / 1_000_000;
+    Timestamp::from_millis(i64::try_from(millis).unwrap_or(if millis < 0 { i64::MIN } else { i64::MAX }))
+}
+
 #[async_trait]
 impl<U: Upstream> SessionStore for SessangerStore<U> {
     async fn create(&self, record: &mut Record) -> Result<()> {
@@ -226,7 +246,12 @@ impl<U: Upstream> SessionStore for SessangerStore<U> {
                 record.id = id;
                 return Ok(());
             };
-            let new = NewSession { device: device.clone(), attributes: attributes.clone(), ttl: Some(ttl) };
+            let new = NewSession {
+                device: device.clone(),
+                attributes: attributes.clone(),
+                ttl: Some(ttl),
+                absolute_expires_at: Some(deadline(record.expiry_date)),
+            };
             match self.upstream.create_with_id(&ids::session_id_of(&id), &user, new).await {
                 Ok(()) => {
                     record.id = id;
@@ -234,6 +259,11 @@ impl<U: Upstream> SessionStore for SessangerStore<U> {
                 }
                 Err(e) => match e.kind() {
                     UpstreamErrorKind::IdTaken => continue,
+                    // Expired on the way (the check above is a few microseconds older).
+                    UpstreamErrorKind::DeadlinePassed => {
+                        record.id = id;
+                        return Ok(());
+                    }
                     UpstreamErrorKind::LimitReached => {
                         return Err(Error::Backend(format!("user `{user}` already holds the most sessions allowed")));
                     }
@@ -248,6 +278,7 @@ impl<U: Upstream> SessionStore for SessangerStore<U> {
         let id = ids::session_id_of(&record.id);
         let wanted = self.user_of(&record.data)?;
         let (attributes, device) = self.split(&record.data)?;
+        let until = deadline(record.expiry_date);
         for _ in 0..SAVE_ATTEMPTS {
             let current = match self.upstream.get(&id).await {
                 Ok(session) => session,
@@ -255,10 +286,13 @@ impl<U: Upstream> SessionStore for SessangerStore<U> {
                 Err(e) => return Err(store_error(&e)),
             };
             check_same_user(&current, wanted.as_ref())?;
-            match self.upstream.replace(&id, &attributes, &device, current.version).await {
+            match self.upstream.replace(&id, &attributes, &device, current.version, until).await {
                 Ok(()) => return Ok(()),
                 Err(e) => match e.kind() {
                     UpstreamErrorKind::NotFound => return Ok(()),
+                    // The record expired before it was saved: as tower-sessions' own stores
+                    // would, it is gone (and loads as `None`).
+                    UpstreamErrorKind::DeadlinePassed => return self.delete(&record.id).await,
                     UpstreamErrorKind::VersionMismatch => continue,
                     _ => return Err(store_error(&e)),
                 },

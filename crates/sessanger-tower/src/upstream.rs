@@ -8,7 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sessanger_client::{Client, ClientError, ErrorCode};
 use sessanger_core::{
-    Attributes, Device, ManagerError, NewSession, Session, SessionId, SessionManager, StoreError, UserId, Version,
+    Attributes, Device, ManagerError, NewSession, Replacement, Session, SessionId, SessionManager, StoreError,
+    Timestamp, UserId, Version,
     wire::{CreateSession, ReplaceSession, SessionBody},
 };
 
@@ -44,6 +45,8 @@ pub(crate) enum UpstreamErrorKind {
     VersionMismatch,
     /// The user holds the most sessions allowed.
     LimitReached,
+    /// The deadline a write asked for had passed when it arrived.
+    DeadlinePassed,
     /// The data breaks a size or shape limit: the record cannot be encoded.
     Encode,
     /// The stored session cannot be decoded.
@@ -61,6 +64,7 @@ impl UpstreamError {
                 ManagerError::IdTaken => UpstreamErrorKind::IdTaken,
                 ManagerError::VersionMismatch { .. } => UpstreamErrorKind::VersionMismatch,
                 ManagerError::LimitReached => UpstreamErrorKind::LimitReached,
+                ManagerError::DeadlinePassed => UpstreamErrorKind::DeadlinePassed,
                 ManagerError::InvalidPatch(_) => UpstreamErrorKind::Encode,
                 ManagerError::Store(StoreError::Decode(_)) => UpstreamErrorKind::Decode,
                 _ => UpstreamErrorKind::Other,
@@ -72,6 +76,7 @@ impl UpstreamError {
                 Some(ErrorCode::SessionIdTaken) => UpstreamErrorKind::IdTaken,
                 Some(ErrorCode::VersionMismatch) => UpstreamErrorKind::VersionMismatch,
                 Some(ErrorCode::TooManySessions) => UpstreamErrorKind::LimitReached,
+                Some(ErrorCode::DeadlinePassed) => UpstreamErrorKind::DeadlinePassed,
                 Some(
                     ErrorCode::InvalidPatch
                     | ErrorCode::NotAnInteger
@@ -98,13 +103,15 @@ pub(crate) mod sealed {
         async fn create_with_id(&self, id: &SessionId, user: &UserId, new: NewSession) -> Result<(), UpstreamError>;
         /// The live session, without renewing it.
         async fn get(&self, id: &SessionId) -> Result<Session, UpstreamError>;
-        /// Replaces attributes and device if the session is still at `version`.
+        /// Replaces attributes and device if the session is still at `version`, and moves its
+        /// absolute deadline to `deadline`.
         async fn replace(
             &self,
             id: &SessionId,
             attributes: &Attributes,
             device: &Device,
             version: Version,
+            deadline: Timestamp,
         ) -> Result<(), UpstreamError>;
         /// Renews the idle deadline and returns the session.
         async fn refresh(&self, id: &SessionId) -> Result<Session, UpstreamError>;
@@ -134,8 +141,10 @@ impl sealed::Ops for SessionManager {
         attributes: &Attributes,
         device: &Device,
         version: Version,
+        deadline: Timestamp,
     ) -> Result<(), UpstreamError> {
-        self.replace_session(id, attributes, device, version).await?;
+        let new = Replacement::new(attributes, device, version).with_absolute_expires_at(Some(deadline));
+        self.replace_session(id, new).await?;
         Ok(())
     }
 
@@ -168,6 +177,7 @@ impl sealed::Ops for Client {
             user_agent: new.device.user_agent,
             attributes: new.attributes,
             ttl_secs: new.ttl.map(whole_seconds),
+            absolute_expires_at: new.absolute_expires_at,
         };
         self.create_session(&body).await?;
         Ok(())
@@ -183,8 +193,13 @@ impl sealed::Ops for Client {
         attributes: &Attributes,
         device: &Device,
         version: Version,
+        deadline: Timestamp,
     ) -> Result<(), UpstreamError> {
-        let body = ReplaceSession { attributes: attributes.clone(), device: device.clone() };
+        let body = ReplaceSession {
+            attributes: attributes.clone(),
+            device: device.clone(),
+            absolute_expires_at: Some(deadline),
+        };
         self.replace_session(id, &body, version).await?;
         Ok(())
     }

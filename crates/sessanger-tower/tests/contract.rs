@@ -91,6 +91,10 @@ macro_rules! contract_tests {
             delete_user_sessions_revokes_every_session_of_the_user,
             created_sessions_are_announced_and_evictions_too,
             concurrent_saves_are_retried_until_each_applies,
+            save_moves_the_deadline_to_the_records_expiry_either_way,
+            a_save_never_keeps_a_session_past_the_servers_maximum_lifetime,
+            loads_never_extend_the_records_expiry,
+            saving_an_expired_record_ends_the_session,
         );
     };
     (@cases $make:path; $($case:ident),* $(,)?) => {
@@ -324,4 +328,71 @@ async fn concurrent_saves_are_retried_until_each_applies<U: Upstream>(fx: Fixtur
     }
     let n = &store.load(&created.id).await.unwrap().unwrap().data["n"];
     assert!((1..=4).contains(&n.as_u64().unwrap()), "the last writer wins, not {n}");
+}
+
+/// The session as the manager sees it, behind the adapter's id.
+async fn stored(fx: &Fixture<impl Upstream>, id: &Id) -> Option<sessanger_core::Session> {
+    fx.manager.get_session(&session_id_of(id)).await.ok()
+}
+
+/// A record's expiry as a sessanger deadline: to the millisecond.
+fn millis(at: OffsetDateTime) -> sessanger_core::Timestamp {
+    sessanger_core::Timestamp::from_millis(i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap())
+}
+
+/// `Session::set_expiry` after creation: each save moves the server's deadline to the
+/// record's `expiry_date`, shortened as well as lengthened (tower-sessions' `set_expiry`).
+async fn save_moves_the_deadline_to_the_records_expiry_either_way<U: Upstream>(fx: Fixture<U>) {
+    let mut record = record(json!({"n": 1}));
+    fx.store.create(&mut record).await.unwrap();
+    let created = stored(&fx, &record.id).await.unwrap();
+    assert_eq!(created.absolute_expires_at, millis(record.expiry_date), "create keeps the record's expiry");
+
+    record.expiry_date = OffsetDateTime::now_utc() + time::Duration::minutes(10);
+    fx.store.save(&record).await.unwrap();
+    let shortened = stored(&fx, &record.id).await.unwrap();
+    assert_eq!(shortened.absolute_expires_at, millis(record.expiry_date));
+    assert!(shortened.expires_at <= millis(record.expiry_date));
+
+    record.expiry_date = OffsetDateTime::now_utc() + time::Duration::days(3);
+    fx.store.save(&record).await.unwrap();
+    let lengthened = stored(&fx, &record.id).await.unwrap();
+    assert_eq!(lengthened.absolute_expires_at, millis(record.expiry_date));
+    assert!(lengthened.expires_at > millis(OffsetDateTime::now_utc() + time::Duration::minutes(50)));
+}
+
+/// A record may ask for more than the operator allows: `SessionPolicy::max_lifetime`,
+/// counted from the creation, still caps it.
+async fn a_save_never_keeps_a_session_past_the_servers_maximum_lifetime<U: Upstream>(fx: Fixture<U>) {
+    let mut record = record(json!({"n": 1}));
+    fx.store.create(&mut record).await.unwrap();
+    record.expiry_date = OffsetDateTime::now_utc() + time::Duration::days(400);
+    fx.store.save(&record).await.unwrap();
+    let session = stored(&fx, &record.id).await.unwrap();
+    assert_eq!(session.absolute_expires_at, session.created_at + policy().max_lifetime);
+    assert_eq!(fx.store.load(&record.id).await.unwrap().unwrap().data["n"], json!(1));
+}
+
+/// `Expiry::AtDateTime` is a fixed deadline: loads renew the idle deadline within it, never
+/// past it, and the session is gone when it arrives.
+async fn loads_never_extend_the_records_expiry<U: Upstream>(fx: Fixture<U>) {
+    let mut record = record(json!({"n": 1}));
+    record.expiry_date = OffsetDateTime::now_utc() + fx.tick * 3;
+    fx.store.create(&mut record).await.unwrap();
+    tokio::time::sleep(fx.tick).await;
+    let loaded = fx.store.load(&record.id).await.unwrap().expect("alive before its expiry");
+    assert!(loaded.expiry_date <= record.expiry_date, "a load moved the expiry to {}", loaded.expiry_date);
+    tokio::time::sleep(fx.tick * 5 / 2).await;
+    assert!(fx.store.load(&record.id).await.unwrap().is_none(), "a load kept the session past its expiry");
+}
+
+/// A record saved after its expiry is not stored: the session ends, as it would in
+/// tower-sessions' own stores.
+async fn saving_an_expired_record_ends_the_session<U: Upstream>(fx: Fixture<U>) {
+    let mut record = record(json!({"n": 1}));
+    fx.store.create(&mut record).await.unwrap();
+    record.expiry_date = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    fx.store.save(&record).await.unwrap();
+    assert!(stored(&fx, &record.id).await.is_none());
+    assert!(fx.store.load(&record.id).await.unwrap().is_none());
 }

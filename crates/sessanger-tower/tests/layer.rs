@@ -15,7 +15,8 @@ use sessanger_server::{AppState, ServerOptions};
 use sessanger_store_memory::MemoryStore;
 use sessanger_tower::{SessangerStore, SessionOptions, Upstream, session_id_of};
 use tower::ServiceExt;
-use tower_sessions::Session;
+use time::OffsetDateTime;
+use tower_sessions::{Expiry, Session};
 
 fn web_app<U: Upstream>(store: SessangerStore<U>) -> Router {
     async fn count(session: Session) -> String {
@@ -30,8 +31,17 @@ fn web_app<U: Upstream>(store: SessangerStore<U>) -> Router {
     async fn sign_out<U: Upstream>(State(store): State<SessangerStore<U>>, session: Session) -> String {
         store.sign_out_everywhere(&session).await.unwrap().to_string()
     }
+    async fn peek(session: Session) -> String {
+        session.get::<u64>("n").await.unwrap().map_or_else(|| "none".to_owned(), |n| n.to_string())
+    }
+    async fn expire_in(session: Session, Path(millis): Path<i64>) {
+        let at = OffsetDateTime::now_utc() + time::Duration::milliseconds(millis);
+        session.set_expiry(Some(Expiry::AtDateTime(at)));
+    }
     Router::new()
         .route("/count", get(count))
+        .route("/peek", get(peek))
+        .route("/expire-in/{millis}", post(expire_in))
         .route("/login/{user}", post(login::<U>))
         .route("/sign-out-everywhere", post(sign_out::<U>))
         .with_state(store.clone())
@@ -168,4 +178,36 @@ async fn in_remote_mode_logins_counters_and_signing_out_everywhere_go_through_th
     assert_eq!(send(&app, "POST", "/sign-out-everywhere", Some(&laptop)).await.1, "2");
     assert_eq!(send(&app, "GET", "/count", Some(&phone)).await.1, "1", "the phone starts a new session");
     assert!(client.list_user_sessions(&alice).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn set_expiry_moves_the_servers_deadline_either_way_and_loads_keep_it_fixed() {
+    let store = store();
+    let manager = store.manager().clone();
+    let app = web_app(store);
+    let (_, _, sid) = send(&app, "GET", "/count", None).await;
+    let sid = sid.expect("a session cookie");
+    let deadline = async || {
+        let id = session_id_of(&sid.parse().unwrap());
+        let session = manager.get_session(&id).await.unwrap();
+        let left = session.absolute_expires_at.as_millis() - sessanger_core::Timestamp::now().as_millis();
+        (left, session.expires_at == session.absolute_expires_at)
+    };
+
+    send(&app, "POST", "/expire-in/7200000", Some(&sid)).await;
+    let (left, _) = deadline().await;
+    assert!((7_100_000..=7_200_000).contains(&left), "lengthened to two hours, {left} ms left");
+
+    send(&app, "POST", "/expire-in/900", Some(&sid)).await;
+    let (left, fixed) = deadline().await;
+    assert!((0..=900).contains(&left) && fixed, "shortened to 0.9 s, {left} ms left");
+    // A request that only reads loads the session without saving it (tower-sessions keeps
+    // no expiry between requests: the app sets it again on the requests that save).
+    let (_, n, _) = send(&app, "GET", "/peek", Some(&sid)).await;
+    assert_eq!(n, "1", "alive before the deadline");
+    let (left_after_load, _) = deadline().await;
+    assert!(left_after_load <= left, "a load moved a fixed deadline");
+    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+    let (_, n, _) = send(&app, "GET", "/peek", Some(&sid)).await;
+    assert_eq!(n, "none", "the session ended at its deadline");
 }

@@ -45,6 +45,7 @@ fn new_session(user: &str, device: &str) -> CreateSession {
         user_agent: None,
         attributes: Default::default(),
         ttl_secs: None,
+        absolute_expires_at: None,
     }
 }
 

@@ -529,7 +529,7 @@ impl SessionStore for EmbeddedStore {
     }
 
     async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
-        let Replacement { attributes, device, expected } = new;
+        let Replacement { attributes, device, expected, absolute_expires_at } = new;
         let (id, attributes, device) = (id.clone(), attributes.clone(), device.clone());
         self.write_sessions(move |t| {
             let outcome = t.update(&id, now, |s| {
@@ -538,6 +538,9 @@ impl SessionStore for EmbeddedStore {
                 }
                 s.attributes = attributes;
                 s.device = device;
+                if let Some(at) = absolute_expires_at {
+                    s.set_absolute_expires_at(at);
+                }
                 s.version = s.version.next();
                 Edit::Write(Replaced::Applied(s.clone()))
             })?;

@@ -92,7 +92,7 @@ async fn every_write_path_seals_and_every_read_path_opens() {
     let mut attributes = Attributes::new();
     attributes.insert("access_token".into(), json!(format!("{SECRET}-2")));
     let replaced = store
-        .replace(&s.id, Replacement { attributes: &attributes, device: &s.device, expected: Version(2) }, now)
+        .replace(&s.id, Replacement::new(&attributes, &s.device, Version(2)), now)
         .await
         .unwrap();
     let Replaced::Applied(replaced) = replaced else { panic!("{replaced:?}") };

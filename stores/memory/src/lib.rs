@@ -151,7 +151,7 @@ impl SessionStore for MemoryStore {
     }
 
     async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
-        let Replacement { attributes, device, expected } = new;
+        let Replacement { attributes, device, expected, absolute_expires_at } = new;
         let mut inner = self.lock();
         let outcome = inner.update(id, now, |s| {
             if s.version != expected {
@@ -159,6 +159,9 @@ impl SessionStore for MemoryStore {
             }
             s.attributes = attributes.clone();
             s.device = device.clone();
+            if let Some(at) = absolute_expires_at {
+                s.set_absolute_expires_at(at);
+            }
             s.version = s.version.next();
             Replaced::Applied(s.clone())
         });

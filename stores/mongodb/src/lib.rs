@@ -40,7 +40,7 @@
 //! | `load` | `find` | `{_id, expires_at: {$gt: now}}` |
 //! | `touch` | `findOneAndUpdate` | pipeline: `expires_at = min(now + idle_ttl_ms, absolute_expires_at)` |
 //! | `patch` | `findOneAndUpdate` (+ `find` when it matched nothing) | `$set`/`$unset`/`$inc` on `attributes.<key>`, `$inc` version; the filter checks version and that every incremented value is missing or an int/long the increment cannot overflow (`$expr` + `$type`), so a refused patch writes nothing; with touch the same as one update pipeline. Only when nothing matched, a `find` tells not-found, version mismatch and refusal apart |
-//! | `replace` | `findOneAndUpdate` (+ `find` when it matched nothing) | filter on version; `$set` attributes and device |
+//! | `replace` | `findOneAndUpdate` (+ `find` when it matched nothing) | filter on version; `$set` attributes and device; with a new absolute deadline one update pipeline that also caps `expires_at` |
 //! | `create` | `find`, `insert` (+ `deleteOne` of a dead doc with the id); limited: + guard `update` or lock `update` ×2, `find` of the user's live sessions, `deleteMany` of the evicted | unlimited: the unique `_id` refuses a live id; limited: in a transaction with the user's guard document, or under the user's lock — count the live sessions, evict the oldest, insert |
 //! | `rename` | `find` ×2, `insert`, `deleteOne` | in a transaction, or insert the new id then delete the old one *at the version read* (else undo and retry) |
 //! | `delete` | `findOneAndDelete` | |
@@ -569,13 +569,13 @@ impl SessionStore for MongoStore {
     }
 
     async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
-        let Replacement { attributes, device, expected } = new;
+        let Replacement { attributes, device, expected, absolute_expires_at } = new;
         for _ in 0..ATTEMPTS {
             let replaced = self
                 .sessions
                 .find_one_and_update(
                     query::live_at_version(id, expected, now),
-                    query::replace_update(attributes, device),
+                    query::replace_modifications(attributes, device, absolute_expires_at),
                 )
                 .return_document(ReturnDocument::After)
                 .await

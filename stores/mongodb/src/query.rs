@@ -223,12 +223,32 @@ pub(crate) fn touch_pipeline(now: Timestamp) -> Vec<Document> {
     vec![doc! { "$set": touch_fields(now) }]
 }
 
-/// The update of `replace`: attributes and device whole, version plus one.
-pub(crate) fn replace_update(attributes: &Attributes, device: &Device) -> Document {
-    doc! {
-        "$set": { field::ATTRIBUTES: object_to_document(attributes), field::DEVICE: device_document(device) },
-        "$inc": { field::VERSION: 1_i64 },
-    }
+/// The update of `replace`: attributes and device whole, version plus one. A new absolute
+/// deadline caps the idle deadline, which depends on stored fields: that takes a pipeline.
+pub(crate) fn replace_modifications(
+    attributes: &Attributes,
+    device: &Device,
+    absolute_expires_at: Option<Timestamp>,
+) -> UpdateModifications {
+    let (attributes, device) = (object_to_document(attributes), device_document(device));
+    let Some(at) = absolute_expires_at else {
+        return UpdateModifications::Document(doc! {
+            "$set": { field::ATTRIBUTES: attributes, field::DEVICE: device },
+            "$inc": { field::VERSION: 1_i64 },
+        });
+    };
+    UpdateModifications::Pipeline(vec![doc! { "$set": {
+        field::ATTRIBUTES: { "$literal": attributes },
+        field::DEVICE: { "$literal": device },
+        field::VERSION: { "$add": [format!("${}", field::VERSION), 1_i64] },
+        field::ABSOLUTE_EXPIRES_AT: date(at),
+        field::EXPIRES_AT: {
+            "$min": [
+                { "$add": [format!("${}", field::LAST_ACCESS_AT), format!("${}", field::IDLE_TTL_MS)] },
+                date(at),
+            ]
+        },
+    } }])
 }
 
 /// The per-user lease lock of a server without transactions: free, or held by a lease that
@@ -409,12 +429,31 @@ mod tests {
         let mut attributes = Attributes::new();
         attributes.insert("cart.items".into(), json!([1]));
         let device = Device { user_agent: Some("curl".into()), ..Device::default() };
+        let UpdateModifications::Document(update) = replace_modifications(&attributes, &device, None) else {
+            panic!("without a deadline, a plain update");
+        };
         assert_eq!(
-            replace_update(&attributes, &device),
+            update,
             doc! {
                 "$set": { "attributes": { "cart%2Eitems": [1_i64] }, "device": { "user_agent": "curl" } },
                 "$inc": { "version": 1_i64 },
             }
+        );
+        let at = DateTime::from_millis(9_000);
+        let UpdateModifications::Pipeline(pipeline) =
+            replace_modifications(&attributes, &device, Some(Timestamp::from_millis(9_000)))
+        else {
+            panic!("a new deadline reads stored fields: a pipeline");
+        };
+        assert_eq!(
+            pipeline,
+            vec![doc! { "$set": {
+                "attributes": { "$literal": { "cart%2Eitems": [1_i64] } },
+                "device": { "$literal": { "user_agent": "curl" } },
+                "version": { "$add": ["$version", 1_i64] },
+                "absolute_expires_at": at,
+                "expires_at": { "$min": [{ "$add": ["$last_access_at", "$idle_ttl_ms"] }, at] },
+            } }]
         );
         assert_eq!(
             live_at_version(&id(), Version(3), NOW),

@@ -384,10 +384,11 @@ impl SessionStore for RedisStore {
     }
 
     async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
-        let Replacement { attributes, device, expected } = new;
+        let Replacement { attributes, device, expected, absolute_expires_at } = new;
         let (expected, device) = (expected.0.to_string(), record::json(device)?);
+        let deadline = absolute_expires_at.map_or_else(String::new, |at| at.as_millis().to_string());
         let fields = record::attributes(attributes)?;
-        let mut args = vec![id.as_ref(), &expected, &device];
+        let mut args = vec![id.as_ref(), &expected, &deadline, &device];
         args.extend(fields.iter().map(String::as_str));
         let key = self.keys.session(id);
         let reply = self.run(&self.scripts.replace, &key, &[], id.shard_tag(), now, &args).await?;

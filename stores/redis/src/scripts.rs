@@ -178,10 +178,11 @@ if ARGV[5] == '1' then touch(key, id, f) else store_meta(key, f) end
 return {'applied', redis.call('HGETALL', key)}
 "#;
 
-/// `KEYS[1]` the session; `ARGV[3..]` id, expected version, device JSON, then attribute
-/// field/value pairs. Returns `{'applied', fields}`, `{'missing'}` or `{'mismatch', version}`.
+/// `KEYS[1]` the session; `ARGV[3..]` id, expected version, new absolute deadline in ms (`''`
+/// keeps it), device JSON, then attribute field/value pairs. Returns `{'applied', fields}`,
+/// `{'missing'}` or `{'mismatch', version}`.
 const REPLACE: &str = r#"
-local key = KEYS[1]
+local key, id = KEYS[1], ARGV[3]
 local f = live(key)
 if not f then return {'missing'} end
 local version = string.format('%d', f.v)
@@ -191,9 +192,20 @@ for _, field in ipairs(redis.call('HKEYS', key)) do
   if string.sub(field, 1, 2) == 'a:' then table.insert(stale, field) end
 end
 if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-redis.call('HSET', key, 'd', ARGV[5], unpack(ARGV, 6))
+redis.call('HSET', key, 'd', ARGV[6], unpack(ARGV, 7))
 f.v = f.v + 1
-store_meta(key, f)
+if ARGV[5] == '' then
+  store_meta(key, f)
+else
+  -- A new absolute deadline, earlier or later: the idle deadline is capped by it, and the
+  -- native expiry and the expiry entry follow.
+  f.x = tonumber(ARGV[5])
+  f.e = math.min(f.l + f.i, f.x)
+  store_meta(key, f)
+  redis.call('PEXPIREAT', key, f.e)
+  redis.call('ZADD', xkey, f.e, id .. f.user)
+  extend(ukey(f.user), f.e)
+end
 return {'applied', redis.call('HGETALL', key)}
 "#;
 

@@ -98,11 +98,7 @@ async fn each_manager_operation_costs_one_round_trip() {
     store
         .replace(
             &warm.id,
-            Replacement {
-                attributes: &Default::default(),
-                device: &Default::default(),
-                expected: sessanger_core::Version(3),
-            },
+            Replacement::new(&Default::default(), &Default::default(), sessanger_core::Version(3)),
             now,
         )
         .await

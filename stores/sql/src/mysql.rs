@@ -350,13 +350,18 @@ impl SessionStore for SqlStore<MySql> {
     }
 
     async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
-        let Replacement { attributes, device, expected } = new;
+        let Replacement { attributes, device, expected, absolute_expires_at } = new;
+        // MySQL assigns left to right, each assignment seeing the ones before it: the idle
+        // deadline is capped by the absolute deadline just written.
         let update = sqlx::query(
-            "UPDATE sessions SET attributes = JSON_EXTRACT(?, '$'), device = JSON_EXTRACT(?, '$'), version = version + 1
+            "UPDATE sessions SET attributes = JSON_EXTRACT(?, '$'), device = JSON_EXTRACT(?, '$'), version = version + 1,
+                    absolute_expires_at = COALESCE(?, absolute_expires_at),
+                    expires_at = LEAST(last_access_at + idle_ttl_ms, absolute_expires_at)
              WHERE id = ? AND expires_at > ? AND version = ?",
         )
         .bind(encode(attributes)?)
         .bind(encode(device)?)
+        .bind(absolute_expires_at.map(Timestamp::as_millis))
         .bind(id.as_ref())
         .bind(now.as_millis())
         .bind(version(expected));

@@ -272,9 +272,11 @@ impl SessionStore for SqlStore<Postgres> {
     }
 
     async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
-        let Replacement { attributes, device, expected } = new;
+        let Replacement { attributes, device, expected, absolute_expires_at } = new;
         let written = sqlx::query_as(
-            "UPDATE sessions SET attributes = $3::jsonb, device = $4::jsonb, version = version + 1
+            "UPDATE sessions SET attributes = $3::jsonb, device = $4::jsonb, version = version + 1,
+                    absolute_expires_at = COALESCE($6, absolute_expires_at),
+                    expires_at = LEAST(last_access_at + idle_ttl_ms, COALESCE($6, absolute_expires_at))
              WHERE id = $1 AND expires_at > $2 AND version = $5
              RETURNING id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
                        device::text AS device, created_by, attributes::text AS attributes, version",
@@ -284,6 +286,7 @@ impl SessionStore for SqlStore<Postgres> {
         .bind(encode(attributes)?)
         .bind(encode(device)?)
         .bind(version(expected))
+        .bind(absolute_expires_at.map(Timestamp::as_millis))
         .fetch_optional(&self.pool)
         .await;
         Ok(replaced(self.updated(written, id, now).await?))

@@ -101,6 +101,7 @@ pub(crate) async fn create(
         device: Device { device_id: body.device_id, ..Device::default() },
         attributes,
         ttl: state.options.compat.back_session.session_ttl,
+        ..NewSession::default()
     };
     let session = manager.create_session(&user, new).await?;
     Ok(Json(serde_json::json!({ "session_id": session.id })))

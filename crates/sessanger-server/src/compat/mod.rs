@@ -21,7 +21,9 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::de::DeserializeOwned;
-use sessanger_core::{Attributes, Device, ManagerError, Permission, ServiceId, Session, SessionId, SessionManager};
+use sessanger_core::{
+    Attributes, Device, ManagerError, Permission, Replacement, ServiceId, Session, SessionId, SessionManager,
+};
 use subtle::ConstantTimeEq;
 
 use crate::{AppState, CompatAuth, CompatOptions, auth, error::ApiError};
@@ -182,7 +184,7 @@ pub(crate) async fn rewrite(
         let (mut attributes, mut device) = (session.attributes.clone(), session.device.clone());
         change(&session, &mut attributes, &mut device)?;
         attempts += 1;
-        match manager.replace_session(id, &attributes, &device, session.version).await {
+        match manager.replace_session(id, Replacement::new(&attributes, &device, session.version)).await {
             Err(ManagerError::VersionMismatch { .. }) if attempts < REWRITE_ATTEMPTS => continue,
             replaced => return Ok(replaced?),
         }

@@ -54,7 +54,8 @@ pub(crate) fn routes() -> Router<AppState> {
         (status = 409, description = "`too_many_sessions`: the user is at the session limit; `session_id_taken`: a live session has the chosen id", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_patch`: the attributes break a size limit", body = ErrorBody),
+        (status = 422, description = "`invalid_patch`: the attributes break a size limit; `deadline_passed`: \
+            `absolute_expires_at` is not in the future", body = ErrorBody),
     )
 )]
 pub(crate) async fn create_session(
@@ -68,6 +69,7 @@ pub(crate) async fn create_session(
         device: Device { device_id: body.device_id, ip: body.ip, user_agent: body.user_agent },
         attributes: body.attributes,
         ttl: body.ttl_secs.map(Duration::from_secs),
+        absolute_expires_at: body.absolute_expires_at,
     };
     let session = match &body.session_id {
         Some(id) => caller.manager.create_session_with_id(id, &body.user_id, new).await?,
@@ -191,7 +193,8 @@ pub(crate) async fn patch_attributes(
         (status = 412, description = "`version_mismatch`: the session changed since that version", body = ErrorBody),
         (status = 413, description = "`payload_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_patch`: the attributes break a size limit", body = ErrorBody),
+        (status = 422, description = "`invalid_patch`: the attributes break a size limit; `deadline_passed`: \
+            `absolute_expires_at` is not in the future", body = ErrorBody),
         (status = 428, description = "`precondition_required`: no If-Match", body = ErrorBody),
     )
 )]
@@ -208,7 +211,7 @@ pub(crate) async fn replace_session(
         return Err(ApiError::PreconditionRequired);
     }
     let session = if_match
-        .write(|expected| caller.manager.replace_session(&id, &body.attributes, &body.device, expected))
+        .write(|expected| caller.manager.replace_session(&id, body.replacement(expected)))
         .await?;
     Ok(SessionReply::changed(session, prefer))
 }
