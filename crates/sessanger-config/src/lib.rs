@@ -42,7 +42,7 @@ mod tests;
 use std::{
     collections::BTreeMap,
     fmt,
-    num::NonZeroU32,
+    num::{NonZeroU32, NonZeroUsize},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -54,7 +54,7 @@ pub use self::{
     encryption::{EncryptedAttributes, EncryptionConfig},
     error::ConfigError,
 };
-use sessanger_core::{BoxError, Limits, SessionPolicy, UserLimit};
+use sessanger_core::{BoxError, Limits, SessionCap, SessionPolicy, UserLimit};
 
 /// The format of a config text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -124,6 +124,11 @@ pub struct SessionConfig {
     pub max_per_user: Option<NonZeroU32>,
     /// What creating one more session than `max_per_user` does (`on_limit`).
     pub on_limit: OnLimit,
+    /// Most attributes one session may hold (`max_attributes`, default 1000).
+    pub max_attributes: NonZeroUsize,
+    /// Largest size of one session's attributes as compact JSON, in bytes (`max_bytes`,
+    /// default 512 KiB).
+    pub max_bytes: NonZeroUsize,
     /// How often expired sessions are purged (`gc_interval`, default 5s).
     #[serde(deserialize_with = "de::duration")]
     pub gc_interval: Duration,
@@ -143,6 +148,8 @@ impl Default for SessionConfig {
             refresh_on_access: policy.refresh_on_access,
             max_per_user: None,
             on_limit: OnLimit::default(),
+            max_attributes: NonZeroUsize::new(policy.limits.session.max_attributes).unwrap_or(NonZeroUsize::MIN),
+            max_bytes: NonZeroUsize::new(policy.limits.session.max_bytes).unwrap_or(NonZeroUsize::MIN),
             gc_interval: Duration::from_secs(5),
             routing_key: None,
         }
@@ -406,7 +413,8 @@ impl Config {
         Ok(config)
     }
 
-    /// The [`SessionPolicy`] the `session:` section describes, with default size [`Limits`].
+    /// The [`SessionPolicy`] the `session:` section describes: lifetimes, the per-user limit
+    /// and the session cap, with the other size [`Limits`] at their defaults.
     pub fn session_policy(&self) -> SessionPolicy {
         let session = &self.session;
         let max_per_user = match (session.max_per_user, session.on_limit) {
@@ -419,7 +427,13 @@ impl Config {
             max_lifetime: session.max_lifetime,
             refresh_on_access: session.refresh_on_access,
             max_per_user,
-            limits: Limits::default(),
+            limits: Limits {
+                session: SessionCap {
+                    max_attributes: session.max_attributes.get(),
+                    max_bytes: session.max_bytes.get(),
+                },
+                ..Limits::default()
+            },
         }
     }
 }

@@ -281,6 +281,14 @@ fn the_session_section_maps_onto_the_policy() {
 }
 
 #[test]
+fn the_session_cap_is_read_and_zero_is_refused() {
+    let policy = yaml("session: {max_attributes: 20, max_bytes: 4096}\n").unwrap().session_policy();
+    assert_eq!(policy.limits.session, sessanger_core::SessionCap { max_attributes: 20, max_bytes: 4096 });
+    let err = error_text("session:\n  max_bytes: 0\n");
+    assert!(err.starts_with("config.yaml:2:14: session.max_bytes: invalid value: integer `0`"), "{err}");
+}
+
+#[test]
 fn a_user_under_two_routing_keys_is_refused() {
     let err = yaml(&SEED_EXAMPLE_2.replace("[om1]", "[om1, ok1]")).unwrap_err();
     assert!(matches!(&err, ConfigError::Invalid { path, .. } if path == "broker.routing_keys.sessanger2"));

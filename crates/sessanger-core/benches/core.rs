@@ -51,7 +51,7 @@ fn patches(c: &mut Criterion) {
             session,
             |s| {
                 black_box(&patch).validate(&limits).unwrap();
-                s.apply(&patch).unwrap();
+                s.apply(&patch, Some(limits.session)).unwrap();
             },
             BatchSize::SmallInput,
         )

@@ -26,7 +26,7 @@ pub use event::{DeleteReason, SessionEvent};
 pub use id::{IdError, ServiceId, SessionId, UserId};
 pub use manager::{ManagerError, NewSession, Reaper, SessionManager, SessionPolicy};
 pub use service::{MalformedToken, Permission, ServiceRecord, ServiceToken, UnknownPermission};
-pub use session::{Attributes, Device, Limits, Patch, PatchError, Session, Version};
+pub use session::{Attributes, Device, Limits, Patch, PatchError, Session, SessionCap, Version, encoded_size};
 pub use store::{
     BoxError, Created, Maintenance, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceStore, SessionRef,
     SessionStore, Store, StoreError, UserLimit,

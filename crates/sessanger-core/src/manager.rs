@@ -404,14 +404,17 @@ impl SessionManager {
 
     /// Applies `patch` atomically as `options` say, whatever the policy: on which version,
     /// and whether the write renews the idle deadline (an API whose clients expect a write to
-    /// count as use).
+    /// count as use). The session cap is always the policy's ([`Limits::session`]).
     pub async fn patch_session_with(
         &self,
         id: &SessionId,
         patch: &Patch,
         options: PatchOptions,
     ) -> Result<Session, ManagerError> {
-        patch.validate(&self.shared.policy.limits)?;
+        let limits = &self.shared.policy.limits;
+        patch.validate(limits)?;
+        // The cap is the policy's, whatever the caller asked: no API may grow a session past it.
+        let options = options.with_cap(Some(limits.session));
         match self.shared.store.patch(id, patch, options, self.now()).await? {
             Patched::Applied(session) => {
                 self.audit_foreign(&session, Action::ForeignUpdate);

@@ -128,9 +128,13 @@ impl Session {
 
     /// Applies `patch` to the attributes and counts a write; on error nothing changes.
     ///
-    /// Stores that read, change and write a record inside one transaction (memory, embedded)
-    /// call this so every store applies a patch the same way.
-    pub fn apply(&mut self, patch: &Patch) -> Result<(), PatchError> {
+    /// With a `cap`, a patch that sets or increments anything is refused if the attributes
+    /// would then break it ([`SessionCap::check`]); a patch that only removes keys never is,
+    /// so a session stored before a lower cap can always shrink.
+    ///
+    /// Stores that read, change and write a record inside one transaction (memory, embedded,
+    /// SQL) call this so every store applies a patch the same way.
+    pub fn apply(&mut self, patch: &Patch, cap: Option<SessionCap>) -> Result<(), PatchError> {
         let mut increments = Vec::with_capacity(patch.incr.len());
         for (key, by) in &patch.incr {
             let not_an_integer = || PatchError::NotAnInteger(key.clone());
@@ -142,18 +146,86 @@ impl Session {
             let sum = current.checked_add(by).ok_or_else(not_an_integer)?;
             increments.push((key, sum));
         }
+        let checked = cap.filter(|_| patch.adds());
+        // Only a checked patch can be refused after it is applied: it works on a copy.
+        let mut copy = checked.map(|_| self.attributes.clone());
+        let attributes = copy.as_mut().unwrap_or(&mut self.attributes);
         for key in &patch.remove {
-            self.attributes.remove(key);
+            attributes.remove(key);
         }
         for (key, value) in &patch.set {
-            self.attributes.insert(key.clone(), value.clone());
+            attributes.insert(key.clone(), value.clone());
         }
         for (key, sum) in increments {
-            self.attributes.insert(key.clone(), Value::from(sum));
+            attributes.insert(key.clone(), Value::from(sum));
+        }
+        if let (Some(cap), Some(next)) = (checked, copy) {
+            cap.check(&next)?;
+            self.attributes = next;
         }
         self.version = self.version.next();
         Ok(())
     }
+}
+
+/// How large a session's attributes may grow, checked in the same atomic step as every write
+/// that adds to them, so concurrent writers cannot pass it together.
+///
+/// The size is that of the attributes as one compact JSON object ([`encoded_size`]); a store
+/// that keeps ciphertext (encryption at rest) counts the ciphertext it keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionCap {
+    /// Most attributes one session may hold.
+    pub max_attributes: usize,
+    /// Largest [`encoded_size`] of a session's attributes, in bytes.
+    pub max_bytes: usize,
+}
+
+impl SessionCap {
+    /// Whether `attributes` fit.
+    ///
+    /// # Errors
+    /// [`PatchError::TooManyAttributes`] or [`PatchError::SessionTooLarge`].
+    ///
+    /// # Examples
+    /// ```
+    /// use serde_json::json;
+    /// use sessanger_core::{Attributes, PatchError, SessionCap};
+    ///
+    /// let cap = SessionCap { max_attributes: 2, max_bytes: 16 };
+    /// let mut attributes = Attributes::new();
+    /// attributes.insert("a".into(), json!("0123456")); // {"a":"0123456"}: 15 bytes
+    /// assert_eq!(cap.check(&attributes), Ok(()));
+    /// attributes.insert("a".into(), json!("01234567"));
+    /// assert_eq!(cap.check(&attributes), Err(PatchError::SessionTooLarge(16)));
+    /// ```
+    pub fn check(&self, attributes: &Attributes) -> Result<(), PatchError> {
+        if attributes.len() > self.max_attributes {
+            return Err(PatchError::TooManyAttributes(self.max_attributes));
+        }
+        if encoded_size(attributes) > self.max_bytes {
+            return Err(PatchError::SessionTooLarge(self.max_bytes));
+        }
+        Ok(())
+    }
+}
+
+/// The size of `attributes` as one compact JSON object, in bytes (what
+/// `serde_json::to_vec(attributes)` would hold), counted without building it.
+pub fn encoded_size(attributes: &Attributes) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a map of JSON values into a counter cannot fail.
+    serde_json::to_writer(&mut count, attributes).map_or(usize::MAX, |()| count.0)
 }
 
 /// A change to some attributes of a session, applied atomically: keys it does not name are
@@ -205,6 +277,11 @@ impl Patch {
         self
     }
 
+    /// Whether the patch sets or increments anything: only such a patch can grow a session.
+    pub fn adds(&self) -> bool {
+        !self.set.is_empty() || !self.incr.is_empty()
+    }
+
     /// Whether the patch changes nothing.
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.remove.is_empty() && self.incr.is_empty()
@@ -245,16 +322,16 @@ pub struct Limits {
     pub max_value_bytes: usize,
     /// Most keys one patch may name.
     pub max_keys_per_patch: usize,
+    /// How large one session may grow.
+    pub session: SessionCap,
 }
 
 impl Limits {
     /// Checks a whole set of attributes, as a new or replaced session would hold them.
     pub fn check_attributes(&self, attributes: &Attributes) -> Result<(), PatchError> {
-        if attributes.len() > self.max_keys_per_patch {
-            return Err(PatchError::TooManyKeys(self.max_keys_per_patch));
-        }
         attributes.keys().try_for_each(|key| self.check_key(key))?;
-        self.check_values(attributes)
+        self.check_values(attributes)?;
+        self.session.check(attributes)
     }
 
     fn check_key(&self, key: &str) -> Result<(), PatchError> {
@@ -276,7 +353,13 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_key_len: 256, max_value_bytes: 64 * 1024, max_keys_per_patch: 256 }
+        Limits {
+            max_key_len: 256,
+            max_value_bytes: 64 * 1024,
+            max_keys_per_patch: 256,
+            // Half the largest request body (1 MiB): a whole session always fits in one `PUT`.
+            session: SessionCap { max_attributes: 1000, max_bytes: 512 * 1024 },
+        }
     }
 }
 
@@ -299,6 +382,12 @@ pub enum PatchError {
     /// The patch names too many keys.
     #[error("a patch may name at most {0} keys")]
     TooManyKeys(usize),
+    /// The session would hold more attributes than its cap allows.
+    #[error("a session may hold at most {0} attributes")]
+    TooManyAttributes(usize),
+    /// The session's attributes would be larger than its cap allows.
+    #[error("a session's attributes may take at most {0} bytes as JSON")]
+    SessionTooLarge(usize),
     /// An increment names an attribute that is encrypted at rest: the store only holds its
     /// ciphertext, so it cannot add to it in one atomic step. Set the whole value instead.
     #[error("attribute `{0}` is encrypted at rest and cannot be incremented; set its value instead")]
@@ -349,9 +438,26 @@ mod tests {
         let mut s = session();
         s.attributes.insert("name".into(), json!("x"));
         let before = s.clone();
-        let err = s.apply(&Patch::default().set("a", json!(1)).incr("name", 1)).unwrap_err();
+        let err = s.apply(&Patch::default().set("a", json!(1)).incr("name", 1), None).unwrap_err();
         assert_eq!(err, PatchError::NotAnInteger("name".into()));
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn a_patch_over_the_cap_changes_nothing_and_a_removal_always_applies() {
+        let cap = SessionCap { max_attributes: 2, max_bytes: 24 };
+        let mut s = session();
+        s.apply(&Patch::default().set("a", json!("0123456789")), Some(cap)).unwrap();
+        let before = s.clone();
+        let too_large = Patch::default().set("b", json!("0123456789"));
+        assert_eq!(s.apply(&too_large, Some(cap)), Err(PatchError::SessionTooLarge(24)));
+        let too_many = Patch::default().set("b", json!(1)).incr("c", 1);
+        assert_eq!(s.apply(&too_many, Some(cap)), Err(PatchError::TooManyAttributes(2)));
+        assert_eq!(s, before);
+        s.apply(&too_large, None).unwrap();
+        let tighter = SessionCap { max_attributes: 1, max_bytes: 1 };
+        s.apply(&Patch::default().remove("a"), Some(tighter)).expect("a removal always applies");
+        assert_eq!(encoded_size(&s.attributes), serde_json::to_vec(&s.attributes).unwrap().len());
     }
 
     #[test]

@@ -26,7 +26,8 @@ use std::{fmt::Debug, num::NonZeroU32};
 use async_trait::async_trait;
 
 use crate::{
-    Attributes, Device, Patch, PatchError, ServiceId, ServiceRecord, Session, SessionId, Timestamp, UserId, Version,
+    Attributes, Device, Patch, PatchError, ServiceId, ServiceRecord, Session, SessionCap, SessionId, Timestamp, UserId,
+    Version,
 };
 
 /// A boxed error from a database or driver, kept as the source of a [`StoreError`].
@@ -153,14 +154,17 @@ pub enum Renamed {
 /// let options = PatchOptions::new().with_expected(Some(Version(3))).with_touch(true);
 /// assert_eq!(options.expected, Some(Version(3)));
 /// ```
+// Not `non_exhaustive`, as `Replacement`: a store destructures it whole.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct PatchOptions {
     /// Apply only if the stored version equals this one (compare-and-set); `None` applies
     /// whatever the version.
     pub expected: Option<Version>,
     /// Also renew the idle deadline, as [`SessionStore::touch`] does.
     pub touch: bool,
+    /// Refuse the patch if it sets or increments anything and the session would then break
+    /// this cap ([`Session::apply`]); `None` applies whatever the size.
+    pub cap: Option<SessionCap>,
 }
 
 impl PatchOptions {
@@ -181,6 +185,31 @@ impl PatchOptions {
     pub fn with_touch(mut self, touch: bool) -> Self {
         self.touch = touch;
         self
+    }
+
+    /// Refuse the patch if the session would break `cap`.
+    #[must_use]
+    pub fn with_cap(mut self, cap: Option<SessionCap>) -> Self {
+        self.cap = cap;
+        self
+    }
+}
+
+impl Session {
+    /// Applies `patch` as `options` say — version check, [`Session::apply`] with the cap, and
+    /// touch — for a store that changes a record it read in one transaction: the outcome to
+    /// return, with the session changed only when it is [`Patched::Applied`].
+    pub fn patched(&mut self, patch: &Patch, options: PatchOptions, now: Timestamp) -> Patched {
+        if options.expected.is_some_and(|v| v != self.version) {
+            return Patched::VersionMismatch(self.version);
+        }
+        if let Err(rejected) = self.apply(patch, options.cap) {
+            return Patched::Rejected(rejected);
+        }
+        if options.touch {
+            self.touch(now);
+        }
+        Patched::Applied(self.clone())
     }
 }
 
@@ -276,8 +305,10 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     /// [`Session::apply`] defines; keys the patch does not name are never touched, so
     /// concurrent patches of different keys, or increments of one key, never lose a write.
     ///
-    /// `options` says on which version to apply ([`PatchOptions::expected`]) and whether
-    /// to renew the idle deadline ([`PatchOptions::touch`]). The version grows by one.
+    /// `options` says on which version to apply ([`PatchOptions::expected`]), whether
+    /// to renew the idle deadline ([`PatchOptions::touch`]) and how large the session may
+    /// grow ([`PatchOptions::cap`], checked on the result in the same step). The version
+    /// grows by one.
     ///
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)); a patch that cannot

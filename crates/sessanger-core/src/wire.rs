@@ -281,6 +281,9 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// The body is over the server's limit (413).
     PayloadTooLarge,
+    /// The write would take the session past its cap: too many attributes, or too many bytes
+    /// of them (413). Nothing was written.
+    SessionTooLarge,
     /// The session changed since the version in `If-Match` (412).
     VersionMismatch,
     /// The route needs `If-Match` (428).

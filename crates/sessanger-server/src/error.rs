@@ -124,6 +124,9 @@ impl ApiError {
             ApiError::InvalidPatch(PatchError::Encrypted(_)) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, C::EncryptedAttribute)
             }
+            ApiError::InvalidPatch(PatchError::TooManyAttributes(_) | PatchError::SessionTooLarge(_)) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, C::SessionTooLarge)
+            }
             ApiError::InvalidPatch(_) => (StatusCode::UNPROCESSABLE_ENTITY, C::InvalidPatch),
             ApiError::DeadlinePassed => (StatusCode::UNPROCESSABLE_ENTITY, C::DeadlinePassed),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, C::UnsupportedMediaType),

@@ -94,7 +94,6 @@ impl Api {
         reply.json
     }
 
-    #[track_caller]
     async fn create_refused(&self, body: Value, status: u16, code: &str) {
         self.call(Method::POST, "/v1/sessions", Some(&self.writer), Some(body)).await.assert_error(status, code);
     }

@@ -5,7 +5,7 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 use serde_json::json;
 use sessanger_core::{
     Created, Patch, PatchError, PatchOptions, Patched, Permission, Renamed, Replaced, Replacement, ServiceRecord,
-    Session, SessionId, Store, Timestamp, UserId, UserLimit, Version,
+    Session, SessionCap, SessionId, Store, Timestamp, UserId, UserLimit, Version, encoded_size,
 };
 
 type SharedStore = Arc<dyn Store>;
@@ -367,6 +367,53 @@ pub async fn replace_moves_the_absolute_deadline_either_way(store: SharedStore) 
     }
     assert!(store.load(&s.id, now + ABSOLUTE + SECOND).await.unwrap().is_some());
     assert!(store.delete_expired(now + ABSOLUTE + SECOND, 1000).await.unwrap().iter().all(|r| r.id != s.id));
+}
+
+/// A patch that would take a session past its cap — too many attributes, or too many bytes of
+/// them as compact JSON — is refused and writes nothing; one that fits to the byte applies; a
+/// patch that only removes always applies; concurrent patches never pass the cap together.
+/// (Only the keys the encrypted store's suite leaves unsealed are used, so every store
+/// measures the same text.)
+pub async fn patches_never_take_a_session_past_its_cap(store: SharedStore) {
+    let now = t0();
+    let s = created(&store, &user("u"), now).await;
+    let cap = SessionCap { max_attributes: 3, max_bytes: 64 };
+    let capped = PatchOptions::new().with_cap(Some(cap));
+    let text = |n: usize| json!("x".repeat(n));
+    let apply = async |patch: Patch, options: PatchOptions| store.patch(&s.id, &patch, options, now).await.unwrap();
+    // `{"name":"<40>"}` is 51 bytes; `,"fresh":"<m>"` adds 11 + m: 64 for m = 2.
+    assert!(matches!(apply(Patch::default().set("name", text(40)), capped).await, Patched::Applied(_)));
+    let over = apply(Patch::default().set("fresh", text(3)), capped).await;
+    assert_eq!(over, Patched::Rejected(PatchError::SessionTooLarge(64)));
+    let unchanged = store.load(&s.id, now).await.unwrap().unwrap();
+    assert_eq!((unchanged.version, unchanged.attributes.len()), (Version(2), 1), "a refused patch writes nothing");
+    let Patched::Applied(full) = apply(Patch::default().set("fresh", text(2)), capped).await else {
+        panic!("a patch that fits to the byte applies");
+    };
+    assert_eq!(encoded_size(&full.attributes), 64);
+    let over = apply(Patch::default().incr("counter", 1), capped).await;
+    assert_eq!(over, Patched::Rejected(PatchError::SessionTooLarge(64)), "an increment is measured too");
+    let tiny = PatchOptions::new().with_cap(Some(SessionCap { max_attributes: 1, max_bytes: 2 }));
+    assert!(matches!(apply(Patch::default().remove("fresh"), tiny).await, Patched::Applied(_)), "removals always apply");
+    let small = Patch::default().set("name", json!(1)).set("fresh", json!(2));
+    assert!(matches!(apply(small.incr("counter", 3), capped).await, Patched::Applied(_)));
+    let over = apply(Patch::default().set("n", json!(4)), capped).await;
+    assert_eq!(over, Patched::Rejected(PatchError::TooManyAttributes(3)));
+
+    let s = created(&store, &user("u"), now).await;
+    let writers = ["n", "fresh", "counter", "name"].map(|key| {
+        let (store, id) = (store.clone(), s.id.clone());
+        tokio::spawn(async move { store.patch(&id, &Patch::default().set(key, json!(1)), capped, now).await.unwrap() })
+    });
+    let mut applied = 0;
+    for writer in writers {
+        match writer.await.unwrap() {
+            Patched::Applied(_) => applied += 1,
+            refused => assert_eq!(refused, Patched::Rejected(PatchError::TooManyAttributes(3))),
+        }
+    }
+    let stored = store.load(&s.id, now).await.unwrap().unwrap();
+    assert_eq!((applied, stored.attributes.len()), (3, 3), "concurrent writers never pass the cap together");
 }
 
 /// `touch` slides the idle deadline but never past the absolute one.

@@ -81,7 +81,8 @@ impl UpstreamError {
                     ErrorCode::InvalidPatch
                     | ErrorCode::NotAnInteger
                     | ErrorCode::EncryptedAttribute
-                    | ErrorCode::PayloadTooLarge,
+                    | ErrorCode::PayloadTooLarge
+                    | ErrorCode::SessionTooLarge,
                 ) => UpstreamErrorKind::Encode,
                 _ => match e {
                     ClientError::Transport(t) if t.is_decode() => UpstreamErrorKind::Decode,

@@ -508,20 +508,11 @@ impl SessionStore for EmbeddedStore {
         options: PatchOptions,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
-        let PatchOptions { expected, touch, .. } = options;
         let (id, patch) = (id.clone(), patch.clone());
         self.write_sessions(move |t| {
-            let outcome = t.update(&id, now, |s| {
-                if expected.is_some_and(|v| v != s.version) {
-                    return Edit::Keep(Patched::VersionMismatch(s.version));
-                }
-                if let Err(rejected) = s.apply(&patch) {
-                    return Edit::Keep(Patched::Rejected(rejected));
-                }
-                if touch {
-                    s.touch(now);
-                }
-                Edit::Write(Patched::Applied(s.clone()))
+            let outcome = t.update(&id, now, |s| match s.patched(&patch, options, now) {
+                applied @ Patched::Applied(_) => Edit::Write(applied),
+                refused => Edit::Keep(refused),
             })?;
             Ok(outcome.unwrap_or(Patched::NotFound))
         })

@@ -135,18 +135,7 @@ impl SessionStore for MemoryStore {
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
         let mut inner = self.lock();
-        let outcome = inner.update(id, now, |s| {
-            if options.expected.is_some_and(|v| v != s.version) {
-                return Patched::VersionMismatch(s.version);
-            }
-            if let Err(e) = s.apply(patch) {
-                return Patched::Rejected(e);
-            }
-            if options.touch {
-                s.touch(now);
-            }
-            Patched::Applied(s.clone())
-        });
+        let outcome = inner.update(id, now, |s| s.patched(patch, options, now));
         Ok(outcome.unwrap_or(Patched::NotFound))
     }
 

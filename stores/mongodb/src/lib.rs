@@ -159,8 +159,9 @@ const LOCK_LEASE: Duration = Duration::from_secs(5);
 /// Pause between two attempts to take a busy user lock.
 const LOCK_RETRY: Duration = Duration::from_millis(10);
 /// How many times an operation that lost a race (its conditions changed between its write and
-/// the read that explains why the write matched nothing) starts again before giving up.
-const ATTEMPTS: usize = 16;
+/// the read that explains why the write matched nothing, or between a cap check and the write)
+/// starts again before giving up.
+const ATTEMPTS: usize = 64;
 /// How many due sessions `delete_expired` deletes at once.
 const PURGE_FAN_OUT: usize = 16;
 
@@ -535,16 +536,32 @@ impl SessionStore for MongoStore {
         options: PatchOptions,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
-        let PatchOptions { expected, touch, .. } = options;
+        let PatchOptions { expected, touch, cap } = options;
         let changes = match AttributeChanges::of(patch) {
             Ok(changes) => changes,
             Err(rejected) => return Ok(Patched::Rejected(rejected)),
         };
+        // MongoDB cannot measure the result as compact JSON inside an update, so under a cap
+        // a patch that adds is checked on the session as read, and written only at the
+        // version it was checked on (field by field still, so a lost race is a retry, never
+        // a lost write).
+        let checked = cap.is_some() && patch.adds();
         for _ in 0..ATTEMPTS {
+            let at = if checked {
+                let Some(current) = self.find_live(id, now).await? else {
+                    return Ok(Patched::NotFound);
+                };
+                match current.clone().patched(patch, options, now) {
+                    Patched::Applied(_) => Some(current.version),
+                    refused => return Ok(refused),
+                }
+            } else {
+                expected
+            };
             let applied = self
                 .sessions
                 .find_one_and_update(
-                    query::patch_filter(id, &changes.increments, expected, now),
+                    query::patch_filter(id, &changes.increments, at, now),
                     query::patch_modifications(&changes, touch, now),
                 )
                 .return_document(ReturnDocument::After)
@@ -553,17 +570,19 @@ impl SessionStore for MongoStore {
             if let Some(applied) = applied {
                 return Ok(Patched::Applied(decode_session(&applied)?));
             }
+            if checked {
+                // Another write came between the check and this one: check again.
+                continue;
+            }
             // Nothing matched and nothing was written: the stored session says why.
-            let Some(current) = self.find_live(id, now).await? else {
+            let Some(mut current) = self.find_live(id, now).await? else {
                 return Ok(Patched::NotFound);
             };
-            if expected.is_some_and(|v| v != current.version) {
-                return Ok(Patched::VersionMismatch(current.version));
+            match current.patched(patch, options, now) {
+                // Changed between the two calls so that the patch now applies: try again.
+                Patched::Applied(_) => {}
+                refused => return Ok(refused),
             }
-            if let Err(rejected) = current.clone().apply(patch) {
-                return Ok(Patched::Rejected(rejected));
-            }
-            // Changed between the two calls so that the patch now applies: try again.
         }
         Err(StoreError::Other("a patch kept losing races with concurrent writers".into()))
     }

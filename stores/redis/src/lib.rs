@@ -351,9 +351,11 @@ impl SessionStore for RedisStore {
         options: PatchOptions,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
-        let PatchOptions { expected, touch, .. } = options;
+        let PatchOptions { expected, touch, cap } = options;
         let expected = expected.map(|v| v.0.to_string()).unwrap_or_default();
         let counts = [patch.set.len().to_string(), patch.remove.len().to_string(), patch.incr.len().to_string()];
+        let [max_attributes, max_bytes] =
+            cap.map_or_else(Default::default, |cap| [cap.max_attributes.to_string(), cap.max_bytes.to_string()]);
         let mut owned = record::attributes(&patch.set)?;
         owned.extend(patch.remove.iter().map(|key| record::attribute(key)));
         for (key, by) in &patch.incr {
@@ -365,7 +367,8 @@ impl SessionStore for RedisStore {
                 Err(rejected) => return Ok(Patched::Rejected(rejected)),
             }
         }
-        let mut args = vec![id.as_ref(), &expected, if touch { "1" } else { "0" }, &counts[0], &counts[1], &counts[2]];
+        let touch = if touch { "1" } else { "0" };
+        let mut args = vec![id.as_ref(), &expected, touch, &counts[0], &counts[1], &counts[2], &max_attributes, &max_bytes];
         args.extend(owned.iter().map(String::as_str));
         let key = self.keys.session(id);
         let reply = self.run(&self.scripts.patch, &key, &[], id.shard_tag(), now, &args).await?;
@@ -378,6 +381,13 @@ impl SessionStore for RedisStore {
                 let field = text(rest.next().unwrap_or(Value::Nil))?;
                 let key = field.strip_prefix(record::ATTRIBUTE).unwrap_or(&field).to_owned();
                 Ok(Patched::Rejected(PatchError::NotAnInteger(key)))
+            }
+            "too_large" => {
+                let cap = cap.ok_or_else(|| unexpected(status.clone()))?;
+                Ok(Patched::Rejected(match text(rest.next().unwrap_or(Value::Nil))?.as_str() {
+                    "attributes" => PatchError::TooManyAttributes(cap.max_attributes),
+                    _ => PatchError::SessionTooLarge(cap.max_bytes),
+                }))
             }
             _ => Err(unexpected(status)),
         }

@@ -134,9 +134,10 @@ return redis.call('HGETALL', KEYS[1])
 "#;
 
 /// `KEYS[1]` the session; `ARGV[3..]` id, expected version (`''` for any), touch (`0`/`1`),
-/// the counts of sets, removes and increments, then set pairs, removed fields, increment pairs.
-/// Returns `{'applied', fields}`, `{'missing'}`, `{'mismatch', version}` or
-/// `{'rejected', field}`.
+/// the counts of sets, removes and increments, the cap's most attributes and bytes (`''`
+/// for no cap), then set pairs, removed fields, increment pairs. Returns `{'applied',
+/// fields}`, `{'missing'}`, `{'mismatch', version}`, `{'rejected', field}` or
+/// `{'too_large', 'attributes' | 'bytes'}`.
 const PATCH: &str = r#"
 local key, id = KEYS[1], ARGV[3]
 local f = live(key)
@@ -144,7 +145,7 @@ if not f then return {'missing'} end
 local version = string.format('%d', f.v)
 if ARGV[4] ~= '' and ARGV[4] ~= version then return {'mismatch', version} end
 local nset, nremove, nincr = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local at = 9
+local at = 11
 local sets = {}
 for _ = 1, nset do
   table.insert(sets, ARGV[at]); table.insert(sets, ARGV[at + 1]); at = at + 2
@@ -152,22 +153,47 @@ end
 local removes = {}
 for _ = 1, nremove do table.insert(removes, ARGV[at]); at = at + 1 end
 -- Increments first: HINCRBY does exact 64-bit arithmetic on the stored JSON text and refuses
--- a value that is not an integer, or an overflow. If one is refused, the ones already done are
--- put back as they were, so a rejected patch writes nothing.
+-- a value that is not an integer, or an overflow. If the patch is refused after some, the ones
+-- already done are put back as they were, so a refused patch writes nothing.
 local done, sums = {}, {}
+local function undo()
+  for j = #done, 1, -1 do
+    if done[j][2] then redis.call('HSET', key, done[j][1], done[j][2]) else redis.call('HDEL', key, done[j][1]) end
+  end
+end
 for _ = 1, nincr do
   local field, by = ARGV[at], ARGV[at + 1]
   at = at + 2
   local old = redis.call('HGET', key, field)
   local sum = redis.pcall('HINCRBY', key, field, by)
   if type(sum) == 'table' and sum.err then
-    for j = #done, 1, -1 do
-      if done[j][2] then redis.call('HSET', key, done[j][1], done[j][2]) else redis.call('HDEL', key, done[j][1]) end
-    end
+    undo()
     return {'rejected', field}
   end
   table.insert(done, {field, old})
   table.insert(sums, field); table.insert(sums, sum)
+end
+-- The cap, on the attributes as they would be, measured as compact JSON the way
+-- `sessanger_core::encoded_size` does: `{"key":value,...}`, a quote or backslash in a key
+-- escaped with a backslash. A patch that only removes is never refused.
+if ARGV[9] ~= '' and (nset > 0 or nincr > 0) then
+  local lengths = {}
+  local fields = redis.call('HGETALL', key)
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 2) == 'a:' then lengths[fields[i]] = #fields[i + 1] end
+  end
+  for _, field in ipairs(removes) do lengths[field] = nil end
+  for i = 1, #sets, 2 do lengths[sets[i]] = #sets[i + 1] end
+  local n, bytes = 0, 2
+  for field, length in pairs(lengths) do
+    local name = string.sub(field, 3)
+    local _, escapes = string.gsub(name, '["\\]', '')
+    n = n + 1
+    bytes = bytes + #name + escapes + 3 + length
+  end
+  if n > 1 then bytes = bytes + n - 1 end
+  if n > tonumber(ARGV[9]) then undo(); return {'too_large', 'attributes'} end
+  if bytes > tonumber(ARGV[10]) then undo(); return {'too_large', 'bytes'} end
 end
 if #removes > 0 then redis.call('HDEL', key, unpack(removes)) end
 if #sets > 0 then redis.call('HSET', key, unpack(sets)) end

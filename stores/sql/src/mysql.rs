@@ -26,7 +26,7 @@ use sqlx::{
 
 use crate::{
     error::{inserted, is_unique_violation, redact, retry_deadlocks, store_error},
-    outcome::{Updated, admit, finish_create, insert_or_reuse_dead, replaced, settle_patch},
+    outcome::{Headroom, Updated, admit, finish_create, insert_or_reuse_dead, replaced, settle_patch},
     row::{self, ServiceRow, SessionRow, encode},
     store::SqlStore,
 };
@@ -85,6 +85,43 @@ impl SqlStore<MySql> {
         let current = select_live(&mut *tx, id, now).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(Updated { matched, session: row::session(current)? })
+    }
+
+    /// A patch decided exactly: one transaction that reads the session under its row lock,
+    /// patches it as [`Session::patched`] says and writes the result. Concurrent writers wait
+    /// for the lock, so none is lost; the in-place `UPDATE` stays the common path.
+    async fn patch_locked(
+        &self,
+        id: &SessionId,
+        patch: &Patch,
+        options: PatchOptions,
+        now: Timestamp,
+    ) -> Result<Patched, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let select = sqlx::query_as(
+            "SELECT id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
+                    CAST(device AS CHAR) AS device, created_by, CAST(attributes AS CHAR) AS attributes, version
+             FROM sessions WHERE id = ? AND expires_at > ? FOR UPDATE",
+        );
+        let current = select.bind(id.as_ref()).bind(now.as_millis()).fetch_optional(&mut *tx).await;
+        let Some(mut session) = row::session(current.map_err(store_error)?)? else { return Ok(Patched::NotFound) };
+        let outcome = session.patched(patch, options, now);
+        if let Patched::Applied(written) = &outcome {
+            sqlx::query(
+                "UPDATE sessions SET attributes = JSON_EXTRACT(?, '$'), version = ?, last_access_at = ?, expires_at = ?
+                 WHERE id = ?",
+            )
+            .bind(encode(&written.attributes)?)
+            .bind(version(written.version))
+            .bind(written.last_access_at.as_millis())
+            .bind(written.expires_at.as_millis())
+            .bind(id.as_ref())
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+        }
+        Ok(outcome)
     }
 
     /// `create` under a limit: one transaction that locks the user's sessions, decides with
@@ -231,8 +268,8 @@ fn json_path(key: &str) -> String {
 /// The `UPDATE` that applies a patch in place, in the order of [`Session::apply`]: removals
 /// (`JSON_REMOVE`), then sets, then increments (`JSON_SET`, left to right), each increment
 /// summed from the value stored before the patch. The `WHERE` checks the version, and that
-/// every increment lands on an absent key or an integer with a sum in range, so a rejected
-/// patch writes nothing. `?` are positional: every value is bound where its `?` stands.
+/// every increment lands on an absent key or an integer with a sum in range, and the
+/// [`Headroom`] a patch that adds needs, so a rejected patch writes nothing. `?` are positional: every value is bound where its `?` stands.
 fn patch_statement(
     id: &SessionId,
     patch: &Patch,
@@ -279,6 +316,12 @@ fn patch_statement(
         sql.push(" AND ");
         push_sum(&mut sql, key, by);
         sql.push(" BETWEEN -9223372036854775808 AND 9223372036854775807");
+    }
+    if let Some(room) = Headroom::of(patch, options.cap) {
+        sql.push(" AND LENGTH(CAST(attributes AS CHAR)) + ").push_bind(room.added_bytes);
+        sql.push(" <= ").push_bind(room.max_bytes);
+        sql.push(" AND JSON_LENGTH(attributes) + ").push_bind(room.new_keys);
+        sql.push(" <= ").push_bind(room.max_attributes);
     }
     Ok(sql)
 }
@@ -346,7 +389,8 @@ impl SessionStore for SqlStore<MySql> {
             })
             .await
         };
-        settle_patch(patch, options.expected, || self.load(id, now), write).await
+        let locked = || retry_deadlocks(|| self.patch_locked(id, patch, options, now));
+        settle_patch(patch, options, now, || self.load(id, now), write, locked).await
     }
 
     async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {

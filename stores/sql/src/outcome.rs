@@ -6,11 +6,11 @@
 use std::future::Future;
 
 use sessanger_core::{
-    Created, Patch, Patched, Replaced, Session, SessionId, StoreError, Timestamp, UserLimit, Version,
+    Created, Patch, PatchOptions, Patched, Replaced, Session, SessionCap, SessionId, StoreError, Timestamp, UserLimit,
 };
 use sqlx::{Database, Transaction};
 
-use crate::error::{ATTEMPTS, is_unique_violation, store_error};
+use crate::error::{is_unique_violation, store_error};
 
 /// What an `UPDATE` of one session left: whether it matched the row, and the live session
 /// after it.
@@ -82,47 +82,90 @@ pub(crate) fn integer_increments(patch: &Patch) -> Option<Vec<(&str, i64)>> {
     patch.incr.iter().map(|(key, by)| Some((key.as_str(), by.as_i64()?))).collect()
 }
 
-/// Applies `patch` where the version is `expected` (if any): `write` runs one `UPDATE` with
-/// the patch's increments, again until it applies or the session as it is now says why it
-/// cannot (a write that matched nothing although nothing forbids it lost a race with a
-/// concurrent write). An increment by a non-integer runs nothing: `load` reads the session
-/// to say why.
-pub(crate) async fn settle_patch<'p, L, W, Fut>(
+/// How much room a patch that adds needs, as the in-place `UPDATE` checks it before writing:
+/// the stored attributes' JSON text as the database prints it (never shorter than compact
+/// JSON) plus `added_bytes` must fit in the cap, and the stored count plus `new_keys` too.
+/// A bound, not the exact result: a patch that fails it may still fit, and is then decided
+/// exactly under the row lock ([`settle_patch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Headroom {
+    pub added_bytes: i64,
+    pub max_bytes: i64,
+    pub new_keys: i64,
+    pub max_attributes: i64,
+}
+
+impl Headroom {
+    /// The room `patch` needs under `cap`; `None` when nothing is checked (no cap, or a patch
+    /// that only removes).
+    pub(crate) fn of(patch: &Patch, cap: Option<SessionCap>) -> Option<Headroom> {
+        let cap = cap.filter(|_| patch.adds())?;
+        // `"key":value,` in compact JSON: the key quoted and escaped, a colon, a comma.
+        let member = |key: &str, value_len: usize| encoded_len(key) + 2 + value_len;
+        let sets = patch.set.iter().map(|(key, value)| member(key, encoded_len(value)));
+        // A 64-bit integer is at most 20 characters (`-9223372036854775808`).
+        let increments = patch.incr.keys().map(|key| member(key, 20));
+        let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        Some(Headroom {
+            added_bytes: count(sets.chain(increments).sum()),
+            max_bytes: count(cap.max_bytes),
+            new_keys: count(patch.set.len() + patch.incr.len()),
+            max_attributes: count(cap.max_attributes),
+        })
+    }
+}
+
+fn encoded_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX / 4, |v| v.len())
+}
+
+/// Applies `patch` as `options` say. `write` runs the dialect's one in-place `UPDATE` with
+/// the patch's integer increments (and the [`Headroom`] check); when it matches no row, the
+/// session as it is now says why ([`Session::patched`]). If nothing forbids the patch after
+/// all — it lost a race with another write, or it fits the cap although the bound said it
+/// might not — `locked` decides it exactly: read under the row's lock, patched, written, in
+/// one transaction. An increment by a non-integer runs nothing: `load` reads the session to
+/// say why.
+pub(crate) async fn settle_patch<'p, L, W, Fut, K, KFut>(
     patch: &'p Patch,
-    expected: Option<Version>,
+    options: PatchOptions,
+    now: Timestamp,
     load: impl FnOnce() -> L,
-    mut write: W,
+    write: W,
+    locked: K,
 ) -> Result<Patched, StoreError>
 where
     L: Future<Output = Result<Option<Session>, StoreError>>,
-    W: FnMut(Vec<(&'p str, i64)>) -> Fut,
+    W: FnOnce(Vec<(&'p str, i64)>) -> Fut,
     Fut: Future<Output = Result<Updated, StoreError>>,
+    K: FnOnce() -> KFut,
+    KFut: Future<Output = Result<Patched, StoreError>>,
 {
     let Some(increments) = integer_increments(patch) else {
-        return Ok(explain_patch(load().await?, patch, expected).unwrap_or(Patched::NotFound));
+        return Ok(explain_patch(load().await?, patch, options, now).unwrap_or(Patched::NotFound));
     };
-    for _ in 0..ATTEMPTS {
-        match write(increments.clone()).await? {
-            Updated { matched: true, session: Some(session) } => return Ok(Patched::Applied(session)),
-            Updated { matched: true, session: None } => return Ok(Patched::NotFound),
-            Updated { matched: false, session } => {
-                if let Some(outcome) = explain_patch(session, patch, expected) {
-                    return Ok(outcome);
-                }
-            }
-        }
+    match write(increments).await? {
+        Updated { matched: true, session: Some(session) } => Ok(Patched::Applied(session)),
+        Updated { matched: true, session: None } => Ok(Patched::NotFound),
+        Updated { matched: false, session } => match explain_patch(session, patch, options, now) {
+            Some(outcome) => Ok(outcome),
+            None => locked().await,
+        },
     }
-    Err(StoreError::Other("a patch kept racing with concurrent writes".into()))
 }
 
-/// Why a patch matched no row, from the session as it is now; `None` if nothing forbids it
-/// any more (a concurrent write changed the session in between).
-pub(crate) fn explain_patch(current: Option<Session>, patch: &Patch, expected: Option<Version>) -> Option<Patched> {
+/// Why a patch matched no row, from the session as it is now; `None` if nothing forbids it.
+pub(crate) fn explain_patch(
+    current: Option<Session>,
+    patch: &Patch,
+    options: PatchOptions,
+    now: Timestamp,
+) -> Option<Patched> {
     let Some(mut session) = current else { return Some(Patched::NotFound) };
-    if expected.is_some_and(|v| v != session.version) {
-        return Some(Patched::VersionMismatch(session.version));
+    match session.patched(patch, options, now) {
+        Patched::Applied(_) => None,
+        refused => Some(refused),
     }
-    session.apply(patch).err().map(Patched::Rejected)
 }
 
 /// What a compare-and-set `replace` did, from its `UPDATE`.
@@ -139,22 +182,37 @@ mod tests {
     use std::num::NonZeroU32;
 
     use serde_json::json;
+    use sessanger_core::{PatchError, Version};
 
     use super::*;
     use crate::row::tests::session;
 
     #[test]
     fn a_failed_patch_is_explained_from_the_current_session() {
-        let patch = Patch::default().incr("name", 1);
-        assert_eq!(explain_patch(None, &patch, None), Some(Patched::NotFound));
+        let (patch, now) = (Patch::default().incr("name", 1), Timestamp::from_millis(0));
+        let at = |v| PatchOptions::new().with_expected(Some(Version(v)));
+        assert_eq!(explain_patch(None, &patch, PatchOptions::new(), now), Some(Patched::NotFound));
         let mut s = session();
+        assert_eq!(explain_patch(Some(s.clone()), &patch, at(7), now), Some(Patched::VersionMismatch(Version(1))));
+        assert_eq!(explain_patch(Some(s.clone()), &patch, PatchOptions::new(), now), None, "nothing forbids it");
+        let tiny = PatchOptions::new().with_cap(Some(SessionCap { max_attributes: 10, max_bytes: 4 }));
         assert_eq!(
-            explain_patch(Some(s.clone()), &patch, Some(Version(7))),
-            Some(Patched::VersionMismatch(Version(1)))
+            explain_patch(Some(s.clone()), &patch, tiny, now),
+            Some(Patched::Rejected(PatchError::SessionTooLarge(4)))
         );
-        assert_eq!(explain_patch(Some(s.clone()), &patch, None), None, "nothing forbids it: try again");
         s.attributes.insert("name".into(), json!("bob"));
-        assert!(matches!(explain_patch(Some(s), &patch, None), Some(Patched::Rejected(_))));
+        assert!(matches!(explain_patch(Some(s), &patch, PatchOptions::new(), now), Some(Patched::Rejected(_))));
+    }
+
+    #[test]
+    fn the_headroom_bounds_what_a_patch_adds_in_compact_json() {
+        let cap = Some(SessionCap { max_attributes: 10, max_bytes: 100 });
+        let patch = Patch::default().set("a\"b", json!([1, 2])).incr("n", 1).remove("gone");
+        // `"a\"b":[1,2],` is 13 bytes, `"n":<20 digits>,` 25.
+        let room = Headroom::of(&patch, cap).unwrap();
+        assert_eq!((room.added_bytes, room.new_keys, room.max_bytes, room.max_attributes), (38, 2, 100, 10));
+        assert_eq!(Headroom::of(&Patch::default().remove("gone"), cap), None, "a removal is never refused");
+        assert_eq!(Headroom::of(&patch, None), None);
     }
 
     #[test]

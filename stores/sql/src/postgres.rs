@@ -2,7 +2,8 @@
 //!
 //! Attributes are `jsonb`, changed in place: `-` removes keys, `||` sets them, and the
 //! increments are summed from `jsonb_each_text` of the patch's increments, all inside the one
-//! `UPDATE` that also checks the version. Writes return the written row with `RETURNING`, so
+//! `UPDATE` that also checks the version and the room the session cap leaves (a patch near
+//! the cap is decided under the row lock instead). Writes return the written row with `RETURNING`, so
 //! most operations are one statement. JSON columns are read as text (`device::text`) and
 //! bound as text cast to `jsonb` (`$8::jsonb`).
 
@@ -22,7 +23,7 @@ use sqlx::{
 
 use crate::{
     error::{inserted, is_unique_violation, redact, retry_deadlocks, store_error},
-    outcome::{Updated, admit, finish_create, insert_or_reuse_dead, replaced, settle_patch},
+    outcome::{Headroom, Updated, admit, finish_create, insert_or_reuse_dead, replaced, settle_patch},
     row::{self, ServiceRow, SessionRow, encode},
     store::SqlStore,
 };
@@ -120,6 +121,43 @@ impl SqlStore<Postgres> {
         .await
     }
 
+    /// A patch decided exactly: one transaction that reads the session under its row lock,
+    /// patches it as [`Session::patched`] says and writes the result. Concurrent writers wait
+    /// for the lock, so none is lost; the in-place `UPDATE` stays the common path.
+    async fn patch_locked(
+        &self,
+        id: &SessionId,
+        patch: &Patch,
+        options: PatchOptions,
+        now: Timestamp,
+    ) -> Result<Patched, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let select = sqlx::query_as(
+            "SELECT id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
+                    device::text AS device, created_by, attributes::text AS attributes, version
+             FROM sessions WHERE id = $1 AND expires_at > $2 FOR UPDATE",
+        );
+        let current = select.bind(id.as_ref()).bind(now.as_millis()).fetch_optional(&mut *tx).await;
+        let Some(mut session) = row::session(current.map_err(store_error)?)? else { return Ok(Patched::NotFound) };
+        let outcome = session.patched(patch, options, now);
+        if let Patched::Applied(written) = &outcome {
+            sqlx::query(
+                "UPDATE sessions SET attributes = $2::jsonb, version = $3, last_access_at = $4, expires_at = $5
+                 WHERE id = $1",
+            )
+            .bind(id.as_ref())
+            .bind(encode(&written.attributes)?)
+            .bind(version(written.version))
+            .bind(written.last_access_at.as_millis())
+            .bind(written.expires_at.as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+        }
+        Ok(outcome)
+    }
+
     /// `rename`: one transaction that deletes a dead session holding the new id, then moves
     /// the live one there.
     async fn rename_once(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
@@ -165,9 +203,10 @@ fn insert(row: &SessionRow) -> Query<'static, Postgres, PgArguments> {
 
 /// The `UPDATE` that applies a patch in place, in the order of [`Session::apply`]: removals
 /// (`-`), then sets (`||`), then increments, each summed from the value stored before the
-/// patch. The `WHERE` checks the version, and that every increment lands on an absent key or
+/// patch. The `WHERE` checks the version, that every increment lands on an absent key or
 /// an integer (jsonb keeps a number's text: `5` is an integer, `5.0` is not, exactly as
-/// serde reads it) with a sum in range, so a rejected patch writes nothing.
+/// serde reads it) with a sum in range, and the [`Headroom`] a patch that adds needs, so a
+/// rejected patch writes nothing.
 fn patch_query<'a>(
     id: &'a SessionId,
     patch: &'a Patch,
@@ -177,7 +216,8 @@ fn patch_query<'a>(
 ) -> Result<QueryAs<'a, Postgres, SessionRow, PgArguments>, StoreError> {
     let increments: serde_json::Map<String, serde_json::Value> =
         increments.iter().map(|(key, by)| ((*key).to_owned(), (*by).into())).collect();
-    let expected = options.expected.map(|v| i64::try_from(v.0).unwrap_or(i64::MAX));
+    let expected = options.expected.map(version);
+    let room = Headroom::of(patch, options.cap);
     Ok(sqlx::query_as(
         "UPDATE sessions
          SET attributes = (attributes - $3::text[]) || $4::jsonb || COALESCE(
@@ -200,6 +240,9 @@ fn patch_query<'a>(
                                 AND (attributes ->> incr.key) ~ '^-?[0-9]+$'
                            THEN (attributes ->> incr.key)::numeric + incr.value::numeric END
                       BETWEEN -9223372036854775808 AND 9223372036854775807) IS NOT TRUE)
+           AND ($8::bigint IS NULL
+                OR (octet_length(attributes::text) + $8 <= $9
+                    AND (SELECT count(*) FROM jsonb_object_keys(attributes)) + $10 <= $11))
          RETURNING id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
                    device::text AS device, created_by, attributes::text AS attributes, version",
     )
@@ -209,7 +252,11 @@ fn patch_query<'a>(
     .bind(encode(&patch.set)?)
     .bind(encode(&increments)?)
     .bind(options.touch)
-    .bind(expected))
+    .bind(expected)
+    .bind(room.map(|r| r.added_bytes))
+    .bind(room.map(|r| r.max_bytes))
+    .bind(room.map(|r| r.new_keys))
+    .bind(room.map(|r| r.max_attributes)))
 }
 
 fn version(v: Version) -> i64 {
@@ -268,7 +315,8 @@ impl SessionStore for SqlStore<Postgres> {
             let written = patch_query(id, patch, &increments, options, now)?.fetch_optional(&self.pool).await;
             self.updated(written, id, now).await
         };
-        settle_patch(patch, options.expected, || self.load(id, now), write).await
+        let locked = || self.patch_locked(id, patch, options, now);
+        settle_patch(patch, options, now, || self.load(id, now), write, locked).await
     }
 
     async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {

@@ -187,7 +187,7 @@ pub(crate) struct UpdateBody {
 #[utoipa::path(
     patch, path = "/a01/session", tag = "back-session (compat)", security((), ("bearer" = [])),
     request_body(content = Object, description = "`{\"session_id\": …, \"session_attributes\": {\"key\": \"text\", …}}`; any key is kept"),
-    responses((status = 200, description = "The keys set, read back", body = Object), (status = 400, description = "`invalid_request`: no session id or attributes, an unknown session, a wrong `user_id`", body = ErrorBody), (status = 422, description = "`invalid_request`: the body cannot be decoded", body = ErrorBody)),
+    responses((status = 200, description = "The keys set, read back", body = Object), (status = 400, description = "`invalid_request`: no session id or attributes, an unknown session, a wrong `user_id`", body = ErrorBody), (status = 413, description = "`session_too_large`: the session would pass its cap", body = ErrorBody), (status = 422, description = "`invalid_request`: the body cannot be decoded", body = ErrorBody)),
 )]
 pub(crate) async fn update_named_in_body(
     State(state): State<AppState>,
@@ -206,7 +206,7 @@ pub(crate) async fn update_named_in_body(
     patch, path = "/a01/session/{id}", tag = "back-session (compat)", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "The session id")),
     request_body(content = Object, description = "`{\"session_attributes\": {\"key\": \"text\", …}}`; any key is kept"),
-    responses((status = 200, description = "The keys set, read back", body = Object), (status = 400, description = "`invalid_request`", body = ErrorBody), (status = 422, description = "`invalid_request`: the body cannot be decoded", body = ErrorBody)),
+    responses((status = 200, description = "The keys set, read back", body = Object), (status = 400, description = "`invalid_request`", body = ErrorBody), (status = 413, description = "`session_too_large`: the session would pass its cap", body = ErrorBody), (status = 422, description = "`invalid_request`: the body cannot be decoded", body = ErrorBody)),
 )]
 pub(crate) async fn update_at_path(
     State(state): State<AppState>,
@@ -239,7 +239,7 @@ fn decoded(body: Result<LooseJson<UpdateBody>, ApiError>) -> Result<UpdateBody, 
 /// Sets the given attributes only, and answers them with their stored values. Any key is
 /// kept, as the original's hash kept any field. `user_id` may be sent but must match the
 /// session's (it is never changed); every failure the client caused is 400, as the original
-/// answered any failed update. The write counts as use: it moves `update_date`.
+/// answered any failed update, but a write past the session cap (413 `session_too_large`). The write counts as use: it moves `update_date`.
 ///
 /// Attributes alone change in one atomic store step, so concurrent updates of one session
 /// never fail for one another; a `device_id` (the session's device, not an attribute) is
@@ -252,8 +252,9 @@ async fn update(
     if changes.is_empty() {
         return Err(invalid("Payload does not contain session attributes to set").into());
     }
+    // A write past the session cap keeps its 413: a client must tell "too large" apart.
     let as_400 = |error: ApiError| {
-        if error.status().is_client_error() {
+        if error.status().is_client_error() && error.status() != StatusCode::PAYLOAD_TOO_LARGE {
             CompatError::with_status(StatusCode::BAD_REQUEST, error)
         } else {
             error.into()

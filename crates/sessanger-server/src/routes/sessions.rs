@@ -52,9 +52,10 @@ pub(crate) fn routes() -> Router<AppState> {
             )),
         (status = 400, description = "`invalid_request` (also: a chosen `session_id` without the user's shard tag)", body = ErrorBody),
         (status = 409, description = "`too_many_sessions`: the user is at the session limit; `session_id_taken`: a live session has the chosen id", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 1 MiB; `session_too_large`: the \
+            session would pass its cap (attributes or bytes), and nothing was written", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_patch`: the attributes break a size limit; `deadline_passed`: \
+        (status = 422, description = "`invalid_patch`: a key or value breaks a size limit; `deadline_passed`: \
             `absolute_expires_at` is not in the future", body = ErrorBody),
     )
 )]
@@ -155,7 +156,8 @@ impl ToSchema for PatchBody {
         (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
         (status = 412, description = "`version_mismatch`: the session changed since that version", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 1 MiB; `session_too_large`: the \
+            session would pass its cap (attributes or bytes), and nothing was written", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
         (status = 422, description = "`invalid_patch`, or `not_an_integer` for an increment", body = ErrorBody),
     )
@@ -191,9 +193,10 @@ pub(crate) async fn patch_attributes(
         (status = 400, description = "`invalid_request`", body = ErrorBody),
         (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody),
         (status = 412, description = "`version_mismatch`: the session changed since that version", body = ErrorBody),
-        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the body is over 1 MiB; `session_too_large`: the \
+            session would pass its cap (attributes or bytes), and nothing was written", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 422, description = "`invalid_patch`: the attributes break a size limit; `deadline_passed`: \
+        (status = 422, description = "`invalid_patch`: a key or value breaks a size limit; `deadline_passed`: \
             `absolute_expires_at` is not in the future", body = ErrorBody),
         (status = 428, description = "`precondition_required`: no If-Match", body = ErrorBody),
     )
