@@ -345,8 +345,7 @@ impl SessionManager {
     /// Replaces the session's attributes and device with those of `session`, only if the
     /// stored version is still `session.version` (compare-and-set; sa-token's `update_session`).
     pub async fn update_session(&self, session: &Session) -> Result<Session, ManagerError> {
-        self.replace_session(&session.id, Replacement::new(&session.attributes, &session.device, session.version))
-            .await
+        self.replace_session(&session.id, Replacement::new(&session.attributes, &session.device, session.version)).await
     }
 
     /// Replaces all attributes and the device of a session, only if it is still at version

@@ -285,11 +285,7 @@ pub async fn replace_is_compare_and_set_by_version(store: SharedStore) {
     edited.user_id = user("thief");
     edited.expires_at = now + ABSOLUTE * 10;
     let applied = match store
-        .replace(
-            &s.id,
-            Replacement::new(&edited.attributes, &edited.device, Version(1)),
-            now,
-        )
+        .replace(&s.id, Replacement::new(&edited.attributes, &edited.device, Version(1)), now)
         .await
         .unwrap()
     {
@@ -303,27 +299,13 @@ pub async fn replace_is_compare_and_set_by_version(store: SharedStore) {
     assert_eq!(applied.expires_at, s.expires_at);
     assert_eq!(applied.created_at, s.created_at);
     assert_eq!(
-        store
-            .replace(
-                &s.id,
-                Replacement::new(&edited.attributes, &edited.device, Version(1)),
-                now
-            )
-            .await
-            .unwrap(),
+        store.replace(&s.id, Replacement::new(&edited.attributes, &edited.device, Version(1)), now).await.unwrap(),
         Replaced::VersionMismatch(Version(2))
     );
     assert_eq!(store.load(&s.id, now).await.unwrap(), Some(applied));
     let ghost = s.id.regenerate();
     assert_eq!(
-        store
-            .replace(
-                &ghost,
-                Replacement::new(&edited.attributes, &edited.device, Version(1)),
-                now
-            )
-            .await
-            .unwrap(),
+        store.replace(&ghost, Replacement::new(&edited.attributes, &edited.device, Version(1)), now).await.unwrap(),
         Replaced::NotFound
     );
 }
@@ -394,7 +376,10 @@ pub async fn patches_never_take_a_session_past_its_cap(store: SharedStore) {
     let over = apply(Patch::default().incr("counter", 1), capped).await;
     assert_eq!(over, Patched::Rejected(PatchError::SessionTooLarge(64)), "an increment is measured too");
     let tiny = PatchOptions::new().with_cap(Some(SessionCap { max_attributes: 1, max_bytes: 2 }));
-    assert!(matches!(apply(Patch::default().remove("fresh"), tiny).await, Patched::Applied(_)), "removals always apply");
+    assert!(
+        matches!(apply(Patch::default().remove("fresh"), tiny).await, Patched::Applied(_)),
+        "removals always apply"
+    );
     let small = Patch::default().set("name", json!(1)).set("fresh", json!(2));
     assert!(matches!(apply(small.incr("counter", 3), capped).await, Patched::Applied(_)));
     let over = apply(Patch::default().set("n", json!(4)), capped).await;

@@ -14,8 +14,8 @@ use sessanger_core::{Device, Permission, SessionManager, SessionPolicy, UserId, 
 use sessanger_server::{AppState, ServerOptions};
 use sessanger_store_memory::MemoryStore;
 use sessanger_tower::{SessangerStore, SessionOptions, Upstream, session_id_of};
-use tower::ServiceExt;
 use time::OffsetDateTime;
+use tower::ServiceExt;
 use tower_sessions::{Expiry, Session};
 
 fn web_app<U: Upstream>(store: SessangerStore<U>) -> Router {

@@ -204,6 +204,110 @@ async fn concurrent_back_session_updates_of_one_session_all_apply_on_mariadb() {
     concurrent_back_session_updates(&store.flags()).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_session_cap_holds_on_every_api() {
+    session_cap_on_every_api(&[]).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_session_cap_holds_on_every_api_on_redis() {
+    let store = FreshStore::new(StoreKind::Redis);
+    session_cap_on_every_api(&store.flags()).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_session_cap_holds_on_every_api_on_postgres() {
+    let store = FreshStore::new(StoreKind::Postgres);
+    session_cap_on_every_api(&store.flags()).await;
+}
+
+#[cfg(feature = "mysql")]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_session_cap_holds_on_every_api_on_mariadb() {
+    let store = FreshStore::new(StoreKind::MariaDb);
+    session_cap_on_every_api(&store.flags()).await;
+}
+
+/// A session grown through every API stops at the configured cap (8 attributes, 1 KiB): each
+/// write past it is 413 `session_too_large` and changes nothing, whichever API sent it.
+async fn session_cap_on_every_api(store: &[&str]) {
+    let (tmp, dir) = data_dir();
+    let config = tmp.path().join("cap.yaml");
+    std::fs::write(&config, "session:\n  max_attributes: 8\n  max_bytes: 1024\n").unwrap();
+    let args = [&["--compat", "back-session,sessman", "--config", config.to_str().unwrap()], store].concat();
+    let server = Server::start_with(&dir, &args, &[]);
+    let bearer = format!("Bearer {}", admin_token(&dir));
+    let v1 = |method: Method, path: String, body: Value| {
+        let (server, bearer) = (&server, &bearer);
+        async move {
+            let headers = [("Authorization", bearer.as_str()), ("Content-Type", "application/json"), ("If-Match", "*")];
+            call(server, method, &path, Some(&body.to_string()), &headers).await
+        }
+    };
+    let (_, created) = call(&server, Method::POST, "/a01/session", Some(r#"{"user_id": "dave"}"#), &[]).await;
+    let id = created["session_id"].as_str().unwrap().to_owned();
+    let attributes = format!("/v1/sessions/{id}/attributes");
+    let (status, _) = v1(Method::PATCH, attributes.clone(), json!({"set": {"big": "x".repeat(900)}})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, before) = v1(Method::GET, format!("/v1/sessions/{id}"), Value::Null).await;
+
+    let many: serde_json::Map<String, Value> = (0..9).map(|i| (format!("k{i}"), json!(i))).collect();
+    let more = "y".repeat(200);
+    let refused = [
+        v1(Method::PATCH, attributes.clone(), json!({"set": {"more": more}})).await,
+        v1(Method::PATCH, attributes.clone(), json!({"incr": {"n": 1}, "set": {"m": "z".repeat(120)}})).await,
+        v1(Method::PUT, format!("/v1/sessions/{id}"), json!({"attributes": many})).await,
+        v1(Method::POST, "/v1/sessions".into(), json!({"user_id": "dave", "attributes": many})).await,
+        call(
+            &server,
+            Method::PATCH,
+            "/a01/session",
+            Some(&json!({"session_id": id, "session_attributes": {"more": more}}).to_string()),
+            &[],
+        )
+        .await,
+        call(
+            &server,
+            Method::POST,
+            "/a01/session",
+            Some(&json!({"user_id": "dave", "access_token": "b".repeat(1100)}).to_string()),
+            &[],
+        )
+        .await,
+        call(
+            &server,
+            Method::POST,
+            &format!("/sessman/update?session_id={id}"),
+            Some(&json!({"data": many}).to_string()),
+            &[],
+        )
+        .await,
+        call(
+            &server,
+            Method::POST,
+            "/sessman/new",
+            Some(&json!({"data": {"blob": "b".repeat(1100)}}).to_string()),
+            &[],
+        )
+        .await,
+    ];
+    for (i, (status, answer)) in refused.iter().enumerate() {
+        assert_eq!(status.as_u16(), 413, "write {i}: {answer}");
+        let code = answer["error"]["code"].as_str().or(answer["error"].as_str());
+        assert!(code.is_some_and(|c| c == "session_too_large" || c.contains("at most")), "write {i}: {answer}");
+    }
+    let (_, after) = v1(Method::GET, format!("/v1/sessions/{id}"), Value::Null).await;
+    assert_eq!((&after["version"], &after["attributes"]), (&before["version"], &before["attributes"]));
+    let (_, listed) = v1(Method::GET, "/v1/users/dave/sessions".into(), Value::Null).await;
+    assert_eq!(listed["sessions"].as_array().unwrap().len(), 1, "no refused create stored a session");
+    // Removing always works, and makes room again.
+    let (status, _) = v1(Method::PATCH, attributes, json!({"remove": ["big"], "set": {"more": more}})).await;
+    assert_eq!(status, StatusCode::OK);
+    server.stop();
+}
+
 /// 200 `PATCH /a01/session` at once on one session, each setting its own key (one the
 /// original never named): each answers 200 with its key read back, none is lost, `GET` shows
 /// them all, and the write moved `update_date`.

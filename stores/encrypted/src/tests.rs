@@ -91,10 +91,7 @@ async fn every_write_path_seals_and_every_read_path_opens() {
 
     let mut attributes = Attributes::new();
     attributes.insert("access_token".into(), json!(format!("{SECRET}-2")));
-    let replaced = store
-        .replace(&s.id, Replacement::new(&attributes, &s.device, Version(2)), now)
-        .await
-        .unwrap();
+    let replaced = store.replace(&s.id, Replacement::new(&attributes, &s.device, Version(2)), now).await.unwrap();
     let Replaced::Applied(replaced) = replaced else { panic!("{replaced:?}") };
     assert_eq!(replaced.attributes, attributes);
     assert_no_plaintext(&raw(&inner, &s.id, now).await);

@@ -368,7 +368,8 @@ impl SessionStore for RedisStore {
             }
         }
         let touch = if touch { "1" } else { "0" };
-        let mut args = vec![id.as_ref(), &expected, touch, &counts[0], &counts[1], &counts[2], &max_attributes, &max_bytes];
+        let mut args =
+            vec![id.as_ref(), &expected, touch, &counts[0], &counts[1], &counts[2], &max_attributes, &max_bytes];
         args.extend(owned.iter().map(String::as_str));
         let key = self.keys.session(id);
         let reply = self.run(&self.scripts.patch, &key, &[], id.shard_tag(), now, &args).await?;

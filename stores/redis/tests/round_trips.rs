@@ -96,11 +96,7 @@ async fn each_manager_operation_costs_one_round_trip() {
     store.touch(&warm.id, now).await.unwrap();
     store.patch(&warm.id, &Patch::default().set("k", json!(1)), PatchOptions::new(), now).await.unwrap();
     store
-        .replace(
-            &warm.id,
-            Replacement::new(&Default::default(), &Default::default(), sessanger_core::Version(3)),
-            now,
-        )
+        .replace(&warm.id, Replacement::new(&Default::default(), &Default::default(), sessanger_core::Version(3)), now)
         .await
         .unwrap();
     let renamed = warm.id.regenerate();

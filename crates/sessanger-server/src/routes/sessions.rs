@@ -213,9 +213,7 @@ pub(crate) async fn replace_session(
     if !if_match.is_present() {
         return Err(ApiError::PreconditionRequired);
     }
-    let session = if_match
-        .write(|expected| caller.manager.replace_session(&id, body.replacement(expected)))
-        .await?;
+    let session = if_match.write(|expected| caller.manager.replace_session(&id, body.replacement(expected))).await?;
     Ok(SessionReply::changed(session, prefer))
 }
 
