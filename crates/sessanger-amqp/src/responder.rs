@@ -5,6 +5,7 @@
 use std::{
     collections::HashMap,
     future::Future,
+    num::NonZeroU32,
     pin::pin,
     sync::{Arc, Mutex, Weak},
     time::{Duration, Instant},
@@ -21,7 +22,7 @@ use lapin::{
     types::FieldTable,
     uri::AMQPUri,
 };
-use sessanger_core::{DeleteReason, Session, SessionEvent, SessionId, SessionManager, UserId};
+use sessanger_core::{DeleteReason, Page, Session, SessionEvent, SessionId, SessionManager, UserId};
 use tokio::{
     sync::{OwnedMutexGuard, broadcast, watch},
     task::JoinSet,
@@ -180,7 +181,8 @@ impl Responder {
     /// With the user's lock held: if `user` has no live session left, ends its broker access
     /// ([`Provisioner::deprovision`]). Failures are logged: the session is gone either way.
     pub async fn end_if_last_locked(&self, user: &UserId) {
-        match self.manager.list_user_sessions(user).await {
+        // Whether any is left: a page of one says.
+        match self.manager.list_user_sessions(user, &Page::first(NonZeroU32::MIN)).await {
             Ok(sessions) if sessions.is_empty() => {
                 if let Err(error) = self.provisioner.deprovision(user).await {
                     tracing::warn!(%user, %error, "removing the broker account after the last session failed");

@@ -457,7 +457,7 @@ async fn request_delivered_twice_runs_once_and_both_get_its_reply() {
         sessions.push(fields["session"]["session_id"].clone());
     }
     assert_eq!(sessions[0], sessions[1], "both deliveries got the first run's reply");
-    let live = responder.manager().list_user_sessions(&user("om1")).await.unwrap();
+    let live = responder.manager().all_user_sessions(&user("om1")).await.unwrap();
     assert_eq!(live.len(), 1, "the login ran once");
     connection.close(200, "done".into()).await.unwrap();
     world.finish().await;

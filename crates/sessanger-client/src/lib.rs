@@ -31,7 +31,7 @@ use std::{fmt, time::Duration};
 use reqwest::{Method, RequestBuilder, StatusCode, header};
 use serde::de::DeserializeOwned;
 use sessanger_core::{
-    Patch, ServiceId, SessionId, UserId, Version,
+    Page, Patch, ServiceId, SessionId, UserId, Version,
     wire::{
         CreateService, CreateSession, CreatedService, Deleted, ErrorBody, Regenerated, ReplaceSession, ServiceBody,
         ServiceList, SessionBody, SessionList, Stats,
@@ -222,10 +222,15 @@ impl Client {
         Ok(())
     }
 
-    /// `GET /v1/users/{user_id}/sessions`.
-    pub async fn list_user_sessions(&self, user: &UserId) -> Result<Vec<SessionBody>, ClientError> {
-        let list: SessionList = self.send(self.request(Method::GET, &user_path(user))).await?;
-        Ok(list.sessions)
+    /// `GET /v1/users/{user_id}/sessions?limit=&cursor=`: one page of the user's sessions;
+    /// `next_cursor` (as [`Page::after`]) asks for the next.
+    pub async fn list_user_sessions(&self, user: &UserId, page: &Page) -> Result<SessionList, ClientError> {
+        // A cursor is digits, a dot and a base64url id: nothing in it needs escaping.
+        let mut path = format!("{}?limit={}", user_path(user), page.limit);
+        if let Some(after) = &page.after {
+            path.push_str(&format!("&cursor={after}"));
+        }
+        self.send(self.request(Method::GET, &path)).await
     }
 
     /// `DELETE /v1/users/{user_id}/sessions`; returns how many were deleted.

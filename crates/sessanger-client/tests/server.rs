@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use sessanger_client::{Client, ClientError, ErrorCode};
-use sessanger_core::{Patch, Permission, SessionId, SessionManager, SessionPolicy, wire::CreateSession};
+use sessanger_core::{Page, Patch, Permission, SessionId, SessionManager, SessionPolicy, wire::CreateSession};
 use sessanger_server::{AppState, ServerOptions};
 use sessanger_store_memory::MemoryStore;
 use tokio::net::TcpListener;
@@ -40,9 +40,28 @@ async fn a_created_session_is_read_changed_and_listed_under_its_user() {
     let created = client.create_session(&new_session("alice")).await.unwrap();
     let patched = client.patch_session(&created.session_id, &Patch::default().incr("visits", 2), None).await.unwrap();
     assert_eq!(patched.attributes["visits"], 2);
-    let listed = client.list_user_sessions(&"alice".parse().unwrap()).await.unwrap();
-    assert_eq!(listed.len(), 1);
-    assert_eq!(client.delete_user_sessions(&"alice".parse().unwrap()).await.unwrap(), 1);
+    let alice = "alice".parse().unwrap();
+    let listed = client.list_user_sessions(&alice, &Page::DEFAULT).await.unwrap();
+    assert_eq!((listed.sessions.len(), listed.next_cursor), (1, None));
+    // Pages: two of three, then the last one, in creation order.
+    let more = [
+        client.create_session(&new_session("alice")).await.unwrap(),
+        client.create_session(&new_session("alice")).await.unwrap(),
+    ];
+    let two = Page::first(std::num::NonZeroU32::new(2).unwrap());
+    let first = client.list_user_sessions(&alice, &two).await.unwrap();
+    let after = first.next_cursor.clone().expect("a full page has a next one");
+    let last = client.list_user_sessions(&alice, &Page { after: Some(after), ..two }).await.unwrap();
+    assert_eq!(last.next_cursor, None);
+    let listed: Vec<_> =
+        first.sessions.iter().chain(&last.sessions).map(|s| (s.created_at, s.session_id.clone())).collect();
+    assert!(listed.is_sorted(), "oldest first, ties by id: {listed:?}");
+    let mut expected = vec![created.session_id, more[0].session_id.clone(), more[1].session_id.clone()];
+    let mut ids: Vec<_> = listed.into_iter().map(|(_, id)| id).collect();
+    ids.sort();
+    expected.sort();
+    assert_eq!(ids, expected, "every session once");
+    assert_eq!(client.delete_user_sessions(&alice).await.unwrap(), 3);
 }
 
 #[tokio::test]

@@ -28,7 +28,7 @@ pub use manager::{ManagerError, NewSession, Reaper, SessionManager, SessionPolic
 pub use service::{MalformedToken, Permission, ServiceRecord, ServiceToken, UnknownPermission};
 pub use session::{Attributes, Device, Limits, Patch, PatchError, Session, SessionCap, Version, encoded_size};
 pub use store::{
-    BoxError, Created, Maintenance, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceStore, SessionRef,
-    SessionStore, Store, StoreError, UserLimit,
+    BoxError, Created, Maintenance, MalformedCursor, Page, PatchOptions, Patched, Position, Renamed, Replaced,
+    Replacement, ServiceStore, SessionRef, SessionStore, Store, StoreError, UserLimit,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

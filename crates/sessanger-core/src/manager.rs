@@ -3,6 +3,7 @@
 use std::{
     collections::HashMap,
     fmt,
+    num::NonZeroU32,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -11,9 +12,9 @@ use serde_json::Value;
 use tokio::{sync::broadcast, task::JoinHandle};
 
 use crate::{
-    Attributes, Clock, Created, DeleteReason, Device, Limits, Patch, PatchError, PatchOptions, Patched, Permission,
-    Renamed, Replaced, Replacement, ServiceId, ServiceRecord, ServiceToken, Session, SessionEvent, SessionId, Store,
-    StoreError, SystemClock, Timestamp, UserId, UserLimit, Version,
+    Attributes, Clock, Created, DeleteReason, Device, Limits, Page, Patch, PatchError, PatchOptions, Patched,
+    Permission, Renamed, Replaced, Replacement, ServiceId, ServiceRecord, ServiceToken, Session, SessionEvent,
+    SessionId, Store, StoreError, SystemClock, Timestamp, UserId, UserLimit, Version,
     audit::{self, Action},
 };
 
@@ -115,6 +116,10 @@ pub enum ManagerError {
 /// busy node reads each service from the store twice a second at most.
 const SERVICE_CACHE_TTL: Duration = Duration::from_millis(500);
 
+/// How many sessions one store call returns when [`SessionManager::all_user_sessions`] walks
+/// a user's pages.
+const PAGE_SIZE_FOR_ALL: NonZeroU32 = NonZeroU32::new(500).expect("not zero");
+
 /// How many expired sessions one purge call removes at most; the reaper loops while full
 /// batches come back, so one call never holds a store for long.
 const PURGE_BATCH: usize = 1000;
@@ -146,7 +151,7 @@ const PURGE_BATCH: usize = 1000;
 /// ```
 /// use std::{sync::Arc, time::Duration};
 /// use serde_json::json;
-/// use sessanger_core::{NewSession, SessionManager};
+/// use sessanger_core::{NewSession, Page, SessionManager};
 /// use sessanger_store_memory::MemoryStore;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -155,7 +160,7 @@ const PURGE_BATCH: usize = 1000;
 /// let session = manager.create_session(&user, NewSession::default()).await?;
 /// manager.set_attribute(&session.id, "role", json!("admin")).await?;
 /// assert_eq!(manager.get_attribute(&session.id, "role").await?, Some(json!("admin")));
-/// assert_eq!(manager.list_user_sessions(&user).await?.len(), 1);
+/// assert_eq!(manager.list_user_sessions(&user, &Page::DEFAULT).await?.len(), 1);
 /// assert_eq!(manager.delete_user_sessions(&user).await?, 1);
 /// # Ok(()) }
 /// ```
@@ -497,9 +502,24 @@ impl SessionManager {
         Ok(session)
     }
 
-    /// The user's live sessions, oldest first (sa-token's `get_sessions_by_login_id`).
-    pub async fn list_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, ManagerError> {
-        Ok(self.shared.store.list_user(user, self.now()).await?)
+    /// One page of the user's live sessions, oldest first (sa-token's
+    /// `get_sessions_by_login_id`); [`Page::next`] says where the next one starts.
+    pub async fn list_user_sessions(&self, user: &UserId, page: &Page) -> Result<Vec<Session>, ManagerError> {
+        Ok(self.shared.store.list_user(user, page, self.now()).await?)
+    }
+
+    /// Every live session of the user, oldest first, read page by page: for answers that
+    /// have no pages (the compat APIs, the broker protocol). The per-user limit
+    /// ([`SessionPolicy::max_per_user`]) is what bounds it.
+    pub async fn all_user_sessions(&self, user: &UserId) -> Result<Vec<Session>, ManagerError> {
+        let mut all = Vec::new();
+        let mut page = Some(Page::first(PAGE_SIZE_FOR_ALL));
+        while let Some(current) = page {
+            let sessions = self.list_user_sessions(user, &current).await?;
+            page = current.next(&sessions);
+            all.extend(sessions);
+        }
+        Ok(all)
     }
 
     /// Deletes every session of the user ("sign out everywhere", sa-token's

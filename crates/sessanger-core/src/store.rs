@@ -255,6 +255,108 @@ impl<'a> Replacement<'a> {
     }
 }
 
+/// Where a session stands in its user's listing, which is ordered by creation time, then id:
+/// a page starts after the last session of the page before.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// The session's creation time.
+    pub created_at: Timestamp,
+    /// Its id, which orders sessions created in the same millisecond.
+    pub id: SessionId,
+}
+
+impl Position {
+    /// Where `session` stands.
+    pub fn of(session: &Session) -> Self {
+        Position { created_at: session.created_at, id: session.id.clone() }
+    }
+}
+
+/// A position as an API cursor: `<created_at ms>.<id>`. Clients treat it as opaque text.
+///
+/// # Examples
+/// ```
+/// use sessanger_core::{Position, SessionId, Timestamp};
+///
+/// let position = Position { created_at: Timestamp::from_millis(42), id: SessionId::generate() };
+/// let cursor = position.to_string();
+/// assert_eq!(cursor.parse::<Position>(), Ok(position));
+/// assert!("42".parse::<Position>().is_err());
+/// ```
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.created_at.as_millis(), self.id)
+    }
+}
+
+/// Why a cursor was refused: it is not one this server handed out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a cursor this server handed out")]
+pub struct MalformedCursor;
+
+impl std::str::FromStr for Position {
+    type Err = MalformedCursor;
+
+    fn from_str(text: &str) -> Result<Self, MalformedCursor> {
+        let (millis, id) = text.split_once('.').ok_or(MalformedCursor)?;
+        Ok(Position {
+            created_at: Timestamp::from_millis(millis.parse().map_err(|_| MalformedCursor)?),
+            id: id.parse().map_err(|_| MalformedCursor)?,
+        })
+    }
+}
+
+impl serde::Serialize for Position {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Position {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One page of a user's sessions: those after `after` (from the first if `None`), at most
+/// `limit` of them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// The position of the last session of the page before.
+    pub after: Option<Position>,
+    /// The most sessions the page holds.
+    pub limit: NonZeroU32,
+}
+
+impl Page {
+    /// The first `limit` sessions.
+    pub fn first(limit: NonZeroU32) -> Self {
+        Page { after: None, limit }
+    }
+
+    /// The page's limit as a count.
+    pub fn size(&self) -> usize {
+        self.limit.get() as usize
+    }
+
+    /// The first [`Page::DEFAULT_LIMIT`] sessions.
+    pub const DEFAULT: Page = Page { after: None, limit: Page::DEFAULT_LIMIT };
+
+    /// How many sessions a page holds unless asked otherwise.
+    pub const DEFAULT_LIMIT: NonZeroU32 = NonZeroU32::new(100).expect("not zero");
+
+    /// The most sessions a page may hold.
+    pub const MAX_LIMIT: NonZeroU32 = NonZeroU32::new(1000).expect("not zero");
+
+    /// Where the page after `sessions` (this page's) starts; `None` when this one was not
+    /// full, so there is nothing after it.
+    pub fn next(&self, sessions: &[Session]) -> Option<Page> {
+        let last = sessions.last().filter(|_| sessions.len() >= self.size())?;
+        Some(Page { after: Some(Position::of(last)), limit: self.limit })
+    }
+}
+
 /// A session named by id and owner, for results where the data is gone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionRef {
@@ -346,12 +448,14 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     /// Only the store's own failures (see the [module docs](self)).
     async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError>;
 
-    /// The user's live sessions, oldest first. Costs O(k) in that user's sessions, never a
-    /// scan of all sessions.
+    /// One page of the user's live sessions, ordered by creation time then id (oldest
+    /// first): those after [`Page::after`], at most [`Page::limit`]. Costs O(page) (plus the
+    /// dead sessions skipped on the way), never a scan of the user's other sessions or of all
+    /// sessions; a session created or deleted meanwhile never shifts the pages around it.
     ///
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)).
-    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError>;
+    async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError>;
 
     /// Deletes all of the user's sessions in one step; returns the ids of those that were
     /// live. O(k) in the user's sessions.

@@ -140,8 +140,12 @@ pub struct Regenerated {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionList {
-    /// The user's live sessions, oldest first.
+    /// One page of the user's live sessions, oldest first.
     pub sessions: Vec<SessionBody>,
+    /// Where the next page starts (`?cursor=`); absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub next_cursor: Option<crate::Position>,
 }
 
 /// `DELETE /v1/users/{user_id}/sessions`.

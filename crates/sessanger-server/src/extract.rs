@@ -1,14 +1,14 @@
 //! Extractors whose failures are [`ApiError`]s, so no axum plain-text rejection ever reaches a
 //! client.
 
-use std::str::FromStr;
+use std::{num::NonZeroU32, str::FromStr};
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, Path, Request},
+    extract::{FromRequest, FromRequestParts, Path, Query, Request},
     http::request::Parts,
 };
 use serde::de::DeserializeOwned;
-use sessanger_core::{IdError, ServiceId, SessionId, UserId};
+use sessanger_core::{IdError, Page, Position, ServiceId, SessionId, UserId};
 
 use crate::error::ApiError;
 
@@ -60,6 +60,41 @@ impl<S: Send + Sync, T: PathSegment> FromRequestParts<S> for PathId<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
         raw.parse().map(PathId).map_err(T::malformed)
+    }
+}
+
+/// `?limit=&cursor=` of a listing: which [`Page`] to answer. `limit` defaults to
+/// [`Page::DEFAULT_LIMIT`] and may be at most [`Page::MAX_LIMIT`]; `cursor` is a listing's
+/// `next_cursor`, handed back unchanged.
+#[derive(Debug)]
+pub(crate) struct PageQuery(pub(crate) Page);
+
+impl<S: Send + Sync> FromRequestParts<S> for PageQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            limit: Option<String>,
+            cursor: Option<String>,
+        }
+        let Query(raw) = Query::<Raw>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
+        let limit = match raw.limit {
+            None => Page::DEFAULT_LIMIT,
+            Some(text) => text
+                .parse::<NonZeroU32>()
+                .ok()
+                .filter(|limit| *limit <= Page::MAX_LIMIT)
+                .ok_or_else(|| ApiError::InvalidRequest(format!("limit must be 1 to {}", Page::MAX_LIMIT)))?,
+        };
+        let after = raw
+            .cursor
+            .map(|cursor| cursor.parse::<Position>())
+            .transpose()
+            .map_err(|e| ApiError::InvalidRequest(format!("cursor: {e}")))?;
+        Ok(PageQuery(Page { after, limit }))
     }
 }
 

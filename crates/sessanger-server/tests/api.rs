@@ -10,7 +10,7 @@ use axum::{
 };
 use serde_json::{Value, json};
 use sessanger_core::{
-    Created, Maintenance, Patch, PatchOptions, Patched, Permission, Renamed, Replaced, Replacement, ServiceId,
+    Created, Maintenance, Page, Patch, PatchOptions, Patched, Permission, Renamed, Replaced, Replacement, ServiceId,
     ServiceRecord, ServiceStore, Session, SessionId, SessionManager, SessionPolicy, SessionRef, SessionStore, Store,
     StoreError, Timestamp, UserId, UserLimit,
 };
@@ -204,9 +204,9 @@ impl SessionStore for FaultyStore {
         self.gate().await?;
         self.inner.delete(id, now).await
     }
-    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+    async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
         self.gate().await?;
-        self.inner.list_user(user, now).await
+        self.inner.list_user(user, page, now).await
     }
     async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
         self.gate().await?;
@@ -457,6 +457,42 @@ async fn an_absolute_deadline_is_set_at_creation_and_moved_by_a_put_but_never_in
     api.create_refused(json!({"user_id": "bob", "absolute_expires_at": at(-1)}), 422, "deadline_passed").await;
     let unchanged = api.call(Method::GET, &uri, Some(&api.reader), None).await;
     assert_eq!((&unchanged.json["version"], &unchanged.json["attributes"]), (&json!(2), &json!({"k": 1})));
+}
+
+#[tokio::test]
+async fn a_users_sessions_come_in_bounded_pages_that_cover_each_once() {
+    let api = Api::new().await;
+    for _ in 0..250 {
+        api.create(json!({"user_id": "erin"})).await;
+    }
+    let r = Some(api.reader.as_str());
+    let first = api.call(Method::GET, "/v1/users/erin/sessions", r, None).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.json["sessions"].as_array().unwrap().len(), 100, "the default page is 100");
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let uri = match &cursor {
+            None => "/v1/users/erin/sessions?limit=64".to_owned(),
+            Some(c) => format!("/v1/users/erin/sessions?limit=64&cursor={c}"),
+        };
+        let page = api.call(Method::GET, &uri, r, None).await;
+        let sessions = page.json["sessions"].as_array().unwrap();
+        assert!(sessions.len() <= 64);
+        seen.extend(sessions.iter().map(id_of));
+        pages += 1;
+        match page.json["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!((seen.len(), pages), (250, 4), "every session once, in ceil(250 / 64) pages");
+    for bad in ["limit=0", "limit=1001", "limit=ten", "cursor=nope", "cursor=12.not-an-id"] {
+        api.call(Method::GET, &format!("/v1/users/erin/sessions?{bad}"), r, None)
+            .await
+            .assert_error(400, "invalid_request");
+    }
 }
 
 #[tokio::test]

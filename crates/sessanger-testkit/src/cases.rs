@@ -4,8 +4,8 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use serde_json::json;
 use sessanger_core::{
-    Created, Patch, PatchError, PatchOptions, Patched, Permission, Renamed, Replaced, Replacement, ServiceRecord,
-    Session, SessionCap, SessionId, Store, Timestamp, UserId, UserLimit, Version, encoded_size,
+    Created, Page, Patch, PatchError, PatchOptions, Patched, Permission, Position, Renamed, Replaced, Replacement,
+    ServiceRecord, Session, SessionCap, SessionId, Store, Timestamp, UserId, UserLimit, Version, encoded_size,
 };
 
 type SharedStore = Arc<dyn Store>;
@@ -83,7 +83,7 @@ pub async fn create_never_overwrites_a_live_session(store: SharedStore) {
     second.attributes.insert("intruder".into(), json!(true));
     assert_eq!(store.create(&second, UserLimit::Unlimited, now).await.unwrap(), Created::IdTaken);
     assert_eq!(store.load(&first.id, now).await.unwrap(), Some(first.clone()));
-    assert_eq!(store.list_user(&first.user_id, now).await.unwrap(), vec![first]);
+    assert_eq!(store.list_user(&first.user_id, &Page::DEFAULT, now).await.unwrap(), vec![first]);
 }
 
 /// The id of a dead session may be used again; the old data is gone.
@@ -95,7 +95,11 @@ pub async fn create_may_reuse_the_id_of_an_expired_session(store: SharedStore) {
     new.id = old.id.clone();
     assert!(matches!(store.create(&new, UserLimit::Unlimited, later).await.unwrap(), Created::Created { .. }));
     assert_eq!(store.load(&old.id, later).await.unwrap(), Some(new.clone()));
-    assert_eq!(store.list_user(&old.user_id, later).await.unwrap(), vec![new], "the dead session left the index");
+    assert_eq!(
+        store.list_user(&old.user_id, &Page::DEFAULT, later).await.unwrap(),
+        vec![new],
+        "the dead session left the index"
+    );
 }
 
 /// 100 concurrent creates for one user all land in the user's index.
@@ -116,7 +120,7 @@ pub async fn concurrent_creates_for_one_user_are_all_kept(store: SharedStore) {
     for t in tasks {
         expected.push(t.await.unwrap());
     }
-    let mut listed = ids(&store.list_user(&u, now).await.unwrap());
+    let mut listed = ids(&store.list_user(&u, &Page::DEFAULT, now).await.unwrap());
     expected.sort();
     listed.sort();
     assert_eq!(listed, expected);
@@ -453,7 +457,7 @@ pub async fn rename_moves_the_session_to_the_new_id(store: SharedStore) {
     assert_eq!(renamed.version, Version(2));
     assert_eq!(store.load(&s.id, later).await.unwrap(), None);
     assert_eq!(store.load(&new, later).await.unwrap(), Some(renamed));
-    assert_eq!(ids(&store.list_user(&s.user_id, later).await.unwrap()), vec![new]);
+    assert_eq!(ids(&store.list_user(&s.user_id, &Page::DEFAULT, later).await.unwrap()), vec![new]);
     assert_eq!(store.delete(&s.id, later).await.unwrap(), None);
 }
 
@@ -486,7 +490,7 @@ pub async fn delete_returns_the_session_once(store: SharedStore) {
     assert_eq!(store.delete(&s.id, now).await.unwrap(), Some(s.clone()));
     assert_eq!(store.delete(&s.id, now).await.unwrap(), None);
     assert_eq!(store.load(&s.id, now).await.unwrap(), None);
-    assert!(store.list_user(&s.user_id, now).await.unwrap().is_empty());
+    assert!(store.list_user(&s.user_id, &Page::DEFAULT, now).await.unwrap().is_empty());
 }
 
 /// A user's list holds their live sessions only, oldest first.
@@ -497,12 +501,49 @@ pub async fn list_user_returns_only_that_users_live_sessions_oldest_first(store:
     let second = created(&store, &u, now + SECOND).await;
     let third = created(&store, &u, now + SECOND * 2).await;
     created(&store, &other, now).await;
-    let listed = store.list_user(&u, now + SECOND * 2).await.unwrap();
+    let listed = store.list_user(&u, &Page::DEFAULT, now + SECOND * 2).await.unwrap();
     assert_eq!(ids(&listed), vec![first.id.clone(), second.id.clone(), third.id.clone()]);
     assert_eq!(listed[0], first);
     // The first expires one second before the second.
-    assert_eq!(ids(&store.list_user(&u, now + IDLE).await.unwrap()), vec![second.id, third.id]);
-    assert!(store.list_user(&user("nobody"), now).await.unwrap().is_empty());
+    assert_eq!(ids(&store.list_user(&u, &Page::DEFAULT, now + IDLE).await.unwrap()), vec![second.id, third.id]);
+    assert!(store.list_user(&user("nobody"), &Page::DEFAULT, now).await.unwrap().is_empty());
+}
+
+/// `list_user` pages through a user's live sessions in creation order (ties by id): each
+/// page starts after the last of the one before and holds at most its limit, dead sessions
+/// are skipped, and sessions deleted or created between pages never make one repeat or go
+/// missing.
+pub async fn list_user_pages_through_every_session_once(store: SharedStore) {
+    let now = t0();
+    let u = user("u");
+    let millis = |n: u64| now + Duration::from_millis(n);
+    let mut live = Vec::new();
+    // Seven sessions, the last two created in the same millisecond, and a dead one among them.
+    for n in [0, 1, 2, 3, 4, 5, 5] {
+        let s = Session::new(SessionId::generate_for(&u), u.clone(), millis(n), IDLE, ABSOLUTE);
+        create(&store, &s).await;
+        live.push(s);
+    }
+    let dead = Session::new(SessionId::generate_for(&u), u.clone(), millis(3), Duration::from_millis(1), ABSOLUTE);
+    create(&store, &dead).await;
+    live.sort_by_key(Position::of);
+    let later = now + SECOND;
+    let three = Page::first(NonZeroU32::new(3).unwrap());
+
+    let first = store.list_user(&u, &three, later).await.unwrap();
+    assert_eq!(ids(&first), ids(&live[..3]));
+    // Between pages: a listed session goes, and a new one comes after all the others.
+    store.delete(&live[1].id, later).await.unwrap();
+    let newest = Session::new(SessionId::generate_for(&u), u.clone(), millis(100), IDLE, ABSOLUTE);
+    create(&store, &newest).await;
+    let second_page = three.next(&first).expect("a full page has a next one");
+    let second = store.list_user(&u, &second_page, later).await.unwrap();
+    assert_eq!(ids(&second), ids(&live[3..6]));
+    let third_page = second_page.next(&second).expect("a full page has a next one");
+    let third = store.list_user(&u, &third_page, later).await.unwrap();
+    assert_eq!(ids(&third), vec![live[6].id.clone(), newest.id.clone()]);
+    assert_eq!(third_page.next(&third), None, "a page that is not full is the last");
+    assert!(store.list_user(&user("nobody"), &three, later).await.unwrap().is_empty());
 }
 
 /// Revoking a user deletes every one of their sessions and nobody else's.
@@ -521,7 +562,7 @@ pub async fn delete_user_removes_all_and_only_that_users_sessions(store: SharedS
     for id in &mine {
         assert_eq!(store.load(id, now).await.unwrap(), None);
     }
-    assert!(store.list_user(&u, now).await.unwrap().is_empty());
+    assert!(store.list_user(&u, &Page::DEFAULT, now).await.unwrap().is_empty());
     assert_eq!(store.load(&theirs.id, now).await.unwrap(), Some(theirs));
     assert!(store.delete_user(&u, now).await.unwrap().is_empty());
 }
@@ -534,9 +575,9 @@ pub async fn list_and_revoke_stay_consistent_after_some_sessions_expire(store: S
     create(&store, &short).await;
     let long = created(&store, &u, now).await;
     let later = now + SECOND * 10;
-    assert_eq!(ids(&store.list_user(&u, later).await.unwrap()), vec![long.id.clone()]);
+    assert_eq!(ids(&store.list_user(&u, &Page::DEFAULT, later).await.unwrap()), vec![long.id.clone()]);
     assert_eq!(store.delete_user(&u, later).await.unwrap(), vec![long.id.clone()]);
-    assert!(store.list_user(&u, later).await.unwrap().is_empty());
+    assert!(store.list_user(&u, &Page::DEFAULT, later).await.unwrap().is_empty());
     assert_eq!(store.load(&short.id, now).await.unwrap(), None, "revoke removes dead sessions too");
 }
 
@@ -582,7 +623,11 @@ pub async fn delete_expired_removes_due_sessions_in_bounded_batches(store: Share
     short.sort();
     assert_eq!(purged_ids, short);
     assert_eq!(store.load(&long.id, later).await.unwrap(), Some(long.clone()));
-    assert_eq!(ids(&store.list_user(&u, now).await.unwrap()), vec![long.id], "purged sessions leave the index");
+    assert_eq!(
+        ids(&store.list_user(&u, &Page::DEFAULT, now).await.unwrap()),
+        vec![long.id],
+        "purged sessions leave the index"
+    );
 }
 
 /// Under `Refuse(n)`, the (n+1)-th live session is refused and nothing is written.
@@ -615,7 +660,7 @@ pub async fn evict_oldest_limit_deletes_the_oldest_sessions(store: SharedStore) 
     }
     assert_eq!(store.create(&c, limit, c.created_at).await.unwrap(), Created::Created { evicted: vec![a.id.clone()] });
     assert_eq!(store.load(&a.id, c.created_at).await.unwrap(), None);
-    assert_eq!(ids(&store.list_user(&u, c.created_at).await.unwrap()), vec![b.id, c.id]);
+    assert_eq!(ids(&store.list_user(&u, &Page::DEFAULT, c.created_at).await.unwrap()), vec![b.id, c.id]);
 }
 
 /// Concurrent creates under a limit never leave the user above it, even for an instant.
@@ -635,7 +680,7 @@ pub async fn concurrent_creates_never_exceed_the_user_limit(store: SharedStore) 
                 created += 1;
             }
         }
-        let live = store.list_user(&u, now).await.unwrap().len();
+        let live = store.list_user(&u, &Page::DEFAULT, now).await.unwrap().len();
         assert_eq!(live, 3, "{limit:?}");
         if matches!(limit, UserLimit::Refuse(_)) {
             assert_eq!(created, 3);

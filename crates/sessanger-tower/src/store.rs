@@ -5,7 +5,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use serde_json::Value;
 use sessanger_client::Client;
-use sessanger_core::{Attributes, Device, NewSession, Session, SessionId, SessionManager, Timestamp, UserId};
+use sessanger_core::{Attributes, Device, NewSession, Page, Session, SessionId, SessionManager, Timestamp, UserId};
 use time::OffsetDateTime;
 use tower_sessions::{
     SessionStore,
@@ -165,9 +165,14 @@ impl<U: Upstream> SessangerStore<U> {
         &self.upstream
     }
 
-    /// The user's live sessions across every device and service, oldest first.
-    pub async fn list_user_sessions(&self, user: &UserId) -> std::result::Result<Vec<Session>, UpstreamError> {
-        self.upstream.list_user(user).await
+    /// One page of the user's live sessions across every device and service, oldest first;
+    /// [`Page::next`] says where the next starts.
+    pub async fn list_user_sessions(
+        &self,
+        user: &UserId,
+        page: &Page,
+    ) -> std::result::Result<Vec<Session>, UpstreamError> {
+        self.upstream.list_user(user, page).await
     }
 
     /// Deletes every session of the user ("sign out everywhere"); returns how many were live.

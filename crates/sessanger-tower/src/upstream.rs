@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sessanger_client::{Client, ClientError, ErrorCode};
 use sessanger_core::{
-    Attributes, Device, ManagerError, NewSession, Replacement, Session, SessionId, SessionManager, StoreError,
+    Attributes, Device, ManagerError, NewSession, Page, Replacement, Session, SessionId, SessionManager, StoreError,
     Timestamp, UserId, Version,
     wire::{CreateSession, ReplaceSession, SessionBody},
 };
@@ -118,8 +118,8 @@ pub(crate) mod sealed {
         async fn refresh(&self, id: &SessionId) -> Result<Session, UpstreamError>;
         /// Deletes the session.
         async fn delete(&self, id: &SessionId) -> Result<(), UpstreamError>;
-        /// The user's live sessions, oldest first.
-        async fn list_user(&self, user: &UserId) -> Result<Vec<Session>, UpstreamError>;
+        /// One page of the user's live sessions, oldest first.
+        async fn list_user(&self, user: &UserId, page: &Page) -> Result<Vec<Session>, UpstreamError>;
         /// Deletes every session of the user; how many were live.
         async fn delete_user(&self, user: &UserId) -> Result<u64, UpstreamError>;
     }
@@ -158,8 +158,8 @@ impl sealed::Ops for SessionManager {
         Ok(())
     }
 
-    async fn list_user(&self, user: &UserId) -> Result<Vec<Session>, UpstreamError> {
-        Ok(self.list_user_sessions(user).await?)
+    async fn list_user(&self, user: &UserId, page: &Page) -> Result<Vec<Session>, UpstreamError> {
+        Ok(self.list_user_sessions(user, page).await?)
     }
 
     async fn delete_user(&self, user: &UserId) -> Result<u64, UpstreamError> {
@@ -213,8 +213,8 @@ impl sealed::Ops for Client {
         Ok(self.delete_session(id).await?)
     }
 
-    async fn list_user(&self, user: &UserId) -> Result<Vec<Session>, UpstreamError> {
-        Ok(self.list_user_sessions(user).await?.into_iter().map(session_of).collect())
+    async fn list_user(&self, user: &UserId, page: &Page) -> Result<Vec<Session>, UpstreamError> {
+        Ok(self.list_user_sessions(user, page).await?.sessions.into_iter().map(session_of).collect())
     }
 
     async fn delete_user(&self, user: &UserId) -> Result<u64, UpstreamError> {

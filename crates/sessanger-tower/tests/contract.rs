@@ -8,7 +8,9 @@ use std::{any::Any, collections::HashMap, num::NonZeroU32, sync::Arc, time::Dura
 
 use serde_json::{Value, json};
 use sessanger_client::Client;
-use sessanger_core::{DeleteReason, Permission, SessionEvent, SessionManager, SessionPolicy, Store, UserId, UserLimit};
+use sessanger_core::{
+    DeleteReason, Page, Permission, SessionEvent, SessionManager, SessionPolicy, Store, UserId, UserLimit,
+};
 use sessanger_server::{AppState, ServerOptions};
 use sessanger_store_embedded::EmbeddedStore;
 use sessanger_store_memory::MemoryStore;
@@ -209,7 +211,7 @@ async fn a_session_with_a_user_is_indexed_under_that_user<U: Upstream>(fx: Fixtu
     let store = fx.store;
     let mut created = record(json!({"user_id": "alice"}));
     store.create(&mut created).await.unwrap();
-    let sessions = store.list_user_sessions(&alice()).await.unwrap();
+    let sessions = store.list_user_sessions(&alice(), &Page::DEFAULT).await.unwrap();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0].id, session_id_of(&created.id));
     assert_eq!(sessions[0].id.shard_tag(), alice().shard_tag());
@@ -219,7 +221,7 @@ async fn the_user_attribute_is_configurable<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store.with_user_attribute("account");
     let mut created = record(json!({"account": "alice", "user_id": "not-the-user"}));
     store.create(&mut created).await.unwrap();
-    assert_eq!(store.list_user_sessions(&alice()).await.unwrap().len(), 1);
+    assert_eq!(store.list_user_sessions(&alice(), &Page::DEFAULT).await.unwrap().len(), 1);
 }
 
 async fn anonymous_sessions_each_have_a_user_of_their_own<U: Upstream>(fx: Fixture<U>) {
@@ -255,14 +257,14 @@ async fn save_refuses_to_change_the_user_without_a_new_id<U: Upstream>(fx: Fixtu
     let mut logged_in = anonymous.clone();
     logged_in.data.insert("user_id".into(), json!("alice"));
     assert!(matches!(store.save(&logged_in).await, Err(Error::Backend(_))));
-    assert!(store.list_user_sessions(&alice()).await.unwrap().is_empty());
+    assert!(store.list_user_sessions(&alice(), &Page::DEFAULT).await.unwrap().is_empty());
 }
 
 async fn the_device_is_kept_as_sessangers_device<U: Upstream>(fx: Fixture<U>) {
     let store = fx.store;
     let mut created = record(json!({"user_id": "alice", DEVICE_KEY: {"user_agent": "Firefox"}}));
     store.create(&mut created).await.unwrap();
-    let session = &store.list_user_sessions(&alice()).await.unwrap()[0];
+    let session = &store.list_user_sessions(&alice(), &Page::DEFAULT).await.unwrap()[0];
     assert_eq!(session.device.user_agent.as_deref(), Some("Firefox"));
     assert!(!session.attributes.contains_key(DEVICE_KEY));
     assert_eq!(store.load(&created.id).await.unwrap().unwrap().data[DEVICE_KEY]["user_agent"], json!("Firefox"));
@@ -310,7 +312,7 @@ async fn created_sessions_are_announced_and_evictions_too<U: Upstream>(fx: Fixtu
     }
     let evicted = SessionEvent::Deleted { session_id: ids[0].clone(), user_id: alice(), reason: DeleteReason::Evicted };
     assert!(seen.contains(&evicted), "the oldest session's eviction was not announced: {seen:?}");
-    assert_eq!(fx.store.list_user_sessions(&alice()).await.unwrap().len(), MAX_PER_USER as usize);
+    assert_eq!(fx.store.list_user_sessions(&alice(), &Page::DEFAULT).await.unwrap().len(), MAX_PER_USER as usize);
 }
 
 async fn concurrent_saves_are_retried_until_each_applies<U: Upstream>(fx: Fixture<U>) {

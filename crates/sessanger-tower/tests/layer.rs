@@ -10,7 +10,7 @@ use axum::{
     routing::{get, post},
 };
 use sessanger_client::Client;
-use sessanger_core::{Device, Permission, SessionManager, SessionPolicy, UserId, wire::SessionList};
+use sessanger_core::{Device, Page, Permission, SessionManager, SessionPolicy, UserId, wire::SessionList};
 use sessanger_server::{AppState, ServerOptions};
 use sessanger_store_memory::MemoryStore;
 use sessanger_tower::{SessangerStore, SessionOptions, Upstream, session_id_of};
@@ -107,7 +107,7 @@ async fn logging_in_changes_the_cookie_and_kills_the_pre_login_id() {
     assert_ne!(after, before);
     assert_eq!(send(&app, "GET", "/count", Some(&after)).await.1, "2", "data from before login is kept");
     assert_eq!(send(&app, "GET", "/count", Some(&before)).await.1, "1", "the old id starts afresh");
-    let alice = store.list_user_sessions(&"alice".parse().unwrap()).await.unwrap();
+    let alice = store.list_user_sessions(&"alice".parse().unwrap(), &Page::DEFAULT).await.unwrap();
     assert_eq!(alice.len(), 1);
     assert_eq!(alice[0].id, session_id_of(&after.parse().unwrap()));
     assert_eq!(alice[0].device.user_agent.as_deref(), Some("test"));
@@ -121,8 +121,8 @@ async fn logging_in_as_another_user_leaves_the_previous_users_data_behind() {
     assert_eq!(send(&app, "GET", "/count", alice.as_deref()).await.1, "1");
     let (_, _, bob) = send(&app, "POST", "/login/bob", alice.as_deref()).await;
     assert_eq!(send(&app, "GET", "/count", bob.as_deref()).await.1, "1", "bob must not inherit alice's count");
-    assert!(store.list_user_sessions(&"alice".parse().unwrap()).await.unwrap().is_empty());
-    assert_eq!(store.list_user_sessions(&"bob".parse().unwrap()).await.unwrap().len(), 1);
+    assert!(store.list_user_sessions(&"alice".parse().unwrap(), &Page::DEFAULT).await.unwrap().is_empty());
+    assert_eq!(store.list_user_sessions(&"bob".parse().unwrap(), &Page::DEFAULT).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -169,7 +169,7 @@ async fn in_remote_mode_logins_counters_and_signing_out_everywhere_go_through_th
     assert_eq!(send(&app, "GET", "/count", Some(&phone)).await.1, "2", "data from before login is kept");
     assert_eq!(send(&app, "GET", "/count", Some(&before.unwrap())).await.1, "1", "the pre-login id is dead");
 
-    let listed = client.list_user_sessions(&alice).await.unwrap();
+    let listed = client.list_user_sessions(&alice, &Page::DEFAULT).await.unwrap().sessions;
     let ids: Vec<_> = listed.iter().map(|s| s.session_id.clone()).collect();
     assert_eq!(ids.len(), 2, "both logins are sessions of the server's: {ids:?}");
     assert!(ids.contains(&session_id_of(&phone.parse().unwrap())));
@@ -177,7 +177,7 @@ async fn in_remote_mode_logins_counters_and_signing_out_everywhere_go_through_th
 
     assert_eq!(send(&app, "POST", "/sign-out-everywhere", Some(&laptop)).await.1, "2");
     assert_eq!(send(&app, "GET", "/count", Some(&phone)).await.1, "1", "the phone starts a new session");
-    assert!(client.list_user_sessions(&alice).await.unwrap().is_empty());
+    assert!(client.list_user_sessions(&alice, &Page::DEFAULT).await.unwrap().sessions.is_empty());
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use std::fs;
 use anyhow::{Context, bail};
 use sessanger_client::Client;
 use sessanger_core::{
-    Permission, ServiceId, SessionId, SessionManager, UserId,
+    Page, Permission, ServiceId, SessionId, SessionManager, UserId,
     wire::{CreateService, CreatedService, ServiceBody, SessionBody},
 };
 
@@ -72,11 +72,27 @@ impl Target {
         Ok(())
     }
 
+    /// Every session of the user, page after page: an operator asking sees them all.
     async fn list_sessions(&self, user: &UserId) -> anyhow::Result<Vec<SessionBody>> {
-        Ok(match self {
-            Target::Direct(m) => m.list_user_sessions(user).await?.into_iter().map(Into::into).collect(),
-            Target::Remote(c) => c.list_user_sessions(user).await?,
-        })
+        let mut all = Vec::new();
+        let mut page = Some(Page::first(Page::MAX_LIMIT));
+        while let Some(current) = page {
+            let (sessions, next) = match self {
+                Target::Direct(m) => {
+                    let sessions = m.list_user_sessions(user, &current).await?;
+                    let next = current.next(&sessions);
+                    (sessions.into_iter().map(Into::into).collect(), next)
+                }
+                Target::Remote(c) => {
+                    let list = c.list_user_sessions(user, &current).await?;
+                    let next = list.next_cursor.map(|after| Page { after: Some(after), limit: current.limit });
+                    (list.sessions, next)
+                }
+            };
+            all.extend(sessions);
+            page = next;
+        }
+        Ok(all)
     }
 
     async fn revoke_session(&self, id: &SessionId) -> anyhow::Result<()> {

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sessanger_client::{Client, ErrorCode};
 use sessanger_core::{
-    Patch, Permission, Version,
+    Page, Patch, Permission, Version,
     wire::{CreateService, CreateSession},
 };
 
@@ -219,7 +219,7 @@ async fn native_api_flow(dir: &Path, args: &[&str]) {
     let stale = admin.patch_session(&phone.session_id, &Patch::default().set("x", json!(1)), Some(Version(1))).await;
     assert_eq!(stale.unwrap_err().code(), Some(ErrorCode::VersionMismatch));
 
-    let listed = admin.list_user_sessions(&alice).await.unwrap();
+    let listed = admin.list_user_sessions(&alice, &Page::DEFAULT).await.unwrap().sessions;
     let mut devices: Vec<_> = listed.iter().map(|s| s.device.device_id.clone().unwrap()).collect();
     devices.sort();
     assert_eq!(devices, ["laptop", "phone"]);
@@ -234,7 +234,7 @@ async fn native_api_flow(dir: &Path, args: &[&str]) {
 
     assert_eq!(admin.stats().await.unwrap().active_sessions, 2);
     assert_eq!(admin.delete_user_sessions(&alice).await.unwrap(), 2);
-    assert!(admin.list_user_sessions(&alice).await.unwrap().is_empty());
+    assert!(admin.list_user_sessions(&alice, &Page::DEFAULT).await.unwrap().sessions.is_empty());
     assert_eq!(admin.stats().await.unwrap().active_sessions, 0);
 
     // 401, 403, 404, 413 over the wire, all as JSON errors.
@@ -383,7 +383,7 @@ async fn a_restart_on_the_embedded_store_keeps_sessions_and_services() {
     let billing = Client::new(&server.url, &billing.token).unwrap();
     let after = billing.patch_session(&session.session_id, &Patch::default().incr("counter", 1), None).await.unwrap();
     assert_eq!(after.attributes["counter"], json!(42));
-    assert_eq!(billing.list_user_sessions(&"carol".parse().unwrap()).await.unwrap().len(), 1);
+    assert_eq!(billing.list_user_sessions(&"carol".parse().unwrap(), &Page::DEFAULT).await.unwrap().sessions.len(), 1);
     server.stop();
 }
 

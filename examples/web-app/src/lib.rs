@@ -28,7 +28,7 @@ use axum::{
     routing::{get, post},
 };
 use serde::Deserialize;
-use sessanger_core::{Device, UserId};
+use sessanger_core::{Device, Page, UserId};
 use sessanger_tower::{SessangerStore, SessionOptions, Upstream};
 use subtle::ConstantTimeEq;
 use tower_sessions::Session;
@@ -103,7 +103,7 @@ async fn home<U: Upstream>(State(state): State<AppState<U>>, session: Session) -
     session.insert("counter", counter).await?;
     let this = state.store.session_id(&session);
     let mut rows = String::new();
-    for s in state.store.list_user_sessions(&user).await? {
+    for s in state.store.list_user_sessions(&user, &Page::DEFAULT).await? {
         let marker = if Some(&s.id) == this.as_ref() { " (this device)" } else { "" };
         let agent = s.device.user_agent.as_deref().unwrap_or("unknown device");
         let _ = write!(

@@ -16,7 +16,7 @@ use std::{
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
-use sessanger_core::{Permission, SessionManager, SessionPolicy};
+use sessanger_core::{Page, Permission, SessionManager, SessionPolicy};
 use sessanger_server::{AppState, ServerOptions};
 use sessanger_store_memory::MemoryStore;
 use sessanger_tower::session_id_of;
@@ -273,7 +273,7 @@ async fn in_remote_mode_sessions_live_in_sessanger_across_restarts_of_the_app() 
 
     log_in(&browser, &app).await;
     assert_eq!(counter(&browser).await, 1);
-    let sessions = manager.list_user_sessions(&alice).await.unwrap();
+    let sessions = manager.list_user_sessions(&alice, &Page::DEFAULT).await.unwrap();
     assert_eq!(sessions.len(), 1, "the login is a session of sessanger's, under its user");
     let cookie = session_cookie(&browser).await;
     assert_eq!(sessions[0].id, session_id_of(&cookie.parse().unwrap()));
@@ -287,7 +287,10 @@ async fn in_remote_mode_sessions_live_in_sessanger_across_restarts_of_the_app() 
 
     browser.find(Locator::Id("logout")).await.unwrap().click().await.unwrap();
     browser.wait().for_element(Locator::Id("login")).await.unwrap();
-    assert!(manager.list_user_sessions(&alice).await.unwrap().is_empty(), "logout deletes it in sessanger");
+    assert!(
+        manager.list_user_sessions(&alice, &Page::DEFAULT).await.unwrap().is_empty(),
+        "logout deletes it in sessanger"
+    );
 
     browser.close().await.unwrap();
 }

@@ -69,7 +69,7 @@
 //! let user = "alice".parse()?;
 //! let session = manager.create_session(&user, NewSession::default()).await?;
 //! assert_eq!(manager.get_session(&session.id).await?, session);
-//! assert_eq!(manager.list_user_sessions(&user).await?.len(), 1);
+//! assert_eq!(manager.list_user_sessions(&user, &sessanger_core::Page::DEFAULT).await?.len(), 1);
 //! # Ok(()) }
 //! ```
 
@@ -88,7 +88,7 @@ use redb::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 use sessanger_core::{
-    BoxError, Created, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId,
+    BoxError, Created, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId,
     ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
     UserLimit,
 };
@@ -565,13 +565,25 @@ impl SessionStore for EmbeddedStore {
         self.write_sessions(move |t| Ok(t.remove(id.as_ref())?.filter(|s| !s.is_expired(now)))).await
     }
 
-    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
-        let user = user.clone();
+    async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        let (user, page) = (user.clone(), page.clone());
         self.read(move |txn| {
             let sessions = txn.open_table(SESSIONS).map_err(store_error)?;
             let by_user = txn.open_table(BY_USER).map_err(store_error)?;
-            let mut found = user_sessions(&sessions, &by_user, &user)?;
-            found.retain(|s| !s.is_expired(now));
+            let after = page.after.as_ref().map(|p| (p.created_at.as_millis(), p.id.to_string()));
+            let (from_ms, from_id) = after.clone().unwrap_or((i64::MIN, String::new()));
+            let mut found = Vec::with_capacity(page.size().min(64));
+            for entry in by_user.range((user.as_ref(), from_ms, from_id.as_str())..).map_err(store_error)? {
+                let (key, _) = entry.map_err(store_error)?;
+                let (owner, created_at, id) = key.value();
+                if owner != user.as_ref() || found.len() == page.size() {
+                    break;
+                }
+                if after.as_ref().is_some_and(|(ms, after_id)| (*ms, after_id.as_str()) == (created_at, id)) {
+                    continue;
+                }
+                found.extend(get_session(&sessions, id)?.filter(|s| !s.is_expired(now)));
+            }
             Ok(found)
         })
         .await
@@ -721,7 +733,7 @@ mod tests {
         txn.commit().unwrap();
 
         assert_eq!(store.load(&session.id, now).await.unwrap(), Some(session.clone()));
-        assert_eq!(store.list_user(&user, now).await.unwrap(), vec![session.clone()]);
+        assert_eq!(store.list_user(&user, &Page::DEFAULT, now).await.unwrap(), vec![session.clone()]);
         let patched = store.patch(&session.id, &Patch::default().incr("n", 1), PatchOptions::new(), now).await.unwrap();
         let Patched::Applied(patched) = patched else { panic!("{patched:?}") };
         let raw = store.db.begin_read().unwrap().open_table(SESSIONS).unwrap().get(session.id.as_ref()).unwrap();

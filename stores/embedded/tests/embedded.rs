@@ -6,8 +6,8 @@ use std::time::Duration;
 use redb::TableDefinition;
 use serde_json::json;
 use sessanger_core::{
-    Created, Maintenance, Patch, PatchOptions, Patched, Permission, ServiceRecord, ServiceStore, Session, SessionId,
-    SessionStore, StoreError, Timestamp, UserId, UserLimit,
+    Created, Maintenance, Page, Patch, PatchOptions, Patched, Permission, ServiceRecord, ServiceStore, Session,
+    SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit,
 };
 use sessanger_store_embedded::{EmbeddedStore, OpenError};
 
@@ -59,7 +59,7 @@ async fn sessions_and_services_survive_closing_and_reopening_the_store() {
 
     let store = EmbeddedStore::open(dir.path()).unwrap();
     assert_eq!(store.load(&s.id, now).await.unwrap(), Some(s.clone()));
-    assert_eq!(store.list_user(&alice, now).await.unwrap(), vec![s.clone()]);
+    assert_eq!(store.list_user(&alice, &Page::DEFAULT, now).await.unwrap(), vec![s.clone()]);
     assert_eq!(store.count_active(now).await.unwrap(), 1);
     let loaded = store.load_service(&service.id).await.unwrap().unwrap();
     assert!(loaded.verify(&token));
@@ -67,7 +67,7 @@ async fn sessions_and_services_survive_closing_and_reopening_the_store() {
 
     // Indexes came back too: the reopened store expires and revokes the session.
     assert_eq!(store.delete_expired(now + IDLE, 10).await.unwrap().len(), 1);
-    assert!(store.list_user(&alice, now).await.unwrap().is_empty());
+    assert!(store.list_user(&alice, &Page::DEFAULT, now).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -124,7 +124,7 @@ async fn a_corrupt_record_loads_as_a_decode_error() {
 
     let store = EmbeddedStore::open(dir.path()).unwrap();
     assert!(matches!(store.load(&broken.id, now).await, Err(StoreError::Decode(_))));
-    assert!(matches!(store.list_user(&bob, now).await, Err(StoreError::Decode(_))));
+    assert!(matches!(store.list_user(&bob, &Page::DEFAULT, now).await, Err(StoreError::Decode(_))));
     let patch = Patch::default().set("a", json!(1));
     assert!(matches!(store.patch(&broken.id, &patch, PatchOptions::new(), now).await, Err(StoreError::Decode(_))));
     // The failed write changed nothing, and the rest of the store still works.
@@ -156,7 +156,7 @@ async fn a_corrupt_record_is_purged_once_due_without_stopping_the_purge() {
     assert_eq!(purged, vec![due.id], "only decodable records are reported");
     assert_eq!(store.load(&broken.id, now).await.unwrap(), None, "the corrupt record is gone");
     assert!(store.delete_expired(later, 10).await.unwrap().is_empty());
-    assert_eq!(store.list_user(&dave, later).await.unwrap(), vec![live.clone()]);
+    assert_eq!(store.list_user(&dave, &Page::DEFAULT, later).await.unwrap(), vec![live.clone()]);
     assert_eq!(store.delete_user(&dave, later).await.unwrap(), vec![live.id]);
     assert_eq!(store.count_active(now).await.unwrap(), 0);
 }

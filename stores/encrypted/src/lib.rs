@@ -114,7 +114,7 @@ use std::{borrow::Cow, collections::BTreeSet, fmt, sync::Arc};
 use async_trait::async_trait;
 use serde_json::Value;
 use sessanger_core::{
-    Attributes, Created, Maintenance, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Replacement,
+    Attributes, Created, Maintenance, Page, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Replacement,
     ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, Store, StoreError, Timestamp,
     UserId, UserLimit,
 };
@@ -308,8 +308,8 @@ impl<S: SessionStore + ?Sized> SessionStore for EncryptedStore<S> {
         self.open_some(self.inner.delete(id, now).await?)
     }
 
-    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
-        self.open_all(self.inner.list_user(user, now).await?)
+    async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        self.open_all(self.inner.list_user(user, page, now).await?)
     }
 
     async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {

@@ -7,8 +7,8 @@ use std::{error::Error, sync::Arc, time::Duration};
 use base64::Engine;
 use serde_json::{Value, json};
 use sessanger_core::{
-    Attributes, Created, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Replacement, Session, SessionId,
-    SessionStore, StoreError, Timestamp, UserLimit, Version,
+    Attributes, Created, Page, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Replacement, Session,
+    SessionId, SessionStore, StoreError, Timestamp, UserLimit, Version,
 };
 use sessanger_store_memory::MemoryStore;
 
@@ -102,7 +102,7 @@ async fn every_write_path_seals_and_every_read_path_opens() {
     let new_id = s.id.regenerate();
     let Renamed::Renamed(renamed) = store.rename(&s.id, &new_id, now).await.unwrap() else { panic!() };
     assert_eq!(renamed.attributes, attributes);
-    let listed = store.list_user(&s.user_id, now).await.unwrap();
+    let listed = store.list_user(&s.user_id, &Page::DEFAULT, now).await.unwrap();
     assert_eq!(listed.into_iter().map(plain).collect::<Vec<_>>(), [attributes.clone()]);
     assert_eq!(plain(store.delete(&new_id, now).await.unwrap().unwrap()), attributes);
 }

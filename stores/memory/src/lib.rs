@@ -15,12 +15,13 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
+    ops::Bound,
     sync::{Mutex, MutexGuard},
 };
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Created, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
+    Created, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
     ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit,
 };
 
@@ -178,8 +179,15 @@ impl SessionStore for MemoryStore {
         Ok(self.lock().remove(id).filter(|s| !s.is_expired(now)))
     }
 
-    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
-        Ok(self.lock().user_sessions(user).filter(|s| !s.is_expired(now)).cloned().collect())
+    async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        let inner = self.lock();
+        let Some(index) = inner.by_user.get(user) else { return Ok(Vec::new()) };
+        let start = match &page.after {
+            Some(after) => Bound::Excluded((after.created_at, after.id.clone())),
+            None => Bound::Unbounded,
+        };
+        let sessions = index.range((start, Bound::Unbounded)).filter_map(|(_, id)| inner.sessions.get(id));
+        Ok(sessions.filter(|s| !s.is_expired(now)).take(page.size()).cloned().collect())
     }
 
     async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {

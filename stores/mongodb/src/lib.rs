@@ -122,7 +122,7 @@
 //! let manager = SessionManager::new(Arc::new(store), "web".parse()?, Duration::from_secs(3600));
 //! let user = "alice".parse()?;
 //! manager.create_session(&user, NewSession::default()).await?;
-//! assert_eq!(manager.list_user_sessions(&user).await?.len(), 1);
+//! assert_eq!(manager.list_user_sessions(&user, &sessanger_core::Page::DEFAULT).await?.len(), 1);
 //! # Ok(()) }
 //! ```
 
@@ -141,7 +141,7 @@ use mongodb::{
     options::{IndexOptions, ReturnDocument},
 };
 use sessanger_core::{
-    Created, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
+    Created, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
     ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 
@@ -640,8 +640,15 @@ impl SessionStore for MongoStore {
         Ok(deleted.as_ref().map(decode_session).transpose()?.filter(|s| !s.is_expired(now)))
     }
 
-    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
-        let documents = self.user_sessions(query::user_live(user, now), None, None).await.map_err(store_error)?;
+    async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        let find = self.sessions.find(query::user_page(user, page, now)).sort(query::user_order());
+        let documents: Vec<Document> = find
+            .limit(i64::from(page.limit.get()))
+            .await
+            .map_err(store_error)?
+            .try_collect()
+            .await
+            .map_err(store_error)?;
         documents.iter().map(decode_session).collect()
     }
 

@@ -9,7 +9,7 @@ use mongodb::{
     bson::{Bson, Document, doc},
     options::UpdateModifications,
 };
-use sessanger_core::{Attributes, Device, Patch, PatchError, SessionId, Timestamp, UserId, Version};
+use sessanger_core::{Attributes, Device, Page, Patch, PatchError, SessionId, Timestamp, UserId, Version};
 
 use crate::document::{attribute_path, date, device_document, field, object_to_document, to_bson};
 
@@ -27,6 +27,22 @@ pub(crate) fn dead_by_id(id: &SessionId, now: Timestamp) -> Document {
 /// `(user_id, created_at, _id)` index.
 pub(crate) fn user_live(user: &UserId, now: Timestamp) -> Document {
     doc! { field::USER_ID: user.as_ref(), field::EXPIRES_AT: { "$gt": date(now) } }
+}
+
+/// A page of the user's live sessions: those after the page's start, in [`user_order`].
+pub(crate) fn user_page(user: &UserId, page: &Page, now: Timestamp) -> Document {
+    let mut filter = user_live(user, now);
+    if let Some(after) = &page.after {
+        let created_at = date(after.created_at);
+        filter.insert(
+            "$or",
+            vec![
+                doc! { field::CREATED_AT: { "$gt": created_at } },
+                doc! { field::CREATED_AT: created_at, field::ID: { "$gt": after.id.as_ref() } },
+            ],
+        );
+    }
+    filter
 }
 
 /// Every session of the user, live or dead.

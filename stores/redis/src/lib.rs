@@ -83,7 +83,7 @@
 //! let manager = SessionManager::new(Arc::new(store), "web".parse()?, Duration::from_secs(3600));
 //! let user = "alice".parse()?;
 //! let session = manager.create_session(&user, NewSession::default()).await?;
-//! assert_eq!(manager.list_user_sessions(&user).await?.len(), 1);
+//! assert_eq!(manager.list_user_sessions(&user, &sessanger_core::Page::DEFAULT).await?.len(), 1);
 //! # Ok(()) }
 //! ```
 
@@ -97,7 +97,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt, stream};
 use redis::{Value, aio::ConnectionLike};
 use sessanger_core::{
-    Created, Maintenance, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId,
+    Created, Maintenance, Page, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId,
     ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
     UserLimit, Version,
 };
@@ -436,9 +436,14 @@ impl SessionStore for RedisStore {
         Ok(decode(id.clone(), reply)?.filter(|s| !s.is_expired(now)))
     }
 
-    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+    async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
         let key = self.keys.user(user);
-        let reply = self.run(&self.scripts.list_user, &key, &[], &user.shard_tag(), now, &[]).await?;
+        let (after, after_id) = match &page.after {
+            Some(position) => (position.created_at.as_millis().to_string(), position.id.to_string()),
+            None => (String::new(), String::new()),
+        };
+        let args = [after.as_str(), &after_id, &page.limit.to_string()];
+        let reply = self.run(&self.scripts.list_user, &key, &[], &user.shard_tag(), now, &args).await?;
         let mut items = items(reply)?.into_iter();
         let mut sessions = Vec::with_capacity(items.len() / 2);
         while let (Some(id), Some(fields)) = (items.next(), items.next()) {

@@ -262,15 +262,36 @@ forget(KEYS[1], ARGV[3])
 return fields
 "#;
 
-/// `KEYS[1]` the user's index. Returns `{id, fields, id, fields, ...}` of the live sessions,
-/// oldest first.
+/// `KEYS[1]` the user's index; `ARGV[3..]` the page's start (`created_at` ms and id of the
+/// last session of the page before, `''` for the first page) and limit. Returns `{id, fields,
+/// id, fields, ...}` of at most `limit` live sessions after the start, oldest first (by
+/// score, then id, as the index orders them). Reads the index in batches of `limit` from the
+/// start's score, so a page costs O(page) plus the dead entries on the way (entries whose
+/// record Redis already expired are pruned).
 const LIST_USER: &str = r#"
-local out = {}
-for _, id in ipairs(members(KEYS[1])) do
-  local key = skey(id)
-  if live(key) then
-    table.insert(out, id)
-    table.insert(out, redis.call('HGETALL', key))
+local out, found, limit = {}, 0, tonumber(ARGV[5])
+local after, after_id = tonumber(ARGV[3]), ARGV[4]
+local min = '-inf'
+if after then min = ARGV[3] end
+local offset = 0
+while found < limit do
+  local batch = redis.call('ZRANGEBYSCORE', KEYS[1], min, '+inf', 'WITHSCORES', 'LIMIT', offset, limit)
+  if #batch == 0 then break end
+  offset = offset + #batch / 2
+  for i = 1, #batch, 2 do
+    local id, score = batch[i], batch[i + 1]
+    if not (after and tonumber(score) == after and id <= after_id) then
+      local key = skey(id)
+      if redis.call('EXISTS', key) == 0 then
+        redis.call('ZREM', KEYS[1], id)
+        offset = offset - 1
+      elseif live(key) then
+        table.insert(out, id)
+        table.insert(out, redis.call('HGETALL', key))
+        found = found + 1
+        if found == limit then break end
+      end
+    end
   end
 end
 return out

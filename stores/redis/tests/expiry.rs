@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use sessanger_core::{
-    Maintenance, Patch, PatchOptions, Session, SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit,
+    Maintenance, Page, Patch, PatchOptions, Session, SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit,
 };
 use sessanger_store_redis::{RedisConnection, RedisStore};
 
@@ -49,15 +49,15 @@ async fn the_index_never_lists_a_dead_session(store: RedisStore, mut raw: RedisC
     create(&store, &short).await;
     create(&store, &long).await;
     let ids = |sessions: Vec<Session>| sessions.into_iter().map(|s| s.id).collect::<Vec<_>>();
-    let listed = ids(store.list_user(&user, short.created_at).await.unwrap());
+    let listed = ids(store.list_user(&user, &Page::DEFAULT, short.created_at).await.unwrap());
     assert_eq!(listed.len(), 2);
     // Dead by the caller's clock, before Redis drops it: not listed.
-    assert_eq!(ids(store.list_user(&user, short.expires_at).await.unwrap()), vec![long.id.clone()]);
+    assert_eq!(ids(store.list_user(&user, &Page::DEFAULT, short.expires_at).await.unwrap()), vec![long.id.clone()]);
     // Dropped by Redis itself: not listed, and its index entry is pruned by the listing.
     tokio::time::sleep(SHORT * 2).await;
     let gone: bool = !raw.exists::<_, bool>(session_key(&store, &short.id)).await.unwrap();
     assert!(gone, "Redis expires the record natively at expires_at");
-    assert_eq!(ids(store.list_user(&user, Timestamp::now()).await.unwrap()), vec![long.id.clone()]);
+    assert_eq!(ids(store.list_user(&user, &Page::DEFAULT, Timestamp::now()).await.unwrap()), vec![long.id.clone()]);
     let indexed: Vec<String> = raw.zrange(user_key(&store, &user), 0, -1).await.unwrap();
     assert_eq!(indexed, vec![long.id.to_string()]);
 }
@@ -87,7 +87,7 @@ async fn delete_expired_reports_every_expiry_once(store: RedisStore, mut raw: Re
     assert_eq!(ids, expected, "every expired session is reported, though Redis dropped its record");
     assert!(reported.iter().all(|r| r.user_id == user));
     assert!(store.delete_expired(now, 100).await.unwrap().is_empty(), "reported once");
-    assert_eq!(store.list_user(&user, now).await.unwrap(), vec![live]);
+    assert_eq!(store.list_user(&user, &Page::DEFAULT, now).await.unwrap(), vec![live]);
 }
 
 #[tokio::test]
@@ -128,7 +128,7 @@ async fn a_stored_record_that_does_not_decode_is_a_decode_error() {
     let _: () = raw.hdel(session_key(&store, &s.id), "a:broken").await.unwrap();
     // A device the decoder cannot read: the scripts pass it through, the decoder refuses it.
     let _: () = raw.hset(session_key(&store, &s.id), "d", "{not json").await.unwrap();
-    let listed = store.list_user(&user, Timestamp::now()).await;
+    let listed = store.list_user(&user, &Page::DEFAULT, Timestamp::now()).await;
     assert!(matches!(listed, Err(StoreError::Decode(_))), "{listed:?}");
     // Metadata the scripts cannot read: a clear error, and the record is left as it was.
     let _: () = raw.hset(session_key(&store, &s.id), "m", "yesterday").await.unwrap();

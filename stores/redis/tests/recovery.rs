@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use sessanger_core::{
-    Maintenance, ServiceStore, Session, SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit,
+    Maintenance, Page, ServiceStore, Session, SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit,
 };
 use sessanger_store_redis::{ConnectError, RedisStore};
 
@@ -54,7 +54,7 @@ async fn calls_are_unavailable_while_redis_is_down_and_work_again_once_it_is_bac
     assert_eq!(store.load(&after.id, now).await.unwrap(), Some(after.clone()));
     // This Redis keeps nothing across a restart: the earlier session is gone, not an error.
     assert_eq!(store.load(&before.id, now).await.unwrap(), None);
-    assert_eq!(store.list_user(&user, now).await.unwrap(), vec![after]);
+    assert_eq!(store.list_user(&user, &Page::DEFAULT, now).await.unwrap(), vec![after]);
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use std::{collections::HashMap, time::Duration};
 use redis::AsyncCommands;
 use serde_json::json;
 use sessanger_core::{
-    Patch, PatchOptions, Replacement, Session, SessionId, SessionStore, Timestamp, UserId, UserLimit,
+    Page, Patch, PatchOptions, Replacement, Session, SessionId, SessionStore, Timestamp, UserId, UserLimit,
 };
 use sessanger_store_redis::RedisStore;
 
@@ -101,7 +101,7 @@ async fn each_manager_operation_costs_one_round_trip() {
         .unwrap();
     let renamed = warm.id.regenerate();
     store.rename(&warm.id, &renamed, now).await.unwrap();
-    store.list_user(&user, now).await.unwrap();
+    store.list_user(&user, &Page::DEFAULT, now).await.unwrap();
     store.delete(&renamed, now).await.unwrap();
     store.delete_user(&user, now).await.unwrap();
     let _: () = admin.set("warm-up-done", 1).await.unwrap();
@@ -133,8 +133,10 @@ async fn each_manager_operation_costs_one_round_trip() {
     assert_calls(&mut admin, "refresh", 1, async { store.touch(&s.id, now).await.unwrap().unwrap() }).await;
     let new_id = s.id.regenerate();
     assert_calls(&mut admin, "regenerate", 1, async { store.rename(&s.id, &new_id, now).await.unwrap() }).await;
-    assert_calls(&mut admin, "list user", 1, async { assert_eq!(store.list_user(&user, now).await.unwrap().len(), 2) })
-        .await;
+    assert_calls(&mut admin, "list user", 1, async {
+        assert_eq!(store.list_user(&user, &Page::DEFAULT, now).await.unwrap().len(), 2)
+    })
+    .await;
     assert_calls(&mut admin, "delete", 1, async { store.delete(&other.id, now).await.unwrap().unwrap() }).await;
     store.create(&new_session(), UserLimit::Unlimited, now).await.unwrap();
     assert_calls(&mut admin, "revoke all", 1, async {

@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Created, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
+    Created, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
     ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use sqlx::{
@@ -430,15 +430,19 @@ impl SessionStore for SqlStore<MySql> {
         Ok(row::session(deleted.into_iter().next())?.filter(|s| !s.is_expired(now)))
     }
 
-    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+    async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        let (after_ms, after_id) = row::page_start(page);
+        // Spelled out rather than a row comparison, which older MySQL and MariaDB versions do
+        // not serve from the (user_id, created_at, id) index.
         let select = sqlx::query_as(
             "SELECT id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
                     CAST(device AS CHAR) AS device, created_by, CAST(attributes AS CHAR) AS attributes, version
-             FROM sessions WHERE user_id = ? AND expires_at > ? ORDER BY created_at, id",
+             FROM sessions
+             WHERE user_id = ? AND created_at >= ? AND (created_at > ? OR id > ?) AND expires_at > ?
+             ORDER BY created_at, id LIMIT ?",
         );
-        row::sessions(
-            select.bind(user.as_ref()).bind(now.as_millis()).fetch_all(&self.pool).await.map_err(store_error)?,
-        )
+        let select = select.bind(user.as_ref()).bind(after_ms).bind(after_ms).bind(after_id).bind(now.as_millis());
+        row::sessions(select.bind(i64::from(page.limit.get())).fetch_all(&self.pool).await.map_err(store_error)?)
     }
 
     async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {

@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Created, Maintenance, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
+    Created, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
     ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use sqlx::{
@@ -357,15 +357,17 @@ impl SessionStore for SqlStore<Postgres> {
         Ok(row::session(deleted)?.filter(|s| !s.is_expired(now)))
     }
 
-    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+    async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
+        let (after_ms, after_id) = row::page_start(page);
+        // The index on (user_id, created_at, id) serves the row comparison and the order.
         let select = sqlx::query_as(
             "SELECT id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
                     device::text AS device, created_by, attributes::text AS attributes, version
-             FROM sessions WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at, id",
+             FROM sessions WHERE user_id = $1 AND (created_at, id) > ($3, $4) AND expires_at > $2
+             ORDER BY created_at, id LIMIT $5",
         );
-        row::sessions(
-            select.bind(user.as_ref()).bind(now.as_millis()).fetch_all(&self.pool).await.map_err(store_error)?,
-        )
+        let select = select.bind(user.as_ref()).bind(now.as_millis()).bind(after_ms).bind(after_id);
+        row::sessions(select.bind(i64::from(page.limit.get())).fetch_all(&self.pool).await.map_err(store_error)?)
     }
 
     async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use sessanger_core::{BoxError, ServiceRecord, Session, SessionId, SessionRef, StoreError, Timestamp, Version};
+use sessanger_core::{BoxError, Page, ServiceRecord, Session, SessionId, SessionRef, StoreError, Timestamp, Version};
 use sqlx::{Database, Encode, Type, query::Query};
 
 /// A row of `sessions`, as `SELECT` and `RETURNING` list its columns.
@@ -204,6 +204,12 @@ pub(crate) fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreErro
 /// A count as returned by `COUNT(*)`.
 pub(crate) fn count(value: i64) -> Result<u64, StoreError> {
     unsigned(value, "count")
+}
+
+/// Where a page of a user's sessions starts, as the `(created_at, id)` the statements compare
+/// with: before every session for the first page (ids are never empty).
+pub(crate) fn page_start(page: &Page) -> (i64, String) {
+    page.after.as_ref().map_or((i64::MIN, String::new()), |p| (p.created_at.as_millis(), p.id.to_string()))
 }
 
 #[cfg(test)]

@@ -343,7 +343,7 @@ fn go_time(at: Timestamp) -> String {
 /// `update_date` is the last refresh: sessanger renews a session on use, where the original
 /// never changed the date after creation.
 async fn listing(manager: &SessionManager, user: &UserId) -> Result<Json<BTreeMap<String, SessionShort>>, Error> {
-    let sessions = manager.list_user_sessions(user).await?;
+    let sessions = manager.all_user_sessions(user).await?;
     let short = |session: Session| SessionShort {
         create_date: go_time(session.created_at),
         device_id: field(&session, "device_id"),

@@ -12,7 +12,7 @@ use std::{
 
 use serde_json::json;
 use sessanger_core::{
-    Created, Maintenance, Patch, PatchOptions, Patched, Session, SessionId, Store, StoreError, Timestamp, UserId,
+    Created, Maintenance, Page, Patch, PatchOptions, Patched, Session, SessionId, Store, StoreError, Timestamp, UserId,
     UserLimit,
 };
 
@@ -116,7 +116,7 @@ pub async fn a_corrupt_row_reads_as_a_decode_error<S: Store>(store: &S, corrupt:
     create(store, &s).await;
     corrupt(&s.id).await;
     assert!(matches!(store.load(&s.id, now).await, Err(StoreError::Decode(_))), "load");
-    assert!(matches!(store.list_user(&s.user_id, now).await, Err(StoreError::Decode(_))), "list_user");
+    assert!(matches!(store.list_user(&s.user_id, &Page::DEFAULT, now).await, Err(StoreError::Decode(_))), "list_user");
     // Deleting still works: the row goes away even though it cannot be read.
     assert!(store.delete_user(&s.user_id, now).await.is_ok());
     assert_eq!(store.load(&s.id, now).await.unwrap(), None);
@@ -149,7 +149,10 @@ pub async fn delete_expired_removes_just_the_dead_in_bounded_batches(store: &imp
     purged.sort();
     dead.sort();
     assert_eq!(purged, dead);
-    assert_eq!(store.list_user(&u, later).await.unwrap().len(), 300);
+    assert_eq!(
+        store.list_user(&u, &Page::first(std::num::NonZeroU32::new(1000).unwrap()), later).await.unwrap().len(),
+        300
+    );
     assert_eq!(store.count_active(later).await.unwrap(), 300);
 }
 
@@ -216,7 +219,7 @@ pub async fn first_creates_of_a_user_under_a_limit_race_safely(store: std::sync:
         created += usize::from(matches!(t.await.unwrap(), Created::Created { .. }));
     }
     assert_eq!(created, 2);
-    assert_eq!(store.list_user(&u, now).await.unwrap().len(), 2);
+    assert_eq!(store.list_user(&u, &Page::DEFAULT, now).await.unwrap().len(), 2);
 }
 
 /// Every test of a SQL store, as named tests over the [`TestServer`] `$server`: the
