@@ -353,8 +353,9 @@ impl SessionManager {
         self.replace_session(&session.id, Replacement::new(&session.attributes, &session.device, session.version)).await
     }
 
-    /// Replaces all attributes and the device of a session, only if it is still at version
-    /// `new.expected` (compare-and-set): the whole-record write of read-modify-write clients.
+    /// Replaces all attributes (and the device, if `new` names one) of a session, only if it
+    /// is still at version `new.expected` (compare-and-set; any version if `None`): the
+    /// whole-record write of read-modify-write clients, or an overwrite in one step.
     ///
     /// A new absolute deadline ([`Replacement::absolute_expires_at`]) moves the session's end,
     /// earlier or later, but never past `created_at + max_lifetime` of the policy: no client
@@ -374,7 +375,7 @@ impl SessionManager {
             // The bound needs the creation time, which never changes; the compare-and-set
             // below still guards the write against anything that changed in between.
             let current = self.shared.store.load(id, now).await?.ok_or(ManagerError::NotFound)?;
-            if current.version != new.expected {
+            if new.expected.is_some_and(|v| v != current.version) {
                 return Err(ManagerError::VersionMismatch { current: current.version });
             }
             new.absolute_expires_at = Some(at.min(current.created_at + self.shared.policy.max_lifetime));
@@ -413,7 +414,7 @@ impl SessionManager {
         &self,
         id: &SessionId,
         patch: &Patch,
-        options: PatchOptions,
+        options: PatchOptions<'_>,
     ) -> Result<Session, ManagerError> {
         let limits = &self.shared.policy.limits;
         patch.validate(limits)?;

@@ -41,6 +41,30 @@ pub struct Device {
     pub user_agent: Option<String>,
 }
 
+impl Device {
+    /// Takes every field `changes` has; keeps the others.
+    ///
+    /// # Examples
+    /// ```
+    /// use sessanger_core::Device;
+    ///
+    /// let mut device = Device { ip: Some("10.0.0.1".into()), ..Device::default() };
+    /// device.merge(&Device { device_id: Some("phone".into()), ..Device::default() });
+    /// assert_eq!((device.device_id.as_deref(), device.ip.as_deref()), (Some("phone"), Some("10.0.0.1")));
+    /// ```
+    pub fn merge(&mut self, changes: &Device) {
+        for (field, change) in [
+            (&mut self.device_id, &changes.device_id),
+            (&mut self.ip, &changes.ip),
+            (&mut self.user_agent, &changes.user_agent),
+        ] {
+            if change.is_some() {
+                field.clone_from(change);
+            }
+        }
+    }
+}
+
 /// One session of one user.
 ///
 /// A session dies at `expires_at`, which is the earlier of its idle deadline

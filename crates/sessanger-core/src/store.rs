@@ -156,7 +156,7 @@ pub enum Renamed {
 /// ```
 // Not `non_exhaustive`, as `Replacement`: a store destructures it whole.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PatchOptions {
+pub struct PatchOptions<'a> {
     /// Apply only if the stored version equals this one (compare-and-set); `None` applies
     /// whatever the version.
     pub expected: Option<Version>,
@@ -165,9 +165,12 @@ pub struct PatchOptions {
     /// Refuse the patch if it sets or increments anything and the session would then break
     /// this cap ([`Session::apply`]); `None` applies whatever the size.
     pub cap: Option<SessionCap>,
+    /// Device fields to change in the same step: each one this device has (`Some`) replaces
+    /// the stored one, the others stay ([`Device::merge`]).
+    pub device: Option<&'a Device>,
 }
 
-impl PatchOptions {
+impl<'a> PatchOptions<'a> {
     /// Apply at any version, without renewing the idle deadline.
     pub fn new() -> Self {
         Self::default()
@@ -193,18 +196,28 @@ impl PatchOptions {
         self.cap = cap;
         self
     }
+
+    /// Also change the device fields `device` has.
+    #[must_use]
+    pub fn with_device(mut self, device: Option<&'a Device>) -> Self {
+        self.device = device;
+        self
+    }
 }
 
 impl Session {
-    /// Applies `patch` as `options` say — version check, [`Session::apply`] with the cap, and
-    /// touch — for a store that changes a record it read in one transaction: the outcome to
+    /// Applies `patch` as `options` say — version check, [`Session::apply`] with the cap, the
+    /// device fields, and touch — for a store that changes a record it read in one transaction: the outcome to
     /// return, with the session changed only when it is [`Patched::Applied`].
-    pub fn patched(&mut self, patch: &Patch, options: PatchOptions, now: Timestamp) -> Patched {
+    pub fn patched(&mut self, patch: &Patch, options: PatchOptions<'_>, now: Timestamp) -> Patched {
         if options.expected.is_some_and(|v| v != self.version) {
             return Patched::VersionMismatch(self.version);
         }
         if let Err(rejected) = self.apply(patch, options.cap) {
             return Patched::Rejected(rejected);
+        }
+        if let Some(device) = options.device {
+            self.device.merge(device);
         }
         if options.touch {
             self.touch(now);
@@ -213,8 +226,8 @@ impl Session {
     }
 }
 
-/// What [`SessionStore::replace`] writes: a session's new attributes and device, and the
-/// version they may replace; optionally a new absolute deadline.
+/// What [`SessionStore::replace`] writes: a session's new attributes, optionally its device
+/// and a new absolute deadline, and the version they may replace.
 ///
 /// # Examples
 /// ```
@@ -223,7 +236,9 @@ impl Session {
 /// let (attributes, device) = (Attributes::new(), Device::default());
 /// let new = Replacement::new(&attributes, &device, Version(4))
 ///     .with_absolute_expires_at(Some(Timestamp::from_millis(1_000_000)));
-/// assert_eq!(new.expected, Version(4));
+/// assert_eq!(new.expected, Some(Version(4)));
+/// // The attributes alone, whatever the version: the device stays.
+/// assert_eq!(Replacement::attributes(&attributes).device, None);
 /// ```
 // Not `non_exhaustive`: every store destructures it whole, so a new field cannot be
 // ignored by one of them without the compiler saying so.
@@ -231,20 +246,27 @@ impl Session {
 pub struct Replacement<'a> {
     /// The attributes, all of them.
     pub attributes: &'a Attributes,
-    /// The device.
-    pub device: &'a Device,
-    /// Write only if the stored version is this one.
-    pub expected: Version,
+    /// The device; `None` keeps the stored one.
+    pub device: Option<&'a Device>,
+    /// Write only if the stored version is this one (compare-and-set); `None` writes
+    /// whatever the version.
+    pub expected: Option<Version>,
     /// The session's new absolute deadline, earlier or later than the stored one; `None`
     /// keeps it. The session then dies at the earlier of its idle deadline
-    /// (`last_access_at + idle_ttl`) and this one, and no refresh passes it.
+    /// (`last_access_at + idle_ttl`) and this one, and no refresh passes it. Callers pass a
+    /// time after `now`.
     pub absolute_expires_at: Option<Timestamp>,
 }
 
 impl<'a> Replacement<'a> {
     /// Replace attributes and device at version `expected`, keeping the deadlines.
     pub fn new(attributes: &'a Attributes, device: &'a Device, expected: Version) -> Self {
-        Replacement { attributes, device, expected, absolute_expires_at: None }
+        Replacement { attributes, device: Some(device), expected: Some(expected), absolute_expires_at: None }
+    }
+
+    /// Replace the attributes alone, whatever the version, keeping device and deadlines.
+    pub fn attributes(attributes: &'a Attributes) -> Self {
+        Replacement { attributes, device: None, expected: None, absolute_expires_at: None }
     }
 
     /// Also move the absolute deadline to `at` (`None`: keep it).
@@ -408,9 +430,9 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     /// concurrent patches of different keys, or increments of one key, never lose a write.
     ///
     /// `options` says on which version to apply ([`PatchOptions::expected`]), whether
-    /// to renew the idle deadline ([`PatchOptions::touch`]) and how large the session may
-    /// grow ([`PatchOptions::cap`], checked on the result in the same step). The version
-    /// grows by one.
+    /// to renew the idle deadline ([`PatchOptions::touch`]), how large the session may
+    /// grow ([`PatchOptions::cap`], checked on the result in the same step) and which device
+    /// fields change with the attributes ([`PatchOptions::device`]). The version grows by one.
     ///
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)); a patch that cannot
@@ -419,12 +441,13 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
         &self,
         id: &SessionId,
         patch: &Patch,
-        options: PatchOptions,
+        options: PatchOptions<'_>,
         now: Timestamp,
     ) -> Result<Patched, StoreError>;
 
-    /// Replaces the attributes and device of a live session with `new`'s if its stored version
-    /// equals [`Replacement::expected`] (compare-and-set), and moves its absolute deadline if
+    /// Replaces the attributes (and the device, if [`Replacement::device`] names one) of a
+    /// live session with `new`'s if its stored version equals [`Replacement::expected`]
+    /// (compare-and-set; any version if `None`), and moves its absolute deadline if
     /// [`Replacement::absolute_expires_at`] says so (the idle deadline is then capped by it, as
     /// [`Session::set_absolute_expires_at`] does). Id, user, creation time and last access are
     /// kept; the version grows by one.

@@ -186,7 +186,7 @@ impl SessionStore for FaultyStore {
         &self,
         id: &SessionId,
         patch: &Patch,
-        options: PatchOptions,
+        options: PatchOptions<'_>,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
         self.gate().await?;

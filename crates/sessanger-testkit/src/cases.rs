@@ -4,8 +4,9 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use serde_json::json;
 use sessanger_core::{
-    Created, Page, Patch, PatchError, PatchOptions, Patched, Permission, Position, Renamed, Replaced, Replacement,
-    ServiceRecord, Session, SessionCap, SessionId, Store, Timestamp, UserId, UserLimit, Version, encoded_size,
+    Created, Device, Page, Patch, PatchError, PatchOptions, Patched, Permission, Position, Renamed, Replaced,
+    Replacement, ServiceRecord, Session, SessionCap, SessionId, Store, Timestamp, UserId, UserLimit, Version,
+    encoded_size,
 };
 
 type SharedStore = Arc<dyn Store>;
@@ -355,6 +356,41 @@ pub async fn replace_moves_the_absolute_deadline_either_way(store: SharedStore) 
     assert!(store.delete_expired(now + ABSOLUTE + SECOND, 1000).await.unwrap().iter().all(|r| r.id != s.id));
 }
 
+/// A patch changes the device fields it names in the same step as the attributes and keeps
+/// the others; concurrent patches that each change the device and their own key lose nothing.
+pub async fn patch_changes_the_named_device_fields_with_the_attributes(store: SharedStore) {
+    let now = t0();
+    let mut s = session(&user("u"), now);
+    s.device = Device { ip: Some("10.0.0.1".into()), user_agent: Some("curl".into()), ..Device::default() };
+    create(&store, &s).await;
+    let phone = Device { device_id: Some("phone".into()), ..Device::default() };
+    let options = PatchOptions::new().with_device(Some(&phone));
+    let Patched::Applied(patched) =
+        store.patch(&s.id, &Patch::default().set("a", json!(1)), options, now).await.unwrap()
+    else {
+        panic!("the patch applies");
+    };
+    let merged = Device { device_id: Some("phone".into()), ..s.device.clone() };
+    assert_eq!((&patched.device, &patched.attributes["a"], patched.version), (&merged, &json!(1), Version(2)));
+    assert_eq!(store.load(&s.id, now).await.unwrap(), Some(patched));
+
+    let writers = (0..50).map(|i| {
+        let (store, id) = (store.clone(), s.id.clone());
+        tokio::spawn(async move {
+            let device = Device { device_id: Some(format!("device-{i}")), ..Device::default() };
+            let patch = Patch::default().set(format!("k{i}"), json!(i));
+            store.patch(&id, &patch, PatchOptions::new().with_device(Some(&device)), now).await.unwrap()
+        })
+    });
+    for writer in writers {
+        assert!(matches!(writer.await.unwrap(), Patched::Applied(_)));
+    }
+    let stored = store.load(&s.id, now).await.unwrap().unwrap();
+    assert!((0..50).all(|i| stored.attributes[&format!("k{i}")] == json!(i)), "no attribute lost");
+    assert!(stored.device.device_id.as_deref().is_some_and(|d| d.starts_with("device-")));
+    assert_eq!((stored.device.ip, stored.version), (merged.ip, Version(52)));
+}
+
 /// A patch that would take a session past its cap — too many attributes, or too many bytes of
 /// them as compact JSON — is refused and writes nothing; one that fits to the byte applies; a
 /// patch that only removes always applies; concurrent patches never pass the cap together.
@@ -366,7 +402,7 @@ pub async fn patches_never_take_a_session_past_its_cap(store: SharedStore) {
     let cap = SessionCap { max_attributes: 3, max_bytes: 64 };
     let capped = PatchOptions::new().with_cap(Some(cap));
     let text = |n: usize| json!("x".repeat(n));
-    let apply = async |patch: Patch, options: PatchOptions| store.patch(&s.id, &patch, options, now).await.unwrap();
+    let apply = async |patch: Patch, options: PatchOptions<'_>| store.patch(&s.id, &patch, options, now).await.unwrap();
     // `{"name":"<40>"}` is 51 bytes; `,"fresh":"<m>"` adds 11 + m: 64 for m = 2.
     assert!(matches!(apply(Patch::default().set("name", text(40)), capped).await, Patched::Applied(_)));
     let over = apply(Patch::default().set("fresh", text(3)), capped).await;

@@ -74,6 +74,7 @@ macro_rules! for_each_case {
             patch_with_stale_version_changes_nothing,
             rejected_patch_changes_nothing,
             patches_never_take_a_session_past_its_cap,
+            patch_changes_the_named_device_fields_with_the_attributes,
             two_hundred_concurrent_writers_of_different_keys_lose_nothing,
             two_hundred_concurrent_touching_writers_lose_nothing,
             sixty_four_concurrent_increments_lose_nothing,

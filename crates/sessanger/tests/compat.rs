@@ -309,11 +309,12 @@ async fn session_cap_on_every_api(store: &[&str]) {
 }
 
 /// 200 `PATCH /a01/session` at once on one session, each setting its own key (one the
-/// original never named): each answers 200 with its key read back, none is lost, `GET` shows
-/// them all, and the write moved `update_date`.
+/// original never named), every other one also the `device_id`: each answers 200 with what
+/// it wrote read back, none is lost, `GET` shows them all, and the write moved
+/// `update_date`. Then 50 sessman `update`s at once, each replacing the data: all answer 200.
 async fn concurrent_back_session_updates(store: &[&str]) {
     let (_tmp, dir) = data_dir();
-    let args = [&["--compat", "back-session"], store].concat();
+    let args = [&["--compat", "back-session,sessman"], store].concat();
     let server = Server::start_with(&dir, &args, &[]);
     let (_, created) = call(&server, Method::POST, "/a01/session", Some(r#"{"user_id": "carol"}"#), &[]).await;
     let id = created["session_id"].as_str().unwrap().to_owned();
@@ -323,23 +324,41 @@ async fn concurrent_back_session_updates(store: &[&str]) {
     let writers = (0..200).map(|i| {
         let (server, id) = (&server, &id);
         async move {
-            let body = json!({"session_id": id, "session_attributes": {format!("key_{i}"): format!("value {i}")}});
+            let mut attributes = json!({format!("key_{i}"): format!("value {i}")});
+            if i % 2 == 0 {
+                attributes["device_id"] = json!(format!("device {i}"));
+            }
+            let body = json!({"session_id": id, "session_attributes": attributes});
             let (status, answer) = call(server, Method::PATCH, "/a01/session", Some(&body.to_string()), &[]).await;
-            (i, status, answer)
+            (i, status, answer, attributes)
         }
     });
-    for (i, status, answer) in futures::future::join_all(writers).await {
+    for (i, status, answer, attributes) in futures::future::join_all(writers).await {
         assert_eq!(status, StatusCode::OK, "writer {i}: {answer}");
-        assert_eq!(answer, json!({format!("key_{i}"): format!("value {i}")}), "writer {i}");
+        assert_eq!(answer, attributes, "writer {i}");
     }
     let (status, read) = call(&server, Method::GET, &format!("/a01/session/{id}"), None, &[]).await;
     assert_eq!(status, StatusCode::OK);
     for i in 0..200 {
         assert_eq!(read[format!("key_{i}")], format!("value {i}"), "key_{i} kept: {read}");
     }
+    assert!(read["device_id"].as_str().is_some_and(|d| d.starts_with("device ")), "{read}");
     let (_, after) = call(&server, Method::GET, "/a01/session/user/carol", None, &[]).await;
     assert_ne!(after[&id]["update_date"], before[&id]["update_date"], "a PATCH moves update_date");
     assert_eq!(after[&id]["create_date"], before[&id]["create_date"]);
+
+    let updates = (0..50).map(|i| {
+        let (server, id) = (&server, &id);
+        async move {
+            let body = json!({"data": {"writer": i}}).to_string();
+            call(server, Method::POST, &format!("/sessman/update?session_id={id}"), Some(&body), &[]).await
+        }
+    });
+    for (status, answer) in futures::future::join_all(updates).await {
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let (_, read) = call(&server, Method::GET, &format!("/sessman/get?session_id={id}"), None, &[]).await;
+    assert!(read["data"]["writer"].is_u64() && read["data"].as_object().unwrap().len() == 1, "{read}");
     server.stop();
 }
 

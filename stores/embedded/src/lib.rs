@@ -505,11 +505,14 @@ impl SessionStore for EmbeddedStore {
         &self,
         id: &SessionId,
         patch: &Patch,
-        options: PatchOptions,
+        options: PatchOptions<'_>,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
-        let (id, patch) = (id.clone(), patch.clone());
+        // The write runs on a blocking thread: it owns what it needs.
+        let PatchOptions { expected, touch, cap, device } = options;
+        let (id, patch, device) = (id.clone(), patch.clone(), device.cloned());
         self.write_sessions(move |t| {
+            let options = PatchOptions { expected, touch, cap, device: device.as_ref() };
             let outcome = t.update(&id, now, |s| match s.patched(&patch, options, now) {
                 applied @ Patched::Applied(_) => Edit::Write(applied),
                 refused => Edit::Keep(refused),
@@ -521,14 +524,16 @@ impl SessionStore for EmbeddedStore {
 
     async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
         let Replacement { attributes, device, expected, absolute_expires_at } = new;
-        let (id, attributes, device) = (id.clone(), attributes.clone(), device.clone());
+        let (id, attributes, device) = (id.clone(), attributes.clone(), device.cloned());
         self.write_sessions(move |t| {
             let outcome = t.update(&id, now, |s| {
-                if s.version != expected {
+                if expected.is_some_and(|v| v != s.version) {
                     return Edit::Keep(Replaced::VersionMismatch(s.version));
                 }
                 s.attributes = attributes;
-                s.device = device;
+                if let Some(device) = device {
+                    s.device = device;
+                }
                 if let Some(at) = absolute_expires_at {
                     s.set_absolute_expires_at(at);
                 }

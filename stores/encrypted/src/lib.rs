@@ -270,7 +270,7 @@ impl<S: SessionStore + ?Sized> SessionStore for EncryptedStore<S> {
         &self,
         id: &SessionId,
         patch: &Patch,
-        options: PatchOptions,
+        options: PatchOptions<'_>,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
         if let Some(key) = patch.incr.keys().find(|key| self.selection.covers(key)) {

@@ -132,7 +132,7 @@ impl SessionStore for MemoryStore {
         &self,
         id: &SessionId,
         patch: &Patch,
-        options: PatchOptions,
+        options: PatchOptions<'_>,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
         let mut inner = self.lock();
@@ -144,11 +144,13 @@ impl SessionStore for MemoryStore {
         let Replacement { attributes, device, expected, absolute_expires_at } = new;
         let mut inner = self.lock();
         let outcome = inner.update(id, now, |s| {
-            if s.version != expected {
+            if expected.is_some_and(|v| v != s.version) {
                 return Replaced::VersionMismatch(s.version);
             }
             s.attributes = attributes.clone();
-            s.device = device.clone();
+            if let Some(device) = device {
+                s.device = device.clone();
+            }
             if let Some(at) = absolute_expires_at {
                 s.set_absolute_expires_at(at);
             }

@@ -533,10 +533,10 @@ impl SessionStore for MongoStore {
         &self,
         id: &SessionId,
         patch: &Patch,
-        options: PatchOptions,
+        options: PatchOptions<'_>,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
-        let PatchOptions { expected, touch, cap } = options;
+        let PatchOptions { expected, touch, cap, device } = options;
         let changes = match AttributeChanges::of(patch) {
             Ok(changes) => changes,
             Err(rejected) => return Ok(Patched::Rejected(rejected)),
@@ -562,7 +562,7 @@ impl SessionStore for MongoStore {
                 .sessions
                 .find_one_and_update(
                     query::patch_filter(id, &changes.increments, at, now),
-                    query::patch_modifications(&changes, touch, now),
+                    query::patch_modifications(&changes, device, touch, now),
                 )
                 .return_document(ReturnDocument::After)
                 .await
@@ -593,7 +593,7 @@ impl SessionStore for MongoStore {
             let replaced = self
                 .sessions
                 .find_one_and_update(
-                    query::live_at_version(id, expected, now),
+                    query::live_at(id, expected, now),
                     query::replace_modifications(attributes, device, absolute_expires_at),
                 )
                 .return_document(ReturnDocument::After)
@@ -604,7 +604,9 @@ impl SessionStore for MongoStore {
             }
             match self.find_live(id, now).await? {
                 None => return Ok(Replaced::NotFound),
-                Some(current) if current.version != expected => return Ok(Replaced::VersionMismatch(current.version)),
+                Some(current) if expected.is_some_and(|v| v != current.version) => {
+                    return Ok(Replaced::VersionMismatch(current.version));
+                }
                 Some(_) => {}
             }
         }

@@ -76,6 +76,14 @@ pub(crate) fn user_index_keys() -> Document {
 }
 
 /// The live session with this id at the expected version.
+/// The live session with this id, at version `expected` if one is named.
+pub(crate) fn live_at(id: &SessionId, expected: Option<Version>, now: Timestamp) -> Document {
+    match expected {
+        Some(expected) => live_at_version(id, expected, now),
+        None => live_by_id(id, now),
+    }
+}
+
 pub(crate) fn live_at_version(id: &SessionId, expected: Version, now: Timestamp) -> Document {
     let mut filter = live_by_id(id, now);
     filter.insert(field::VERSION, version(expected));
@@ -95,10 +103,7 @@ pub(crate) fn patch_filter(
     expected: Option<Version>,
     now: Timestamp,
 ) -> Document {
-    let mut filter = match expected {
-        Some(expected) => live_at_version(id, expected, now),
-        None => live_by_id(id, now),
-    };
+    let mut filter = live_at(id, expected, now);
     if !increments.is_empty() {
         let checks: Vec<Bson> = increments.iter().map(|(key, by)| Bson::Document(incrementable(key, *by))).collect();
         filter.insert("$expr", doc! { "$and": checks });
@@ -164,8 +169,8 @@ impl AttributeChanges {
 
 /// The update of a patch without touch: `$set`, `$unset` and `$inc` on `attributes.<key>`,
 /// plus `$inc` of the version, in one operator document.
-pub(crate) fn patch_update(changes: &AttributeChanges) -> Document {
-    let mut set = Document::new();
+pub(crate) fn patch_update(changes: &AttributeChanges, device: Option<&Device>) -> Document {
+    let mut set = device_changes(device);
     for (key, value) in &changes.set {
         set.insert(attribute_path(key), value.clone());
     }
@@ -192,8 +197,15 @@ pub(crate) fn patch_update(changes: &AttributeChanges) -> Document {
 /// absolute deadline, which only an update pipeline can read, so the whole patch is one
 /// pipeline: values are wrapped in `$literal` (a stored string `"$x"` must not be read as a
 /// field path), increments are `$add`s on the value or 0 (the filter has checked the type).
-pub(crate) fn patch_with_touch_pipeline(changes: &AttributeChanges, now: Timestamp) -> Vec<Document> {
-    let mut set = Document::new();
+pub(crate) fn patch_with_touch_pipeline(
+    changes: &AttributeChanges,
+    device: Option<&Device>,
+    now: Timestamp,
+) -> Vec<Document> {
+    let mut set: Document = device_changes(device)
+        .into_iter()
+        .map(|(path, value)| (path, Bson::from(doc! { "$literal": value })))
+        .collect();
     for (key, value) in &changes.set {
         set.insert(attribute_path(key), doc! { "$literal": value.clone() });
     }
@@ -212,12 +224,28 @@ pub(crate) fn patch_with_touch_pipeline(changes: &AttributeChanges, now: Timesta
 }
 
 /// The update of a patch, as the driver takes it.
-pub(crate) fn patch_modifications(changes: &AttributeChanges, touch: bool, now: Timestamp) -> UpdateModifications {
+pub(crate) fn patch_modifications(
+    changes: &AttributeChanges,
+    device: Option<&Device>,
+    touch: bool,
+    now: Timestamp,
+) -> UpdateModifications {
     if touch {
-        UpdateModifications::Pipeline(patch_with_touch_pipeline(changes, now))
+        UpdateModifications::Pipeline(patch_with_touch_pipeline(changes, device, now))
     } else {
-        UpdateModifications::Document(patch_update(changes))
+        UpdateModifications::Document(patch_update(changes, device))
     }
+}
+
+/// The device fields a patch changes, as `device.<field>` paths to their new values
+/// ([`Device::merge`](sessanger_core::Device::merge): the fields it has, the others kept).
+fn device_changes(device: Option<&Device>) -> Document {
+    device
+        .map(device_document)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| (format!("{}.{name}", field::DEVICE), value))
+        .collect()
 }
 
 /// `last_access_at = now`, `expires_at = min(now + idle_ttl_ms, absolute_expires_at)`, as
@@ -239,32 +267,37 @@ pub(crate) fn touch_pipeline(now: Timestamp) -> Vec<Document> {
     vec![doc! { "$set": touch_fields(now) }]
 }
 
-/// The update of `replace`: attributes and device whole, version plus one. A new absolute
-/// deadline caps the idle deadline, which depends on stored fields: that takes a pipeline.
+/// The update of `replace`: attributes whole (and the device, if named), version plus one. A
+/// new absolute deadline caps the idle deadline, which depends on stored fields: that takes a
+/// pipeline.
 pub(crate) fn replace_modifications(
     attributes: &Attributes,
-    device: &Device,
+    device: Option<&Device>,
     absolute_expires_at: Option<Timestamp>,
 ) -> UpdateModifications {
-    let (attributes, device) = (object_to_document(attributes), device_document(device));
+    let mut values = doc! { field::ATTRIBUTES: object_to_document(attributes) };
+    if let Some(device) = device {
+        values.insert(field::DEVICE, device_document(device));
+    }
     let Some(at) = absolute_expires_at else {
-        return UpdateModifications::Document(doc! {
-            "$set": { field::ATTRIBUTES: attributes, field::DEVICE: device },
-            "$inc": { field::VERSION: 1_i64 },
-        });
+        return UpdateModifications::Document(doc! { "$set": values, "$inc": { field::VERSION: 1_i64 } });
     };
-    UpdateModifications::Pipeline(vec![doc! { "$set": {
-        field::ATTRIBUTES: { "$literal": attributes },
-        field::DEVICE: { "$literal": device },
-        field::VERSION: { "$add": [format!("${}", field::VERSION), 1_i64] },
-        field::ABSOLUTE_EXPIRES_AT: date(at),
-        field::EXPIRES_AT: {
+    // In a pipeline a value is an expression: `$literal` keeps a stored string `"$x"` from
+    // being read as a field path.
+    let mut set: Document =
+        values.into_iter().map(|(name, value)| (name, Bson::from(doc! { "$literal": value }))).collect();
+    set.insert(field::VERSION, doc! { "$add": [format!("${}", field::VERSION), 1_i64] });
+    set.insert(field::ABSOLUTE_EXPIRES_AT, date(at));
+    set.insert(
+        field::EXPIRES_AT,
+        doc! {
             "$min": [
                 { "$add": [format!("${}", field::LAST_ACCESS_AT), format!("${}", field::IDLE_TTL_MS)] },
                 date(at),
             ]
         },
-    } }])
+    );
+    UpdateModifications::Pipeline(vec![doc! { "$set": set }])
 }
 
 /// The per-user lease lock of a server without transactions: free, or held by a lease that
@@ -342,10 +375,11 @@ mod tests {
         let patch =
             Patch::default().set("theme", json!({"dark": true})).set("a.b", json!("$x")).remove("drop").incr("n", 2);
         let changes = AttributeChanges::of(&patch).unwrap();
+        let device = Device { device_id: Some("phone".into()), ..Device::default() };
         assert_eq!(
-            patch_update(&changes),
+            patch_update(&changes, Some(&device)),
             doc! {
-                "$set": { "attributes.a%2Eb": "$x", "attributes.theme": { "dark": true } },
+                "$set": { "device.device_id": "phone", "attributes.a%2Eb": "$x", "attributes.theme": { "dark": true } },
                 "$unset": { "attributes.drop": "" },
                 "$inc": { "version": 1_i64, "attributes.n": 2_i64 },
             }
@@ -355,7 +389,7 @@ mod tests {
     #[test]
     fn an_empty_patch_only_counts_a_write() {
         let changes = AttributeChanges::of(&Patch::default()).unwrap();
-        assert_eq!(patch_update(&changes), doc! { "$inc": { "version": 1_i64 } });
+        assert_eq!(patch_update(&changes, None), doc! { "$inc": { "version": 1_i64 } });
     }
 
     #[test]
@@ -412,7 +446,7 @@ mod tests {
         let changes = AttributeChanges::of(&patch).unwrap();
         let now = DateTime::from_millis(1_000);
         assert_eq!(
-            patch_with_touch_pipeline(&changes, NOW),
+            patch_with_touch_pipeline(&changes, None, NOW),
             vec![
                 doc! { "$set": {
                     "attributes.s": { "$literal": "$notAPath" },
@@ -424,8 +458,8 @@ mod tests {
                 doc! { "$unset": ["attributes.r"] },
             ]
         );
-        assert!(matches!(patch_modifications(&changes, true, NOW), UpdateModifications::Pipeline(_)));
-        assert!(matches!(patch_modifications(&changes, false, NOW), UpdateModifications::Document(_)));
+        assert!(matches!(patch_modifications(&changes, None, true, NOW), UpdateModifications::Pipeline(_)));
+        assert!(matches!(patch_modifications(&changes, None, false, NOW), UpdateModifications::Document(_)));
     }
 
     #[test]
@@ -445,7 +479,7 @@ mod tests {
         let mut attributes = Attributes::new();
         attributes.insert("cart.items".into(), json!([1]));
         let device = Device { user_agent: Some("curl".into()), ..Device::default() };
-        let UpdateModifications::Document(update) = replace_modifications(&attributes, &device, None) else {
+        let UpdateModifications::Document(update) = replace_modifications(&attributes, Some(&device), None) else {
             panic!("without a deadline, a plain update");
         };
         assert_eq!(
@@ -457,7 +491,7 @@ mod tests {
         );
         let at = DateTime::from_millis(9_000);
         let UpdateModifications::Pipeline(pipeline) =
-            replace_modifications(&attributes, &device, Some(Timestamp::from_millis(9_000)))
+            replace_modifications(&attributes, Some(&device), Some(Timestamp::from_millis(9_000)))
         else {
             panic!("a new deadline reads stored fields: a pipeline");
         };

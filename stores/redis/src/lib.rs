@@ -348,10 +348,10 @@ impl SessionStore for RedisStore {
         &self,
         id: &SessionId,
         patch: &Patch,
-        options: PatchOptions,
+        options: PatchOptions<'_>,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
-        let PatchOptions { expected, touch, cap } = options;
+        let PatchOptions { expected, touch, cap, device } = options;
         let expected = expected.map(|v| v.0.to_string()).unwrap_or_default();
         let counts = [patch.set.len().to_string(), patch.remove.len().to_string(), patch.incr.len().to_string()];
         let [max_attributes, max_bytes] =
@@ -368,8 +368,10 @@ impl SessionStore for RedisStore {
             }
         }
         let touch = if touch { "1" } else { "0" };
+        let device = device.map(record::json).transpose()?.unwrap_or_default();
+        let (max_attributes, max_bytes) = (max_attributes.as_str(), max_bytes.as_str());
         let mut args =
-            vec![id.as_ref(), &expected, touch, &counts[0], &counts[1], &counts[2], &max_attributes, &max_bytes];
+            vec![id.as_ref(), &expected, touch, &counts[0], &counts[1], &counts[2], max_attributes, max_bytes, &device];
         args.extend(owned.iter().map(String::as_str));
         let key = self.keys.session(id);
         let reply = self.run(&self.scripts.patch, &key, &[], id.shard_tag(), now, &args).await?;
@@ -396,7 +398,8 @@ impl SessionStore for RedisStore {
 
     async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
         let Replacement { attributes, device, expected, absolute_expires_at } = new;
-        let (expected, device) = (expected.0.to_string(), record::json(device)?);
+        let expected = expected.map(|v| v.0.to_string()).unwrap_or_default();
+        let device = device.map(record::json).transpose()?.unwrap_or_default();
         let deadline = absolute_expires_at.map_or_else(String::new, |at| at.as_millis().to_string());
         let fields = record::attributes(attributes)?;
         let mut args = vec![id.as_ref(), &expected, &deadline, &device];

@@ -135,7 +135,8 @@ return redis.call('HGETALL', KEYS[1])
 
 /// `KEYS[1]` the session; `ARGV[3..]` id, expected version (`''` for any), touch (`0`/`1`),
 /// the counts of sets, removes and increments, the cap's most attributes and bytes (`''`
-/// for no cap), then set pairs, removed fields, increment pairs. Returns `{'applied',
+/// for no cap), the device fields to change as JSON (`''` for none), then set pairs, removed
+/// fields, increment pairs. Returns `{'applied',
 /// fields}`, `{'missing'}`, `{'mismatch', version}`, `{'rejected', field}` or
 /// `{'too_large', 'attributes' | 'bytes'}`.
 const PATCH: &str = r#"
@@ -145,7 +146,7 @@ if not f then return {'missing'} end
 local version = string.format('%d', f.v)
 if ARGV[4] ~= '' and ARGV[4] ~= version then return {'mismatch', version} end
 local nset, nremove, nincr = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local at = 11
+local at = 12
 local sets = {}
 for _ = 1, nset do
   table.insert(sets, ARGV[at]); table.insert(sets, ARGV[at + 1]); at = at + 2
@@ -199,26 +200,34 @@ if #removes > 0 then redis.call('HDEL', key, unpack(removes)) end
 if #sets > 0 then redis.call('HSET', key, unpack(sets)) end
 -- An increment wins over a set or remove of the same key, as `Session::apply` has it.
 if #sums > 0 and (#sets > 0 or #removes > 0) then redis.call('HSET', key, unpack(sums)) end
+-- The device fields named replace the stored ones (`Device::merge`).
+if ARGV[11] ~= '' then
+  local device = cjson.decode(redis.call('HGET', key, 'd') or '{}')
+  for name, value in pairs(cjson.decode(ARGV[11])) do device[name] = value end
+  redis.call('HSET', key, 'd', cjson.encode(device))
+end
 f.v = f.v + 1
 if ARGV[5] == '1' then touch(key, id, f) else store_meta(key, f) end
 return {'applied', redis.call('HGETALL', key)}
 "#;
 
-/// `KEYS[1]` the session; `ARGV[3..]` id, expected version, new absolute deadline in ms (`''`
-/// keeps it), device JSON, then attribute field/value pairs. Returns `{'applied', fields}`,
+/// `KEYS[1]` the session; `ARGV[3..]` id, expected version (`''` for any), new absolute
+/// deadline in ms (`''` keeps it), device JSON (`''` keeps it), then attribute field/value
+/// pairs. Returns `{'applied', fields}`,
 /// `{'missing'}` or `{'mismatch', version}`.
 const REPLACE: &str = r#"
 local key, id = KEYS[1], ARGV[3]
 local f = live(key)
 if not f then return {'missing'} end
 local version = string.format('%d', f.v)
-if ARGV[4] ~= version then return {'mismatch', version} end
+if ARGV[4] ~= '' and ARGV[4] ~= version then return {'mismatch', version} end
 local stale = {}
 for _, field in ipairs(redis.call('HKEYS', key)) do
   if string.sub(field, 1, 2) == 'a:' then table.insert(stale, field) end
 end
 if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
-redis.call('HSET', key, 'd', ARGV[6], unpack(ARGV, 7))
+if ARGV[6] ~= '' then redis.call('HSET', key, 'd', ARGV[6]) end
+if #ARGV >= 7 then redis.call('HSET', key, unpack(ARGV, 7)) end
 f.v = f.v + 1
 if ARGV[5] == '' then
   store_meta(key, f)

@@ -94,7 +94,7 @@ impl SqlStore<MySql> {
         &self,
         id: &SessionId,
         patch: &Patch,
-        options: PatchOptions,
+        options: PatchOptions<'_>,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
@@ -108,10 +108,13 @@ impl SqlStore<MySql> {
         let outcome = session.patched(patch, options, now);
         if let Patched::Applied(written) = &outcome {
             sqlx::query(
-                "UPDATE sessions SET attributes = JSON_EXTRACT(?, '$'), version = ?, last_access_at = ?, expires_at = ?
+                "UPDATE sessions
+                 SET attributes = JSON_EXTRACT(?, '$'), device = JSON_EXTRACT(?, '$'), version = ?, last_access_at = ?,
+                     expires_at = ?
                  WHERE id = ?",
             )
             .bind(encode(&written.attributes)?)
+            .bind(encode(&written.device)?)
             .bind(version(written.version))
             .bind(written.last_access_at.as_millis())
             .bind(written.expires_at.as_millis())
@@ -274,9 +277,10 @@ fn patch_statement(
     id: &SessionId,
     patch: &Patch,
     increments: &[(&str, i64)],
-    options: PatchOptions,
+    options: PatchOptions<'_>,
     now: Timestamp,
 ) -> Result<QueryBuilder<MySql>, StoreError> {
+    let PatchOptions { expected, touch, cap, device } = options;
     let mut sql = QueryBuilder::new("UPDATE sessions SET attributes = ");
     let sets = !(patch.set.is_empty() && increments.is_empty());
     if sets {
@@ -303,13 +307,16 @@ fn patch_statement(
     if sets {
         sql.push(")");
     }
+    if let Some(device) = device {
+        sql.push(", device = JSON_MERGE_PATCH(device, JSON_EXTRACT(").push_bind(encode(device)?).push(", '$'))");
+    }
     sql.push(", version = version + 1");
-    if options.touch {
+    if touch {
         sql.push(", last_access_at = ").push_bind(now.as_millis());
         sql.push(", expires_at = LEAST(").push_bind(now.as_millis()).push(" + idle_ttl_ms, absolute_expires_at)");
     }
     sql.push(" WHERE id = ").push_bind(id.as_ref()).push(" AND expires_at > ").push_bind(now.as_millis());
-    if let Some(expected) = options.expected {
+    if let Some(expected) = expected {
         sql.push(" AND version = ").push_bind(version(expected));
     }
     for &(key, by) in increments {
@@ -317,7 +324,7 @@ fn patch_statement(
         push_sum(&mut sql, key, by);
         sql.push(" BETWEEN -9223372036854775808 AND 9223372036854775807");
     }
-    if let Some(room) = Headroom::of(patch, options.cap) {
+    if let Some(room) = Headroom::of(patch, cap) {
         sql.push(" AND LENGTH(CAST(attributes AS CHAR)) + ").push_bind(room.added_bytes);
         sql.push(" <= ").push_bind(room.max_bytes);
         sql.push(" AND JSON_LENGTH(attributes) + ").push_bind(room.new_keys);
@@ -377,7 +384,7 @@ impl SessionStore for SqlStore<MySql> {
         &self,
         id: &SessionId,
         patch: &Patch,
-        options: PatchOptions,
+        options: PatchOptions<'_>,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
         // Renewing the idle deadline moves the row in the `expires_at` index: concurrent
@@ -398,17 +405,18 @@ impl SessionStore for SqlStore<MySql> {
         // MySQL assigns left to right, each assignment seeing the ones before it: the idle
         // deadline is capped by the absolute deadline just written.
         let update = sqlx::query(
-            "UPDATE sessions SET attributes = JSON_EXTRACT(?, '$'), device = JSON_EXTRACT(?, '$'), version = version + 1,
-                    absolute_expires_at = COALESCE(?, absolute_expires_at),
-                    expires_at = LEAST(last_access_at + idle_ttl_ms, absolute_expires_at)
-             WHERE id = ? AND expires_at > ? AND version = ?",
+            "UPDATE sessions
+             SET attributes = JSON_EXTRACT(?, '$'), device = COALESCE(JSON_EXTRACT(?, '$'), device),
+                 version = version + 1, absolute_expires_at = COALESCE(?, absolute_expires_at),
+                 expires_at = LEAST(last_access_at + idle_ttl_ms, absolute_expires_at)
+             WHERE id = ? AND expires_at > ? AND version = COALESCE(?, version)",
         )
         .bind(encode(attributes)?)
-        .bind(encode(device)?)
+        .bind(device.map(encode).transpose()?)
         .bind(absolute_expires_at.map(Timestamp::as_millis))
         .bind(id.as_ref())
         .bind(now.as_millis())
-        .bind(version(expected));
+        .bind(expected.map(version));
         Ok(replaced(self.update_then_load(update, id, now).await?))
     }
 

@@ -128,7 +128,7 @@ fn encoded_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
 /// say why.
 pub(crate) async fn settle_patch<'p, L, W, Fut, K, KFut>(
     patch: &'p Patch,
-    options: PatchOptions,
+    options: PatchOptions<'_>,
     now: Timestamp,
     load: impl FnOnce() -> L,
     write: W,
@@ -158,7 +158,7 @@ where
 pub(crate) fn explain_patch(
     current: Option<Session>,
     patch: &Patch,
-    options: PatchOptions,
+    options: PatchOptions<'_>,
     now: Timestamp,
 ) -> Option<Patched> {
     let Some(mut session) = current else { return Some(Patched::NotFound) };

@@ -128,7 +128,7 @@ impl SqlStore<Postgres> {
         &self,
         id: &SessionId,
         patch: &Patch,
-        options: PatchOptions,
+        options: PatchOptions<'_>,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
@@ -142,7 +142,8 @@ impl SqlStore<Postgres> {
         let outcome = session.patched(patch, options, now);
         if let Patched::Applied(written) = &outcome {
             sqlx::query(
-                "UPDATE sessions SET attributes = $2::jsonb, version = $3, last_access_at = $4, expires_at = $5
+                "UPDATE sessions
+                 SET attributes = $2::jsonb, device = $6::jsonb, version = $3, last_access_at = $4, expires_at = $5
                  WHERE id = $1",
             )
             .bind(id.as_ref())
@@ -150,6 +151,7 @@ impl SqlStore<Postgres> {
             .bind(version(written.version))
             .bind(written.last_access_at.as_millis())
             .bind(written.expires_at.as_millis())
+            .bind(encode(&written.device)?)
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
@@ -211,13 +213,13 @@ fn patch_query<'a>(
     id: &'a SessionId,
     patch: &'a Patch,
     increments: &[(&str, i64)],
-    options: PatchOptions,
+    options: PatchOptions<'_>,
     now: Timestamp,
 ) -> Result<QueryAs<'a, Postgres, SessionRow, PgArguments>, StoreError> {
     let increments: serde_json::Map<String, serde_json::Value> =
         increments.iter().map(|(key, by)| ((*key).to_owned(), (*by).into())).collect();
-    let expected = options.expected.map(version);
-    let room = Headroom::of(patch, options.cap);
+    let PatchOptions { expected, touch, cap, device } = options;
+    let room = Headroom::of(patch, cap);
     Ok(sqlx::query_as(
         "UPDATE sessions
          SET attributes = (attributes - $3::text[]) || $4::jsonb || COALESCE(
@@ -229,6 +231,7 @@ fn patch_query<'a>(
                   )::bigint)
                   FROM jsonb_each_text($5::jsonb) AS incr),
                  '{}'::jsonb),
+             device = device || COALESCE($12::jsonb, '{}'::jsonb),
              version = version + 1,
              last_access_at = CASE WHEN $6 THEN $2 ELSE last_access_at END,
              expires_at = CASE WHEN $6 THEN LEAST($2 + idle_ttl_ms, absolute_expires_at) ELSE expires_at END
@@ -251,12 +254,13 @@ fn patch_query<'a>(
     .bind(patch.remove.as_slice())
     .bind(encode(&patch.set)?)
     .bind(encode(&increments)?)
-    .bind(options.touch)
-    .bind(expected)
+    .bind(touch)
+    .bind(expected.map(version))
     .bind(room.map(|r| r.added_bytes))
     .bind(room.map(|r| r.max_bytes))
     .bind(room.map(|r| r.new_keys))
-    .bind(room.map(|r| r.max_attributes)))
+    .bind(room.map(|r| r.max_attributes))
+    .bind(device.map(encode).transpose()?))
 }
 
 fn version(v: Version) -> i64 {
@@ -308,7 +312,7 @@ impl SessionStore for SqlStore<Postgres> {
         &self,
         id: &SessionId,
         patch: &Patch,
-        options: PatchOptions,
+        options: PatchOptions<'_>,
         now: Timestamp,
     ) -> Result<Patched, StoreError> {
         let write = async |increments: Vec<(&str, i64)>| {
@@ -322,18 +326,18 @@ impl SessionStore for SqlStore<Postgres> {
     async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
         let Replacement { attributes, device, expected, absolute_expires_at } = new;
         let written = sqlx::query_as(
-            "UPDATE sessions SET attributes = $3::jsonb, device = $4::jsonb, version = version + 1,
+            "UPDATE sessions SET attributes = $3::jsonb, device = COALESCE($4::jsonb, device), version = version + 1,
                     absolute_expires_at = COALESCE($6, absolute_expires_at),
                     expires_at = LEAST(last_access_at + idle_ttl_ms, COALESCE($6, absolute_expires_at))
-             WHERE id = $1 AND expires_at > $2 AND version = $5
+             WHERE id = $1 AND expires_at > $2 AND version = COALESCE($5, version)
              RETURNING id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
                        device::text AS device, created_by, attributes::text AS attributes, version",
         )
         .bind(id.as_ref())
         .bind(now.as_millis())
         .bind(encode(attributes)?)
-        .bind(encode(device)?)
-        .bind(version(expected))
+        .bind(device.map(encode).transpose()?)
+        .bind(expected.map(version))
         .bind(absolute_expires_at.map(Timestamp::as_millis))
         .fetch_optional(&self.pool)
         .await;

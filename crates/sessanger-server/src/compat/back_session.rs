@@ -28,7 +28,7 @@ use sessanger_core::{
     wire::{Deleted, ErrorBody},
 };
 
-use super::{CompatError, Gate, LooseJson, NativeShape, rewrite, session_id};
+use super::{CompatError, Gate, LooseJson, NativeShape, session_id};
 use crate::{AppState, error::ApiError, extract::PathId};
 
 type Error = CompatError<NativeShape>;
@@ -241,9 +241,8 @@ fn decoded(body: Result<LooseJson<UpdateBody>, ApiError>) -> Result<UpdateBody, 
 /// session's (it is never changed); every failure the client caused is 400, as the original
 /// answered any failed update, but a write past the session cap (413 `session_too_large`). The write counts as use: it moves `update_date`.
 ///
-/// Attributes alone change in one atomic store step, so concurrent updates of one session
-/// never fail for one another; a `device_id` (the session's device, not an attribute) is
-/// changed with them by compare-and-set.
+/// Attributes and a `device_id` (the session's device, not an attribute) change in one atomic
+/// store step, so concurrent updates of one session never fail for one another.
 async fn update(
     manager: &SessionManager,
     id: &str,
@@ -274,23 +273,9 @@ async fn update(
             patch = patch.set(key.clone(), Value::String(value.clone()));
         }
     }
-    let session = match changes.get("device_id") {
-        None => manager.patch_session_with(&id, &patch, PatchOptions::new().with_touch(true)).await,
-        Some(device_id) => {
-            let written = rewrite(manager, &id, |_, attributes, device| {
-                attributes.extend(patch.set.iter().map(|(key, value)| (key.clone(), value.clone())));
-                device.device_id = Some(device_id.clone());
-                Ok(())
-            })
-            .await;
-            match written {
-                // The rewrite keeps the deadlines; the update still counts as use.
-                Ok(_) => manager.refresh_session(&id).await,
-                Err(error) => return Err(as_400(error)),
-            }
-        }
-    }
-    .map_err(|error| as_400(error.into()))?;
+    let device = changes.get("device_id").map(|id| Device { device_id: Some(id.clone()), ..Device::default() });
+    let options = PatchOptions::new().with_touch(true).with_device(device.as_ref());
+    let session = manager.patch_session_with(&id, &patch, options).await.map_err(|error| as_400(error.into()))?;
     Ok(Json(
         changes
             .into_keys()

@@ -21,9 +21,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde::de::DeserializeOwned;
-use sessanger_core::{
-    Attributes, Device, ManagerError, Permission, Replacement, ServiceId, Session, SessionId, SessionManager,
-};
+use sessanger_core::{ManagerError, Permission, ServiceId, SessionId, SessionManager};
 use subtle::ConstantTimeEq;
 
 use crate::{AppState, CompatAuth, CompatOptions, auth, error::ApiError};
@@ -163,30 +161,5 @@ pub(crate) struct NativeShape;
 impl ErrorShape for NativeShape {
     fn body(error: &ApiError) -> serde_json::Value {
         serde_json::to_value(error.body()).expect("an error body is plain JSON")
-    }
-}
-
-/// How many times [`rewrite`] retries when other writers keep changing the session.
-const REWRITE_ATTEMPTS: usize = 8;
-
-/// Changes a session's attributes and device by compare-and-set: `change` sees the stored
-/// session and edits copies of its attributes and device, which replace the stored ones only
-/// if nobody wrote in between; otherwise it runs again on the newer session. No write is lost,
-/// and a `change` that fails leaves the session as it was.
-pub(crate) async fn rewrite(
-    manager: &SessionManager,
-    id: &SessionId,
-    mut change: impl FnMut(&Session, &mut Attributes, &mut Device) -> Result<(), ApiError>,
-) -> Result<Session, ApiError> {
-    let mut attempts = 0;
-    loop {
-        let session = manager.get_session(id).await?;
-        let (mut attributes, mut device) = (session.attributes.clone(), session.device.clone());
-        change(&session, &mut attributes, &mut device)?;
-        attempts += 1;
-        match manager.replace_session(id, Replacement::new(&attributes, &device, session.version)).await {
-            Err(ManagerError::VersionMismatch { .. }) if attempts < REWRITE_ATTEMPTS => continue,
-            replaced => return Ok(replaced?),
-        }
     }
 }

@@ -22,9 +22,9 @@ use axum::{
 };
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sessanger_core::{Attributes, NewSession, Permission, Session, SessionId, SessionManager, UserId};
+use sessanger_core::{Attributes, NewSession, Permission, Replacement, Session, SessionId, SessionManager, UserId};
 
-use super::{CompatError, ErrorShape, Gate, LooseJson, rewrite, session_id};
+use super::{CompatError, ErrorShape, Gate, LooseJson, session_id};
 use crate::{AppState, SESSMAN_DEFAULT_TTL, error::ApiError};
 
 /// sessman's error body: `{"error": "<text>"}`.
@@ -184,11 +184,9 @@ pub(crate) async fn new(State(state): State<AppState>, params: Params) -> Result
 pub(crate) async fn update(State(state): State<AppState>, params: Params) -> Result<Json<Reply>, Error> {
     let manager = params.admit(&state, Permission::Write).await?;
     let (id, data) = (params.session_id()?, params.data()?);
-    rewrite(&manager, &id, |_, attributes, _| {
-        attributes.clone_from(&data);
-        Ok(())
-    })
-    .await?;
+    // One store step, whatever the version: concurrent updates never fail for one another,
+    // the last one wins, as in the original.
+    manager.replace_session(&id, Replacement::attributes(&data)).await?;
     Ok(Json(manager.refresh_session(&id).await?.into()))
 }
 
