@@ -218,9 +218,9 @@ impl SessionCap {
     ///
     /// let cap = SessionCap { max_attributes: 2, max_bytes: 16 };
     /// let mut attributes = Attributes::new();
-    /// attributes.insert("a".into(), json!("0123456")); // {"a":"0123456"}: 15 bytes
+    /// attributes.insert("a".into(), json!("01234567")); // {"a":"01234567"}: 16 bytes
     /// assert_eq!(cap.check(&attributes), Ok(()));
-    /// attributes.insert("a".into(), json!("01234567"));
+    /// attributes.insert("a".into(), json!("012345678"));
     /// assert_eq!(cap.check(&attributes), Err(PatchError::SessionTooLarge(16)));
     /// ```
     pub fn check(&self, attributes: &Attributes) -> Result<(), PatchError> {
