@@ -26,15 +26,15 @@
 //! # Ok(()) }
 //! ```
 
-use std::{fmt, time::Duration};
+use std::{fmt, num::NonZeroU32, time::Duration};
 
 use reqwest::{Method, RequestBuilder, StatusCode, header};
 use serde::de::DeserializeOwned;
 use sessanger_core::{
     Page, Patch, ServiceId, SessionId, UserId, Version,
     wire::{
-        CreateService, CreateSession, CreatedService, Deleted, ErrorBody, Regenerated, ReplaceSession, ServiceBody,
-        ServiceList, SessionBody, SessionList, Stats,
+        CreateService, CreateSession, CreatedService, Deleted, ErrorBody, Regenerated, ReplaceSession, ServiceList,
+        SessionBody, SessionList, Stats,
     },
 };
 
@@ -249,10 +249,19 @@ impl Client {
         self.send(self.request(Method::POST, "/v1/services").json(body)).await
     }
 
-    /// `GET /v1/services` (admin).
-    pub async fn list_services(&self) -> Result<Vec<ServiceBody>, ClientError> {
-        let list: ServiceList = self.send(self.request(Method::GET, "/v1/services")).await?;
-        Ok(list.services)
+    /// `GET /v1/services?limit=&cursor=` (admin): one page of the services, ordered by id;
+    /// `next_cursor` is the `after` of the next.
+    pub async fn list_services(
+        &self,
+        after: Option<&ServiceId>,
+        limit: NonZeroU32,
+    ) -> Result<ServiceList, ClientError> {
+        // A service id is `a-z 0-9 - _`: nothing in it needs escaping.
+        let mut path = format!("/v1/services?limit={limit}");
+        if let Some(after) = after {
+            path.push_str(&format!("&cursor={after}"));
+        }
+        self.send(self.request(Method::GET, &path)).await
     }
 
     /// `DELETE /v1/services/{id}` (admin).

@@ -610,9 +610,14 @@ impl SessionManager {
         if record.verify(token) { Ok(record) } else { Err(ManagerError::InvalidCredentials) }
     }
 
-    /// Every registered service.
-    pub async fn list_services(&self) -> Result<Vec<ServiceRecord>, ManagerError> {
-        Ok(self.shared.store.list_services().await?)
+    /// One page of the registered services, ordered by id: those after `after`, at most
+    /// `limit`.
+    pub async fn list_services(
+        &self,
+        after: Option<&ServiceId>,
+        limit: NonZeroU32,
+    ) -> Result<Vec<ServiceRecord>, ManagerError> {
+        Ok(self.shared.store.list_services(after, limit).await?)
     }
 
     /// Removes a service; its token stops working at once in this process.

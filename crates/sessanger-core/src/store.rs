@@ -530,11 +530,16 @@ pub trait ServiceStore: Debug + Send + Sync + 'static {
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)).
     async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError>;
-    /// Every registered service, ordered by id.
+    /// One page of the registered services, ordered by id: those after `after` (from the
+    /// first if `None`), at most `limit`. Costs O(page).
     ///
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)).
-    async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError>;
+    async fn list_services(
+        &self,
+        after: Option<&ServiceId>,
+        limit: NonZeroU32,
+    ) -> Result<Vec<ServiceRecord>, StoreError>;
     /// Removes a service; `Ok(false)` if there was none.
     ///
     /// # Errors

@@ -217,8 +217,12 @@ pub struct CreatedService {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceList {
-    /// Every registered service, ordered by id.
+    /// One page of the registered services, ordered by id.
     pub services: Vec<ServiceBody>,
+    /// Where the next page starts (`?cursor=`); absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub next_cursor: Option<ServiceId>,
 }
 
 /// Every error response: `{"error": {"code": "...", "message": "..."}}`.

@@ -8,7 +8,7 @@ use axum::{
     http::request::Parts,
 };
 use serde::de::DeserializeOwned;
-use sessanger_core::{IdError, Page, Position, ServiceId, SessionId, UserId};
+use sessanger_core::{IdError, Page, ServiceId, SessionId, UserId};
 
 use crate::error::ApiError;
 
@@ -63,13 +63,16 @@ impl<S: Send + Sync, T: PathSegment> FromRequestParts<S> for PathId<T> {
     }
 }
 
-/// `?limit=&cursor=` of a listing: which [`Page`] to answer. `limit` defaults to
-/// [`Page::DEFAULT_LIMIT`] and may be at most [`Page::MAX_LIMIT`]; `cursor` is a listing's
-/// `next_cursor`, handed back unchanged.
+/// `?limit=&cursor=` of a listing: `limit` defaults to [`Page::DEFAULT_LIMIT`] and may be at
+/// most [`Page::MAX_LIMIT`]; `cursor` is the listing's `next_cursor`, handed back unchanged,
+/// read as a `P` (where the page before ended).
 #[derive(Debug)]
-pub(crate) struct PageQuery(pub(crate) Page);
+pub(crate) struct Listing<P> {
+    pub(crate) after: Option<P>,
+    pub(crate) limit: NonZeroU32,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for PageQuery {
+impl<S: Send + Sync, P: FromStr<Err: std::fmt::Display>> FromRequestParts<S> for Listing<P> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
@@ -91,10 +94,10 @@ impl<S: Send + Sync> FromRequestParts<S> for PageQuery {
         };
         let after = raw
             .cursor
-            .map(|cursor| cursor.parse::<Position>())
+            .map(|cursor| cursor.parse::<P>())
             .transpose()
             .map_err(|e| ApiError::InvalidRequest(format!("cursor: {e}")))?;
-        Ok(PageQuery(Page { after, limit }))
+        Ok(Listing { after, limit })
     }
 }
 

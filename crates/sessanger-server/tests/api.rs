@@ -237,8 +237,12 @@ impl ServiceStore for FaultyStore {
     async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
         self.inner.load_service(id).await
     }
-    async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
-        self.inner.list_services().await
+    async fn list_services(
+        &self,
+        after: Option<&ServiceId>,
+        limit: NonZeroU32,
+    ) -> Result<Vec<ServiceRecord>, StoreError> {
+        self.inner.list_services(after, limit).await
     }
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
         self.inner.delete_service(id).await
@@ -493,6 +497,30 @@ async fn a_users_sessions_come_in_bounded_pages_that_cover_each_once() {
             .await
             .assert_error(400, "invalid_request");
     }
+}
+
+#[tokio::test]
+async fn services_come_in_pages_ordered_by_id() {
+    let api = Api::new().await;
+    let a = Some(api.admin.as_str());
+    for id in ["svc-c", "svc-a", "svc-b"] {
+        let reply = api.call(Method::POST, "/v1/services", a, Some(json!({"id": id, "permissions": ["read"]}))).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    }
+    // admin, reader, svc-a, svc-b, svc-c, writer: three pages of two.
+    let mut ids = Vec::new();
+    let mut uri = "/v1/services?limit=2".to_owned();
+    loop {
+        let page = api.call(Method::GET, &uri, a, None).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        ids.extend(page.json["services"].as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_owned()));
+        match page.json["next_cursor"].as_str() {
+            Some(next) => uri = format!("/v1/services?limit=2&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(ids, ["admin", "reader", "svc-a", "svc-b", "svc-c", "writer"]);
+    api.call(Method::GET, "/v1/services?cursor=Not.An.Id", a, None).await.assert_error(400, "invalid_request");
 }
 
 #[tokio::test]

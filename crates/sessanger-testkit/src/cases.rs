@@ -763,10 +763,24 @@ pub async fn services_are_created_once_listed_and_deleted(store: SharedStore) {
     let loaded = store.load_service(&a.id).await.unwrap().unwrap();
     assert_eq!(loaded, a);
     assert!(loaded.verify(&token));
-    let listed: Vec<_> =
-        store.list_services().await.unwrap().into_iter().filter(|s| s.id.as_ref().ends_with(suffix.as_str())).collect();
+    // Every service, in pages of two: ordered by id, each page after the one before.
+    let two = NonZeroU32::new(2).unwrap();
+    let mut all: Vec<ServiceRecord> = Vec::new();
+    loop {
+        let page = store.list_services(all.last().map(|s| &s.id), two).await.unwrap();
+        assert!(page.len() <= 2);
+        let full = page.len() == 2;
+        all.extend(page);
+        if !full {
+            break;
+        }
+    }
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "ordered by id, each once");
+    let listed: Vec<_> = all.into_iter().filter(|s| s.id.as_ref().ends_with(suffix.as_str())).collect();
     assert_eq!(listed, vec![a.clone(), b.clone()]);
     assert!(store.delete_service(&a.id).await.unwrap());
+    let after_a = store.list_services(Some(&a.id), NonZeroU32::MIN).await.unwrap();
+    assert!(after_a.iter().all(|s| s.id > a.id), "a page starts after its cursor");
     assert!(!store.delete_service(&a.id).await.unwrap());
     assert_eq!(store.load_service(&a.id).await.unwrap(), None);
 }

@@ -57,11 +57,23 @@ impl Target {
         })
     }
 
+    /// Every service, page after page.
     async fn list_services(&self) -> anyhow::Result<Vec<ServiceBody>> {
-        Ok(match self {
-            Target::Direct(m) => m.list_services().await?.into_iter().map(Into::into).collect(),
-            Target::Remote(c) => c.list_services().await?,
-        })
+        let mut all: Vec<ServiceBody> = Vec::new();
+        loop {
+            let after = all.last().map(|s| s.id.clone());
+            let page: Vec<ServiceBody> = match self {
+                Target::Direct(m) => {
+                    m.list_services(after.as_ref(), Page::MAX_LIMIT).await?.into_iter().map(Into::into).collect()
+                }
+                Target::Remote(c) => c.list_services(after.as_ref(), Page::MAX_LIMIT).await?.services,
+            };
+            let full = page.len() >= Page::MAX_LIMIT.get() as usize;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
     }
 
     async fn remove_service(&self, id: &ServiceId) -> anyhow::Result<()> {

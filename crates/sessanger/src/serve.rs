@@ -1,6 +1,6 @@
 //! `sessanger serve`.
 
-use std::{fs, io::Write, path::Path};
+use std::{fs, io::Write, num::NonZeroU32, path::Path};
 
 use anyhow::{Context, bail};
 use sessanger_core::{ManagerError, Permission, SessionManager};
@@ -69,7 +69,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
 /// atomically and only once, so exactly one node creates the token and writes it, and the
 /// others say where to find it and serve on.
 async fn bootstrap_admin(manager: &SessionManager, settings: &Settings) -> anyhow::Result<()> {
-    if !manager.list_services().await?.is_empty() {
+    if !manager.list_services(None, NonZeroU32::MIN).await?.is_empty() {
         return Ok(());
     }
     let path = settings.admin_token_file();

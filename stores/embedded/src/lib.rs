@@ -75,6 +75,8 @@
 
 use std::{
     fmt, io,
+    num::NonZeroU32,
+    ops::Bound,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -678,15 +680,24 @@ impl ServiceStore for EmbeddedStore {
         self.read_inline(|txn| get(&txn.open_table(SERVICES).map_err(store_error)?, id.as_ref()))
     }
 
-    async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
-        self.read(|txn| {
+    async fn list_services(
+        &self,
+        after: Option<&ServiceId>,
+        limit: NonZeroU32,
+    ) -> Result<Vec<ServiceRecord>, StoreError> {
+        let after = after.map(|id| id.to_string());
+        self.read(move |txn| {
             let services = txn.open_table(SERVICES).map_err(store_error)?;
-            let mut all = Vec::new();
-            for entry in services.iter().map_err(store_error)? {
+            let mut page = Vec::new();
+            let range = match &after {
+                Some(after) => services.range::<&str>((Bound::Excluded(after.as_str()), Bound::Unbounded)),
+                None => services.range::<&str>(..),
+            };
+            for entry in range.map_err(store_error)?.take(limit.get() as usize) {
                 let (_, bytes) = entry.map_err(store_error)?;
-                all.push(decode(bytes.value())?);
+                page.push(decode(bytes.value())?);
             }
-            Ok(all)
+            Ok(page)
         })
         .await
     }

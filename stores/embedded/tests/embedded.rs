@@ -63,7 +63,7 @@ async fn sessions_and_services_survive_closing_and_reopening_the_store() {
     assert_eq!(store.count_active(now).await.unwrap(), 1);
     let loaded = store.load_service(&service.id).await.unwrap().unwrap();
     assert!(loaded.verify(&token));
-    assert_eq!(store.list_services().await.unwrap(), vec![service]);
+    assert_eq!(store.list_services(None, std::num::NonZeroU32::MIN).await.unwrap(), vec![service]);
 
     // Indexes came back too: the reopened store expires and revokes the session.
     assert_eq!(store.delete_expired(now + IDLE, 10).await.unwrap().len(), 1);

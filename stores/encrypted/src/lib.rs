@@ -109,7 +109,7 @@
 mod envelope;
 mod keyring;
 
-use std::{borrow::Cow, collections::BTreeSet, fmt, sync::Arc};
+use std::{borrow::Cow, collections::BTreeSet, fmt, num::NonZeroU32, sync::Arc};
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -343,8 +343,12 @@ impl<S: ServiceStore + ?Sized> ServiceStore for EncryptedStore<S> {
         self.inner.load_service(id).await
     }
 
-    async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
-        self.inner.list_services().await
+    async fn list_services(
+        &self,
+        after: Option<&ServiceId>,
+        limit: NonZeroU32,
+    ) -> Result<Vec<ServiceRecord>, StoreError> {
+        self.inner.list_services(after, limit).await
     }
 
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {

@@ -14,7 +14,8 @@
 //! ```
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
+    num::NonZeroU32,
     ops::Bound,
     sync::{Mutex, MutexGuard},
 };
@@ -37,7 +38,7 @@ struct Inner {
     sessions: HashMap<SessionId, Session>,
     by_user: HashMap<UserId, BTreeSet<(Timestamp, SessionId)>>,
     by_expiry: BTreeSet<(Timestamp, SessionId)>,
-    services: HashMap<ServiceId, ServiceRecord>,
+    services: BTreeMap<ServiceId, ServiceRecord>,
 }
 
 impl MemoryStore {
@@ -235,10 +236,14 @@ impl ServiceStore for MemoryStore {
         Ok(self.lock().services.get(id).cloned())
     }
 
-    async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
-        let mut all: Vec<_> = self.lock().services.values().cloned().collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(all)
+    async fn list_services(
+        &self,
+        after: Option<&ServiceId>,
+        limit: NonZeroU32,
+    ) -> Result<Vec<ServiceRecord>, StoreError> {
+        let start = after.map_or(Bound::Unbounded, |id| Bound::Excluded(id.clone()));
+        let inner = self.lock();
+        Ok(inner.services.range((start, Bound::Unbounded)).take(limit.get() as usize).map(|(_, s)| s.clone()).collect())
     }
 
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {

@@ -131,7 +131,7 @@ mod error;
 mod options;
 mod query;
 
-use std::{fmt, time::Duration};
+use std::{fmt, num::NonZeroU32, time::Duration};
 
 use async_trait::async_trait;
 use futures::{FutureExt, StreamExt, TryStreamExt, stream};
@@ -727,11 +727,17 @@ impl ServiceStore for MongoStore {
         found.as_ref().map(decode_service).transpose()
     }
 
-    async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+    async fn list_services(
+        &self,
+        after: Option<&ServiceId>,
+        limit: NonZeroU32,
+    ) -> Result<Vec<ServiceRecord>, StoreError> {
+        let filter = after.map_or_else(Document::new, |id| doc! { "_id": { "$gt": id.as_ref() } });
         let all: Vec<Document> = self
             .services
-            .find(doc! {})
+            .find(filter)
             .sort(doc! { "_id": 1 })
+            .limit(i64::from(limit.get()))
             .await
             .map_err(store_error)?
             .try_collect()

@@ -91,7 +91,7 @@ mod connection;
 mod record;
 mod scripts;
 
-use std::{fmt, str::FromStr, sync::Arc};
+use std::{fmt, num::NonZeroU32, str::FromStr, sync::Arc};
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -202,6 +202,12 @@ impl Keys {
 
     fn services(&self) -> String {
         format!("{}:services", self.prefix)
+    }
+
+    /// The ids of the services, a sorted set (all scores 0, so ordered by id) that lists a
+    /// page in O(page).
+    fn service_ids(&self) -> String {
+        format!("{}:services:ids", self.prefix)
     }
 }
 
@@ -532,7 +538,14 @@ impl ServiceStore for RedisStore {
     async fn create_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
         let record = record::json(service)?;
         let cmd = redis::cmd("HSETNX").arg(self.keys.services()).arg(service.id.as_ref()).arg(record).to_owned();
-        Ok(count(self.query(&cmd).await?)? == 1)
+        let created = count(self.query(&cmd).await?)? == 1;
+        if created {
+            // The two keys may sit on different cluster nodes, so this is a second command:
+            // a crash in between is repaired by the next `list_services`.
+            let index = redis::cmd("ZADD").arg(self.keys.service_ids()).arg(0).arg(service.id.as_ref()).to_owned();
+            self.query(&index).await?;
+        }
+        Ok(created)
     }
 
     async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
@@ -543,16 +556,45 @@ impl ServiceStore for RedisStore {
         }
     }
 
-    async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
-        let values = items(self.query(redis::cmd("HVALS").arg(self.keys.services())).await?)?;
-        let mut all = values.into_iter().map(decode_service).collect::<Result<Vec<_>, _>>()?;
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(all)
+    async fn list_services(
+        &self,
+        after: Option<&ServiceId>,
+        limit: NonZeroU32,
+    ) -> Result<Vec<ServiceRecord>, StoreError> {
+        let (services, ids) = (self.keys.services(), self.keys.service_ids());
+        // An index that disagrees with the records (services stored before it existed, or a
+        // crash between a record's write and its index entry's) is rebuilt from them: O(n)
+        // once, then two O(1) counts per page.
+        let stored = count(self.query(redis::cmd("HLEN").arg(&services)).await?)?;
+        if count(self.query(redis::cmd("ZCARD").arg(&ids)).await?)? != stored {
+            let all = items(self.query(redis::cmd("HKEYS").arg(&services)).await?)?;
+            let mut rebuild = redis::cmd("ZADD");
+            rebuild.arg(&ids);
+            for id in all {
+                rebuild.arg(0).arg(text(id)?);
+            }
+            self.query(redis::cmd("DEL").arg(&ids)).await?;
+            if stored > 0 {
+                self.query(&rebuild).await?;
+            }
+        }
+        let start = after.map_or_else(|| "-".to_owned(), |id| format!("({id}"));
+        let range =
+            redis::cmd("ZRANGEBYLEX").arg(&ids).arg(start).arg("+").arg("LIMIT").arg(0).arg(limit.get()).to_owned();
+        let page = items(self.query(&range).await?)?.into_iter().map(text).collect::<Result<Vec<_>, _>>()?;
+        if page.is_empty() {
+            return Ok(Vec::new());
+        }
+        let values = items(self.query(redis::cmd("HMGET").arg(&services).arg(&page)).await?)?;
+        // A record deleted since its id was read is simply not listed.
+        values.into_iter().filter(|value| *value != Value::Nil).map(decode_service).collect()
     }
 
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
         let cmd = redis::cmd("HDEL").arg(self.keys.services()).arg(id.as_ref()).to_owned();
-        Ok(count(self.query(&cmd).await?)? == 1)
+        let deleted = count(self.query(&cmd).await?)? == 1;
+        self.query(redis::cmd("ZREM").arg(self.keys.service_ids()).arg(id.as_ref())).await?;
+        Ok(deleted)
     }
 }
 

@@ -10,7 +10,7 @@
 //! JSON document (`JSON_EXTRACT(?, '$')`, as MariaDB has no `CAST(... AS JSON)`), so
 //! `JSON_SET` embeds a value rather than a string.
 
-use std::str::FromStr;
+use std::{num::NonZeroU32, str::FromStr};
 
 use async_trait::async_trait;
 use sessanger_core::{
@@ -502,11 +502,16 @@ impl ServiceStore for SqlStore<MySql> {
         row::service(select.bind(id.as_ref()).fetch_optional(&self.pool).await.map_err(store_error)?)
     }
 
-    async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+    async fn list_services(
+        &self,
+        after: Option<&ServiceId>,
+        limit: NonZeroU32,
+    ) -> Result<Vec<ServiceRecord>, StoreError> {
         let select = sqlx::query_as(
             "SELECT id, name, CAST(permissions AS CHAR) AS permissions, secret_sha256, created_at
-             FROM services ORDER BY id",
+             FROM services WHERE id > ? ORDER BY id LIMIT ?",
         );
+        let select = select.bind(after.map_or("", AsRef::as_ref)).bind(i64::from(limit.get()));
         row::services(select.fetch_all(&self.pool).await.map_err(store_error)?)
     }
 

@@ -7,7 +7,7 @@
 //! most operations are one statement. JSON columns are read as text (`device::text`) and
 //! bound as text cast to `jsonb` (`$8::jsonb`).
 
-use std::str::FromStr;
+use std::{num::NonZeroU32, str::FromStr};
 
 use async_trait::async_trait;
 use sessanger_core::{
@@ -431,10 +431,16 @@ impl ServiceStore for SqlStore<Postgres> {
         row::service(select.bind(id.as_ref()).fetch_optional(&self.pool).await.map_err(store_error)?)
     }
 
-    async fn list_services(&self) -> Result<Vec<ServiceRecord>, StoreError> {
+    async fn list_services(
+        &self,
+        after: Option<&ServiceId>,
+        limit: NonZeroU32,
+    ) -> Result<Vec<ServiceRecord>, StoreError> {
         let select = sqlx::query_as(
-            "SELECT id, name, permissions::text AS permissions, secret_sha256, created_at FROM services ORDER BY id",
+            "SELECT id, name, permissions::text AS permissions, secret_sha256, created_at FROM services
+             WHERE id > $1 ORDER BY id LIMIT $2",
         );
+        let select = select.bind(after.map_or("", AsRef::as_ref)).bind(i64::from(limit.get()));
         row::services(select.fetch_all(&self.pool).await.map_err(store_error)?)
     }
 

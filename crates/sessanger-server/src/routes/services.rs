@@ -14,7 +14,7 @@ use crate::{
     AppState,
     auth::{Admin, Caller},
     error::ApiError,
-    extract::{JsonBody, PathId},
+    extract::{JsonBody, Listing, PathId},
 };
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -23,14 +23,26 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/services/{id}", delete(remove_service))
 }
 
-/// List registered services (never their secrets).
+/// List registered services (never their secrets), ordered by id, a page at a time.
 #[utoipa::path(
     get, path = "/v1/services", tag = "services",
-    responses((status = 200, description = "The services", body = ServiceList))
+    params(
+        ("limit" = Option<u32>, Query, description = "The most services in the page: 1 to 1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before; absent for the first"),
+    ),
+    responses(
+        (status = 200, description = "One page of the services, and where the next starts", body = ServiceList),
+        (status = 400, description = "`invalid_request`: not a valid limit or cursor", body = ErrorBody),
+    )
 )]
-pub(crate) async fn list_services(caller: Caller<Admin>) -> Result<Json<ServiceList>, ApiError> {
-    let services = caller.manager.list_services().await?;
-    Ok(Json(ServiceList { services: services.into_iter().map(ServiceBody::from).collect() }))
+pub(crate) async fn list_services(
+    caller: Caller<Admin>,
+    Listing { after, limit }: Listing<ServiceId>,
+) -> Result<Json<ServiceList>, ApiError> {
+    let services = caller.manager.list_services(after.as_ref(), limit).await?;
+    let full = services.len() >= limit.get() as usize;
+    let next_cursor = services.last().filter(|_| full).map(|last| last.id.clone());
+    Ok(Json(ServiceList { services: services.into_iter().map(ServiceBody::from).collect(), next_cursor }))
 }
 
 /// Register a service and issue its token.

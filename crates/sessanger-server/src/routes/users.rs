@@ -3,7 +3,7 @@
 
 use axum::{Json, Router, routing::get};
 use sessanger_core::{
-    UserId,
+    Page, Position, UserId,
     wire::{Deleted, ErrorBody, SessionBody, SessionList},
 };
 
@@ -11,7 +11,7 @@ use crate::{
     AppState,
     auth::{Caller, Read, Write},
     error::ApiError,
-    extract::{PageQuery, PathId},
+    extract::{Listing, PathId},
 };
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -34,8 +34,9 @@ pub(crate) fn routes() -> Router<AppState> {
 pub(crate) async fn list_user_sessions(
     caller: Caller<Read>,
     PathId(user): PathId<UserId>,
-    PageQuery(page): PageQuery,
+    Listing { after, limit }: Listing<Position>,
 ) -> Result<Json<SessionList>, ApiError> {
+    let page = Page { after, limit };
     let sessions = caller.manager.list_user_sessions(&user, &page).await?;
     let next_cursor = page.next(&sessions).and_then(|next| next.after);
     Ok(Json(SessionList { sessions: sessions.into_iter().map(SessionBody::from).collect(), next_cursor }))
