@@ -95,6 +95,17 @@ proptest! {
     }
 
     #[test]
+    fn listing_queries_never_fail_the_server(
+        limit in "[ -~&&[^#&%]]{0,12}",
+        cursor in "([0-9-]{0,15}\\.[A-Za-z0-9_-]{0,45})|[ -~&&[^#&%]]{0,50}",
+    ) {
+        let query = format!("limit={limit}&cursor={cursor}").replace(' ', "+");
+        let status = answer(Method::GET, &format!("/v1/users/ann/sessions?{query}"), &[], b"")?;
+        prop_assert!([StatusCode::OK, StatusCode::BAD_REQUEST].contains(&status), "{query}: {status}");
+        answer(Method::GET, &format!("/v1/users/ann/sessions?cursor={cursor}").replace(' ', "+"), &[], b"")?;
+    }
+
+    #[test]
     fn json_bodies_of_any_shape_never_fail_the_server(body in json(KEYS)) {
         let session = &fixture().session;
         let body = body.to_string();

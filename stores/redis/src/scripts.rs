@@ -180,19 +180,25 @@ end
 if ARGV[9] ~= '' and (nset > 0 or nincr > 0) then
   local lengths = {}
   local fields = redis.call('HGETALL', key)
+  -- Byte tests rather than `string.sub`: no string is made for a field that is not `a:...`.
   for i = 1, #fields, 2 do
-    if string.sub(fields[i], 1, 2) == 'a:' then lengths[fields[i]] = #fields[i + 1] end
+    local field = fields[i]
+    if string.byte(field, 1) == 97 and string.byte(field, 2) == 58 then lengths[field] = #fields[i + 1] end
   end
   for _, field in ipairs(removes) do lengths[field] = nil end
   for i = 1, #sets, 2 do lengths[sets[i]] = #sets[i + 1] end
-  local n, bytes = 0, 2
+  -- `{}`, then `"key":value` per attribute (the `a:` prefix's two bytes stand for the quotes),
+  -- a colon each and a comma between two.
+  local n, bytes = 0, 1
   for field, length in pairs(lengths) do
-    local name = string.sub(field, 3)
-    local _, escapes = string.gsub(name, '["\\]', '')
     n = n + 1
-    bytes = bytes + #name + escapes + 3 + length
+    bytes = bytes + #field + 2 + length
+    if string.find(field, '["\\]', 3) then
+      local _, escapes = string.gsub(field, '["\\]', '')
+      bytes = bytes + escapes
+    end
   end
-  if n > 1 then bytes = bytes + n - 1 end
+  if n == 0 then bytes = 2 end
   if n > tonumber(ARGV[9]) then undo(); return {'too_large', 'attributes'} end
   if bytes > tonumber(ARGV[10]) then undo(); return {'too_large', 'bytes'} end
 end
