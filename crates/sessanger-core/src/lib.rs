@@ -24,11 +24,11 @@ pub mod wire;
 
 pub use event::{DeleteReason, SessionEvent};
 pub use id::{IdError, ServiceId, SessionId, UserId};
-pub use manager::{ManagerError, NewSession, Reaper, SessionManager, SessionPolicy};
+pub use manager::{Background, ManagerError, NewSession, SessionManager, SessionPolicy};
 pub use service::{MalformedToken, Permission, ServiceRecord, ServiceToken, UnknownPermission};
 pub use session::{Attributes, Device, Limits, Patch, PatchError, Session, SessionCap, Version, encoded_size};
 pub use store::{
-    BoxError, Created, Maintenance, MalformedCursor, Page, PatchOptions, Patched, Position, Renamed, Replaced,
-    Replacement, ServiceStore, SessionRef, SessionStore, Store, StoreError, UserLimit,
+    BoxError, Created, Maintenance, MalformedCursor, Page, PatchOptions, Patched, Position, RemovedServices, Renamed,
+    Replaced, Replacement, ServiceStore, SessionRef, SessionStore, Store, StoreError, UserLimit,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -559,7 +559,7 @@ impl SessionManager {
 
     /// Purges expired sessions every `interval` in the background until the returned guard is
     /// dropped. Store errors are logged and retried at the next tick.
-    pub fn spawn_reaper(&self, interval: Duration) -> Reaper {
+    pub fn spawn_reaper(&self, interval: Duration) -> Background {
         let manager = self.clone();
         let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
@@ -571,7 +571,7 @@ impl SessionManager {
                 }
             }
         });
-        Reaper(task)
+        Background(task)
     }
 
     /// Registers a service and returns its record and its token. The token is the only copy
@@ -620,6 +620,25 @@ impl SessionManager {
         Ok(self.shared.store.list_services(after, limit).await?)
     }
 
+    /// Forgets the cached copy of every service the store announces as removed (by any
+    /// process that shares it), so its token stops working here at once rather than when the
+    /// copy runs out. Runs until the returned guard is dropped; a store that announces nothing
+    /// leaves the cache lifetime as the bound.
+    ///
+    /// # Errors
+    /// When the store cannot start watching.
+    pub async fn spawn_service_watch(&self) -> Result<Background, ManagerError> {
+        let removed = self.shared.store.watch_removed_services().await?;
+        let shared = Arc::downgrade(&self.shared);
+        Ok(Background(tokio::spawn(async move {
+            let Some(mut removed) = removed else { return };
+            while let Some(id) = removed.recv().await {
+                let Some(shared) = shared.upgrade() else { return };
+                shared.services.lock().expect("service cache lock").remove(&id);
+            }
+        })))
+    }
+
     /// Removes a service; its token stops working at once in this process.
     pub async fn remove_service(&self, id: &ServiceId) -> Result<(), ManagerError> {
         if !self.shared.store.delete_service(id).await? {
@@ -631,11 +650,12 @@ impl SessionManager {
     }
 }
 
-/// Stops the background purge of [`SessionManager::spawn_reaper`] when dropped.
+/// Stops a manager's background task ([`SessionManager::spawn_reaper`],
+/// [`SessionManager::spawn_service_watch`]) when dropped.
 #[derive(Debug)]
-pub struct Reaper(JoinHandle<()>);
+pub struct Background(JoinHandle<()>);
 
-impl Drop for Reaper {
+impl Drop for Background {
     fn drop(&mut self) {
         self.0.abort();
     }

@@ -24,6 +24,7 @@
 use std::{fmt::Debug, num::NonZeroU32};
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::{
     Attributes, Device, Patch, PatchError, ServiceId, ServiceRecord, Session, SessionCap, SessionId, Timestamp, UserId,
@@ -517,6 +518,10 @@ pub trait Maintenance: Debug + Send + Sync + 'static {
     }
 }
 
+/// The ids of removed services as a store announces them
+/// ([`ServiceStore::watch_removed_services`]).
+pub type RemovedServices = mpsc::Receiver<ServiceId>;
+
 /// The registry of services allowed to use sessanger, persisted beside the sessions.
 #[async_trait]
 pub trait ServiceStore: Debug + Send + Sync + 'static {
@@ -540,11 +545,24 @@ pub trait ServiceStore: Debug + Send + Sync + 'static {
         after: Option<&ServiceId>,
         limit: NonZeroU32,
     ) -> Result<Vec<ServiceRecord>, StoreError>;
-    /// Removes a service; `Ok(false)` if there was none.
+    /// Removes a service; `Ok(false)` if there was none. A store that announces removals
+    /// ([`ServiceStore::watch_removed_services`]) announces this one.
     ///
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)).
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError>;
+
+    /// The ids of services removed by any process sharing this database, as the database
+    /// announces them (Redis publish/subscribe, PostgreSQL `LISTEN`), for as long as the
+    /// receiver lives; the store re-subscribes by itself after a lost connection. `None`, the
+    /// default, for a store that announces nothing: other processes then learn of a removal
+    /// when their cached copy of the service runs out.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
+    async fn watch_removed_services(&self) -> Result<Option<RemovedServices>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// A complete store: sessions, services and maintenance. Implemented for every type that is

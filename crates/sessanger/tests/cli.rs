@@ -317,8 +317,9 @@ async fn three_nodes_started_together_on_postgres_share_one_bootstrap_token() {
     three_nodes_started_together_on(StoreKind::Postgres).await;
 }
 
-/// A service removed through one node is refused by another within a second: the other's
-/// cache of verified services lives half a second.
+/// A service removed through one node is refused by another at once where the store announces
+/// removals (Redis publish/subscribe, PostgreSQL `NOTIFY`), and within a second elsewhere: the
+/// other's cache of verified services lives half a second.
 async fn a_removed_service_is_refused_on_every_node_on(kind: StoreKind) {
     let store = FreshStore::new(kind);
     let (_a_tmp, a_dir) = data_dir();
@@ -342,7 +343,11 @@ async fn a_removed_service_is_refused_on_every_node_on(kind: StoreKind) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     };
     println!("{kind:?}: a removed service was refused by the other node after {refused_after:?}");
-    assert!(refused_after < std::time::Duration::from_secs(1), "{refused_after:?}");
+    let bound = match kind {
+        StoreKind::Redis | StoreKind::Postgres => std::time::Duration::from_millis(250),
+        _ => std::time::Duration::from_secs(1),
+    };
+    assert!(refused_after < bound, "{kind:?}: {refused_after:?}, not under {bound:?}");
     a.stop();
     b.stop();
 }

@@ -114,9 +114,9 @@ use std::{borrow::Cow, collections::BTreeSet, fmt, num::NonZeroU32, sync::Arc};
 use async_trait::async_trait;
 use serde_json::Value;
 use sessanger_core::{
-    Attributes, Created, Maintenance, Page, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Replacement,
-    ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, Store, StoreError, Timestamp,
-    UserId, UserLimit,
+    Attributes, Created, Maintenance, Page, Patch, PatchError, PatchOptions, Patched, RemovedServices, Renamed,
+    Replaced, Replacement, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, Store,
+    StoreError, Timestamp, UserId, UserLimit,
 };
 
 pub use crate::{
@@ -353,6 +353,10 @@ impl<S: ServiceStore + ?Sized> ServiceStore for EncryptedStore<S> {
 
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
         self.inner.delete_service(id).await
+    }
+
+    async fn watch_removed_services(&self) -> Result<Option<RemovedServices>, StoreError> {
+        self.inner.watch_removed_services().await
     }
 }
 

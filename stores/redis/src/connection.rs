@@ -79,11 +79,9 @@ impl RedisConnection {
     /// built with a TLS feature), or `redis+cluster://[user:password@]host:port,host:port,…`
     /// (`rediss+cluster://` for TLS) with any subset of the cluster's nodes.
     pub async fn connect(url: &str) -> Result<RedisConnection, ConnectError> {
-        let invalid = || ConnectError::InvalidUrl { url: redacted(url), source: None };
         let refused = |source| ConnectError::InvalidUrl { url: redacted(url), source: Some(source) };
-        let (scheme, rest) = url.split_once("://").ok_or_else(invalid)?;
-        match scheme {
-            "redis" | "rediss" => {
+        match nodes(url)? {
+            Nodes::Standalone => {
                 let client = redis::Client::open(url).map_err(refused)?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -95,22 +93,7 @@ impl RedisConnection {
                 let manager = ConnectionManager::new_with_config(client, config).await.map_err(ConnectError::Redis)?;
                 Ok(RedisConnection::Standalone(manager))
             }
-            "redis+cluster" | "rediss+cluster" => {
-                let node_scheme = scheme.trim_end_matches("+cluster");
-                let (credentials, hosts) = match rest.rsplit_once('@') {
-                    Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
-                    None => (String::new(), rest),
-                };
-                let hosts = hosts.trim_end_matches('/');
-                let nodes: Vec<String> = hosts
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|h| !h.is_empty())
-                    .map(|host| format!("{node_scheme}://{credentials}{host}"))
-                    .collect();
-                if nodes.is_empty() {
-                    return Err(invalid());
-                }
+            Nodes::Cluster(nodes) => {
                 let client = ClusterClientBuilder::new(nodes)
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(RESPONSE_TIMEOUT)
@@ -120,8 +103,49 @@ impl RedisConnection {
                 let connection = client.get_async_connection().await.map_err(ConnectError::Redis)?;
                 Ok(RedisConnection::Cluster(connection))
             }
-            _ => Err(invalid()),
         }
+    }
+
+    /// A client for the publish/subscribe connection the store listens on, for `url`: the
+    /// server itself, or a cluster's first node (a cluster delivers every message published on
+    /// one node to the subscribers of all).
+    pub(crate) fn subscriber(url: &str) -> Result<redis::Client, ConnectError> {
+        let refused = |source| ConnectError::InvalidUrl { url: redacted(url), source: Some(source) };
+        match nodes(url)? {
+            Nodes::Standalone => redis::Client::open(url).map_err(refused),
+            Nodes::Cluster(nodes) => redis::Client::open(nodes[0].as_str()).map_err(refused),
+        }
+    }
+}
+
+/// What a URL names: one server, or the nodes of a cluster as `redis://` URLs, each with the
+/// credentials.
+enum Nodes {
+    Standalone,
+    Cluster(Vec<String>),
+}
+
+fn nodes(url: &str) -> Result<Nodes, ConnectError> {
+    let invalid = || ConnectError::InvalidUrl { url: redacted(url), source: None };
+    let (scheme, rest) = url.split_once("://").ok_or_else(invalid)?;
+    match scheme {
+        "redis" | "rediss" => Ok(Nodes::Standalone),
+        "redis+cluster" | "rediss+cluster" => {
+            let node_scheme = scheme.trim_end_matches("+cluster");
+            let (credentials, hosts) = match rest.rsplit_once('@') {
+                Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
+                None => (String::new(), rest),
+            };
+            let nodes: Vec<String> = hosts
+                .trim_end_matches('/')
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(|host| format!("{node_scheme}://{credentials}{host}"))
+                .collect();
+            if nodes.is_empty() { Err(invalid()) } else { Ok(Nodes::Cluster(nodes)) }
+        }
+        _ => Err(invalid()),
     }
 }
 

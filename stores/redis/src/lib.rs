@@ -97,10 +97,11 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt, stream};
 use redis::{Value, aio::ConnectionLike};
 use sessanger_core::{
-    Created, Maintenance, Page, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId,
-    ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
-    UserLimit, Version,
+    Created, Maintenance, Page, Patch, PatchError, PatchOptions, Patched, RemovedServices, Renamed, Replaced,
+    Replacement, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError,
+    Timestamp, UserId, UserLimit, Version,
 };
+use tokio::sync::mpsc;
 
 pub use crate::connection::{ConnectError, RedisConnection};
 use crate::{
@@ -204,6 +205,11 @@ impl Keys {
         format!("{}:services", self.prefix)
     }
 
+    /// The channel on which removed services are announced.
+    fn removed_services(&self) -> String {
+        format!("{}:services:removed", self.prefix)
+    }
+
     /// The ids of the services, a sorted set (all scores 0, so ordered by id) that lists a
     /// page in O(page).
     fn service_ids(&self) -> String {
@@ -216,6 +222,10 @@ fn all_tags() -> impl Iterator<Item = String> {
     TAG_ALPHABET.iter().flat_map(|&a| TAG_ALPHABET.iter().map(move |&b| String::from_utf8_lossy(&[a, b]).into_owned()))
 }
 
+/// How long the removed-services subscription waits before subscribing again after losing its
+/// connection.
+const RESUBSCRIBE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Sessions and services in Redis or a Redis Cluster. Cheap to clone: clones share the
 /// connection.
 #[derive(Clone)]
@@ -223,6 +233,9 @@ pub struct RedisStore {
     connection: RedisConnection,
     keys: Keys,
     scripts: Arc<Scripts>,
+    /// Where [`ServiceStore::watch_removed_services`] subscribes; `None` for a store made on a
+    /// caller's connection ([`RedisStore::new`]), which announces removals but hears none.
+    subscriber: Option<redis::Client>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -239,14 +252,16 @@ impl RedisStore {
     /// under `prefix`. Fails if Redis cannot be reached now; once connected, the store rides
     /// out later outages by itself.
     pub async fn connect(url: &str, prefix: KeyPrefix) -> Result<RedisStore, ConnectError> {
-        Ok(RedisStore::new(RedisConnection::connect(url).await?, prefix))
+        let subscriber = RedisConnection::subscriber(url)?;
+        Ok(RedisStore { subscriber: Some(subscriber), ..RedisStore::new(RedisConnection::connect(url).await?, prefix) })
     }
 
     /// A store on a connection made by the caller: a
     /// [`ConnectionManager`](redis::aio::ConnectionManager) or a cluster
     /// [`ClusterConnection`](redis::cluster_async::ClusterConnection).
     pub fn new(connection: impl Into<RedisConnection>, prefix: KeyPrefix) -> RedisStore {
-        RedisStore { connection: connection.into(), keys: Keys { prefix }, scripts: Arc::new(Scripts::new()) }
+        let connection = connection.into();
+        RedisStore { connection, keys: Keys { prefix }, scripts: Arc::new(Scripts::new()), subscriber: None }
     }
 
     /// The prefix of the store's keys.
@@ -594,7 +609,37 @@ impl ServiceStore for RedisStore {
         let cmd = redis::cmd("HDEL").arg(self.keys.services()).arg(id.as_ref()).to_owned();
         let deleted = count(self.query(&cmd).await?)? == 1;
         self.query(redis::cmd("ZREM").arg(self.keys.service_ids()).arg(id.as_ref())).await?;
+        if deleted {
+            self.query(redis::cmd("PUBLISH").arg(self.keys.removed_services()).arg(id.as_ref())).await?;
+        }
         Ok(deleted)
+    }
+
+    async fn watch_removed_services(&self) -> Result<Option<RemovedServices>, StoreError> {
+        let Some(client) = self.subscriber.clone() else { return Ok(None) };
+        let channel = self.keys.removed_services();
+        let (sender, receiver) = mpsc::channel(64);
+        tokio::spawn(async move {
+            // Subscribed until the receiver is dropped; a lost connection is made again after
+            // a pause (removals announced meanwhile are missed: the cache lifetime bounds them).
+            while !sender.is_closed() {
+                if let Ok(mut pubsub) = client.get_async_pubsub().await
+                    && pubsub.subscribe(&channel).await.is_ok()
+                {
+                    let mut messages = pubsub.on_message();
+                    while let Some(message) = messages.next().await {
+                        let id = message.get_payload::<String>().ok().and_then(|id| id.parse().ok());
+                        if let Some(id) = id
+                            && sender.send(id).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(RESUBSCRIBE_PAUSE).await;
+            }
+        });
+        Ok(Some(receiver))
     }
 }
 

@@ -11,15 +11,17 @@ use std::{num::NonZeroU32, str::FromStr};
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Created, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
-    ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    Created, Maintenance, Page, Patch, PatchOptions, Patched, RemovedServices, Renamed, Replaced, Replacement,
+    ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp,
+    UserId, UserLimit, Version,
 };
 use sqlx::{
     Postgres,
     migrate::Migrator,
-    postgres::{PgArguments, PgConnectOptions},
+    postgres::{PgArguments, PgConnectOptions, PgListener},
     query::{Query, QueryAs},
 };
+use tokio::sync::mpsc;
 
 use crate::{
     error::{inserted, is_unique_violation, redact, retry_deadlocks, store_error},
@@ -445,8 +447,34 @@ impl ServiceStore for SqlStore<Postgres> {
     }
 
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
-        let deleted = sqlx::query("DELETE FROM services WHERE id = $1").bind(id.as_ref()).execute(&self.pool).await;
-        Ok(deleted.map_err(store_error)?.rows_affected() > 0)
+        // The announcement goes out when the deletion commits, never without it.
+        let deleted = sqlx::query(
+            "WITH deleted AS (DELETE FROM services WHERE id = $1 RETURNING id)
+             SELECT pg_notify('sessanger_removed_services', id) FROM deleted",
+        )
+        .bind(id.as_ref())
+        .fetch_optional(&self.pool)
+        .await;
+        Ok(deleted.map_err(store_error)?.is_some())
+    }
+
+    async fn watch_removed_services(&self) -> Result<Option<RemovedServices>, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(store_error)?;
+        listener.listen("sessanger_removed_services").await.map_err(store_error)?;
+        let (sender, receiver) = mpsc::channel(64);
+        tokio::spawn(async move {
+            // `recv` connects again by itself after a lost connection (removals announced
+            // meanwhile are missed: the cache lifetime bounds them); it fails only when the
+            // pool is closed.
+            while let Ok(notification) = listener.recv().await {
+                if let Ok(id) = notification.payload().parse()
+                    && sender.send(id).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Some(receiver))
     }
 }
 
