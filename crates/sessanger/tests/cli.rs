@@ -539,3 +539,80 @@ fn a_startup_error_is_one_line_without_a_backtrace() {
         assert!(stderr.starts_with("error: ") && !stderr.contains("backtrace"), "{store}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_come_in_bounded_pages() {
+    listings_come_in_pages_on(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_come_in_bounded_pages_on_redis() {
+    let store = FreshStore::new(StoreKind::Redis);
+    listings_come_in_pages_on(&store.flags()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_come_in_bounded_pages_on_postgres() {
+    let store = FreshStore::new(StoreKind::Postgres);
+    listings_come_in_pages_on(&store.flags()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_come_in_bounded_pages_on_mariadb() {
+    let store = FreshStore::new(StoreKind::MariaDb);
+    listings_come_in_pages_on(&store.flags()).await;
+}
+
+/// Through the binary: a user's 250 sessions come in pages of 64 that hold each once, the
+/// services in pages of 2, and a limit out of range is a 400 with its code.
+async fn listings_come_in_pages_on(store: &[&str]) {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start_with(&dir, store, &[]);
+    let admin = Client::new(&server.url, &admin_token(&dir)).unwrap();
+    let mut created = std::collections::BTreeSet::new();
+    for i in 0..250 {
+        created.insert(admin.create_session(&new_session("paula", &format!("d{i}"))).await.unwrap().session_id);
+    }
+    let paula = "paula".parse().unwrap();
+    let (mut listed, mut pages) = (std::collections::BTreeSet::new(), 0);
+    let mut page = Page::first(std::num::NonZeroU32::new(64).unwrap());
+    loop {
+        let list = admin.list_user_sessions(&paula, &page).await.unwrap();
+        assert!(list.sessions.len() <= 64);
+        pages += 1;
+        for session in list.sessions {
+            assert!(listed.insert(session.session_id), "a session listed twice");
+        }
+        match list.next_cursor {
+            Some(after) => page = Page { after: Some(after), ..page },
+            None => break,
+        }
+    }
+    assert_eq!((listed, pages), (created, 4));
+
+    for id in ["svc-b", "svc-a"] {
+        let body = CreateService { id: id.parse().unwrap(), name: None, permissions: vec![Permission::Read] };
+        admin.create_service(&body).await.unwrap();
+    }
+    let (mut services, mut after) = (Vec::new(), None);
+    loop {
+        let list = admin.list_services(after.as_ref(), std::num::NonZeroU32::new(2).unwrap()).await.unwrap();
+        services.extend(list.services.into_iter().map(|s| s.id.to_string()));
+        match list.next_cursor {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(services, ["admin", "svc-a", "svc-b"]);
+
+    let bearer = format!("Bearer {}", admin_token(&dir));
+    let reply = reqwest::Client::new()
+        .get(format!("{}/v1/users/paula/sessions?limit=1001", server.url))
+        .header("Authorization", bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(reply.json::<Value>().await.unwrap()["error"]["code"], "invalid_request");
+    server.stop();
+}
