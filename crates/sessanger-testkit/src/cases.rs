@@ -4,8 +4,8 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use serde_json::json;
 use sessanger_core::{
-    Created, Device, Page, Patch, PatchError, PatchOptions, Patched, Permission, Position, Renamed, Replaced,
-    Replacement, ServiceRecord, Session, SessionCap, SessionId, Store, Timestamp, UserId, UserLimit, Version,
+    Attributes, Created, Device, Page, Patch, PatchError, PatchOptions, Patched, Permission, Position, Renamed,
+    Replaced, Replacement, ServiceRecord, Session, SessionCap, SessionId, Store, Timestamp, UserId, UserLimit, Version,
     encoded_size,
 };
 
@@ -424,6 +424,14 @@ pub async fn patches_never_take_a_session_past_its_cap(store: SharedStore) {
     assert!(matches!(apply(small.incr("counter", 3), capped).await, Patched::Applied(_)));
     let over = apply(Patch::default().set("n", json!(4)), capped).await;
     assert_eq!(over, Patched::Rejected(PatchError::TooManyAttributes(3)));
+    // After a replacement writes the attributes whole, the cap still measures them exactly.
+    let current = store.load(&s.id, now).await.unwrap().unwrap();
+    let whole = Attributes::from_iter([("name".to_owned(), text(40))]);
+    let replaced = store.replace(&s.id, Replacement::new(&whole, &current.device, current.version), now).await;
+    assert!(matches!(replaced.unwrap(), Replaced::Applied(_)));
+    let over = apply(Patch::default().set("fresh", text(3)), capped).await;
+    assert_eq!(over, Patched::Rejected(PatchError::SessionTooLarge(64)));
+    assert!(matches!(apply(Patch::default().set("fresh", text(2)), capped).await, Patched::Applied(_)));
 
     let s = created(&store, &user("u"), now).await;
     let writers = ["n", "fresh", "counter", "name"].map(|key| {

@@ -12,6 +12,11 @@
 //! `hash-max-listpack-value` (64 bytes, even for a session that lives for years): one longer
 //! value turns the whole hash into a hash table, several times larger. The scripts read and
 //! write it with the same layout (`scripts.rs`: `meta`, `store_meta`).
+//!
+//! `s`, written by the patch script only, is `n,b` in hexadecimal: the number of attributes
+//! and the sum of their sizes in compact JSON, so the session cap is checked in O(patch); a
+//! record without it (a new one, or one replaced whole) is measured once by its next patch.
+//! Reading a session ignores it.
 
 use std::time::Duration;
 

@@ -175,37 +175,71 @@ for _ = 1, nincr do
   table.insert(sums, field); table.insert(sums, sum)
 end
 -- The cap, on the attributes as they would be, measured as compact JSON the way
--- `sessanger_core::encoded_size` does: `{"key":value,...}`, a quote or backslash in a key
--- escaped with a backslash. A patch that only removes is never refused.
-if ARGV[9] ~= '' and (nset > 0 or nincr > 0) then
-  local lengths = {}
-  local fields = redis.call('HGETALL', key)
-  -- Byte tests rather than `string.sub`: no string is made for a field that is not `a:...`.
-  for i = 1, #fields, 2 do
-    local field = fields[i]
-    if string.byte(field, 1) == 97 and string.byte(field, 2) == 58 then lengths[field] = #fields[i + 1] end
+-- `sessanger_core::encoded_size` does: `{}`, then `"key":value` per attribute (the `a:`
+-- prefix's two bytes stand for the quotes, a quote or backslash in a key takes one more), a
+-- colon each and a comma between two. The record keeps the count and the sum of those entries
+-- in its field `s` (`n,b` in hexadecimal), so a patch costs O(patch): it adds and subtracts the
+-- entries it touches, read with HSTRLEN (a JSON value is never empty, so 0 means absent). A
+-- record without `s` (a new one, or one written whole by `replace`) is measured once. A patch
+-- that only removes is never refused.
+local function entry(field, length)
+  local size = #field + 2 + length
+  if string.find(field, '["\\]', 3) then
+    local _, escapes = string.gsub(field, '["\\]', '')
+    size = size + escapes
   end
-  for _, field in ipairs(removes) do lengths[field] = nil end
-  for i = 1, #sets, 2 do lengths[sets[i]] = #sets[i + 1] end
-  -- `{}`, then `"key":value` per attribute (the `a:` prefix's two bytes stand for the quotes),
-  -- a colon each and a comma between two.
-  local n, bytes = 0, 1
-  for field, length in pairs(lengths) do
-    n = n + 1
-    bytes = bytes + #field + 2 + length
-    if string.find(field, '["\\]', 3) then
-      local _, escapes = string.gsub(field, '["\\]', '')
-      bytes = bytes + escapes
+  return size
+end
+local tracked = ARGV[9] ~= ''
+local n, b
+if tracked then
+  local stored = redis.call('HGET', key, 's')
+  if stored then
+    local sn, sb = string.match(stored, '^(%x+),(%x+)$')
+    n, b = tonumber(sn, 16), tonumber(sb, 16)
+  end
+  if n and b then
+    for _, d in ipairs(done) do
+      if d[2] then b = b - entry(d[1], #d[2]) else n = n + 1 end
+      b = b + entry(d[1], redis.call('HSTRLEN', key, d[1]))
+    end
+    for _, field in ipairs(removes) do
+      local old = redis.call('HSTRLEN', key, field)
+      if old > 0 then n = n - 1; b = b - entry(field, old) end
+    end
+    for i = 1, #sets, 2 do
+      local old = redis.call('HSTRLEN', key, sets[i])
+      if old > 0 then b = b - entry(sets[i], old) else n = n + 1 end
+      b = b + entry(sets[i], #sets[i + 1])
+    end
+  else
+    local lengths = {}
+    local fields = redis.call('HGETALL', key)
+    -- Byte tests rather than `string.sub`: no string is made for a field that is not `a:...`.
+    for i = 1, #fields, 2 do
+      local field = fields[i]
+      if string.byte(field, 1) == 97 and string.byte(field, 2) == 58 then lengths[field] = #fields[i + 1] end
+    end
+    for _, field in ipairs(removes) do lengths[field] = nil end
+    for i = 1, #sets, 2 do lengths[sets[i]] = #sets[i + 1] end
+    n, b = 0, 0
+    for field, length in pairs(lengths) do
+      n = n + 1
+      b = b + entry(field, length)
     end
   end
-  if n == 0 then bytes = 2 end
-  if n > tonumber(ARGV[9]) then undo(); return {'too_large', 'attributes'} end
-  if bytes > tonumber(ARGV[10]) then undo(); return {'too_large', 'bytes'} end
+  if nset > 0 or nincr > 0 then
+    local bytes = 2
+    if n > 0 then bytes = 1 + b end
+    if n > tonumber(ARGV[9]) then undo(); return {'too_large', 'attributes'} end
+    if bytes > tonumber(ARGV[10]) then undo(); return {'too_large', 'bytes'} end
+  end
 end
 if #removes > 0 then redis.call('HDEL', key, unpack(removes)) end
 if #sets > 0 then redis.call('HSET', key, unpack(sets)) end
 -- An increment wins over a set or remove of the same key, as `Session::apply` has it.
 if #sums > 0 and (#sets > 0 or #removes > 0) then redis.call('HSET', key, unpack(sums)) end
+if tracked then redis.call('HSET', key, 's', hex(n) .. ',' .. hex(b)) else redis.call('HDEL', key, 's') end
 -- The device fields named replace the stored ones (`Device::merge`).
 if ARGV[11] ~= '' then
   local device = cjson.decode(redis.call('HGET', key, 'd') or '{}')
@@ -232,6 +266,8 @@ for _, field in ipairs(redis.call('HKEYS', key)) do
   if string.sub(field, 1, 2) == 'a:' then table.insert(stale, field) end
 end
 if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
+-- The attributes are written whole: the next patch measures them again.
+redis.call('HDEL', key, 's')
 if ARGV[6] ~= '' then redis.call('HSET', key, 'd', ARGV[6]) end
 if #ARGV >= 7 then redis.call('HSET', key, unpack(ARGV, 7)) end
 f.v = f.v + 1
