@@ -369,15 +369,21 @@ impl SessionStore for SqlStore<MySql> {
     }
 
     async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
-        let update = sqlx::query(
-            "UPDATE sessions SET last_access_at = ?, expires_at = LEAST(? + idle_ttl_ms, absolute_expires_at)
-             WHERE id = ? AND expires_at > ?",
-        )
-        .bind(now.as_millis())
-        .bind(now.as_millis())
-        .bind(id.as_ref())
-        .bind(now.as_millis());
-        Ok(self.update_then_load(update, id, now).await?.session)
+        // Renewing the idle deadline moves the row in the `expires_at` index: concurrent
+        // writers of one session deadlock on InnoDB's index locks now and then.
+        let touched = retry_deadlocks(|| {
+            let update = sqlx::query(
+                "UPDATE sessions SET last_access_at = ?, expires_at = LEAST(? + idle_ttl_ms, absolute_expires_at)
+                 WHERE id = ? AND expires_at > ?",
+            )
+            .bind(now.as_millis())
+            .bind(now.as_millis())
+            .bind(id.as_ref())
+            .bind(now.as_millis());
+            self.update_then_load(update, id, now)
+        })
+        .await?;
+        Ok(touched.session)
     }
 
     async fn patch(
@@ -404,20 +410,27 @@ impl SessionStore for SqlStore<MySql> {
         let Replacement { attributes, device, expected, absolute_expires_at } = new;
         // MySQL assigns left to right, each assignment seeing the ones before it: the idle
         // deadline is capped by the absolute deadline just written.
-        let update = sqlx::query(
-            "UPDATE sessions
-             SET attributes = JSON_EXTRACT(?, '$'), device = COALESCE(JSON_EXTRACT(?, '$'), device),
-                 version = version + 1, absolute_expires_at = COALESCE(?, absolute_expires_at),
-                 expires_at = LEAST(last_access_at + idle_ttl_ms, absolute_expires_at)
-             WHERE id = ? AND expires_at > ? AND version = COALESCE(?, version)",
-        )
-        .bind(encode(attributes)?)
-        .bind(device.map(encode).transpose()?)
-        .bind(absolute_expires_at.map(Timestamp::as_millis))
-        .bind(id.as_ref())
-        .bind(now.as_millis())
-        .bind(expected.map(version));
-        Ok(replaced(self.update_then_load(update, id, now).await?))
+        // Concurrent writers of one row deadlock on InnoDB's index locks now and then (a new
+        // deadline moves the row in the `expires_at` index): retried.
+        let (attributes, device) = (encode(attributes)?, device.map(encode).transpose()?);
+        let updated = retry_deadlocks(|| {
+            let update = sqlx::query(
+                "UPDATE sessions
+                 SET attributes = JSON_EXTRACT(?, '$'), device = COALESCE(JSON_EXTRACT(?, '$'), device),
+                     version = version + 1, absolute_expires_at = COALESCE(?, absolute_expires_at),
+                     expires_at = LEAST(last_access_at + idle_ttl_ms, absolute_expires_at)
+                 WHERE id = ? AND expires_at > ? AND version = COALESCE(?, version)",
+            )
+            .bind(&attributes)
+            .bind(&device)
+            .bind(absolute_expires_at.map(Timestamp::as_millis))
+            .bind(id.as_ref())
+            .bind(now.as_millis())
+            .bind(expected.map(version));
+            self.update_then_load(update, id, now)
+        })
+        .await?;
+        Ok(replaced(updated))
     }
 
     async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
