@@ -15,7 +15,7 @@ use std::{
 };
 
 use sessanger_amqp::{
-    AmqpClient, BrokerOptions, Responder, ServeOptions, broker::BrokerAdmin, pam::Authenticator, serve,
+    Account, AmqpClient, BrokerOptions, Responder, ServeOptions, broker::BrokerAdmin, pam::Authenticator, serve,
 };
 use sessanger_core::{SessionManager, UserId};
 use sessanger_store_memory::MemoryStore;
@@ -59,10 +59,11 @@ async fn main() {
         ensure_linux_user(user.as_ref());
     }
     let mut config = BrokerOptions::new("amqp://127.0.0.1:5672", "sessanger-bench", "sessanger-bench");
+    config.client = Account::new("sessanger-bench-client", "sessanger-bench-client");
     config.routing_keys.insert("bench".into(), vec!["*".into()]);
     config.pam_service = "sessanger-test".into();
     let admin = BrokerAdmin::new(config.management_url(), "guest", "guest");
-    admin.setup_manager("sessanger-bench", "sessanger-bench").await.expect("management API on 127.0.0.1:15672");
+    admin.setup(&config).await.expect("management API on 127.0.0.1:15672");
 
     // sessanger: one manager, `clients` concurrent clients.
     let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default());
@@ -82,7 +83,7 @@ async fn main() {
             let mut latencies = Vec::with_capacity(cycles);
             for _ in 0..cycles {
                 let t = Instant::now();
-                let login = client.login(&user, user.as_ref(), None).await.unwrap();
+                let login = client.login(&user, Some(user.as_ref()), None).await.unwrap();
                 latencies.push(t.elapsed());
                 client.logout(&login.session.session_id).await.unwrap();
             }

@@ -4,14 +4,14 @@
 //! The API is used rather than `rabbitmqctl`, whose start-up alone costs more per call than a
 //! whole login should (BENCHMARKS.md and the login-latency example have the figures).
 
-use std::fmt;
+use std::{collections::BTreeMap, fmt};
 
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sessanger_core::UserId;
 
-use crate::BrokerOptions;
+use crate::{BrokerOptions, EXCHANGE};
 
 /// Why a management API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +20,13 @@ pub enum BrokerError {
     /// The API could not be reached.
     #[error("management API unreachable")]
     Unreachable(#[source] reqwest::Error),
+    /// A user without a broker account logged in without a password: there is none to give
+    /// the account.
+    #[error("the user has no broker account and no password to create one with")]
+    NoPassword,
+    /// The options lack what the call needs (a password, distinct accounts).
+    #[error("{0}")]
+    Config(String),
     /// The API answered with an error status.
     #[error("management API: {method} {path} answered {status}: {body}")]
     Status {
@@ -69,9 +76,34 @@ impl fmt::Debug for BrokerAdmin {
     }
 }
 
-/// Full rights on a vhost: configure, write, read.
-fn all_rights() -> Value {
-    json!({"configure": ".*", "write": ".*", "read": ".*"})
+/// What an account may do in a vhost: three regular expressions over the names of the
+/// resources (queues and exchanges) it may configure (declare, bind, delete), write (publish
+/// to, bind to) and read (consume, get, purge).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rights {
+    /// Resources the account may declare, bind and delete.
+    pub configure: String,
+    /// Resources the account may publish to.
+    pub write: String,
+    /// Resources the account may consume from.
+    pub read: String,
+}
+
+impl Rights {
+    /// Everything: a user on its own vhost, the managers on theirs and on users' vhosts.
+    pub fn all() -> Rights {
+        Rights { configure: ".*".into(), write: ".*".into(), read: ".*".into() }
+    }
+
+    /// The clients' rights on the managers' vhost: publishing to [`EXCHANGE`], nothing else.
+    /// Nothing more is needed: RabbitMQ checks no right when a client consumes its direct
+    /// reply-to pseudo-queue, and the reply is published by the manager. Without configure
+    /// and read a client can declare, bind, purge, delete or consume nothing, the managers'
+    /// queues included.
+    pub fn client() -> Rights {
+        let exchange = format!("^{}$", EXCHANGE.replace('.', "\\."));
+        Rights { configure: "^$".into(), write: exchange, read: "^$".into() }
+    }
 }
 
 impl BrokerAdmin {
@@ -82,8 +114,9 @@ impl BrokerAdmin {
     }
 
     /// The session managers' own account on the management API of `options`.
-    pub fn from_options(options: &BrokerOptions) -> Self {
-        BrokerAdmin::new(options.management_url(), &options.login, &options.password)
+    pub fn from_options(options: &BrokerOptions) -> Result<Self, BrokerError> {
+        let password = options.manager.password().map_err(BrokerError::Config)?;
+        Ok(BrokerAdmin::new(options.management_url(), &options.manager.login, password))
     }
 
     /// Sends one request; `Ok(None)` for 404, the JSON body (or null) otherwise.
@@ -141,8 +174,33 @@ impl BrokerAdmin {
 
     /// Gives `user` configure, write and read on `vhost`.
     pub async fn grant(&self, vhost: &str, user: &str) -> Result<(), BrokerError> {
+        self.set_rights(vhost, user, &Rights::all()).await
+    }
+
+    /// Sets what `user` may do on `vhost`.
+    pub async fn set_rights(&self, vhost: &str, user: &str, rights: &Rights) -> Result<(), BrokerError> {
         let path = format!("permissions/{}/{}", segment(vhost), segment(user));
-        self.call(Method::PUT, &path, Some(all_rights())).await.map(drop)
+        self.call(Method::PUT, &path, Some(json!(rights))).await.map(drop)
+    }
+
+    /// What `user` may do, by vhost.
+    pub async fn rights(&self, user: &str) -> Result<BTreeMap<String, Rights>, BrokerError> {
+        #[derive(Deserialize)]
+        struct Entry {
+            vhost: String,
+            #[serde(flatten)]
+            rights: Rights,
+        }
+        let Some(list) = self.call(Method::GET, &format!("users/{}/permissions", segment(user)), None).await? else {
+            return Ok(BTreeMap::new());
+        };
+        let list: Vec<Entry> = serde_json::from_value(list).unwrap_or_default();
+        Ok(list.into_iter().map(|entry| (entry.vhost, entry.rights)).collect())
+    }
+
+    /// Takes every right on `vhost` from `user`.
+    pub async fn revoke(&self, vhost: &str, user: &str) -> Result<(), BrokerError> {
+        self.call(Method::DELETE, &format!("permissions/{}/{}", segment(vhost), segment(user)), None).await.map(drop)
     }
 
     /// Closes every connection `user` holds; returns how many. Connections younger than a
@@ -160,13 +218,35 @@ impl BrokerAdmin {
         Ok(closed)
     }
 
-    /// `sessanger broker setup`, acting as an administrator: creates (or updates) the
-    /// manager's account with the `administrator` tag (the API demands it to create users
-    /// and vhosts), its vhost named after it, and its rights on that vhost only. Idempotent.
-    pub async fn setup_manager(&self, login: &str, password: &str) -> Result<(), BrokerError> {
-        self.put_user(login, password, "administrator").await?;
-        self.put_vhost(login).await?;
-        self.grant(login, login).await
+    /// `sessanger broker setup`, acting as an administrator; idempotent. Creates or updates:
+    /// - the managers' account, tagged `administrator` (the management API lets no lesser tag
+    ///   create users, vhosts or permissions: `policymaker` and `monitoring` get 401), its
+    ///   vhost named after it, and all rights on that vhost. Without the managers' password
+    ///   (a client's config) this part is skipped, and their vhost must exist;
+    /// - the clients' account, with no tag (so no management API) and [`Rights::client`] on
+    ///   the managers' vhost only: rights it holds on any other vhost are revoked.
+    pub async fn setup(&self, options: &BrokerOptions) -> Result<(), BrokerError> {
+        let (manager, client) = (&options.manager, &options.client);
+        if manager.login == client.login {
+            return Err(BrokerError::Config("the clients' account must not be the managers' own".into()));
+        }
+        let client_password = client.password().map_err(BrokerError::Config)?;
+        let vhost = options.vhost();
+        if let Some(password) = &manager.password {
+            self.put_user(&manager.login, password, "administrator").await?;
+            self.put_vhost(vhost).await?;
+            self.grant(vhost, &manager.login).await?;
+        } else if !self.vhost_exists(vhost).await? {
+            return Err(BrokerError::Config(format!(
+                "the managers' vhost `{vhost}` does not exist: set up their account first (with its password)"
+            )));
+        }
+        self.put_user(&client.login, client_password, "").await?;
+        self.set_rights(vhost, &client.login, &Rights::client()).await?;
+        for other in self.rights(&client.login).await?.into_keys().filter(|v| v != vhost) {
+            self.revoke(&other, &client.login).await?;
+        }
+        Ok(())
     }
 }
 
@@ -202,13 +282,13 @@ impl Provisioner {
 
     /// Provisioning as the session managers' account of `options`, following its
     /// `keep_user` and `remove_vhost`.
-    pub fn from_options(options: &BrokerOptions) -> Self {
-        Provisioner {
-            admin: BrokerAdmin::from_options(options),
-            manager_login: options.login.clone(),
+    pub fn from_options(options: &BrokerOptions) -> Result<Self, BrokerError> {
+        Ok(Provisioner {
+            admin: BrokerAdmin::from_options(options)?,
+            manager_login: options.manager.login.clone(),
             keep_user: options.keep_user,
             remove_vhost: options.remove_vhost,
-        }
+        })
     }
 
     /// The management API client underneath.
@@ -218,14 +298,24 @@ impl Provisioner {
 
     /// Gives `user` a broker account with `password`, a vhost named after it, rights on
     /// that vhost only, and the manager rights on it too. An existing account gets the new
-    /// password. If a step fails, what this call created is deleted again, so no user is
-    /// left without its vhost and no vhost half-permissioned.
-    pub async fn provision(&self, user: &UserId, password: &str) -> Result<Grant, BrokerError> {
+    /// password; with no password it keeps its own, and a user without an account gets
+    /// [`BrokerError::NoPassword`]. If a step fails, what this call created is deleted again,
+    /// so no user is left without its vhost and no vhost half-permissioned.
+    pub async fn provision(&self, user: &UserId, password: Option<&str>) -> Result<Grant, BrokerError> {
         let name = user.as_ref();
         // Independent calls go out together: a first login costs three round trips, not six.
         let (had_user, had_vhost) = futures::try_join!(self.admin.user_exists(name), self.admin.vhost_exists(name))?;
+        if password.is_none() && !had_user {
+            return Err(BrokerError::NoPassword);
+        }
         let result = async {
-            futures::try_join!(self.admin.put_user(name, password, ""), self.admin.put_vhost(name))?;
+            let put_user = async {
+                match password {
+                    Some(password) => self.admin.put_user(name, password, "").await,
+                    None => Ok(()),
+                }
+            };
+            futures::try_join!(put_user, self.admin.put_vhost(name))?;
             futures::try_join!(self.admin.grant(name, name), self.admin.grant(name, &self.manager_login)).map(drop)
         }
         .await;

@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use crate::{
     BrokerOptions, EXCHANGE, REPLY_TO, Routing, RoutingKey,
     broker::Grant,
-    message::{Get, List, Login, Logout, Refresh, Reply, ReplyCode, ReplyError, Request, RevokeAll},
+    message::{Get, List, Login, Logout, Password, Refresh, Reply, ReplyCode, ReplyError, Request, RevokeAll},
 };
 
 /// Why a call failed.
@@ -87,23 +87,27 @@ type Pending = Arc<Mutex<Option<HashMap<String, oneshot::Sender<Vec<u8>>>>>>;
 /// A connection to the managers' vhost that sends requests and waits for their replies
 /// (RabbitMQ direct reply-to, matched by `correlation_id`). Requests for a user go to the
 /// manager the routing table names; requests by session id try each manager in turn until
-/// one knows the session.
+/// one knows the session. Each request carries the connection's account as its `user_id`
+/// property, which the broker checks and the managers authorize by.
 ///
 /// # Examples
 /// ```no_run
-/// use sessanger_amqp::{AmqpClient, BrokerOptions};
+/// use sessanger_amqp::{Account, AmqpClient, BrokerOptions};
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let mut options = BrokerOptions::new("amqp://127.0.0.1:5672", "sessanger", "sessanger");
+/// let mut options = BrokerOptions::new("amqp://127.0.0.1:5672", "sessanger", "");
+/// options.manager.password = None; // a client needs the managers' vhost, not their password
+/// options.client = Account::new("sessanger-client", "c0nnect");
 /// options.routing_keys.insert("sessanger1".into(), vec!["*".into()]);
 /// let client = AmqpClient::from_options(&options).await?;
-/// let login = client.login(&"sysadm".parse()?, "sysadm", Some("laptop".into())).await?;
+/// let login = client.login(&"sysadm".parse()?, Some("sysadm"), Some("laptop".into())).await?;
 /// println!("vhost {} session {}", login.broker.vhost, login.session.session_id);
 /// client.logout(&login.session.session_id).await?;
 /// # Ok(()) }
 /// ```
 pub struct AmqpClient {
     connection: Connection,
+    account: String,
     channel: Channel,
     pending: Pending,
     routing: Routing,
@@ -127,16 +131,17 @@ impl Drop for AmqpClient {
 }
 
 impl AmqpClient {
-    /// Connects as the session managers' account of `options` to its vhost, with its routing
-    /// table.
+    /// Connects as the clients' account of `options` to the managers' vhost, with its
+    /// routing table.
     pub async fn from_options(options: &BrokerOptions) -> Result<AmqpClient, ClientError> {
-        let uri = options.manager_uri().map_err(ClientError::Config)?;
+        let uri = options.client_uri().map_err(ClientError::Config)?;
         let routing = Routing::from_options(options).map_err(|e| ClientError::Config(e.to_string()))?;
         AmqpClient::connect(uri, routing).await
     }
 
     /// Connects to `uri` (the managers' vhost) and resolves users with `routing`.
     pub async fn connect(uri: AMQPUri, routing: Routing) -> Result<AmqpClient, ClientError> {
+        let account = uri.authority.userinfo.username.clone();
         let connection = Connection::connect_uri(uri, ConnectionProperties::default()).await?;
         let channel = connection.create_channel().await?;
         // Direct reply-to demands a no-ack consumer on the very channel that publishes.
@@ -157,7 +162,7 @@ impl AmqpClient {
             // later call at once, rather than each at its timeout.
             waiting.lock().expect("pending replies poisoned").take();
         });
-        Ok(AmqpClient { connection, channel, pending, routing, timeout: Duration::from_secs(10), replies })
+        Ok(AmqpClient { connection, account, channel, pending, routing, timeout: Duration::from_secs(10), replies })
     }
 
     /// Waits at most `timeout` for each reply (default 10 s). Requests carry it as their
@@ -191,6 +196,7 @@ impl AmqpClient {
             .with_content_type("application/json".into())
             .with_reply_to(REPLY_TO.into())
             .with_message_id(id.as_str().into())
+            .with_user_id(self.account.as_str().into())
             .with_correlation_id(id.as_str().into())
             .with_expiration(self.timeout.as_millis().to_string().into());
         let sent = async {
@@ -227,11 +233,12 @@ impl AmqpClient {
         self.routing.route(user).cloned().ok_or_else(|| ClientError::NoManager(user.clone()))
     }
 
-    /// Logs `user` in through the manager that serves it.
+    /// Logs `user` in through the manager that serves it, with its password; without one
+    /// only an admin account may (`forbidden` otherwise).
     pub async fn login(
         &self,
         user: &UserId,
-        password: &str,
+        password: Option<&str>,
         device_id: Option<String>,
     ) -> Result<LoginReply, ClientError> {
         self.login_via(&self.route(user)?, user, password, device_id).await
@@ -243,10 +250,10 @@ impl AmqpClient {
         &self,
         key: &RoutingKey,
         user: &UserId,
-        password: &str,
+        password: Option<&str>,
         device_id: Option<String>,
     ) -> Result<LoginReply, ClientError> {
-        let request = Request::Login(Login { user: user.clone(), password: password.to_owned(), device_id });
+        let request = Request::Login(Login { user: user.clone(), password: password.map(Password::from), device_id });
         parse(self.call(key, &request).await?)
     }
 
@@ -265,23 +272,27 @@ impl AmqpClient {
         self.by_session(Request::Get(Get { session_id: session.clone() })).await
     }
 
-    /// The user's live sessions.
-    pub async fn list(&self, user: &UserId) -> Result<Vec<SessionBody>, ClientError> {
+    /// The user's live sessions; the user's password is needed unless this is an admin
+    /// account.
+    pub async fn list(&self, user: &UserId, password: Option<&str>) -> Result<Vec<SessionBody>, ClientError> {
         #[derive(Deserialize)]
         struct Sessions {
             sessions: Vec<SessionBody>,
         }
-        let fields = self.call(&self.route(user)?, &Request::List(List { user: user.clone() })).await?;
+        let request = Request::List(List { user: user.clone(), password: password.map(Password::from) });
+        let fields = self.call(&self.route(user)?, &request).await?;
         Ok(parse::<Sessions>(fields)?.sessions)
     }
 
-    /// Closes every session of the user; returns how many there were.
-    pub async fn revoke_all(&self, user: &UserId) -> Result<u64, ClientError> {
+    /// Closes every session of the user; returns how many there were. The user's password is
+    /// needed unless this is an admin account.
+    pub async fn revoke_all(&self, user: &UserId, password: Option<&str>) -> Result<u64, ClientError> {
         #[derive(Deserialize)]
         struct Deleted {
             deleted: u64,
         }
-        let fields = self.call(&self.route(user)?, &Request::RevokeAll(RevokeAll { user: user.clone() })).await?;
+        let request = Request::RevokeAll(RevokeAll { user: user.clone(), password: password.map(Password::from) });
+        let fields = self.call(&self.route(user)?, &request).await?;
         Ok(parse::<Deleted>(fields)?.deleted)
     }
 

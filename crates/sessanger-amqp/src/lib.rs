@@ -8,6 +8,14 @@
 //! Each request carries a unique `message_id`: a manager answers a request it is given again
 //! (RabbitMQ redelivers after a reconnect) from its recent replies instead of running it twice.
 //!
+//! # Accounts
+//! Clients connect with an account of their own ([`BrokerOptions::client`]), never the
+//! managers' administrator account: it may publish to [`EXCHANGE`] and do nothing else
+//! ([`broker::Rights::client`]). A request is authorized by what it carries (the user's
+//! password, a session id) and by its `user_id` property, which RabbitMQ checks against the
+//! connection's account: only the managers' own account and [`BrokerOptions::admins`] act on
+//! a user's sessions without its password ([`responder::Caller`]).
+//!
 //! # Layout
 //! - `options`: [`BrokerOptions`], the broker and how sessanger uses it, as plain values.
 //! - [`routing`]: [`RoutingKey`] and [`Routing`], the one resolver clients and managers share.
@@ -15,7 +23,8 @@
 //!   (`decode`, `apply`, `encode`), dispatched by [`Request`].
 //! - [`pam`]: password checks through PAM, with failures slowed down per user.
 //! - [`broker`]: the RabbitMQ management API: a user's broker account and vhost, created at
-//!   login and removed with the last session; `broker setup` of the manager's own account.
+//!   login and removed with the last session; `broker setup` of the managers' and the
+//!   clients' accounts.
 //! - [`responder`]: [`serve`] (connect, declare, consume, reconnect) over [`run`] (one channel),
 //!   and the [`Responder`] every request is applied to.
 //! - `dedup`: the recent replies a manager answers a request delivered twice with.
@@ -32,7 +41,7 @@ pub mod routing;
 
 pub use client::{AmqpClient, ClientError};
 pub use message::{ReplyCode, Request};
-pub use options::BrokerOptions;
+pub use options::{Account, BrokerOptions};
 pub use responder::{Responder, ServeOptions, run, serve};
 pub use routing::{Routing, RoutingKey};
 

@@ -1,19 +1,57 @@
 //! [`BrokerOptions`]: the broker and how sessanger uses it, as plain values. Whoever reads a
 //! configuration (the binary) fills them in; everything else in this crate is built from them.
 
-use std::{collections::BTreeMap, fmt};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+};
 
 use lapin::uri::{AMQPUri, AMQPUserInfo};
 
+/// A broker account: a login, and its password where this process needs it. Debug hides the
+/// password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Account {
+    /// The user name.
+    pub login: String,
+    /// The password; `None` where this process never connects as the account.
+    pub password: Option<String>,
+}
+
+impl Account {
+    /// `login` with `password`.
+    pub fn new(login: impl Into<String>, password: impl Into<String>) -> Account {
+        Account { login: login.into(), password: Some(password.into()) }
+    }
+
+    /// The password, or why there is none to connect with.
+    pub fn password(&self) -> Result<&str, String> {
+        self.password.as_deref().ok_or_else(|| format!("no password is configured for broker account `{}`", self.login))
+    }
+}
+
+impl fmt::Debug for Account {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let password = self.password.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Account").field("login", &self.login).field("password", &password).finish()
+    }
+}
+
 /// The RabbitMQ broker sessanger takes requests on and provisions users' accounts in.
+///
+/// Three kinds of broker accounts meet here: the session managers' own (`manager`, tagged
+/// `administrator`: the management API demands it to create users and vhosts), the clients'
+/// (`client`, which may only publish requests), and each logged-in user's.
 ///
 /// # Examples
 /// ```
-/// use sessanger_amqp::BrokerOptions;
+/// use sessanger_amqp::{Account, BrokerOptions};
 ///
 /// let mut options = BrokerOptions::new("amqp://rabbit.internal:5672", "sessanger", "s3cret");
+/// options.client = Account::new("sessanger-client", "c0nnect");
 /// options.routing_keys.insert("sessanger1".into(), vec!["*".into()]);
 /// assert_eq!(options.management_url(), "http://rabbit.internal:15672");
+/// assert_eq!(options.client_uri().unwrap().vhost, "sessanger");
 /// assert!(!format!("{options:?}").contains("s3cret"));
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -22,11 +60,15 @@ pub struct BrokerOptions {
     /// The broker's `amqp://` or `amqps://` URL. Each connection puts its own credentials and
     /// vhost in, replacing any the URL holds.
     pub url: String,
-    /// The account the session managers connect and provision with; their requests arrive in
-    /// the vhost of the same name.
-    pub login: String,
-    /// That account's password.
-    pub password: String,
+    /// The account the session managers connect and provision with; requests arrive in the
+    /// vhost of the same name. Clients need only its login.
+    pub manager: Account,
+    /// The account clients send requests with: it may publish to [`EXCHANGE`](crate::EXCHANGE)
+    /// and nothing else ([`BrokerAdmin::setup`](crate::broker::BrokerAdmin::setup)).
+    pub client: Account,
+    /// Accounts trusted with any user's sessions: their `list` and `revoke_all` need no user
+    /// password and their `login` none either. The managers' own account always is.
+    pub admins: BTreeSet<String>,
     /// The password every user's broker account gets; `None`: the user's login password.
     pub user_password: Option<String>,
     /// Which session manager serves which users: routing key → user names, where
@@ -49,9 +91,10 @@ impl fmt::Debug for BrokerOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let user_password = self.user_password.as_ref().map(|_| "<redacted>");
         let mut out = f.debug_struct("BrokerOptions");
-        out.field("url", &self.url).field("login", &self.login).field("password", &"<redacted>");
-        out.field("user_password", &user_password).field("routing_keys", &self.routing_keys);
-        out.field("pam_service", &self.pam_service).field("management_url", &self.management_url);
+        out.field("url", &self.url).field("manager", &self.manager).field("client", &self.client);
+        out.field("admins", &self.admins).field("user_password", &user_password);
+        out.field("routing_keys", &self.routing_keys).field("pam_service", &self.pam_service);
+        out.field("management_url", &self.management_url);
         out.field("keep_user", &self.keep_user).field("remove_vhost", &self.remove_vhost).finish()
     }
 }
@@ -60,14 +103,20 @@ impl BrokerOptions {
     /// The PAM service users authenticate against unless told otherwise.
     pub const DEFAULT_PAM_SERVICE: &'static str = "sessanger";
 
-    /// The broker at `url`, used as `login`: no routing table, users' broker passwords are
-    /// their login passwords, PAM service [`BrokerOptions::DEFAULT_PAM_SERVICE`], and a user's
-    /// account goes with its last session while its vhost stays.
+    /// The clients' account unless told otherwise.
+    pub const DEFAULT_CLIENT_LOGIN: &'static str = "sessanger-client";
+
+    /// The broker at `url`, with the managers' account `login`: clients connect as
+    /// [`BrokerOptions::DEFAULT_CLIENT_LOGIN`] (with no password yet), no admins, no routing
+    /// table, users' broker passwords are their login passwords, PAM service
+    /// [`BrokerOptions::DEFAULT_PAM_SERVICE`], and a user's account goes with its last
+    /// session while its vhost stays.
     pub fn new(url: impl Into<String>, login: impl Into<String>, password: impl Into<String>) -> BrokerOptions {
         BrokerOptions {
             url: url.into(),
-            login: login.into(),
-            password: password.into(),
+            manager: Account::new(login, password),
+            client: Account { login: Self::DEFAULT_CLIENT_LOGIN.to_owned(), password: None },
+            admins: BTreeSet::new(),
             user_password: None,
             routing_keys: BTreeMap::new(),
             pam_service: Self::DEFAULT_PAM_SERVICE.to_owned(),
@@ -75,6 +124,11 @@ impl BrokerOptions {
             keep_user: false,
             remove_vhost: false,
         }
+    }
+
+    /// The vhost requests travel in: named after the managers' account.
+    pub fn vhost(&self) -> &str {
+        &self.manager.login
     }
 
     /// The management API's base URL: `management_url` without a trailing `/`, else
@@ -102,9 +156,14 @@ impl BrokerOptions {
         Ok(uri)
     }
 
-    /// The URI the session managers' own account connects with: its vhost is named after it.
+    /// The URI the session managers connect with.
     pub fn manager_uri(&self) -> Result<AMQPUri, String> {
-        self.uri(&self.login, &self.password, &self.login)
+        self.uri(&self.manager.login, self.manager.password()?, self.vhost())
+    }
+
+    /// The URI clients connect with: the clients' account, in the managers' vhost.
+    pub fn client_uri(&self) -> Result<AMQPUri, String> {
+        self.uri(&self.client.login, self.client.password()?, self.vhost())
     }
 }
 
@@ -125,7 +184,7 @@ mod tests {
 
     #[test]
     fn connections_put_their_own_credentials_and_vhost_in() {
-        let options = BrokerOptions::new("amqp://x:y@rabbit:5673/other", "sessanger", "pw");
+        let mut options = BrokerOptions::new("amqp://x:y@rabbit:5673/other", "sessanger", "pw");
         let uri = options.manager_uri().unwrap();
         assert_eq!(
             (uri.authority.userinfo.username.as_str(), uri.authority.userinfo.password.as_str()),
@@ -135,5 +194,9 @@ mod tests {
             (uri.authority.host.as_str(), uri.authority.port, uri.vhost.as_str()),
             ("rabbit", 5673, "sessanger")
         );
+        assert!(options.client_uri().unwrap_err().contains("`sessanger-client`"), "a client needs its password");
+        options.client = Account::new("sessanger-client", "c");
+        let uri = options.client_uri().unwrap();
+        assert_eq!((uri.authority.userinfo.username.as_str(), uri.vhost.as_str()), ("sessanger-client", "sessanger"));
     }
 }

@@ -3,7 +3,7 @@
 //! broker goes away.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     future::Future,
     num::NonZeroU32,
     pin::pin,
@@ -30,20 +30,67 @@ use tokio::{
 
 use crate::{
     BrokerOptions, EXCHANGE, Routing, RoutingKey,
-    broker::Provisioner,
+    broker::{BrokerError, Provisioner},
     dedup::ReplyCache,
     message::{Reply, ReplyCode, ReplyError, Request},
-    pam::Authenticator,
+    pam::{AuthError, Authenticator},
     queue_name,
+    routing::InvalidRoutingKey,
 };
 
+/// Who sent a request, by the `user_id` property RabbitMQ vouches for: the broker closes the
+/// channel of a client that sets it to any account but its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    /// The clients' account: a request proves its right by what it carries (a user's
+    /// password, a session id).
+    Client,
+    /// The managers' own account or one in [`BrokerOptions::admins`]: trusted with any
+    /// user's sessions.
+    Admin,
+}
+
+/// Which broker accounts may send requests, and which of them are trusted with any user.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// Accounts whose requests prove their right by what they carry.
+    pub clients: BTreeSet<String>,
+    /// Accounts trusted with any user's sessions.
+    pub admins: BTreeSet<String>,
+}
+
+impl Access {
+    /// The clients' account of `options` as a client; the managers' own and `admins` as
+    /// admins.
+    pub fn from_options(options: &BrokerOptions) -> Access {
+        let mut admins = options.admins.clone();
+        admins.insert(options.manager.login.clone());
+        Access { clients: BTreeSet::from([options.client.login.clone()]), admins }
+    }
+
+    /// The caller a request's `user_id` property names; `forbidden` when it names none or
+    /// an account that may not send requests.
+    pub fn caller(&self, user_id: Option<&str>) -> Result<Caller, ReplyError> {
+        match user_id {
+            Some(account) if self.admins.contains(account) => Ok(Caller::Admin),
+            Some(account) if self.clients.contains(account) => Ok(Caller::Client),
+            Some(account) => {
+                tracing::warn!(account, "refused a request from an account that may not send any");
+                Err(ReplyError::new(ReplyCode::Forbidden, format!("account `{account}` may not send requests")))
+            }
+            None => Err(ReplyError::new(ReplyCode::Forbidden, "a request must carry the user_id property")),
+        }
+    }
+}
+
 /// Everything a request is applied to: the sessions, the routing table and this manager's
-/// key, PAM, and the broker accounts. Share it as `Arc<Responder>`.
+/// key, who may ask, PAM, and the broker accounts. Share it as `Arc<Responder>`.
 #[derive(Debug)]
 pub struct Responder {
     manager: SessionManager,
     routing: Routing,
     key: RoutingKey,
+    access: Access,
     pam: Authenticator,
     provisioner: Provisioner,
     user_password: Option<String>,
@@ -57,24 +104,27 @@ pub struct Responder {
 }
 
 impl Responder {
-    /// A responder consuming `key`, with PAM, provisioning and the routing table from `options`.
+    /// A responder consuming `key`, with access, PAM, provisioning and the routing table
+    /// from `options`.
     pub fn from_options(
         manager: SessionManager,
         options: &BrokerOptions,
         key: RoutingKey,
-    ) -> Result<Responder, crate::routing::InvalidRoutingKey> {
+    ) -> Result<Responder, BrokerError> {
+        let invalid = |e: InvalidRoutingKey| BrokerError::Config(e.to_string());
         let routing = if options.routing_keys.is_empty() {
             // No table: this session manager serves everyone.
-            Routing::from_table([(key.as_ref(), [crate::routing::WILDCARD])])?
+            Routing::from_table([(key.as_ref(), [crate::routing::WILDCARD])]).map_err(invalid)?
         } else {
-            Routing::from_options(options)?
+            Routing::from_options(options).map_err(invalid)?
         };
         Ok(Responder::new(
             manager,
             routing,
             key,
+            Access::from_options(options),
             Authenticator::new(&options.pam_service),
-            Provisioner::from_options(options),
+            Provisioner::from_options(options)?,
         )
         .with_user_password(options.user_password.clone()))
     }
@@ -84,6 +134,7 @@ impl Responder {
         manager: SessionManager,
         routing: Routing,
         key: RoutingKey,
+        access: Access,
         pam: Authenticator,
         provisioner: Provisioner,
     ) -> Responder {
@@ -91,6 +142,7 @@ impl Responder {
             manager,
             routing,
             key,
+            access,
             pam,
             provisioner,
             user_password: None,
@@ -118,9 +170,30 @@ impl Responder {
         &self.key
     }
 
-    /// The PAM checker.
-    pub fn pam(&self) -> &Authenticator {
-        &self.pam
+    /// Who may send requests.
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// `Ok` if `caller` may act on `user`'s sessions: a given password must pass PAM (it
+    /// may become the broker password too); without one, only an admin may.
+    pub async fn authorize(&self, caller: Caller, user: &UserId, password: Option<&str>) -> Result<(), ReplyError> {
+        let Some(password) = password else {
+            return match caller {
+                Caller::Admin => Ok(()),
+                Caller::Client => Err(ReplyError::new(
+                    ReplyCode::Forbidden,
+                    "this request needs the user's password (accounts in broker.admins need none)",
+                )),
+            };
+        };
+        self.pam.authenticate(user, password).await.map_err(|error| match error {
+            AuthError::Rejected => ReplyError::new(ReplyCode::AuthFailed, "wrong user name or password"),
+            AuthError::Pam(why) => {
+                tracing::error!(%user, %why, "PAM failed");
+                ReplyError::new(ReplyCode::Internal, "the password could not be checked")
+            }
+        })
     }
 
     /// The broker account provisioning.
@@ -369,26 +442,25 @@ pub async fn run(
 /// A request whose `message_id` was seen lately gets the first run's reply: RabbitMQ delivers
 /// a request again after a reconnect even when it already ran.
 async fn handle(channel: Channel, responder: Arc<Responder>, delivery: Delivery) {
+    let sender = delivery.properties.user_id().as_ref().map(|account| account.as_str());
     let execute = || async {
-        match Request::decode(&delivery.data) {
-            Ok(request) => request.apply(&responder).await,
-            Err(failure) => Reply::Err(failure),
+        match (responder.access.caller(sender), Request::decode(&delivery.data)) {
+            (Ok(caller), Ok(request)) => request.apply(&responder, caller).await,
+            (Err(failure), _) | (_, Err(failure)) => Reply::Err(failure),
         }
     };
     let reply = match delivery.properties.message_id() {
         Some(id) => {
+            // Ids are the sender's: another account reusing one gets a slot of its own.
+            let id = format!("{}/{id}", sender.unwrap_or_default());
             let ttl = delivery
                 .properties
                 .expiration()
                 .as_ref()
                 .and_then(|ms| ms.as_str().parse().ok())
                 .map_or(REPLY_CACHE_AGE, Duration::from_millis);
-            let slot = responder.replies.lock().expect("reply cache poisoned").slot(
-                id.as_str(),
-                &delivery.data,
-                ttl,
-                Instant::now(),
-            );
+            let slot =
+                responder.replies.lock().expect("reply cache poisoned").slot(&id, &delivery.data, ttl, Instant::now());
             slot.get_or_init(execute).await.clone()
         }
         None => execute().await,

@@ -19,8 +19,9 @@ use lapin::{
     types::FieldTable,
 };
 use sessanger_amqp::{
-    AmqpClient, BrokerOptions, ClientError, EXCHANGE, REPLY_TO, ReplyCode, Responder, RoutingKey, ServeOptions,
-    broker::{BrokerAdmin, Provisioner},
+    Account, AmqpClient, BrokerOptions, ClientError, EXCHANGE, REPLY_TO, ReplyCode, Responder, Routing, RoutingKey,
+    ServeOptions,
+    broker::{BrokerAdmin, BrokerError, Provisioner, Rights},
     message::Reply,
     serve,
 };
@@ -73,6 +74,7 @@ impl World {
         getrandom::fill(&mut id).unwrap();
         let login = format!("sessanger-t{}", id.iter().map(|b| format!("{b:02x}")).collect::<String>());
         let mut config = BrokerOptions::new(amqp_url(), &login, &login);
+        config.client = Account::new(format!("{login}-client"), format!("{login}-client"));
         config.routing_keys = routing_keys
             .iter()
             .map(|(key, users)| (key.to_string(), users.iter().map(|u| u.to_string()).collect()))
@@ -81,7 +83,7 @@ impl World {
         configure(&mut config);
         let admin = BrokerAdmin::new(config.management_url(), ADMIN.0, ADMIN.1);
         admin
-            .setup_manager(&config.login, &config.password)
+            .setup(&config)
             .await
             .expect("RabbitMQ's management API must answer on 127.0.0.1:15672 (run scripts/amqp-setup)");
         for name in ["sysadm", "ok1", "om1"] {
@@ -109,11 +111,23 @@ impl World {
         responder
     }
 
+    /// A client on the clients' account.
     async fn client(&self) -> AmqpClient {
         AmqpClient::from_options(&self.config)
             .await
             .expect("connecting the client")
             .with_timeout(Duration::from_secs(10))
+    }
+
+    /// A client on the managers' own account, an admin.
+    async fn admin_client(&self) -> AmqpClient {
+        let routing = Routing::from_options(&self.config).unwrap();
+        AmqpClient::connect(self.config.manager_uri().unwrap(), routing).await.expect("connecting as the managers")
+    }
+
+    /// The live sessions of `name` on the first manager.
+    async fn sessions(&self, name: &str) -> Vec<sessanger_core::Session> {
+        self.responders[0].0.manager().all_user_sessions(&user(name)).await.unwrap()
     }
 
     /// `rabbitmqctl stop_app`; returns once every manager noticed the broker going away.
@@ -142,9 +156,9 @@ impl World {
         for name in ["sysadm", "ok1", "om1"] {
             let _ = self.admin.delete_user(name).await;
         }
-        let login = &self.config.login;
-        let _ = self.admin.delete_vhost(login).await;
-        let _ = self.admin.delete_user(login).await;
+        let _ = self.admin.delete_vhost(self.config.vhost()).await;
+        let _ = self.admin.delete_user(&self.config.manager.login).await;
+        let _ = self.admin.delete_user(&self.config.client.login).await;
     }
 }
 
@@ -207,18 +221,18 @@ async fn two_managers_of_seed_example_2_each_serve_their_own_users() {
     world.start("sessanger2").await;
     let client = world.client().await;
 
-    let sysadm = client.login(&user("sysadm"), "sysadm", Some("laptop".into())).await.unwrap();
+    let sysadm = client.login(&user("sysadm"), Some("sysadm"), Some("laptop".into())).await.unwrap();
     assert_eq!(sysadm.routing_key, "sessanger1");
     assert_eq!((sysadm.broker.user.as_str(), sysadm.broker.vhost.as_str()), ("sysadm", "sysadm"));
     assert_eq!(sysadm.session.device.device_id.as_deref(), Some("laptop"));
-    let om1 = client.login(&user("om1"), "om1", None).await.unwrap();
+    let om1 = client.login(&user("om1"), Some("om1"), None).await.unwrap();
     assert_eq!(om1.routing_key, "sessanger2");
 
     // The session-id requests find the right manager by themselves.
     assert_eq!(client.get(&om1.session.session_id).await.unwrap().user_id, user("om1"));
     assert_eq!(client.refresh(&sysadm.session.session_id).await.unwrap().user_id, user("sysadm"));
-    assert_eq!(client.list(&user("sysadm")).await.unwrap().len(), 1);
-    assert_eq!(client.revoke_all(&user("om1")).await.unwrap(), 1);
+    assert_eq!(client.list(&user("sysadm"), Some("sysadm")).await.unwrap().len(), 1);
+    assert_eq!(client.revoke_all(&user("om1"), Some("om1")).await.unwrap(), 1);
     assert!(!world.admin.user_exists("om1").await.unwrap(), "revoke_all of the last session removes the account");
     world.finish().await;
 }
@@ -230,13 +244,13 @@ async fn request_for_another_managers_user_gets_wrong_manager_naming_the_right_k
     world.start("sessanger2").await;
     let client = world.client().await;
 
-    let error = client.login_via(&key("sessanger1"), &user("om1"), "om1", None).await.unwrap_err();
+    let error = client.login_via(&key("sessanger1"), &user("om1"), Some("om1"), None).await.unwrap_err();
     let ClientError::Remote(failure) = error else { panic!("expected a manager's answer, got {error:?}") };
     assert_eq!(failure.code, ReplyCode::WrongManager);
     assert_eq!(failure.routing_key.as_deref(), Some("sessanger2"));
     assert!(!world.admin.user_exists("om1").await.unwrap(), "the wrong manager created nothing");
 
-    let error = client.list(&user("nobody")).await.unwrap_err();
+    let error = client.list(&user("nobody"), None).await.unwrap_err();
     assert_eq!(remote_code(&error), Some(ReplyCode::NoManager));
     world.finish().await;
 }
@@ -247,8 +261,8 @@ async fn logged_in_user_opens_its_own_vhost_only() {
     world.start("sessanger1").await;
     world.start("sessanger2").await;
     let client = world.client().await;
-    client.login(&user("sysadm"), "sysadm", None).await.unwrap();
-    client.login(&user("om1"), "om1", None).await.unwrap();
+    client.login(&user("sysadm"), Some("sysadm"), None).await.unwrap();
+    client.login(&user("om1"), Some("om1"), None).await.unwrap();
 
     let own = connect_as(&world.config, "sysadm", "sysadm", "sysadm").await.expect("sysadm opens vhost sysadm");
     let channel = own.create_channel().await.unwrap();
@@ -258,7 +272,7 @@ async fn logged_in_user_opens_its_own_vhost_only() {
         .expect("sysadm may configure its own vhost");
     own.close(200, "done".into()).await.unwrap();
     assert!(connect_as(&world.config, "sysadm", "sysadm", "om1").await.is_err(), "vhost om1 is refused");
-    let managers = world.config.login.clone();
+    let managers = world.config.manager.login.clone();
     assert!(connect_as(&world.config, "sysadm", "sysadm", &managers).await.is_err(), "the managers' vhost is refused");
     // The manager's account reaches the users' vhosts.
     let manager = connect_as(&world.config, &managers, &managers, "sysadm").await.expect("manager opens vhost sysadm");
@@ -272,13 +286,13 @@ async fn wrong_password_is_auth_failed_and_creates_no_broker_user() {
     world.start("sessanger1").await;
     let client = world.client().await;
 
-    let error = client.login(&user("ok1"), "not-the-password", None).await.unwrap_err();
+    let error = client.login(&user("ok1"), Some("not-the-password"), None).await.unwrap_err();
     assert_eq!(remote_code(&error), Some(ReplyCode::AuthFailed), "{error}");
     assert!(!world.admin.user_exists("ok1").await.unwrap());
-    assert!(client.list(&user("ok1")).await.unwrap().is_empty());
+    assert!(world.sessions("ok1").await.is_empty());
     // The next attempt waits out the penalty, then succeeds.
     let started = std::time::Instant::now();
-    client.login(&user("ok1"), "ok1", None).await.unwrap();
+    client.login(&user("ok1"), Some("ok1"), None).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(200), "a repeated attempt is slowed down");
     world.finish().await;
 }
@@ -289,7 +303,7 @@ async fn seed_example_1_gives_every_broker_user_the_configured_password() {
     world.start("sessanger1").await;
     let client = world.client().await;
 
-    let login = client.login(&user("ok1"), "ok1", None).await.unwrap();
+    let login = client.login(&user("ok1"), Some("ok1"), None).await.unwrap();
     assert_eq!(login.routing_key, "sessanger1");
     let connection = connect_as(&world.config, "ok1", "123", "ok1").await.expect("the broker password is 123");
     connection.close(200, "done".into()).await.unwrap();
@@ -303,8 +317,8 @@ async fn logout_of_the_last_session_closes_the_connection_and_kills_the_credenti
     world.start("sessanger1").await;
     let client = world.client().await;
 
-    let first = client.login(&user("sysadm"), "sysadm", None).await.unwrap();
-    let second = client.login(&user("sysadm"), "sysadm", None).await.unwrap();
+    let first = client.login(&user("sysadm"), Some("sysadm"), None).await.unwrap();
+    let second = client.login(&user("sysadm"), Some("sysadm"), None).await.unwrap();
     let connection = connect_as(&world.config, "sysadm", "sysadm", "sysadm").await.unwrap();
 
     client.logout(&first.session.session_id).await.unwrap();
@@ -329,9 +343,9 @@ async fn keep_user_leaves_the_broker_account_and_vhost_usable_after_the_last_log
     world.start("sessanger1").await;
     let client = world.client().await;
 
-    let login = client.login(&user("ok1"), "ok1", None).await.unwrap();
+    let login = client.login(&user("ok1"), Some("ok1"), None).await.unwrap();
     client.logout(&login.session.session_id).await.unwrap();
-    assert!(client.list(&user("ok1")).await.unwrap().is_empty(), "the session is gone");
+    assert!(world.sessions("ok1").await.is_empty(), "the session is gone");
     assert!(world.admin.user_exists("ok1").await.unwrap(), "the broker account outlives the last session");
     assert!(world.admin.vhost_exists("ok1").await.unwrap(), "the vhost is kept (remove_vhost is false)");
     let connection = connect_as(&world.config, "ok1", "ok1", "ok1").await.expect("the credentials still work");
@@ -348,8 +362,8 @@ async fn managers_serve_again_after_rabbitmq_restarts() {
     world.stop_rabbitmq().await.start().await;
 
     let client = world.client().await;
-    assert_eq!(client.login(&user("sysadm"), "sysadm", None).await.unwrap().routing_key, "sessanger1");
-    assert_eq!(client.login(&user("om1"), "om1", None).await.unwrap().routing_key, "sessanger2");
+    assert_eq!(client.login(&user("sysadm"), Some("sysadm"), None).await.unwrap().routing_key, "sessanger1");
+    assert_eq!(client.login(&user("om1"), Some("om1"), None).await.unwrap().routing_key, "sessanger2");
     world.finish().await;
 }
 
@@ -364,7 +378,7 @@ async fn request_in_flight_while_rabbitmq_restarts_fails_fast_with_a_connection_
     let held = responder.lock_user(&user("sysadm")).await;
     let login = tokio::spawn(async move {
         let started = Instant::now();
-        let result = client.login(&user("sysadm"), "sysadm", None).await;
+        let result = client.login(&user("sysadm"), Some("sysadm"), None).await;
         (result, started.elapsed(), client)
     });
     let stopped = world.stop_rabbitmq().await;
@@ -378,14 +392,14 @@ async fn request_in_flight_while_rabbitmq_restarts_fails_fast_with_a_connection_
     assert!(elapsed < TIMEOUT, "the call failed when the connection dropped, not at its timeout ({elapsed:?})");
     // The client stays disconnected: later calls fail at once.
     let started = Instant::now();
-    let error = client.list(&user("sysadm")).await.unwrap_err();
+    let error = client.list(&user("sysadm"), None).await.unwrap_err();
     assert!(matches!(error, ClientError::Disconnected), "{error:?}");
     assert!(started.elapsed() < Duration::from_secs(1));
 
     drop(held);
     stopped.start().await;
     let client = world.client().await;
-    assert_eq!(client.login(&user("sysadm"), "sysadm", None).await.unwrap().routing_key, "sessanger1");
+    assert_eq!(client.login(&user("sysadm"), Some("sysadm"), None).await.unwrap().routing_key, "sessanger1");
     world.finish().await;
 }
 
@@ -398,7 +412,7 @@ async fn expiry_of_the_last_session_removes_the_broker_account() {
     let responder = world.start_on("sessanger1", manager).await;
     let client = world.client().await;
 
-    client.login(&user("om1"), "om1", None).await.unwrap();
+    client.login(&user("om1"), Some("om1"), None).await.unwrap();
     assert!(world.admin.user_exists("om1").await.unwrap());
     clock.advance(responder.manager().policy().idle_ttl + Duration::from_secs(1));
     assert_eq!(responder.manager().purge_expired().await.unwrap(), 1);
@@ -416,8 +430,8 @@ async fn failed_provisioning_leaves_neither_user_nor_vhost_behind() {
     let world = World::new(ONE_KEY, |_| {}).await;
     world.admin.delete_vhost("ok1").await.unwrap();
     // Granting the (missing) manager account access is the last step, and fails.
-    let provisioner = Provisioner::new(world.admin.clone(), format!("{}-missing", world.config.login));
-    provisioner.provision(&user("ok1"), "ok1").await.unwrap_err();
+    let provisioner = Provisioner::new(world.admin.clone(), format!("{}-missing", world.config.manager.login));
+    provisioner.provision(&user("ok1"), Some("ok1")).await.unwrap_err();
     assert!(!world.admin.user_exists("ok1").await.unwrap(), "the new user was rolled back");
     assert!(!world.admin.vhost_exists("ok1").await.unwrap(), "the new vhost was rolled back");
     world.finish().await;
@@ -428,7 +442,8 @@ async fn request_delivered_twice_runs_once_and_both_get_its_reply() {
     let mut world = World::new(ONE_KEY, |_| {}).await;
     let responder = world.start("sessanger1").await;
     let config = &world.config;
-    let connection = connect_as(config, &config.login, &config.password, &config.login).await.unwrap();
+    let manager = &config.manager;
+    let connection = connect_as(config, &manager.login, manager.password().unwrap(), config.vhost()).await.unwrap();
     let channel = connection.create_channel().await.unwrap();
     let no_ack = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };
     let mut replies = channel.basic_consume(REPLY_TO.into(), "".into(), no_ack, FieldTable::default()).await.unwrap();
@@ -440,6 +455,7 @@ async fn request_delivered_twice_runs_once_and_both_get_its_reply() {
         let properties = BasicProperties::default()
             .with_reply_to(REPLY_TO.into())
             .with_message_id("the-same-request".into())
+            .with_user_id(manager.login.as_str().into())
             .with_correlation_id(correlation.into());
         channel
             .basic_publish(EXCHANGE.into(), "sessanger1".into(), BasicPublishOptions::default(), request, properties)
@@ -460,5 +476,204 @@ async fn request_delivered_twice_runs_once_and_both_get_its_reply() {
     let live = responder.manager().all_user_sessions(&user("om1")).await.unwrap();
     assert_eq!(live.len(), 1, "the login ran once");
     connection.close(200, "done".into()).await.unwrap();
+    world.finish().await;
+}
+
+/// Whether `operation` on a fresh channel of `connection` is refused by the broker.
+async fn refused<T>(connection: &Connection, operation: impl AsyncFnOnce(&lapin::Channel) -> lapin::Result<T>) -> bool {
+    let channel = connection.create_channel().await.unwrap();
+    operation(&channel).await.is_err()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_account_may_send_requests_and_nothing_else() {
+    use lapin::{
+        ExchangeKind,
+        options::{
+            BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+            QueuePurgeOptions,
+        },
+    };
+    let mut world = World::new(ONE_KEY, |_| {}).await;
+    world.start("sessanger1").await;
+    // Rights on another vhost, as an older setup or an operator might have left them: setup
+    // takes them away.
+    world.admin.grant("/", &world.config.client.login).await.unwrap();
+    world.admin.setup(&world.config).await.unwrap();
+    let rights = world.admin.rights(&world.config.client.login).await.unwrap();
+    assert_eq!(rights.into_iter().collect::<Vec<_>>(), [(world.config.vhost().to_owned(), Rights::client())]);
+
+    let client = world.client().await;
+    let login = client.login(&user("sysadm"), Some("sysadm"), None).await.expect("the client logs a user in");
+    client.logout(&login.session.session_id).await.expect("and out");
+
+    let Account { login, password } = &world.config.client;
+    let password = password.as_deref().unwrap();
+    let connection = connect_as(&world.config, login, password, world.config.vhost()).await.unwrap();
+    let queue = "sessanger.sessanger1";
+    let durable = QueueDeclareOptions::durable();
+    assert!(refused(&connection, async |c| c.queue_declare("mine".into(), durable, FieldTable::default()).await).await);
+    let options = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    let declare_exchange = async |c: &lapin::Channel| {
+        c.exchange_declare(EXCHANGE.into(), ExchangeKind::Direct, options, FieldTable::default()).await
+    };
+    assert!(refused(&connection, declare_exchange).await, "no exchange declare, not even the existing one");
+    let bind = async |c: &lapin::Channel| {
+        c.queue_bind(queue.into(), EXCHANGE.into(), "stolen".into(), QueueBindOptions::default(), FieldTable::default())
+            .await
+    };
+    assert!(refused(&connection, bind).await, "no bind");
+    let consume = async |c: &lapin::Channel| {
+        c.basic_consume(queue.into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await
+    };
+    assert!(refused(&connection, consume).await, "no consuming the managers' queue");
+    assert!(refused(&connection, async |c| c.basic_get(queue.into(), BasicGetOptions::default()).await).await);
+    assert!(refused(&connection, async |c| c.queue_purge(queue.into(), QueuePurgeOptions::default()).await).await);
+    assert!(refused(&connection, async |c| c.queue_delete(queue.into(), QueueDeleteOptions::default()).await).await);
+    let publish_default = async |c: &lapin::Channel| {
+        c.confirm_select(Default::default()).await?;
+        c.basic_publish("".into(), queue.into(), BasicPublishOptions::default(), b"{}", BasicProperties::default())
+            .await?
+            .await
+    };
+    assert!(refused(&connection, publish_default).await, "no publishing past the request exchange");
+    connection.close(200, "done".into()).await.unwrap();
+    for vhost in ["/", "sysadm"] {
+        assert!(connect_as(&world.config, login, password, vhost).await.is_err(), "vhost {vhost} is refused");
+    }
+    let management = BrokerAdmin::new(world.config.management_url(), login.as_str(), password);
+    assert!(
+        matches!(management.user_exists("guest").await, Err(BrokerError::Status { status, .. }) if status == 401),
+        "no management API"
+    );
+
+    // A client's config (no managers' password) sets up another client account, say the PAM
+    // hook's, and leaves the managers' account alone.
+    let mut hook = world.config.clone();
+    hook.manager.password = None;
+    hook.client = Account::new(format!("{}-pam", world.config.manager.login), "pam");
+    world.admin.setup(&hook).await.unwrap();
+    let rights = world.admin.rights(&hook.client.login).await.unwrap();
+    assert_eq!(rights.into_iter().collect::<Vec<_>>(), [(world.config.vhost().to_owned(), Rights::client())]);
+    world.admin_client().await.list(&user("sysadm"), None).await.expect("the managers' password is unchanged");
+    world.admin.delete_user(&hook.client.login).await.unwrap();
+    world.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_management_api_lets_no_tag_below_administrator_create_users() {
+    // Why the managers' account keeps `administrator`: with the lesser tags it could not
+    // provision anyone.
+    let world = World::new(ONE_KEY, |_| {}).await;
+    let name = format!("{}-lesser", world.config.manager.login);
+    world.admin.put_user(&name, &name, "policymaker,monitoring").await.unwrap();
+    let lesser = BrokerAdmin::new(world.config.management_url(), &name, &name);
+    for refused in [lesser.put_user(&format!("{name}-x"), "x", "").await, lesser.put_vhost(&format!("{name}-x")).await]
+    {
+        assert!(matches!(refused, Err(BrokerError::Status { status, .. }) if status == 401), "{refused:?}");
+    }
+    world.admin.delete_user(&name).await.unwrap();
+    world.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_needs_the_users_password_where_an_admin_does_not() {
+    let mut world = World::new(ONE_KEY, |_| {}).await;
+    world.start("sessanger1").await;
+    let client = world.client().await;
+    client.login(&user("om1"), Some("om1"), None).await.unwrap();
+
+    let forbidden = |error: ClientError| assert_eq!(remote_code(&error), Some(ReplyCode::Forbidden), "{error}");
+    forbidden(client.list(&user("om1"), None).await.unwrap_err());
+    forbidden(client.revoke_all(&user("om1"), None).await.unwrap_err());
+    forbidden(client.login(&user("om1"), None, None).await.unwrap_err());
+    assert_eq!(world.sessions("om1").await.len(), 1, "nothing was revoked or opened");
+    let error = client.revoke_all(&user("om1"), Some("wrong")).await.unwrap_err();
+    assert_eq!(remote_code(&error), Some(ReplyCode::AuthFailed));
+    assert_eq!(client.list(&user("om1"), Some("om1")).await.unwrap().len(), 1, "the password opens the listing");
+
+    // The managers' own account is an admin: no password needed, and a login without one
+    // keeps the broker account's password.
+    let admin = world.admin_client().await;
+    assert_eq!(admin.list(&user("om1"), None).await.unwrap().len(), 1);
+    admin.login(&user("om1"), None, Some("ssh-key".into())).await.expect("an admin opens a session without a password");
+    connect_as(&world.config, "om1", "om1", "om1").await.expect("the broker password is still the login password");
+    assert_eq!(admin.revoke_all(&user("om1"), None).await.unwrap(), 2);
+    assert!(!world.admin.user_exists("om1").await.unwrap());
+    // With no broker account left there is no password to give a new one.
+    let error = admin.login(&user("om1"), None, None).await.unwrap_err();
+    assert_eq!(remote_code(&error), Some(ReplyCode::PasswordRequired), "{error}");
+    assert!(world.sessions("om1").await.is_empty());
+    world.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_refused_without_a_user_id_or_with_a_forged_one() {
+    let mut world = World::new(ONE_KEY, |broker| broker.admins.insert("ops".into()).then_some(()).unwrap()).await;
+    world.start("sessanger1").await;
+    world.client().await.login(&user("ok1"), Some("ok1"), None).await.unwrap();
+
+    let Account { login, password } = &world.config.client;
+    let connection =
+        connect_as(&world.config, login, password.as_deref().unwrap(), world.config.vhost()).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let no_ack = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };
+    let mut replies = channel.basic_consume(REPLY_TO.into(), "".into(), no_ack, FieldTable::default()).await.unwrap();
+    let revoke = br#"{"v": 1, "op": "revoke_all", "user": "ok1"}"#;
+    let properties = BasicProperties::default().with_reply_to(REPLY_TO.into()).with_correlation_id("anonymous".into());
+    channel
+        .basic_publish(EXCHANGE.into(), "sessanger1".into(), BasicPublishOptions::default(), revoke, properties)
+        .await
+        .unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(10), replies.next()).await.unwrap().unwrap().unwrap();
+    let Reply::Err(failure) = Reply::decode(&delivery.data).unwrap() else { panic!("an anonymous request ran") };
+    assert_eq!(failure.code, ReplyCode::Forbidden);
+
+    // Claiming to be an admin: the broker checks user_id against the connection's account
+    // and closes the channel (406 PRECONDITION_FAILED); the request never reaches a manager.
+    for (user_id, genuine) in [(login.as_str(), true), ("ops", false), (&world.config.manager.login, false)] {
+        let channel = connection.create_channel().await.unwrap();
+        channel.confirm_select(Default::default()).await.unwrap();
+        let properties = BasicProperties::default().with_user_id(user_id.into());
+        let published = async {
+            channel
+                .basic_publish(EXCHANGE.into(), "sessanger1".into(), BasicPublishOptions::default(), revoke, properties)
+                .await?
+                .await
+        };
+        assert_eq!(published.await.is_ok(), genuine, "a user_id of `{user_id}`: only the connection's own passes");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(world.sessions("ok1").await.len(), 1, "no request revoked anything");
+    assert!(world.admin.user_exists("ok1").await.unwrap());
+    world.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remove_vhost_takes_the_users_vhost_and_its_messages_with_the_last_session() {
+    let mut world = World::new(ONE_KEY, |broker| broker.remove_vhost = true).await;
+    world.start("sessanger1").await;
+    let client = world.client().await;
+
+    let first = client.login(&user("sysadm"), Some("sysadm"), None).await.unwrap();
+    let second = client.login(&user("sysadm"), Some("sysadm"), None).await.unwrap();
+    let own = connect_as(&world.config, "sysadm", "sysadm", "sysadm").await.unwrap();
+    let channel = own.create_channel().await.unwrap();
+    let durable = lapin::options::QueueDeclareOptions::durable();
+    channel.queue_declare("inbox".into(), durable, FieldTable::default()).await.unwrap();
+    own.close(200, "done".into()).await.unwrap();
+
+    client.logout(&first.session.session_id).await.unwrap();
+    assert!(world.admin.vhost_exists("sysadm").await.unwrap(), "another session still uses the vhost");
+    client.logout(&second.session.session_id).await.unwrap();
+    assert!(!world.admin.vhost_exists("sysadm").await.unwrap(), "the last logout removes the vhost");
+    assert!(!world.admin.user_exists("sysadm").await.unwrap());
+
+    // The next login starts with an empty vhost.
+    client.login(&user("sysadm"), Some("sysadm"), None).await.unwrap();
+    let own = connect_as(&world.config, "sysadm", "sysadm", "sysadm").await.unwrap();
+    let channel = own.create_channel().await.unwrap();
+    let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+    assert!(channel.queue_declare("inbox".into(), passive, FieldTable::default()).await.is_err(), "the queue went too");
     world.finish().await;
 }

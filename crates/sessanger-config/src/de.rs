@@ -65,6 +65,11 @@ pub(crate) fn optional_text<'de, D: Deserializer<'de>>(deserializer: D) -> Resul
     Ok(Option::<Text>::deserialize(deserializer)?.map(|t| t.0).filter(|s| !s.is_empty()))
 }
 
+/// A list of lenient [`Text`]s.
+pub(crate) fn texts<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    Ok(Vec::<Text>::deserialize(deserializer)?.into_iter().map(|t| t.0).collect())
+}
+
 /// A section written as `session:` with nothing under it (every key commented out) is the
 /// default section, not a type error.
 pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>

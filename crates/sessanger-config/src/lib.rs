@@ -177,8 +177,18 @@ pub struct BrokerConfig {
     /// [`amqp_url`](Self::amqp_url).
     #[serde(deserialize_with = "de::text")]
     pub url: String,
-    /// The account sessanger itself connects with (`sessanger: {login, password}`).
+    /// The session managers' own account (`sessanger: {login, password}`); their requests
+    /// arrive in the vhost named after it. Clients need only its `login`.
     pub sessanger: BrokerAccount,
+    /// The account clients send requests with (`client: {login, password}`): `sessanger
+    /// login`, `logout` and `pam-exec`. `broker setup` creates it with the least rights.
+    #[serde(default, deserialize_with = "de::null_as_default")]
+    pub client: ClientAccount,
+    /// Broker accounts trusted with any user's sessions (`admins`): their `list` and
+    /// `revoke_all` need no user password, and their `login` may open a session without one
+    /// (a PAM session opened by an SSH key). The managers' own account always is.
+    #[serde(default, deserialize_with = "de::texts")]
+    pub admins: Vec<String>,
     /// Credentials for users' connections (`user: {password}`), if they need one.
     #[serde(default)]
     pub user: Option<UserAccount>,
@@ -234,24 +244,54 @@ impl BrokerConfig {
 /// (`sessanger_amqp::routing::WILDCARD`, which the session managers route by).
 const WILDCARD: &str = "*";
 
-/// A broker login (`broker.sessanger`). Debug hides the password, so logging a config leaks
-/// no secret.
+/// The managers' broker account (`broker.sessanger`). Debug hides the password, so logging a
+/// config leaks no secret.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, expecting = "a mapping with `login` and `password`")]
 #[non_exhaustive]
 pub struct BrokerAccount {
-    /// The user name (`login`).
+    /// The user name (`login`), which also names the managers' vhost.
     #[serde(deserialize_with = "de::text")]
     pub login: String,
-    /// The password (`password`).
-    #[serde(deserialize_with = "de::text")]
-    pub password: String,
+    /// The password (`password`): the managers and `broker setup` need it, clients do not.
+    #[serde(default, deserialize_with = "de::optional_text")]
+    pub password: Option<String>,
 }
 
 impl fmt::Debug for BrokerAccount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BrokerAccount").field("login", &self.login).field("password", &"<redacted>").finish()
+        f.debug_struct("BrokerAccount")
+            .field("login", &self.login)
+            .field("password", &redacted(&self.password))
+            .finish()
     }
+}
+
+/// The clients' broker account (`broker.client`). Debug hides the password.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with `login` and `password`")]
+#[non_exhaustive]
+pub struct ClientAccount {
+    /// The user name (`login`); absent: the AMQP crate's default, `sessanger-client`.
+    #[serde(default, deserialize_with = "de::optional_text")]
+    pub login: Option<String>,
+    /// The password (`password`).
+    #[serde(default, deserialize_with = "de::optional_text")]
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for ClientAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientAccount")
+            .field("login", &self.login)
+            .field("password", &redacted(&self.password))
+            .finish()
+    }
+}
+
+/// What Debug shows of a secret: whether there is one.
+fn redacted(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| "<redacted>")
 }
 
 /// Credentials for users' broker connections (`broker.user`). Debug hides the password.
@@ -381,7 +421,7 @@ impl Config {
     /// let config = Config::parse(text, Format::Yaml, "config.yaml")?;
     /// assert_eq!(config.session.ttl, Duration::from_secs(5400));
     /// let broker = config.broker.as_ref().unwrap();
-    /// assert_eq!(broker.sessanger.password, "123");
+    /// assert_eq!(broker.sessanger.password.as_deref(), Some("123"));
     /// assert_eq!(broker.routing_key_for("alice"), Some("sessanger1"));
     ///
     /// let err = Config::parse("session:\n  ttl: abc\n", Format::Yaml, "config.yaml").unwrap_err();

@@ -70,7 +70,7 @@ fn seed_example_with_a_wildcard_routing_key_parses_as_is() {
     assert_eq!(broker.url, "127.0.0.1:5672");
     assert_eq!(broker.amqp_url(), "amqp://127.0.0.1:5672");
     assert_eq!(broker.sessanger.login, "sessanger");
-    assert_eq!(broker.sessanger.password, "sessanger");
+    assert_eq!(broker.sessanger.password.as_deref(), Some("sessanger"));
     assert_eq!(broker.user.unwrap().password, "123");
     assert_eq!(broker.routing_keys, BTreeMap::from([("sessanger1".into(), vec!["*".into()])]));
     assert_eq!(broker.pam_service, "sessanger");
@@ -94,7 +94,7 @@ fn seed_env_form_takes_every_value_from_the_environment() {
     assert_eq!(config.session.routing_key.as_deref(), Some("sessanger1"));
     let broker = config.broker.unwrap();
     assert_eq!(broker.amqp_url(), "amqp://rabbit:5672/tsup");
-    assert_eq!(broker.sessanger.password, "s3cret");
+    assert_eq!(broker.sessanger.password.as_deref(), Some("s3cret"));
     assert_eq!(broker.user.as_ref().unwrap().password, "123");
     assert_eq!(broker.routing_key_for("anyone"), Some("sessanger1"));
 }
@@ -109,7 +109,7 @@ fn numbers_are_read_as_text_wherever_a_name_or_secret_is_expected() {
     .unwrap();
     assert_eq!(config.session.routing_key.as_deref(), Some("42"));
     let broker = config.broker.unwrap();
-    assert_eq!((broker.sessanger.login.as_str(), broker.sessanger.password.as_str()), ("7", "-12"));
+    assert_eq!((broker.sessanger.login.as_str(), broker.sessanger.password.as_deref()), ("7", Some("-12")));
     assert_eq!(broker.user.unwrap().password, "0123");
     assert_eq!(broker.routing_keys["42"], ["1001", "root"]);
     let err = error_text("broker: {url: h, sessanger: {login: a, password: 1.50}}");
@@ -188,6 +188,21 @@ fn a_wrong_type_names_file_line_and_key_path() {
 }
 
 #[test]
+fn a_client_config_names_the_managers_account_without_its_password() {
+    let text = "broker:\n  url: h\n  sessanger: {login: sessanger}\n  client: {password: c}\n  admins: [ops, 7]\n";
+    let broker = yaml(text).unwrap().broker.unwrap();
+    assert_eq!((broker.sessanger.login.as_str(), broker.sessanger.password), ("sessanger", None));
+    assert_eq!((broker.client.login, broker.client.password.as_deref()), (None, Some("c")));
+    assert_eq!(broker.admins, ["ops", "7"]);
+    assert_eq!(
+        yaml("broker: {url: h, sessanger: {login: s}}").unwrap().broker.unwrap().client,
+        ClientAccount::default()
+    );
+    let err = error_text("broker: {url: h, sessanger: {login: s}, client: {login: s, password: p}}");
+    assert!(err.contains("broker.client.login: must differ from broker.sessanger.login"), "{err}");
+}
+
+#[test]
 fn a_missing_required_key_names_its_section() {
     let err = error_text("broker:\n  url: h\n");
     assert!(err.starts_with("config.yaml:2:3: broker: missing field `sessanger`"), "{err}");
@@ -223,7 +238,7 @@ fn json_configs_work_and_durations_may_be_plain_seconds() {
     assert_eq!(config.session.max_lifetime, Duration::from_secs(86_400));
     assert_eq!(config.session.gc_interval, Duration::from_secs(1));
     let broker = config.broker.as_ref().unwrap();
-    assert_eq!(broker.sessanger.password, "123");
+    assert_eq!(broker.sessanger.password.as_deref(), Some("123"));
     assert_eq!(broker.routing_keys["sessanger1"], ["sysadm", "42"]);
     assert_eq!(config.http.body_limit, 512 * 1024);
     assert_eq!(config.store.url.as_deref(), Some("memory://"));
@@ -413,7 +428,9 @@ fn the_example_files_parse() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/config");
     // Through `seed_env` rather than the process environment, so a variable set on the test
     // machine cannot change the outcome.
-    for name in ["seed-example-1.yaml", "seed-example-2.yaml", "seed-env.yaml", "full.yaml"] {
+    for name in
+        ["seed-example-1.yaml", "seed-example-2.yaml", "seed-env.yaml", "full.yaml", "two-managers.yaml", "client.yaml"]
+    {
         let text = std::fs::read_to_string(dir.join(name)).unwrap();
         Config::parse_with_env(&text, Format::Yaml, name, seed_env).unwrap_or_else(|e| panic!("{e}"));
     }

@@ -111,6 +111,13 @@ fn check_broker(broker: &BrokerConfig) -> Result<(), Failure> {
     if broker.sessanger.login.is_empty() {
         return fail("broker.sessanger.login", "must not be empty");
     }
+    if broker.client.login.as_ref() == Some(&broker.sessanger.login) {
+        // Setting up the client account would strip the managers' own of its rights.
+        return fail("broker.client.login", "must differ from broker.sessanger.login");
+    }
+    if broker.admins.iter().any(String::is_empty) {
+        return fail("broker.admins", "an account name must not be empty");
+    }
     if broker.pam_service.is_empty() {
         return fail("broker.pam_service", "must not be empty");
     }

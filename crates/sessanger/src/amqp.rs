@@ -1,5 +1,5 @@
 //! The AMQP side of the binary: the session manager (`amqp`, and beside HTTP in `serve`), its
-//! clients (`login`, `logout`, `pam-exec`) and `broker setup`. Everything here is a thin
+//! clients (`login`, `logout`; `pam-exec` in its own module) and `broker setup`. Everything here is a thin
 //! shell over `sessanger-amqp`.
 
 use std::{
@@ -18,7 +18,7 @@ use crate::{cli::BrokerCommand, settings::Settings, store};
 
 /// A manager's refusal is the command's answer, not a crash: print its code and message
 /// (`auth_failed: wrong user name or password`) and exit 1.
-fn answered<T>(result: Result<T, ClientError>) -> anyhow::Result<T> {
+pub(crate) fn answered<T>(result: Result<T, ClientError>) -> anyhow::Result<T> {
     match result {
         Err(ClientError::Remote(failure)) => {
             eprintln!("{}", ClientError::Remote(failure));
@@ -28,7 +28,7 @@ fn answered<T>(result: Result<T, ClientError>) -> anyhow::Result<T> {
     }
 }
 
-fn broker_config(settings: &Settings) -> anyhow::Result<&BrokerOptions> {
+pub(crate) fn broker_config(settings: &Settings) -> anyhow::Result<&BrokerOptions> {
     settings.broker.as_ref().context("the config has no `broker:` section (pass --config FILE)")
 }
 
@@ -51,17 +51,18 @@ pub(crate) fn spawn(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(broker) = settings.broker.as_ref() else { return Ok(None) };
+    let options = ServeOptions::from_options(broker).map_err(anyhow::Error::msg)?;
     let key = routing_key(settings, broker)?;
     let manager = manager.for_service(&"amqp".parse().expect("a valid service id"));
     let responder = Arc::new(Responder::from_options(manager, broker, key.clone())?);
-    let options = ServeOptions::from_options(broker).map_err(anyhow::Error::msg)?;
     tracing::info!(routing_key = %key, broker = %broker.url, "starting the AMQP session manager");
     Ok(Some(tokio::spawn(sessanger_amqp::serve(options, responder, shutdown))))
 }
 
 /// `sessanger amqp`: the manager alone, on the configured store.
 pub(crate) async fn run_alone(settings: Settings) -> anyhow::Result<()> {
-    broker_config(&settings)?;
+    // Before the store opens: a client's config holds no managers' password.
+    broker_config(&settings)?.manager.password().map_err(anyhow::Error::msg)?;
     let store = match store::open(&settings).await? {
         store::Opened::Ready(store) => store,
         store::Opened::HeldElsewhere(path) => {
@@ -76,7 +77,7 @@ pub(crate) async fn run_alone(settings: Settings) -> anyhow::Result<()> {
 }
 
 /// The password: from the terminal without echo, or the first line of standard input.
-fn read_password(prompt: &str) -> anyhow::Result<String> {
+pub(crate) fn read_password(prompt: &str) -> anyhow::Result<String> {
     if std::io::stdin().is_terminal() {
         return Ok(rpassword::prompt_password(prompt)?);
     }
@@ -99,8 +100,8 @@ pub(crate) async fn login(
     let password = read_password("Password: ")?;
     let client = AmqpClient::from_options(broker).await?;
     let reply = answered(match routing_key {
-        Some(key) => client.login_via(&key.parse()?, &user, &password, device_id).await,
-        None => client.login(&user, &password, device_id).await,
+        Some(key) => client.login_via(&key.parse()?, &user, Some(&password), device_id).await,
+        None => client.login(&user, Some(&password), device_id).await,
     })?;
     println!("{}", serde_json::to_string_pretty(&reply)?);
     client.close().await?;
@@ -116,23 +117,6 @@ pub(crate) async fn logout(settings: &Settings, session_id: &str) -> anyhow::Res
     Ok(())
 }
 
-/// `sessanger pam-exec`: `auth optional pam_exec.so expose_authtok quiet /usr/bin/sessanger
-/// pam-exec` (with `SESSANGER_CONFIG` set) logs the user in to its manager at every system
-/// login, which provisions its broker account. Other PAM phases have no password: no-op.
-pub(crate) async fn pam_exec(settings: &Settings) -> anyhow::Result<()> {
-    if std::env::var("PAM_TYPE").is_ok_and(|phase| phase != "auth") {
-        return Ok(());
-    }
-    let user = std::env::var("PAM_USER").context("PAM_USER is not set: run this from pam_exec.so")?;
-    let user = user.parse()?;
-    let password = read_password("")?;
-    let client = AmqpClient::from_options(broker_config(settings)?).await?;
-    let reply = answered(client.login(&user, &password, Some("pam".into())).await)?;
-    eprintln!("sessanger: broker account {} ready (vhost {})", reply.broker.user, reply.broker.vhost);
-    client.close().await?;
-    Ok(())
-}
-
 /// `sessanger broker setup`.
 pub(crate) async fn broker(settings: &Settings, command: BrokerCommand) -> anyhow::Result<()> {
     match command {
@@ -140,10 +124,15 @@ pub(crate) async fn broker(settings: &Settings, command: BrokerCommand) -> anyho
             let broker = broker_config(settings)?;
             let (login, password) = admin_user.split_once(':').context("--admin-user is LOGIN:PASSWORD")?;
             BrokerAdmin::new(&admin_url, login, password)
-                .setup_manager(&broker.login, &broker.password)
+                .setup(broker)
                 .await
-                .context("setting up the manager's broker account")?;
-            println!("broker account `{}` with vhost `{}` is ready", broker.login, broker.login);
+                .context("setting up the managers' and the clients' broker accounts")?;
+            println!(
+                "broker accounts ready: `{}` (the managers', vhost `{}`), `{}` (the clients')",
+                broker.manager.login,
+                broker.vhost(),
+                broker.client.login
+            );
             Ok(())
         }
     }

@@ -80,9 +80,16 @@ pub(crate) enum Command {
         /// The session id.
         session_id: String,
     },
-    /// A `pam_exec.so expose_authtok` hook: logs `PAM_USER` in with the password on standard
-    /// input, so a system login provisions the user's broker account.
-    PamExec,
+    /// The `pam_exec.so` hook: `auth` (with `expose_authtok`) logs `PAM_USER` in with the
+    /// password on standard input, `open_session` ties a session to the PAM session (opening
+    /// one without a password if need be: admin client accounts only), `close_session` logs
+    /// it out. The user's broker account lives while the user is logged in.
+    PamExec {
+        /// Where PAM sessions are tied to sessanger sessions (root's alone: it holds session
+        /// ids).
+        #[arg(long, default_value = "/run/sessanger/pam")]
+        state_dir: std::path::PathBuf,
+    },
     /// Set up the RabbitMQ broker.
     Broker {
         #[command(subcommand)]
@@ -92,8 +99,9 @@ pub(crate) enum Command {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BrokerCommand {
-    /// Create (or update) the manager's own broker account (tag `administrator`) and its
-    /// vhost from the config's `broker.sessanger`. Idempotent.
+    /// Create (or update) the managers' own broker account (tag `administrator`) and its
+    /// vhost from the config's `broker.sessanger`, and the clients' account from
+    /// `broker.client`, which may only publish requests. Idempotent.
     Setup {
         /// The management API.
         #[arg(long, default_value = "http://127.0.0.1:15672")]

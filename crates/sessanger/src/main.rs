@@ -16,6 +16,7 @@ mod amqp;
 mod cli;
 mod logging;
 mod options;
+mod pam_exec;
 mod serve;
 mod settings;
 mod store;
@@ -99,7 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             amqp::login(&settings, &user, routing_key.as_deref(), device_id).await
         }
         Command::Logout { session_id } => amqp::logout(&settings, &session_id).await,
-        Command::PamExec => amqp::pam_exec(&settings).await,
+        Command::PamExec { state_dir } => pam_exec::run(&settings, &state_dir).await,
         Command::Broker { command } => amqp::broker(&settings, command).await,
     }
 }

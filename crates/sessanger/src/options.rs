@@ -1,14 +1,20 @@
 //! The config file mapped onto the options each library crate owns: the one place that knows
 //! both the file's layout (`sessanger-config`) and the libraries' options.
 
-use sessanger_amqp::BrokerOptions;
+use sessanger_amqp::{Account, BrokerOptions};
 use sessanger_config::{BrokerConfig, CompatConfig, EncryptedAttributes, EncryptionConfig, HttpConfig};
 use sessanger_server::{CompatAuth, CompatOptions, ConnectionOptions, ServerOptions};
 use sessanger_store_encrypted::{Keyring, KeyringError, Selection};
 
 /// `broker:` as the AMQP crate's options; a `url` written `host:port` gets its `amqp://`.
 pub(crate) fn broker(file: &BrokerConfig) -> BrokerOptions {
-    let mut options = BrokerOptions::new(file.amqp_url(), &file.sessanger.login, &file.sessanger.password);
+    let mut options = BrokerOptions::new(file.amqp_url(), &file.sessanger.login, "");
+    options.manager = Account { login: file.sessanger.login.clone(), password: file.sessanger.password.clone() };
+    if let Some(login) = &file.client.login {
+        options.client.login = login.clone();
+    }
+    options.client.password = file.client.password.clone();
+    options.admins = file.admins.iter().cloned().collect();
     options.user_password = file.user.as_ref().map(|user| user.password.clone());
     options.routing_keys = file.routing_keys.clone();
     options.pam_service = file.pam_service.clone();
@@ -101,13 +107,16 @@ mod tests {
     fn every_broker_key_reaches_the_options() {
         let file = yaml(
             "broker: {url: 'rabbit:5672', sessanger: {login: s, password: p}, user: {password: 123}, \
+             client: {login: c, password: cp}, admins: [ops], \
              pam_service: login, management_url: 'http://mgmt:15672/', keep_user: true, remove_vhost: true}",
         );
         let options = broker(file.broker.as_ref().unwrap());
-        assert_eq!(
-            (options.url.as_str(), options.login.as_str(), options.password.as_str()),
-            ("amqp://rabbit:5672", "s", "p")
-        );
+        assert_eq!((options.url.as_str(), &options.manager), ("amqp://rabbit:5672", &Account::new("s", "p")));
+        assert_eq!((&options.client, options.admins.len()), (&Account::new("c", "cp"), 1));
+        let client_config = yaml("broker: {url: r, sessanger: {login: s}, client: {password: cp}}");
+        let options = broker(client_config.broker.as_ref().unwrap());
+        assert_eq!(options.manager.password, None, "a client's config needs no managers' password");
+        assert_eq!(options.client, Account::new(BrokerOptions::DEFAULT_CLIENT_LOGIN, "cp"));
         assert_eq!(options.user_password.as_deref(), Some("123"));
         assert_eq!(options.pam_service, "login");
         assert_eq!(options.management_url(), "http://mgmt:15672");

@@ -5,7 +5,8 @@
 //! the right `routing_key`.
 //!
 //! Each kind has the same shape, like a mini-redis command: its struct is the decoded body,
-//! `apply(self, &Responder)` runs it on the session manager and returns the reply's fields, and
+//! `apply(self, &Responder)` runs it on the session manager and returns the reply's fields
+//! (kinds that act on a user by name also take the [`Caller`], to authorize it), and
 //! [`Request::encode`] / [`Request::decode`] turn the dispatch enum into bytes and back.
 //! Adding a kind means one file and one arm in [`Request`].
 
@@ -16,12 +17,14 @@ mod logout;
 mod refresh;
 mod revoke_all;
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sessanger_core::{ManagerError, Session, StoreError, wire::SessionBody};
 
 pub use self::{get::Get, list::List, login::Login, logout::Logout, refresh::Refresh, revoke_all::RevokeAll};
-use crate::{Responder, RoutingKey};
+use crate::{Responder, RoutingKey, responder::Caller};
 
 /// The request body version this crate speaks.
 pub const VERSION: u32 = 1;
@@ -43,6 +46,30 @@ pub enum Request {
     List(List),
     /// Close every session of a user: [`RevokeAll`].
     RevokeAll(RevokeAll),
+}
+
+/// A user's password as a request carries it. Debug hides it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// The password as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Password {
+    fn from(password: &str) -> Self {
+        Password(password.to_owned())
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -89,15 +116,17 @@ impl Request {
         serde_json::to_vec(&Envelope { v: VERSION, body: self }).expect("requests always serialize")
     }
 
-    /// Runs the request on `responder`; the reply to send back.
-    pub async fn apply(self, responder: &Responder) -> Reply {
+    /// Runs the request from `caller` on `responder`; the reply to send back. Requests by
+    /// session id are authorized by the id alone; the others by the user's password, or by
+    /// an admin caller.
+    pub async fn apply(self, responder: &Responder, caller: Caller) -> Reply {
         let result = match self {
-            Request::Login(r) => r.apply(responder).await,
+            Request::Login(r) => r.apply(responder, caller).await,
             Request::Logout(r) => r.apply(responder).await,
             Request::Refresh(r) => r.apply(responder).await,
             Request::Get(r) => r.apply(responder).await,
-            Request::List(r) => r.apply(responder).await,
-            Request::RevokeAll(r) => r.apply(responder).await,
+            Request::List(r) => r.apply(responder, caller).await,
+            Request::RevokeAll(r) => r.apply(responder, caller).await,
         };
         match result {
             Ok(fields) => Reply::Ok(fields),
@@ -172,6 +201,12 @@ pub enum ReplyCode {
     NoManager,
     /// PAM refused the user name or password; nothing was created.
     AuthFailed,
+    /// The sender may not make this request: no `user_id` property, an account that may not
+    /// send requests, or a request only an admin may make without the user's password.
+    Forbidden,
+    /// A login without a password for a user with no broker account: there is no password
+    /// to give it.
+    PasswordRequired,
     /// No live session has this id (on this manager).
     SessionNotFound,
     /// The user holds as many sessions as the policy allows.
@@ -256,7 +291,10 @@ mod tests {
             r#"{"v":1,"op":"refresh","session_id":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
             r#"{"v":1,"op":"get","session_id":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
             r#"{"v":1,"op":"list","user":"om1"}"#,
+            r#"{"v":1,"op":"list","user":"om1","password":"pw"}"#,
             r#"{"v":1,"op":"revoke_all","user":"om1"}"#,
+            r#"{"v":1,"op":"revoke_all","user":"om1","password":"pw"}"#,
+            r#"{"v":1,"op":"login","user":"sysadm"}"#,
         ];
         for body in bodies {
             let request = Request::decode(body.as_bytes()).unwrap();
@@ -279,9 +317,12 @@ mod tests {
     }
 
     #[test]
-    fn login_debug_hides_the_password() {
-        let request = Request::decode(br#"{"v":1,"op":"login","user":"sysadm","password":"secret"}"#).unwrap();
-        assert!(!format!("{request:?}").contains("secret"));
+    fn debug_hides_every_password() {
+        for op in ["login", "list", "revoke_all"] {
+            let body = format!(r#"{{"v":1,"op":"{op}","user":"sysadm","password":"secret"}}"#);
+            let request = Request::decode(body.as_bytes()).unwrap();
+            assert!(!format!("{request:?}").contains("secret"), "{op}");
+        }
     }
 
     #[test]
