@@ -114,9 +114,9 @@ mod tests {
         assert_eq!((options.url.as_str(), &options.manager), ("amqp://rabbit:5672", &Account::new("s", "p")));
         assert_eq!((&options.client, options.admins.len()), (&Account::new("c", "cp"), 1));
         let client_config = yaml("broker: {url: r, sessanger: {login: s}, client: {password: cp}}");
-        let options = broker(client_config.broker.as_ref().unwrap());
-        assert_eq!(options.manager.password, None, "a client's config needs no managers' password");
-        assert_eq!(options.client, Account::new(BrokerOptions::DEFAULT_CLIENT_LOGIN, "cp"));
+        let client = broker(client_config.broker.as_ref().unwrap());
+        assert_eq!(client.manager.password, None, "a client's config needs no managers' password");
+        assert_eq!(client.client, Account::new(BrokerOptions::DEFAULT_CLIENT_LOGIN, "cp"));
         assert_eq!(options.user_password.as_deref(), Some("123"));
         assert_eq!(options.pam_service, "login");
         assert_eq!(options.management_url(), "http://mgmt:15672");
