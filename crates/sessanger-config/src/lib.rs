@@ -42,7 +42,7 @@ mod tests;
 use std::{
     collections::BTreeMap,
     fmt,
-    num::{NonZeroU32, NonZeroUsize},
+    num::{NonZeroU32, NonZeroU64, NonZeroUsize},
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -54,7 +54,7 @@ pub use self::{
     encryption::{EncryptedAttributes, EncryptionConfig},
     error::ConfigError,
 };
-use sessanger_core::{BoxError, Limits, SessionCap, SessionPolicy, UserLimit};
+use sessanger_core::{BoxError, Limits, Retention, SessionCap, SessionPolicy, UserLimit};
 
 /// The format of a config text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -105,6 +105,34 @@ pub struct Config {
     /// Attribute encryption at rest (`encryption:`); absent means attributes are stored as
     /// sent.
     pub encryption: Option<EncryptionConfig>,
+    /// The event log and its delivery (`events:`).
+    #[serde(deserialize_with = "de::null_as_default")]
+    pub events: EventsConfig,
+}
+
+/// `events:`: how much of its event log the store keeps, and what delivered events carry.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a mapping of event settings")]
+#[non_exhaustive]
+pub struct EventsConfig {
+    /// The most events the log keeps (`max_events`, default 100000).
+    pub max_events: NonZeroU64,
+    /// The oldest an event grows before it is trimmed (`max_age`, default 24h).
+    #[serde(deserialize_with = "de::duration")]
+    pub max_age: Duration,
+    /// Whether delivered events carry the session id itself (`session_ids`, default true):
+    /// consumers can then act on the session (revoke it, read it), but whoever reads the
+    /// stream holds live bearer ids. With false they carry only its fingerprint, which
+    /// identifies a session in logs and matches `GET /v1/sessions/{id}` answers without
+    /// letting anyone use it.
+    pub session_ids: bool,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        let retention = Retention::default();
+        EventsConfig { max_events: retention.max_events, max_age: retention.max_age, session_ids: true }
+    }
 }
 
 /// `session:`: lifetimes and per-user limits of sessions.
@@ -474,6 +502,7 @@ impl Config {
                 },
                 ..Limits::default()
             },
+            event_retention: Retention { max_events: self.events.max_events, max_age: self.events.max_age },
         }
     }
 }

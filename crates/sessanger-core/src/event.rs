@@ -1,11 +1,16 @@
-//! What happened to sessions, for subscribers ([`SessionManager::subscribe`](crate::SessionManager::subscribe)).
+//! What happened to sessions: [`SessionEvent`]s, as subscribers in the process receive them
+//! ([`SessionManager::subscribe`](crate::SessionManager::subscribe)) and as a store records
+//! them in its event log ([`EventRecord`], [`EventLog`](crate::EventLog)), in the same atomic
+//! step as the change each describes.
 
-use serde::Serialize;
+use std::{fmt, num::NonZeroU64, str::FromStr, time::Duration};
 
-use crate::{SessionId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::{ServiceId, SessionId, Timestamp, UserId};
 
 /// Something that happened to a session.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SessionEvent {
@@ -60,6 +65,31 @@ pub enum SessionEvent {
 }
 
 impl SessionEvent {
+    /// The event's type as the wire names it: `created`, `refreshed`, `attributes_changed`,
+    /// `regenerated`, `deleted`, `expired`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SessionEvent::Created { .. } => "created",
+            SessionEvent::Refreshed { .. } => "refreshed",
+            SessionEvent::AttributesChanged { .. } => "attributes_changed",
+            SessionEvent::Regenerated { .. } => "regenerated",
+            SessionEvent::Deleted { .. } => "deleted",
+            SessionEvent::Expired { .. } => "expired",
+        }
+    }
+
+    /// The session it happened to (for a regeneration, the new id).
+    pub fn session_id(&self) -> &SessionId {
+        match self {
+            SessionEvent::Created { session_id, .. }
+            | SessionEvent::Refreshed { session_id, .. }
+            | SessionEvent::AttributesChanged { session_id, .. }
+            | SessionEvent::Regenerated { session_id, .. }
+            | SessionEvent::Deleted { session_id, .. }
+            | SessionEvent::Expired { session_id, .. } => session_id,
+        }
+    }
+
     /// The user whose session it is.
     pub fn user_id(&self) -> &UserId {
         match self {
@@ -74,7 +104,7 @@ impl SessionEvent {
 }
 
 /// Why a session was deleted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeleteReason {
     /// Deleted by id (a logout).
@@ -83,4 +113,79 @@ pub enum DeleteReason {
     Revoked,
     /// Deleted to make room under the per-user limit.
     Evicted,
+}
+
+/// An event's place in its store's log: ids grow with every event recorded, so a consumer
+/// that saw one resumes after it. Written as a decimal number.
+///
+/// # Examples
+/// ```
+/// use sessanger_core::EventId;
+///
+/// let id: EventId = "42".parse().unwrap();
+/// assert_eq!(id.next(), EventId(43));
+/// assert!("4x".parse::<EventId>().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(pub u64);
+
+impl EventId {
+    /// The id after this one.
+    pub fn next(self) -> EventId {
+        EventId(self.0 + 1)
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A text that is no [`EventId`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("an event id is a decimal number")]
+pub struct MalformedEventId;
+
+impl FromStr for EventId {
+    type Err = MalformedEventId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(MalformedEventId);
+        }
+        s.parse().map(EventId).map_err(|_| MalformedEventId)
+    }
+}
+
+/// An event as a store recorded it: in the same atomic step as the change it describes, so a
+/// change is never without its event and an event never without its change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Its place in the log.
+    pub id: EventId,
+    /// When the change happened.
+    pub at: Timestamp,
+    /// The service that made the change; `None` for the operator's own tools and the reaper.
+    pub service: Option<ServiceId>,
+    /// What happened.
+    pub event: SessionEvent,
+}
+
+/// How much of its event log a store keeps: at most `max_events`, none older than `max_age`.
+/// Consumers that fall further behind miss what was trimmed (and are told so).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// The most events kept.
+    pub max_events: NonZeroU64,
+    /// The oldest an event may grow before it is trimmed.
+    pub max_age: Duration,
+}
+
+impl Default for Retention {
+    /// 100 000 events, one day.
+    fn default() -> Self {
+        Retention { max_events: NonZeroU64::new(100_000).expect("not zero"), max_age: Duration::from_secs(86_400) }
+    }
 }

@@ -6,7 +6,7 @@
 //! - `time`: [`Timestamp`] and the [`Clock`]s every expiry check reads through.
 //! - `session`: the [`Session`] record, [`Patch`]es of its attributes, size [`Limits`].
 //! - `store`: the [`SessionStore`], [`ServiceStore`] and [`Maintenance`] contract a [`Store`]
-//!   implements.
+//!   implements, and the [`EventLog`] of a store that records [`EventRecord`]s.
 //! - `service`: registered services, their [`Permission`]s and [`ServiceToken`]s.
 //! - `manager`: [`SessionManager`], the library API (sa-token's `DistributedSessionManager`,
 //!   beego's `Manager`), with [`SessionEvent`]s and the audit trail ([`audit::TARGET`]).
@@ -22,13 +22,14 @@ mod store;
 mod time;
 pub mod wire;
 
-pub use event::{DeleteReason, SessionEvent};
+pub use event::{DeleteReason, EventId, EventRecord, MalformedEventId, Retention, SessionEvent};
 pub use id::{IdError, ServiceId, SessionId, UserId};
 pub use manager::{Background, ManagerError, NewSession, SessionManager, SessionPolicy};
 pub use service::{MalformedToken, Permission, ServiceRecord, ServiceToken, UnknownPermission};
 pub use session::{Attributes, Device, Limits, Patch, PatchError, Session, SessionCap, Version, encoded_size};
 pub use store::{
-    BoxError, Created, Maintenance, MalformedCursor, Page, PatchOptions, Patched, Position, RemovedServices, Renamed,
-    Replaced, Replacement, ServiceStore, SessionRef, SessionStore, Store, StoreError, UserLimit,
+    BoxError, Change, Created, EventLog, Maintenance, MalformedCursor, Page, PatchOptions, Patched, Position,
+    RemovedServices, Renamed, Replaced, Replacement, ServiceStore, SessionRef, SessionStore, Store, StoreError,
+    UserLimit,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

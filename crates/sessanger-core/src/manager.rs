@@ -12,9 +12,9 @@ use serde_json::Value;
 use tokio::{sync::broadcast, task::JoinHandle};
 
 use crate::{
-    Attributes, Clock, Created, DeleteReason, Device, Limits, Page, Patch, PatchError, PatchOptions, Patched,
-    Permission, Renamed, Replaced, Replacement, ServiceId, ServiceRecord, ServiceToken, Session, SessionEvent,
-    SessionId, Store, StoreError, SystemClock, Timestamp, UserId, UserLimit, Version,
+    Attributes, Change, Clock, Created, DeleteReason, Device, EventLog, Limits, Page, Patch, PatchError, PatchOptions,
+    Patched, Permission, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceToken, Session,
+    SessionEvent, SessionId, Store, StoreError, SystemClock, Timestamp, UserId, UserLimit, Version,
     audit::{self, Action},
 };
 
@@ -32,6 +32,8 @@ pub struct SessionPolicy {
     pub max_per_user: UserLimit,
     /// Size limits on attributes.
     pub limits: Limits,
+    /// How much of its event log the store keeps; the reaper trims the rest.
+    pub event_retention: Retention,
 }
 
 impl SessionPolicy {
@@ -43,6 +45,7 @@ impl SessionPolicy {
             refresh_on_access: false,
             max_per_user: UserLimit::Unlimited,
             limits: Limits::default(),
+            event_retention: Retention::default(),
         }
     }
 }
@@ -247,6 +250,16 @@ impl SessionManager {
         self.shared.clock.now()
     }
 
+    /// A change made now, for the service this manager acts for.
+    fn change(&self) -> Change<'_> {
+        Change::at(self.now()).by(self.service.as_ref())
+    }
+
+    /// The store's event log, if it keeps one ([`Maintenance::event_log`]).
+    pub fn event_log(&self) -> Option<&dyn EventLog> {
+        self.shared.store.event_log()
+    }
+
     fn emit(&self, event: SessionEvent) {
         // No subscriber is not an error: events are best-effort notifications.
         let _ = self.shared.events.send(event);
@@ -380,7 +393,7 @@ impl SessionManager {
             }
             new.absolute_expires_at = Some(at.min(current.created_at + self.shared.policy.max_lifetime));
         }
-        match self.shared.store.replace(id, new, now).await? {
+        match self.shared.store.replace(id, new, Change::at(now).by(self.service.as_ref())).await? {
             Replaced::Applied(updated) => {
                 self.audit_foreign(&updated, Action::ForeignUpdate);
                 self.emit(SessionEvent::AttributesChanged {
@@ -420,7 +433,7 @@ impl SessionManager {
         patch.validate(limits)?;
         // The cap is the policy's, whatever the caller asked: no API may grow a session past it.
         let options = options.with_cap(Some(limits.session));
-        match self.shared.store.patch(id, patch, options, self.now()).await? {
+        match self.shared.store.patch(id, patch, options, self.change()).await? {
             Patched::Applied(session) => {
                 self.audit_foreign(&session, Action::ForeignUpdate);
                 self.emit(SessionEvent::AttributesChanged {
@@ -464,7 +477,7 @@ impl SessionManager {
 
     /// Renews the idle deadline, never past the absolute one.
     pub async fn refresh_session(&self, id: &SessionId) -> Result<Session, ManagerError> {
-        let session = self.shared.store.touch(id, self.now()).await?.ok_or(ManagerError::NotFound)?;
+        let session = self.shared.store.refresh(id, self.change()).await?.ok_or(ManagerError::NotFound)?;
         self.emit(SessionEvent::Refreshed { session_id: session.id.clone(), user_id: session.user_id.clone() });
         Ok(session)
     }
@@ -474,7 +487,7 @@ impl SessionManager {
     pub async fn regenerate_id(&self, id: &SessionId) -> Result<Session, ManagerError> {
         for _ in 0..3 {
             let new = id.regenerate();
-            match self.shared.store.rename(id, &new, self.now()).await? {
+            match self.shared.store.rename(id, &new, self.change()).await? {
                 Renamed::Renamed(session) => {
                     audit::record(Action::Regenerate, self.service.as_ref(), Some(id), Some(&session.user_id));
                     self.emit(SessionEvent::Regenerated {
@@ -493,7 +506,8 @@ impl SessionManager {
 
     /// Deletes one session (a logout); returns it.
     pub async fn delete_session(&self, id: &SessionId) -> Result<Session, ManagerError> {
-        let session = self.shared.store.delete(id, self.now()).await?.ok_or(ManagerError::NotFound)?;
+        let deleted = self.shared.store.delete(id, DeleteReason::Logout, self.change()).await?;
+        let session = deleted.ok_or(ManagerError::NotFound)?;
         audit::record(Action::Delete, self.service.as_ref(), Some(id), Some(&session.user_id));
         self.emit(SessionEvent::Deleted {
             session_id: session.id.clone(),
@@ -526,7 +540,7 @@ impl SessionManager {
     /// Deletes every session of the user ("sign out everywhere", sa-token's
     /// `delete_all_sessions`); returns how many were live.
     pub async fn delete_user_sessions(&self, user: &UserId) -> Result<u64, ManagerError> {
-        let ids = self.shared.store.delete_user(user, self.now()).await?;
+        let ids = self.shared.store.delete_user(user, self.change()).await?;
         audit::record(Action::Revoke, self.service.as_ref(), None, Some(user));
         let count = ids.len() as u64;
         for id in ids {
@@ -557,8 +571,9 @@ impl SessionManager {
         }
     }
 
-    /// Purges expired sessions every `interval` in the background until the returned guard is
-    /// dropped. Store errors are logged and retried at the next tick.
+    /// Purges expired sessions, and trims the event log to [`SessionPolicy::event_retention`],
+    /// every `interval` in the background until the returned guard is dropped. Store errors
+    /// are logged and retried at the next tick.
     pub fn spawn_reaper(&self, interval: Duration) -> Background {
         let manager = self.clone();
         let task = tokio::spawn(async move {
@@ -568,6 +583,11 @@ impl SessionManager {
                 ticks.tick().await;
                 if let Err(error) = manager.purge_expired().await {
                     tracing::warn!(%error, "purging expired sessions failed; retrying at the next tick");
+                }
+                if let Some(log) = manager.event_log()
+                    && let Err(error) = log.trim_events(&manager.shared.policy.event_retention, manager.now()).await
+                {
+                    tracing::warn!(%error, "trimming the event log failed; retrying at the next tick");
                 }
             }
         });

@@ -18,8 +18,16 @@
 //! `sessanger-store-memory` is the reference implementation (one page), and
 //! `sessanger-testkit` checks every sentence of this contract against any store.
 //!
-//! Time is passed in as `now`: a store never reads a clock, so expiry is tested by moving a
-//! [`ManualClock`](crate::ManualClock).
+//! Time is passed in as `now` (in a [`Change`] for the methods that change sessions): a store
+//! never reads a clock, so expiry is tested by moving a [`ManualClock`](crate::ManualClock).
+//!
+//! # Events
+//! A store with an event log ([`Maintenance::event_log`]) records every change it makes as an
+//! [`EventRecord`] **in the same atomic step**: `create` a `created` event (and a `deleted`
+//! one, reason `evicted`, per session it evicts), `refresh` `refreshed`, `patch` and `replace`
+//! `attributes_changed`, `rename` `regenerated`, `delete` and `delete_user` `deleted` with the
+//! caller's reason, `delete_expired` `expired`. A step that changes nothing (an unknown id, a
+//! version that moved on, a refused patch) records nothing; reads and `touch` record nothing.
 
 use std::{fmt::Debug, num::NonZeroU32};
 
@@ -27,8 +35,8 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use crate::{
-    Attributes, Device, Patch, PatchError, ServiceId, ServiceRecord, Session, SessionCap, SessionId, Timestamp, UserId,
-    Version,
+    Attributes, DeleteReason, Device, EventId, EventRecord, Patch, PatchError, Retention, ServiceId, ServiceRecord,
+    Session, SessionCap, SessionId, Timestamp, UserId, Version,
 };
 
 /// A boxed error from a database or driver, kept as the source of a [`StoreError`].
@@ -380,6 +388,37 @@ impl Page {
     }
 }
 
+/// When, and for which service, a store changes sessions: what the change's event records.
+///
+/// # Examples
+/// ```
+/// use sessanger_core::{Change, ServiceId, Timestamp};
+///
+/// let billing: ServiceId = "billing".parse().unwrap();
+/// let change = Change::at(Timestamp::from_millis(1_000)).by(Some(&billing));
+/// assert_eq!(change.service, Some(&billing));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Change<'a> {
+    /// The time of the change.
+    pub now: Timestamp,
+    /// The service making it; `None` for the operator's own tools.
+    pub service: Option<&'a ServiceId>,
+}
+
+impl<'a> Change<'a> {
+    /// A change at `now` by no particular service.
+    pub fn at(now: Timestamp) -> Change<'a> {
+        Change { now, service: None }
+    }
+
+    /// The same change, made by `service`.
+    #[must_use]
+    pub fn by(self, service: Option<&'a ServiceId>) -> Change<'a> {
+        Change { service, ..self }
+    }
+}
+
 /// A session named by id and owner, for results where the data is gone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SessionRef {
@@ -401,7 +440,8 @@ pub struct SessionRef {
 /// sessions and index entries together.
 #[async_trait]
 pub trait SessionStore: Debug + Send + Sync + 'static {
-    /// Stores a new session and adds it to its user's index.
+    /// Stores a new session and adds it to its user's index; its event names the session's
+    /// `created_by` as the acting service.
     ///
     /// Never overwrites: if a live session has the same id, nothing is written and
     /// [`Created::IdTaken`] is returned (the manager retries with a fresh id). The
@@ -420,11 +460,19 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError>;
 
     /// Loads the live session and renews its idle deadline from `now` (never past its
-    /// absolute deadline) in one step. The version is unchanged: access is not a write.
+    /// absolute deadline) in one step. The version is unchanged: access is not a write, and
+    /// records no event.
     ///
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)).
     async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError>;
+
+    /// [`SessionStore::touch`] asked for by name (a client renewing its session), which
+    /// records a `refreshed` event.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
+    async fn refresh(&self, id: &SessionId, change: Change<'_>) -> Result<Option<Session>, StoreError>;
 
     /// Sets, removes and increments attributes in one atomic step, as
     /// [`Session::apply`] defines; keys the patch does not name are never touched, so
@@ -443,7 +491,7 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
         id: &SessionId,
         patch: &Patch,
         options: PatchOptions<'_>,
-        now: Timestamp,
+        change: Change<'_>,
     ) -> Result<Patched, StoreError>;
 
     /// Replaces the attributes (and the device, if [`Replacement::device`] names one) of a
@@ -455,7 +503,7 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     ///
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)).
-    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError>;
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, change: Change<'_>) -> Result<Replaced, StoreError>;
 
     /// Moves a live session to a new id in one step: afterwards the old id loads as `None`
     /// and the new one holds the same data (version grown by one, idle deadline renewed).
@@ -464,13 +512,19 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     /// Only the store's own failures (see the [module docs](self)); a store that places a
     /// user's keys by the id's shard tag refuses a `new` id with another tag as
     /// [`StoreError::Other`].
-    async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError>;
+    async fn rename(&self, old: &SessionId, new: &SessionId, change: Change<'_>) -> Result<Renamed, StoreError>;
 
-    /// Deletes a session and its index entry; returns it if it was live.
+    /// Deletes a session and its index entry; returns it if it was live. Its event carries
+    /// `reason`.
     ///
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)).
-    async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError>;
+    async fn delete(
+        &self,
+        id: &SessionId,
+        reason: DeleteReason,
+        change: Change<'_>,
+    ) -> Result<Option<Session>, StoreError>;
 
     /// One page of the user's live sessions, ordered by creation time then id (oldest
     /// first): those after [`Page::after`], at most [`Page::limit`]. Costs O(page) (plus the
@@ -482,11 +536,11 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError>;
 
     /// Deletes all of the user's sessions in one step; returns the ids of those that were
-    /// live. O(k) in the user's sessions.
+    /// live (their events: `deleted`, reason `revoked`). O(k) in the user's sessions.
     ///
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)).
-    async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError>;
+    async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError>;
 }
 
 /// What keeps a store healthy rather than serving requests: the reaper's sweep, the count
@@ -516,6 +570,37 @@ pub trait Maintenance: Debug + Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// The store's event log, if it keeps one (see the [module docs](self)); `None`, the
+    /// default, for a store that records no events yet.
+    fn event_log(&self) -> Option<&dyn EventLog> {
+        None
+    }
+}
+
+/// A store's log of the events it recorded, oldest first, kept as [`Retention`] says.
+#[async_trait]
+pub trait EventLog: Debug + Send + Sync + 'static {
+    /// The events recorded after `after` (from the oldest kept if `None`), oldest first, at
+    /// most `limit`. Events that were trimmed are simply absent: compare the first id with
+    /// `after` to see whether any were missed.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
+    async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<EventRecord>, StoreError>;
+
+    /// The id of the newest event recorded, `None` before the first: where a consumer that
+    /// wants only what happens next starts.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
+    async fn last_event_id(&self) -> Result<Option<EventId>, StoreError>;
+
+    /// Drops the events `retention` no longer keeps at `now`; returns how many.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
+    async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// The ids of removed services as a store announces them

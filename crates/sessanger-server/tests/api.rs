@@ -10,9 +10,9 @@ use axum::{
 };
 use serde_json::{Value, json};
 use sessanger_core::{
-    Created, Maintenance, Page, Patch, PatchOptions, Patched, Permission, Renamed, Replaced, Replacement, ServiceId,
-    ServiceRecord, ServiceStore, Session, SessionId, SessionManager, SessionPolicy, SessionRef, SessionStore, Store,
-    StoreError, Timestamp, UserId, UserLimit,
+    Change, Created, DeleteReason, Maintenance, Page, Patch, PatchOptions, Patched, Permission, Renamed, Replaced,
+    Replacement, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionManager, SessionPolicy, SessionRef,
+    SessionStore, Store, StoreError, Timestamp, UserId, UserLimit,
 };
 use sessanger_server::{AppState, ServerOptions, app, openapi, serve};
 use sessanger_store_memory::MemoryStore;
@@ -182,35 +182,44 @@ impl SessionStore for FaultyStore {
         self.gate().await?;
         self.inner.touch(id, now).await
     }
+    async fn refresh(&self, id: &SessionId, change: Change<'_>) -> Result<Option<Session>, StoreError> {
+        self.gate().await?;
+        self.inner.refresh(id, change).await
+    }
     async fn patch(
         &self,
         id: &SessionId,
         patch: &Patch,
         options: PatchOptions<'_>,
-        now: Timestamp,
+        change: Change<'_>,
     ) -> Result<Patched, StoreError> {
         self.gate().await?;
-        self.inner.patch(id, patch, options, now).await
+        self.inner.patch(id, patch, options, change).await
     }
-    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, change: Change<'_>) -> Result<Replaced, StoreError> {
         self.gate().await?;
-        self.inner.replace(id, new, now).await
+        self.inner.replace(id, new, change).await
     }
-    async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+    async fn rename(&self, old: &SessionId, new: &SessionId, change: Change<'_>) -> Result<Renamed, StoreError> {
         self.gate().await?;
-        self.inner.rename(old, new, now).await
+        self.inner.rename(old, new, change).await
     }
-    async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+    async fn delete(
+        &self,
+        id: &SessionId,
+        reason: DeleteReason,
+        change: Change<'_>,
+    ) -> Result<Option<Session>, StoreError> {
         self.gate().await?;
-        self.inner.delete(id, now).await
+        self.inner.delete(id, reason, change).await
     }
     async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
         self.gate().await?;
         self.inner.list_user(user, page, now).await
     }
-    async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+    async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
         self.gate().await?;
-        self.inner.delete_user(user, now).await
+        self.inner.delete_user(user, change).await
     }
 }
 

@@ -4,9 +4,9 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use serde_json::json;
 use sessanger_core::{
-    Attributes, Created, Device, Page, Patch, PatchError, PatchOptions, Patched, Permission, Position, Renamed,
-    Replaced, Replacement, ServiceRecord, Session, SessionCap, SessionId, Store, Timestamp, UserId, UserLimit, Version,
-    encoded_size,
+    Attributes, Change, Created, DeleteReason, Device, Page, Patch, PatchError, PatchOptions, Patched, Permission,
+    Position, Renamed, Replaced, Replacement, ServiceRecord, Session, SessionCap, SessionId, Store, Timestamp, UserId,
+    UserLimit, Version, encoded_size,
 };
 
 type SharedStore = Arc<dyn Store>;
@@ -40,7 +40,7 @@ async fn created(store: &SharedStore, user: &UserId, now: Timestamp) -> Session 
 }
 
 async fn patch(store: &SharedStore, id: &SessionId, patch: &Patch, now: Timestamp) -> Session {
-    match store.patch(id, patch, PatchOptions::new(), now).await.expect("patch") {
+    match store.patch(id, patch, PatchOptions::new(), Change::at(now)).await.expect("patch") {
         Patched::Applied(s) => s,
         other => panic!("patch should apply, got {other:?}"),
     }
@@ -149,11 +149,11 @@ pub async fn patch_of_unknown_or_expired_session_is_not_found(store: SharedStore
     let now = t0();
     let p = Patch::default().set("a", json!(1));
     let unknown = SessionId::generate_for(&user("nobody"));
-    assert_eq!(store.patch(&unknown, &p, PatchOptions::new(), now).await.unwrap(), Patched::NotFound);
+    assert_eq!(store.patch(&unknown, &p, PatchOptions::new(), Change::at(now)).await.unwrap(), Patched::NotFound);
     assert_eq!(store.load(&unknown, now).await.unwrap(), None);
     let s = created(&store, &user("u"), now).await;
     assert_eq!(
-        store.patch(&s.id, &p, PatchOptions::new().with_touch(true), now + IDLE).await.unwrap(),
+        store.patch(&s.id, &p, PatchOptions::new().with_touch(true), Change::at(now + IDLE)).await.unwrap(),
         Patched::NotFound
     );
     assert_eq!(store.load(&s.id, now + IDLE).await.unwrap(), None, "a patch must not revive a dead session");
@@ -164,14 +164,18 @@ pub async fn patch_with_stale_version_changes_nothing(store: SharedStore) {
     let now = t0();
     let s = created(&store, &user("u"), now).await;
     let p = Patch::default().set("a", json!(1));
-    let v2 = match store.patch(&s.id, &p, PatchOptions::new().with_expected(Some(Version(1))), now).await.unwrap() {
+    let v2 = match store
+        .patch(&s.id, &p, PatchOptions::new().with_expected(Some(Version(1))), Change::at(now))
+        .await
+        .unwrap()
+    {
         Patched::Applied(s) => s,
         other => panic!("expected applied, got {other:?}"),
     };
     assert_eq!(v2.version, Version(2));
     let stale = Patch::default().set("a", json!(2));
     assert_eq!(
-        store.patch(&s.id, &stale, PatchOptions::new().with_expected(Some(Version(1))), now).await.unwrap(),
+        store.patch(&s.id, &stale, PatchOptions::new().with_expected(Some(Version(1))), Change::at(now)).await.unwrap(),
         Patched::VersionMismatch(Version(2))
     );
     assert_eq!(store.load(&s.id, now).await.unwrap(), Some(v2));
@@ -185,7 +189,7 @@ pub async fn rejected_patch_changes_nothing(store: SharedStore) {
     create(&store, &s).await;
     let p = Patch::default().set("other", json!(1)).incr("name", 1);
     assert_eq!(
-        store.patch(&s.id, &p, PatchOptions::new(), now).await.unwrap(),
+        store.patch(&s.id, &p, PatchOptions::new(), Change::at(now)).await.unwrap(),
         Patched::Rejected(PatchError::NotAnInteger("name".into()))
     );
     assert_eq!(store.load(&s.id, now).await.unwrap(), Some(s));
@@ -213,7 +217,7 @@ async fn two_hundred_concurrent_writers(store: SharedStore, touch: bool) {
             tokio::spawn(async move {
                 let set = Patch::default().set(format!("k{i}"), json!(i));
                 let options = PatchOptions::new().with_touch(touch);
-                match store.patch(&id, &set, options, at).await.expect("patch") {
+                match store.patch(&id, &set, options, Change::at(at)).await.expect("patch") {
                     Patched::Applied(_) => {}
                     other => panic!("writer {i}: {other:?}"),
                 }
@@ -261,7 +265,7 @@ pub async fn concurrent_version_checked_patches_let_exactly_one_win(store: Share
                         &id,
                         &Patch::default().set("winner", json!(i)),
                         PatchOptions::new().with_expected(Some(Version(1))),
-                        now,
+                        Change::at(now),
                     )
                     .await
                     .unwrap()
@@ -290,7 +294,7 @@ pub async fn replace_is_compare_and_set_by_version(store: SharedStore) {
     edited.user_id = user("thief");
     edited.expires_at = now + ABSOLUTE * 10;
     let applied = match store
-        .replace(&s.id, Replacement::new(&edited.attributes, &edited.device, Version(1)), now)
+        .replace(&s.id, Replacement::new(&edited.attributes, &edited.device, Version(1)), Change::at(now))
         .await
         .unwrap()
     {
@@ -304,13 +308,19 @@ pub async fn replace_is_compare_and_set_by_version(store: SharedStore) {
     assert_eq!(applied.expires_at, s.expires_at);
     assert_eq!(applied.created_at, s.created_at);
     assert_eq!(
-        store.replace(&s.id, Replacement::new(&edited.attributes, &edited.device, Version(1)), now).await.unwrap(),
+        store
+            .replace(&s.id, Replacement::new(&edited.attributes, &edited.device, Version(1)), Change::at(now))
+            .await
+            .unwrap(),
         Replaced::VersionMismatch(Version(2))
     );
     assert_eq!(store.load(&s.id, now).await.unwrap(), Some(applied));
     let ghost = s.id.regenerate();
     assert_eq!(
-        store.replace(&ghost, Replacement::new(&edited.attributes, &edited.device, Version(1)), now).await.unwrap(),
+        store
+            .replace(&ghost, Replacement::new(&edited.attributes, &edited.device, Version(1)), Change::at(now))
+            .await
+            .unwrap(),
         Replaced::NotFound
     );
 }
@@ -322,7 +332,11 @@ pub async fn replace_moves_the_absolute_deadline_either_way(store: SharedStore) 
     let now = t0();
     let u = user("u");
     let replace = async |s: &Session, at: Timestamp| match store
-        .replace(&s.id, Replacement::new(&s.attributes, &s.device, s.version).with_absolute_expires_at(Some(at)), now)
+        .replace(
+            &s.id,
+            Replacement::new(&s.attributes, &s.device, s.version).with_absolute_expires_at(Some(at)),
+            Change::at(now),
+        )
         .await
         .unwrap()
     {
@@ -366,7 +380,7 @@ pub async fn patch_changes_the_named_device_fields_with_the_attributes(store: Sh
     let phone = Device { device_id: Some("phone".into()), ..Device::default() };
     let options = PatchOptions::new().with_device(Some(&phone));
     let Patched::Applied(patched) =
-        store.patch(&s.id, &Patch::default().set("a", json!(1)), options, now).await.unwrap()
+        store.patch(&s.id, &Patch::default().set("a", json!(1)), options, Change::at(now)).await.unwrap()
     else {
         panic!("the patch applies");
     };
@@ -379,7 +393,7 @@ pub async fn patch_changes_the_named_device_fields_with_the_attributes(store: Sh
         tokio::spawn(async move {
             let device = Device { device_id: Some(format!("device-{i}")), ..Device::default() };
             let patch = Patch::default().set(format!("k{i}"), json!(i));
-            store.patch(&id, &patch, PatchOptions::new().with_device(Some(&device)), now).await.unwrap()
+            store.patch(&id, &patch, PatchOptions::new().with_device(Some(&device)), Change::at(now)).await.unwrap()
         })
     });
     for writer in writers {
@@ -402,7 +416,9 @@ pub async fn patches_never_take_a_session_past_its_cap(store: SharedStore) {
     let cap = SessionCap { max_attributes: 3, max_bytes: 64 };
     let capped = PatchOptions::new().with_cap(Some(cap));
     let text = |n: usize| json!("x".repeat(n));
-    let apply = async |patch: Patch, options: PatchOptions<'_>| store.patch(&s.id, &patch, options, now).await.unwrap();
+    let apply = async |patch: Patch, options: PatchOptions<'_>| {
+        store.patch(&s.id, &patch, options, Change::at(now)).await.unwrap()
+    };
     // `{"name":"<40>"}` is 51 bytes; `,"fresh":"<m>"` adds 11 + m: 64 for m = 2.
     assert!(matches!(apply(Patch::default().set("name", text(40)), capped).await, Patched::Applied(_)));
     let over = apply(Patch::default().set("fresh", text(3)), capped).await;
@@ -427,7 +443,8 @@ pub async fn patches_never_take_a_session_past_its_cap(store: SharedStore) {
     // After a replacement writes the attributes whole, the cap still measures them exactly.
     let current = store.load(&s.id, now).await.unwrap().unwrap();
     let whole = Attributes::from_iter([("name".to_owned(), text(40))]);
-    let replaced = store.replace(&s.id, Replacement::new(&whole, &current.device, current.version), now).await;
+    let replaced =
+        store.replace(&s.id, Replacement::new(&whole, &current.device, current.version), Change::at(now)).await;
     assert!(matches!(replaced.unwrap(), Replaced::Applied(_)));
     let over = apply(Patch::default().set("fresh", text(3)), capped).await;
     assert_eq!(over, Patched::Rejected(PatchError::SessionTooLarge(64)));
@@ -436,7 +453,9 @@ pub async fn patches_never_take_a_session_past_its_cap(store: SharedStore) {
     let s = created(&store, &user("u"), now).await;
     let writers = ["n", "fresh", "counter", "name"].map(|key| {
         let (store, id) = (store.clone(), s.id.clone());
-        tokio::spawn(async move { store.patch(&id, &Patch::default().set(key, json!(1)), capped, now).await.unwrap() })
+        tokio::spawn(async move {
+            store.patch(&id, &Patch::default().set(key, json!(1)), capped, Change::at(now)).await.unwrap()
+        })
     });
     let mut applied = 0;
     for writer in writers {
@@ -471,7 +490,7 @@ pub async fn patch_with_touch_renews_the_idle_deadline(store: SharedStore) {
     let s = created(&store, &user("u"), now).await;
     let later = now + Duration::from_secs(300);
     let after = match store
-        .patch(&s.id, &Patch::default().set("a", json!(1)), PatchOptions::new().with_touch(true), later)
+        .patch(&s.id, &Patch::default().set("a", json!(1)), PatchOptions::new().with_touch(true), Change::at(later))
         .await
         .unwrap()
     {
@@ -490,7 +509,7 @@ pub async fn rename_moves_the_session_to_the_new_id(store: SharedStore) {
     create(&store, &s).await;
     let new = s.id.regenerate();
     let later = now + SECOND;
-    let renamed = match store.rename(&s.id, &new, later).await.unwrap() {
+    let renamed = match store.rename(&s.id, &new, Change::at(later)).await.unwrap() {
         Renamed::Renamed(r) => r,
         other => panic!("expected renamed, got {other:?}"),
     };
@@ -502,7 +521,7 @@ pub async fn rename_moves_the_session_to_the_new_id(store: SharedStore) {
     assert_eq!(store.load(&s.id, later).await.unwrap(), None);
     assert_eq!(store.load(&new, later).await.unwrap(), Some(renamed));
     assert_eq!(ids(&store.list_user(&s.user_id, &Page::DEFAULT, later).await.unwrap()), vec![new]);
-    assert_eq!(store.delete(&s.id, later).await.unwrap(), None);
+    assert_eq!(store.delete(&s.id, DeleteReason::Logout, Change::at(later)).await.unwrap(), None);
 }
 
 /// Renaming onto a live id writes nothing.
@@ -511,7 +530,7 @@ pub async fn rename_to_a_live_id_is_refused(store: SharedStore) {
     let u = user("u");
     let a = created(&store, &u, now).await;
     let b = created(&store, &u, now).await;
-    assert_eq!(store.rename(&a.id, &b.id, now).await.unwrap(), Renamed::IdTaken);
+    assert_eq!(store.rename(&a.id, &b.id, Change::at(now)).await.unwrap(), Renamed::IdTaken);
     assert_eq!(store.load(&a.id, now).await.unwrap(), Some(a));
     assert_eq!(store.load(&b.id, now).await.unwrap(), Some(b));
 }
@@ -520,10 +539,10 @@ pub async fn rename_to_a_live_id_is_refused(store: SharedStore) {
 pub async fn rename_of_unknown_session_is_not_found(store: SharedStore) {
     let now = t0();
     let unknown = SessionId::generate_for(&user("nobody"));
-    assert_eq!(store.rename(&unknown, &unknown.regenerate(), now).await.unwrap(), Renamed::NotFound);
+    assert_eq!(store.rename(&unknown, &unknown.regenerate(), Change::at(now)).await.unwrap(), Renamed::NotFound);
     let s = created(&store, &user("u"), now).await;
     let new = s.id.regenerate();
-    assert_eq!(store.rename(&s.id, &new, now + IDLE).await.unwrap(), Renamed::NotFound);
+    assert_eq!(store.rename(&s.id, &new, Change::at(now + IDLE)).await.unwrap(), Renamed::NotFound);
     assert_eq!(store.load(&new, now).await.unwrap(), None);
 }
 
@@ -531,8 +550,8 @@ pub async fn rename_of_unknown_session_is_not_found(store: SharedStore) {
 pub async fn delete_returns_the_session_once(store: SharedStore) {
     let now = t0();
     let s = created(&store, &user("u"), now).await;
-    assert_eq!(store.delete(&s.id, now).await.unwrap(), Some(s.clone()));
-    assert_eq!(store.delete(&s.id, now).await.unwrap(), None);
+    assert_eq!(store.delete(&s.id, DeleteReason::Logout, Change::at(now)).await.unwrap(), Some(s.clone()));
+    assert_eq!(store.delete(&s.id, DeleteReason::Logout, Change::at(now)).await.unwrap(), None);
     assert_eq!(store.load(&s.id, now).await.unwrap(), None);
     assert!(store.list_user(&s.user_id, &Page::DEFAULT, now).await.unwrap().is_empty());
 }
@@ -577,7 +596,7 @@ pub async fn list_user_pages_through_every_session_once(store: SharedStore) {
     let first = store.list_user(&u, &three, later).await.unwrap();
     assert_eq!(ids(&first), ids(&live[..3]));
     // Between pages: a listed session goes, and a new one comes after all the others.
-    store.delete(&live[1].id, later).await.unwrap();
+    store.delete(&live[1].id, DeleteReason::Logout, Change::at(later)).await.unwrap();
     let newest = Session::new(SessionId::generate_for(&u), u.clone(), millis(100), IDLE, ABSOLUTE);
     create(&store, &newest).await;
     let second_page = three.next(&first).expect("a full page has a next one");
@@ -599,7 +618,7 @@ pub async fn delete_user_removes_all_and_only_that_users_sessions(store: SharedS
         mine.push(created(&store, &u, now).await.id);
     }
     let theirs = created(&store, &other, now).await;
-    let mut deleted = store.delete_user(&u, now).await.unwrap();
+    let mut deleted = store.delete_user(&u, Change::at(now)).await.unwrap();
     deleted.sort();
     mine.sort();
     assert_eq!(deleted, mine);
@@ -608,7 +627,7 @@ pub async fn delete_user_removes_all_and_only_that_users_sessions(store: SharedS
     }
     assert!(store.list_user(&u, &Page::DEFAULT, now).await.unwrap().is_empty());
     assert_eq!(store.load(&theirs.id, now).await.unwrap(), Some(theirs));
-    assert!(store.delete_user(&u, now).await.unwrap().is_empty());
+    assert!(store.delete_user(&u, Change::at(now)).await.unwrap().is_empty());
 }
 
 /// Listing and revoking ignore sessions that died, purged or not.
@@ -620,7 +639,7 @@ pub async fn list_and_revoke_stay_consistent_after_some_sessions_expire(store: S
     let long = created(&store, &u, now).await;
     let later = now + SECOND * 10;
     assert_eq!(ids(&store.list_user(&u, &Page::DEFAULT, later).await.unwrap()), vec![long.id.clone()]);
-    assert_eq!(store.delete_user(&u, later).await.unwrap(), vec![long.id.clone()]);
+    assert_eq!(store.delete_user(&u, Change::at(later)).await.unwrap(), vec![long.id.clone()]);
     assert!(store.list_user(&u, &Page::DEFAULT, later).await.unwrap().is_empty());
     assert_eq!(store.load(&short.id, now).await.unwrap(), None, "revoke removes dead sessions too");
 }
@@ -729,7 +748,7 @@ pub async fn concurrent_creates_never_exceed_the_user_limit(store: SharedStore) 
         if matches!(limit, UserLimit::Refuse(_)) {
             assert_eq!(created, 3);
         }
-        store.delete_user(&u, now).await.unwrap();
+        store.delete_user(&u, Change::at(now)).await.unwrap();
     }
 }
 

@@ -11,6 +11,9 @@
 //! # fn main() {}
 //! ```
 //!
+//! A store that keeps an event log ([`sessanger_core::EventLog`]) joins the event cases
+//! ([`events`]) the same way, with [`store_events_conformance!`].
+//!
 //! The closure is called once per case and must return an empty store (a fresh key prefix,
 //! schema or directory): cases run in parallel threads.
 //!
@@ -20,6 +23,7 @@
 
 pub mod arbitrary;
 pub mod cases;
+pub mod events;
 
 use std::{future::Future, sync::Arc};
 
@@ -111,6 +115,34 @@ macro_rules! __conformance_cases {
             #[test]
             fn $case() {
                 $crate::run($make, $crate::cases::$case);
+            }
+        )*
+    };
+}
+
+/// Stamps out one `#[test]` per case of [`events`] for the store made by `$make`, which must
+/// keep an event log.
+#[macro_export]
+macro_rules! store_events_conformance {
+    ($make:expr) => {
+        $crate::__events_cases!(
+            $make;
+            every_change_records_one_event_in_order,
+            steps_that_change_nothing_record_nothing,
+            evictions_revocations_and_expiries_are_recorded_once,
+            the_log_reads_from_any_point_and_trims_by_count_and_age
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __events_cases {
+    ($make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::run($make, $crate::events::$case);
             }
         )*
     };

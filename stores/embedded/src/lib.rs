@@ -27,7 +27,7 @@
 //!
 //! # Layout
 //!
-//! The database file is `<dir>/sessions.redb` and holds four tables:
+//! The database file is `<dir>/sessions.redb` and holds six tables:
 //!
 //! | table | key | value | why |
 //! |---|---|---|---|
@@ -35,8 +35,11 @@
 //! | `sessions_by_user` | (user id, `created_at` ms, session id) | `()` | a user's sessions are one key range, oldest first: `list_user`, `delete_user` and the per-user limit cost O(k) in that user's sessions |
 //! | `sessions_by_expiry` | (`expires_at` ms, session id) | `()` | sessions in the order they die: `delete_expired` reads only due entries, and `count_active` is the record count minus the due entries, so neither scans live sessions |
 //! | `services` | service id | the [`ServiceRecord`] as JSON | the service registry, listed in id order |
+//! | `events` | event id | the [`EventRecord`] as JSON | the event log, oldest first: a consumer resumes with one range read |
+//! | `counters` | name | `u64` | `last_event`, the newest event id ever given: trimming the log never lets an id come back |
 //!
-//! Every write keeps the three session tables consistent in the same transaction. A session
+//! Every write keeps the three session tables consistent in the same transaction, and
+//! records the events of what it changed in that transaction too. A session
 //! record is a version byte and a compact binary record whose attributes are JSON (the layout
 //! is in `src/record.rs`); records written as JSON by earlier versions are still read, and are
 //! rewritten in the binary form by their next write. Service records are JSON. A record that
@@ -90,9 +93,9 @@ use redb::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 use sessanger_core::{
-    BoxError, Created, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId,
-    ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId,
-    UserLimit,
+    BoxError, Change, Created, DeleteReason, EventId, EventLog, EventRecord, Maintenance, Page, Patch, PatchOptions,
+    Patched, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session, SessionEvent,
+    SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit,
 };
 
 /// The name of the database file inside the data directory.
@@ -106,6 +109,12 @@ const BY_USER: TableDefinition<(&str, i64, &str), ()> = TableDefinition::new("se
 const BY_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("sessions_by_expiry");
 /// Service id → the service record as JSON.
 const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
+/// Event id → the event record as JSON, oldest first.
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// Counters that outlive what they count.
+const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
+/// In [`COUNTERS`]: the newest event id ever given.
+const LAST_EVENT: &str = "last_event";
 
 /// Why [`EmbeddedStore::open`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -357,6 +366,8 @@ struct SessionTables<'txn> {
     sessions: Table<'txn, &'static str, &'static [u8]>,
     by_user: Table<'txn, (&'static str, i64, &'static str), ()>,
     by_expiry: Table<'txn, (i64, &'static str), ()>,
+    events: Table<'txn, u64, &'static [u8]>,
+    counters: Table<'txn, &'static str, u64>,
     changed: bool,
 }
 
@@ -366,8 +377,40 @@ impl<'txn> SessionTables<'txn> {
             sessions: txn.open_table(SESSIONS)?,
             by_user: txn.open_table(BY_USER)?,
             by_expiry: txn.open_table(BY_EXPIRY)?,
+            events: txn.open_table(EVENTS)?,
+            counters: txn.open_table(COUNTERS)?,
             changed: false,
         })
+    }
+
+    /// Appends `event` to the log, in this transaction.
+    fn record(&mut self, at: Timestamp, service: Option<&ServiceId>, event: SessionEvent) -> Result<(), StoreError> {
+        let last = self.counters.get(LAST_EVENT).map_err(store_error)?.map_or(0, |n| n.value());
+        let id = last + 1;
+        let record = EventRecord { id: EventId(id), at, service: service.cloned(), event };
+        self.events.insert(id, encode(&record)?.as_slice()).map_err(store_error)?;
+        self.counters.insert(LAST_EVENT, id).map_err(store_error)?;
+        self.changed = true;
+        Ok(())
+    }
+
+    /// Records the end of a session removed at `now`: `deleted` for `reason` if it was live,
+    /// `expired` if it was already dead (only the reaper had not reached it: its expiry is
+    /// announced once, by whoever removes it). Returns the session if it was live.
+    fn ended(
+        &mut self,
+        session: Session,
+        reason: DeleteReason,
+        now: Timestamp,
+        service: Option<&ServiceId>,
+    ) -> Result<Option<Session>, StoreError> {
+        let (session_id, user_id) = (session.id.clone(), session.user_id.clone());
+        if session.is_expired(now) {
+            self.record(now, None, SessionEvent::Expired { session_id, user_id })?;
+            return Ok(None);
+        }
+        self.record(now, service, SessionEvent::Deleted { session_id, user_id, reason })?;
+        Ok(Some(session))
     }
 
     fn live(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
@@ -471,15 +514,19 @@ impl SessionStore for EmbeddedStore {
             let Some(excess) = limit.admit(live.len()) else {
                 return Ok(Created::LimitReached);
             };
+            let service = session.created_by.as_ref();
             if let Some(dead) = previous {
                 t.discard(&dead)?;
+                t.ended(dead, DeleteReason::Evicted, now, service)?;
             }
             let mut evicted = Vec::with_capacity(excess);
             for oldest in live.into_iter().take(excess) {
                 t.discard(&oldest)?;
-                evicted.push(oldest.id);
+                evicted.extend(t.ended(oldest, DeleteReason::Evicted, now, service)?.map(|s| s.id));
             }
             t.insert(&session)?;
+            let (session_id, user_id) = (session.id.clone(), session.user_id.clone());
+            t.record(now, service, SessionEvent::Created { session_id, user_id })?;
             Ok(Created::Created { evicted })
         })
         .await
@@ -503,30 +550,53 @@ impl SessionStore for EmbeddedStore {
         .await
     }
 
+    async fn refresh(&self, id: &SessionId, change: Change<'_>) -> Result<Option<Session>, StoreError> {
+        let (id, now, service) = (id.clone(), change.now, change.service.cloned());
+        self.write_sessions(move |t| {
+            let refreshed = t.update(&id, now, |s| {
+                s.touch(now);
+                Edit::Write(s.clone())
+            })?;
+            if let Some(s) = &refreshed {
+                let (session_id, user_id) = (s.id.clone(), s.user_id.clone());
+                t.record(now, service.as_ref(), SessionEvent::Refreshed { session_id, user_id })?;
+            }
+            Ok(refreshed)
+        })
+        .await
+    }
+
     async fn patch(
         &self,
         id: &SessionId,
         patch: &Patch,
         options: PatchOptions<'_>,
-        now: Timestamp,
+        change: Change<'_>,
     ) -> Result<Patched, StoreError> {
         // The write runs on a blocking thread: it owns what it needs.
         let PatchOptions { expected, touch, cap, device } = options;
         let (id, patch, device) = (id.clone(), patch.clone(), device.cloned());
+        let (now, service) = (change.now, change.service.cloned());
         self.write_sessions(move |t| {
             let options = PatchOptions { expected, touch, cap, device: device.as_ref() };
             let outcome = t.update(&id, now, |s| match s.patched(&patch, options, now) {
                 applied @ Patched::Applied(_) => Edit::Write(applied),
                 refused => Edit::Keep(refused),
             })?;
+            if let Some(Patched::Applied(s)) = &outcome {
+                let keys = patch.keys().map(str::to_owned).collect();
+                let (session_id, user_id) = (s.id.clone(), s.user_id.clone());
+                t.record(now, service.as_ref(), SessionEvent::AttributesChanged { session_id, user_id, keys })?;
+            }
             Ok(outcome.unwrap_or(Patched::NotFound))
         })
         .await
     }
 
-    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, change: Change<'_>) -> Result<Replaced, StoreError> {
         let Replacement { attributes, device, expected, absolute_expires_at } = new;
         let (id, attributes, device) = (id.clone(), attributes.clone(), device.cloned());
+        let (now, service) = (change.now, change.service.cloned());
         self.write_sessions(move |t| {
             let outcome = t.update(&id, now, |s| {
                 if expected.is_some_and(|v| v != s.version) {
@@ -542,13 +612,19 @@ impl SessionStore for EmbeddedStore {
                 s.version = s.version.next();
                 Edit::Write(Replaced::Applied(s.clone()))
             })?;
+            if let Some(Replaced::Applied(s)) = &outcome {
+                let keys = s.attributes.keys().cloned().collect();
+                let (session_id, user_id) = (s.id.clone(), s.user_id.clone());
+                t.record(now, service.as_ref(), SessionEvent::AttributesChanged { session_id, user_id, keys })?;
+            }
             Ok(outcome.unwrap_or(Replaced::NotFound))
         })
         .await
     }
 
-    async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+    async fn rename(&self, old: &SessionId, new: &SessionId, change: Change<'_>) -> Result<Renamed, StoreError> {
         let (old, new) = (old.clone(), new.clone());
+        let (now, service) = (change.now, change.service.cloned());
         self.write_sessions(move |t| {
             let Some(mut session) = t.live(&old, now)? else {
                 return Ok(Renamed::NotFound);
@@ -556,20 +632,34 @@ impl SessionStore for EmbeddedStore {
             if t.live(&new, now)?.is_some() {
                 return Ok(Renamed::IdTaken);
             }
-            t.remove(new.as_ref())?;
+            if let Some(dead) = t.remove(new.as_ref())? {
+                t.ended(dead, DeleteReason::Evicted, now, service.as_ref())?;
+            }
             t.discard(&session)?;
             session.id = new;
             session.version = session.version.next();
             session.touch(now);
             t.insert(&session)?;
+            let user_id = session.user_id.clone();
+            let event = SessionEvent::Regenerated { old_session_id: old, session_id: session.id.clone(), user_id };
+            t.record(now, service.as_ref(), event)?;
             Ok(Renamed::Renamed(session))
         })
         .await
     }
 
-    async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
-        let id = id.clone();
-        self.write_sessions(move |t| Ok(t.remove(id.as_ref())?.filter(|s| !s.is_expired(now)))).await
+    async fn delete(
+        &self,
+        id: &SessionId,
+        reason: DeleteReason,
+        change: Change<'_>,
+    ) -> Result<Option<Session>, StoreError> {
+        let (id, now, service) = (id.clone(), change.now, change.service.cloned());
+        self.write_sessions(move |t| match t.remove(id.as_ref())? {
+            Some(session) => t.ended(session, reason, now, service.as_ref()),
+            None => Ok(None),
+        })
+        .await
     }
 
     async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
@@ -596,14 +686,13 @@ impl SessionStore for EmbeddedStore {
         .await
     }
 
-    async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
-        let user = user.clone();
+    async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
+        let (user, now, service) = (user.clone(), change.now, change.service.cloned());
         self.write_sessions(move |t| {
             let mut deleted = Vec::new();
             for (created_at, id) in user_keys(&t.by_user, &user)? {
                 match t.remove(&id)? {
-                    Some(s) if !s.is_expired(now) => deleted.push(s.id),
-                    Some(_) => {}
+                    Some(s) => deleted.extend(t.ended(s, DeleteReason::Revoked, now, service.as_ref())?.map(|s| s.id)),
                     None => {
                         // An index entry whose record was purged undecodable: drop it too.
                         t.by_user.remove((user.as_ref(), created_at, id.as_str())).map_err(store_error)?;
@@ -648,7 +737,13 @@ impl Maintenance for EmbeddedStore {
                 drop(bytes);
                 let key = (session.user_id.as_ref(), session.created_at.as_millis(), session.id.as_ref());
                 t.by_user.remove(key).map_err(store_error)?;
-                purged.push(SessionRef { id: session.id, user_id: session.user_id });
+                let (session_id, user_id) = (session.id, session.user_id);
+                t.record(
+                    now,
+                    None,
+                    SessionEvent::Expired { session_id: session_id.clone(), user_id: user_id.clone() },
+                )?;
+                purged.push(SessionRef { id: session_id, user_id });
             }
             Ok(purged)
         })
@@ -657,6 +752,55 @@ impl Maintenance for EmbeddedStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.read(|txn| txn.open_table(SESSIONS).map(drop).map_err(store_error)).await
+    }
+
+    fn event_log(&self) -> Option<&dyn EventLog> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl EventLog for EmbeddedStore {
+    async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let from = after.map_or(0, |after| after.0.saturating_add(1));
+        self.read(move |txn| {
+            let events = txn.open_table(EVENTS).map_err(store_error)?;
+            let mut found = Vec::with_capacity(limit.min(1024));
+            for entry in events.range(from..).map_err(store_error)?.take(limit) {
+                let (_, bytes) = entry.map_err(store_error)?;
+                found.push(decode(bytes.value())?);
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn last_event_id(&self) -> Result<Option<EventId>, StoreError> {
+        self.read_inline(|txn| {
+            let counters = txn.open_table(COUNTERS).map_err(store_error)?;
+            Ok(counters.get(LAST_EVENT).map_err(store_error)?.map(|n| EventId(n.value())))
+        })
+    }
+
+    async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {
+        let (max_events, cutoff) = (retention.max_events.get(), now - retention.max_age);
+        self.write(move |txn| {
+            let mut events = txn.open_table(EVENTS).map_err(store_error)?;
+            let mut trimmed = 0;
+            loop {
+                let over = events.len().map_err(store_error)? > max_events;
+                let Some((_, bytes)) = events.first().map_err(store_error)? else { break };
+                let record: EventRecord = decode(bytes.value())?;
+                drop(bytes);
+                if !over && record.at >= cutoff {
+                    break;
+                }
+                events.pop_first().map_err(store_error)?;
+                trimmed += 1;
+            }
+            Ok((trimmed, trimmed > 0))
+        })
+        .await
     }
 }
 
@@ -750,7 +894,10 @@ mod tests {
 
         assert_eq!(store.load(&session.id, now).await.unwrap(), Some(session.clone()));
         assert_eq!(store.list_user(&user, &Page::DEFAULT, now).await.unwrap(), vec![session.clone()]);
-        let patched = store.patch(&session.id, &Patch::default().incr("n", 1), PatchOptions::new(), now).await.unwrap();
+        let patched = store
+            .patch(&session.id, &Patch::default().incr("n", 1), PatchOptions::new(), Change::at(now))
+            .await
+            .unwrap();
         let Patched::Applied(patched) = patched else { panic!("{patched:?}") };
         let raw = store.db.begin_read().unwrap().open_table(SESSIONS).unwrap().get(session.id.as_ref()).unwrap();
         assert_eq!(raw.unwrap().value().first(), Some(&record::BINARY_V1));

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redb::TableDefinition;
 use serde_json::json;
 use sessanger_core::{
-    Created, Maintenance, Page, Patch, PatchOptions, Patched, Permission, ServiceRecord, ServiceStore, Session,
+    Change, Created, Maintenance, Page, Patch, PatchOptions, Patched, Permission, ServiceRecord, ServiceStore, Session,
     SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit,
 };
 use sessanger_store_embedded::{EmbeddedStore, OpenError};
@@ -126,10 +126,16 @@ async fn a_corrupt_record_loads_as_a_decode_error() {
     assert!(matches!(store.load(&broken.id, now).await, Err(StoreError::Decode(_))));
     assert!(matches!(store.list_user(&bob, &Page::DEFAULT, now).await, Err(StoreError::Decode(_))));
     let patch = Patch::default().set("a", json!(1));
-    assert!(matches!(store.patch(&broken.id, &patch, PatchOptions::new(), now).await, Err(StoreError::Decode(_))));
+    assert!(matches!(
+        store.patch(&broken.id, &patch, PatchOptions::new(), Change::at(now)).await,
+        Err(StoreError::Decode(_))
+    ));
     // The failed write changed nothing, and the rest of the store still works.
     assert_eq!(store.load(&intact.id, now).await.unwrap(), Some(intact.clone()));
-    assert!(matches!(store.patch(&intact.id, &patch, PatchOptions::new(), now).await.unwrap(), Patched::Applied(_)));
+    assert!(matches!(
+        store.patch(&intact.id, &patch, PatchOptions::new(), Change::at(now)).await.unwrap(),
+        Patched::Applied(_)
+    ));
     assert_eq!(store.count_active(now).await.unwrap(), 2);
 }
 
@@ -157,7 +163,7 @@ async fn a_corrupt_record_is_purged_once_due_without_stopping_the_purge() {
     assert_eq!(store.load(&broken.id, now).await.unwrap(), None, "the corrupt record is gone");
     assert!(store.delete_expired(later, 10).await.unwrap().is_empty());
     assert_eq!(store.list_user(&dave, &Page::DEFAULT, later).await.unwrap(), vec![live.clone()]);
-    assert_eq!(store.delete_user(&dave, later).await.unwrap(), vec![live.id]);
+    assert_eq!(store.delete_user(&dave, Change::at(later)).await.unwrap(), vec![live.id]);
     assert_eq!(store.count_active(now).await.unwrap(), 0);
 }
 

@@ -75,7 +75,7 @@
 //! ```
 //! use std::sync::Arc;
 //! use serde_json::json;
-//! use sessanger_core::{Patch, Patched, Session, SessionId, SessionStore, Maintenance, PatchOptions, Timestamp, UserLimit};
+//! use sessanger_core::{Change, Patch, Patched, Session, SessionId, SessionStore, PatchOptions, Timestamp, UserLimit};
 //! use sessanger_store_encrypted::{EncryptedStore, Keyring, Selection};
 //! use sessanger_store_memory::MemoryStore;
 //!
@@ -101,7 +101,8 @@
 //! assert_eq!(raw.attributes["theme"], json!("dark"));
 //!
 //! // A sealed value cannot be incremented by the inner store: refused, nothing written.
-//! let refused = store.patch(&session.id, &Patch::default().incr("access_token", 1), PatchOptions::new(), now).await?;
+//! let incr = Patch::default().incr("access_token", 1);
+//! let refused = store.patch(&session.id, &incr, PatchOptions::new(), Change::at(now)).await?;
 //! assert!(matches!(refused, Patched::Rejected(_)));
 //! # Ok(()) }
 //! ```
@@ -114,9 +115,9 @@ use std::{borrow::Cow, collections::BTreeSet, fmt, num::NonZeroU32, sync::Arc};
 use async_trait::async_trait;
 use serde_json::Value;
 use sessanger_core::{
-    Attributes, Created, Maintenance, Page, Patch, PatchError, PatchOptions, Patched, RemovedServices, Renamed,
-    Replaced, Replacement, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, Store,
-    StoreError, Timestamp, UserId, UserLimit,
+    Attributes, Change, Created, DeleteReason, EventLog, Maintenance, Page, Patch, PatchError, PatchOptions, Patched,
+    RemovedServices, Renamed, Replaced, Replacement, ServiceId, ServiceRecord, ServiceStore, Session, SessionId,
+    SessionRef, SessionStore, Store, StoreError, Timestamp, UserId, UserLimit,
 };
 
 pub use crate::{
@@ -264,6 +265,10 @@ impl<S: SessionStore + ?Sized> SessionStore for EncryptedStore<S> {
         self.open_some(self.inner.touch(id, now).await?)
     }
 
+    async fn refresh(&self, id: &SessionId, change: Change<'_>) -> Result<Option<Session>, StoreError> {
+        self.open_some(self.inner.refresh(id, change).await?)
+    }
+
     /// Refuses an increment of a selected key at once, even of an unknown session: no stored
     /// value could make it apply, as with a patch that fails validation.
     async fn patch(
@@ -271,16 +276,16 @@ impl<S: SessionStore + ?Sized> SessionStore for EncryptedStore<S> {
         id: &SessionId,
         patch: &Patch,
         options: PatchOptions<'_>,
-        now: Timestamp,
+        change: Change<'_>,
     ) -> Result<Patched, StoreError> {
         if let Some(key) = patch.incr.keys().find(|key| self.selection.covers(key)) {
             return Ok(Patched::Rejected(PatchError::Encrypted(key.clone())));
         }
         let outcome = match self.seal(&patch.set)? {
-            Cow::Borrowed(_) => self.inner.patch(id, patch, options, now).await?,
+            Cow::Borrowed(_) => self.inner.patch(id, patch, options, change).await?,
             Cow::Owned(set) => {
                 let sealed = Patch { set, remove: patch.remove.clone(), incr: patch.incr.clone() };
-                self.inner.patch(id, &sealed, options, now).await?
+                self.inner.patch(id, &sealed, options, change).await?
             }
         };
         Ok(match outcome {
@@ -289,31 +294,36 @@ impl<S: SessionStore + ?Sized> SessionStore for EncryptedStore<S> {
         })
     }
 
-    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, change: Change<'_>) -> Result<Replaced, StoreError> {
         let sealed = self.seal(new.attributes)?;
-        Ok(match self.inner.replace(id, Replacement { attributes: &sealed, ..new }, now).await? {
+        Ok(match self.inner.replace(id, Replacement { attributes: &sealed, ..new }, change).await? {
             Replaced::Applied(session) => Replaced::Applied(self.open(session)?),
             other => other,
         })
     }
 
-    async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
-        Ok(match self.inner.rename(old, new, now).await? {
+    async fn rename(&self, old: &SessionId, new: &SessionId, change: Change<'_>) -> Result<Renamed, StoreError> {
+        Ok(match self.inner.rename(old, new, change).await? {
             Renamed::Renamed(session) => Renamed::Renamed(self.open(session)?),
             other => other,
         })
     }
 
-    async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
-        self.open_some(self.inner.delete(id, now).await?)
+    async fn delete(
+        &self,
+        id: &SessionId,
+        reason: DeleteReason,
+        change: Change<'_>,
+    ) -> Result<Option<Session>, StoreError> {
+        self.open_some(self.inner.delete(id, reason, change).await?)
     }
 
     async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
         self.open_all(self.inner.list_user(user, page, now).await?)
     }
 
-    async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
-        self.inner.delete_user(user, now).await
+    async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
+        self.inner.delete_user(user, change).await
     }
 }
 
@@ -329,6 +339,12 @@ impl<S: Maintenance + ?Sized> Maintenance for EncryptedStore<S> {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
+    }
+
+    /// The inner store's: events name attribute keys, never values, so nothing in them is
+    /// sealed.
+    fn event_log(&self) -> Option<&dyn EventLog> {
+        self.inner.event_log()
     }
 }
 

@@ -7,8 +7,8 @@ use std::{error::Error, sync::Arc, time::Duration};
 use base64::Engine;
 use serde_json::{Value, json};
 use sessanger_core::{
-    Attributes, Created, Page, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced, Replacement, Session,
-    SessionId, SessionStore, StoreError, Timestamp, UserLimit, Version,
+    Attributes, Change, Created, DeleteReason, Page, Patch, PatchError, PatchOptions, Patched, Renamed, Replaced,
+    Replacement, Session, SessionId, SessionStore, StoreError, Timestamp, UserLimit, Version,
 };
 use sessanger_store_memory::MemoryStore;
 
@@ -54,7 +54,8 @@ async fn raw(inner: &MemoryStore, id: &SessionId, now: Timestamp) -> Session {
 
 /// Writes `value` under `key` straight into the inner store, as someone with access to it could.
 async fn write_raw(inner: &MemoryStore, id: &SessionId, key: &str, value: Value, now: Timestamp) {
-    let outcome = inner.patch(id, &Patch::default().set(key, value), PatchOptions::new(), now).await.unwrap();
+    let outcome =
+        inner.patch(id, &Patch::default().set(key, value), PatchOptions::new(), Change::at(now)).await.unwrap();
     assert!(matches!(outcome, Patched::Applied(_)), "{outcome:?}");
 }
 
@@ -81,7 +82,7 @@ async fn every_write_path_seals_and_every_read_path_opens() {
 
     let patch = Patch::default().set("refresh_token", json!({"deep": [SECRET]})).incr("visits", 1);
     let Patched::Applied(patched) =
-        store.patch(&s.id, &patch, PatchOptions::new().with_touch(true), now).await.unwrap()
+        store.patch(&s.id, &patch, PatchOptions::new().with_touch(true), Change::at(now)).await.unwrap()
     else {
         panic!()
     };
@@ -91,7 +92,8 @@ async fn every_write_path_seals_and_every_read_path_opens() {
 
     let mut attributes = Attributes::new();
     attributes.insert("access_token".into(), json!(format!("{SECRET}-2")));
-    let replaced = store.replace(&s.id, Replacement::new(&attributes, &s.device, Version(2)), now).await.unwrap();
+    let replaced =
+        store.replace(&s.id, Replacement::new(&attributes, &s.device, Version(2)), Change::at(now)).await.unwrap();
     let Replaced::Applied(replaced) = replaced else { panic!("{replaced:?}") };
     assert_eq!(replaced.attributes, attributes);
     assert_no_plaintext(&raw(&inner, &s.id, now).await);
@@ -100,11 +102,11 @@ async fn every_write_path_seals_and_every_read_path_opens() {
     assert_eq!(plain(store.load(&s.id, now).await.unwrap().unwrap()), attributes);
     assert_eq!(plain(store.touch(&s.id, now).await.unwrap().unwrap()), attributes);
     let new_id = s.id.regenerate();
-    let Renamed::Renamed(renamed) = store.rename(&s.id, &new_id, now).await.unwrap() else { panic!() };
+    let Renamed::Renamed(renamed) = store.rename(&s.id, &new_id, Change::at(now)).await.unwrap() else { panic!() };
     assert_eq!(renamed.attributes, attributes);
     let listed = store.list_user(&s.user_id, &Page::DEFAULT, now).await.unwrap();
     assert_eq!(listed.into_iter().map(plain).collect::<Vec<_>>(), [attributes.clone()]);
-    assert_eq!(plain(store.delete(&new_id, now).await.unwrap().unwrap()), attributes);
+    assert_eq!(plain(store.delete(&new_id, DeleteReason::Logout, Change::at(now)).await.unwrap().unwrap()), attributes);
 }
 
 #[tokio::test]
@@ -115,7 +117,10 @@ async fn a_value_sealed_with_an_old_key_still_opens_after_rotation() {
 
     let rotated = encrypted(&inner, ring_rotated());
     assert_eq!(rotated.load(&s.id, now).await.unwrap().unwrap().attributes["old"], json!(SECRET));
-    rotated.patch(&s.id, &Patch::default().set("new", json!(SECRET)), PatchOptions::new(), now).await.unwrap();
+    rotated
+        .patch(&s.id, &Patch::default().set("new", json!(SECRET)), PatchOptions::new(), Change::at(now))
+        .await
+        .unwrap();
     let stored = raw(&inner, &s.id, now).await.attributes;
     assert_eq!((&stored["old"]["kid"], &stored["new"]["kid"]), (&json!("k1"), &json!("k2")));
     let loaded = rotated.load(&s.id, now).await.unwrap().unwrap().attributes;
@@ -172,12 +177,13 @@ async fn an_increment_of_an_encrypted_key_is_rejected_and_writes_nothing() {
     let before = raw(&inner, &s.id, now).await;
     let patch = Patch::default().set("other", json!(1)).incr("score", 1);
     assert_eq!(
-        store.patch(&s.id, &patch, PatchOptions::new(), now).await.unwrap(),
+        store.patch(&s.id, &patch, PatchOptions::new(), Change::at(now)).await.unwrap(),
         Patched::Rejected(PatchError::Encrypted("score".into()))
     );
     assert_eq!(raw(&inner, &s.id, now).await, before);
     // An unselected counter still increments in the inner store.
-    let counted = store.patch(&s.id, &Patch::default().incr("visits", 5), PatchOptions::new(), now).await.unwrap();
+    let counted =
+        store.patch(&s.id, &Patch::default().incr("visits", 5), PatchOptions::new(), Change::at(now)).await.unwrap();
     assert!(matches!(counted, Patched::Applied(s) if s.attributes["visits"] == json!(5)));
 }
 
@@ -227,7 +233,10 @@ async fn plain_values_stored_before_encryption_are_read_as_they_are_and_sealed_w
     inner.create(&s, UserLimit::Unlimited, now).await.unwrap();
     let store = encrypted(&inner, ring_k1());
     assert_eq!(store.load(&s.id, now).await.unwrap().unwrap().attributes["access_token"], json!("legacy"));
-    store.patch(&s.id, &Patch::default().set("access_token", json!("fresh")), PatchOptions::new(), now).await.unwrap();
+    store
+        .patch(&s.id, &Patch::default().set("access_token", json!("fresh")), PatchOptions::new(), Change::at(now))
+        .await
+        .unwrap();
     assert_eq!(raw(&inner, &s.id, now).await.attributes["access_token"]["$enc"], json!("v1"));
 }
 

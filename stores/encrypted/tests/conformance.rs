@@ -13,3 +13,4 @@ fn encrypted_memory_store() -> EncryptedStore<MemoryStore> {
 }
 
 sessanger_testkit::store_conformance!(|| async { encrypted_memory_store() });
+sessanger_testkit::store_events_conformance!(|| async { encrypted_memory_store() });

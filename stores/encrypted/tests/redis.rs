@@ -6,7 +6,9 @@ use std::{sync::Arc, time::Duration};
 
 use redis::AsyncCommands;
 use serde_json::{Value, json};
-use sessanger_core::{Patch, PatchOptions, Patched, Session, SessionId, SessionStore, Timestamp, UserLimit};
+use sessanger_core::{
+    Change, DeleteReason, Patch, PatchOptions, Patched, Session, SessionId, SessionStore, Timestamp, UserLimit,
+};
 use sessanger_store_encrypted::{EncryptedStore, Keyring, Selection};
 use sessanger_store_redis::{KeyPrefix, RedisStore};
 
@@ -36,7 +38,10 @@ async fn redis_holds_no_plaintext_of_an_encrypted_attribute() {
     session.attributes.insert("theme".into(), json!("dark"));
     store.create(&session, UserLimit::Unlimited, now).await.unwrap();
     let patch = Patch::default().set("refresh_token", json!({"token": SECRET}));
-    assert!(matches!(store.patch(&session.id, &patch, PatchOptions::new(), now).await.unwrap(), Patched::Applied(_)));
+    assert!(matches!(
+        store.patch(&session.id, &patch, PatchOptions::new(), Change::at(now)).await.unwrap(),
+        Patched::Applied(_)
+    ));
 
     // The session hash, named as the Redis store's `# Layout` documents it.
     let key = format!("{{{prefix}:{}}}:s:{}", session.id.shard_tag(), session.id);
@@ -57,5 +62,5 @@ async fn redis_holds_no_plaintext_of_an_encrypted_attribute() {
     let loaded = store.load(&session.id, now).await.unwrap().unwrap();
     assert_eq!(loaded.attributes["access_token"], json!(SECRET));
     assert_eq!(loaded.attributes["refresh_token"], json!({"token": SECRET}));
-    store.delete(&session.id, now).await.unwrap();
+    store.delete(&session.id, DeleteReason::Logout, Change::at(now)).await.unwrap();
 }

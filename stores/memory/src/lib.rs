@@ -1,8 +1,9 @@
 //! `MemoryStore`: sessions in a map, for tests, development and single-process deployments.
 //!
 //! It is the reference implementation of [`SessionStore`]: every operation runs under one
-//! mutex, so each is atomic by construction. Expiry needs no scan: an ordered set of
-//! `(expires_at, id)` yields the due sessions first, as mini-redis does.
+//! mutex, so each is atomic by construction, its event recorded in the same critical section.
+//! Expiry needs no scan: an ordered set of `(expires_at, id)` yields the due sessions first,
+//! as mini-redis does.
 //!
 //! # Examples
 //! ```
@@ -14,7 +15,7 @@
 //! ```
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     num::NonZeroU32,
     ops::Bound,
     sync::{Mutex, MutexGuard},
@@ -22,8 +23,9 @@ use std::{
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Created, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
-    ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit,
+    Change, Created, DeleteReason, EventId, EventLog, EventRecord, Maintenance, Page, Patch, PatchOptions, Patched,
+    Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session, SessionEvent,
+    SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit,
 };
 
 /// Sessions and services in process memory; gone when the process ends.
@@ -39,6 +41,9 @@ struct Inner {
     by_user: HashMap<UserId, BTreeSet<(Timestamp, SessionId)>>,
     by_expiry: BTreeSet<(Timestamp, SessionId)>,
     services: BTreeMap<ServiceId, ServiceRecord>,
+    /// The event log, oldest first; ids are consecutive from the front's.
+    events: VecDeque<EventRecord>,
+    last_event: u64,
 }
 
 impl MemoryStore {
@@ -63,6 +68,25 @@ impl Inner {
         self.by_user.entry(session.user_id.clone()).or_default().insert((session.created_at, session.id.clone()));
         self.by_expiry.insert((session.expires_at, session.id.clone()));
         self.sessions.insert(session.id.clone(), session);
+    }
+
+    fn record(&mut self, at: Timestamp, service: Option<&ServiceId>, event: SessionEvent) {
+        self.last_event += 1;
+        self.events.push_back(EventRecord { id: EventId(self.last_event), at, service: service.cloned(), event });
+    }
+
+    /// Removes a session for a change at `change.now`: a live one is `deleted` for `reason`;
+    /// one already dead, which only the reaper had not reached yet, `expired` (its expiry is
+    /// announced once, by whoever removes it). Returns the session if it was live.
+    fn remove_for(&mut self, id: &SessionId, reason: DeleteReason, change: Change<'_>) -> Option<Session> {
+        let session = self.remove(id)?;
+        let (session_id, user_id) = (session.id.clone(), session.user_id.clone());
+        if session.is_expired(change.now) {
+            self.record(change.now, None, SessionEvent::Expired { session_id, user_id });
+            return None;
+        }
+        self.record(change.now, change.service, SessionEvent::Deleted { session_id, user_id, reason });
+        Some(session)
     }
 
     fn remove(&mut self, id: &SessionId) -> Option<Session> {
@@ -99,7 +123,7 @@ impl SessionStore for MemoryStore {
         if inner.live(&session.id, now).is_some() {
             return Ok(Created::IdTaken);
         }
-        inner.remove(&session.id);
+        let change = Change::at(now).by(session.created_by.as_ref());
         // Without a limit nobody is evicted: skip the O(k) walk of the user's sessions.
         let live: Vec<SessionId> = if limit == UserLimit::Unlimited {
             Vec::new()
@@ -110,10 +134,14 @@ impl SessionStore for MemoryStore {
             return Ok(Created::LimitReached);
         };
         let evicted: Vec<SessionId> = live.into_iter().take(excess).collect();
+        // A dead session under the same id goes first, as expired.
+        inner.remove_for(&session.id, DeleteReason::Evicted, change);
         for id in &evicted {
-            inner.remove(id);
+            inner.remove_for(id, DeleteReason::Evicted, change);
         }
         inner.insert(session.clone());
+        let (session_id, user_id) = (session.id.clone(), session.user_id.clone());
+        inner.record(now, change.service, SessionEvent::Created { session_id, user_id });
         Ok(Created::Created { evicted })
     }
 
@@ -129,20 +157,39 @@ impl SessionStore for MemoryStore {
         }))
     }
 
+    async fn refresh(&self, id: &SessionId, change: Change<'_>) -> Result<Option<Session>, StoreError> {
+        let mut inner = self.lock();
+        let refreshed = inner.update(id, change.now, |s| {
+            s.touch(change.now);
+            s.clone()
+        });
+        if let Some(s) = &refreshed {
+            let (session_id, user_id) = (s.id.clone(), s.user_id.clone());
+            inner.record(change.now, change.service, SessionEvent::Refreshed { session_id, user_id });
+        }
+        Ok(refreshed)
+    }
+
     async fn patch(
         &self,
         id: &SessionId,
         patch: &Patch,
         options: PatchOptions<'_>,
-        now: Timestamp,
+        change: Change<'_>,
     ) -> Result<Patched, StoreError> {
         let mut inner = self.lock();
-        let outcome = inner.update(id, now, |s| s.patched(patch, options, now));
+        let outcome = inner.update(id, change.now, |s| s.patched(patch, options, change.now));
+        if let Some(Patched::Applied(s)) = &outcome {
+            let keys = patch.keys().map(str::to_owned).collect();
+            let (session_id, user_id) = (s.id.clone(), s.user_id.clone());
+            inner.record(change.now, change.service, SessionEvent::AttributesChanged { session_id, user_id, keys });
+        }
         Ok(outcome.unwrap_or(Patched::NotFound))
     }
 
-    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, change: Change<'_>) -> Result<Replaced, StoreError> {
         let Replacement { attributes, device, expected, absolute_expires_at } = new;
+        let now = change.now;
         let mut inner = self.lock();
         let outcome = inner.update(id, now, |s| {
             if expected.is_some_and(|v| v != s.version) {
@@ -158,10 +205,16 @@ impl SessionStore for MemoryStore {
             s.version = s.version.next();
             Replaced::Applied(s.clone())
         });
+        if let Some(Replaced::Applied(s)) = &outcome {
+            let keys = s.attributes.keys().cloned().collect();
+            let (session_id, user_id) = (s.id.clone(), s.user_id.clone());
+            inner.record(now, change.service, SessionEvent::AttributesChanged { session_id, user_id, keys });
+        }
         Ok(outcome.unwrap_or(Replaced::NotFound))
     }
 
-    async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+    async fn rename(&self, old: &SessionId, new: &SessionId, change: Change<'_>) -> Result<Renamed, StoreError> {
+        let now = change.now;
         let mut inner = self.lock();
         if inner.live(old, now).is_none() {
             return Ok(Renamed::NotFound);
@@ -169,17 +222,28 @@ impl SessionStore for MemoryStore {
         if inner.live(new, now).is_some() {
             return Ok(Renamed::IdTaken);
         }
-        inner.remove(new);
+        inner.remove_for(new, DeleteReason::Evicted, change);
         let mut session = inner.remove(old).expect("checked live above");
         session.id = new.clone();
         session.version = session.version.next();
         session.touch(now);
         inner.insert(session.clone());
+        let event = SessionEvent::Regenerated {
+            old_session_id: old.clone(),
+            session_id: new.clone(),
+            user_id: session.user_id.clone(),
+        };
+        inner.record(now, change.service, event);
         Ok(Renamed::Renamed(session))
     }
 
-    async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
-        Ok(self.lock().remove(id).filter(|s| !s.is_expired(now)))
+    async fn delete(
+        &self,
+        id: &SessionId,
+        reason: DeleteReason,
+        change: Change<'_>,
+    ) -> Result<Option<Session>, StoreError> {
+        Ok(self.lock().remove_for(id, reason, change))
     }
 
     async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
@@ -193,10 +257,14 @@ impl SessionStore for MemoryStore {
         Ok(sessions.filter(|s| !s.is_expired(now)).take(page.size()).cloned().collect())
     }
 
-    async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+    async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
         let mut inner = self.lock();
         let ids: Vec<SessionId> = inner.by_user.get(user).into_iter().flatten().map(|(_, id)| id.clone()).collect();
-        Ok(ids.into_iter().filter_map(|id| inner.remove(&id)).filter(|s| !s.is_expired(now)).map(|s| s.id).collect())
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| inner.remove_for(&id, DeleteReason::Revoked, change))
+            .map(|s| s.id)
+            .collect())
     }
 }
 
@@ -213,11 +281,44 @@ impl Maintenance for MemoryStore {
         let mut inner = self.lock();
         let due: Vec<SessionId> =
             inner.by_expiry.iter().take_while(|(at, _)| *at <= now).take(limit).map(|(_, id)| id.clone()).collect();
-        Ok(due
-            .into_iter()
-            .filter_map(|id| inner.remove(&id))
-            .map(|s| SessionRef { id: s.id, user_id: s.user_id })
-            .collect())
+        let mut gone = Vec::with_capacity(due.len());
+        for id in due {
+            let Some(session) = inner.remove(&id) else { continue };
+            let (session_id, user_id) = (session.id, session.user_id);
+            inner.record(now, None, SessionEvent::Expired { session_id: session_id.clone(), user_id: user_id.clone() });
+            gone.push(SessionRef { id: session_id, user_id });
+        }
+        Ok(gone)
+    }
+
+    fn event_log(&self) -> Option<&dyn EventLog> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl EventLog for MemoryStore {
+    async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let inner = self.lock();
+        let Some(first) = inner.events.front().map(|e| e.id.0) else { return Ok(Vec::new()) };
+        let skip = after.map_or(0, |after| (after.0 + 1).saturating_sub(first));
+        Ok(inner.events.iter().skip(usize::try_from(skip).unwrap_or(usize::MAX)).take(limit).cloned().collect())
+    }
+
+    async fn last_event_id(&self) -> Result<Option<EventId>, StoreError> {
+        Ok(Some(self.lock().last_event).filter(|&n| n > 0).map(EventId))
+    }
+
+    async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {
+        let mut inner = self.lock();
+        let cutoff = now - retention.max_age;
+        let before = inner.events.len();
+        while inner.events.len() as u64 > retention.max_events.get()
+            || inner.events.front().is_some_and(|e| e.at < cutoff)
+        {
+            inner.events.pop_front();
+        }
+        Ok((before - inner.events.len()) as u64)
     }
 }
 

@@ -141,8 +141,9 @@ use mongodb::{
     options::{IndexOptions, ReturnDocument},
 };
 use sessanger_core::{
-    Created, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
-    ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    Change, Created, DeleteReason, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement,
+    ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp,
+    UserId, UserLimit, Version,
 };
 
 pub use crate::options::{ConnectError, MongoOptions, SessmanSettings};
@@ -529,13 +530,18 @@ impl SessionStore for MongoStore {
         touched.as_ref().map(decode_session).transpose()
     }
 
+    async fn refresh(&self, id: &SessionId, change: Change<'_>) -> Result<Option<Session>, StoreError> {
+        self.touch(id, change.now).await
+    }
+
     async fn patch(
         &self,
         id: &SessionId,
         patch: &Patch,
         options: PatchOptions<'_>,
-        now: Timestamp,
+        change: Change<'_>,
     ) -> Result<Patched, StoreError> {
+        let now = change.now;
         let PatchOptions { expected, touch, cap, device } = options;
         let changes = match AttributeChanges::of(patch) {
             Ok(changes) => changes,
@@ -587,7 +593,8 @@ impl SessionStore for MongoStore {
         Err(StoreError::Other("a patch kept losing races with concurrent writers".into()))
     }
 
-    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, change: Change<'_>) -> Result<Replaced, StoreError> {
+        let now = change.now;
         let Replacement { attributes, device, expected, absolute_expires_at } = new;
         for _ in 0..ATTEMPTS {
             let replaced = self
@@ -613,7 +620,8 @@ impl SessionStore for MongoStore {
         Err(StoreError::Other("a replace kept losing races with concurrent writers".into()))
     }
 
-    async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+    async fn rename(&self, old: &SessionId, new: &SessionId, change: Change<'_>) -> Result<Renamed, StoreError> {
+        let now = change.now;
         for _ in 0..ATTEMPTS {
             let step = match self.atomicity {
                 Atomicity::Transactions => {
@@ -637,7 +645,13 @@ impl SessionStore for MongoStore {
         Err(StoreError::Other("a rename kept losing races with concurrent writers".into()))
     }
 
-    async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+    async fn delete(
+        &self,
+        id: &SessionId,
+        _reason: DeleteReason,
+        change: Change<'_>,
+    ) -> Result<Option<Session>, StoreError> {
+        let now = change.now;
         let deleted = self.sessions.find_one_and_delete(doc! { "_id": id.as_ref() }).await.map_err(store_error)?;
         Ok(deleted.as_ref().map(decode_session).transpose()?.filter(|s| !s.is_expired(now)))
     }
@@ -654,7 +668,8 @@ impl SessionStore for MongoStore {
         documents.iter().map(decode_session).collect()
     }
 
-    async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+    async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
+        let now = change.now;
         let deleted = match self.atomicity {
             // In a transaction, a session deleted by someone else meanwhile is a write
             // conflict (retried), so every id is reported by exactly one caller.

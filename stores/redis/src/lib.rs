@@ -97,9 +97,9 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt, stream};
 use redis::{Value, aio::ConnectionLike};
 use sessanger_core::{
-    Created, Maintenance, Page, Patch, PatchError, PatchOptions, Patched, RemovedServices, Renamed, Replaced,
-    Replacement, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError,
-    Timestamp, UserId, UserLimit, Version,
+    Change, Created, DeleteReason, Maintenance, Page, Patch, PatchError, PatchOptions, Patched, RemovedServices,
+    Renamed, Replaced, Replacement, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef,
+    SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use tokio::sync::mpsc;
 
@@ -365,13 +365,18 @@ impl SessionStore for RedisStore {
         decode(id.clone(), reply)
     }
 
+    async fn refresh(&self, id: &SessionId, change: Change<'_>) -> Result<Option<Session>, StoreError> {
+        self.touch(id, change.now).await
+    }
+
     async fn patch(
         &self,
         id: &SessionId,
         patch: &Patch,
         options: PatchOptions<'_>,
-        now: Timestamp,
+        change: Change<'_>,
     ) -> Result<Patched, StoreError> {
+        let now = change.now;
         let PatchOptions { expected, touch, cap, device } = options;
         let expected = expected.map(|v| v.0.to_string()).unwrap_or_default();
         let counts = [patch.set.len().to_string(), patch.remove.len().to_string(), patch.incr.len().to_string()];
@@ -417,7 +422,8 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, change: Change<'_>) -> Result<Replaced, StoreError> {
+        let now = change.now;
         let Replacement { attributes, device, expected, absolute_expires_at } = new;
         let expected = expected.map(|v| v.0.to_string()).unwrap_or_default();
         let device = device.map(record::json).transpose()?.unwrap_or_default();
@@ -436,7 +442,8 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+    async fn rename(&self, old: &SessionId, new: &SessionId, change: Change<'_>) -> Result<Renamed, StoreError> {
+        let now = change.now;
         // The contract's precondition (`SessionId::regenerate`) keeps the tag, so both keys
         // share a slot; refuse loudly rather than send a cross-slot script.
         if old.shard_tag() != new.shard_tag() {
@@ -454,7 +461,13 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+    async fn delete(
+        &self,
+        id: &SessionId,
+        _reason: DeleteReason,
+        change: Change<'_>,
+    ) -> Result<Option<Session>, StoreError> {
+        let now = change.now;
         let key = self.keys.session(id);
         let reply = self.run(&self.scripts.delete, &key, &[], id.shard_tag(), now, &[id.as_ref()]).await?;
         Ok(decode(id.clone(), reply)?.filter(|s| !s.is_expired(now)))
@@ -476,7 +489,8 @@ impl SessionStore for RedisStore {
         Ok(sessions)
     }
 
-    async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+    async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
+        let now = change.now;
         let key = self.keys.user(user);
         let reply = self.run(&self.scripts.delete_user, &key, &[], &user.shard_tag(), now, &[user.as_ref()]).await?;
         items(reply)?.into_iter().map(parse_id).collect()

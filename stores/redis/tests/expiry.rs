@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use sessanger_core::{
-    Maintenance, Page, Patch, PatchOptions, Session, SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit,
+    Change, Maintenance, Page, Patch, PatchOptions, Session, SessionId, SessionStore, StoreError, Timestamp, UserId,
+    UserLimit,
 };
 use sessanger_store_redis::{RedisConnection, RedisStore};
 
@@ -132,7 +133,7 @@ async fn a_stored_record_that_does_not_decode_is_a_decode_error() {
     assert!(matches!(listed, Err(StoreError::Decode(_))), "{listed:?}");
     // Metadata the scripts cannot read: a clear error, and the record is left as it was.
     let _: () = raw.hset(session_key(&store, &s.id), "m", "yesterday").await.unwrap();
-    let patched = store.patch(&s.id, &Patch::default(), PatchOptions::new(), Timestamp::now()).await;
+    let patched = store.patch(&s.id, &Patch::default(), PatchOptions::new(), Change::at(Timestamp::now())).await;
     assert!(
         matches!(&patched, Err(StoreError::Other(e)) if e.to_string().contains("malformed metadata")),
         "{patched:?}"

@@ -22,7 +22,8 @@ use std::{collections::HashMap, time::Duration};
 use redis::AsyncCommands;
 use serde_json::json;
 use sessanger_core::{
-    Page, Patch, PatchOptions, Replacement, Session, SessionId, SessionStore, Timestamp, UserId, UserLimit,
+    Change, DeleteReason, Page, Patch, PatchOptions, Replacement, Session, SessionId, SessionStore, Timestamp, UserId,
+    UserLimit,
 };
 use sessanger_store_redis::RedisStore;
 
@@ -94,16 +95,20 @@ async fn each_manager_operation_costs_one_round_trip() {
     let warm = new_session();
     store.create(&warm, UserLimit::Unlimited, now).await.unwrap();
     store.touch(&warm.id, now).await.unwrap();
-    store.patch(&warm.id, &Patch::default().set("k", json!(1)), PatchOptions::new(), now).await.unwrap();
+    store.patch(&warm.id, &Patch::default().set("k", json!(1)), PatchOptions::new(), Change::at(now)).await.unwrap();
     store
-        .replace(&warm.id, Replacement::new(&Default::default(), &Default::default(), sessanger_core::Version(3)), now)
+        .replace(
+            &warm.id,
+            Replacement::new(&Default::default(), &Default::default(), sessanger_core::Version(3)),
+            Change::at(now),
+        )
         .await
         .unwrap();
     let renamed = warm.id.regenerate();
-    store.rename(&warm.id, &renamed, now).await.unwrap();
+    store.rename(&warm.id, &renamed, Change::at(now)).await.unwrap();
     store.list_user(&user, &Page::DEFAULT, now).await.unwrap();
-    store.delete(&renamed, now).await.unwrap();
-    store.delete_user(&user, now).await.unwrap();
+    store.delete(&renamed, DeleteReason::Logout, Change::at(now)).await.unwrap();
+    store.delete_user(&user, Change::at(now)).await.unwrap();
     let _: () = admin.set("warm-up-done", 1).await.unwrap();
 
     let s = new_session();
@@ -117,30 +122,34 @@ async fn each_manager_operation_costs_one_round_trip() {
     assert_calls(&mut admin, "get", 1, async { store.load(&s.id, now).await.unwrap().unwrap() }).await;
     let set = Patch::default().set("theme", json!("dark"));
     assert_calls(&mut admin, "set attribute", 1, async {
-        store.patch(&s.id, &set, PatchOptions::new(), now).await.unwrap()
+        store.patch(&s.id, &set, PatchOptions::new(), Change::at(now)).await.unwrap()
     })
     .await;
     let remove = Patch::default().remove("theme");
     assert_calls(&mut admin, "remove attribute", 1, async {
-        store.patch(&s.id, &remove, PatchOptions::new().with_touch(true), now).await.unwrap()
+        store.patch(&s.id, &remove, PatchOptions::new().with_touch(true), Change::at(now)).await.unwrap()
     })
     .await;
     let incr = Patch::default().incr("visits", 1);
     assert_calls(&mut admin, "increment", 1, async {
-        store.patch(&s.id, &incr, PatchOptions::new(), now).await.unwrap()
+        store.patch(&s.id, &incr, PatchOptions::new(), Change::at(now)).await.unwrap()
     })
     .await;
     assert_calls(&mut admin, "refresh", 1, async { store.touch(&s.id, now).await.unwrap().unwrap() }).await;
     let new_id = s.id.regenerate();
-    assert_calls(&mut admin, "regenerate", 1, async { store.rename(&s.id, &new_id, now).await.unwrap() }).await;
+    assert_calls(&mut admin, "regenerate", 1, async { store.rename(&s.id, &new_id, Change::at(now)).await.unwrap() })
+        .await;
     assert_calls(&mut admin, "list user", 1, async {
         assert_eq!(store.list_user(&user, &Page::DEFAULT, now).await.unwrap().len(), 2)
     })
     .await;
-    assert_calls(&mut admin, "delete", 1, async { store.delete(&other.id, now).await.unwrap().unwrap() }).await;
+    assert_calls(&mut admin, "delete", 1, async {
+        store.delete(&other.id, DeleteReason::Logout, Change::at(now)).await.unwrap().unwrap()
+    })
+    .await;
     store.create(&new_session(), UserLimit::Unlimited, now).await.unwrap();
     assert_calls(&mut admin, "revoke all", 1, async {
-        assert_eq!(store.delete_user(&user, now).await.unwrap().len(), 2)
+        assert_eq!(store.delete_user(&user, Change::at(now)).await.unwrap().len(), 2)
     })
     .await;
 }

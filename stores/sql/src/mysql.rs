@@ -14,8 +14,9 @@ use std::{num::NonZeroU32, str::FromStr};
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Created, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceId, ServiceRecord,
-    ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    Change, Created, DeleteReason, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement,
+    ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp,
+    UserId, UserLimit, Version,
 };
 use sqlx::{
     MySql, MySqlConnection, QueryBuilder,
@@ -95,8 +96,9 @@ impl SqlStore<MySql> {
         id: &SessionId,
         patch: &Patch,
         options: PatchOptions<'_>,
-        now: Timestamp,
+        change: Change<'_>,
     ) -> Result<Patched, StoreError> {
+        let now = change.now;
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         let select = sqlx::query_as(
             "SELECT id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
@@ -386,13 +388,18 @@ impl SessionStore for SqlStore<MySql> {
         Ok(touched.session)
     }
 
+    async fn refresh(&self, id: &SessionId, change: Change<'_>) -> Result<Option<Session>, StoreError> {
+        self.touch(id, change.now).await
+    }
+
     async fn patch(
         &self,
         id: &SessionId,
         patch: &Patch,
         options: PatchOptions<'_>,
-        now: Timestamp,
+        change: Change<'_>,
     ) -> Result<Patched, StoreError> {
+        let now = change.now;
         // Renewing the idle deadline moves the row in the `expires_at` index: concurrent
         // patches of one session then deadlock on InnoDB's index locks now and then.
         let write = async |increments: Vec<(&str, i64)>| {
@@ -402,11 +409,12 @@ impl SessionStore for SqlStore<MySql> {
             })
             .await
         };
-        let locked = || retry_deadlocks(|| self.patch_locked(id, patch, options, now));
+        let locked = || retry_deadlocks(|| self.patch_locked(id, patch, options, change));
         settle_patch(patch, options, now, || self.load(id, now), write, locked).await
     }
 
-    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, change: Change<'_>) -> Result<Replaced, StoreError> {
+        let now = change.now;
         let Replacement { attributes, device, expected, absolute_expires_at } = new;
         // MySQL assigns left to right, each assignment seeing the ones before it: the idle
         // deadline is capped by the absolute deadline just written.
@@ -433,11 +441,18 @@ impl SessionStore for SqlStore<MySql> {
         Ok(replaced(updated))
     }
 
-    async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+    async fn rename(&self, old: &SessionId, new: &SessionId, change: Change<'_>) -> Result<Renamed, StoreError> {
+        let now = change.now;
         retry_deadlocks(|| self.rename_once(old, new, now)).await
     }
 
-    async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+    async fn delete(
+        &self,
+        id: &SessionId,
+        _reason: DeleteReason,
+        change: Change<'_>,
+    ) -> Result<Option<Session>, StoreError> {
+        let now = change.now;
         let deleted = self
             .delete_selected(
                 sqlx::query_as(
@@ -466,7 +481,8 @@ impl SessionStore for SqlStore<MySql> {
         row::sessions(select.bind(i64::from(page.limit.get())).fetch_all(&self.pool).await.map_err(store_error)?)
     }
 
-    async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+    async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
+        let now = change.now;
         let select = sqlx::query_as("SELECT id, expires_at FROM sessions WHERE user_id = ? FOR UPDATE");
         row::live_ids(self.delete_selected(select.bind(user.as_ref())).await?, now)
     }

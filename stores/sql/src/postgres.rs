@@ -11,9 +11,9 @@ use std::{num::NonZeroU32, str::FromStr};
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Created, Maintenance, Page, Patch, PatchOptions, Patched, RemovedServices, Renamed, Replaced, Replacement,
-    ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp,
-    UserId, UserLimit, Version,
+    Change, Created, DeleteReason, Maintenance, Page, Patch, PatchOptions, Patched, RemovedServices, Renamed, Replaced,
+    Replacement, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError,
+    Timestamp, UserId, UserLimit, Version,
 };
 use sqlx::{
     Postgres,
@@ -131,8 +131,9 @@ impl SqlStore<Postgres> {
         id: &SessionId,
         patch: &Patch,
         options: PatchOptions<'_>,
-        now: Timestamp,
+        change: Change<'_>,
     ) -> Result<Patched, StoreError> {
+        let now = change.now;
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         let select = sqlx::query_as(
             "SELECT id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
@@ -310,22 +311,28 @@ impl SessionStore for SqlStore<Postgres> {
         )
     }
 
+    async fn refresh(&self, id: &SessionId, change: Change<'_>) -> Result<Option<Session>, StoreError> {
+        self.touch(id, change.now).await
+    }
+
     async fn patch(
         &self,
         id: &SessionId,
         patch: &Patch,
         options: PatchOptions<'_>,
-        now: Timestamp,
+        change: Change<'_>,
     ) -> Result<Patched, StoreError> {
+        let now = change.now;
         let write = async |increments: Vec<(&str, i64)>| {
             let written = patch_query(id, patch, &increments, options, now)?.fetch_optional(&self.pool).await;
             self.updated(written, id, now).await
         };
-        let locked = || self.patch_locked(id, patch, options, now);
+        let locked = || self.patch_locked(id, patch, options, change);
         settle_patch(patch, options, now, || self.load(id, now), write, locked).await
     }
 
-    async fn replace(&self, id: &SessionId, new: Replacement<'_>, now: Timestamp) -> Result<Replaced, StoreError> {
+    async fn replace(&self, id: &SessionId, new: Replacement<'_>, change: Change<'_>) -> Result<Replaced, StoreError> {
+        let now = change.now;
         let Replacement { attributes, device, expected, absolute_expires_at } = new;
         let written = sqlx::query_as(
             "UPDATE sessions SET attributes = $3::jsonb, device = COALESCE($4::jsonb, device), version = version + 1,
@@ -346,11 +353,18 @@ impl SessionStore for SqlStore<Postgres> {
         Ok(replaced(self.updated(written, id, now).await?))
     }
 
-    async fn rename(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+    async fn rename(&self, old: &SessionId, new: &SessionId, change: Change<'_>) -> Result<Renamed, StoreError> {
+        let now = change.now;
         retry_deadlocks(|| self.rename_once(old, new, now)).await
     }
 
-    async fn delete(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+    async fn delete(
+        &self,
+        id: &SessionId,
+        _reason: DeleteReason,
+        change: Change<'_>,
+    ) -> Result<Option<Session>, StoreError> {
+        let now = change.now;
         let deleted = sqlx::query_as(
             "DELETE FROM sessions WHERE id = $1
              RETURNING id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
@@ -376,7 +390,8 @@ impl SessionStore for SqlStore<Postgres> {
         row::sessions(select.bind(i64::from(page.limit.get())).fetch_all(&self.pool).await.map_err(store_error)?)
     }
 
-    async fn delete_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionId>, StoreError> {
+    async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
+        let now = change.now;
         let deleted = sqlx::query_as("DELETE FROM sessions WHERE user_id = $1 RETURNING id, expires_at")
             .bind(user.as_ref())
             .fetch_all(&self.pool)

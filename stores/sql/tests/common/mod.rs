@@ -12,8 +12,8 @@ use std::{
 
 use serde_json::json;
 use sessanger_core::{
-    Created, Maintenance, Page, Patch, PatchOptions, Patched, Session, SessionId, Store, StoreError, Timestamp, UserId,
-    UserLimit,
+    Change, Created, Maintenance, Page, Patch, PatchOptions, Patched, Session, SessionId, Store, StoreError, Timestamp,
+    UserId, UserLimit,
 };
 
 /// What differs between the PostgreSQL and the MySQL/MariaDB test server.
@@ -118,7 +118,7 @@ pub async fn a_corrupt_row_reads_as_a_decode_error<S: Store>(store: &S, corrupt:
     assert!(matches!(store.load(&s.id, now).await, Err(StoreError::Decode(_))), "load");
     assert!(matches!(store.list_user(&s.user_id, &Page::DEFAULT, now).await, Err(StoreError::Decode(_))), "list_user");
     // Deleting still works: the row goes away even though it cannot be read.
-    assert!(store.delete_user(&s.user_id, now).await.is_ok());
+    assert!(store.delete_user(&s.user_id, Change::at(now)).await.is_ok());
     assert_eq!(store.load(&s.id, now).await.unwrap(), None);
 }
 
@@ -167,7 +167,7 @@ pub async fn attribute_keys_with_quotes_backslashes_and_dots_stay_plain_keys(sto
         p = p.set(*key, json!(i));
     }
     p = p.incr("n\"1", 5);
-    let Patched::Applied(after) = store.patch(&s.id, &p, PatchOptions::new(), now).await.unwrap() else {
+    let Patched::Applied(after) = store.patch(&s.id, &p, PatchOptions::new(), Change::at(now)).await.unwrap() else {
         panic!("applies")
     };
     for (i, key) in keys.iter().enumerate() {
@@ -176,7 +176,7 @@ pub async fn attribute_keys_with_quotes_backslashes_and_dots_stay_plain_keys(sto
     assert_eq!(after.attributes["n\"1"], json!(5));
     assert_eq!(after.attributes.len(), keys.len() + 1);
     let p = Patch::default().remove("a\"b").incr("n\"1", -7);
-    let Patched::Applied(after) = store.patch(&s.id, &p, PatchOptions::new(), now).await.unwrap() else {
+    let Patched::Applied(after) = store.patch(&s.id, &p, PatchOptions::new(), Change::at(now)).await.unwrap() else {
         panic!("applies")
     };
     assert!(!after.attributes.contains_key("a\"b"));
@@ -193,11 +193,12 @@ pub async fn increments_that_overflow_or_hit_a_float_are_rejected(store: &impl S
     s.attributes.insert("null".into(), json!(null));
     create(store, &s).await;
     for key in ["big", "float", "null"] {
-        let outcome = store.patch(&s.id, &Patch::default().incr(key, 1), PatchOptions::new(), now).await.unwrap();
+        let outcome =
+            store.patch(&s.id, &Patch::default().incr(key, 1), PatchOptions::new(), Change::at(now)).await.unwrap();
         assert!(matches!(outcome, Patched::Rejected(_)), "{key}: {outcome:?}");
     }
     let p = Patch::default().incr("big", -1);
-    assert!(matches!(store.patch(&s.id, &p, PatchOptions::new(), now).await.unwrap(), Patched::Applied(_)));
+    assert!(matches!(store.patch(&s.id, &p, PatchOptions::new(), Change::at(now)).await.unwrap(), Patched::Applied(_)));
     let loaded = store.load(&s.id, now).await.unwrap().unwrap();
     assert_eq!(loaded.attributes["big"], json!(i64::MAX - 1));
     assert_eq!(loaded.version.0, 2);
