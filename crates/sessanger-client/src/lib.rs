@@ -26,6 +26,8 @@
 //! # Ok(()) }
 //! ```
 
+mod events;
+
 use std::{fmt, num::NonZeroU32, time::Duration};
 
 use reqwest::{Method, RequestBuilder, StatusCode, header};
@@ -38,6 +40,7 @@ use sessanger_core::{
     },
 };
 
+pub use events::{EventStream, Received};
 /// The error codes, spelled once in the wire module the server answers with.
 pub use sessanger_core::wire::ErrorCode;
 
@@ -352,15 +355,21 @@ impl ClientBuilder {
 
 /// User ids may hold any printable character, so they are percent-encoded into the path.
 fn user_path(user: &UserId) -> String {
-    let mut encoded = String::with_capacity(user.as_ref().len());
-    for b in user.as_ref().bytes() {
+    format!("/v1/users/{}/sessions", percent_encoded(user.as_ref()))
+}
+
+/// `text` with every byte but the unreserved ones percent-encoded: safe in a path segment and
+/// in a query value.
+fn percent_encoded(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for b in text.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
             encoded.push(char::from(b));
         } else {
             encoded.push_str(&format!("%{b:02X}"));
         }
     }
-    format!("/v1/users/{encoded}/sessions")
+    encoded
 }
 
 async fn check(response: reqwest::Response) -> Result<reqwest::Response, ClientError> {

@@ -3,7 +3,7 @@
 //! them in its event log ([`EventRecord`], [`EventLog`](crate::EventLog)), in the same atomic
 //! step as the change each describes.
 
-use std::{fmt, num::NonZeroU64, str::FromStr, time::Duration};
+use std::{collections::BTreeSet, fmt, num::NonZeroU64, str::FromStr, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +65,10 @@ pub enum SessionEvent {
 }
 
 impl SessionEvent {
+    /// Every type, as [`SessionEvent::kind`] names them.
+    pub const KINDS: [&'static str; 6] =
+        ["created", "refreshed", "attributes_changed", "regenerated", "deleted", "expired"];
+
     /// The event's type as the wire names it: `created`, `refreshed`, `attributes_changed`,
     /// `regenerated`, `deleted`, `expired`.
     pub fn kind(&self) -> &'static str {
@@ -187,5 +191,47 @@ impl Default for Retention {
     /// 100 000 events, one day.
     fn default() -> Self {
         Retention { max_events: NonZeroU64::new(100_000).expect("not zero"), max_age: Duration::from_secs(86_400) }
+    }
+}
+
+/// Which events a consumer keeps: some types only, one user's only; every event by default.
+///
+/// # Examples
+/// ```
+/// use sessanger_core::EventFilter;
+///
+/// let filter = EventFilter::default().with_types("deleted, expired").unwrap();
+/// assert_eq!(filter.types.iter().copied().collect::<Vec<_>>(), ["deleted", "expired"]);
+/// assert!(EventFilter::default().with_types("deleted,exploded").is_err());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// The types kept ([`SessionEvent::KINDS`]); empty keeps every type.
+    pub types: BTreeSet<&'static str>,
+    /// The one user whose events are kept; `None` keeps everyone's.
+    pub user: Option<UserId>,
+}
+
+/// A type named in a filter that no event has.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown event type `{0}` (the types are created, refreshed, attributes_changed, regenerated, deleted, expired)"
+)]
+pub struct UnknownEventType(pub String);
+
+impl EventFilter {
+    /// Keeps only the types of a comma-separated `list` (blanks around names are ignored).
+    pub fn with_types(mut self, list: &str) -> Result<EventFilter, UnknownEventType> {
+        for name in list.split(',').map(str::trim).filter(|name| !name.is_empty()) {
+            let kind = SessionEvent::KINDS.iter().find(|kind| **kind == name);
+            self.types.insert(kind.ok_or_else(|| UnknownEventType(name.to_owned()))?);
+        }
+        Ok(self)
+    }
+
+    /// Whether the filter keeps `record`.
+    pub fn keeps(&self, record: &EventRecord) -> bool {
+        (self.types.is_empty() || self.types.contains(record.event.kind()))
+            && self.user.as_ref().is_none_or(|user| record.event.user_id() == user)
     }
 }

@@ -22,7 +22,9 @@ mod store;
 mod time;
 pub mod wire;
 
-pub use event::{DeleteReason, EventId, EventRecord, MalformedEventId, Retention, SessionEvent};
+pub use event::{
+    DeleteReason, EventFilter, EventId, EventRecord, MalformedEventId, Retention, SessionEvent, UnknownEventType,
+};
 pub use id::{IdError, ServiceId, SessionId, UserId};
 pub use manager::{Background, ManagerError, NewSession, SessionManager, SessionPolicy};
 pub use service::{MalformedToken, Permission, ServiceRecord, ServiceToken, UnknownPermission};

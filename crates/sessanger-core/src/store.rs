@@ -596,6 +596,13 @@ pub trait EventLog: Debug + Send + Sync + 'static {
     /// Only the store's own failures (see the [module docs](self)).
     async fn last_event_id(&self) -> Result<Option<EventId>, StoreError>;
 
+    /// The newest id trimming ever dropped, `None` if it never dropped one: a consumer that
+    /// resumes after an id older than this missed events (ids may skip without that).
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
+    async fn trimmed_through(&self) -> Result<Option<EventId>, StoreError>;
+
     /// Drops the events `retention` no longer keeps at `now`; returns how many.
     ///
     /// # Errors

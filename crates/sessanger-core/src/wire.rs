@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Attributes, Device, Permission, ServiceId, ServiceRecord, Session, SessionId, Timestamp, UserId, Version};
+use crate::{
+    Attributes, DeleteReason, Device, EventId, EventRecord, Permission, ServiceId, ServiceRecord, Session,
+    SessionEvent, SessionId, Timestamp, UserId, Version,
+};
 
 /// A session as the API shows it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -306,6 +309,8 @@ pub enum ErrorCode {
     RequestTimeout,
     /// The server's store is unreachable (503); retrying may work.
     StoreUnavailable,
+    /// The server's store keeps no event log, so there are no events to stream (501).
+    EventsUnavailable,
     /// The server failed; its log says why (500).
     Internal,
     /// A code this version does not know (a newer server's), or an answer that was not an
@@ -321,6 +326,78 @@ impl std::fmt::Display for ErrorCode {
             ErrorCode::Unknown => f.write_str("unknown"),
             // serde writes a unit variant to a formatter as its serialized name.
             code => code.serialize(f),
+        }
+    }
+}
+
+/// An event as delivered outside the process: the `data` of a `GET /v1/events` message (whose
+/// `id` is the event id and whose `event` is its `type`), and a `sessanger events tail` line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventBody {
+    /// The event's place in the store's log: resume after it.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    pub id: EventId,
+    /// `created`, `refreshed`, `attributes_changed`, `regenerated`, `deleted` or `expired`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// RFC 3339: when the change happened.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub at: Timestamp,
+    /// The service that made the change; absent for the operator's tools and expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub service: Option<ServiceId>,
+    /// The user whose session it is.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub user_id: UserId,
+    /// The session (for `regenerated`, its new id); absent where the deployment delivers
+    /// fingerprints only (`events.session_ids: false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub session_id: Option<SessionId>,
+    /// The session's fingerprint, always: names it in logs without letting anyone use it.
+    pub fingerprint: String,
+    /// `regenerated`: the id that stopped working (absent as `session_id` is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub old_session_id: Option<SessionId>,
+    /// `regenerated`: the fingerprint of the id that stopped working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_fingerprint: Option<String>,
+    /// `attributes_changed`: the keys the change named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<String>>,
+    /// `deleted`: `logout`, `revoked` or `evicted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub reason: Option<DeleteReason>,
+}
+
+impl EventBody {
+    /// The body of `record`, with the session ids themselves if `session_ids`.
+    pub fn new(record: &EventRecord, session_ids: bool) -> EventBody {
+        let event = &record.event;
+        let (mut keys, mut reason, mut old) = (None, None, None);
+        match event {
+            SessionEvent::AttributesChanged { keys: changed, .. } => keys = Some(changed.clone()),
+            SessionEvent::Deleted { reason: why, .. } => reason = Some(*why),
+            SessionEvent::Regenerated { old_session_id, .. } => old = Some(old_session_id),
+            _ => {}
+        }
+        let session_id = event.session_id();
+        EventBody {
+            id: record.id,
+            kind: event.kind().to_owned(),
+            at: record.at,
+            service: record.service.clone(),
+            user_id: event.user_id().clone(),
+            session_id: session_ids.then(|| session_id.clone()),
+            fingerprint: session_id.fingerprint(),
+            old_session_id: old.filter(|_| session_ids).cloned(),
+            old_fingerprint: old.map(SessionId::fingerprint),
+            keys,
+            reason,
         }
     }
 }

@@ -66,6 +66,8 @@ pub(crate) enum ApiError {
     Timeout,
     #[error("the session store is unavailable")]
     StoreUnavailable(#[source] StoreError),
+    #[error("this server's store keeps no event log")]
+    EventsUnavailable,
     #[error("internal server error")]
     Internal(#[source] BoxError),
 }
@@ -138,6 +140,7 @@ impl ApiError {
             ApiError::ServiceExists(_) => (StatusCode::CONFLICT, C::ServiceExists),
             ApiError::Timeout => (StatusCode::SERVICE_UNAVAILABLE, C::RequestTimeout),
             ApiError::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, C::StoreUnavailable),
+            ApiError::EventsUnavailable => (StatusCode::NOT_IMPLEMENTED, C::EventsUnavailable),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, C::Internal),
         }
     }

@@ -16,6 +16,7 @@
 //! - `routes/`: one file per resource, each a `routes()` router and its handlers:
 //!   `routes/sessions.rs` (`/v1/sessions/..`, `/v1/stats`), `routes/users.rs`
 //!   (`/v1/users/{user_id}/sessions`), `routes/services.rs` (the service registry),
+//!   `routes/events.rs` (`/v1/events`, the event log as Server-Sent Events),
 //!   `routes/ops.rs` (`/healthz`, `/readyz`, `/metrics`, `/openapi.json`, the fallbacks).
 //! - `auth.rs`: the `Caller<P>` extractor: bearer token, verified service, permission `P`.
 //! - `extract.rs`: extractors whose failures are `ApiError`s: JSON bodies, ids in the path,
@@ -35,7 +36,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::{Router, extract::DefaultBodyLimit, middleware};
 use sessanger_core::SessionManager;
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 
 mod auth;
 mod compat;
@@ -52,6 +53,7 @@ mod routes;
 pub use compat::options::{BackSessionOptions, CompatAuth, CompatOptions, SESSMAN_DEFAULT_TTL, SessmanOptions};
 pub use listen::ConnectionOptions;
 pub use openapi::openapi;
+pub use routes::events::EventOptions;
 
 /// How often histogram samples are folded into buckets when nobody scrapes `/metrics`;
 /// without it, samples would pile up in memory between scrapes.
@@ -78,6 +80,8 @@ pub struct ServerOptions {
     pub connections: ConnectionOptions,
     /// Which foreign APIs to serve, and how they authenticate; all off by default.
     pub compat: CompatOptions,
+    /// How `GET /v1/events` streams.
+    pub events: EventOptions,
 }
 
 impl Default for ServerOptions {
@@ -87,6 +91,7 @@ impl Default for ServerOptions {
             request_timeout: Duration::from_secs(30),
             connections: ConnectionOptions::default(),
             compat: CompatOptions::default(),
+            events: EventOptions::default(),
         }
     }
 }
@@ -115,13 +120,20 @@ pub struct AppState {
     // Shared, not copied: axum clones the state for every request, and the compat settings
     // hold strings.
     options: Arc<ServerOptions>,
+    /// Turns true when the server stops: event streams, which never end by themselves, end.
+    closing: Arc<watch::Sender<bool>>,
 }
 
 impl AppState {
     /// A state serving `manager`'s sessions. Requests act as the service their token names,
     /// whatever service `manager` itself acts for.
     pub fn new(manager: SessionManager, options: ServerOptions) -> Self {
-        AppState { manager, metrics: metrics::Metrics::new(), options: Arc::new(options) }
+        AppState {
+            manager,
+            metrics: metrics::Metrics::new(),
+            options: Arc::new(options),
+            closing: Arc::new(watch::Sender::new(false)),
+        }
     }
 }
 
@@ -157,6 +169,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let metrics = state.metrics.clone();
     let connections = state.options.connections;
+    let closing = Arc::clone(&state.closing);
+    let shutdown = async move {
+        shutdown.await;
+        closing.send_replace(true);
+    };
     let server = listen::accept_loop(listener, app(state), &connections, shutdown);
     // Upkeep runs inside this future rather than as a spawned task, so it stops with the
     // server, and also when the caller drops `serve` instead of shutting it down.

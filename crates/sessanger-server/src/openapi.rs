@@ -15,7 +15,7 @@ use sessanger_core::wire::{ErrorBody, ErrorCode, ErrorDetail};
 
 use crate::{
     compat::{back_session, sessman},
-    routes::{ops, services, sessions, users},
+    routes::{events, ops, services, sessions, users},
 };
 
 /// The name of the bearer scheme in `components.securitySchemes` (also in `security(..)` above,
@@ -42,6 +42,7 @@ const BEARER: &str = "bearer";
         sessions::stats,
         users::list_user_sessions,
         users::revoke_user_sessions,
+        events::events,
         services::list_services,
         services::register_service,
         services::remove_service,
@@ -68,6 +69,7 @@ const BEARER: &str = "bearer";
     tags(
         (name = "sessions", description = "One session's life, from create to delete (`read` to read, `write` to change)"),
         (name = "users", description = "All sessions of one user"),
+        (name = "events", description = "What happened to sessions, as the store recorded it (`read`)"),
         (name = "services", description = "The registry of services allowed to call this API (`admin`)"),
         (name = "ops", description = "Health, readiness, metrics and this document; no token needed"),
         (name = "back-session (compat)", description = "back-session's API, served with `--compat back-session`; \

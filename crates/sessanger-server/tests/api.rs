@@ -909,3 +909,162 @@ async fn a_caller_may_choose_the_session_id_once_and_only_with_the_users_shard_t
         .await
         .assert_error(400, "invalid_request");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+/// One Server-Sent Events message.
+#[derive(Debug)]
+struct Message {
+    id: Option<String>,
+    event: String,
+    data: Value,
+}
+
+/// The body of a `GET /v1/events` answer, read message by message.
+struct EventReader {
+    body: axum::body::BodyDataStream,
+    buffer: String,
+}
+
+impl EventReader {
+    /// The next message (heartbeat comments skipped), or `None` if none comes within `wait`.
+    async fn next(&mut self, wait: Duration) -> Option<Message> {
+        use futures::StreamExt;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut event, mut data) = (None, "message".to_owned(), String::new());
+                for line in block.lines() {
+                    match line.split_once(':') {
+                        Some(("id", value)) => id = Some(value.trim().to_owned()),
+                        Some(("event", value)) => event = value.trim().to_owned(),
+                        Some(("data", value)) => data.push_str(value.trim()),
+                        _ => {}
+                    }
+                }
+                if !data.is_empty() {
+                    return Some(Message { id, event, data: serde_json::from_str(&data).unwrap() });
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.body.next()).await.ok()??.unwrap();
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
+
+impl Api {
+    /// Opens `GET uri` as the reader service; the answer must be a stream.
+    async fn events(&self, uri: &str, headers: &[(&str, &str)]) -> EventReader {
+        let mut request = Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {}", self.reader));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self.app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+        EventReader { body: response.into_body().into_data_stream(), buffer: String::new() }
+    }
+}
+
+const NO_MORE: Duration = Duration::from_millis(300);
+const SOON: Duration = Duration::from_secs(5);
+
+#[tokio::test]
+async fn events_stream_every_change_and_resume_after_the_last_id_seen() {
+    let api = Api::new().await;
+    let mut live = api.events("/v1/events", &[]).await;
+    let session = api.create(json!({"user_id": "alice", "attributes": {"cart": 1}})).await;
+    let id = id_of(&session);
+    let patch = json!({"set": {"theme": "dark"}});
+    let reply = api.call(Method::PATCH, &format!("/v1/sessions/{id}/attributes"), Some(&api.writer), Some(patch)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let reply = api.call(Method::DELETE, &format!("/v1/sessions/{id}"), Some(&api.writer), None).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.text);
+
+    let mut seen = Vec::new();
+    for kind in ["created", "attributes_changed", "deleted"] {
+        let message = live.next(SOON).await.unwrap_or_else(|| panic!("no `{kind}` event"));
+        assert_eq!((message.event.as_str(), &message.data["type"]), (kind, &json!(kind)));
+        assert_eq!(message.id.as_deref(), message.data["id"].to_string().as_str().into());
+        assert_eq!(message.data["user_id"], "alice");
+        assert_eq!(message.data["service"], "writer");
+        assert_eq!(message.data["session_id"], id.as_str());
+        assert!(message.data["fingerprint"].as_str().is_some_and(|f| !f.is_empty() && !id.contains(f)));
+        seen.push(message);
+    }
+    assert_eq!(seen[1].data["keys"], json!(["theme"]));
+    assert_eq!(seen[2].data["reason"], "logout");
+    assert!(live.next(NO_MORE).await.is_none(), "each change once");
+
+    // A consumer that saw the first resumes after it and gets the two others, once.
+    let first = seen[0].id.clone().unwrap();
+    let mut resumed = api.events("/v1/events", &[("last-event-id", &first)]).await;
+    for kind in ["attributes_changed", "deleted"] {
+        assert_eq!(resumed.next(SOON).await.unwrap().event, kind);
+    }
+    assert!(resumed.next(NO_MORE).await.is_none());
+    // `after=0` starts from the oldest kept; filters keep types and a user.
+    let mut deleted = api.events("/v1/events?after=0&types=deleted,expired", &[]).await;
+    assert_eq!(deleted.next(SOON).await.unwrap().event, "deleted");
+    assert!(deleted.next(NO_MORE).await.is_none());
+    let mut bob = api.events("/v1/events?after=0&user_id=bob", &[]).await;
+    assert!(bob.next(NO_MORE).await.is_none());
+    api.create(json!({"user_id": "bob"})).await;
+    assert_eq!(bob.next(SOON).await.unwrap().data["user_id"], "bob");
+}
+
+#[tokio::test]
+async fn events_refuse_bad_filters_and_stores_without_a_log() {
+    let api = Api::new().await;
+    for (uri, headers) in [
+        ("/v1/events?types=created,exploded", vec![]),
+        ("/v1/events?user_id=", vec![]),
+        ("/v1/events?after=-1", vec![]),
+        ("/v1/events?since=1", vec![]),
+        ("/v1/events", vec![("last-event-id", "abc")]),
+    ] {
+        api.call_with(Method::GET, uri, Some(&api.reader), None, &headers).await.assert_error(400, "invalid_request");
+    }
+    api.call(Method::GET, "/v1/events", None, None).await.assert_error(401, "unauthorized");
+    // A store that keeps no event log (this one only slows every call down).
+    let slow = Arc::new(FaultyStore::new(Mode::Slow));
+    let without_log = Api::with(slow, SessionPolicy::default(), ServerOptions::default()).await;
+    let reply = without_log.call(Method::GET, "/v1/events", Some(&without_log.reader), None).await;
+    reply.assert_error(501, "events_unavailable");
+}
+
+#[tokio::test]
+async fn events_trimmed_before_delivery_are_announced_as_lost() {
+    let store = Arc::new(MemoryStore::new());
+    let api = Api::with(store.clone(), SessionPolicy::default(), ServerOptions::default()).await;
+    for user in ["a", "b", "c"] {
+        api.create(json!({"user_id": user})).await;
+    }
+    let keep_one =
+        sessanger_core::Retention { max_events: std::num::NonZeroU64::new(1).unwrap(), ..Default::default() };
+    use sessanger_core::EventLog;
+    store.trim_events(&keep_one, Timestamp::now()).await.unwrap();
+    let mut stream = api.events("/v1/events?after=1", &[]).await;
+    let lost = stream.next(SOON).await.unwrap();
+    assert_eq!((lost.event.as_str(), &lost.data), ("lost", &json!({"after": 1, "trimmed_through": 2})));
+    assert_eq!(stream.next(SOON).await.unwrap().data["user_id"], "c");
+}
+
+#[tokio::test]
+async fn events_carry_only_fingerprints_where_session_ids_are_off() {
+    let mut options = ServerOptions::default();
+    options.events.session_ids = false;
+    let api = Api::with(Arc::new(MemoryStore::new()), SessionPolicy::default(), options).await;
+    let session = api.create(json!({"user_id": "alice"})).await;
+    let id = id_of(&session);
+    api.call(Method::POST, &format!("/v1/sessions/{id}/regenerate"), Some(&api.writer), None).await;
+    let mut stream = api.events("/v1/events?after=0", &[]).await;
+    for _ in 0..2 {
+        let message = stream.next(SOON).await.unwrap();
+        let text = message.data.to_string();
+        assert!(!text.contains(&id) && message.data.get("session_id").is_none(), "{text}");
+        assert!(message.data["fingerprint"].is_string());
+    }
+}

@@ -53,6 +53,7 @@ pub async fn every_change_records_one_event_in_order(store: SharedStore) {
     let (alice, billing): (UserId, ServiceId) = (user("alice"), "billing".parse().unwrap());
     let now = Timestamp::now();
     let start = log(&store).last_event_id().await.unwrap();
+    assert_eq!(log(&store).trimmed_through().await.unwrap(), None, "nothing trimmed yet");
     let mut s = session(&alice, now);
     s.created_by = Some(billing.clone());
     assert!(matches!(store.create(&s, UserLimit::Unlimited, now).await.unwrap(), Created::Created { .. }));
@@ -215,6 +216,8 @@ pub async fn the_log_reads_from_any_point_and_trims_by_count_and_age(store: Shar
     log(&store).trim_events(&by_age, now + Duration::from_secs(65)).await.unwrap();
     let left = events_of(&store, &dave, start).await;
     assert_eq!(left, all[5..], "the events older than max_age are gone");
+    let trimmed = log(&store).trimmed_through().await.unwrap().expect("trimming dropped events");
+    assert!(trimmed >= all[4].id && trimmed < all[5].id, "a consumer after all[3] learns it missed some");
     // By count: the newest three.
     let by_count = Retention { max_events: NonZeroU64::new(3).unwrap(), max_age: Duration::from_secs(86_400) };
     log(&store).trim_events(&by_count, now).await.unwrap();

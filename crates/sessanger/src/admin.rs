@@ -1,4 +1,4 @@
-//! `sessanger service …` and `sessanger sessions …`.
+//! `sessanger service …` and `sessanger sessions …` (and where `sessanger events tail` reads).
 //!
 //! They work on the configured store directly. An embedded store is locked by the process
 //! that opened it, so while `serve` runs on it the commands go through that server's API,
@@ -21,13 +21,13 @@ use crate::{
 };
 
 /// Where admin commands act: on the store itself, or through the server that holds it.
-enum Target {
+pub(crate) enum Target {
     Direct(SessionManager),
     Remote(Client),
 }
 
 impl Target {
-    async fn connect(settings: &Settings) -> anyhow::Result<Target> {
+    pub(crate) async fn connect(settings: &Settings) -> anyhow::Result<Target> {
         match store::open(settings).await? {
             Opened::Ready(store) => Ok(Target::Direct(SessionManager::with_policy(store, settings.policy.clone()))),
             Opened::HeldElsewhere(path) => {

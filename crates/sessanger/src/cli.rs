@@ -53,6 +53,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: SessionsCommand,
     },
+    /// Read the store's event log.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Create or upgrade the store's schema (SQL stores) and exit; `serve` also does it at start.
     Migrate,
     /// Check configuration files.
@@ -174,6 +179,26 @@ pub(crate) enum SessionsCommand {
         /// Revoke every session of this user.
         #[arg(long)]
         user: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventsCommand {
+    /// Print events as they are recorded, one JSON object per line, until interrupted: from
+    /// the store, or through the running server that holds it. A dropped connection to the
+    /// server is resumed after the last event printed.
+    Tail {
+        /// Comma-separated types to print (created, refreshed, attributes_changed,
+        /// regenerated, deleted, expired); all by default.
+        #[arg(long)]
+        types: Option<String>,
+        /// Print only this user's events.
+        #[arg(long)]
+        user: Option<String>,
+        /// Start after this event id (0: from the oldest kept); by default with what happens
+        /// next.
+        #[arg(long)]
+        after: Option<String>,
     },
 }
 

@@ -14,6 +14,7 @@
 mod admin;
 mod amqp;
 mod cli;
+mod events;
 mod logging;
 mod options;
 mod pam_exec;
@@ -26,7 +27,7 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, EventsCommand};
 
 fn main() -> std::process::ExitCode {
     match start() {
@@ -93,6 +94,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { .. } => serve::run(settings).await,
         Command::Service { command } => admin::service(&settings, command).await,
         Command::Sessions { command } => admin::sessions(&settings, command).await,
+        Command::Events { command: EventsCommand::Tail { types, user, after } } => {
+            events::tail(&settings, types.as_deref(), user.as_deref(), after.as_deref()).await
+        }
         Command::Migrate => admin::migrate(&settings).await,
         Command::Config { .. } => unreachable!("handled before the runtime starts"),
         Command::Amqp => amqp::run_alone(settings).await,

@@ -2,8 +2,8 @@
 //! both the file's layout (`sessanger-config`) and the libraries' options.
 
 use sessanger_amqp::{Account, BrokerOptions};
-use sessanger_config::{BrokerConfig, CompatConfig, EncryptedAttributes, EncryptionConfig, HttpConfig};
-use sessanger_server::{CompatAuth, CompatOptions, ConnectionOptions, ServerOptions};
+use sessanger_config::{BrokerConfig, CompatConfig, EncryptedAttributes, EncryptionConfig, EventsConfig, HttpConfig};
+use sessanger_server::{CompatAuth, CompatOptions, ConnectionOptions, EventOptions, ServerOptions};
 use sessanger_store_encrypted::{Keyring, KeyringError, Selection};
 
 /// `broker:` as the AMQP crate's options; a `url` written `host:port` gets its `amqp://`.
@@ -24,16 +24,17 @@ pub(crate) fn broker(file: &BrokerConfig) -> BrokerOptions {
     options
 }
 
-/// `http:` (with `compat:` already mapped) as the server's options; what the file leaves out
-/// keeps the server's default.
-pub(crate) fn server(file: &HttpConfig, compat: CompatOptions) -> ServerOptions {
+/// `http:` (with `compat:` already mapped, and `events.session_ids`) as the server's options;
+/// what the file leaves out keeps the server's default.
+pub(crate) fn server(file: &HttpConfig, compat: CompatOptions, events: &EventsConfig) -> ServerOptions {
     let defaults = ConnectionOptions::default();
     let connections = ConnectionOptions {
         header_read_timeout: file.header_read_timeout.unwrap_or(defaults.header_read_timeout),
         idle_timeout: file.idle_timeout.unwrap_or(defaults.idle_timeout),
         max_connections: file.max_connections.unwrap_or(defaults.max_connections),
     };
-    ServerOptions { body_limit: file.body_limit, connections, compat, ..ServerOptions::default() }
+    let events = EventOptions { session_ids: events.session_ids, ..EventOptions::default() };
+    ServerOptions { body_limit: file.body_limit, connections, compat, events, ..ServerOptions::default() }
 }
 
 /// `compat:` as the server's options. `Config::load` has already merged the `sessman.json` a

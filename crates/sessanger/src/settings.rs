@@ -72,7 +72,7 @@ impl Settings {
             policy: config.session_policy(),
             gc_interval: config.session.gc_interval,
             routing_key: config.session.routing_key.clone(),
-            server: options::server(&config.http, compat),
+            server: options::server(&config.http, compat, &config.events),
             broker: config.broker.as_ref().map(options::broker),
             key_prefix: cli.key_prefix.clone().or(config.store.key_prefix),
             encryption: config.encryption,

@@ -36,7 +36,7 @@
 //! | `sessions_by_expiry` | (`expires_at` ms, session id) | `()` | sessions in the order they die: `delete_expired` reads only due entries, and `count_active` is the record count minus the due entries, so neither scans live sessions |
 //! | `services` | service id | the [`ServiceRecord`] as JSON | the service registry, listed in id order |
 //! | `events` | event id | the [`EventRecord`] as JSON | the event log, oldest first: a consumer resumes with one range read |
-//! | `counters` | name | `u64` | `last_event`, the newest event id ever given: trimming the log never lets an id come back |
+//! | `counters` | name | `u64` | `last_event`, the newest event id ever given (trimming the log never lets an id come back), and `trimmed_through`, the newest one trimming dropped |
 //!
 //! Every write keeps the three session tables consistent in the same transaction, and
 //! records the events of what it changed in that transaction too. A session
@@ -115,6 +115,8 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// In [`COUNTERS`]: the newest event id ever given.
 const LAST_EVENT: &str = "last_event";
+/// In [`COUNTERS`]: the newest event id trimming dropped.
+const TRIMMED_THROUGH: &str = "trimmed_through";
 
 /// Why [`EmbeddedStore::open`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +216,14 @@ impl EmbeddedStore {
     /// point lookups only, whose work is bounded and short (see "Reads" in the crate docs).
     fn read_inline<T>(&self, op: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
         op(&self.db.begin_read().map_err(store_error)?)
+    }
+
+    /// The event id kept in [`COUNTERS`] under `name`.
+    fn counter(&self, name: &str) -> Result<Option<EventId>, StoreError> {
+        self.read_inline(|txn| {
+            let counters = txn.open_table(COUNTERS).map_err(store_error)?;
+            Ok(counters.get(name).map_err(store_error)?.map(|n| EventId(n.value())))
+        })
     }
 
     /// Runs `op` in one write transaction on the blocking pool. The transaction commits if
@@ -776,10 +786,11 @@ impl EventLog for EmbeddedStore {
     }
 
     async fn last_event_id(&self) -> Result<Option<EventId>, StoreError> {
-        self.read_inline(|txn| {
-            let counters = txn.open_table(COUNTERS).map_err(store_error)?;
-            Ok(counters.get(LAST_EVENT).map_err(store_error)?.map(|n| EventId(n.value())))
-        })
+        self.counter(LAST_EVENT)
+    }
+
+    async fn trimmed_through(&self) -> Result<Option<EventId>, StoreError> {
+        self.counter(TRIMMED_THROUGH)
     }
 
     async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {
@@ -797,6 +808,10 @@ impl EventLog for EmbeddedStore {
                 }
                 events.pop_first().map_err(store_error)?;
                 trimmed += 1;
+                txn.open_table(COUNTERS)
+                    .map_err(store_error)?
+                    .insert(TRIMMED_THROUGH, record.id.0)
+                    .map_err(store_error)?;
             }
             Ok((trimmed, trimmed > 0))
         })

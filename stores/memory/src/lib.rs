@@ -44,6 +44,7 @@ struct Inner {
     /// The event log, oldest first; ids are consecutive from the front's.
     events: VecDeque<EventRecord>,
     last_event: u64,
+    trimmed_through: Option<EventId>,
 }
 
 impl MemoryStore {
@@ -309,6 +310,10 @@ impl EventLog for MemoryStore {
         Ok(Some(self.lock().last_event).filter(|&n| n > 0).map(EventId))
     }
 
+    async fn trimmed_through(&self) -> Result<Option<EventId>, StoreError> {
+        Ok(self.lock().trimmed_through)
+    }
+
     async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {
         let mut inner = self.lock();
         let cutoff = now - retention.max_age;
@@ -316,7 +321,7 @@ impl EventLog for MemoryStore {
         while inner.events.len() as u64 > retention.max_events.get()
             || inner.events.front().is_some_and(|e| e.at < cutoff)
         {
-            inner.events.pop_front();
+            inner.trimmed_through = inner.events.pop_front().map(|e| e.id);
         }
         Ok((before - inner.events.len()) as u64)
     }

@@ -3,6 +3,7 @@
 use crate::{AppState, CompatOptions, compat};
 use axum::Router;
 
+pub(crate) mod events;
 pub(crate) mod ops;
 pub(crate) mod services;
 pub(crate) mod sessions;
@@ -15,6 +16,7 @@ pub(crate) fn router(compat: &CompatOptions) -> Router<AppState> {
         .merge(compat::routes(compat))
         .merge(sessions::routes())
         .merge(users::routes())
+        .merge(events::routes())
         .merge(services::routes())
         .merge(ops::routes())
         .fallback(ops::not_found)
