@@ -28,6 +28,8 @@
 //! - [`responder`]: [`serve`] (connect, declare, consume, reconnect) over [`run`] (one channel),
 //!   and the [`Responder`] every request is applied to.
 //! - `dedup`: the recent replies a manager answers a request delivered twice with.
+//! - [`relay`]: the store's event log forwarded to the exchange [`relay::EVENTS_EXCHANGE`],
+//!   one process at a time, at least once.
 //! - [`client`]: [`AmqpClient`], the Rust API for programs and the CLI.
 
 pub mod broker;
@@ -36,6 +38,7 @@ mod dedup;
 pub mod message;
 mod options;
 pub mod pam;
+pub mod relay;
 pub mod responder;
 pub mod routing;
 

@@ -8,6 +8,7 @@
 //! take turns on them through one lock.
 
 use std::{
+    collections::HashMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -23,9 +24,10 @@ use sessanger_amqp::{
     ServeOptions,
     broker::{BrokerAdmin, BrokerError, Provisioner, Rights},
     message::Reply,
+    relay::{EVENTS_EXCHANGE, RelayOptions, relay},
     serve,
 };
-use sessanger_core::{Clock, ManualClock, SessionManager, SystemClock, UserId};
+use sessanger_core::{Clock, EventId, ManualClock, SessionManager, SystemClock, UserId};
 use sessanger_store_memory::MemoryStore;
 use tokio::sync::{Mutex, MutexGuard, oneshot};
 
@@ -675,5 +677,143 @@ async fn remove_vhost_takes_the_users_vhost_and_its_messages_with_the_last_sessi
     let channel = own.create_channel().await.unwrap();
     let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
     assert!(channel.queue_declare("inbox".into(), passive, FieldTable::default()).await.is_err(), "the queue went too");
+    world.finish().await;
+}
+
+/// A queue of the test's own bound to every event on the exchange, and what arrives on it:
+/// how many times each `message_id` came.
+struct EventQueue {
+    _connection: Connection,
+    deliveries: lapin::Consumer,
+}
+
+impl EventQueue {
+    async fn bind(world: &World) -> EventQueue {
+        use lapin::{
+            ExchangeKind,
+            options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+        };
+        let config = &world.config;
+        let manager = &config.manager;
+        let connection = connect_as(config, &manager.login, manager.password().unwrap(), config.vhost()).await.unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+        channel
+            .exchange_declare(EVENTS_EXCHANGE.into(), ExchangeKind::Topic, durable, FieldTable::default())
+            .await
+            .unwrap();
+        let queue = format!("{}-events", manager.login);
+        let options = QueueDeclareOptions::durable();
+        channel.queue_declare(queue.as_str().into(), options, FieldTable::default()).await.unwrap();
+        let bind = QueueBindOptions::default();
+        channel
+            .queue_bind(queue.as_str().into(), EVENTS_EXCHANGE.into(), "session.#".into(), bind, FieldTable::default())
+            .await
+            .unwrap();
+        let no_ack = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };
+        let deliveries =
+            channel.basic_consume(queue.as_str().into(), "".into(), no_ack, FieldTable::default()).await.unwrap();
+        EventQueue { _connection: connection, deliveries }
+    }
+
+    /// Counts deliveries by message id until every id of `expected` came, or 30 s passed.
+    async fn until_all(&mut self, expected: &[EventId]) -> HashMap<EventId, u32> {
+        let mut seen: HashMap<EventId, u32> = HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !expected.iter().all(|id| seen.contains_key(id)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(Some(Ok(delivery))) = tokio::time::timeout(left, self.deliveries.next()).await else { break };
+            let id = delivery.properties.message_id().as_ref().expect("a message id").as_str().parse().unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&delivery.data).unwrap();
+            assert_eq!(body["id"], serde_json::json!(id), "the message id is the event id");
+            assert_eq!(delivery.routing_key.as_str(), format!("session.{}", body["type"].as_str().unwrap()));
+            *seen.entry(id).or_default() += 1;
+        }
+        seen
+    }
+}
+
+fn relay_options(world: &World) -> RelayOptions {
+    RelayOptions { lease: Duration::from_secs(2), ..RelayOptions::from_options(&world.config, true).unwrap() }
+}
+
+async fn every_event_id(manager: &SessionManager) -> Vec<EventId> {
+    let log = manager.event_log().unwrap();
+    log.read_events(None, 100_000).await.unwrap().into_iter().map(|e| e.id).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_reaches_the_exchange_at_least_once_while_rabbitmq_restarts() {
+    let world = World::new(ONE_KEY, |_| {}).await;
+    let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default());
+    // The durable queue is bound now and read after the restart: it keeps what arrives meanwhile.
+    drop(EventQueue::bind(&world).await);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let relaying = tokio::spawn(relay(manager.clone(), relay_options(&world), async {
+        let _ = stopped.await;
+    }));
+    // A burst of 300 logins over ~3 s, with the broker down for a second in the middle.
+    let burst = {
+        let manager = manager.clone();
+        tokio::spawn(async move {
+            for i in 0..300 {
+                let user: UserId = format!("burst{}", i % 7).parse().unwrap();
+                manager.create_session(&user, Default::default()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stopped_broker = world.stop_rabbitmq().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stopped_broker.start().await;
+    burst.await.unwrap();
+
+    let expected = every_event_id(&manager).await;
+    assert_eq!(expected.len(), 300);
+    let seen = EventQueue::bind(&world).await.until_all(&expected).await;
+    let missing: Vec<_> = expected.iter().filter(|id| !seen.contains_key(id)).collect();
+    assert!(missing.is_empty(), "events that never reached the exchange: {missing:?}");
+    let duplicates: u32 = seen.values().map(|n| n - 1).sum();
+    println!(
+        "{} events, {duplicates} delivered again after the restart (consumers drop them by message id)",
+        seen.len()
+    );
+    let _ = stop.send(());
+    relaying.await.unwrap();
+    world.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_on_one_store_forward_each_event_once_and_the_survivor_takes_over() {
+    let world = World::new(ONE_KEY, |_| {}).await;
+    let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), Default::default());
+    let mut queue = EventQueue::bind(&world).await;
+    let (first_stop, first_stopped) = oneshot::channel::<()>();
+    let first = tokio::spawn(relay(manager.clone(), relay_options(&world), async {
+        let _ = first_stopped.await;
+    }));
+    let (second_stop, second_stopped) = oneshot::channel::<()>();
+    let second = tokio::spawn(relay(manager.clone(), relay_options(&world), async {
+        let _ = second_stopped.await;
+    }));
+    let user: UserId = "relayed".parse().unwrap();
+    for _ in 0..50 {
+        manager.create_session(&user, Default::default()).await.unwrap();
+    }
+    let seen = queue.until_all(&every_event_id(&manager).await).await;
+    assert_eq!(seen.len(), 50);
+    assert!(seen.values().all(|n| *n == 1), "without faults each event is published once: {seen:?}");
+
+    // Stop both in turn: whichever held the lease, the other takes over within the lease.
+    let _ = first_stop.send(());
+    first.await.unwrap();
+    for _ in 0..20 {
+        manager.create_session(&user, Default::default()).await.unwrap();
+    }
+    let seen = queue.until_all(&every_event_id(&manager).await[50..]).await;
+    assert_eq!(seen.len(), 20, "the relay left running forwards the rest");
+    let _ = second_stop.send(());
+    second.await.unwrap();
     world.finish().await;
 }

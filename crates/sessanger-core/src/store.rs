@@ -603,6 +603,34 @@ pub trait EventLog: Debug + Send + Sync + 'static {
     /// Only the store's own failures (see the [module docs](self)).
     async fn trimmed_through(&self) -> Result<Option<EventId>, StoreError>;
 
+    /// Claims relay `name` (a process that forwards the log elsewhere, one at a time per
+    /// log) for `holder` until `until`, if nobody holds it, its lease ran out by `now`, or
+    /// `holder` holds it already; the answer says where the relay stands.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
+    async fn claim_relay(
+        &self,
+        name: &str,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<RelayClaim, StoreError>;
+
+    /// Records that relay `name` forwarded every event up to `position`, and extends its lease
+    /// to `until`, if `holder` still holds it; `false` (and nothing written) if another holder
+    /// claimed it meanwhile.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
+    async fn advance_relay(
+        &self,
+        name: &str,
+        holder: &str,
+        position: Option<EventId>,
+        until: Timestamp,
+    ) -> Result<bool, StoreError>;
+
     /// Drops the events `retention` no longer keeps at `now`; returns how many.
     ///
     /// # Errors
@@ -654,6 +682,54 @@ pub trait ServiceStore: Debug + Send + Sync + 'static {
     /// Only the store's own failures (see the [module docs](self)).
     async fn watch_removed_services(&self) -> Result<Option<RemovedServices>, StoreError> {
         Ok(None)
+    }
+}
+
+/// What [`EventLog::claim_relay`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayClaim {
+    /// The caller holds the relay; it has forwarded every event up to `position` (`None`:
+    /// none yet, so it starts with the oldest event the log keeps).
+    Held {
+        /// The last event forwarded.
+        position: Option<EventId>,
+    },
+    /// Another holder's lease runs until `until`.
+    Busy {
+        /// When the other lease runs out.
+        until: Timestamp,
+    },
+}
+
+/// A relay's record in the store: who holds it until when, and how far it got.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RelayState {
+    /// The holder.
+    pub holder: String,
+    /// When the holder's lease runs out.
+    pub until: Timestamp,
+    /// The last event forwarded.
+    pub position: Option<EventId>,
+}
+
+impl RelayState {
+    /// The claim of `holder` on this state (`None`: the relay never ran) at `now`, and the
+    /// state to store if the claim succeeds; the one rule of every store.
+    pub fn claim(
+        current: Option<RelayState>,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> (RelayClaim, Option<RelayState>) {
+        match current {
+            Some(state) if state.holder != holder && state.until > now => {
+                (RelayClaim::Busy { until: state.until }, None)
+            }
+            current => {
+                let position = current.and_then(|state| state.position);
+                (RelayClaim::Held { position }, Some(RelayState { holder: holder.to_owned(), until, position }))
+            }
+        }
     }
 }
 

@@ -9,8 +9,9 @@ use std::{num::NonZeroU64, sync::Arc, time::Duration};
 
 use serde_json::json;
 use sessanger_core::{
-    Change, Created, DeleteReason, EventId, EventLog, EventRecord, Patch, PatchOptions, Patched, Renamed, Replaced,
-    Replacement, Retention, ServiceId, Session, SessionEvent, SessionId, Store, Timestamp, UserId, UserLimit, Version,
+    Change, Created, DeleteReason, EventId, EventLog, EventRecord, Patch, PatchOptions, Patched, RelayClaim, Renamed,
+    Replaced, Replacement, Retention, ServiceId, Session, SessionEvent, SessionId, Store, Timestamp, UserId, UserLimit,
+    Version,
 };
 
 type SharedStore = Arc<dyn Store>;
@@ -230,4 +231,32 @@ pub async fn the_log_reads_from_any_point_and_trims_by_count_and_age(store: Shar
     store.create(&next, UserLimit::Unlimited, now).await.unwrap();
     let newest = log(&store).read_events(last, 10).await.unwrap();
     assert!(newest.iter().all(|e| Some(e.id) > last), "a new event gets a new id, never a trimmed one");
+}
+
+/// A relay is held by one holder at a time: another claims it only once the lease ran out, and
+/// a holder that lost it can no longer move its position.
+pub async fn a_relay_is_held_by_one_holder_at_a_time(store: SharedStore) {
+    let log = log(&store);
+    let name = format!("relay-{}", &SessionId::generate().as_ref()[..8]);
+    let now = Timestamp::now();
+    let (lease, later) = (now + Duration::from_secs(10), now + Duration::from_secs(11));
+    store.create(&session(&user("erin"), now), UserLimit::Unlimited, now).await.unwrap();
+    let newest = log.last_event_id().await.unwrap();
+    // A relay that never ran starts with the oldest event kept.
+    assert_eq!(log.claim_relay(&name, "a", lease, now).await.unwrap(), RelayClaim::Held { position: None });
+    assert_eq!(log.claim_relay(&name, "b", lease, now).await.unwrap(), RelayClaim::Busy { until: lease });
+    let moved = newest.map(EventId::next);
+    assert!(log.advance_relay(&name, "a", moved, lease).await.unwrap());
+    assert_eq!(log.claim_relay(&name, "a", lease, now).await.unwrap(), RelayClaim::Held { position: moved });
+    // The lease runs out: b takes over where a stopped, and a can no longer move.
+    assert_eq!(
+        log.claim_relay(&name, "b", later + Duration::from_secs(10), later).await.unwrap(),
+        RelayClaim::Held { position: moved }
+    );
+    assert!(!log.advance_relay(&name, "a", moved.map(EventId::next), later).await.unwrap(), "a lost the lease");
+    assert!(log.advance_relay(&name, "b", moved.map(EventId::next), later).await.unwrap());
+    assert_eq!(
+        log.claim_relay(&name, "b", later, later).await.unwrap(),
+        RelayClaim::Held { position: moved.map(EventId::next) }
+    );
 }

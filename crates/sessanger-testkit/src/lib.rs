@@ -130,7 +130,8 @@ macro_rules! store_events_conformance {
             every_change_records_one_event_in_order,
             steps_that_change_nothing_record_nothing,
             evictions_revocations_and_expiries_are_recorded_once,
-            the_log_reads_from_any_point_and_trims_by_count_and_age
+            the_log_reads_from_any_point_and_trims_by_count_and_age,
+            a_relay_is_held_by_one_holder_at_a_time
         );
     };
 }

@@ -3,7 +3,6 @@
 //! shell over `sessanger-amqp`.
 
 use std::{
-    future::Future,
     io::{IsTerminal, Read},
     sync::Arc,
 };
@@ -11,8 +10,10 @@ use std::{
 use anyhow::{Context, bail};
 use sessanger_amqp::{
     AmqpClient, BrokerOptions, ClientError, Responder, RoutingKey, ServeOptions, broker::BrokerAdmin,
+    relay::RelayOptions,
 };
 use sessanger_core::SessionManager;
+use tokio::sync::watch;
 
 use crate::{cli::BrokerCommand, settings::Settings, store};
 
@@ -43,20 +44,30 @@ fn routing_key(settings: &Settings, broker: &BrokerOptions) -> anyhow::Result<Ro
     key.parse().with_context(|| format!("session.routing_key `{key}`"))
 }
 
-/// Starts the AMQP session manager on `manager` when the config has a `broker:` section; it
-/// stops when `shutdown` completes.
+/// Starts the AMQP session manager on `manager` when the config has a `broker:` section, with
+/// the relay of the store's event log to the broker beside it; both stop when `stop` is
+/// dropped.
 pub(crate) fn spawn(
     settings: &Settings,
     manager: &SessionManager,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    stop: watch::Receiver<()>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(broker) = settings.broker.as_ref() else { return Ok(None) };
     let options = ServeOptions::from_options(broker).map_err(anyhow::Error::msg)?;
+    let relay = RelayOptions::from_options(broker, settings.server.events.session_ids).map_err(anyhow::Error::msg)?;
     let key = routing_key(settings, broker)?;
     let manager = manager.for_service(&"amqp".parse().expect("a valid service id"));
-    let responder = Arc::new(Responder::from_options(manager, broker, key.clone())?);
+    let responder = Arc::new(Responder::from_options(manager.clone(), broker, key.clone())?);
     tracing::info!(routing_key = %key, broker = %broker.url, "starting the AMQP session manager");
-    Ok(Some(tokio::spawn(sessanger_amqp::serve(options, responder, shutdown))))
+    let stopped = |mut stop: watch::Receiver<()>| async move {
+        let _ = stop.changed().await;
+    };
+    Ok(Some(tokio::spawn(async move {
+        tokio::join!(
+            sessanger_amqp::serve(options, responder, stopped(stop.clone())),
+            sessanger_amqp::relay::relay(manager, relay, stopped(stop)),
+        );
+    })))
 }
 
 /// `sessanger amqp`: the manager alone, on the configured store.
@@ -71,7 +82,10 @@ pub(crate) async fn run_alone(settings: Settings) -> anyhow::Result<()> {
     };
     let manager = SessionManager::with_policy(store, settings.policy.clone());
     let _reaper = manager.spawn_reaper(settings.gc_interval);
-    let task = spawn(&settings, &manager, crate::serve::shutdown_signal())?.expect("broker config checked above");
+    let (stop, stopping) = watch::channel(());
+    let task = spawn(&settings, &manager, stopping)?.expect("broker config checked above");
+    crate::serve::shutdown_signal().await;
+    drop(stop);
     task.await?;
     Ok(())
 }

@@ -22,10 +22,8 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     // Removals through other nodes reach this one's service cache as the store announces them.
     let _service_watch = manager.spawn_service_watch().await?;
     // One signal stops both front ends: HTTP takes it, and dropping `stop` tells AMQP.
-    let (stop, mut stopped) = tokio::sync::watch::channel(());
-    let amqp = crate::amqp::spawn(&settings, &manager, async move {
-        let _ = stopped.changed().await;
-    })?;
+    let (stop, stopping) = tokio::sync::watch::channel(());
+    let amqp = crate::amqp::spawn(&settings, &manager, stopping)?;
 
     let listener = TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
     let url = format!("http://{}", listener.local_addr()?);

@@ -27,7 +27,7 @@
 //!
 //! # Layout
 //!
-//! The database file is `<dir>/sessions.redb` and holds six tables:
+//! The database file is `<dir>/sessions.redb` and holds seven tables:
 //!
 //! | table | key | value | why |
 //! |---|---|---|---|
@@ -36,6 +36,7 @@
 //! | `sessions_by_expiry` | (`expires_at` ms, session id) | `()` | sessions in the order they die: `delete_expired` reads only due entries, and `count_active` is the record count minus the due entries, so neither scans live sessions |
 //! | `services` | service id | the [`ServiceRecord`] as JSON | the service registry, listed in id order |
 //! | `events` | event id | the [`EventRecord`] as JSON | the event log, oldest first: a consumer resumes with one range read |
+//! | `relays` | relay name | its [`RelayState`] as JSON | who forwards the log elsewhere (to RabbitMQ), until when, and how far it got |
 //! | `counters` | name | `u64` | `last_event`, the newest event id ever given (trimming the log never lets an id come back), and `trimmed_through`, the newest one trimming dropped |
 //!
 //! Every write keeps the three session tables consistent in the same transaction, and
@@ -94,8 +95,8 @@ use redb::{
 use serde::{Serialize, de::DeserializeOwned};
 use sessanger_core::{
     BoxError, Change, Created, DeleteReason, EventId, EventLog, EventRecord, Maintenance, Page, Patch, PatchOptions,
-    Patched, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session, SessionEvent,
-    SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit,
+    Patched, RelayClaim, RelayState, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore,
+    Session, SessionEvent, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit,
 };
 
 /// The name of the database file inside the data directory.
@@ -115,6 +116,8 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// In [`COUNTERS`]: the newest event id ever given.
 const LAST_EVENT: &str = "last_event";
+/// Relay name → its [`RelayState`] as JSON: who forwards the log, until when, how far.
+const RELAYS: TableDefinition<&str, &[u8]> = TableDefinition::new("relays");
 /// In [`COUNTERS`]: the newest event id trimming dropped.
 const TRIMMED_THROUGH: &str = "trimmed_through";
 
@@ -193,6 +196,7 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(|e| failed(e.into()))?;
         SessionTables::open(&txn).map_err(|e| failed(e.into()))?;
         txn.open_table(SERVICES).map_err(|e| failed(e.into()))?;
+        txn.open_table(RELAYS).map_err(|e| failed(e.into()))?;
         txn.commit().map_err(|e| failed(e.into()))?;
         Ok(EmbeddedStore { db: Arc::new(db), path })
     }
@@ -791,6 +795,48 @@ impl EventLog for EmbeddedStore {
 
     async fn trimmed_through(&self) -> Result<Option<EventId>, StoreError> {
         self.counter(TRIMMED_THROUGH)
+    }
+
+    async fn claim_relay(
+        &self,
+        name: &str,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<RelayClaim, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.write(move |txn| {
+            let mut relays = txn.open_table(RELAYS).map_err(store_error)?;
+            let current = get(&relays, &name)?;
+            let (claim, state) = RelayState::claim(current, &holder, until, now);
+            if let Some(state) = &state {
+                relays.insert(name.as_str(), encode(state)?.as_slice()).map_err(store_error)?;
+            }
+            Ok((claim, state.is_some()))
+        })
+        .await
+    }
+
+    async fn advance_relay(
+        &self,
+        name: &str,
+        holder: &str,
+        position: Option<EventId>,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.write(move |txn| {
+            let mut relays = txn.open_table(RELAYS).map_err(store_error)?;
+            match get::<RelayState>(&relays, &name)? {
+                Some(state) if state.holder == holder => {
+                    let state = RelayState { position, until, ..state };
+                    relays.insert(name.as_str(), encode(&state)?.as_slice()).map_err(store_error)?;
+                    Ok((true, true))
+                }
+                _ => Ok((false, false)),
+            }
+        })
+        .await
     }
 
     async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {

@@ -24,8 +24,8 @@ use std::{
 use async_trait::async_trait;
 use sessanger_core::{
     Change, Created, DeleteReason, EventId, EventLog, EventRecord, Maintenance, Page, Patch, PatchOptions, Patched,
-    Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session, SessionEvent,
-    SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit,
+    RelayClaim, RelayState, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session,
+    SessionEvent, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit,
 };
 
 /// Sessions and services in process memory; gone when the process ends.
@@ -45,6 +45,7 @@ struct Inner {
     events: VecDeque<EventRecord>,
     last_event: u64,
     trimmed_through: Option<EventId>,
+    relays: HashMap<String, RelayState>,
 }
 
 impl MemoryStore {
@@ -312,6 +313,38 @@ impl EventLog for MemoryStore {
 
     async fn trimmed_through(&self) -> Result<Option<EventId>, StoreError> {
         Ok(self.lock().trimmed_through)
+    }
+
+    async fn claim_relay(
+        &self,
+        name: &str,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<RelayClaim, StoreError> {
+        let mut inner = self.lock();
+        let (claim, state) = RelayState::claim(inner.relays.get(name).cloned(), holder, until, now);
+        if let Some(state) = state {
+            inner.relays.insert(name.to_owned(), state);
+        }
+        Ok(claim)
+    }
+
+    async fn advance_relay(
+        &self,
+        name: &str,
+        holder: &str,
+        position: Option<EventId>,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.relays.get_mut(name) {
+            Some(state) if state.holder == holder => {
+                (state.position, state.until) = (position, until);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {
