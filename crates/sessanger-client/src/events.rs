@@ -190,20 +190,20 @@ mod tests {
     use super::*;
 
     const CREATED: &str =
-        r#"{"id":7,"type":"created","at":"2026-12-06T12:00:00.000Z","user_id":"alice","fingerprint":"abc"}"#;
+        r#"{"id":"7","type":"created","at":"2026-12-06T12:00:00.000Z","user_id":"alice","fingerprint":"abc"}"#;
 
     #[test]
     fn messages_are_read_across_chunks_and_comments_are_skipped() {
         let client = Client::new("http://127.0.0.1:1", "svc.secret").unwrap();
         let mut stream = client.events(EventFilter::default(), None);
         let text =
-            format!(": heartbeat\n\nid: 7\nevent: created\ndata: {CREATED}\n\nevent: lost\ndata: {{\"after\":1,");
+            format!(": heartbeat\n\nid: 7\nevent: created\ndata: {CREATED}\n\nevent: lost\ndata: {{\"after\":\"1\",");
         stream.buffer.extend_from_slice(text.as_bytes());
         stream.parse();
         let Some(Received::Event(event)) = stream.ready.pop_front() else { panic!("{:?}", stream.ready) };
         assert_eq!((event.id, event.kind.as_str()), (EventId(7), "created"));
         assert!(stream.ready.is_empty(), "the half message waits for its end");
-        stream.buffer.extend_from_slice(b"\"trimmed_through\":5}\r\n\r\n");
+        stream.buffer.extend_from_slice(b"\"trimmed_through\":\"5\"}\r\n\r\n");
         stream.parse();
         assert_eq!(stream.ready.pop_front(), Some(Received::Lost { after: EventId(1), trimmed_through: EventId(5) }));
     }

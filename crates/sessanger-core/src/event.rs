@@ -120,7 +120,8 @@ pub enum DeleteReason {
 }
 
 /// An event's place in its store's log: ids grow with every event recorded, so a consumer
-/// that saw one resumes after it. Written as a decimal number.
+/// that saw one resumes after it. Written as decimal digits, and in JSON as a string:
+/// consumers keep it and hand it back, they never compute with it.
 ///
 /// # Examples
 /// ```
@@ -128,11 +129,24 @@ pub enum DeleteReason {
 ///
 /// let id: EventId = "42".parse().unwrap();
 /// assert_eq!(id.next(), EventId(43));
+/// assert_eq!(serde_json::to_string(&id).unwrap(), r#""42""#);
 /// assert!("4x".parse::<EventId>().is_err());
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EventId(pub u64);
+
+impl Serialize for EventId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 impl EventId {
     /// The id after this one.

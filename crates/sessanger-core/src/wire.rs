@@ -336,7 +336,7 @@ impl std::fmt::Display for ErrorCode {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventBody {
     /// The event's place in the store's log: resume after it.
-    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: EventId,
     /// `created`, `refreshed`, `attributes_changed`, `regenerated`, `deleted` or `expired`.
     #[serde(rename = "type")]
