@@ -383,8 +383,15 @@ impl Page {
     /// Where the page after `sessions` (this page's) starts; `None` when this one was not
     /// full, so there is nothing after it.
     pub fn next(&self, sessions: &[Session]) -> Option<Page> {
-        let last = sessions.last().filter(|_| sessions.len() >= self.size())?;
+        let last = Page::continues_after(sessions, self.limit)?;
         Some(Page { after: Some(Position::of(last)), limit: self.limit })
+    }
+
+    /// The item a listing's next page starts after: the last of `page` if it holds `limit`
+    /// items, `None` if it holds fewer (it was the last page). The one rule of every paged
+    /// listing, sessions and services alike.
+    pub fn continues_after<T>(page: &[T], limit: NonZeroU32) -> Option<&T> {
+        page.last().filter(|_| page.len() >= limit.get() as usize)
     }
 }
 

@@ -68,7 +68,7 @@ impl Target {
                 }
                 Target::Remote(c) => c.list_services(after.as_ref(), Page::MAX_LIMIT).await?.services,
             };
-            let full = page.len() >= Page::MAX_LIMIT.get() as usize;
+            let full = Page::continues_after(&page, Page::MAX_LIMIT).is_some();
             all.extend(page);
             if !full {
                 return Ok(all);

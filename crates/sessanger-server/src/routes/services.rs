@@ -6,7 +6,7 @@ use axum::{
     routing::{delete, get},
 };
 use sessanger_core::{
-    ServiceId,
+    Page, ServiceId,
     wire::{CreateService, CreatedService, ErrorBody, ServiceBody, ServiceList},
 };
 
@@ -40,8 +40,7 @@ pub(crate) async fn list_services(
     Listing { after, limit }: Listing<ServiceId>,
 ) -> Result<Json<ServiceList>, ApiError> {
     let services = caller.manager.list_services(after.as_ref(), limit).await?;
-    let full = services.len() >= limit.get() as usize;
-    let next_cursor = services.last().filter(|_| full).map(|last| last.id.clone());
+    let next_cursor = Page::continues_after(&services, limit).map(|last| last.id.clone());
     Ok(Json(ServiceList { services: services.into_iter().map(ServiceBody::from).collect(), next_cursor }))
 }
 
