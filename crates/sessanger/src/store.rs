@@ -31,7 +31,7 @@ async fn open_url(settings: &Settings) -> anyhow::Result<Opened> {
     let url = settings.store_url.as_str();
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let store: Arc<dyn Store> = match scheme {
-        "memory" => Arc::new(MemoryStore::new()),
+        "memory" => Arc::new(MemoryStore::with_max_events(settings.policy.event_retention.max_events)),
         "embedded" => {
             let path = PathBuf::from(if rest.is_empty() { "sessanger-data" } else { rest });
             match EmbeddedStore::open(&path) {

@@ -29,10 +29,16 @@ use sessanger_core::{
 };
 
 /// Sessions and services in process memory; gone when the process ends.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryStore {
     // A std mutex, not tokio's: no critical section awaits, and each is a few map operations.
     inner: Mutex<Inner>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        MemoryStore::new()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -46,12 +52,22 @@ struct Inner {
     last_event: u64,
     trimmed_through: Option<EventId>,
     relays: HashMap<String, RelayState>,
+    /// The most events the log holds: bounded as it grows, not only when trimmed, so a store
+    /// without a reaper (a test, a tool) cannot fill the memory with its history.
+    max_events: usize,
 }
 
 impl MemoryStore {
-    /// An empty store.
+    /// An empty store whose event log holds at most [`Retention::default`]'s `max_events`.
     pub fn new() -> Self {
-        Self::default()
+        MemoryStore::with_max_events(Retention::default().max_events)
+    }
+
+    /// An empty store whose event log holds at most `max_events`: appending past it drops the
+    /// oldest, as trimming would.
+    pub fn with_max_events(max_events: std::num::NonZeroU64) -> Self {
+        let max_events = usize::try_from(max_events.get()).unwrap_or(usize::MAX);
+        MemoryStore { inner: Mutex::new(Inner { max_events, ..Inner::default() }) }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -75,6 +91,9 @@ impl Inner {
     fn record(&mut self, at: Timestamp, service: Option<&ServiceId>, event: SessionEvent) {
         self.last_event += 1;
         self.events.push_back(EventRecord { id: EventId(self.last_event), at, service: service.cloned(), event });
+        if self.events.len() > self.max_events {
+            self.trimmed_through = self.events.pop_front().map(|e| e.id);
+        }
     }
 
     /// Removes a session for a change at `change.now`: a live one is `deleted` for `reason`;
@@ -387,5 +406,32 @@ impl ServiceStore for MemoryStore {
 
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
         Ok(self.lock().services.remove(id).is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{num::NonZeroU64, time::Duration};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_log_stays_bounded_without_anyone_trimming_it() {
+        let store = MemoryStore::with_max_events(NonZeroU64::new(3).unwrap());
+        let user: UserId = "alice".parse().unwrap();
+        let now = Timestamp::now();
+        for _ in 0..5 {
+            let session = Session::new(
+                SessionId::generate_for(&user),
+                user.clone(),
+                now,
+                Duration::from_secs(60),
+                Duration::from_secs(60),
+            );
+            store.create(&session, UserLimit::Unlimited, now).await.unwrap();
+        }
+        let kept: Vec<_> = store.read_events(None, 10).await.unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(kept, [EventId(3), EventId(4), EventId(5)]);
+        assert_eq!(store.trimmed_through().await.unwrap(), Some(EventId(2)));
     }
 }
