@@ -7,8 +7,8 @@ use sessanger_config::{Config, Format, SessmanFile};
 /// the YAML parser into the model, the durations, sizes, routing keys and URLs.
 fn yaml_text() -> impl Strategy<Value = String> {
     let key = "(session|ttl|max_lifetime|max_per_user|on_limit|http|listen|body_limit|header_read_timeout|\
-               store|url|broker|routing_keys|sessanger|login|password|compat|back_session|sessman|enabled|\
-               encryption|keys|attributes|data_dir|[a-z_]{1,8})";
+               store|url|broker|routing_keys|sessanger|client|admins|login|password|compat|back_session|sessman|\
+               enabled|encryption|keys|attributes|data_dir|events|max_events|max_age|session_ids|[a-z_]{1,8})";
     let value = "(|1|0|-1|90|30m|1h 30m|1MiB|512KiB|true|null|\\[\\]|\\{\\}|\\[a, b\\]|'\\*'|\\$\\{X\\}|\\$\\{X:-3\\}|\
                  redis://h|postgres://u@h/d|127.0.0.1:8090|[ -~]{0,12})";
     let line =
