@@ -37,7 +37,7 @@
 //! | `services` | service id | the [`ServiceRecord`] as JSON | the service registry, listed in id order |
 //! | `events` | event id | the [`EventRecord`] as JSON | the event log, oldest first: a consumer resumes with one range read |
 //! | `relays` | relay name | its [`RelayState`] as JSON | who forwards the log elsewhere (to RabbitMQ), until when, and how far it got |
-//! | `counters` | name | `u64` | `last_event`, the newest event id ever given (trimming the log never lets an id come back), and `trimmed_through`, the newest one trimming dropped |
+//! | `counters` | name | `u64` | `trimmed_through`, the newest event id trimming dropped: it says what a late consumer missed, and where ids go on when trimming emptied the log (they never come back) |
 //!
 //! Every write keeps the three session tables consistent in the same transaction, and
 //! records the events of what it changed in that transaction too. A session
@@ -114,8 +114,6 @@ const SERVICES: TableDefinition<&str, &[u8]> = TableDefinition::new("services");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 /// Counters that outlive what they count.
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
-/// In [`COUNTERS`]: the newest event id ever given.
-const LAST_EVENT: &str = "last_event";
 /// Relay name → its [`RelayState`] as JSON: who forwards the log, until when, how far.
 const RELAYS: TableDefinition<&str, &[u8]> = TableDefinition::new("relays");
 /// In [`COUNTERS`]: the newest event id trimming dropped.
@@ -220,14 +218,6 @@ impl EmbeddedStore {
     /// point lookups only, whose work is bounded and short (see "Reads" in the crate docs).
     fn read_inline<T>(&self, op: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>) -> Result<T, StoreError> {
         op(&self.db.begin_read().map_err(store_error)?)
-    }
-
-    /// The event id kept in [`COUNTERS`] under `name`.
-    fn counter(&self, name: &str) -> Result<Option<EventId>, StoreError> {
-        self.read_inline(|txn| {
-            let counters = txn.open_table(COUNTERS).map_err(store_error)?;
-            Ok(counters.get(name).map_err(store_error)?.map(|n| EventId(n.value())))
-        })
     }
 
     /// Runs `op` in one write transaction on the blocking pool. The transaction commits if
@@ -366,6 +356,21 @@ fn due(
     Ok(keys)
 }
 
+/// The newest event id trimming dropped.
+fn trimmed_through(counters: &impl ReadableTable<&'static str, u64>) -> Result<Option<EventId>, StoreError> {
+    Ok(counters.get(TRIMMED_THROUGH).map_err(store_error)?.map(|n| EventId(n.value())))
+}
+
+/// The newest event id ever given: the log's last key, or, when trimming emptied the log, the
+/// newest id it dropped.
+fn last_event(
+    events: &impl ReadableTable<u64, &'static [u8]>,
+    counters: &impl ReadableTable<&'static str, u64>,
+) -> Result<Option<EventId>, StoreError> {
+    let last = events.last().map_err(store_error)?.map(|(id, _)| EventId(id.value()));
+    Ok(last.max(trimmed_through(counters)?))
+}
+
 /// What an edit of a stored session decided, with the answer to return either way.
 enum Edit<T> {
     /// Write the edited session back.
@@ -397,13 +402,14 @@ impl<'txn> SessionTables<'txn> {
         })
     }
 
-    /// Appends `event` to the log, in this transaction.
+    /// Appends `event` to the log, in this transaction. Only the log's own page changes: the
+    /// newest id is read off it (or off `trimmed_through` when trimming emptied it), so a
+    /// write dirties, and `fsync`s, no counter page.
     fn record(&mut self, at: Timestamp, service: Option<&ServiceId>, event: SessionEvent) -> Result<(), StoreError> {
-        let last = self.counters.get(LAST_EVENT).map_err(store_error)?.map_or(0, |n| n.value());
+        let last = last_event(&self.events, &self.counters)?.map_or(0, |id| id.0);
         let id = last + 1;
         let record = EventRecord { id: EventId(id), at, service: service.cloned(), event };
         self.events.insert(id, encode(&record)?.as_slice()).map_err(store_error)?;
-        self.counters.insert(LAST_EVENT, id).map_err(store_error)?;
         self.changed = true;
         Ok(())
     }
@@ -790,11 +796,14 @@ impl EventLog for EmbeddedStore {
     }
 
     async fn last_event_id(&self) -> Result<Option<EventId>, StoreError> {
-        self.counter(LAST_EVENT)
+        self.read_inline(|txn| {
+            let events = txn.open_table(EVENTS).map_err(store_error)?;
+            last_event(&events, &txn.open_table(COUNTERS).map_err(store_error)?)
+        })
     }
 
     async fn trimmed_through(&self) -> Result<Option<EventId>, StoreError> {
-        self.counter(TRIMMED_THROUGH)
+        self.read_inline(|txn| trimmed_through(&txn.open_table(COUNTERS).map_err(store_error)?))
     }
 
     async fn claim_relay(
