@@ -119,6 +119,17 @@ pub enum DeleteReason {
     Evicted,
 }
 
+impl DeleteReason {
+    /// The reason as the wire (and serde) names it: `logout`, `revoked`, `evicted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeleteReason::Logout => "logout",
+            DeleteReason::Revoked => "revoked",
+            DeleteReason::Evicted => "evicted",
+        }
+    }
+}
+
 /// An event's place in its store's log: ids grow with every event recorded, so a consumer
 /// that saw one resumes after it. Written as decimal digits, and in JSON as a string:
 /// consumers keep it and hand it back, they never compute with it.

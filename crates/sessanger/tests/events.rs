@@ -14,11 +14,11 @@ use sessanger_core::{
     wire::{CreateSession, EventBody},
 };
 
-// Events are recorded by the embedded store so far: the networked-store helpers wait their turn.
+// Shared by several test binaries: this one reads no server output.
 #[allow(dead_code)]
 mod common;
 
-use common::{BIN, Server, admin_token, data_dir};
+use common::{BIN, FreshStore, Server, StoreKind, admin_token, data_dir};
 
 fn new_session(user: &str) -> CreateSession {
     CreateSession {
@@ -124,4 +124,41 @@ async fn events_tail_prints_each_event_as_a_json_line() {
     let _ = tail.kill();
     let _ = tail.wait();
     server.stop();
+}
+
+/// Two nodes on one PostgreSQL: each change, whichever node makes it, is in the one log, and
+/// a consumer of either node gets it once, in the order of the changes to a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_postgres_stream_one_log_whichever_node_changes_a_session() {
+    let store = FreshStore::new(StoreKind::Postgres);
+    let (_a_tmp, a_dir) = data_dir();
+    let (_b_tmp, b_dir) = data_dir();
+    let a = Server::start_with(&a_dir, &store.flags(), &[]);
+    let b = Server::start_with(&b_dir, &store.flags(), &[]);
+    let on_a = Client::new(&a.url, &admin_token(&a_dir)).unwrap();
+    let on_b = Client::new(&b.url, &admin_token(&a_dir)).unwrap();
+    let mut from_b = on_b.events(EventFilter::default().with_types("created,deleted").unwrap(), Some(EventId(0)));
+
+    let mut expected = Vec::new();
+    for i in 0..20 {
+        let (maker, other) = if i % 2 == 0 { (&on_a, &on_b) } else { (&on_b, &on_a) };
+        let session = maker.create_session(&new_session(&format!("node{i}"))).await.unwrap();
+        other.delete_session(&session.session_id).await.unwrap();
+        expected.push(("created".to_owned(), session.session_id.clone()));
+        expected.push(("deleted".to_owned(), session.session_id));
+    }
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let event = next_event(&mut from_b).await;
+        got.push((event.kind.clone(), event.session_id.expect("session ids are on by default")));
+    }
+    for (kind, id) in &expected {
+        assert_eq!(got.iter().filter(|(k, i)| k == kind && i == id).count(), 1, "{kind} of {id:?} once");
+    }
+    for pair in expected.chunks(2) {
+        let position = |wanted: &(String, _)| got.iter().position(|e| e == wanted).unwrap();
+        assert!(position(&pair[0]) < position(&pair[1]), "a session's events keep their order");
+    }
+    a.stop();
+    b.stop();
 }

@@ -6,14 +6,20 @@
 //! the cap is decided under the row lock instead). Writes return the written row with `RETURNING`, so
 //! most operations are one statement. JSON columns are read as text (`device::text`) and
 //! bound as text cast to `jsonb` (`$8::jsonb`).
+//!
+//! Every change writes its event into `events` in the same statement (a data-modifying `WITH`)
+//! or transaction. Consumers read events by `seq`, which one sequencer at a time gives to the
+//! committed rows in the order they were written (see the migration): a row whose transaction
+//! commits late gets a later `seq` instead of being skipped by a reader that already went past
+//! its `id`. A session's events keep their order, because its writers take turns on its row.
 
-use std::{num::NonZeroU32, str::FromStr};
+use std::{num::NonZeroU32, str::FromStr, sync::LazyLock};
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Change, Created, DeleteReason, Maintenance, Page, Patch, PatchOptions, Patched, RemovedServices, Renamed, Replaced,
-    Replacement, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError,
-    Timestamp, UserId, UserLimit, Version,
+    Change, Created, DeleteReason, EventId, EventLog, EventRecord, Maintenance, Page, Patch, PatchOptions, Patched,
+    RelayClaim, RelayState, RemovedServices, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord,
+    ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use sqlx::{
     Postgres,
@@ -31,6 +37,177 @@ use crate::{
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The columns of a session row as the store reads them.
+const SESSION_COLUMNS: &str = "id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
+     device::text AS device, created_by, attributes::text AS attributes, version";
+
+/// The `jsonb` of a [`SessionEvent`](sessanger_core::SessionEvent) of type `kind` about the row
+/// in scope (its `id` and `user_id`), with `extra` fields (`, 'keys', $7`), as serde writes it.
+fn event(kind: &str, extra: &str) -> String {
+    format!("jsonb_build_object('type', '{kind}', 'session_id', id, 'user_id', user_id{extra})")
+}
+
+/// The `INSERT INTO events` of one `kind` of event for each row of `from`, at `now` by `service`
+/// (SQL expressions).
+fn events(from: &str, now: &str, service: &str, kind: &str, extra: &str) -> String {
+    format!("INSERT INTO events (at, service, event) SELECT {now}, {service}, {} FROM {from}", event(kind, extra))
+}
+
+/// The `INSERT INTO events` for the sessions a statement removed (`from`, with `expires_at`) at
+/// `now`: `deleted` for `reason`, by `service`, if a session was live; `expired`, by nobody, if
+/// it was dead already (only the reaper had not reached it: its expiry is told once, by
+/// whoever removes it).
+fn ended_events(from: &str, now: &str, service: &str, reason: &str) -> String {
+    format!(
+        "INSERT INTO events (at, service, event)
+         SELECT {now}, CASE WHEN expires_at > {now} THEN {service} END,
+                CASE WHEN expires_at > {now} THEN {} ELSE {} END
+         FROM {from}",
+        event("deleted", &format!(", 'reason', {reason}::text")),
+        event("expired", "")
+    )
+}
+
+/// A statement built once from the fragments above.
+macro_rules! statement {
+    ($name:ident, $build:expr) => {
+        static $name: LazyLock<String> = LazyLock::new(|| $build);
+    };
+}
+
+statement!(
+    CREATE,
+    format!(
+        "WITH s AS (INSERT INTO sessions (id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at,
+                                      expires_at, device, created_by, attributes, version)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10::jsonb, $11) RETURNING id, user_id)
+     {}",
+        events("s", "$3", "$9", "created", "")
+    )
+);
+statement!(
+    DELETE_DEAD,
+    format!(
+        "WITH gone AS (DELETE FROM sessions WHERE id = $1 AND expires_at <= $2 RETURNING id, user_id, expires_at) {}",
+        ended_events("gone", "$2", "NULL", "NULL")
+    )
+);
+statement!(
+    EVICT,
+    format!(
+        "WITH gone AS (DELETE FROM sessions WHERE (id = $1 AND expires_at <= $2) OR id = ANY($3)
+                   RETURNING id, user_id, expires_at)
+     {}",
+        ended_events("gone", "$2", "$4", "'evicted'")
+    )
+);
+statement!(
+    PATCH,
+    format!(
+        "WITH u AS ({}),
+          e AS ({})
+     SELECT * FROM u",
+        format!(
+            "UPDATE sessions
+         SET attributes = (attributes - $3::text[]) || $4::jsonb || COALESCE(
+                 (SELECT jsonb_object_agg(incr.key, (
+                      CASE WHEN attributes -> incr.key IS NULL THEN incr.value::numeric
+                           WHEN jsonb_typeof(attributes -> incr.key) = 'number'
+                                AND (attributes ->> incr.key) ~ '^-?[0-9]+$'
+                           THEN (attributes ->> incr.key)::numeric + incr.value::numeric END
+                  )::bigint)
+                  FROM jsonb_each_text($5::jsonb) AS incr),
+                 '{{}}'::jsonb),
+             device = device || COALESCE($12::jsonb, '{{}}'::jsonb),
+             version = version + 1,
+             last_access_at = CASE WHEN $6 THEN $2 ELSE last_access_at END,
+             expires_at = CASE WHEN $6 THEN LEAST($2 + idle_ttl_ms, absolute_expires_at) ELSE expires_at END
+         WHERE id = $1 AND expires_at > $2 AND version = COALESCE($7, version)
+           AND NOT EXISTS (
+               SELECT FROM jsonb_each_text($5::jsonb) AS incr
+               WHERE (CASE WHEN attributes -> incr.key IS NULL THEN incr.value::numeric
+                           WHEN jsonb_typeof(attributes -> incr.key) = 'number'
+                                AND (attributes ->> incr.key) ~ '^-?[0-9]+$'
+                           THEN (attributes ->> incr.key)::numeric + incr.value::numeric END
+                      BETWEEN -9223372036854775808 AND 9223372036854775807) IS NOT TRUE)
+           AND ($8::bigint IS NULL
+                OR (octet_length(attributes::text) + $8 <= $9
+                    AND (SELECT count(*) FROM jsonb_object_keys(attributes)) + $10 <= $11))
+         RETURNING {SESSION_COLUMNS}"
+        ),
+        events("u", "$2", "$14", "attributes_changed", ", 'keys', $13::jsonb")
+    )
+);
+statement!(
+    REFRESH,
+    format!(
+        "WITH u AS (UPDATE sessions SET last_access_at = $2, expires_at = LEAST($2 + idle_ttl_ms, absolute_expires_at)
+                WHERE id = $1 AND expires_at > $2 RETURNING {SESSION_COLUMNS}),
+          e AS ({})
+     SELECT * FROM u",
+        events("u", "$2", "$3", "refreshed", "")
+    )
+);
+statement!(
+    CHANGED,
+    format!(
+        "INSERT INTO events (at, service, event) VALUES ($2, $3, {})",
+        "jsonb_build_object('type', 'attributes_changed', 'session_id', $1::text, 'user_id', $4::text, 'keys', $5::jsonb)"
+    )
+);
+statement!(
+    REPLACE,
+    format!(
+    "WITH u AS (UPDATE sessions SET attributes = $3::jsonb, device = COALESCE($4::jsonb, device), version = version + 1,
+                       absolute_expires_at = COALESCE($6, absolute_expires_at),
+                       expires_at = LEAST(last_access_at + idle_ttl_ms, COALESCE($6, absolute_expires_at))
+                WHERE id = $1 AND expires_at > $2 AND version = COALESCE($5, version)
+                RETURNING {SESSION_COLUMNS}),
+          e AS ({})
+     SELECT * FROM u",
+    events("u", "$2", "$7", "attributes_changed", ", 'keys', $8::jsonb")
+)
+);
+statement!(
+    RENAME,
+    format!(
+        "WITH u AS (UPDATE sessions
+                SET id = $2, version = version + 1,
+                    last_access_at = $3, expires_at = LEAST($3 + idle_ttl_ms, absolute_expires_at)
+                WHERE id = $1 AND expires_at > $3
+                RETURNING {SESSION_COLUMNS}),
+          e AS ({})
+     SELECT * FROM u",
+        events("u", "$3", "$4", "regenerated", ", 'old_session_id', $1::text")
+    )
+);
+statement!(
+    DELETE,
+    format!(
+        "WITH gone AS (DELETE FROM sessions WHERE id = $1 RETURNING {SESSION_COLUMNS}),
+          e AS ({})
+     SELECT * FROM gone",
+        ended_events("gone", "$2", "$3", "$4")
+    )
+);
+statement!(
+    DELETE_USER,
+    format!(
+        "WITH gone AS (DELETE FROM sessions WHERE user_id = $1 RETURNING id, user_id, expires_at),
+          e AS ({})
+     SELECT id, expires_at FROM gone",
+        ended_events("gone", "$2", "$3", "'revoked'")
+    )
+);
+statement!(PURGE, format!(
+    "WITH gone AS (DELETE FROM sessions WHERE id IN (
+                       SELECT id FROM sessions WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                   RETURNING id, user_id),
+          e AS ({})
+     SELECT id, user_id FROM gone",
+    events("gone", "$1", "NULL", "expired", "")
+));
 
 /// Sessions and services in PostgreSQL (`postgres://` or `postgresql://` URLs).
 pub type PostgresStore = SqlStore<Postgres>;
@@ -107,15 +284,15 @@ impl SqlStore<Postgres> {
         };
         // The evicted sessions, and a dead one holding the new id.
         let evicted_ids: Vec<&str> = evicted.iter().map(AsRef::as_ref).collect();
-        let delete = sqlx::query("DELETE FROM sessions WHERE (id = $1 AND expires_at <= $2) OR id = ANY($3)");
-        delete.bind(&row.id).bind(now.as_millis()).bind(evicted_ids).execute(&mut *tx).await.map_err(store_error)?;
+        let delete = sqlx::query(EVICT.as_str()).bind(&row.id).bind(now.as_millis()).bind(evicted_ids);
+        delete.bind(&row.created_by).execute(&mut *tx).await.map_err(store_error)?;
         let inserted = insert(row).execute(&mut *tx).await;
         finish_create(tx, inserted, evicted).await
     }
 
     /// `create` without a limit: one `INSERT`, unless the id is a dead session's.
     async fn create_unlimited(&self, row: &SessionRow, now: Timestamp) -> Result<Created, StoreError> {
-        let delete_dead = || sqlx::query("DELETE FROM sessions WHERE id = $1 AND expires_at <= $2").bind(&row.id);
+        let delete_dead = || sqlx::query(DELETE_DEAD.as_str()).bind(&row.id);
         insert_or_reuse_dead(
             || async { Ok(insert(row).execute(&self.pool).await?.rows_affected()) },
             || async { Ok(delete_dead().bind(now.as_millis()).execute(&self.pool).await?.rows_affected()) },
@@ -158,6 +335,7 @@ impl SqlStore<Postgres> {
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
+            changed(id, &written.user_id, patch, change).execute(&mut *tx).await.map_err(store_error)?;
             tx.commit().await.map_err(store_error)?;
         }
         Ok(outcome)
@@ -165,27 +343,22 @@ impl SqlStore<Postgres> {
 
     /// `rename`: one transaction that deletes a dead session holding the new id, then moves
     /// the live one there.
-    async fn rename_once(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+    async fn rename_once(&self, old: &SessionId, new: &SessionId, change: Change<'_>) -> Result<Renamed, StoreError> {
+        let now = change.now;
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        sqlx::query("DELETE FROM sessions WHERE id = $1 AND expires_at <= $2")
+        sqlx::query(DELETE_DEAD.as_str())
             .bind(new.as_ref())
             .bind(now.as_millis())
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
-        let moved: Option<SessionRow> = match sqlx::query_as(
-            "UPDATE sessions
-             SET id = $2, version = version + 1,
-                 last_access_at = $3, expires_at = LEAST($3 + idle_ttl_ms, absolute_expires_at)
-             WHERE id = $1 AND expires_at > $3
-             RETURNING id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
-                       device::text AS device, created_by, attributes::text AS attributes, version",
-        )
-        .bind(old.as_ref())
-        .bind(new.as_ref())
-        .bind(now.as_millis())
-        .fetch_optional(&mut *tx)
-        .await
+        let moved: Option<SessionRow> = match sqlx::query_as(RENAME.as_str())
+            .bind(old.as_ref())
+            .bind(new.as_ref())
+            .bind(now.as_millis())
+            .bind(service(change))
+            .fetch_optional(&mut *tx)
+            .await
         {
             Ok(moved) => moved,
             Err(e) if is_unique_violation(&e) => return Ok(Renamed::IdTaken),
@@ -197,13 +370,9 @@ impl SqlStore<Postgres> {
     }
 }
 
-/// The `INSERT` of a new session, its values bound.
+/// The `INSERT` of a new session and of its `created` event, its values bound.
 fn insert(row: &SessionRow) -> Query<'static, Postgres, PgArguments> {
-    row.bind(sqlx::query(
-        "INSERT INTO sessions (id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at,
-                               expires_at, device, created_by, attributes, version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10::jsonb, $11)",
-    ))
+    row.bind(sqlx::query(CREATE.as_str()))
 }
 
 /// The `UPDATE` that applies a patch in place, in the order of [`Session::apply`]: removals
@@ -217,53 +386,62 @@ fn patch_query<'a>(
     patch: &'a Patch,
     increments: &[(&str, i64)],
     options: PatchOptions<'_>,
-    now: Timestamp,
+    change: Change<'a>,
 ) -> Result<QueryAs<'a, Postgres, SessionRow, PgArguments>, StoreError> {
+    let now = change.now;
+    let keys: Vec<&str> = patch.keys().collect();
     let increments: serde_json::Map<String, serde_json::Value> =
         increments.iter().map(|(key, by)| ((*key).to_owned(), (*by).into())).collect();
     let PatchOptions { expected, touch, cap, device } = options;
     let room = Headroom::of(patch, cap);
-    Ok(sqlx::query_as(
-        "UPDATE sessions
-         SET attributes = (attributes - $3::text[]) || $4::jsonb || COALESCE(
-                 (SELECT jsonb_object_agg(incr.key, (
-                      CASE WHEN attributes -> incr.key IS NULL THEN incr.value::numeric
-                           WHEN jsonb_typeof(attributes -> incr.key) = 'number'
-                                AND (attributes ->> incr.key) ~ '^-?[0-9]+$'
-                           THEN (attributes ->> incr.key)::numeric + incr.value::numeric END
-                  )::bigint)
-                  FROM jsonb_each_text($5::jsonb) AS incr),
-                 '{}'::jsonb),
-             device = device || COALESCE($12::jsonb, '{}'::jsonb),
-             version = version + 1,
-             last_access_at = CASE WHEN $6 THEN $2 ELSE last_access_at END,
-             expires_at = CASE WHEN $6 THEN LEAST($2 + idle_ttl_ms, absolute_expires_at) ELSE expires_at END
-         WHERE id = $1 AND expires_at > $2 AND version = COALESCE($7, version)
-           AND NOT EXISTS (
-               SELECT FROM jsonb_each_text($5::jsonb) AS incr
-               WHERE (CASE WHEN attributes -> incr.key IS NULL THEN incr.value::numeric
-                           WHEN jsonb_typeof(attributes -> incr.key) = 'number'
-                                AND (attributes ->> incr.key) ~ '^-?[0-9]+$'
-                           THEN (attributes ->> incr.key)::numeric + incr.value::numeric END
-                      BETWEEN -9223372036854775808 AND 9223372036854775807) IS NOT TRUE)
-           AND ($8::bigint IS NULL
-                OR (octet_length(attributes::text) + $8 <= $9
-                    AND (SELECT count(*) FROM jsonb_object_keys(attributes)) + $10 <= $11))
-         RETURNING id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
-                   device::text AS device, created_by, attributes::text AS attributes, version",
-    )
-    .bind(id.as_ref())
-    .bind(now.as_millis())
-    .bind(patch.remove.as_slice())
-    .bind(encode(&patch.set)?)
-    .bind(encode(&increments)?)
-    .bind(touch)
-    .bind(expected.map(version))
-    .bind(room.map(|r| r.added_bytes))
-    .bind(room.map(|r| r.max_bytes))
-    .bind(room.map(|r| r.new_keys))
-    .bind(room.map(|r| r.max_attributes))
-    .bind(device.map(encode).transpose()?))
+    Ok(sqlx::query_as(PATCH.as_str())
+        .bind(id.as_ref())
+        .bind(now.as_millis())
+        .bind(patch.remove.as_slice())
+        .bind(encode(&patch.set)?)
+        .bind(encode(&increments)?)
+        .bind(touch)
+        .bind(expected.map(version))
+        .bind(room.map(|r| r.added_bytes))
+        .bind(room.map(|r| r.max_bytes))
+        .bind(room.map(|r| r.new_keys))
+        .bind(room.map(|r| r.max_attributes))
+        .bind(device.map(encode).transpose()?)
+        .bind(serde_json::to_string(&keys).expect("keys serialize"))
+        .bind(service(change)))
+}
+
+/// The `attributes_changed` event of a patch of session `id` of `user`, for a transaction that
+/// wrote the patch itself.
+fn changed<'a>(
+    id: &'a SessionId,
+    user: &'a UserId,
+    patch: &Patch,
+    change: Change<'a>,
+) -> Query<'a, Postgres, PgArguments> {
+    let keys: Vec<&str> = patch.keys().collect();
+    sqlx::query(CHANGED.as_str())
+        .bind(id.as_ref())
+        .bind(change.now.as_millis())
+        .bind(service(change))
+        .bind(user.as_ref())
+        .bind(serde_json::to_string(&keys).expect("keys serialize"))
+}
+
+/// An event as the `events` table holds it: (`seq`, `at`, `service`, `event` as JSON text).
+fn event_record((seq, at, service, event): (i64, i64, Option<String>, String)) -> Result<EventRecord, StoreError> {
+    let decode = |e: String| StoreError::Decode(e.into());
+    Ok(EventRecord {
+        id: EventId(u64::try_from(seq).map_err(|_| decode("negative event seq".into()))?),
+        at: Timestamp::from_millis(at),
+        service: service.map(|s| s.parse()).transpose().map_err(|e: sessanger_core::IdError| decode(e.to_string()))?,
+        event: serde_json::from_str(&event).map_err(|e| decode(e.to_string()))?,
+    })
+}
+
+/// The acting service as the `service` column holds it.
+fn service(change: Change<'_>) -> Option<&str> {
+    change.service.map(AsRef::as_ref)
 }
 
 fn version(v: Version) -> i64 {
@@ -312,7 +490,8 @@ impl SessionStore for SqlStore<Postgres> {
     }
 
     async fn refresh(&self, id: &SessionId, change: Change<'_>) -> Result<Option<Session>, StoreError> {
-        self.touch(id, change.now).await
+        let query = sqlx::query_as(REFRESH.as_str()).bind(id.as_ref()).bind(change.now.as_millis());
+        row::session(query.bind(service(change)).fetch_optional(&self.pool).await.map_err(store_error)?)
     }
 
     async fn patch(
@@ -324,7 +503,7 @@ impl SessionStore for SqlStore<Postgres> {
     ) -> Result<Patched, StoreError> {
         let now = change.now;
         let write = async |increments: Vec<(&str, i64)>| {
-            let written = patch_query(id, patch, &increments, options, now)?.fetch_optional(&self.pool).await;
+            let written = patch_query(id, patch, &increments, options, change)?.fetch_optional(&self.pool).await;
             self.updated(written, id, now).await
         };
         let locked = || self.patch_locked(id, patch, options, change);
@@ -334,46 +513,40 @@ impl SessionStore for SqlStore<Postgres> {
     async fn replace(&self, id: &SessionId, new: Replacement<'_>, change: Change<'_>) -> Result<Replaced, StoreError> {
         let now = change.now;
         let Replacement { attributes, device, expected, absolute_expires_at } = new;
-        let written = sqlx::query_as(
-            "UPDATE sessions SET attributes = $3::jsonb, device = COALESCE($4::jsonb, device), version = version + 1,
-                    absolute_expires_at = COALESCE($6, absolute_expires_at),
-                    expires_at = LEAST(last_access_at + idle_ttl_ms, COALESCE($6, absolute_expires_at))
-             WHERE id = $1 AND expires_at > $2 AND version = COALESCE($5, version)
-             RETURNING id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
-                       device::text AS device, created_by, attributes::text AS attributes, version",
-        )
-        .bind(id.as_ref())
-        .bind(now.as_millis())
-        .bind(encode(attributes)?)
-        .bind(device.map(encode).transpose()?)
-        .bind(expected.map(version))
-        .bind(absolute_expires_at.map(Timestamp::as_millis))
-        .fetch_optional(&self.pool)
-        .await;
+        let keys: Vec<&str> = attributes.keys().map(String::as_str).collect();
+        let written = sqlx::query_as(REPLACE.as_str())
+            .bind(id.as_ref())
+            .bind(now.as_millis())
+            .bind(encode(attributes)?)
+            .bind(device.map(encode).transpose()?)
+            .bind(expected.map(version))
+            .bind(absolute_expires_at.map(Timestamp::as_millis))
+            .bind(service(change))
+            .bind(serde_json::to_string(&keys).expect("keys serialize"))
+            .fetch_optional(&self.pool)
+            .await;
         Ok(replaced(self.updated(written, id, now).await?))
     }
 
     async fn rename(&self, old: &SessionId, new: &SessionId, change: Change<'_>) -> Result<Renamed, StoreError> {
-        let now = change.now;
-        retry_deadlocks(|| self.rename_once(old, new, now)).await
+        retry_deadlocks(|| self.rename_once(old, new, change)).await
     }
 
     async fn delete(
         &self,
         id: &SessionId,
-        _reason: DeleteReason,
+        reason: DeleteReason,
         change: Change<'_>,
     ) -> Result<Option<Session>, StoreError> {
         let now = change.now;
-        let deleted = sqlx::query_as(
-            "DELETE FROM sessions WHERE id = $1
-             RETURNING id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
-                       device::text AS device, created_by, attributes::text AS attributes, version",
-        )
-        .bind(id.as_ref())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?;
+        let deleted = sqlx::query_as(DELETE.as_str())
+            .bind(id.as_ref())
+            .bind(now.as_millis())
+            .bind(service(change))
+            .bind(reason.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(store_error)?;
         Ok(row::session(deleted)?.filter(|s| !s.is_expired(now)))
     }
 
@@ -392,8 +565,10 @@ impl SessionStore for SqlStore<Postgres> {
 
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
         let now = change.now;
-        let deleted = sqlx::query_as("DELETE FROM sessions WHERE user_id = $1 RETURNING id, expires_at")
+        let deleted = sqlx::query_as(DELETE_USER.as_str())
             .bind(user.as_ref())
+            .bind(now.as_millis())
+            .bind(service(change))
             .fetch_all(&self.pool)
             .await
             .map_err(store_error)?;
@@ -414,21 +589,170 @@ impl Maintenance for SqlStore<Postgres> {
         }
         // Soonest first through the expiry index, so a batch reads only due entries; SKIP
         // LOCKED lets two purgers share the work instead of waiting on each other.
-        let purged = sqlx::query_as(
-            "DELETE FROM sessions WHERE id IN (
-                 SELECT id FROM sessions WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-             RETURNING id, user_id",
-        )
-        .bind(now.as_millis())
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
+        let purged = sqlx::query_as(PURGE.as_str())
+            .bind(now.as_millis())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(store_error)?;
         Ok(row::session_refs(purged))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(store_error)
+    }
+
+    fn event_log(&self) -> Option<&dyn EventLog> {
+        Some(self)
+    }
+}
+
+impl SqlStore<Postgres> {
+    /// Gives `seq` to the committed events that have none, in `id` order. One sequencer at a
+    /// time: each takes the `last_seq` row's lock first, and the statement after it sees every
+    /// row committed before, so `seq` grows in the order rows became visible. A row whose
+    /// transaction is still open is invisible and waits for a later call.
+    async fn sequence(&self) -> Result<(), StoreError> {
+        let pending: bool = sqlx::query_scalar("SELECT EXISTS (SELECT FROM events WHERE seq IS NULL)")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        if !pending {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let last: i64 = sqlx::query_scalar("SELECT value FROM event_counters WHERE name = 'last_seq' FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        sqlx::query(
+            "WITH pending AS (
+                 SELECT id, $1::bigint + row_number() OVER (ORDER BY id) AS seq
+                 FROM events WHERE seq IS NULL ORDER BY id LIMIT 10000),
+             numbered AS (UPDATE events SET seq = pending.seq FROM pending WHERE events.id = pending.id
+                          RETURNING pending.seq)
+             UPDATE event_counters SET value = COALESCE((SELECT max(seq) FROM numbered), value)
+             WHERE name = 'last_seq'",
+        )
+        .bind(last)
+        .execute(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn counter(&self, name: &str) -> Result<Option<EventId>, StoreError> {
+        let value: i64 = sqlx::query_scalar("SELECT value FROM event_counters WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(u64::try_from(value).ok().filter(|&n| n > 0).map(EventId))
+    }
+}
+
+#[async_trait]
+impl EventLog for SqlStore<Postgres> {
+    async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        self.sequence().await?;
+        let after = after.map_or(0, |id| i64::try_from(id.0).unwrap_or(i64::MAX));
+        let rows: Vec<(i64, i64, Option<String>, String)> =
+            sqlx::query_as("SELECT seq, at, service, event::text FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+                .bind(after)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(store_error)?;
+        rows.into_iter().map(event_record).collect()
+    }
+
+    async fn last_event_id(&self) -> Result<Option<EventId>, StoreError> {
+        self.sequence().await?;
+        self.counter("last_seq").await
+    }
+
+    async fn trimmed_through(&self) -> Result<Option<EventId>, StoreError> {
+        self.counter("trimmed_through").await
+    }
+
+    async fn claim_relay(
+        &self,
+        name: &str,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<RelayClaim, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        // A row to lock even for the first claim, so two first claimers take turns; its empty
+        // holder's lease ran out long ago.
+        sqlx::query("INSERT INTO event_relays (name, holder, until) VALUES ($1, '', 0) ON CONFLICT DO NOTHING")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let (current_holder, current_until, position): (String, i64, Option<i64>) =
+            sqlx::query_as("SELECT holder, until, position FROM event_relays WHERE name = $1 FOR UPDATE")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        let position = position.and_then(|p| u64::try_from(p).ok()).map(EventId);
+        let current = RelayState { holder: current_holder, until: Timestamp::from_millis(current_until), position };
+        let (claim, state) = RelayState::claim(Some(current), holder, until, now);
+        if let Some(state) = state {
+            sqlx::query("UPDATE event_relays SET holder = $2, until = $3 WHERE name = $1")
+                .bind(name)
+                .bind(&state.holder)
+                .bind(state.until.as_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+        }
+        Ok(claim)
+    }
+
+    async fn advance_relay(
+        &self,
+        name: &str,
+        holder: &str,
+        position: Option<EventId>,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let position = position.map(|id| i64::try_from(id.0).unwrap_or(i64::MAX));
+        let moved = sqlx::query("UPDATE event_relays SET position = $3, until = $4 WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .bind(position)
+            .bind(until.as_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(moved.rows_affected() == 1)
+    }
+
+    async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {
+        // Rows waiting for their `seq` are trimmed once they have one: sequence them now, so
+        // a log nobody reads still stays bounded.
+        self.sequence().await?;
+        let keep = i64::try_from(retention.max_events.get()).unwrap_or(i64::MAX);
+        let trimmed: i64 = sqlx::query_scalar(
+            "WITH gone AS (
+                 DELETE FROM events WHERE id IN (
+                     SELECT id FROM events
+                     WHERE seq <= (SELECT value FROM event_counters WHERE name = 'last_seq') - $1 OR at < $2
+                     ORDER BY seq LIMIT 100000)
+                 RETURNING seq)
+             UPDATE event_counters SET value = GREATEST(value, COALESCE((SELECT max(seq) FROM gone), 0))
+             WHERE name = 'trimmed_through'
+             RETURNING (SELECT count(*) FROM gone)",
+        )
+        .bind(keep)
+        .bind((now - retention.max_age).as_millis())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(u64::try_from(trimmed).unwrap_or_default())
     }
 }
 
@@ -505,7 +829,8 @@ mod tests {
         let patch = Patch::default().set("a", json!({"x": 1})).set("b\"q", json!("s")).remove("c").incr("n", 2);
         let id = SessionId::generate();
         let increments = crate::outcome::integer_increments(&patch).unwrap();
-        let mut query = patch_query(&id, &patch, &increments, PatchOptions::new(), Timestamp::from_millis(0)).unwrap();
+        let change = Change::at(Timestamp::from_millis(0));
+        let mut query = patch_query(&id, &patch, &increments, PatchOptions::new(), change).unwrap();
         let bound = query.take_arguments().unwrap().map_or(0, |args| sqlx::Arguments::len(&args));
         let sql = query.sql();
         let highest = (1..=bound + 1).rev().find(|n| sql.as_str().contains(&format!("${n}"))).unwrap();

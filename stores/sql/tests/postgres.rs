@@ -30,6 +30,7 @@ impl common::TestServer for Postgres {
     // Port 1 on loopback: nothing listens there, so the connection is refused at once.
     const UNREACHABLE_URL: &str = "postgres://postgres@127.0.0.1:1/test";
     const FOREIGN_URL: &str = "mysql://root@127.0.0.1/test";
+    const MIGRATIONS: i64 = 2;
 
     async fn fresh() -> (PgConnectOptions, String) {
         let mut admin = admin().await;
@@ -82,3 +83,6 @@ impl common::TestServer for Postgres {
 }
 
 sql_store_tests!(Postgres);
+
+// PostgreSQL keeps an event log (MariaDB does not yet).
+sessanger_testkit::store_events_conformance!(store);
