@@ -692,6 +692,37 @@ pub trait ServiceStore: Debug + Send + Sync + 'static {
     }
 }
 
+/// Where a consumer of an event log starts, and what it missed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// The position to read after (`None`: from the oldest event kept).
+    pub cursor: Option<EventId>,
+    /// `(after, trimmed_through)` when trimming dropped events after the consumer's `after`
+    /// that it had not seen.
+    pub lost: Option<(EventId, EventId)>,
+}
+
+impl Resume {
+    /// Where a consumer that last saw `after` starts in `log`: right after it; from the
+    /// oldest event kept for `EventId(0)`; with what happens next for `None`. The one rule of
+    /// every consumer (the event stream, `events tail`).
+    ///
+    /// # Errors
+    /// The log's own failures.
+    pub async fn from(log: &dyn EventLog, after: Option<EventId>) -> Result<Resume, StoreError> {
+        let cursor = match after {
+            Some(EventId(0)) => None,
+            Some(after) => Some(after),
+            None => log.last_event_id().await?,
+        };
+        let lost = match (after, log.trimmed_through().await?) {
+            (Some(after), Some(trimmed)) if after < trimmed => Some((after, trimmed)),
+            _ => None,
+        };
+        Ok(Resume { cursor, lost })
+    }
+}
+
 /// What [`EventLog::claim_relay`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RelayClaim {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sessanger_client::Received;
-use sessanger_core::{EventFilter, EventId, wire::EventBody};
+use sessanger_core::{EventFilter, EventId, Resume, wire::EventBody};
 
 use crate::{admin::Target, settings::Settings};
 
@@ -51,14 +51,8 @@ pub(crate) async fn tail(
                 bail!("this store keeps no event log");
             };
             let session_ids = settings.server.events.session_ids;
-            let mut cursor = match after {
-                Some(EventId(0)) => None,
-                Some(after) => Some(after),
-                None => log.last_event_id().await?,
-            };
-            if let (Some(after), Some(trimmed)) = (after, log.trimmed_through().await?)
-                && after < trimmed
-            {
+            let Resume { mut cursor, lost } = Resume::from(log, after).await?;
+            if let Some((after, trimmed)) = lost {
                 eprintln!("sessanger: events after {after} up to {trimmed} were trimmed before delivery");
             }
             loop {

@@ -20,7 +20,7 @@ use axum::{
 use futures::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use sessanger_core::{
-    EventFilter, EventId, EventRecord, SessionEvent, SessionManager,
+    EventFilter, EventId, EventRecord, Resume, SessionEvent, SessionManager,
     wire::{ErrorBody, EventBody},
 };
 use tokio::sync::{broadcast, watch};
@@ -110,16 +110,8 @@ pub(crate) async fn events(
         Some(id) => Some(id.parse::<EventId>().map_err(|e| ApiError::InvalidRequest(format!("event id: {e}")))?),
         None => None,
     };
-    // `after=0` means "from the oldest kept"; no position means "from now on".
-    let cursor = match after {
-        Some(EventId(0)) => None,
-        Some(after) => Some(after),
-        None => log.last_event_id().await?,
-    };
-    let lost = match (after, log.trimmed_through().await?) {
-        (Some(after), Some(trimmed)) if after < trimmed => Some(lost_message(after, trimmed)),
-        _ => None,
-    };
+    let Resume { cursor, lost } = Resume::from(log, after).await?;
+    let lost = lost.map(|(after, trimmed)| lost_message(after, trimmed));
     let options = state.options.events;
     let reader = Reader {
         wake: manager.subscribe(),
