@@ -14,7 +14,11 @@
 //! ([`EventLog::advance_relay`](sessanger_core::EventLog::advance_relay)), so the others
 //! take over where it stopped.
 
-use std::{future::Future, pin::pin, time::Duration};
+use std::{
+    future::Future,
+    pin::pin,
+    time::{Duration, Instant},
+};
 
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
@@ -22,7 +26,7 @@ use lapin::{
     types::FieldTable,
     uri::AMQPUri,
 };
-use sessanger_core::{EventLog, RelayClaim, SessionManager, StoreError, Timestamp, wire::EventBody};
+use sessanger_core::{EventId, EventLog, RelayClaim, SessionManager, StoreError, Timestamp, wire::EventBody};
 use tokio::sync::broadcast;
 
 use crate::BrokerOptions;
@@ -138,15 +142,26 @@ async fn forward(manager: &SessionManager, channel: &Channel, options: &RelayOpt
     let log: &dyn EventLog = manager.event_log().expect("checked by relay");
     let mut wake = manager.subscribe();
     let lease = options.lease;
+    // The position held and when the lease was last renewed: each advance renews it, so the
+    // store is asked again only when a third of the lease passed without one (an idle log).
+    let mut held: Option<(Option<EventId>, Instant)> = None;
     loop {
-        let now = Timestamp::now();
-        let until = now + lease;
-        // Claiming again as the holder renews the lease.
-        let position = match log.claim_relay(NAME, &options.holder, until, now).await? {
-            RelayClaim::Held { position } => position,
-            RelayClaim::Busy { .. } => {
-                tokio::time::sleep(lease / 3).await;
-                continue;
+        let position = match held {
+            Some((position, renewed)) if renewed.elapsed() < lease / 3 => position,
+            _ => {
+                let now = Timestamp::now();
+                // Claiming again as the holder renews the lease.
+                match log.claim_relay(NAME, &options.holder, now + lease, now).await? {
+                    RelayClaim::Held { position } => {
+                        held = Some((position, Instant::now()));
+                        position
+                    }
+                    RelayClaim::Busy { .. } => {
+                        held = None;
+                        tokio::time::sleep(lease / 3).await;
+                        continue;
+                    }
+                }
             }
         };
         let batch = log.read_events(position, BATCH).await?;
@@ -183,8 +198,12 @@ async fn forward(manager: &SessionManager, channel: &Channel, options: &RelayOpt
                 return Err(RelayError::Nacked);
             }
         }
-        if !log.advance_relay(NAME, &options.holder, Some(last), Timestamp::now() + lease).await? {
+        let renewed = Instant::now();
+        held = if log.advance_relay(NAME, &options.holder, Some(last), Timestamp::now() + lease).await? {
+            Some((Some(last), renewed))
+        } else {
             tracing::warn!("the event relay lost its lease to another process; waiting to take over again");
-        }
+            None
+        };
     }
 }
