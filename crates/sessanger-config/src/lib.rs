@@ -110,11 +110,17 @@ pub struct Config {
     pub events: EventsConfig,
 }
 
-/// `events:`: how much of its event log the store keeps, and what delivered events carry.
+/// `events:`: whether the store records events, how much of its log it keeps, and what
+/// delivered events carry.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "a mapping of event settings")]
 #[non_exhaustive]
 pub struct EventsConfig {
+    /// Whether the store records events (`record`, default true). A deployment that consumes
+    /// none saves their cost (BENCHMARKS.md); `/v1/events` then answers 501 and nothing is
+    /// relayed. Only the Redis store can stop recording: the others write events in the same
+    /// transaction as sessions, by design of their schema.
+    pub record: bool,
     /// The most events the log keeps (`max_events`, default 100000).
     pub max_events: NonZeroU64,
     /// The oldest an event grows before it is trimmed (`max_age`, default 24h).
@@ -131,7 +137,7 @@ pub struct EventsConfig {
 impl Default for EventsConfig {
     fn default() -> Self {
         let retention = Retention::default();
-        EventsConfig { max_events: retention.max_events, max_age: retention.max_age, session_ids: true }
+        EventsConfig { record: true, max_events: retention.max_events, max_age: retention.max_age, session_ids: true }
     }
 }
 

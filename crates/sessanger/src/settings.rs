@@ -33,6 +33,8 @@ pub(crate) struct Settings {
     pub(crate) broker: Option<BrokerOptions>,
     /// The key prefix of a shared store (`--key-prefix`, else `store.key_prefix`).
     pub(crate) key_prefix: Option<String>,
+    /// Whether the store records events (`events.record`).
+    pub(crate) record_events: bool,
     /// Attribute encryption (`encryption:`). Its keys are parsed when the store is opened, so
     /// a bad key fails the commands that open the store and no other.
     pub(crate) encryption: Option<EncryptionConfig>,
@@ -75,6 +77,7 @@ impl Settings {
             server: options::server(&config.http, compat, &config.events),
             broker: config.broker.as_ref().map(options::broker),
             key_prefix: cli.key_prefix.clone().or(config.store.key_prefix),
+            record_events: config.events.record,
             encryption: config.encryption,
         })
     }

@@ -30,6 +30,9 @@ pub(crate) async fn open(settings: &Settings) -> anyhow::Result<Opened> {
 async fn open_url(settings: &Settings) -> anyhow::Result<Opened> {
     let url = settings.store_url.as_str();
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    if !settings.record_events && !matches!(scheme, "redis" | "rediss" | "redis+cluster") {
+        bail!("events.record: false needs a Redis store; the `{scheme}` store records events with every change");
+    }
     let store: Arc<dyn Store> = match scheme {
         "memory" => Arc::new(MemoryStore::with_max_events(settings.policy.event_retention.max_events)),
         "embedded" => {
@@ -46,7 +49,9 @@ async fn open_url(settings: &Settings) -> anyhow::Result<Opened> {
                 Some(prefix) => prefix.parse().map_err(|e| anyhow::anyhow!("store.key_prefix: {e}"))?,
                 None => sessanger_store_redis::KeyPrefix::default(),
             };
-            Arc::new(sessanger_store_redis::RedisStore::connect(url, prefix).await?)
+            let store = sessanger_store_redis::RedisStore::connect(url, prefix).await?;
+            let max_events = settings.policy.event_retention.max_events;
+            Arc::new(store.with_event_log(settings.record_events.then_some(max_events)))
         }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => Arc::new(sessanger_store_sql::PostgresStore::connect(url).await?),

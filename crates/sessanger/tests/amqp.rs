@@ -18,6 +18,10 @@ use lapin::{Connection, ConnectionProperties};
 use serde_json::Value;
 use tokio::sync::{Mutex, MutexGuard};
 
+// Shared by several test binaries: this one uses the servers and stores.
+#[allow(dead_code)]
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_sessanger");
 const API: &str = "http://127.0.0.1:15672/api";
 
@@ -392,5 +396,139 @@ async fn a_pam_session_without_a_password_opens_through_an_admin_client() {
     assert!(broker_get("users/ok1").await.is_none(), "closing the session removes the broker user");
     until("the user's connection closing", async || !user.status().connected()).await;
     drop(pam);
+    accounts.finish().await;
+}
+
+/// Three nodes on one Redis, each with its reaper and its relay, 1 000 sessions of a 2 s TTL,
+/// and one node SIGKILLed while they expire: exactly 1 000 `expired` events, none twice, none
+/// missing, on a survivor's event stream and on the `sessanger.events` exchange (where the
+/// relay may send one again after the kill, under the same message id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_on_redis_record_each_expiry_once_while_one_is_killed() {
+    use std::collections::{HashMap, HashSet};
+
+    use common::{FreshStore, Server, StoreKind, admin_token, data_dir};
+    use futures::StreamExt;
+    use lapin::{
+        ExchangeKind,
+        options::{BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+        types::FieldTable,
+    };
+    use sessanger_client::{Client, Received};
+    use sessanger_core::{EventFilter, wire::CreateSession};
+
+    const SESSIONS: usize = 1000;
+    let accounts = Accounts::new("").await;
+    let store = FreshStore::new(StoreKind::Redis);
+    // The managers' config, reaping often; each node's own data dir holds its admin token.
+    let managers = std::fs::read_to_string(accounts.path("managers.yaml")).unwrap();
+    let nodes_config = accounts.path("nodes.yaml");
+    std::fs::write(&nodes_config, managers.replacen("session:\n", "session:\n  gc_interval: 200ms\n", 1)).unwrap();
+    let mut flags = vec!["--config", nodes_config.to_str().unwrap()];
+    flags.extend(store.flags());
+    let dirs: Vec<_> = (0..3).map(|_| data_dir()).collect();
+    let mut nodes: Vec<Option<Server>> =
+        dirs.iter().map(|(_, dir)| Some(Server::start_with(dir, &flags, &[]))).collect();
+    let url = |i: usize| nodes[i].as_ref().unwrap().url.clone();
+    let on_b = Client::new(&url(1), &admin_token(&dirs[1].1)).unwrap();
+    let on_c = Client::new(&url(2), &admin_token(&dirs[2].1)).unwrap();
+
+    // A queue of the test's own on the exchange, bound to expiries.
+    let connection = connect(&accounts.manager, &accounts.manager, &accounts.manager).await.unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+    channel
+        .exchange_declare("sessanger.events".into(), ExchangeKind::Topic, durable, FieldTable::default())
+        .await
+        .unwrap();
+    let exclusive = QueueDeclareOptions { exclusive: true, ..QueueDeclareOptions::default() };
+    let queue = channel.queue_declare("".into(), exclusive, FieldTable::default()).await.unwrap();
+    let bind = QueueBindOptions::default();
+    let expired = "session.expired".into();
+    channel
+        .queue_bind(queue.name().clone(), "sessanger.events".into(), expired, bind, FieldTable::default())
+        .await
+        .unwrap();
+    let no_ack = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };
+    let mut deliveries =
+        channel.basic_consume(queue.name().clone(), "".into(), no_ack, FieldTable::default()).await.unwrap();
+
+    // The survivor's stream of expiries, from what happens next.
+    let mut stream = on_c.events(EventFilter::default().with_types("expired").unwrap(), None);
+    let streamed = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Until 1 000 came, then 3 s more to catch any repeat.
+        let mut until = deadline;
+        while let Ok(next) = tokio::time::timeout(until.saturating_duration_since(Instant::now()), stream.next()).await
+        {
+            if let Ok(Received::Event(event)) = next {
+                seen.push((event.id, event.session_id.expect("session ids are on")));
+                if seen.len() == SESSIONS {
+                    until = Instant::now() + Duration::from_secs(3);
+                }
+            }
+        }
+        seen
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let created_at = Instant::now();
+    let mut created = HashSet::new();
+    let mut batches = futures::stream::iter(0..SESSIONS)
+        .map(|i| {
+            let on_b = &on_b;
+            async move {
+                let new = CreateSession {
+                    session_id: None,
+                    user_id: format!("reaped{}", i % 50).parse().unwrap(),
+                    device_id: None,
+                    ip: None,
+                    user_agent: None,
+                    attributes: Default::default(),
+                    ttl_secs: Some(2),
+                    absolute_expires_at: None,
+                };
+                on_b.create_session(&new).await.unwrap().session_id
+            }
+        })
+        .buffer_unordered(32);
+    while let Some(id) = batches.next().await {
+        created.insert(id);
+    }
+    assert_eq!(created.len(), SESSIONS);
+    // The first sessions are dying: node A goes down mid-sweep, as a crash would.
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(created_at.elapsed()) + Duration::from_millis(100)).await;
+    nodes[0].take().unwrap().kill();
+
+    let streamed = streamed.await.unwrap();
+    let ids: HashSet<_> = streamed.iter().map(|(id, _)| *id).collect();
+    let sessions: HashSet<_> = streamed.iter().map(|(_, session)| session.clone()).collect();
+    assert_eq!(streamed.len(), SESSIONS, "each expiry streamed once");
+    assert_eq!(ids.len(), SESSIONS);
+    assert_eq!(sessions, created, "none missing");
+
+    // The exchange: every expiry at least once; one message id per session, and a repeat
+    // only ever under the same id.
+    let mut by_message: HashMap<String, String> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while by_message.len() < SESSIONS {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(Some(Ok(delivery))) = tokio::time::timeout(left, deliveries.next()).await else { break };
+        let id = delivery.properties.message_id().as_ref().expect("a message id").to_string();
+        let body: Value = serde_json::from_slice(&delivery.data).unwrap();
+        let session = body["session_id"].as_str().unwrap().to_owned();
+        let previous = by_message.insert(id.clone(), session.clone());
+        assert!(previous.is_none_or(|before| before == session), "message id {id} names one event");
+    }
+    assert_eq!(by_message.len(), SESSIONS, "every expiry reached the exchange");
+    let relayed: HashSet<_> = by_message.values().cloned().collect();
+    assert_eq!(relayed.len(), SESSIONS, "one event per session");
+    assert_eq!(relayed, created.iter().map(|id| id.as_ref().to_owned()).collect());
+
+    drop(connection);
+    for node in nodes.into_iter().flatten() {
+        node.stop();
+    }
     accounts.finish().await;
 }

@@ -88,18 +88,24 @@
 //! ```
 
 mod connection;
+mod events;
 mod record;
 mod scripts;
 
-use std::{fmt, num::NonZeroU32, str::FromStr, sync::Arc};
+use std::{
+    fmt,
+    num::{NonZeroU32, NonZeroU64},
+    str::FromStr,
+    sync::Arc,
+};
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt, stream};
 use redis::{Value, aio::ConnectionLike};
 use sessanger_core::{
-    Change, Created, DeleteReason, Maintenance, Page, Patch, PatchError, PatchOptions, Patched, RemovedServices,
-    Renamed, Replaced, Replacement, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef,
-    SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    Change, Created, DeleteReason, EventLog, Maintenance, Page, Patch, PatchError, PatchOptions, Patched,
+    RemovedServices, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session,
+    SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use tokio::sync::mpsc;
 
@@ -201,6 +207,11 @@ impl Keys {
         format!("{}:x", self.base(tag))
     }
 
+    /// The event log (a stream), with its counter `…:n` and relays `…:relays` beside it.
+    fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
     fn services(&self) -> String {
         format!("{}:services", self.prefix)
     }
@@ -233,6 +244,8 @@ pub struct RedisStore {
     connection: RedisConnection,
     keys: Keys,
     scripts: Arc<Scripts>,
+    /// The event log's key; `None` when the store records no events.
+    events: Option<Arc<str>>,
     /// Where [`ServiceStore::watch_removed_services`] subscribes; `None` for a store made on a
     /// caller's connection ([`RedisStore::new`]), which announces removals but hears none.
     subscriber: Option<redis::Client>,
@@ -259,9 +272,34 @@ impl RedisStore {
     /// A store on a connection made by the caller: a
     /// [`ConnectionManager`](redis::aio::ConnectionManager) or a cluster
     /// [`ClusterConnection`](redis::cluster_async::ClusterConnection).
+    ///
+    /// A store on standalone Redis records events and keeps about
+    /// [`Retention::default`]'s `max_events` of them between two trims
+    /// ([`RedisStore::with_event_log`] says otherwise). One on a Cluster records none yet: a
+    /// single log cannot be written from scripts that each stay in one user's slot.
     pub fn new(connection: impl Into<RedisConnection>, prefix: KeyPrefix) -> RedisStore {
         let connection = connection.into();
-        RedisStore { connection, keys: Keys { prefix }, scripts: Arc::new(Scripts::new()), subscriber: None }
+        let keys = Keys { prefix };
+        let max_events = Retention::default().max_events;
+        let events = matches!(connection, RedisConnection::Standalone(_)).then(|| keys.events().into());
+        RedisStore { connection, keys, scripts: Arc::new(Scripts::new(max_events)), events, subscriber: None }
+    }
+
+    /// Records events and keeps about `max_events` of them between two trims (the reaper trims
+    /// exactly, by count and age: [`EventLog::trim_events`]); `None` records none, and the
+    /// store then has no [`event_log`](Maintenance::event_log). A store on a Cluster records
+    /// none whatever this says.
+    #[must_use]
+    pub fn with_event_log(self, max_events: Option<NonZeroU64>) -> RedisStore {
+        let standalone = matches!(self.connection, RedisConnection::Standalone(_));
+        match max_events {
+            Some(max_events) if standalone => RedisStore {
+                events: Some(self.keys.events().into()),
+                scripts: Arc::new(Scripts::new(max_events)),
+                ..self
+            },
+            _ => RedisStore { events: None, ..self },
+        }
     }
 
     /// The prefix of the store's keys.
@@ -279,26 +317,38 @@ impl RedisStore {
         self.connection().req_packed_command(cmd).await.map_err(store_error)
     }
 
-    /// Runs `script` with `key` as `KEYS[1]` (plus `extra_keys`), and `now`, the shard's hash
-    /// tag and `args` as `ARGV`.
+    /// Runs `script` with `key` as `KEYS[1]` (plus `extra_keys`), and the time of the change,
+    /// the shard's hash tag, the event log and the acting service, then `args` as `ARGV`.
     async fn run(
         &self,
         script: &redis::Script,
         key: &str,
         extra_keys: &[&str],
         tag: &str,
-        now: Timestamp,
+        change: Change<'_>,
         args: &[&str],
     ) -> Result<Value, StoreError> {
         let mut invocation = script.key(key);
         for extra in extra_keys {
             invocation.key(*extra);
         }
-        invocation.arg(now.as_millis()).arg(self.keys.base(tag));
+        invocation
+            .arg(change.now.as_millis())
+            .arg(self.keys.base(tag))
+            .arg(self.events.as_deref().unwrap_or_default())
+            .arg(change.service.map_or("", |service| service.as_ref()));
         for arg in args {
             invocation.arg(*arg);
         }
         invocation.invoke_async(&mut self.connection()).await.map_err(store_error)
+    }
+
+    /// Renews the idle deadline of session `id`, recording a `refreshed` event if `refresh`.
+    async fn renew(&self, id: &SessionId, change: Change<'_>, refresh: bool) -> Result<Option<Session>, StoreError> {
+        let key = self.keys.session(id);
+        let args = [id.as_ref(), if refresh { "1" } else { "0" }];
+        let reply = self.run(&self.scripts.touch, &key, &[], id.shard_tag(), change, &args).await?;
+        decode(id.clone(), reply)
     }
 
     /// Runs `per_tag` for every shard tag, `FAN_OUT` at a time, and collects the results.
@@ -344,7 +394,8 @@ impl SessionStore for RedisStore {
         let mut args = vec![session.id.as_ref(), session.user_id.as_ref(), &created_at, &expires_at, kind, &max];
         args.extend(fields.iter().map(String::as_str));
         let key = self.keys.session(&session.id);
-        let reply = self.run(&self.scripts.create, &key, &[], session.id.shard_tag(), now, &args).await?;
+        let change = Change::at(now).by(session.created_by.as_ref());
+        let reply = self.run(&self.scripts.create, &key, &[], session.id.shard_tag(), change, &args).await?;
         let (status, rest) = status(reply)?;
         match status.as_str() {
             "created" => Ok(Created::Created { evicted: rest.map(parse_id).collect::<Result<_, _>>()? }),
@@ -360,13 +411,11 @@ impl SessionStore for RedisStore {
     }
 
     async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
-        let key = self.keys.session(id);
-        let reply = self.run(&self.scripts.touch, &key, &[], id.shard_tag(), now, &[id.as_ref()]).await?;
-        decode(id.clone(), reply)
+        self.renew(id, Change::at(now), false).await
     }
 
     async fn refresh(&self, id: &SessionId, change: Change<'_>) -> Result<Option<Session>, StoreError> {
-        self.touch(id, change.now).await
+        self.renew(id, change, true).await
     }
 
     async fn patch(
@@ -376,7 +425,6 @@ impl SessionStore for RedisStore {
         options: PatchOptions<'_>,
         change: Change<'_>,
     ) -> Result<Patched, StoreError> {
-        let now = change.now;
         let PatchOptions { expected, touch, cap, device } = options;
         let expected = expected.map(|v| v.0.to_string()).unwrap_or_default();
         let counts = [patch.set.len().to_string(), patch.remove.len().to_string(), patch.incr.len().to_string()];
@@ -396,11 +444,22 @@ impl SessionStore for RedisStore {
         let touch = if touch { "1" } else { "0" };
         let device = device.map(record::json).transpose()?.unwrap_or_default();
         let (max_attributes, max_bytes) = (max_attributes.as_str(), max_bytes.as_str());
-        let mut args =
-            vec![id.as_ref(), &expected, touch, &counts[0], &counts[1], &counts[2], max_attributes, max_bytes, &device];
+        let keys = record::json(&patch.keys().collect::<Vec<_>>())?;
+        let mut args = vec![
+            id.as_ref(),
+            &expected,
+            touch,
+            &counts[0],
+            &counts[1],
+            &counts[2],
+            max_attributes,
+            max_bytes,
+            &device,
+            &keys,
+        ];
         args.extend(owned.iter().map(String::as_str));
         let key = self.keys.session(id);
-        let reply = self.run(&self.scripts.patch, &key, &[], id.shard_tag(), now, &args).await?;
+        let reply = self.run(&self.scripts.patch, &key, &[], id.shard_tag(), change, &args).await?;
         let (status, mut rest) = status(reply)?;
         match status.as_str() {
             "applied" => Ok(Patched::Applied(live_session(id, rest.next())?)),
@@ -423,16 +482,16 @@ impl SessionStore for RedisStore {
     }
 
     async fn replace(&self, id: &SessionId, new: Replacement<'_>, change: Change<'_>) -> Result<Replaced, StoreError> {
-        let now = change.now;
         let Replacement { attributes, device, expected, absolute_expires_at } = new;
         let expected = expected.map(|v| v.0.to_string()).unwrap_or_default();
         let device = device.map(record::json).transpose()?.unwrap_or_default();
         let deadline = absolute_expires_at.map_or_else(String::new, |at| at.as_millis().to_string());
         let fields = record::attributes(attributes)?;
-        let mut args = vec![id.as_ref(), &expected, &deadline, &device];
+        let keys = record::json(&attributes.keys().collect::<Vec<_>>())?;
+        let mut args = vec![id.as_ref(), &expected, &deadline, &device, &keys];
         args.extend(fields.iter().map(String::as_str));
         let key = self.keys.session(id);
-        let reply = self.run(&self.scripts.replace, &key, &[], id.shard_tag(), now, &args).await?;
+        let reply = self.run(&self.scripts.replace, &key, &[], id.shard_tag(), change, &args).await?;
         let (status, mut rest) = status(reply)?;
         match status.as_str() {
             "applied" => Ok(Replaced::Applied(live_session(id, rest.next())?)),
@@ -443,7 +502,6 @@ impl SessionStore for RedisStore {
     }
 
     async fn rename(&self, old: &SessionId, new: &SessionId, change: Change<'_>) -> Result<Renamed, StoreError> {
-        let now = change.now;
         // The contract's precondition (`SessionId::regenerate`) keeps the tag, so both keys
         // share a slot; refuse loudly rather than send a cross-slot script.
         if old.shard_tag() != new.shard_tag() {
@@ -451,7 +509,7 @@ impl SessionStore for RedisStore {
         }
         let (old_key, new_key) = (self.keys.session(old), self.keys.session(new));
         let args = [old.as_ref(), new.as_ref()];
-        let reply = self.run(&self.scripts.rename, &old_key, &[&new_key], old.shard_tag(), now, &args).await?;
+        let reply = self.run(&self.scripts.rename, &old_key, &[&new_key], old.shard_tag(), change, &args).await?;
         let (status, mut rest) = status(reply)?;
         match status.as_str() {
             "renamed" => Ok(Renamed::Renamed(live_session(new, rest.next())?)),
@@ -464,13 +522,13 @@ impl SessionStore for RedisStore {
     async fn delete(
         &self,
         id: &SessionId,
-        _reason: DeleteReason,
+        reason: DeleteReason,
         change: Change<'_>,
     ) -> Result<Option<Session>, StoreError> {
-        let now = change.now;
         let key = self.keys.session(id);
-        let reply = self.run(&self.scripts.delete, &key, &[], id.shard_tag(), now, &[id.as_ref()]).await?;
-        Ok(decode(id.clone(), reply)?.filter(|s| !s.is_expired(now)))
+        let args = [id.as_ref(), reason.as_str()];
+        let reply = self.run(&self.scripts.delete, &key, &[], id.shard_tag(), change, &args).await?;
+        Ok(decode(id.clone(), reply)?.filter(|s| !s.is_expired(change.now)))
     }
 
     async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
@@ -480,7 +538,7 @@ impl SessionStore for RedisStore {
             None => (String::new(), String::new()),
         };
         let args = [after.as_str(), &after_id, &page.limit.to_string()];
-        let reply = self.run(&self.scripts.list_user, &key, &[], &user.shard_tag(), now, &args).await?;
+        let reply = self.run(&self.scripts.list_user, &key, &[], &user.shard_tag(), Change::at(now), &args).await?;
         let mut items = items(reply)?.into_iter();
         let mut sessions = Vec::with_capacity(items.len() / 2);
         while let (Some(id), Some(fields)) = (items.next(), items.next()) {
@@ -490,9 +548,8 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
-        let now = change.now;
         let key = self.keys.user(user);
-        let reply = self.run(&self.scripts.delete_user, &key, &[], &user.shard_tag(), now, &[user.as_ref()]).await?;
+        let reply = self.run(&self.scripts.delete_user, &key, &[], &user.shard_tag(), change, &[user.as_ref()]).await?;
         items(reply)?.into_iter().map(parse_id).collect()
     }
 }
@@ -534,7 +591,7 @@ impl Maintenance for RedisStore {
         }
         let purged: Vec<Vec<SessionRef>> = stream::iter(batches.into_iter().map(|(tag, take)| async move {
             let key = self.keys.expiry(&tag);
-            let reply = self.run(&self.scripts.purge, &key, &[], &tag, now, &[&take.to_string()]).await?;
+            let reply = self.run(&self.scripts.purge, &key, &[], &tag, Change::at(now), &[&take.to_string()]).await?;
             let mut items = items(reply)?.into_iter();
             let mut refs = Vec::new();
             while let (Some(id), Some(user)) = (items.next(), items.next()) {
@@ -551,6 +608,10 @@ impl Maintenance for RedisStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.query(&redis::cmd("PING")).await.map(drop)
+    }
+
+    fn event_log(&self) -> Option<&dyn EventLog> {
+        self.events.is_some().then_some(self as &dyn EventLog)
     }
 }
 

@@ -3,18 +3,25 @@
 //!
 //! Every script is called with `KEYS[1]` = the key the operation is about (it routes the call
 //! to the right cluster node) and `ARGV[1]` = `now` in ms, `ARGV[2]` = the hash tag `{prefix:tag}`
-//! of the user's shard. Other keys the script touches (a user's index, the sessions it lists)
+//! of the user's shard, `ARGV[3]` = the event log's key (`''` when the store records no
+//! events), `ARGV[4]` = the acting service (`''` for none); the operation's own arguments
+//! follow from `ARGV[5]`. Other keys the script touches (a user's index, the sessions it lists)
 //! are built from `ARGV[2]` inside the script: they carry the same hash tag, so they live in the
 //! slot of `KEYS[1]`, which Redis Cluster allows. Lists of sessions cannot be declared up front
 //! anyway: they are read from the index by the script itself.
 
+use std::num::NonZeroU64;
+
 use redis::Script;
+
+use crate::events::LogScripts;
 
 /// Helpers every script starts with. `now` is the caller's clock, never the server's: the
 /// contract passes time in, and tests move it forward without sleeping.
 const PRELUDE: &str = r#"
 local now = tonumber(ARGV[1])
 local base = ARGV[2]
+local events, by = ARGV[3], ARGV[4]
 local xkey = base .. ':x'
 local function skey(id) return base .. ':s:' .. id end
 local function ukey(user) return base .. ':u:' .. user end
@@ -60,7 +67,32 @@ local function extend(key, at)
   if redis.call('PEXPIRETIME', key) < at then redis.call('PEXPIREAT', key, at) end
 end
 
--- Removes the record at `key` (session `id`) and its index entries, live or not.
+-- Appends an event about session `id` of `user` to the log, in the script that makes the
+-- change, so the two are one atomic step; `...` are the event's other fields (record.rs reads
+-- them back). Ids come from a counter: `n-0`, so the stream's id is the event's id. A counter
+-- lost while the stream survived (a key deleted by hand) resumes after the stream's newest
+-- id, never below it. `MAXLEN ~` bounds the log between two trims by the reaper, at the cost
+-- of a whole node of the stream at a time.
+local function record(kind, id, user, ...)
+  if events == '' then return end
+  local counter = events .. ':n'
+  local n = redis.call('INCR', counter)
+  if n == 1 and redis.call('EXISTS', events) == 1 then
+    local info = redis.call('XINFO', 'STREAM', events)
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then n = tonumber(string.match(info[i + 1], '^(%d+)')) + 1 end
+    end
+    redis.call('SET', counter, string.format('%d', n))
+  end
+  local entry = {'XADD', events, 'MAXLEN', '~', 'MAX_EVENTS', string.format('%d-0', n), 'a', ARGV[1], 't', kind,
+    's', id, 'u', user}
+  if by ~= '' then table.insert(entry, 'b'); table.insert(entry, by) end
+  for _, field in ipairs({...}) do table.insert(entry, field) end
+  redis.call(unpack(entry))
+end
+
+-- Removes the record at `key` (session `id`) and its index entries, live or not; returns its
+-- metadata, nil if there was no record.
 local function forget(key, id)
   local f = meta(key)
   if f then
@@ -68,6 +100,14 @@ local function forget(key, id)
     redis.call('ZREM', xkey, id .. f.user)
     redis.call('DEL', key)
   end
+  return f
+end
+
+-- Removes the dead record at `key`, if any, and records its expiry: the write that meets a
+-- dead session first reports it, and takes its expiry entry so the reaper does not again.
+local function bury(key, id)
+  local f = forget(key, id)
+  if f then record('expired', id, f.user) end
 end
 
 -- Stores metadata `f` of the live session at `key` with its idle deadline renewed from `now`,
@@ -93,12 +133,12 @@ local function members(index)
 end
 "#;
 
-/// `KEYS[1]` the new session; `ARGV[3..]` id, user, created_at, expires_at, limit kind
+/// `KEYS[1]` the new session; `ARGV[5..]` id, user, created_at, expires_at, limit kind
 /// (`unlimited`, `refuse`, `evict`), limit, then the record's field/value pairs.
 /// Returns `{'created', evicted ids...}`, `{'taken'}` or `{'limit'}`.
 const CREATE: &str = r#"
-local key, id, user = KEYS[1], ARGV[3], ARGV[4]
-local created, expires, kind, max = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8])
+local key, id, user = KEYS[1], ARGV[5], ARGV[6]
+local created, expires, kind, max = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10])
 if live(key) then return {'taken'} end
 local index = ukey(user)
 local evicted = {}
@@ -112,41 +152,46 @@ if kind ~= 'unlimited' then
   else
     for i = 1, #alive + 1 - max do
       forget(skey(alive[i]), alive[i])
+      record('deleted', alive[i], user, 'r', 'evicted')
       table.insert(evicted, alive[i])
     end
   end
 end
-forget(key, id)
-redis.call('HSET', key, unpack(ARGV, 9))
+bury(key, id)
+redis.call('HSET', key, unpack(ARGV, 11))
 redis.call('PEXPIREAT', key, expires)
 redis.call('ZADD', index, created, id)
 redis.call('ZADD', xkey, expires, id .. user)
 extend(index, expires)
+record('created', id, user)
 return {'created', unpack(evicted)}
 "#;
 
-/// `KEYS[1]` the session; `ARGV[3]` its id. Returns the record's fields, or nil.
+/// `KEYS[1]` the session; `ARGV[5..]` its id, whether to record a `refreshed` event (`0`/`1`).
+/// Returns the record's fields, or nil.
 const TOUCH: &str = r#"
 local f = live(KEYS[1])
 if not f then return false end
-touch(KEYS[1], ARGV[3], f)
+touch(KEYS[1], ARGV[5], f)
+if ARGV[6] == '1' then record('refreshed', ARGV[5], f.user) end
 return redis.call('HGETALL', KEYS[1])
 "#;
 
-/// `KEYS[1]` the session; `ARGV[3..]` id, expected version (`''` for any), touch (`0`/`1`),
+/// `KEYS[1]` the session; `ARGV[5..]` id, expected version (`''` for any), touch (`0`/`1`),
 /// the counts of sets, removes and increments, the cap's most attributes and bytes (`''`
-/// for no cap), the device fields to change as JSON (`''` for none), then set pairs, removed
+/// for no cap), the device fields to change as JSON (`''` for none), the keys the patch names
+/// as a JSON array (for its event), then set pairs, removed
 /// fields, increment pairs. Returns `{'applied',
 /// fields}`, `{'missing'}`, `{'mismatch', version}`, `{'rejected', field}` or
 /// `{'too_large', 'attributes' | 'bytes'}`.
 const PATCH: &str = r#"
-local key, id = KEYS[1], ARGV[3]
+local key, id = KEYS[1], ARGV[5]
 local f = live(key)
 if not f then return {'missing'} end
 local version = string.format('%d', f.v)
-if ARGV[4] ~= '' and ARGV[4] ~= version then return {'mismatch', version} end
-local nset, nremove, nincr = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local at = 12
+if ARGV[6] ~= '' and ARGV[6] ~= version then return {'mismatch', version} end
+local nset, nremove, nincr = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local at = 15
 local sets = {}
 for _ = 1, nset do
   table.insert(sets, ARGV[at]); table.insert(sets, ARGV[at + 1]); at = at + 2
@@ -190,7 +235,7 @@ local function entry(field, length)
   end
   return size
 end
-local tracked = ARGV[9] ~= ''
+local tracked = ARGV[11] ~= ''
 local n, b
 if tracked then
   local stored = redis.call('HGET', key, 's')
@@ -231,8 +276,8 @@ if tracked then
   if nset > 0 or nincr > 0 then
     local bytes = 2
     if n > 0 then bytes = 1 + b end
-    if n > tonumber(ARGV[9]) then undo(); return {'too_large', 'attributes'} end
-    if bytes > tonumber(ARGV[10]) then undo(); return {'too_large', 'bytes'} end
+    if n > tonumber(ARGV[11]) then undo(); return {'too_large', 'attributes'} end
+    if bytes > tonumber(ARGV[12]) then undo(); return {'too_large', 'bytes'} end
   end
 end
 if #removes > 0 then redis.call('HDEL', key, unpack(removes)) end
@@ -241,26 +286,27 @@ if #sets > 0 then redis.call('HSET', key, unpack(sets)) end
 if #sums > 0 and (#sets > 0 or #removes > 0) then redis.call('HSET', key, unpack(sums)) end
 if tracked then redis.call('HSET', key, 's', hex(n) .. ',' .. hex(b)) else redis.call('HDEL', key, 's') end
 -- The device fields named replace the stored ones (`Device::merge`).
-if ARGV[11] ~= '' then
+if ARGV[13] ~= '' then
   local device = cjson.decode(redis.call('HGET', key, 'd') or '{}')
-  for name, value in pairs(cjson.decode(ARGV[11])) do device[name] = value end
+  for name, value in pairs(cjson.decode(ARGV[13])) do device[name] = value end
   redis.call('HSET', key, 'd', cjson.encode(device))
 end
 f.v = f.v + 1
-if ARGV[5] == '1' then touch(key, id, f) else store_meta(key, f) end
+if ARGV[7] == '1' then touch(key, id, f) else store_meta(key, f) end
+record('attributes_changed', id, f.user, 'k', ARGV[14])
 return {'applied', redis.call('HGETALL', key)}
 "#;
 
-/// `KEYS[1]` the session; `ARGV[3..]` id, expected version (`''` for any), new absolute
-/// deadline in ms (`''` keeps it), device JSON (`''` keeps it), then attribute field/value
-/// pairs. Returns `{'applied', fields}`,
+/// `KEYS[1]` the session; `ARGV[5..]` id, expected version (`''` for any), new absolute
+/// deadline in ms (`''` keeps it), device JSON (`''` keeps it), the new attributes' keys as a
+/// JSON array (for its event), then attribute field/value pairs. Returns `{'applied', fields}`,
 /// `{'missing'}` or `{'mismatch', version}`.
 const REPLACE: &str = r#"
-local key, id = KEYS[1], ARGV[3]
+local key, id = KEYS[1], ARGV[5]
 local f = live(key)
 if not f then return {'missing'} end
 local version = string.format('%d', f.v)
-if ARGV[4] ~= '' and ARGV[4] ~= version then return {'mismatch', version} end
+if ARGV[6] ~= '' and ARGV[6] ~= version then return {'mismatch', version} end
 local stale = {}
 for _, field in ipairs(redis.call('HKEYS', key)) do
   if string.sub(field, 1, 2) == 'a:' then table.insert(stale, field) end
@@ -268,32 +314,33 @@ end
 if #stale > 0 then redis.call('HDEL', key, unpack(stale)) end
 -- The attributes are written whole: the next patch measures them again.
 redis.call('HDEL', key, 's')
-if ARGV[6] ~= '' then redis.call('HSET', key, 'd', ARGV[6]) end
-if #ARGV >= 7 then redis.call('HSET', key, unpack(ARGV, 7)) end
+if ARGV[8] ~= '' then redis.call('HSET', key, 'd', ARGV[8]) end
+if #ARGV >= 10 then redis.call('HSET', key, unpack(ARGV, 10)) end
 f.v = f.v + 1
-if ARGV[5] == '' then
+if ARGV[7] == '' then
   store_meta(key, f)
 else
   -- A new absolute deadline, earlier or later: the idle deadline is capped by it, and the
   -- native expiry and the expiry entry follow.
-  f.x = tonumber(ARGV[5])
+  f.x = tonumber(ARGV[7])
   f.e = math.min(f.l + f.i, f.x)
   store_meta(key, f)
   redis.call('PEXPIREAT', key, f.e)
   redis.call('ZADD', xkey, f.e, id .. f.user)
   extend(ukey(f.user), f.e)
 end
+record('attributes_changed', id, f.user, 'k', ARGV[9])
 return {'applied', redis.call('HGETALL', key)}
 "#;
 
-/// `KEYS[1]` the old session, `KEYS[2]` the new one (same hash tag); `ARGV[3..]` old id,
+/// `KEYS[1]` the old session, `KEYS[2]` the new one (same hash tag); `ARGV[5..]` old id,
 /// new id. Returns `{'renamed', fields}`, `{'missing'}` or `{'taken'}`.
 const RENAME: &str = r#"
-local old, new, oldid, newid = KEYS[1], KEYS[2], ARGV[3], ARGV[4]
+local old, new, oldid, newid = KEYS[1], KEYS[2], ARGV[5], ARGV[6]
 local f = live(old)
 if not f then return {'missing'} end
 if live(new) then return {'taken'} end
-forget(new, newid)
+bury(new, newid)
 local index = ukey(f.user)
 redis.call('RENAME', old, new)
 redis.call('ZREM', index, oldid)
@@ -301,29 +348,36 @@ redis.call('ZADD', index, f.c, newid)
 redis.call('ZREM', xkey, oldid .. f.user)
 f.v = f.v + 1
 touch(new, newid, f)
+record('regenerated', newid, f.user, 'o', oldid)
 return {'renamed', redis.call('HGETALL', new)}
 "#;
 
-/// `KEYS[1]` the session; `ARGV[3]` its id. Deletes it, live or not, and returns its fields
-/// (the caller tells live from dead), or nil.
+/// `KEYS[1]` the session; `ARGV[5..]` its id, the reason of its deletion. Deletes it, live or
+/// not (recording its deletion or its expiry), and returns its fields (the caller tells live
+/// from dead), or nil.
 const DELETE: &str = r#"
 local fields = redis.call('HGETALL', KEYS[1])
 if #fields == 0 then return false end
-forget(KEYS[1], ARGV[3])
+if live(KEYS[1]) then
+  local f = forget(KEYS[1], ARGV[5])
+  record('deleted', ARGV[5], f.user, 'r', ARGV[6])
+else
+  bury(KEYS[1], ARGV[5])
+end
 return fields
 "#;
 
-/// `KEYS[1]` the user's index; `ARGV[3..]` the page's start (`created_at` ms and id of the
+/// `KEYS[1]` the user's index; `ARGV[5..]` the page's start (`created_at` ms and id of the
 /// last session of the page before, `''` for the first page) and limit. Returns `{id, fields,
 /// id, fields, ...}` of at most `limit` live sessions after the start, oldest first (by
 /// score, then id, as the index orders them). Reads the index in batches of `limit` from the
 /// start's score, so a page costs O(page) plus the dead entries on the way (entries whose
 /// record Redis already expired are pruned).
 const LIST_USER: &str = r#"
-local out, found, limit = {}, 0, tonumber(ARGV[5])
-local after, after_id = tonumber(ARGV[3]), ARGV[4]
+local out, found, limit = {}, 0, tonumber(ARGV[7])
+local after, after_id = tonumber(ARGV[5]), ARGV[6]
 local min = '-inf'
-if after then min = ARGV[3] end
+if after then min = ARGV[5] end
 local offset = 0
 while found < limit do
   local batch = redis.call('ZRANGEBYSCORE', KEYS[1], min, '+inf', 'WITHSCORES', 'LIMIT', offset, limit)
@@ -348,26 +402,33 @@ end
 return out
 "#;
 
-/// `KEYS[1]` the user's index; `ARGV[3]` the user. Deletes every session in it, live or
-/// not, and the index. Returns the ids of those that were live.
+/// `KEYS[1]` the user's index; `ARGV[5]` the user. Deletes every session in it, live or
+/// not, and the index, recording the live ones' revocation and the dead ones' expiry (those
+/// still in the expiry set: not reported yet). Returns the ids of those that were live.
 const DELETE_USER: &str = r#"
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local key = skey(id)
-  if live(key) then table.insert(out, id) end
+  local alive = live(key)
   redis.call('DEL', key)
-  redis.call('ZREM', xkey, id .. ARGV[3])
+  local due = redis.call('ZREM', xkey, id .. ARGV[5]) == 1
+  if alive then
+    table.insert(out, id)
+    record('deleted', id, ARGV[5], 'r', 'revoked')
+  elseif due then
+    record('expired', id, ARGV[5])
+  end
 end
 redis.call('DEL', KEYS[1])
 return out
 "#;
 
-/// `KEYS[1]` the shard's expiry set; `ARGV[3]` the most entries to purge. Deletes due
+/// `KEYS[1]` the shard's expiry set; `ARGV[5]` the most entries to purge. Deletes due
 /// sessions with their index entries, whether or not Redis already expired the record, and
 /// returns `{id, user, id, user, ...}`.
 const PURGE: &str = r#"
 local out = {}
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))) do
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))) do
   local id, user = string.sub(m, 1, ID_LEN), string.sub(m, ID_LEN + 1)
   local key = skey(id)
   local f = live(key)
@@ -379,6 +440,7 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0,
     redis.call('DEL', key)
     redis.call('ZREM', ukey(user), id)
     redis.call('ZREM', KEYS[1], m)
+    record('expired', id, user)
     table.insert(out, id)
     table.insert(out, user)
   end
@@ -399,11 +461,15 @@ pub(crate) struct Scripts {
     pub(crate) list_user: Script,
     pub(crate) delete_user: Script,
     pub(crate) purge: Script,
+    pub(crate) log: LogScripts,
 }
 
 impl Scripts {
-    pub(crate) fn new() -> Self {
-        let script = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+    /// The scripts of a store whose log keeps about `max_events` between two trims.
+    pub(crate) fn new(max_events: NonZeroU64) -> Self {
+        // XADD's MAXLEN takes a signed 64-bit count.
+        let prelude = PRELUDE.replace("MAX_EVENTS", &max_events.get().min(i64::MAX as u64).to_string());
+        let script = |body: &str| Script::new(&format!("{prelude}{body}"));
         Scripts {
             create: script(CREATE),
             touch: script(TOUCH),
@@ -414,6 +480,7 @@ impl Scripts {
             list_user: script(LIST_USER),
             delete_user: script(DELETE_USER),
             purge: script(&PURGE.replace("ID_LEN", &sessanger_core::SessionId::LEN.to_string())),
+            log: LogScripts::new(),
         }
     }
 }

@@ -5,3 +5,4 @@
 mod common;
 
 sessanger_testkit::store_conformance!(|| common::store(common::redis_url()));
+sessanger_testkit::store_events_conformance!(|| common::store(common::redis_url()));

@@ -67,6 +67,12 @@ impl Server {
     pub(crate) fn stop(mut self) {
         terminate(&mut self.child);
     }
+
+    /// Sends SIGKILL, as a crash would, and reaps the process.
+    pub(crate) fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
 }
 
 fn terminate(child: &mut Child) {
