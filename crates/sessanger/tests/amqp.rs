@@ -420,7 +420,8 @@ async fn three_nodes_on_redis_record_each_expiry_once_while_one_is_killed() {
     const SESSIONS: usize = 1000;
     let accounts = Accounts::new("").await;
     let store = FreshStore::new(StoreKind::Redis);
-    // The managers' config, reaping often; each node's own data dir holds its admin token.
+    // The managers' config, reaping often. The first node makes the admin token, in the store
+    // the others share.
     let managers = std::fs::read_to_string(accounts.path("managers.yaml")).unwrap();
     let nodes_config = accounts.path("nodes.yaml");
     std::fs::write(&nodes_config, managers.replacen("session:\n", "session:\n  gc_interval: 200ms\n", 1)).unwrap();
@@ -430,8 +431,8 @@ async fn three_nodes_on_redis_record_each_expiry_once_while_one_is_killed() {
     let mut nodes: Vec<Option<Server>> =
         dirs.iter().map(|(_, dir)| Some(Server::start_with(dir, &flags, &[]))).collect();
     let url = |i: usize| nodes[i].as_ref().unwrap().url.clone();
-    let on_b = Client::new(&url(1), &admin_token(&dirs[1].1)).unwrap();
-    let on_c = Client::new(&url(2), &admin_token(&dirs[2].1)).unwrap();
+    let on_b = Client::new(&url(1), &admin_token(&dirs[0].1)).unwrap();
+    let on_c = Client::new(&url(2), &admin_token(&dirs[0].1)).unwrap();
 
     // A queue of the test's own on the exchange, bound to expiries.
     let connection = connect(&accounts.manager, &accounts.manager, &accounts.manager).await.unwrap();
