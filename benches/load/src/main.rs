@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
         work: tempfile::tempdir()?,
         plan,
         rounds,
-        progress: progress(7 + 7 * rounds as u64),
+        progress: progress(7 + 11 * rounds as u64),
     };
     let result = bench.run(stored, args.quick).await;
     for db in [SESSANGER_DB, PEER_DB, BENCHMARK_DB] {
@@ -201,10 +201,22 @@ impl Bench {
     }
 
     async fn sessanger(&self, name: &'static str, port: u16, store: &str) -> anyhow::Result<Sessanger> {
+        self.sessanger_with(name, port, store, "store:\n  key_prefix: bench\n").await
+    }
+
+    /// sessanger on `store` with the rest of its config as `config` (YAML).
+    async fn sessanger_with(
+        &self,
+        name: &'static str,
+        port: u16,
+        store: &str,
+        config: &str,
+    ) -> anyhow::Result<Sessanger> {
         let dir = self.work.path().join(name);
         std::fs::create_dir_all(&dir)?;
-        let config = dir.join("config.yaml");
-        std::fs::write(&config, format!("store:\n  url: \"{store}\"\n  key_prefix: bench\n"))?;
+        let config = config.replacen("store:\n", &format!("store:\n  url: \"{store}\"\n"), 1);
+        let (config_text, config) = (config, dir.join("config.yaml"));
+        std::fs::write(&config, config_text)?;
         let addr = Self::addr(port);
         let mut command = Command::new(self.bin.join("sessanger"));
         command.arg("serve").arg("--config").arg(&config).arg("--data-dir").arg(&dir);
@@ -261,6 +273,7 @@ impl Bench {
         let compared = self.compare(&on_redis, &floor).await?;
         floor.stop().await?;
         let increments = self.increments(&on_redis).await?;
+        let events = self.event_cost(&on_redis.sessanger).await?;
         let peer_bytes = self.peer_memory(&on_redis.peer.server, self.plan).await?;
         let OnRedis { sessanger, sid, peer, body } = on_redis;
         peer.server.stop().await?;
@@ -273,7 +286,7 @@ impl Bench {
 
         let [embedded, memory] = self.local_stores().await?;
         let ceiling = self.redis_ceiling(&body).await?;
-        Ok(Measured { hello, compared, increments, peer_bytes, trips, scaling, embedded, memory, ceiling })
+        Ok(Measured { hello, compared, increments, events, peer_bytes, trips, scaling, embedded, memory, ceiling })
     }
 
     /// The axum ceiling: a hello-world, alone.
@@ -372,6 +385,40 @@ impl Bench {
             peer_answered: peer_outcome.requests - peer_outcome.failures,
             peer_counter,
         })
+    }
+
+    /// What recording events costs: PATCH and create on `recording` (events on, the default)
+    /// and on the same build with `events.record: false`, under a prefix of its own in the
+    /// same Redis, taking turns round after round.
+    async fn event_cost(&self, recording: &Sessanger) -> anyhow::Result<EventCost> {
+        let config = "store:\n  key_prefix: bench-quiet\nevents:\n  record: false\n";
+        let quiet =
+            self.sessanger_with("sessanger (Redis, events off)", 18098, &self.redis.url(SESSANGER_DB), config).await?;
+        let mut targets = Vec::new();
+        for s in [recording, &quiet] {
+            let sid = s.create("bench-events").await?;
+            let patch = s
+                .target(Method::PATCH, format!("/v1/sessions/{sid}/attributes"))
+                .header(header::HeaderName::from_static("prefer"), "return=minimal")
+                .json(serde_json::json!({"set": {"theme": "light"}}));
+            let create = s
+                .target(Method::POST, "/v1/sessions")
+                .json(serde_json::json!({"user_id": "bench-created", "attributes": attributes()}));
+            targets.push((s, "PATCH set 1 attribute", patch));
+            targets.push((s, "create (POST /v1/sessions)", create));
+        }
+        // Recording and quiet alternate within each operation: on, off, on, off.
+        targets.swap(1, 2);
+        let mut rounds: Vec<Vec<Run>> = vec![Vec::new(); targets.len()];
+        for _ in 0..self.rounds {
+            for ((s, operation, target), runs) in targets.iter().zip(&mut rounds) {
+                runs.push(self.measure(&s.server, true, operation, target, self.plan).await?.0);
+            }
+        }
+        quiet.server.stop().await?;
+        let [patch, quiet_patch, create, quiet_create]: [Run; 4] =
+            rounds.into_iter().map(median).collect::<Vec<_>>().try_into().expect("four phases");
+        Ok(EventCost { patch, quiet_patch, create, quiet_create })
     }
 
     /// sessanger's GET on the embedded store, then on the memory store.
@@ -505,6 +552,7 @@ struct Measured {
     hello: Run,
     compared: Compared,
     increments: Increments,
+    events: EventCost,
     /// The peer's Redis memory per session, in bytes.
     peer_bytes: f64,
     /// `(operation, round trips, commands seen)`.
@@ -550,6 +598,14 @@ struct Compared {
     by_round: Vec<String>,
 }
 
+/// Writes with events recorded and with recording off (`quiet_`), median rounds.
+struct EventCost {
+    patch: Run,
+    quiet_patch: Run,
+    create: Run,
+    quiet_create: Run,
+}
+
 /// The increments on one counter: the runs, the requests answered and what the counters say.
 struct Increments {
     sessanger: Run,
@@ -591,6 +647,10 @@ impl Measured {
             peer_get.clone(),
             peer_write.clone(),
             self.increments.peer.clone(),
+            self.events.patch.clone(),
+            self.events.quiet_patch.clone(),
+            self.events.create.clone(),
+            self.events.quiet_create.clone(),
             floor_get.clone(),
             self.embedded.clone(),
             self.memory.clone(),
@@ -614,6 +674,8 @@ impl Measured {
         let Increments { answered, counter, peer_answered, .. } = &self.increments;
         let (lost, peer_lost) = (self.increments.lost(), self.increments.peer_lost());
         let cpu = |run: &Run| run.cpu_us.unwrap_or(f64::NAN);
+        let redis_cpu = |run: &Run| run.redis_cpu_us.unwrap_or(f64::NAN);
+        let EventCost { patch: recorded_patch, quiet_patch, create, quiet_create } = &self.events;
         let list_name = format!("time to list a user's 10 sessions, {stored} vs {SMALL_STORE} stored");
         // (figure, sessanger, its baseline, target, unit); a list's time is the inverse of
         // its rate at the same concurrency.
@@ -625,6 +687,34 @@ impl Measured {
             ("GET req/s vs redis-benchmark GET (the ceiling)", get.rate, ceiling.rate, AtLeast(0.5), "req/s"),
             (list_name.as_str(), 1e6 / large_rate, 1e6 / small_rate, AtMost(1.2), "µs"),
             ("embedded store GET req/s vs memory store", self.embedded.rate, self.memory.rate, AtLeast(0.7), "req/s"),
+            (
+                "events recorded: server CPU per PATCH vs events off",
+                cpu(recorded_patch),
+                cpu(quiet_patch),
+                AtMost(1.15),
+                "µs",
+            ),
+            (
+                "events recorded: Redis CPU per PATCH vs events off",
+                redis_cpu(recorded_patch),
+                redis_cpu(quiet_patch),
+                AtMost(1.3),
+                "µs",
+            ),
+            (
+                "events recorded: server CPU per create vs events off",
+                cpu(create),
+                cpu(quiet_create),
+                AtMost(1.15),
+                "µs",
+            ),
+            (
+                "events recorded: Redis CPU per create vs events off",
+                redis_cpu(create),
+                redis_cpu(quiet_create),
+                AtMost(1.3),
+                "µs",
+            ),
         ];
         let mut figures: Vec<Figure> = ratios
             .into_iter()
@@ -699,6 +789,7 @@ impl Bench {
             self.rounds
         ));
         notes.push("sessanger's PATCH asks `Prefer: return=minimal` (204 with the new version's ETag, no body), as the peer answers `ok`; its GET answers the whole session (~400 bytes), the peer's one value. The floor answers the same ~400 bytes, read with one Redis `GET`.".into());
+        notes.push("Events: sessanger (Redis) as above, which records events, against a second process of the same build with `events.record: false` under another key prefix of the same Redis; PATCH and create (a new session of one user, 4 attributes) alternate between the two, round after round (median).".into());
         notes.push("CPU µs/req: the process's user + system time (`/proc/PID/stat`) and Redis's (`INFO cpu`) over the measured run, divided by the requests answered in it.".into());
         notes.push(format!("Round trips: commands sessanger sent to Redis while doing each operation 3 times, seen by `MONITOR` (commands a script runs inside Redis are not round trips), divided by 3. The list-scaling stores are filled with sessions of {FILL_PER_USER} per user, 4 attributes each; the two stores take turns for {} rounds (median); memory per session is `INFO memory` `used_memory` before and after storing {stored} sessions in the large one, divided by their number.", self.rounds));
         if quick {
