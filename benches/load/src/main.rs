@@ -818,7 +818,9 @@ struct Filler {
 
 impl Filler {
     async fn connect(url: &str) -> anyhow::Result<Filler> {
-        let store = sessanger_store_redis::RedisStore::connect(url, "bench".parse()?).await?;
+        // No event log: the fill measures what a session costs Redis; the log's own memory is
+        // bounded by `events.max_events` whatever the number of sessions.
+        let store = sessanger_store_redis::RedisStore::connect(url, "bench".parse()?).await?.with_event_log(None);
         let manager = SessionManager::new(std::sync::Arc::new(store), "bench".parse()?, Duration::from_secs(3600));
         Ok(Filler { manager })
     }

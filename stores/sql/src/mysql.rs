@@ -9,14 +9,19 @@
 //! JSON columns are read as text (`CAST(device AS CHAR)`) and bound as text marked as a
 //! JSON document (`JSON_EXTRACT(?, '$')`, as MariaDB has no `CAST(... AS JSON)`), so
 //! `JSON_SET` embeds a value rather than a string.
+//!
+//! Every change writes its event into `events` in its transaction: an `INSERT ... SELECT` from
+//! the row it wrote, or, for rows it removes, from the rows it locked before deleting them.
+//! Consumers read events by `seq`, given by one sequencer at a time to the committed rows in
+//! the order they were written (see the migration), as on PostgreSQL.
 
-use std::{num::NonZeroU32, str::FromStr};
+use std::{num::NonZeroU32, str::FromStr, sync::LazyLock};
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Change, Created, DeleteReason, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced, Replacement,
-    ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp,
-    UserId, UserLimit, Version,
+    Change, Created, DeleteReason, EventId, EventLog, EventRecord, Maintenance, Page, Patch, PatchOptions, Patched,
+    RelayClaim, RelayState, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session,
+    SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use sqlx::{
     MySql, MySqlConnection, QueryBuilder,
@@ -27,12 +32,38 @@ use sqlx::{
 
 use crate::{
     error::{inserted, is_unique_violation, redact, retry_deadlocks, store_error},
-    outcome::{Headroom, Updated, admit, finish_create, insert_or_reuse_dead, replaced, settle_patch},
+    outcome::{Headroom, Updated, admit, replaced, settle_patch},
     row::{self, ServiceRow, SessionRow, encode},
     store::SqlStore,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/mysql");
+
+/// The `JSON_OBJECT` of a [`SessionEvent`](sessanger_core::SessionEvent) of type `kind` about
+/// the row in scope (its `id` and `user_id`), with `extra` members, as serde writes it.
+fn event(kind: &str, extra: &str) -> String {
+    format!("JSON_OBJECT('type', '{kind}', 'session_id', id, 'user_id', user_id{extra})")
+}
+
+/// The `INSERT INTO events` of one `kind` of event about the session row `id`, written by the
+/// statement before it in the transaction. Binds: the time, the service, the `extra` members'
+/// values, the id.
+fn row_event(kind: &str, extra: &str) -> String {
+    format!("INSERT INTO events (at, service, event) SELECT ?, ?, {} FROM sessions WHERE id = ?", event(kind, extra))
+}
+
+/// A statement built once from the fragments above.
+macro_rules! statement {
+    ($name:ident, $build:expr) => {
+        static $name: LazyLock<String> = LazyLock::new(|| $build);
+    };
+}
+
+statement!(CREATED, row_event("created", ""));
+statement!(REFRESHED, row_event("refreshed", ""));
+statement!(CHANGED, row_event("attributes_changed", ", 'keys', JSON_EXTRACT(?, '$')"));
+statement!(REGENERATED, row_event("regenerated", ", 'old_session_id', ?"));
+statement!(EXPIRED, event("expired", ""));
 
 /// Sessions and services in MySQL or MariaDB (`mysql://` or `mariadb://` URLs).
 pub type MySqlStore = SqlStore<MySql>;
@@ -73,19 +104,47 @@ impl SqlStore<MySql> {
         self.apply(&MIGRATOR).await
     }
 
-    /// Runs `update`, an `UPDATE` of the session `id`, and reads the live session after it,
-    /// in one transaction.
+    /// Runs `update`, an `UPDATE` of the session `id`, then, if it matched, `event`, the
+    /// `INSERT` of its event, and reads the live session after them, in one transaction.
     async fn update_then_load(
         &self,
         update: Query<'_, MySql, MySqlArguments>,
+        event: Option<Query<'_, MySql, MySqlArguments>>,
         id: &SessionId,
         now: Timestamp,
     ) -> Result<Updated, StoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         let matched = update.execute(&mut *tx).await.map_err(store_error)?.rows_affected() > 0;
+        if let (true, Some(event)) = (matched, event) {
+            event.execute(&mut *tx).await.map_err(store_error)?;
+        }
         let current = select_live(&mut *tx, id, now).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(Updated { matched, session: row::session(current)? })
+    }
+
+    /// Renews the idle deadline of session `id`, recording a `refreshed` event if `refresh`.
+    async fn renew(&self, id: &SessionId, change: Change<'_>, refresh: bool) -> Result<Option<Session>, StoreError> {
+        let now = change.now;
+        // Renewing the idle deadline moves the row in the `expires_at` index: concurrent
+        // writers of one session deadlock on InnoDB's index locks now and then.
+        let renewed = retry_deadlocks(|| {
+            let update = sqlx::query(
+                "UPDATE sessions SET last_access_at = ?, expires_at = LEAST(? + idle_ttl_ms, absolute_expires_at)
+                 WHERE id = ? AND expires_at > ?",
+            )
+            .bind(now.as_millis())
+            .bind(now.as_millis())
+            .bind(id.as_ref())
+            .bind(now.as_millis());
+            let refreshed = refresh.then(|| {
+                let event = sqlx::query(REFRESHED.as_str()).bind(now.as_millis()).bind(service(change));
+                event.bind(id.as_ref())
+            });
+            self.update_then_load(update, refreshed, id, now)
+        })
+        .await?;
+        Ok(renewed.session)
     }
 
     /// A patch decided exactly: one transaction that reads the session under its row lock,
@@ -124,6 +183,7 @@ impl SqlStore<MySql> {
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
+            changed(id, patch.keys(), change).execute(&mut *tx).await.map_err(store_error)?;
             tx.commit().await.map_err(store_error)?;
         }
         Ok(outcome)
@@ -145,17 +205,49 @@ impl SqlStore<MySql> {
             // A refusal writes nothing: dropping the transaction rolls it back.
             Err(refused) => return Ok(refused),
         };
-        delete_dead(&mut tx, &row.id, now).await.map_err(store_error)?;
-        delete_ids(&mut tx, evicted.iter().map(AsRef::as_ref)).await?;
-        let inserted = insert(row).execute(&mut *tx).await;
-        finish_create(tx, inserted, evicted).await
+        delete_dead(&mut tx, &row.id, now).await?;
+        let evicting = Change::at(now);
+        remove(&mut tx, evicted.iter().map(AsRef::as_ref), evicting, row.created_by.as_deref(), DeleteReason::Evicted)
+            .await?;
+        match insert(row).execute(&mut *tx).await {
+            Ok(_) => {}
+            // Taken after all: dropping the transaction rolls it back.
+            Err(e) if is_unique_violation(&e) => return Ok(Created::IdTaken),
+            Err(e) => return Err(store_error(e)),
+        }
+        created(&mut tx, row).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(Created::Created { evicted })
+    }
+
+    /// `create` without a limit: one transaction that inserts the session (removing first a
+    /// dead session that holds its id) and records its creation.
+    async fn create_unlimited(&self, row: &SessionRow, now: Timestamp) -> Result<Created, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let mut inserted = insert(row).execute(&mut *tx).await;
+        // A failed statement leaves an InnoDB transaction open: the insert can go again.
+        if let Err(e) = &inserted
+            && is_unique_violation(e)
+            && delete_dead(&mut tx, &row.id, now).await? > 0
+        {
+            inserted = insert(row).execute(&mut *tx).await;
+        }
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Ok(Created::IdTaken),
+            Err(e) => return Err(store_error(e)),
+        }
+        created(&mut tx, row).await?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(Created::Created { evicted: Vec::new() })
     }
 
     /// `rename`: one transaction that deletes a dead session holding the new id, moves the
     /// live one there, and reads it back.
-    async fn rename_once(&self, old: &SessionId, new: &SessionId, now: Timestamp) -> Result<Renamed, StoreError> {
+    async fn rename_once(&self, old: &SessionId, new: &SessionId, change: Change<'_>) -> Result<Renamed, StoreError> {
+        let now = change.now;
         let mut tx = self.pool.begin().await.map_err(store_error)?;
-        delete_dead(&mut tx, new.as_ref(), now).await.map_err(store_error)?;
+        delete_dead(&mut tx, new.as_ref(), now).await?;
         let moved = sqlx::query(
             "UPDATE sessions
              SET id = ?, version = version + 1,
@@ -175,23 +267,28 @@ impl SqlStore<MySql> {
             Err(e) if is_unique_violation(&e) => return Ok(Renamed::IdTaken),
             Err(e) => return Err(store_error(e)),
         }
+        let regenerated = sqlx::query(REGENERATED.as_str()).bind(now.as_millis()).bind(service(change));
+        regenerated.bind(old.as_ref()).bind(new.as_ref()).execute(&mut *tx).await.map_err(store_error)?;
         let Some(moved) = select_live(&mut *tx, new, now).await? else { return Ok(Renamed::NotFound) };
         tx.commit().await.map_err(store_error)?;
         Ok(Renamed::Renamed(moved.try_into()?))
     }
 
-    /// Locks and reads the rows `select` returns, deletes them by id (their first column),
+    /// Locks and reads the rows `select` returns, removes them by id (their first column),
+    /// recording the deletion of the live ones for `reason` and the expiry of the dead ones,
     /// and returns them: a `DELETE ... RETURNING` in one transaction.
     async fn delete_selected<T>(
         &self,
         select: sqlx::query::QueryAs<'_, MySql, T, MySqlArguments>,
+        change: Change<'_>,
+        reason: DeleteReason,
     ) -> Result<Vec<T>, StoreError>
     where
         T: for<'r> sqlx::FromRow<'r, sqlx::mysql::MySqlRow> + Send + Unpin + HasId,
     {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         let rows = select.fetch_all(&mut *tx).await.map_err(store_error)?;
-        delete_ids(&mut tx, rows.iter().map(HasId::id)).await?;
+        remove(&mut tx, rows.iter().map(HasId::id), change, service(change), reason).await?;
         tx.commit().await.map_err(store_error)?;
         Ok(rows)
     }
@@ -241,27 +338,72 @@ fn insert(row: &SessionRow) -> Query<'static, MySql, MySqlArguments> {
     ))
 }
 
-/// Deletes the dead session with this id, if any: the id may be reused. The number of rows
-/// deleted.
-async fn delete_dead(conn: &mut MySqlConnection, id: &str, now: Timestamp) -> Result<u64, sqlx::Error> {
-    let dead = sqlx::query("DELETE FROM sessions WHERE id = ? AND expires_at <= ?").bind(id).bind(now.as_millis());
-    Ok(dead.execute(conn).await?.rows_affected())
+/// Removes the dead session with this id, if any, recording its expiry: the id may be reused.
+/// The number of sessions removed.
+async fn delete_dead(conn: &mut MySqlConnection, id: &str, now: Timestamp) -> Result<u64, StoreError> {
+    let select = sqlx::query_scalar("SELECT id FROM sessions WHERE id = ? AND expires_at <= ? FOR UPDATE");
+    let dead: Vec<String> = select.bind(id).bind(now.as_millis()).fetch_all(&mut *conn).await.map_err(store_error)?;
+    // Dead, so recorded as expired whatever the reason says.
+    remove(conn, dead.iter().map(String::as_str), Change::at(now), None, DeleteReason::Logout).await?;
+    Ok(dead.len() as u64)
 }
 
-/// `DELETE FROM sessions WHERE id IN (?, ?, ...)`; nothing for no ids.
-async fn delete_ids<'a>(conn: &mut MySqlConnection, ids: impl Iterator<Item = &'a str>) -> Result<(), StoreError> {
-    let mut delete = QueryBuilder::<MySql>::new("DELETE FROM sessions WHERE id IN (");
-    let mut list = delete.separated(", ");
-    let mut any = false;
-    for id in ids {
-        list.push_bind(id);
-        any = true;
-    }
-    if !any {
+/// Records the end of the sessions `ids`, locked by the caller, and deletes them: `deleted`
+/// for `reason` by `service` if a session is live at `change.now`; `expired`, by nobody, if it
+/// is dead already (only the reaper had not reached it: its expiry is told once, by whoever
+/// removes it). Nothing for no ids.
+async fn remove<'a>(
+    conn: &mut MySqlConnection,
+    ids: impl Iterator<Item = &'a str>,
+    change: Change<'_>,
+    service: Option<&str>,
+    reason: DeleteReason,
+) -> Result<(), StoreError> {
+    let ids: Vec<&str> = ids.collect();
+    if ids.is_empty() {
         return Ok(());
     }
-    delete.push(")");
-    delete.build().execute(conn).await.map(drop).map_err(store_error)
+    let now = change.now.as_millis();
+    let mut ended = QueryBuilder::<MySql>::new("INSERT INTO events (at, service, event) SELECT ");
+    ended.push_bind(now).push(", CASE WHEN expires_at > ").push_bind(now).push(" THEN ").push_bind(service);
+    ended.push(" END, CASE WHEN expires_at > ").push_bind(now);
+    ended.push(" THEN JSON_OBJECT('type', 'deleted', 'session_id', id, 'user_id', user_id, 'reason', ");
+    ended.push_bind(reason.as_str()).push(") ELSE ").push(EXPIRED.as_str()).push(" END FROM sessions");
+    in_ids(&mut ended, &ids).build().execute(&mut *conn).await.map_err(store_error)?;
+    let mut delete = QueryBuilder::<MySql>::new("DELETE FROM sessions");
+    in_ids(&mut delete, &ids).build().execute(conn).await.map(drop).map_err(store_error)
+}
+
+/// ` WHERE id IN (?, ?, ...)` with `ids` bound.
+fn in_ids<'b>(sql: &'b mut QueryBuilder<MySql>, ids: &[&str]) -> &'b mut QueryBuilder<MySql> {
+    sql.push(" WHERE id IN (");
+    let mut list = sql.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    sql.push(")")
+}
+
+/// Records the creation of the session `row`, just inserted.
+async fn created(conn: &mut MySqlConnection, row: &SessionRow) -> Result<(), StoreError> {
+    let query = sqlx::query(CREATED.as_str()).bind(row.created_at).bind(&row.created_by).bind(&row.id);
+    query.execute(conn).await.map(drop).map_err(store_error)
+}
+
+/// The `attributes_changed` event of a change of session `id` that named `keys`, for the
+/// transaction that wrote it.
+fn changed<'a, 'k>(
+    id: &'a SessionId,
+    keys: impl Iterator<Item = &'k str>,
+    change: Change<'a>,
+) -> Query<'a, MySql, MySqlArguments> {
+    let keys = serde_json::to_string(&keys.collect::<Vec<_>>()).expect("keys serialize");
+    sqlx::query(CHANGED.as_str()).bind(change.now.as_millis()).bind(service(change)).bind(keys).bind(id.as_ref())
+}
+
+/// The acting service as the `service` column holds it.
+fn service(change: Change<'_>) -> Option<&str> {
+    change.service.map(AsRef::as_ref)
 }
 
 /// A JSON path naming one member: `$."key"`, the key quoted as a JSON string so any
@@ -359,11 +501,7 @@ impl SessionStore for SqlStore<MySql> {
         if limit != UserLimit::Unlimited {
             return retry_deadlocks(|| self.create_limited(&row, limit, now)).await;
         }
-        insert_or_reuse_dead(
-            || async { Ok(insert(&row).execute(&self.pool).await?.rows_affected()) },
-            || async { delete_dead(&mut *self.pool.acquire().await?, &row.id, now).await },
-        )
-        .await
+        retry_deadlocks(|| self.create_unlimited(&row, now)).await
     }
 
     async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
@@ -371,25 +509,11 @@ impl SessionStore for SqlStore<MySql> {
     }
 
     async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
-        // Renewing the idle deadline moves the row in the `expires_at` index: concurrent
-        // writers of one session deadlock on InnoDB's index locks now and then.
-        let touched = retry_deadlocks(|| {
-            let update = sqlx::query(
-                "UPDATE sessions SET last_access_at = ?, expires_at = LEAST(? + idle_ttl_ms, absolute_expires_at)
-                 WHERE id = ? AND expires_at > ?",
-            )
-            .bind(now.as_millis())
-            .bind(now.as_millis())
-            .bind(id.as_ref())
-            .bind(now.as_millis());
-            self.update_then_load(update, id, now)
-        })
-        .await?;
-        Ok(touched.session)
+        self.renew(id, Change::at(now), false).await
     }
 
     async fn refresh(&self, id: &SessionId, change: Change<'_>) -> Result<Option<Session>, StoreError> {
-        self.touch(id, change.now).await
+        self.renew(id, change, true).await
     }
 
     async fn patch(
@@ -405,7 +529,7 @@ impl SessionStore for SqlStore<MySql> {
         let write = async |increments: Vec<(&str, i64)>| {
             retry_deadlocks(|| async {
                 let mut update = patch_statement(id, patch, &increments, options, now)?;
-                self.update_then_load(update.build(), id, now).await
+                self.update_then_load(update.build(), Some(changed(id, patch.keys(), change)), id, now).await
             })
             .await
         };
@@ -416,6 +540,7 @@ impl SessionStore for SqlStore<MySql> {
     async fn replace(&self, id: &SessionId, new: Replacement<'_>, change: Change<'_>) -> Result<Replaced, StoreError> {
         let now = change.now;
         let Replacement { attributes, device, expected, absolute_expires_at } = new;
+        let new = Replacement { attributes, device, expected, absolute_expires_at };
         // MySQL assigns left to right, each assignment seeing the ones before it: the idle
         // deadline is capped by the absolute deadline just written.
         // Concurrent writers of one row deadlock on InnoDB's index locks now and then (a new
@@ -435,21 +560,21 @@ impl SessionStore for SqlStore<MySql> {
             .bind(id.as_ref())
             .bind(now.as_millis())
             .bind(expected.map(version));
-            self.update_then_load(update, id, now)
+            let changed = changed(id, new.attributes.keys().map(String::as_str), change);
+            self.update_then_load(update, Some(changed), id, now)
         })
         .await?;
         Ok(replaced(updated))
     }
 
     async fn rename(&self, old: &SessionId, new: &SessionId, change: Change<'_>) -> Result<Renamed, StoreError> {
-        let now = change.now;
-        retry_deadlocks(|| self.rename_once(old, new, now)).await
+        retry_deadlocks(|| self.rename_once(old, new, change)).await
     }
 
     async fn delete(
         &self,
         id: &SessionId,
-        _reason: DeleteReason,
+        reason: DeleteReason,
         change: Change<'_>,
     ) -> Result<Option<Session>, StoreError> {
         let now = change.now;
@@ -461,6 +586,8 @@ impl SessionStore for SqlStore<MySql> {
                      FROM sessions WHERE id = ? FOR UPDATE",
                 )
                 .bind(id.as_ref()),
+                change,
+                reason,
             )
             .await?;
         Ok(row::session(deleted.into_iter().next())?.filter(|s| !s.is_expired(now)))
@@ -484,7 +611,7 @@ impl SessionStore for SqlStore<MySql> {
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
         let now = change.now;
         let select = sqlx::query_as("SELECT id, expires_at FROM sessions WHERE user_id = ? FOR UPDATE");
-        row::live_ids(self.delete_selected(select.bind(user.as_ref())).await?, now)
+        row::live_ids(self.delete_selected(select.bind(user.as_ref()), change, DeleteReason::Revoked).await?, now)
     }
 }
 
@@ -505,11 +632,194 @@ impl Maintenance for SqlStore<MySql> {
             "SELECT id, user_id FROM sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ? FOR UPDATE SKIP LOCKED",
         );
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        Ok(row::session_refs(self.delete_selected(select.bind(now.as_millis()).bind(limit)).await?))
+        // Every row is dead: each removal records an expiry, whatever the reason says.
+        let purged =
+            self.delete_selected(select.bind(now.as_millis()).bind(limit), Change::at(now), DeleteReason::Logout);
+        Ok(row::session_refs(purged.await?))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(store_error)
+    }
+
+    fn event_log(&self) -> Option<&dyn EventLog> {
+        Some(self)
+    }
+}
+
+impl SqlStore<MySql> {
+    /// Gives `seq` to the committed events that have none, in `id` order. One sequencer at a
+    /// time: each takes the `last_seq` row's lock first; rows of transactions still open are
+    /// locked by them and skipped, to be numbered by a later call, after the ones numbered now.
+    /// READ COMMITTED, so the sequencer takes no gap locks that would hold up writers.
+    async fn sequence(&self) -> Result<(), StoreError> {
+        let pending: i64 = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM events WHERE seq IS NULL)")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        if pending == 0 {
+            return Ok(());
+        }
+        let mut conn = self.pool.acquire().await.map_err(store_error)?;
+        // Applies to the next transaction only.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED").execute(&mut *conn).await.map_err(store_error)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(store_error)?;
+        let last: i64 = sqlx::query_scalar("SELECT value FROM event_counters WHERE name = 'last_seq' FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM events WHERE seq IS NULL ORDER BY id LIMIT 10000 FOR UPDATE SKIP LOCKED",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let Some(count) = i64::try_from(ids.len()).ok().filter(|&n| n > 0) else { return Ok(()) };
+        let mut number = QueryBuilder::<MySql>::new("UPDATE events SET seq = CASE id");
+        for (n, id) in (1..).zip(&ids) {
+            number.push(" WHEN ").push_bind(*id).push(" THEN ").push_bind(last + n);
+        }
+        number.push(" END WHERE id IN (");
+        let mut list = number.separated(", ");
+        for id in &ids {
+            list.push_bind(*id);
+        }
+        number.push(")");
+        number.build().execute(&mut *tx).await.map_err(store_error)?;
+        sqlx::query("UPDATE event_counters SET value = ? WHERE name = 'last_seq'")
+            .bind(last + count)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)
+    }
+
+    async fn counter(&self, name: &str) -> Result<Option<EventId>, StoreError> {
+        let value: i64 = sqlx::query_scalar("SELECT value FROM event_counters WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(row::event_id(value))
+    }
+}
+
+#[async_trait]
+impl EventLog for SqlStore<MySql> {
+    async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        self.sequence().await?;
+        let after = after.map_or(0, |id| i64::try_from(id.0).unwrap_or(i64::MAX));
+        let rows: Vec<(i64, i64, Option<String>, String)> = sqlx::query_as(
+            "SELECT seq, at, service, CAST(event AS CHAR) FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        rows.into_iter().map(row::event_record).collect()
+    }
+
+    async fn last_event_id(&self) -> Result<Option<EventId>, StoreError> {
+        self.sequence().await?;
+        self.counter("last_seq").await
+    }
+
+    async fn trimmed_through(&self) -> Result<Option<EventId>, StoreError> {
+        self.counter("trimmed_through").await
+    }
+
+    async fn claim_relay(
+        &self,
+        name: &str,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<RelayClaim, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        // A row to lock even for the first claim, so two first claimers take turns; its empty
+        // holder's lease ran out long ago.
+        sqlx::query("INSERT IGNORE INTO event_relays (name, holder, until) VALUES (?, '', 0)")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let current: (String, i64, Option<i64>) =
+            sqlx::query_as("SELECT holder, until, position FROM event_relays WHERE name = ? FOR UPDATE")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        let (claim, state) = RelayState::claim(Some(row::relay_state(current)), holder, until, now);
+        if let Some(state) = state {
+            sqlx::query("UPDATE event_relays SET holder = ?, until = ? WHERE name = ?")
+                .bind(&state.holder)
+                .bind(state.until.as_millis())
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            tx.commit().await.map_err(store_error)?;
+        }
+        Ok(claim)
+    }
+
+    async fn advance_relay(
+        &self,
+        name: &str,
+        holder: &str,
+        position: Option<EventId>,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let position = position.map(|id| i64::try_from(id.0).unwrap_or(i64::MAX));
+        let moved = sqlx::query("UPDATE event_relays SET position = ?, until = ? WHERE name = ? AND holder = ?")
+            .bind(position)
+            .bind(until.as_millis())
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(store_error)?;
+        Ok(moved.rows_affected() == 1)
+    }
+
+    async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {
+        // Rows waiting for their `seq` are trimmed once they have one: sequence them now, so
+        // a log nobody reads still stays bounded.
+        self.sequence().await?;
+        let keep = i64::try_from(retention.max_events.get()).unwrap_or(i64::MAX);
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let last: i64 = sqlx::query_scalar("SELECT value FROM event_counters WHERE name = 'last_seq'")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        let (oldest_kept, cutoff) = (last.saturating_sub(keep), (now - retention.max_age).as_millis());
+        // The first 100 000 due, oldest first: a long backlog is trimmed over several calls.
+        let newest_due: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(seq) FROM (SELECT seq FROM events WHERE seq IS NOT NULL AND (seq <= ? OR at < ?)
+                                   ORDER BY seq LIMIT 100000) AS due",
+        )
+        .bind(oldest_kept)
+        .bind(cutoff)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(store_error)?;
+        let Some(newest_due) = newest_due else { return Ok(0) };
+        let trimmed = sqlx::query("DELETE FROM events WHERE seq <= ? AND (seq <= ? OR at < ?)")
+            .bind(newest_due)
+            .bind(oldest_kept)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?
+            .rows_affected();
+        sqlx::query("UPDATE event_counters SET value = GREATEST(value, ?) WHERE name = 'trimmed_through'")
+            .bind(newest_due)
+            .execute(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        tx.commit().await.map_err(store_error)?;
+        Ok(trimmed)
     }
 }
 

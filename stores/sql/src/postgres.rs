@@ -428,17 +428,6 @@ fn changed<'a>(
         .bind(serde_json::to_string(&keys).expect("keys serialize"))
 }
 
-/// An event as the `events` table holds it: (`seq`, `at`, `service`, `event` as JSON text).
-fn event_record((seq, at, service, event): (i64, i64, Option<String>, String)) -> Result<EventRecord, StoreError> {
-    let decode = |e: String| StoreError::Decode(e.into());
-    Ok(EventRecord {
-        id: EventId(u64::try_from(seq).map_err(|_| decode("negative event seq".into()))?),
-        at: Timestamp::from_millis(at),
-        service: service.map(|s| s.parse()).transpose().map_err(|e: sessanger_core::IdError| decode(e.to_string()))?,
-        event: serde_json::from_str(&event).map_err(|e| decode(e.to_string()))?,
-    })
-}
-
 /// The acting service as the `service` column holds it.
 fn service(change: Change<'_>) -> Option<&str> {
     change.service.map(AsRef::as_ref)
@@ -647,7 +636,7 @@ impl SqlStore<Postgres> {
             .fetch_one(&self.pool)
             .await
             .map_err(store_error)?;
-        Ok(u64::try_from(value).ok().filter(|&n| n > 0).map(EventId))
+        Ok(row::event_id(value))
     }
 }
 
@@ -663,7 +652,7 @@ impl EventLog for SqlStore<Postgres> {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(store_error)?;
-        rows.into_iter().map(event_record).collect()
+        rows.into_iter().map(row::event_record).collect()
     }
 
     async fn last_event_id(&self) -> Result<Option<EventId>, StoreError> {
@@ -690,15 +679,13 @@ impl EventLog for SqlStore<Postgres> {
             .execute(&mut *tx)
             .await
             .map_err(store_error)?;
-        let (current_holder, current_until, position): (String, i64, Option<i64>) =
+        let current: (String, i64, Option<i64>) =
             sqlx::query_as("SELECT holder, until, position FROM event_relays WHERE name = $1 FOR UPDATE")
                 .bind(name)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(store_error)?;
-        let position = position.and_then(|p| u64::try_from(p).ok()).map(EventId);
-        let current = RelayState { holder: current_holder, until: Timestamp::from_millis(current_until), position };
-        let (claim, state) = RelayState::claim(Some(current), holder, until, now);
+        let (claim, state) = RelayState::claim(Some(row::relay_state(current)), holder, until, now);
         if let Some(state) = state {
             sqlx::query("UPDATE event_relays SET holder = $2, until = $3 WHERE name = $1")
                 .bind(name)

@@ -9,7 +9,10 @@
 
 use std::time::Duration;
 
-use sessanger_core::{BoxError, Page, ServiceRecord, Session, SessionId, SessionRef, StoreError, Timestamp, Version};
+use sessanger_core::{
+    BoxError, EventId, EventRecord, Page, RelayState, ServiceRecord, Session, SessionId, SessionRef, StoreError,
+    Timestamp, Version,
+};
 use sqlx::{Database, Encode, Type, query::Query};
 
 /// A row of `sessions`, as `SELECT` and `RETURNING` list its columns.
@@ -210,6 +213,29 @@ pub(crate) fn count(value: i64) -> Result<u64, StoreError> {
 /// with: before every session for the first page (ids are never empty).
 pub(crate) fn page_start(page: &Page) -> (i64, String) {
     page.after.as_ref().map_or((i64::MIN, String::new()), |p| (p.created_at.as_millis(), p.id.to_string()))
+}
+
+/// An event as the `events` table holds it: (`seq`, `at`, `service`, `event` as JSON text).
+pub(crate) fn event_record(
+    (seq, at, service, event): (i64, i64, Option<String>, String),
+) -> Result<EventRecord, StoreError> {
+    Ok(EventRecord {
+        id: EventId(unsigned(seq, "event seq")?),
+        at: Timestamp::from_millis(at),
+        service: service.map(|s| s.parse()).transpose().map_err(decode_error)?,
+        event: serde_json::from_str(&event).map_err(decode_error)?,
+    })
+}
+
+/// A counter of the event log (`last_seq`, `trimmed_through`) as an event id: `None` for 0,
+/// which no event has.
+pub(crate) fn event_id(value: i64) -> Option<EventId> {
+    u64::try_from(value).ok().filter(|&n| n > 0).map(EventId)
+}
+
+/// A row of `event_relays` (`holder`, `until`, `position`) as the relay's state.
+pub(crate) fn relay_state((holder, until, position): (String, i64, Option<i64>)) -> RelayState {
+    RelayState { holder, until: Timestamp::from_millis(until), position: position.and_then(event_id) }
 }
 
 #[cfg(test)]

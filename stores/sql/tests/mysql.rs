@@ -30,7 +30,7 @@ impl common::TestServer for MySql {
     // Port 1 on loopback: nothing listens there, so the connection is refused at once.
     const UNREACHABLE_URL: &str = "mysql://root@127.0.0.1:1/test";
     const FOREIGN_URL: &str = "postgres://x@127.0.0.1/test";
-    const MIGRATIONS: i64 = 1;
+    const MIGRATIONS: i64 = 2;
 
     async fn fresh() -> (MySqlConnectOptions, String) {
         let mut admin = admin().await;

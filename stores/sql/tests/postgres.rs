@@ -83,6 +83,3 @@ impl common::TestServer for Postgres {
 }
 
 sql_store_tests!(Postgres);
-
-// PostgreSQL keeps an event log (MariaDB does not yet).
-sessanger_testkit::store_events_conformance!(store);

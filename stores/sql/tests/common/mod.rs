@@ -235,6 +235,7 @@ macro_rules! sql_store_tests {
         }
 
         sessanger_testkit::store_conformance!(store);
+        sessanger_testkit::store_events_conformance!(store);
 
         #[tokio::test]
         async fn a_row_whose_attributes_are_not_an_object_is_a_decode_error() {
