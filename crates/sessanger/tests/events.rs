@@ -130,7 +130,23 @@ async fn events_tail_prints_each_event_as_a_json_line() {
 /// a consumer of either node gets it once, in the order of the changes to a session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_postgres_stream_one_log_whichever_node_changes_a_session() {
-    let store = FreshStore::new(StoreKind::Postgres);
+    two_nodes_stream_one_log(StoreKind::Postgres).await;
+}
+
+/// The same on one MariaDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_mariadb_stream_one_log_whichever_node_changes_a_session() {
+    two_nodes_stream_one_log(StoreKind::MariaDb).await;
+}
+
+/// The same on one Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_redis_stream_one_log_whichever_node_changes_a_session() {
+    two_nodes_stream_one_log(StoreKind::Redis).await;
+}
+
+async fn two_nodes_stream_one_log(kind: StoreKind) {
+    let store = FreshStore::new(kind);
     let (_a_tmp, a_dir) = data_dir();
     let (_b_tmp, b_dir) = data_dir();
     let a = Server::start_with(&a_dir, &store.flags(), &[]);
