@@ -4,12 +4,18 @@ use std::{
     collections::HashMap,
     fmt,
     num::NonZeroU32,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
-use tokio::{sync::broadcast, task::JoinHandle};
+use tokio::{
+    sync::{Notify, broadcast},
+    task::JoinHandle,
+};
 
 use crate::{
     Attributes, Change, Clock, Created, DeleteReason, Device, EventLog, Limits, Page, Patch, PatchError, PatchOptions,
@@ -127,6 +133,13 @@ const PAGE_SIZE_FOR_ALL: NonZeroU32 = NonZeroU32::new(500).expect("not zero");
 /// batches come back, so one call never holds a store for long.
 const PURGE_BATCH: usize = 1000;
 
+/// How many events the event feed reads at a time.
+const FEED_PAGE: usize = 512;
+
+/// How often the event feed reads the log when this process changes nothing: how late
+/// subscribers hear of other processes' changes.
+const FEED_POLL: Duration = Duration::from_millis(500);
+
 /// Creates, reads, changes, lists and revokes sessions, and registers the services allowed to
 /// do so. Cheap to clone: clones share the store, the event channel and the service cache.
 ///
@@ -178,6 +191,10 @@ struct Shared {
     policy: SessionPolicy,
     clock: Arc<dyn Clock>,
     events: broadcast::Sender<SessionEvent>,
+    /// Whether [`SessionManager::spawn_event_feed`] feeds subscribers from the event log; the
+    /// manager's own changes then only wake it (`wake_feed`).
+    feeding: AtomicBool,
+    wake_feed: Notify,
     services: Mutex<HashMap<ServiceId, (ServiceRecord, Instant)>>,
 }
 
@@ -205,6 +222,8 @@ impl SessionManager {
                 policy,
                 clock: Arc::new(SystemClock),
                 events: broadcast::channel(1024).0,
+                feeding: AtomicBool::new(false),
+                wake_feed: Notify::new(),
                 services: Mutex::default(),
             }),
             service: None,
@@ -240,7 +259,9 @@ impl SessionManager {
         &self.shared.store
     }
 
-    /// Receives every later [`SessionEvent`]. A subscriber that falls more than 1024 events
+    /// Receives every later [`SessionEvent`]: the changes this process makes, or, once
+    /// [`spawn_event_feed`](Self::spawn_event_feed) runs, every event of the store's log,
+    /// whichever process made the change. A subscriber that falls more than 1024 events
     /// behind is told how many it missed (`RecvError::Lagged`).
     pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
         self.shared.events.subscribe()
@@ -261,6 +282,11 @@ impl SessionManager {
     }
 
     fn emit(&self, event: SessionEvent) {
+        if self.shared.feeding.load(Ordering::Acquire) {
+            // The feed sends it, read back from the log: told once, in the log's order.
+            self.shared.wake_feed.notify_one();
+            return;
+        }
         // No subscriber is not an error: events are best-effort notifications.
         let _ = self.shared.events.send(event);
     }
@@ -591,7 +617,42 @@ impl SessionManager {
                 }
             }
         });
-        Background(task)
+        Background::new(task)
+    }
+
+    /// Feeds [`subscribe`](Self::subscribe)rs from the store's event log, in the background
+    /// until the returned guard is dropped: they then receive every event of the log, each
+    /// once, in the log's order, whichever process sharing the store made the change (and an
+    /// expiry once, whichever node's reaper removed the session), instead of this process's
+    /// own changes only. The feed starts with what happens next; it reads the log as soon as
+    /// this process changes something, and every `FEED_POLL` for the others' changes. `None`,
+    /// and subscribers keep receiving this process's changes, if the store keeps no log.
+    ///
+    /// Start it before serving: a change made while it starts may reach subscribers twice.
+    pub async fn spawn_event_feed(&self) -> Result<Option<Background>, StoreError> {
+        let Some(log) = self.event_log() else { return Ok(None) };
+        let mut cursor = log.last_event_id().await?;
+        self.shared.feeding.store(true, Ordering::Release);
+        let manager = self.clone();
+        let task = tokio::spawn(async move {
+            let shared = &manager.shared;
+            let log = manager.event_log().expect("checked above");
+            loop {
+                match log.read_events(cursor, FEED_PAGE).await {
+                    Ok(page) if !page.is_empty() => {
+                        for record in page {
+                            cursor = Some(record.id);
+                            let _ = shared.events.send(record.event);
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "reading the event log failed; retrying"),
+                }
+                let _ = tokio::time::timeout(FEED_POLL, shared.wake_feed.notified()).await;
+            }
+        });
+        Ok(Some(Background { task, feeding: Some(Arc::clone(&self.shared)) }))
     }
 
     /// Registers a service and returns its record and its token. The token is the only copy
@@ -650,7 +711,7 @@ impl SessionManager {
     pub async fn spawn_service_watch(&self) -> Result<Background, ManagerError> {
         let removed = self.shared.store.watch_removed_services().await?;
         let shared = Arc::downgrade(&self.shared);
-        Ok(Background(tokio::spawn(async move {
+        Ok(Background::new(tokio::spawn(async move {
             let Some(mut removed) = removed else { return };
             while let Some(id) = removed.recv().await {
                 let Some(shared) = shared.upgrade() else { return };
@@ -671,12 +732,31 @@ impl SessionManager {
 }
 
 /// Stops a manager's background task ([`SessionManager::spawn_reaper`],
-/// [`SessionManager::spawn_service_watch`]) when dropped.
-#[derive(Debug)]
-pub struct Background(JoinHandle<()>);
+/// [`SessionManager::spawn_service_watch`], [`SessionManager::spawn_event_feed`]) when
+/// dropped.
+pub struct Background {
+    task: JoinHandle<()>,
+    /// For the event feed: the manager whose subscribers go back to its own changes.
+    feeding: Option<Arc<Shared>>,
+}
+
+impl Background {
+    fn new(task: JoinHandle<()>) -> Self {
+        Background { task, feeding: None }
+    }
+}
+
+impl fmt::Debug for Background {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Background").field("task", &self.task).field("feed", &self.feeding.is_some()).finish()
+    }
+}
 
 impl Drop for Background {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
+        if let Some(shared) = &self.feeding {
+            shared.feeding.store(false, Ordering::Release);
+        }
     }
 }

@@ -182,3 +182,42 @@ async fn a_chosen_id_is_used_once_and_must_carry_the_users_shard_tag() {
         Err(ManagerError::ForeignShard)
     ));
 }
+
+/// Two processes on one store (two managers on one memory store): with the event feed, a
+/// subscriber of one hears every change, its own and the other's, each once and in the log's
+/// order, and each expiry once, whichever reaper removed the session.
+#[tokio::test]
+async fn the_event_feed_tells_subscribers_of_every_process_s_changes_once() {
+    let store = Arc::new(MemoryStore::new());
+    let here = SessionManager::with_policy(store.clone(), SessionPolicy::new(Duration::from_millis(300)));
+    let there = SessionManager::with_policy(store, SessionPolicy::new(Duration::from_millis(300)));
+    let feed = here.spawn_event_feed().await.unwrap().expect("the memory store keeps a log");
+    let mut events = here.subscribe();
+    let mine = here.create_session(&alice(), NewSession::default()).await.unwrap();
+    let theirs = there.create_session(&alice(), NewSession::default()).await.unwrap();
+    there.set_attribute(&mine.id, "k", json!(1)).await.unwrap();
+    let mut next = async || tokio::time::timeout(Duration::from_secs(5), events.recv()).await.unwrap().unwrap();
+    assert_eq!(next().await, SessionEvent::Created { session_id: mine.id.clone(), user_id: alice() });
+    assert_eq!(next().await, SessionEvent::Created { session_id: theirs.id.clone(), user_id: alice() });
+    assert!(matches!(next().await, SessionEvent::AttributesChanged { session_id, .. } if session_id == mine.id));
+
+    // Both die; the other process's reaper removes them, this one's finds nothing left.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(there.purge_expired().await.unwrap(), 2);
+    assert_eq!(here.purge_expired().await.unwrap(), 0);
+    let mut expired = vec![next().await, next().await];
+    expired.sort_by(|a, b| a.session_id().cmp(b.session_id()));
+    let mut ids = [mine.id, theirs.id];
+    ids.sort();
+    let expected: Vec<_> =
+        ids.into_iter().map(|session_id| SessionEvent::Expired { session_id, user_id: alice() }).collect();
+    assert_eq!(expired, expected);
+    assert!(tokio::time::timeout(Duration::from_millis(700), next()).await.is_err(), "nothing twice");
+
+    // Without the feed, subscribers hear this process's changes again.
+    drop(feed);
+    let mut events = here.subscribe();
+    there.create_session(&alice(), NewSession::default()).await.unwrap();
+    let own = here.create_session(&alice(), NewSession::default()).await.unwrap();
+    assert_eq!(events.recv().await.unwrap(), SessionEvent::Created { session_id: own.id, user_id: alice() });
+}

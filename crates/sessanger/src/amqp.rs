@@ -82,6 +82,8 @@ pub(crate) async fn run_alone(settings: Settings) -> anyhow::Result<()> {
     };
     let manager = SessionManager::with_policy(store, settings.policy.clone());
     let _reaper = manager.spawn_reaper(settings.gc_interval);
+    // Subscribers (the broker managers' watch, the event stream) hear every node's changes.
+    let _feed = manager.spawn_event_feed().await?;
     let (stop, stopping) = watch::channel(());
     let task = spawn(&settings, &manager, stopping)?.expect("broker config checked above");
     crate::serve::shutdown_signal().await;

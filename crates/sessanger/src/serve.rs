@@ -19,6 +19,8 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let manager = SessionManager::with_policy(store, settings.policy.clone());
     bootstrap_admin(&manager, &settings).await?;
     let _reaper = manager.spawn_reaper(settings.gc_interval);
+    // Subscribers (the broker managers' watch, the event stream) hear every node's changes.
+    let _feed = manager.spawn_event_feed().await?;
     // Removals through other nodes reach this one's service cache as the store announces them.
     let _service_watch = manager.spawn_service_watch().await?;
     // One signal stops both front ends: HTTP takes it, and dropping `stop` tells AMQP.

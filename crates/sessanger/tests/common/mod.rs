@@ -69,6 +69,7 @@ impl Server {
     }
 
     /// Sends SIGKILL, as a crash would, and reaps the process.
+    #[allow(dead_code)] // only the binaries that test a crash use it
     pub(crate) fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
