@@ -7,11 +7,26 @@
 //! none), `o` the old id of a regeneration, `r` a deletion's reason, `k` the keys of an
 //! attribute change as a JSON array.
 //!
+//! On a Cluster, a script can only write in its own slot: each writes its events to its
+//! shard's log, `{<prefix>:<tag>}:events`, with the same layout, and the store gathers them
+//! into the event log before reading it (`GATHER`): a shard's entries in order, each once,
+//! under a watermark per shard kept beside the log (`<log>:gathered`), so a crash between
+//! the copy and the shard log's trim copies nothing twice. A process gathers the shards it
+//! wrote to at once, and every shard once a second (one `XLEN` each) for the others' writes.
+//!
 //! Relays keep their [`RelayState`] as JSON in the hash `<log>:relays`, one field per relay;
 //! a claim reads it, applies [`RelayState::claim`] and writes back only if nobody wrote in
 //! between (a compare-and-set script), so the rule is the one every store shares.
 
+use std::{
+    collections::HashSet,
+    num::NonZeroU64,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt, stream};
 use redis::{Script, Value};
 use sessanger_core::{
     DeleteReason, EventId, EventLog, EventRecord, RelayClaim, RelayState, Retention, SessionEvent, StoreError,
@@ -19,9 +34,92 @@ use sessanger_core::{
 };
 
 use crate::{
-    RedisStore,
+    FAN_OUT, RedisStore,
     record::{self, Malformed, items, malformed, text},
 };
+
+/// The Lua function `append(log, fields)` every script that records starts with: appends an
+/// entry of `fields` to the stream `log` under the next id of its counter `<log>:n`, as
+/// `n-0`, so the stream's id is the event's id. A counter lost while the stream survived (a
+/// key deleted by hand) resumes after the stream's newest id, never below it. `MAXLEN ~`
+/// bounds the log to about `max_events` between two trims by the reaper, at the cost of a
+/// whole node of the stream at a time.
+pub(crate) fn append(max_events: NonZeroU64) -> String {
+    // XADD's MAXLEN takes a signed 64-bit count.
+    let max_events = max_events.get().min(i64::MAX as u64);
+    format!(
+        r#"
+local function append(log, fields)
+  local counter = log .. ':n'
+  local n = redis.call('INCR', counter)
+  if n == 1 and redis.call('EXISTS', log) == 1 then
+    local info = redis.call('XINFO', 'STREAM', log)
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then n = tonumber(string.match(info[i + 1], '^(%d+)')) + 1 end
+    end
+    redis.call('SET', counter, string.format('%d', n))
+  end
+  redis.call('XADD', log, 'MAXLEN', '~', '{max_events}', string.format('%d-0', n), unpack(fields))
+end
+"#
+    )
+}
+
+/// `KEYS[1]` the event log; `ARGV[1]` a shard's tag, then its log's entries, oldest first, each
+/// as its number, its field count and its fields. Appends those past the shard's watermark
+/// to the log and moves the watermark to the last. Follows `append`.
+const GATHER: &str = r#"
+local log, tag = KEYS[1], ARGV[1]
+local gathered = log .. ':gathered'
+local mark = tonumber(redis.call('HGET', gathered, tag) or '0')
+local at, last = 2, mark
+while at <= #ARGV do
+  local n, count = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
+  if n > mark then
+    append(log, {unpack(ARGV, at + 2, at + 1 + count)})
+    last = n
+  end
+  at = at + 2 + count
+end
+redis.call('HSET', gathered, tag, string.format('%d', last))
+return last
+"#;
+
+/// How many entries of a shard's log one gathering step copies.
+const GATHER_BATCH: usize = 256;
+
+/// How often a process looks at every shard's log for other processes' events.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a store on a Cluster knows of the shard logs: those it wrote to since it last
+/// gathered them, and when it last looked at every shard.
+#[derive(Debug, Default)]
+pub(crate) struct Shards {
+    written: Mutex<HashSet<String>>,
+    swept: Mutex<Option<Instant>>,
+}
+
+impl Shards {
+    /// Notes that a script of shard `tag` may have recorded events.
+    pub(crate) fn written(&self, tag: &str) {
+        let mut written = self.written.lock().expect("shard set lock");
+        if !written.contains(tag) {
+            written.insert(tag.to_owned());
+        }
+    }
+
+    /// The shards to gather now: those written to, and every shard once a sweep is due
+    /// (`None`: look at every shard).
+    fn due(&self) -> Option<Vec<String>> {
+        let mut swept = self.swept.lock().expect("sweep lock");
+        let written: Vec<String> = self.written.lock().expect("shard set lock").drain().collect();
+        if swept.is_none_or(|at| at.elapsed() >= SWEEP_INTERVAL) {
+            *swept = Some(Instant::now());
+            return None;
+        }
+        Some(written)
+    }
+}
 
 /// `KEYS[1]` the log. Returns `{newest id, newest trimmed id}` as stream ids, `''` for none:
 /// the counter (or the stream's last id if the counter was lost), and the id before the first
@@ -89,11 +187,17 @@ pub(crate) struct LogScripts {
     state: Script,
     trim: Script,
     swap: Script,
+    gather: Script,
 }
 
 impl LogScripts {
-    pub(crate) fn new() -> Self {
-        LogScripts { state: Script::new(STATE), trim: Script::new(TRIM), swap: Script::new(SWAP) }
+    pub(crate) fn new(max_events: NonZeroU64) -> Self {
+        LogScripts {
+            state: Script::new(STATE),
+            trim: Script::new(TRIM),
+            swap: Script::new(SWAP),
+            gather: Script::new(&format!("{}{GATHER}", append(max_events))),
+        }
     }
 }
 
@@ -166,6 +270,59 @@ impl RedisStore {
         self.events.as_deref().unwrap_or_default()
     }
 
+    /// On a Cluster, copies into the event log what the shard logs hold (see the module
+    /// docs); nothing on standalone Redis, where scripts write the event log itself.
+    async fn gather(&self) -> Result<(), StoreError> {
+        let Some(shards) = &self.shards else { return Ok(()) };
+        let tags = match shards.due() {
+            Some(tags) => tags,
+            None => {
+                let lengths = self
+                    .every_shard(|tag| {
+                        let cmd = redis::cmd("XLEN").arg(self.keys.shard_events(&tag)).to_owned();
+                        async move { Ok((tag, crate::count(self.query(&cmd).await?)?)) }
+                    })
+                    .await?;
+                lengths.into_iter().filter(|(_, length)| *length > 0).map(|(tag, _)| tag).collect()
+            }
+        };
+        let gathering = tags.into_iter().map(|tag| async move { self.gather_shard(&tag).await });
+        stream::iter(gathering).buffer_unordered(FAN_OUT).try_collect().await
+    }
+
+    /// Copies shard `tag`'s log into the event log, batch after batch, trimming what was copied.
+    async fn gather_shard(&self, tag: &str) -> Result<(), StoreError> {
+        let shard = self.keys.shard_events(tag);
+        loop {
+            let range = redis::cmd("XRANGE").arg(&shard).arg("-").arg("+").arg("COUNT").arg(GATHER_BATCH).to_owned();
+            let entries = items(self.query(&range).await?)?;
+            let batch = entries.len();
+            if batch == 0 {
+                return Ok(());
+            }
+            let mut gather = self.scripts.log.gather.key(self.log());
+            gather.arg(tag);
+            for entry in entries {
+                let mut parts = items(entry)?.into_iter();
+                let id = text(parts.next().unwrap_or(Value::Nil))?;
+                let number = event_id(&id)?.ok_or_else(|| malformed(Malformed::Invalid("event id")))?;
+                let fields = items(parts.next().unwrap_or(Value::Nil))?;
+                gather.arg(number.0).arg(fields.len());
+                for field in fields {
+                    gather.arg(text(field)?);
+                }
+            }
+            let last: u64 =
+                gather.invoke_async(&mut self.connection()).await.map_err(crate::connection::store_error)?;
+            // Copied, or copied before (a crash after the copy): either way past the watermark.
+            let trim = redis::cmd("XTRIM").arg(&shard).arg("MINID").arg(stream_id(EventId(last).next())).to_owned();
+            self.query(&trim).await?;
+            if batch < GATHER_BATCH {
+                return Ok(());
+            }
+        }
+    }
+
     /// The newest and the newest trimmed id.
     async fn state(&self) -> Result<(Option<EventId>, Option<EventId>), StoreError> {
         let reply = self.scripts.log.state.key(self.log()).invoke_async(&mut self.connection()).await;
@@ -215,12 +372,14 @@ impl EventLog for RedisStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        self.gather().await?;
         let start = after.map_or_else(|| "-".to_owned(), |after| format!("({}", stream_id(after)));
         let range = redis::cmd("XRANGE").arg(self.log()).arg(start).arg("+").arg("COUNT").arg(limit).to_owned();
         items(self.query(&range).await?)?.into_iter().map(decode).collect()
     }
 
     async fn last_event_id(&self) -> Result<Option<EventId>, StoreError> {
+        self.gather().await?;
         Ok(self.state().await?.0)
     }
 

@@ -22,6 +22,9 @@
 //! | `{p:tag}:u:<user id>` | sorted set | the user's session ids, scored by `created_at` | `list_user`, `delete_user` and the per-user limit read only this user's sessions, oldest first (ties by id); expires natively after the user's last session |
 //! | `{p:tag}:x` | sorted set | `<session id><user id>` per session of the shard, scored by `expires_at` | `count_active` (`ZCOUNT`) and `delete_expired` read only due entries; it outlives the records Redis already expired, so their expiry is still reported |
 //! | `<p>:services` | hash | service id → the [`ServiceRecord`] as JSON | the service registry: small, read through the manager's cache |
+//! | `{p}:events` | stream | the event log: entry `<n>-0` per event, `n` its [`EventId`](sessanger_core::EventId) (layout in `events.rs`) | appended by the script of each change, so the change and its event are one atomic step; trimmed by the reaper; consumers resume after any id |
+//! | `{p}:events:n`, `…:relays`, `…:gathered` | string, hashes | the log's counter, the relays' leases and positions, the shard logs' watermarks | beside the log, in its slot |
+//! | `{p:tag}:events`, `…:n` | stream, string | on a Cluster only: the shard's events until they are gathered into the log | a script stays in its slot; the store gathers the shard logs before reading the log (`events.rs`) |
 //!
 //! Scripts (see `scripts.rs`) take `now` as an argument and treat a session as dead when its
 //! deadline is `<= now`, whatever Redis's own clock says; Redis's native expiry only frees memory, at the
@@ -38,8 +41,14 @@
 //! | `load` | 1 | `HGETALL` |
 //! | `create`, `touch`, `patch`, `replace`, `rename`, `delete`, `list_user`, `delete_user` | 1 | one script each |
 //! | `count_active` | 4096, concurrent | `ZCOUNT` on the expiry set of every shard tag |
+//! | `read_events`, `last_event_id` | 1 (2 for the latter); on a Cluster first the gathering of the shard logs this process wrote to, and of every shard once a second (4096 `XLEN`, concurrent) | `XRANGE`; a script reading the counter and `XINFO STREAM` |
 //! | `delete_expired` | 4096 + one per shard with due sessions, concurrent | `ZCOUNT` of due entries per shard, then a purge script on those shards, sharing `limit` |
 //! | services | 1 | `HSETNX`, `HGET`, `HVALS`, `HDEL` |
+//!
+//! Every change that records an event, and only those, appends it in its script; the event of
+//! an expiry is recorded by whoever takes the session's entry out of the expiry set (the
+//! purge, or a write or revocation that meets the dead session first), so it is recorded once
+//! however many reapers race.
 //!
 //! `count_active` and `delete_expired` need every shard. Sessions of different users are
 //! spread over 4096 tags, and a key listing the tags in use could not be updated in the same
@@ -112,6 +121,7 @@ use tokio::sync::mpsc;
 pub use crate::connection::{ConnectError, RedisConnection};
 use crate::{
     connection::store_error,
+    events::Shards,
     record::{Malformed, decode, items, malformed, status, text},
     scripts::Scripts,
 };
@@ -207,9 +217,15 @@ impl Keys {
         format!("{}:x", self.base(tag))
     }
 
-    /// The event log (a stream), with its counter `…:n` and relays `…:relays` beside it.
+    /// The event log (a stream), with its counter `…:n`, relays `…:relays` and, on a Cluster,
+    /// the shard logs' watermarks `…:gathered` beside it, under a hash tag of their own.
     fn events(&self) -> String {
-        format!("{}:events", self.prefix)
+        format!("{{{}}}:events", self.prefix)
+    }
+
+    /// On a Cluster, the log of shard `tag`'s events, in its slot, until they are gathered.
+    fn shard_events(&self, tag: &str) -> String {
+        format!("{}:events", self.base(tag))
     }
 
     fn services(&self) -> String {
@@ -246,6 +262,8 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     /// The event log's key; `None` when the store records no events.
     events: Option<Arc<str>>,
+    /// On a Cluster recording events: the shard logs to gather into the event log.
+    shards: Option<Arc<Shards>>,
     /// Where [`ServiceStore::watch_removed_services`] subscribes; `None` for a store made on a
     /// caller's connection ([`RedisStore::new`]), which announces removals but hears none.
     subscriber: Option<redis::Client>,
@@ -273,32 +291,32 @@ impl RedisStore {
     /// [`ConnectionManager`](redis::aio::ConnectionManager) or a cluster
     /// [`ClusterConnection`](redis::cluster_async::ClusterConnection).
     ///
-    /// A store on standalone Redis records events and keeps about
-    /// [`Retention::default`]'s `max_events` of them between two trims
-    /// ([`RedisStore::with_event_log`] says otherwise). One on a Cluster records none yet: a
-    /// single log cannot be written from scripts that each stay in one user's slot.
+    /// The store records events and keeps about [`Retention::default`]'s `max_events` of them
+    /// between two trims ([`RedisStore::with_event_log`] says otherwise).
     pub fn new(connection: impl Into<RedisConnection>, prefix: KeyPrefix) -> RedisStore {
-        let connection = connection.into();
-        let keys = Keys { prefix };
-        let max_events = Retention::default().max_events;
-        let events = matches!(connection, RedisConnection::Standalone(_)).then(|| keys.events().into());
-        RedisStore { connection, keys, scripts: Arc::new(Scripts::new(max_events)), events, subscriber: None }
+        let store = RedisStore {
+            connection: connection.into(),
+            keys: Keys { prefix },
+            scripts: Arc::new(Scripts::new(Retention::default().max_events)),
+            events: None,
+            shards: None,
+            subscriber: None,
+        };
+        store.with_event_log(Some(Retention::default().max_events))
     }
 
     /// Records events and keeps about `max_events` of them between two trims (the reaper trims
     /// exactly, by count and age: [`EventLog::trim_events`]); `None` records none, and the
-    /// store then has no [`event_log`](Maintenance::event_log). A store on a Cluster records
-    /// none whatever this says.
+    /// store then has no [`event_log`](Maintenance::event_log).
     #[must_use]
     pub fn with_event_log(self, max_events: Option<NonZeroU64>) -> RedisStore {
-        let standalone = matches!(self.connection, RedisConnection::Standalone(_));
-        match max_events {
-            Some(max_events) if standalone => RedisStore {
-                events: Some(self.keys.events().into()),
-                scripts: Arc::new(Scripts::new(max_events)),
-                ..self
-            },
-            _ => RedisStore { events: None, ..self },
+        let Some(max_events) = max_events else { return RedisStore { events: None, shards: None, ..self } };
+        let cluster = matches!(self.connection, RedisConnection::Cluster(_));
+        RedisStore {
+            events: Some(self.keys.events().into()),
+            shards: cluster.then(Arc::default),
+            scripts: Arc::new(Scripts::new(max_events)),
+            ..self
         }
     }
 
@@ -332,10 +350,18 @@ impl RedisStore {
         for extra in extra_keys {
             invocation.key(*extra);
         }
+        let log = match (&self.events, &self.shards) {
+            (Some(_), Some(shards)) => {
+                shards.written(tag);
+                self.keys.shard_events(tag)
+            }
+            (Some(log), None) => log.to_string(),
+            (None, _) => String::new(),
+        };
         invocation
             .arg(change.now.as_millis())
             .arg(self.keys.base(tag))
-            .arg(self.events.as_deref().unwrap_or_default())
+            .arg(log)
             .arg(change.service.map_or("", |service| service.as_ref()));
         for arg in args {
             invocation.arg(*arg);

@@ -3,8 +3,8 @@
 //!
 //! Every script is called with `KEYS[1]` = the key the operation is about (it routes the call
 //! to the right cluster node) and `ARGV[1]` = `now` in ms, `ARGV[2]` = the hash tag `{prefix:tag}`
-//! of the user's shard, `ARGV[3]` = the event log's key (`''` when the store records no
-//! events), `ARGV[4]` = the acting service (`''` for none); the operation's own arguments
+//! of the user's shard, `ARGV[3]` = the key of the log the events go to (the event log, or on a
+//! Cluster the shard's own, in its slot; `''` when the store records no events), `ARGV[4]` = the acting service (`''` for none); the operation's own arguments
 //! follow from `ARGV[5]`. Other keys the script touches (a user's index, the sessions it lists)
 //! are built from `ARGV[2]` inside the script: they carry the same hash tag, so they live in the
 //! slot of `KEYS[1]`, which Redis Cluster allows. Lists of sessions cannot be declared up front
@@ -14,7 +14,7 @@ use std::num::NonZeroU64;
 
 use redis::Script;
 
-use crate::events::LogScripts;
+use crate::events::{LogScripts, append};
 
 /// Helpers every script starts with. `now` is the caller's clock, never the server's: the
 /// contract passes time in, and tests move it forward without sleeping.
@@ -67,28 +67,15 @@ local function extend(key, at)
   if redis.call('PEXPIRETIME', key) < at then redis.call('PEXPIREAT', key, at) end
 end
 
--- Appends an event about session `id` of `user` to the log, in the script that makes the
--- change, so the two are one atomic step; `...` are the event's other fields (record.rs reads
--- them back). Ids come from a counter: `n-0`, so the stream's id is the event's id. A counter
--- lost while the stream survived (a key deleted by hand) resumes after the stream's newest
--- id, never below it. `MAXLEN ~` bounds the log between two trims by the reaper, at the cost
--- of a whole node of the stream at a time.
+-- Appends an event about session `id` of `user` to the log (`events.rs` reads it back), in
+-- the script that makes the change, so the two are one atomic step; `...` are the event's
+-- other fields.
 local function record(kind, id, user, ...)
   if events == '' then return end
-  local counter = events .. ':n'
-  local n = redis.call('INCR', counter)
-  if n == 1 and redis.call('EXISTS', events) == 1 then
-    local info = redis.call('XINFO', 'STREAM', events)
-    for i = 1, #info, 2 do
-      if info[i] == 'last-generated-id' then n = tonumber(string.match(info[i + 1], '^(%d+)')) + 1 end
-    end
-    redis.call('SET', counter, string.format('%d', n))
-  end
-  local entry = {'XADD', events, 'MAXLEN', '~', 'MAX_EVENTS', string.format('%d-0', n), 'a', ARGV[1], 't', kind,
-    's', id, 'u', user}
-  if by ~= '' then table.insert(entry, 'b'); table.insert(entry, by) end
-  for _, field in ipairs({...}) do table.insert(entry, field) end
-  redis.call(unpack(entry))
+  local fields = {'a', ARGV[1], 't', kind, 's', id, 'u', user}
+  if by ~= '' then table.insert(fields, 'b'); table.insert(fields, by) end
+  for _, field in ipairs({...}) do table.insert(fields, field) end
+  append(events, fields)
 end
 
 -- Removes the record at `key` (session `id`) and its index entries, live or not; returns its
@@ -467,8 +454,7 @@ pub(crate) struct Scripts {
 impl Scripts {
     /// The scripts of a store whose log keeps about `max_events` between two trims.
     pub(crate) fn new(max_events: NonZeroU64) -> Self {
-        // XADD's MAXLEN takes a signed 64-bit count.
-        let prelude = PRELUDE.replace("MAX_EVENTS", &max_events.get().min(i64::MAX as u64).to_string());
+        let prelude = format!("{}{PRELUDE}", append(max_events));
         let script = |body: &str| Script::new(&format!("{prelude}{body}"));
         Scripts {
             create: script(CREATE),
@@ -480,7 +466,7 @@ impl Scripts {
             list_user: script(LIST_USER),
             delete_user: script(DELETE_USER),
             purge: script(&PURGE.replace("ID_LEN", &sessanger_core::SessionId::LEN.to_string())),
-            log: LogScripts::new(),
+            log: LogScripts::new(max_events),
         }
     }
 }

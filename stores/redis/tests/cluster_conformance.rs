@@ -6,3 +6,4 @@
 mod common;
 
 sessanger_testkit::store_conformance!(|| common::store(common::cluster_url()));
+sessanger_testkit::store_events_conformance!(|| common::store(common::cluster_url()));
