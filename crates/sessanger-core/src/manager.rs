@@ -261,8 +261,9 @@ impl SessionManager {
 
     /// Receives every later [`SessionEvent`]: the changes this process makes, or, once
     /// [`spawn_event_feed`](Self::spawn_event_feed) runs, every event of the store's log,
-    /// whichever process made the change. A subscriber that falls more than 1024 events
-    /// behind is told how many it missed (`RecvError::Lagged`).
+    /// whichever process made the change (then also those recorded up to `FEED_POLL` before
+    /// the subscription, which the feed had not read yet). A subscriber that falls more than
+    /// 1024 events behind is told how many it missed (`RecvError::Lagged`).
     pub fn subscribe(&self) -> broadcast::Receiver<SessionEvent> {
         self.shared.events.subscribe()
     }
@@ -283,8 +284,11 @@ impl SessionManager {
 
     fn emit(&self, event: SessionEvent) {
         if self.shared.feeding.load(Ordering::Acquire) {
-            // The feed sends it, read back from the log: told once, in the log's order.
-            self.shared.wake_feed.notify_one();
+            // The feed sends it, read back from the log: told once, in the log's order. With
+            // nobody to tell, its next poll is soon enough: a write costs no read of the log.
+            if self.shared.events.receiver_count() > 0 {
+                self.shared.wake_feed.notify_one();
+            }
             return;
         }
         // No subscriber is not an error: events are best-effort notifications.
