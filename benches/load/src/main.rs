@@ -110,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
     }
     bench.progress.finish_and_clear();
     let mut report = result?;
-    report.header = header(&args, seconds, stored).await;
+    report.header = header(&args, seconds, rounds, stored).await;
 
     println!("{}\n{}", report.figures_table(), report.runs_table());
     for note in &report.notes {
@@ -880,7 +880,7 @@ impl Bound {
     }
 }
 
-async fn header(args: &Args, seconds: u64, stored: u64) -> Vec<String> {
+async fn header(args: &Args, seconds: u64, rounds: usize, stored: u64) -> Vec<String> {
     let run = |program: &'static str, args: &'static [&'static str]| async move {
         Command::new(program)
             .args(args)
@@ -902,8 +902,7 @@ async fn header(args: &Args, seconds: u64, stored: u64) -> Vec<String> {
     } else {
         format!(
             "cargo run --release -p sessanger-load -- --connections {} --seconds {seconds} --rounds {} --stored {stored}",
-            args.connections,
-            args.rounds.unwrap_or(3)
+            args.connections, rounds
         )
     };
     vec![

@@ -102,6 +102,7 @@ mod record;
 mod scripts;
 
 use std::{
+    borrow::Cow,
     fmt,
     num::{NonZeroU32, NonZeroU64},
     str::FromStr,
@@ -350,18 +351,18 @@ impl RedisStore {
         for extra in extra_keys {
             invocation.key(*extra);
         }
-        let log = match (&self.events, &self.shards) {
+        let log: Cow<'_, str> = match (&self.events, &self.shards) {
             (Some(_), Some(shards)) => {
                 shards.written(tag);
-                self.keys.shard_events(tag)
+                Cow::Owned(self.keys.shard_events(tag))
             }
-            (Some(log), None) => log.to_string(),
-            (None, _) => String::new(),
+            (Some(log), None) => Cow::Borrowed(log),
+            (None, _) => Cow::Borrowed(""),
         };
         invocation
             .arg(change.now.as_millis())
             .arg(self.keys.base(tag))
-            .arg(log)
+            .arg(log.as_ref())
             .arg(change.service.map_or("", |service| service.as_ref()));
         for arg in args {
             invocation.arg(*arg);

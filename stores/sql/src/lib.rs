@@ -77,6 +77,8 @@
 //! ```
 
 mod error;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod events;
 mod outcome;
 mod row;
 mod store;

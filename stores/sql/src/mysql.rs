@@ -20,18 +20,19 @@ use std::{num::NonZeroU32, str::FromStr, sync::LazyLock};
 use async_trait::async_trait;
 use sessanger_core::{
     Change, Created, DeleteReason, EventId, EventLog, EventRecord, Maintenance, Page, Patch, PatchOptions, Patched,
-    RelayClaim, RelayState, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session,
-    SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    RelayClaim, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session, SessionId,
+    SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use sqlx::{
     MySql, MySqlConnection, QueryBuilder,
     migrate::Migrator,
-    mysql::{MySqlArguments, MySqlConnectOptions, MySqlExecutor},
+    mysql::{MySqlArguments, MySqlConnectOptions, MySqlExecutor, MySqlQueryResult},
     query::Query,
 };
 
 use crate::{
     error::{inserted, is_unique_violation, redact, retry_deadlocks, store_error},
+    events::{self, LogStatements},
     outcome::{Headroom, Updated, admit, replaced, settle_patch},
     row::{self, ServiceRow, SessionRow, encode},
     store::SqlStore,
@@ -693,14 +694,19 @@ impl SqlStore<MySql> {
             .map_err(store_error)?;
         tx.commit().await.map_err(store_error)
     }
+}
 
-    async fn counter(&self, name: &str) -> Result<Option<EventId>, StoreError> {
-        let value: i64 = sqlx::query_scalar("SELECT value FROM event_counters WHERE name = ?")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(row::event_id(value))
+impl LogStatements for MySql {
+    const READ_EVENTS: &'static str =
+        "SELECT seq, at, service, CAST(event AS CHAR) FROM events WHERE seq > ? ORDER BY seq LIMIT ?";
+    const COUNTER: &'static str = "SELECT value FROM event_counters WHERE name = ?";
+    const NEW_RELAY: &'static str = "INSERT IGNORE INTO event_relays (name, holder, until) VALUES (?, '', 0)";
+    const LOCK_RELAY: &'static str = "SELECT holder, until, position FROM event_relays WHERE name = ? FOR UPDATE";
+    const HOLD_RELAY: &'static str = "UPDATE event_relays SET holder = ?, until = ? WHERE name = ?";
+    const ADVANCE_RELAY: &'static str = "UPDATE event_relays SET position = ?, until = ? WHERE name = ? AND holder = ?";
+
+    fn rows_affected(result: &MySqlQueryResult) -> u64 {
+        result.rows_affected()
     }
 }
 
@@ -708,25 +714,16 @@ impl SqlStore<MySql> {
 impl EventLog for SqlStore<MySql> {
     async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
         self.sequence().await?;
-        let after = after.map_or(0, |id| i64::try_from(id.0).unwrap_or(i64::MAX));
-        let rows: Vec<(i64, i64, Option<String>, String)> = sqlx::query_as(
-            "SELECT seq, at, service, CAST(event AS CHAR) FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-        )
-        .bind(after)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(store_error)?;
-        rows.into_iter().map(row::event_record).collect()
+        events::read(&self.pool, after, limit).await
     }
 
     async fn last_event_id(&self) -> Result<Option<EventId>, StoreError> {
         self.sequence().await?;
-        self.counter("last_seq").await
+        events::counter(&self.pool, "last_seq").await
     }
 
     async fn trimmed_through(&self) -> Result<Option<EventId>, StoreError> {
-        self.counter("trimmed_through").await
+        events::counter(&self.pool, "trimmed_through").await
     }
 
     async fn claim_relay(
@@ -736,32 +733,7 @@ impl EventLog for SqlStore<MySql> {
         until: Timestamp,
         now: Timestamp,
     ) -> Result<RelayClaim, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        // A row to lock even for the first claim, so two first claimers take turns; its empty
-        // holder's lease ran out long ago.
-        sqlx::query("INSERT IGNORE INTO event_relays (name, holder, until) VALUES (?, '', 0)")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let current: (String, i64, Option<i64>) =
-            sqlx::query_as("SELECT holder, until, position FROM event_relays WHERE name = ? FOR UPDATE")
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(store_error)?;
-        let (claim, state) = RelayState::claim(Some(row::relay_state(current)), holder, until, now);
-        if let Some(state) = state {
-            sqlx::query("UPDATE event_relays SET holder = ?, until = ? WHERE name = ?")
-                .bind(&state.holder)
-                .bind(state.until.as_millis())
-                .bind(name)
-                .execute(&mut *tx)
-                .await
-                .map_err(store_error)?;
-            tx.commit().await.map_err(store_error)?;
-        }
-        Ok(claim)
+        events::claim_relay(&self.pool, name, holder, until, now).await
     }
 
     async fn advance_relay(
@@ -771,23 +743,14 @@ impl EventLog for SqlStore<MySql> {
         position: Option<EventId>,
         until: Timestamp,
     ) -> Result<bool, StoreError> {
-        let position = position.map(|id| i64::try_from(id.0).unwrap_or(i64::MAX));
-        let moved = sqlx::query("UPDATE event_relays SET position = ?, until = ? WHERE name = ? AND holder = ?")
-            .bind(position)
-            .bind(until.as_millis())
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(moved.rows_affected() == 1)
+        events::advance_relay(&self.pool, name, holder, position, until).await
     }
 
     async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {
         // Rows waiting for their `seq` are trimmed once they have one: sequence them now, so
         // a log nobody reads still stays bounded.
         self.sequence().await?;
-        let keep = i64::try_from(retention.max_events.get()).unwrap_or(i64::MAX);
+        let keep = events::bigint(retention.max_events.get());
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         let last: i64 = sqlx::query_scalar("SELECT value FROM event_counters WHERE name = 'last_seq'")
             .fetch_one(&mut *tx)

@@ -18,19 +18,20 @@ use std::{num::NonZeroU32, str::FromStr, sync::LazyLock};
 use async_trait::async_trait;
 use sessanger_core::{
     Change, Created, DeleteReason, EventId, EventLog, EventRecord, Maintenance, Page, Patch, PatchOptions, Patched,
-    RelayClaim, RelayState, RemovedServices, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord,
-    ServiceStore, Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    RelayClaim, RemovedServices, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore,
+    Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use sqlx::{
     Postgres,
     migrate::Migrator,
-    postgres::{PgArguments, PgConnectOptions, PgListener},
+    postgres::{PgArguments, PgConnectOptions, PgListener, PgQueryResult},
     query::{Query, QueryAs},
 };
 use tokio::sync::mpsc;
 
 use crate::{
     error::{inserted, is_unique_violation, redact, retry_deadlocks, store_error},
+    events::{self, LogStatements},
     outcome::{Headroom, Updated, admit, finish_create, insert_or_reuse_dead, replaced, settle_patch},
     row::{self, ServiceRow, SessionRow, encode},
     store::SqlStore,
@@ -629,14 +630,21 @@ impl SqlStore<Postgres> {
         .map_err(store_error)?;
         tx.commit().await.map_err(store_error)
     }
+}
 
-    async fn counter(&self, name: &str) -> Result<Option<EventId>, StoreError> {
-        let value: i64 = sqlx::query_scalar("SELECT value FROM event_counters WHERE name = $1")
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(row::event_id(value))
+impl LogStatements for Postgres {
+    const READ_EVENTS: &'static str =
+        "SELECT seq, at, service, event::text FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+    const COUNTER: &'static str = "SELECT value FROM event_counters WHERE name = $1";
+    const NEW_RELAY: &'static str =
+        "INSERT INTO event_relays (name, holder, until) VALUES ($1, '', 0) ON CONFLICT DO NOTHING";
+    const LOCK_RELAY: &'static str = "SELECT holder, until, position FROM event_relays WHERE name = $1 FOR UPDATE";
+    const HOLD_RELAY: &'static str = "UPDATE event_relays SET holder = $1, until = $2 WHERE name = $3";
+    const ADVANCE_RELAY: &'static str =
+        "UPDATE event_relays SET position = $1, until = $2 WHERE name = $3 AND holder = $4";
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
     }
 }
 
@@ -644,24 +652,16 @@ impl SqlStore<Postgres> {
 impl EventLog for SqlStore<Postgres> {
     async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
         self.sequence().await?;
-        let after = after.map_or(0, |id| i64::try_from(id.0).unwrap_or(i64::MAX));
-        let rows: Vec<(i64, i64, Option<String>, String)> =
-            sqlx::query_as("SELECT seq, at, service, event::text FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
-                .bind(after)
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(store_error)?;
-        rows.into_iter().map(row::event_record).collect()
+        events::read(&self.pool, after, limit).await
     }
 
     async fn last_event_id(&self) -> Result<Option<EventId>, StoreError> {
         self.sequence().await?;
-        self.counter("last_seq").await
+        events::counter(&self.pool, "last_seq").await
     }
 
     async fn trimmed_through(&self) -> Result<Option<EventId>, StoreError> {
-        self.counter("trimmed_through").await
+        events::counter(&self.pool, "trimmed_through").await
     }
 
     async fn claim_relay(
@@ -671,32 +671,7 @@ impl EventLog for SqlStore<Postgres> {
         until: Timestamp,
         now: Timestamp,
     ) -> Result<RelayClaim, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        // A row to lock even for the first claim, so two first claimers take turns; its empty
-        // holder's lease ran out long ago.
-        sqlx::query("INSERT INTO event_relays (name, holder, until) VALUES ($1, '', 0) ON CONFLICT DO NOTHING")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        let current: (String, i64, Option<i64>) =
-            sqlx::query_as("SELECT holder, until, position FROM event_relays WHERE name = $1 FOR UPDATE")
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(store_error)?;
-        let (claim, state) = RelayState::claim(Some(row::relay_state(current)), holder, until, now);
-        if let Some(state) = state {
-            sqlx::query("UPDATE event_relays SET holder = $2, until = $3 WHERE name = $1")
-                .bind(name)
-                .bind(&state.holder)
-                .bind(state.until.as_millis())
-                .execute(&mut *tx)
-                .await
-                .map_err(store_error)?;
-            tx.commit().await.map_err(store_error)?;
-        }
-        Ok(claim)
+        events::claim_relay(&self.pool, name, holder, until, now).await
     }
 
     async fn advance_relay(
@@ -706,23 +681,14 @@ impl EventLog for SqlStore<Postgres> {
         position: Option<EventId>,
         until: Timestamp,
     ) -> Result<bool, StoreError> {
-        let position = position.map(|id| i64::try_from(id.0).unwrap_or(i64::MAX));
-        let moved = sqlx::query("UPDATE event_relays SET position = $3, until = $4 WHERE name = $1 AND holder = $2")
-            .bind(name)
-            .bind(holder)
-            .bind(position)
-            .bind(until.as_millis())
-            .execute(&self.pool)
-            .await
-            .map_err(store_error)?;
-        Ok(moved.rows_affected() == 1)
+        events::advance_relay(&self.pool, name, holder, position, until).await
     }
 
     async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {
         // Rows waiting for their `seq` are trimmed once they have one: sequence them now, so
         // a log nobody reads still stays bounded.
         self.sequence().await?;
-        let keep = i64::try_from(retention.max_events.get()).unwrap_or(i64::MAX);
+        let keep = events::bigint(retention.max_events.get());
         let trimmed: i64 = sqlx::query_scalar(
             "WITH gone AS (
                  DELETE FROM events WHERE id IN (
