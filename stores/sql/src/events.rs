@@ -3,10 +3,11 @@
 //! committed events get their `seq`, and how the log is trimmed, differ in kind and stay in
 //! each dialect's file.
 
-use sessanger_core::{EventId, EventRecord, RelayClaim, RelayState, StoreError, Timestamp};
+use async_trait::async_trait;
+use sessanger_core::{EventId, EventLog, EventRecord, RelayClaim, RelayState, Retention, StoreError, Timestamp};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 
-use crate::{error::store_error, row};
+use crate::{SqlStore, error::store_error, row};
 
 /// The statements of the event log, in a dialect's syntax. Each takes its values in the order
 /// its doc says.
@@ -36,11 +37,7 @@ pub(crate) fn bigint(n: u64) -> i64 {
 
 /// The events after `after` (from the oldest kept if `None`), at most `limit`, of a log whose
 /// committed events are all numbered.
-pub(crate) async fn read<DB>(
-    pool: &Pool<DB>,
-    after: Option<EventId>,
-    limit: usize,
-) -> Result<Vec<EventRecord>, StoreError>
+async fn read<DB>(pool: &Pool<DB>, after: Option<EventId>, limit: usize) -> Result<Vec<EventRecord>, StoreError>
 where
     DB: LogStatements,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -57,7 +54,7 @@ where
 }
 
 /// The event id counter `name` holds (`last_seq`, `trimmed_through`); `None` for 0.
-pub(crate) async fn counter<DB>(pool: &Pool<DB>, name: &str) -> Result<Option<EventId>, StoreError>
+async fn counter<DB>(pool: &Pool<DB>, name: &str) -> Result<Option<EventId>, StoreError>
 where
     DB: LogStatements,
     for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
@@ -72,7 +69,7 @@ where
 /// [`EventLog::claim_relay`](sessanger_core::EventLog::claim_relay): one transaction that locks
 /// the relay's row (made first if need be, so two first claimers take turns too) and applies
 /// [`RelayState::claim`].
-pub(crate) async fn claim_relay<DB>(
+async fn claim_relay<DB>(
     pool: &Pool<DB>,
     name: &str,
     holder: &str,
@@ -101,7 +98,7 @@ where
 }
 
 /// [`EventLog::advance_relay`](sessanger_core::EventLog::advance_relay): one conditional update.
-pub(crate) async fn advance_relay<DB>(
+async fn advance_relay<DB>(
     pool: &Pool<DB>,
     name: &str,
     holder: &str,
@@ -120,4 +117,71 @@ where
     let advance = sqlx::query(DB::ADVANCE_RELAY).bind(position).bind(until.as_millis()).bind(name).bind(holder);
     let moved = advance.execute(pool).await.map_err(store_error)?;
     Ok(DB::rows_affected(&moved) == 1)
+}
+
+/// What each dialect does its own way: numbering committed events, trimming the log.
+#[async_trait]
+pub(crate) trait Numbering {
+    /// Gives `seq` to the committed events that have none, in the order they were written.
+    async fn sequence(&self) -> Result<(), StoreError>;
+
+    /// Drops the numbered events `retention` no longer keeps at `now`; returns how many.
+    async fn trim(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError>;
+}
+
+#[async_trait]
+impl<DB> EventLog for SqlStore<DB>
+where
+    DB: LogStatements,
+    SqlStore<DB>: Numbering,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'c> &'c Pool<DB>: Executor<'c, Database = DB>,
+    for<'e> &'e str: Encode<'e, DB> + Type<DB>,
+    for<'e> i64: Encode<'e, DB> + Type<DB>,
+    for<'e> Option<i64>: Encode<'e, DB> + Type<DB>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> (i64, i64, Option<String>, String): FromRow<'r, DB::Row>,
+    for<'r> (String, i64, Option<i64>): FromRow<'r, DB::Row>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        self.sequence().await?;
+        read(&self.pool, after, limit).await
+    }
+
+    async fn last_event_id(&self) -> Result<Option<EventId>, StoreError> {
+        self.sequence().await?;
+        counter(&self.pool, "last_seq").await
+    }
+
+    async fn trimmed_through(&self) -> Result<Option<EventId>, StoreError> {
+        counter(&self.pool, "trimmed_through").await
+    }
+
+    async fn claim_relay(
+        &self,
+        name: &str,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<RelayClaim, StoreError> {
+        claim_relay(&self.pool, name, holder, until, now).await
+    }
+
+    async fn advance_relay(
+        &self,
+        name: &str,
+        holder: &str,
+        position: Option<EventId>,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        advance_relay(&self.pool, name, holder, position, until).await
+    }
+
+    async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {
+        // Rows waiting for their `seq` are trimmed once they have one: number them now, so a
+        // log nobody reads still stays bounded.
+        self.sequence().await?;
+        self.trim(retention, now).await
+    }
 }

@@ -19,9 +19,9 @@ use std::{num::NonZeroU32, str::FromStr, sync::LazyLock};
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Change, Created, DeleteReason, EventId, EventLog, EventRecord, Maintenance, Page, Patch, PatchOptions, Patched,
-    RelayClaim, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session, SessionId,
-    SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    Change, Created, DeleteReason, EventLog, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced,
+    Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore,
+    StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use sqlx::{
     MySql, MySqlConnection, QueryBuilder,
@@ -32,7 +32,7 @@ use sqlx::{
 
 use crate::{
     error::{inserted, is_unique_violation, redact, retry_deadlocks, store_error},
-    events::{self, LogStatements},
+    events::{self, LogStatements, Numbering},
     outcome::{Headroom, Updated, admit, replaced, settle_patch},
     row::{self, ServiceRow, SessionRow, encode},
     store::SqlStore,
@@ -648,7 +648,8 @@ impl Maintenance for SqlStore<MySql> {
     }
 }
 
-impl SqlStore<MySql> {
+#[async_trait]
+impl Numbering for SqlStore<MySql> {
     /// Gives `seq` to the committed events that have none, in `id` order. One sequencer at a
     /// time: each takes the `last_seq` row's lock first; rows of transactions still open are
     /// locked by them and skipped, to be numbered by a later call, after the ones numbered now.
@@ -694,62 +695,8 @@ impl SqlStore<MySql> {
             .map_err(store_error)?;
         tx.commit().await.map_err(store_error)
     }
-}
 
-impl LogStatements for MySql {
-    const READ_EVENTS: &'static str =
-        "SELECT seq, at, service, CAST(event AS CHAR) FROM events WHERE seq > ? ORDER BY seq LIMIT ?";
-    const COUNTER: &'static str = "SELECT value FROM event_counters WHERE name = ?";
-    const NEW_RELAY: &'static str = "INSERT IGNORE INTO event_relays (name, holder, until) VALUES (?, '', 0)";
-    const LOCK_RELAY: &'static str = "SELECT holder, until, position FROM event_relays WHERE name = ? FOR UPDATE";
-    const HOLD_RELAY: &'static str = "UPDATE event_relays SET holder = ?, until = ? WHERE name = ?";
-    const ADVANCE_RELAY: &'static str = "UPDATE event_relays SET position = ?, until = ? WHERE name = ? AND holder = ?";
-
-    fn rows_affected(result: &MySqlQueryResult) -> u64 {
-        result.rows_affected()
-    }
-}
-
-#[async_trait]
-impl EventLog for SqlStore<MySql> {
-    async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
-        self.sequence().await?;
-        events::read(&self.pool, after, limit).await
-    }
-
-    async fn last_event_id(&self) -> Result<Option<EventId>, StoreError> {
-        self.sequence().await?;
-        events::counter(&self.pool, "last_seq").await
-    }
-
-    async fn trimmed_through(&self) -> Result<Option<EventId>, StoreError> {
-        events::counter(&self.pool, "trimmed_through").await
-    }
-
-    async fn claim_relay(
-        &self,
-        name: &str,
-        holder: &str,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> Result<RelayClaim, StoreError> {
-        events::claim_relay(&self.pool, name, holder, until, now).await
-    }
-
-    async fn advance_relay(
-        &self,
-        name: &str,
-        holder: &str,
-        position: Option<EventId>,
-        until: Timestamp,
-    ) -> Result<bool, StoreError> {
-        events::advance_relay(&self.pool, name, holder, position, until).await
-    }
-
-    async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {
-        // Rows waiting for their `seq` are trimmed once they have one: sequence them now, so
-        // a log nobody reads still stays bounded.
-        self.sequence().await?;
+    async fn trim(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {
         let keep = events::bigint(retention.max_events.get());
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         let last: i64 = sqlx::query_scalar("SELECT value FROM event_counters WHERE name = 'last_seq'")
@@ -783,6 +730,20 @@ impl EventLog for SqlStore<MySql> {
             .map_err(store_error)?;
         tx.commit().await.map_err(store_error)?;
         Ok(trimmed)
+    }
+}
+
+impl LogStatements for MySql {
+    const READ_EVENTS: &'static str =
+        "SELECT seq, at, service, CAST(event AS CHAR) FROM events WHERE seq > ? ORDER BY seq LIMIT ?";
+    const COUNTER: &'static str = "SELECT value FROM event_counters WHERE name = ?";
+    const NEW_RELAY: &'static str = "INSERT IGNORE INTO event_relays (name, holder, until) VALUES (?, '', 0)";
+    const LOCK_RELAY: &'static str = "SELECT holder, until, position FROM event_relays WHERE name = ? FOR UPDATE";
+    const HOLD_RELAY: &'static str = "UPDATE event_relays SET holder = ?, until = ? WHERE name = ?";
+    const ADVANCE_RELAY: &'static str = "UPDATE event_relays SET position = ?, until = ? WHERE name = ? AND holder = ?";
+
+    fn rows_affected(result: &MySqlQueryResult) -> u64 {
+        result.rows_affected()
     }
 }
 

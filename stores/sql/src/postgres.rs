@@ -17,9 +17,9 @@ use std::{num::NonZeroU32, str::FromStr, sync::LazyLock};
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Change, Created, DeleteReason, EventId, EventLog, EventRecord, Maintenance, Page, Patch, PatchOptions, Patched,
-    RelayClaim, RemovedServices, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore,
-    Session, SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
+    Change, Created, DeleteReason, EventLog, Maintenance, Page, Patch, PatchOptions, Patched, RemovedServices, Renamed,
+    Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef,
+    SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use sqlx::{
     Postgres,
@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     error::{inserted, is_unique_violation, redact, retry_deadlocks, store_error},
-    events::{self, LogStatements},
+    events::{self, LogStatements, Numbering},
     outcome::{Headroom, Updated, admit, finish_create, insert_or_reuse_dead, replaced, settle_patch},
     row::{self, ServiceRow, SessionRow, encode},
     store::SqlStore,
@@ -597,7 +597,8 @@ impl Maintenance for SqlStore<Postgres> {
     }
 }
 
-impl SqlStore<Postgres> {
+#[async_trait]
+impl Numbering for SqlStore<Postgres> {
     /// Gives `seq` to the committed events that have none, in `id` order. One sequencer at a
     /// time: each takes the `last_seq` row's lock first, and the statement after it sees every
     /// row committed before, so `seq` grows in the order rows became visible. A row whose
@@ -630,64 +631,8 @@ impl SqlStore<Postgres> {
         .map_err(store_error)?;
         tx.commit().await.map_err(store_error)
     }
-}
 
-impl LogStatements for Postgres {
-    const READ_EVENTS: &'static str =
-        "SELECT seq, at, service, event::text FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
-    const COUNTER: &'static str = "SELECT value FROM event_counters WHERE name = $1";
-    const NEW_RELAY: &'static str =
-        "INSERT INTO event_relays (name, holder, until) VALUES ($1, '', 0) ON CONFLICT DO NOTHING";
-    const LOCK_RELAY: &'static str = "SELECT holder, until, position FROM event_relays WHERE name = $1 FOR UPDATE";
-    const HOLD_RELAY: &'static str = "UPDATE event_relays SET holder = $1, until = $2 WHERE name = $3";
-    const ADVANCE_RELAY: &'static str =
-        "UPDATE event_relays SET position = $1, until = $2 WHERE name = $3 AND holder = $4";
-
-    fn rows_affected(result: &PgQueryResult) -> u64 {
-        result.rows_affected()
-    }
-}
-
-#[async_trait]
-impl EventLog for SqlStore<Postgres> {
-    async fn read_events(&self, after: Option<EventId>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
-        self.sequence().await?;
-        events::read(&self.pool, after, limit).await
-    }
-
-    async fn last_event_id(&self) -> Result<Option<EventId>, StoreError> {
-        self.sequence().await?;
-        events::counter(&self.pool, "last_seq").await
-    }
-
-    async fn trimmed_through(&self) -> Result<Option<EventId>, StoreError> {
-        events::counter(&self.pool, "trimmed_through").await
-    }
-
-    async fn claim_relay(
-        &self,
-        name: &str,
-        holder: &str,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> Result<RelayClaim, StoreError> {
-        events::claim_relay(&self.pool, name, holder, until, now).await
-    }
-
-    async fn advance_relay(
-        &self,
-        name: &str,
-        holder: &str,
-        position: Option<EventId>,
-        until: Timestamp,
-    ) -> Result<bool, StoreError> {
-        events::advance_relay(&self.pool, name, holder, position, until).await
-    }
-
-    async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {
-        // Rows waiting for their `seq` are trimmed once they have one: sequence them now, so
-        // a log nobody reads still stays bounded.
-        self.sequence().await?;
+    async fn trim(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError> {
         let keep = events::bigint(retention.max_events.get());
         let trimmed: i64 = sqlx::query_scalar(
             "WITH gone AS (
@@ -706,6 +651,22 @@ impl EventLog for SqlStore<Postgres> {
         .await
         .map_err(store_error)?;
         Ok(u64::try_from(trimmed).unwrap_or_default())
+    }
+}
+
+impl LogStatements for Postgres {
+    const READ_EVENTS: &'static str =
+        "SELECT seq, at, service, event::text FROM events WHERE seq > $1 ORDER BY seq LIMIT $2";
+    const COUNTER: &'static str = "SELECT value FROM event_counters WHERE name = $1";
+    const NEW_RELAY: &'static str =
+        "INSERT INTO event_relays (name, holder, until) VALUES ($1, '', 0) ON CONFLICT DO NOTHING";
+    const LOCK_RELAY: &'static str = "SELECT holder, until, position FROM event_relays WHERE name = $1 FOR UPDATE";
+    const HOLD_RELAY: &'static str = "UPDATE event_relays SET holder = $1, until = $2 WHERE name = $3";
+    const ADVANCE_RELAY: &'static str =
+        "UPDATE event_relays SET position = $1, until = $2 WHERE name = $3 AND holder = $4";
+
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
     }
 }
 
