@@ -7,7 +7,7 @@ mod common;
 use std::{collections::HashSet, time::Duration};
 
 use redis::AsyncCommands;
-use sessanger_core::{Change, EventLog, Maintenance, Session, SessionId, SessionStore, Timestamp, UserId, UserLimit};
+use sessanger_core::{Change, Maintenance, Session, SessionId, SessionStore, Timestamp, UserId, UserLimit};
 use sessanger_store_redis::{RedisConnection, RedisStore};
 
 fn user(name: &str) -> UserId {
