@@ -16,7 +16,7 @@
 
 use std::{
     future::Future,
-    pin::pin,
+    pin::{Pin, pin},
     time::{Duration, Instant},
 };
 
@@ -86,7 +86,13 @@ enum RelayError {
     Store(#[from] StoreError),
     #[error("the broker refused (nacked) an event")]
     Nacked,
+    #[error("the broker did not confirm a batch within {CONFIRM_DEADLINE:?}")]
+    Unconfirmed,
 }
+
+/// How long the broker may take to confirm a batch before the relay connects again: a broker
+/// that neither confirms nor closes must not hold the relay (or a shutdown) forever.
+const CONFIRM_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Forwards `manager`'s event log to the broker until `shutdown` completes, reconnecting
 /// with backoff after the broker or the store fails. Returns at once if the store keeps no
@@ -106,10 +112,9 @@ pub async fn relay(manager: SessionManager, options: RelayOptions, shutdown: imp
         match connected {
             Ok((connection, channel)) => {
                 backoff = FIRST_BACKOFF;
-                let forwarded = tokio::select! {
-                    () = &mut shutdown => Ok(()),
-                    forwarded = forward(&manager, &channel, &options) => forwarded,
-                };
+                // A shutdown is taken between two batches, so a batch the broker has is also
+                // marked as forwarded, and the next holder does not send it again.
+                let forwarded = forward(&manager, &channel, &options, shutdown.as_mut()).await;
                 match forwarded {
                     Ok(()) => {
                         let _ = connection.close(200, "sessanger shutting down".into()).await;
@@ -137,8 +142,14 @@ async fn connect(uri: &AMQPUri) -> Result<(Connection, Channel), lapin::Error> {
     Ok((connection, channel))
 }
 
-/// Holds the lease and forwards batch after batch; returns only with an error.
-async fn forward(manager: &SessionManager, channel: &Channel, options: &RelayOptions) -> Result<(), RelayError> {
+/// Holds the lease and forwards batch after batch until `shutdown` completes (taken between
+/// two batches, or while waiting) or an error.
+async fn forward<S: Future<Output = ()>>(
+    manager: &SessionManager,
+    channel: &Channel,
+    options: &RelayOptions,
+    mut shutdown: Pin<&mut S>,
+) -> Result<(), RelayError> {
     let log: &dyn EventLog = manager.event_log().expect("checked by relay");
     let mut wake = manager.subscribe();
     let lease = options.lease;
@@ -146,6 +157,10 @@ async fn forward(manager: &SessionManager, channel: &Channel, options: &RelayOpt
     // store is asked again only when a third of the lease passed without one (an idle log).
     let mut held: Option<(Option<EventId>, Instant)> = None;
     loop {
+        // Never polled again once complete: the relay returns at once.
+        if futures::poll!(shutdown.as_mut()).is_ready() {
+            return Ok(());
+        }
         let position = match held {
             Some((position, renewed)) if renewed.elapsed() < lease / 3 => position,
             _ => {
@@ -158,7 +173,10 @@ async fn forward(manager: &SessionManager, channel: &Channel, options: &RelayOpt
                     }
                     RelayClaim::Busy { .. } => {
                         held = None;
-                        tokio::time::sleep(lease / 3).await;
+                        tokio::select! {
+                            () = shutdown.as_mut() => return Ok(()),
+                            () = tokio::time::sleep(lease / 3) => {}
+                        }
                         continue;
                     }
                 }
@@ -167,6 +185,7 @@ async fn forward(manager: &SessionManager, channel: &Channel, options: &RelayOpt
         let batch = log.read_events(position, BATCH).await?;
         let Some(last) = batch.last().map(|record| record.id) else {
             tokio::select! {
+                () = shutdown.as_mut() => return Ok(()),
                 woke = wake.recv() => if let Err(broadcast::error::RecvError::Closed) = woke {
                     tokio::time::sleep(POLL).await;
                 },
@@ -193,11 +212,15 @@ async fn forward(manager: &SessionManager, channel: &Channel, options: &RelayOpt
                     .await?,
             );
         }
-        for confirm in confirms {
-            if let Confirmation::Nack(_) = confirm.await? {
-                return Err(RelayError::Nacked);
+        let confirmed = tokio::time::timeout(CONFIRM_DEADLINE, async {
+            for confirm in confirms {
+                if let Confirmation::Nack(_) = confirm.await? {
+                    return Err(RelayError::Nacked);
+                }
             }
-        }
+            Ok(())
+        });
+        confirmed.await.map_err(|_| RelayError::Unconfirmed)??;
         let renewed = Instant::now();
         held = if log.advance_relay(NAME, &options.holder, Some(last), Timestamp::now() + lease).await? {
             Some((Some(last), renewed))
