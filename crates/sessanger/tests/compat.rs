@@ -46,9 +46,10 @@ fn bash(command: &str) -> (String, String) {
     (String::from_utf8(output.stdout).unwrap(), String::from_utf8(output.stderr).unwrap())
 }
 
-/// The status line curl `-v` prints (`< HTTP/1.1 200 OK`), as a number.
+/// The status line curl `-v` prints (`< HTTP/1.1 200 OK`), as a number. curl's progress meter
+/// shares standard error and may end a line right before it without a newline.
 fn curl_status(verbose: &str) -> u16 {
-    let line = verbose.lines().find(|line| line.starts_with("< HTTP/")).expect(verbose);
+    let line = verbose.lines().find_map(|line| line.find("< HTTP/").map(|at| &line[at..])).expect(verbose);
     line.split_whitespace().nth(2).unwrap().parse().unwrap()
 }
 
