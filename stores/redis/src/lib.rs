@@ -370,6 +370,15 @@ impl RedisStore {
         invocation.invoke_async(&mut self.connection()).await.map_err(store_error)
     }
 
+    /// The keys an `attributes_changed` event names, as the scripts take them (a JSON array);
+    /// empty, and never read, when the store records no events.
+    fn event_keys<'k>(&self, keys: impl Iterator<Item = &'k str>) -> Result<String, StoreError> {
+        if self.events.is_none() {
+            return Ok(String::new());
+        }
+        record::json(&keys.collect::<Vec<_>>())
+    }
+
     /// Renews the idle deadline of session `id`, recording a `refreshed` event if `refresh`.
     async fn renew(&self, id: &SessionId, change: Change<'_>, refresh: bool) -> Result<Option<Session>, StoreError> {
         let key = self.keys.session(id);
@@ -471,7 +480,7 @@ impl SessionStore for RedisStore {
         let touch = if touch { "1" } else { "0" };
         let device = device.map(record::json).transpose()?.unwrap_or_default();
         let (max_attributes, max_bytes) = (max_attributes.as_str(), max_bytes.as_str());
-        let keys = record::json(&patch.keys().collect::<Vec<_>>())?;
+        let keys = self.event_keys(patch.keys())?;
         let mut args = vec![
             id.as_ref(),
             &expected,
@@ -514,7 +523,7 @@ impl SessionStore for RedisStore {
         let device = device.map(record::json).transpose()?.unwrap_or_default();
         let deadline = absolute_expires_at.map_or_else(String::new, |at| at.as_millis().to_string());
         let fields = record::attributes(attributes)?;
-        let keys = record::json(&attributes.keys().collect::<Vec<_>>())?;
+        let keys = self.event_keys(attributes.keys().map(String::as_str))?;
         let mut args = vec![id.as_ref(), &expected, &deadline, &device, &keys];
         args.extend(fields.iter().map(String::as_str));
         let key = self.keys.session(id);
