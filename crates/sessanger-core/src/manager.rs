@@ -676,23 +676,35 @@ impl SessionManager {
     }
 
     /// The service the token belongs to, if the secret is right. Checks in constant time;
-    /// answers from a short-lived cache so a request costs no store round trip.
+    /// answers from a short-lived cache so a request costs no store round trip (or from the
+    /// store's own coherent cache, if it keeps one: [`ServiceStore::caches_services`](crate::ServiceStore::caches_services)).
     pub async fn verify_service(&self, token: &ServiceToken) -> Result<ServiceRecord, ManagerError> {
+        let record = if self.shared.store.caches_services() {
+            self.shared.store.load_service(token.service()).await?
+        } else {
+            self.cached_service(token.service()).await?
+        };
+        match record {
+            Some(record) if record.verify(token) => Ok(record),
+            _ => Err(ManagerError::InvalidCredentials),
+        }
+    }
+
+    /// Service `id` from this manager's short-lived copy, or from the store (then copied).
+    async fn cached_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
         let cached = {
             let cache = self.shared.services.lock().expect("service cache poisoned");
-            cache.get(token.service()).filter(|(_, at)| at.elapsed() < SERVICE_CACHE_TTL).map(|(r, _)| r.clone())
+            cache.get(id).filter(|(_, at)| at.elapsed() < SERVICE_CACHE_TTL).map(|(r, _)| r.clone())
         };
-        let record = match cached {
-            Some(record) => record,
-            None => {
-                let record =
-                    self.shared.store.load_service(token.service()).await?.ok_or(ManagerError::InvalidCredentials)?;
-                let mut cache = self.shared.services.lock().expect("service cache poisoned");
-                cache.insert(record.id.clone(), (record.clone(), Instant::now()));
-                record
-            }
-        };
-        if record.verify(token) { Ok(record) } else { Err(ManagerError::InvalidCredentials) }
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let record = self.shared.store.load_service(id).await?;
+        if let Some(record) = &record {
+            let mut cache = self.shared.services.lock().expect("service cache poisoned");
+            cache.insert(record.id.clone(), (record.clone(), Instant::now()));
+        }
+        Ok(record)
     }
 
     /// One page of the registered services, ordered by id: those after `after`, at most

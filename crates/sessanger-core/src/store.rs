@@ -679,6 +679,14 @@ pub trait ServiceStore: Debug + Send + Sync + 'static {
     /// Only the store's own failures (see the [module docs](self)).
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError>;
 
+    /// Whether [`load_service`](ServiceStore::load_service) answers from a copy in this
+    /// process that the database keeps coherent (the Redis store's node cache): a change made
+    /// anywhere reaches it as soon as the database announces it, so callers keep no copy of
+    /// their own. `false`, the default: callers may cache, and bound staleness themselves.
+    fn caches_services(&self) -> bool {
+        false
+    }
+
     /// The ids of services removed by any process sharing this database, as the database
     /// announces them (Redis publish/subscribe, PostgreSQL `LISTEN`), for as long as the
     /// receiver lives; the store re-subscribes by itself after a lost connection. `None`, the

@@ -371,6 +371,10 @@ impl<S: ServiceStore + ?Sized> ServiceStore for EncryptedStore<S> {
         self.inner.delete_service(id).await
     }
 
+    fn caches_services(&self) -> bool {
+        self.inner.caches_services()
+    }
+
     async fn watch_removed_services(&self) -> Result<Option<RemovedServices>, StoreError> {
         self.inner.watch_removed_services().await
     }

@@ -1,13 +1,17 @@
 //! One connection type over standalone Redis and Redis Cluster, chosen by URL, and the mapping
 //! of Redis errors onto [`StoreError`].
 
-use std::time::Duration;
+use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use redis::{
-    Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value,
-    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    Cmd, ErrorKind, Pipeline, ProtocolVersion, RedisError, RedisFuture, ServerErrorKind, Value,
+    aio::{AsyncPushSender, ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    caching::{CacheConfig, CacheMode},
     cluster::ClusterClientBuilder,
     cluster_async::ClusterConnection,
+    cluster_routing::{
+        MultipleNodeRoutingInfo, ResponsePolicy, Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr,
+    },
 };
 use sessanger_core::StoreError;
 
@@ -79,27 +83,51 @@ impl RedisConnection {
     /// built with a TLS feature), or `redis+cluster://[user:password@]host:port,host:port,…`
     /// (`rediss+cluster://` for TLS) with any subset of the cluster's nodes.
     pub async fn connect(url: &str) -> Result<RedisConnection, ConnectError> {
+        RedisConnection::open(url, None).await
+    }
+
+    /// Connects like [`RedisConnection::connect`], in RESP3 with server-assisted client-side
+    /// caching on every connection it makes (`CLIENT TRACKING ON OPTIN` in each handshake, so
+    /// a reconnection tracks from its first command): Redis pushes an invalidation to `pushes`
+    /// when a key read with `CLIENT CACHING YES` changes, and redis-rs tells it when a
+    /// connection is lost.
+    pub(crate) async fn tracking(url: &str, pushes: Arc<dyn AsyncPushSender>) -> Result<RedisConnection, ConnectError> {
+        RedisConnection::open(url, Some(pushes)).await
+    }
+
+    async fn open(url: &str, tracking: Option<Arc<dyn AsyncPushSender>>) -> Result<RedisConnection, ConnectError> {
         let refused = |source| ConnectError::InvalidUrl { url: redacted(url), source: Some(source) };
+        // Only the tracking handshake is wanted from redis-rs's cache: in `OptIn` mode it
+        // caches no command the store does not opt in, and the store opts in none.
+        let handshake = CacheConfig::new().set_mode(CacheMode::OptIn).set_size(NonZeroUsize::MIN);
         match nodes(url)? {
             Nodes::Standalone => {
-                let client = redis::Client::open(url).map_err(refused)?;
-                let config = ConnectionManagerConfig::new()
+                let mut client = redis::Client::open(url).map_err(refused)?;
+                let mut config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT))
                     // Reconnection runs in the background and is retried on the next call
                     // anyway: keep each attempt short so a call never waits long for it.
                     .set_number_of_retries(2)
                     .set_max_delay(Duration::from_millis(500));
+                if let Some(pushes) = tracking {
+                    let info = client.get_connection_info().clone();
+                    let resp3 = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+                    client = redis::Client::open(info.set_redis_settings(resp3)).map_err(refused)?;
+                    config = config.set_push_sender(pushes).set_cache_config(handshake);
+                }
                 let manager = ConnectionManager::new_with_config(client, config).await.map_err(ConnectError::Redis)?;
                 Ok(RedisConnection::Standalone(manager))
             }
             Nodes::Cluster(nodes) => {
-                let client = ClusterClientBuilder::new(nodes)
+                let mut builder = ClusterClientBuilder::new(nodes)
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(RESPONSE_TIMEOUT)
-                    .retries(2)
-                    .build()
-                    .map_err(refused)?;
+                    .retries(2);
+                if let Some(pushes) = tracking {
+                    builder = builder.use_protocol(ProtocolVersion::RESP3).push_sender(pushes).cache_config(handshake);
+                }
+                let client = builder.build().map_err(refused)?;
                 let connection = client.get_async_connection().await.map_err(ConnectError::Redis)?;
                 Ok(RedisConnection::Cluster(connection))
             }
@@ -157,8 +185,46 @@ fn redacted(url: &str) -> String {
     }
 }
 
-// The store is written once against `ConnectionLike`; this impl is the only place that tells
-// standalone from cluster.
+impl RedisConnection {
+    /// Sends `read` of `key` opted into tracking (`CLIENT CACHING YES` right before it, on the
+    /// connection of `key`'s node) and returns its reply. For a connection made by
+    /// [`RedisConnection::tracking`].
+    pub(crate) async fn tracked(&self, key: &str, read: Cmd) -> Result<Value, RedisError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("CLIENT").arg("CACHING").arg("YES").add_command(read);
+        let replies = match self.clone() {
+            RedisConnection::Standalone(mut c) => c.req_packed_commands(&pipe, 1, 1).await,
+            // `CLIENT CACHING` names no key, so a cluster would pick a random node for it: the
+            // pipeline is routed to the key's node explicitly.
+            RedisConnection::Cluster(mut c) => {
+                let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
+                c.route_pipeline(pipe, 1, 1, SingleNodeRoutingInfo::SpecificNode(route)).await
+            }
+        }?;
+        // The read's reply is the last (a cluster hands back the replies before `offset` too).
+        replies
+            .into_iter()
+            .next_back()
+            .ok_or_else(|| RedisError::from((ErrorKind::Client, "no reply to a tracked read")))
+    }
+
+    /// `PING` on every connection: to the server, or to each primary of a cluster. A reply
+    /// comes after everything the server sent before it on the same connection.
+    pub(crate) async fn ping_every_node(&self) -> Result<(), RedisError> {
+        let ping = redis::cmd("PING");
+        match self.clone() {
+            RedisConnection::Standalone(mut c) => c.req_packed_command(&ping).await.map(drop),
+            RedisConnection::Cluster(mut c) => {
+                let every =
+                    RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, Some(ResponsePolicy::AllSucceeded)));
+                c.route_command(ping, every).await.map(drop)
+            }
+        }
+    }
+}
+
+// The store is written once against `ConnectionLike`; this impl, `tracked` and
+// `ping_every_node` are the only places that tell standalone from cluster.
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

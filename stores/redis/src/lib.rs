@@ -96,6 +96,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cache;
 mod connection;
 mod events;
 mod record;
@@ -119,8 +120,12 @@ use sessanger_core::{
 };
 use tokio::sync::mpsc;
 
-pub use crate::connection::{ConnectError, RedisConnection};
+pub use crate::{
+    cache::DEFAULT_CACHE_BYTES,
+    connection::{ConnectError, RedisConnection},
+};
 use crate::{
+    cache::NodeCache,
     connection::store_error,
     events::Shards,
     record::{Malformed, decode, items, malformed, status, text},
@@ -268,6 +273,8 @@ pub struct RedisStore {
     /// Where [`ServiceStore::watch_removed_services`] subscribes; `None` for a store made on a
     /// caller's connection ([`RedisStore::new`]), which announces removals but hears none.
     subscriber: Option<redis::Client>,
+    /// The node cache (`cache.rs`), if on.
+    cache: Option<Arc<NodeCache>>,
 }
 
 impl fmt::Debug for RedisStore {
@@ -281,11 +288,50 @@ impl fmt::Debug for RedisStore {
 
 impl RedisStore {
     /// Connects to the Redis named by `url` (see [`RedisConnection::connect`]) and keeps keys
-    /// under `prefix`. Fails if Redis cannot be reached now; once connected, the store rides
-    /// out later outages by itself.
+    /// under `prefix`, with a node cache of [`DEFAULT_CACHE_BYTES`]. Fails if Redis cannot be
+    /// reached now; once connected, the store rides out later outages by itself.
     pub async fn connect(url: &str, prefix: KeyPrefix) -> Result<RedisStore, ConnectError> {
+        RedisStore::connect_with_cache(url, prefix, Some(DEFAULT_CACHE_BYTES)).await
+    }
+
+    /// Connects like [`RedisStore::connect`], with a node cache of about `cache` bytes, or none.
+    ///
+    /// The node cache serves `load` and service lookups from this process's memory, kept
+    /// coherent by Redis: a change made anywhere drops the cached copy as soon as Redis's
+    /// invalidation arrives (server-assisted client-side caching, on a connection of its own;
+    /// the crate's `# Node cache` section).
+    pub async fn connect_with_cache(
+        url: &str,
+        prefix: KeyPrefix,
+        cache: Option<std::num::NonZeroUsize>,
+    ) -> Result<RedisStore, ConnectError> {
         let subscriber = RedisConnection::subscriber(url)?;
-        Ok(RedisStore { subscriber: Some(subscriber), ..RedisStore::new(RedisConnection::connect(url).await?, prefix) })
+        let store = RedisStore::new(RedisConnection::connect(url).await?, prefix);
+        let cache = match cache {
+            Some(budget) => Some(NodeCache::connect(url, &store.keys, budget).await?),
+            None => None,
+        };
+        Ok(RedisStore { subscriber: Some(subscriber), cache, ..store })
+    }
+
+    /// How many sessions the node cache holds (present or known to be absent); 0 without one.
+    pub fn cached_sessions(&self) -> usize {
+        self.cache.as_ref().map_or(0, |cache| cache.sessions_held())
+    }
+
+    /// Drops session `id` from the node cache after a write through this store, so this
+    /// process reads its own writes at once (other processes hear of it from Redis).
+    fn forget(&self, id: &SessionId) {
+        if let Some(cache) = &self.cache {
+            cache.forget(id);
+        }
+    }
+
+    /// Drops the cached service registry after a change through this store.
+    fn forget_services(&self) {
+        if let Some(cache) = &self.cache {
+            cache.forget_services();
+        }
     }
 
     /// A store on a connection made by the caller: a
@@ -302,6 +348,7 @@ impl RedisStore {
             events: None,
             shards: None,
             subscriber: None,
+            cache: None,
         };
         store.with_event_log(Some(Retention::default().max_events))
     }
@@ -383,8 +430,9 @@ impl RedisStore {
     async fn renew(&self, id: &SessionId, change: Change<'_>, refresh: bool) -> Result<Option<Session>, StoreError> {
         let key = self.keys.session(id);
         let args = [id.as_ref(), if refresh { "1" } else { "0" }];
-        let reply = self.run(&self.scripts.touch, &key, &[], id.shard_tag(), change, &args).await?;
-        decode(id.clone(), reply)
+        let reply = self.run(&self.scripts.touch, &key, &[], id.shard_tag(), change, &args).await;
+        self.forget(id);
+        decode(id.clone(), reply?)
     }
 
     /// Runs `per_tag` for every shard tag, `FAN_OUT` at a time, and collects the results.
@@ -431,10 +479,15 @@ impl SessionStore for RedisStore {
         args.extend(fields.iter().map(String::as_str));
         let key = self.keys.session(&session.id);
         let change = Change::at(now).by(session.created_by.as_ref());
-        let reply = self.run(&self.scripts.create, &key, &[], session.id.shard_tag(), change, &args).await?;
-        let (status, rest) = status(reply)?;
+        let reply = self.run(&self.scripts.create, &key, &[], session.id.shard_tag(), change, &args).await;
+        self.forget(&session.id);
+        let (status, rest) = status(reply?)?;
         match status.as_str() {
-            "created" => Ok(Created::Created { evicted: rest.map(parse_id).collect::<Result<_, _>>()? }),
+            "created" => {
+                let evicted: Vec<SessionId> = rest.map(parse_id).collect::<Result<_, _>>()?;
+                evicted.iter().for_each(|id| self.forget(id));
+                Ok(Created::Created { evicted })
+            }
             "taken" => Ok(Created::IdTaken),
             "limit" => Ok(Created::LimitReached),
             _ => Err(unexpected(status)),
@@ -442,8 +495,12 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
-        let fields = self.query(redis::cmd("HGETALL").arg(self.keys.session(id))).await?;
-        Ok(decode(id.clone(), fields)?.filter(|s| !s.is_expired(now)))
+        let key = self.keys.session(id);
+        let session = match &self.cache {
+            Some(cache) => cache.session(id, &key).await?,
+            None => decode(id.clone(), self.query(redis::cmd("HGETALL").arg(key)).await?)?,
+        };
+        Ok(session.filter(|s| !s.is_expired(now)))
     }
 
     async fn touch(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
@@ -495,8 +552,9 @@ impl SessionStore for RedisStore {
         ];
         args.extend(owned.iter().map(String::as_str));
         let key = self.keys.session(id);
-        let reply = self.run(&self.scripts.patch, &key, &[], id.shard_tag(), change, &args).await?;
-        let (status, mut rest) = status(reply)?;
+        let reply = self.run(&self.scripts.patch, &key, &[], id.shard_tag(), change, &args).await;
+        self.forget(id);
+        let (status, mut rest) = status(reply?)?;
         match status.as_str() {
             "applied" => Ok(Patched::Applied(live_session(id, rest.next())?)),
             "missing" => Ok(Patched::NotFound),
@@ -527,8 +585,9 @@ impl SessionStore for RedisStore {
         let mut args = vec![id.as_ref(), &expected, &deadline, &device, &keys];
         args.extend(fields.iter().map(String::as_str));
         let key = self.keys.session(id);
-        let reply = self.run(&self.scripts.replace, &key, &[], id.shard_tag(), change, &args).await?;
-        let (status, mut rest) = status(reply)?;
+        let reply = self.run(&self.scripts.replace, &key, &[], id.shard_tag(), change, &args).await;
+        self.forget(id);
+        let (status, mut rest) = status(reply?)?;
         match status.as_str() {
             "applied" => Ok(Replaced::Applied(live_session(id, rest.next())?)),
             "missing" => Ok(Replaced::NotFound),
@@ -545,8 +604,10 @@ impl SessionStore for RedisStore {
         }
         let (old_key, new_key) = (self.keys.session(old), self.keys.session(new));
         let args = [old.as_ref(), new.as_ref()];
-        let reply = self.run(&self.scripts.rename, &old_key, &[&new_key], old.shard_tag(), change, &args).await?;
-        let (status, mut rest) = status(reply)?;
+        let reply = self.run(&self.scripts.rename, &old_key, &[&new_key], old.shard_tag(), change, &args).await;
+        self.forget(old);
+        self.forget(new);
+        let (status, mut rest) = status(reply?)?;
         match status.as_str() {
             "renamed" => Ok(Renamed::Renamed(live_session(new, rest.next())?)),
             "missing" => Ok(Renamed::NotFound),
@@ -563,8 +624,9 @@ impl SessionStore for RedisStore {
     ) -> Result<Option<Session>, StoreError> {
         let key = self.keys.session(id);
         let args = [id.as_ref(), reason.as_str()];
-        let reply = self.run(&self.scripts.delete, &key, &[], id.shard_tag(), change, &args).await?;
-        Ok(decode(id.clone(), reply)?.filter(|s| !s.is_expired(change.now)))
+        let reply = self.run(&self.scripts.delete, &key, &[], id.shard_tag(), change, &args).await;
+        self.forget(id);
+        Ok(decode(id.clone(), reply?)?.filter(|s| !s.is_expired(change.now)))
     }
 
     async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
@@ -586,7 +648,9 @@ impl SessionStore for RedisStore {
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
         let key = self.keys.user(user);
         let reply = self.run(&self.scripts.delete_user, &key, &[], &user.shard_tag(), change, &[user.as_ref()]).await?;
-        items(reply)?.into_iter().map(parse_id).collect()
+        let deleted: Vec<SessionId> = items(reply)?.into_iter().map(parse_id).collect::<Result<_, _>>()?;
+        deleted.iter().for_each(|id| self.forget(id));
+        Ok(deleted)
     }
 }
 
@@ -632,7 +696,9 @@ impl Maintenance for RedisStore {
             let mut refs = Vec::new();
             while let (Some(id), Some(user)) = (items.next(), items.next()) {
                 let user_id = text(user)?.parse().map_err(|e: sessanger_core::IdError| StoreError::Decode(e.into()))?;
-                refs.push(SessionRef { id: parse_id(id)?, user_id });
+                let id = parse_id(id)?;
+                self.forget(&id);
+                refs.push(SessionRef { id, user_id });
             }
             Ok::<_, StoreError>(refs)
         }))
@@ -665,6 +731,7 @@ impl ServiceStore for RedisStore {
         let record = record::json(service)?;
         let cmd = redis::cmd("HSETNX").arg(self.keys.services()).arg(service.id.as_ref()).arg(record).to_owned();
         let created = count(self.query(&cmd).await?)? == 1;
+        self.forget_services();
         if created {
             // The two keys may sit on different cluster nodes, so this is a second command:
             // a crash in between is repaired by the next `list_services`.
@@ -675,6 +742,9 @@ impl ServiceStore for RedisStore {
     }
 
     async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
+        if let Some(cache) = &self.cache {
+            return cache.service(id).await;
+        }
         let cmd = redis::cmd("HGET").arg(self.keys.services()).arg(id.as_ref()).to_owned();
         match self.query(&cmd).await? {
             Value::Nil => Ok(None),
@@ -719,11 +789,16 @@ impl ServiceStore for RedisStore {
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
         let cmd = redis::cmd("HDEL").arg(self.keys.services()).arg(id.as_ref()).to_owned();
         let deleted = count(self.query(&cmd).await?)? == 1;
+        self.forget_services();
         self.query(redis::cmd("ZREM").arg(self.keys.service_ids()).arg(id.as_ref())).await?;
         if deleted {
             self.query(redis::cmd("PUBLISH").arg(self.keys.removed_services()).arg(id.as_ref())).await?;
         }
         Ok(deleted)
+    }
+
+    fn caches_services(&self) -> bool {
+        self.cache.is_some()
     }
 
     async fn watch_removed_services(&self) -> Result<Option<RemovedServices>, StoreError> {

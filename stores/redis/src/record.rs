@@ -119,16 +119,9 @@ pub(crate) fn items(value: Value) -> Result<Vec<Value>, StoreError> {
     }
 }
 
-/// A script's `{status, rest...}` reply, split.
-pub(crate) fn status(value: Value) -> Result<(String, std::vec::IntoIter<Value>), StoreError> {
-    let mut items = items(value)?.into_iter();
-    let status = text(items.next().ok_or_else(|| malformed(Malformed::Reply(Value::Nil)))?)?;
-    Ok((status, items))
-}
-
-/// The session `id` from its hash fields (an `HGETALL` reply); `None` if the hash is empty.
-pub(crate) fn decode(id: SessionId, value: Value) -> Result<Option<Session>, StoreError> {
-    let pairs = match value {
+/// The field-value pairs of an `HGETALL` reply: a map in RESP3, a flat array in RESP2.
+pub(crate) fn pairs(value: Value) -> Result<Vec<(Value, Value)>, StoreError> {
+    Ok(match value {
         Value::Map(pairs) => pairs,
         other => {
             let mut flat = items(other)?.into_iter();
@@ -138,7 +131,31 @@ pub(crate) fn decode(id: SessionId, value: Value) -> Result<Option<Session>, Sto
             }
             pairs
         }
-    };
+    })
+}
+
+/// About how many bytes a reply's strings hold: what its decoded form costs in memory, for the
+/// node cache's budget.
+pub(crate) fn size(value: &Value) -> usize {
+    match value {
+        Value::BulkString(bytes) => bytes.len(),
+        Value::SimpleString(text) => text.len(),
+        Value::Array(items) | Value::Set(items) => items.iter().map(size).sum(),
+        Value::Map(pairs) => pairs.iter().map(|(k, v)| size(k) + size(v)).sum(),
+        _ => 8,
+    }
+}
+
+/// A script's `{status, rest...}` reply, split.
+pub(crate) fn status(value: Value) -> Result<(String, std::vec::IntoIter<Value>), StoreError> {
+    let mut items = items(value)?.into_iter();
+    let status = text(items.next().ok_or_else(|| malformed(Malformed::Reply(Value::Nil)))?)?;
+    Ok((status, items))
+}
+
+/// The session `id` from its hash fields (an `HGETALL` reply); `None` if the hash is empty.
+pub(crate) fn decode(id: SessionId, value: Value) -> Result<Option<Session>, StoreError> {
+    let pairs = pairs(value)?;
     if pairs.is_empty() {
         return Ok(None);
     }

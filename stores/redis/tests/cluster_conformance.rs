@@ -5,5 +5,12 @@
 
 mod common;
 
+// With the node cache (the default), and without: every read then goes to Redis.
 sessanger_testkit::store_conformance!(|| common::store(common::cluster_url()));
 sessanger_testkit::store_events_conformance!(|| common::store(common::cluster_url()));
+
+mod uncached {
+    use super::common;
+
+    sessanger_testkit::store_conformance!(|| common::uncached_store(common::cluster_url()));
+}

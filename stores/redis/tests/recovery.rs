@@ -31,6 +31,13 @@ async fn calls_are_unavailable_while_redis_is_down_and_work_again_once_it_is_bac
 
     redis.kill();
     let started = Instant::now();
+    // The node cache answers until it notices the loss (the socket closing, here at once; at
+    // worst when its lease runs out), then drops everything: reads go to Redis, and fail.
+    while store.load(&before.id, Timestamp::now()).await.is_ok() {
+        assert!(started.elapsed() < Duration::from_secs(2), "the cache kept answering after the lease");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(store.cached_sessions(), 0, "the cache was dropped");
     for attempt in 0..3 {
         let outcome = store.load(&before.id, Timestamp::now()).await;
         assert!(matches!(outcome, Err(StoreError::Unavailable(_))), "attempt {attempt}: {outcome:?}");

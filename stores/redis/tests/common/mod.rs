@@ -22,10 +22,20 @@ pub fn unique_prefix() -> KeyPrefix {
     format!("sessanger-test-{}", &SessionId::generate().as_ref()[..12]).parse().expect("a valid prefix")
 }
 
-/// A store on `url` under a fresh prefix; panics (the test fails) if Redis is unreachable.
+/// A store on `url` under a fresh prefix, with its node cache; panics (the test fails) if
+/// Redis is unreachable.
 pub async fn store(url: String) -> RedisStore {
-    let url = url.as_str();
-    match RedisStore::connect(url, unique_prefix()).await {
+    store_on(&url, unique_prefix(), Some(sessanger_store_redis::DEFAULT_CACHE_BYTES)).await
+}
+
+/// A store on `url` under a fresh prefix without a node cache: every read goes to Redis.
+pub async fn uncached_store(url: String) -> RedisStore {
+    store_on(&url, unique_prefix(), None).await
+}
+
+/// A store on `url` under `prefix`, with a node cache of `cache` bytes or none.
+pub async fn store_on(url: &str, prefix: KeyPrefix, cache: Option<std::num::NonZeroUsize>) -> RedisStore {
+    match RedisStore::connect_with_cache(url, prefix, cache).await {
         Ok(store) => store,
         Err(error) => panic!("cannot reach Redis at {url} ({error:?}); start it (scripts/test does)"),
     }
@@ -62,6 +72,14 @@ impl PrivateRedis {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// Sends the server `signal` (`STOP` freezes it as a hung server or a partition would,
+    /// `CONT` lets it go on).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let status = std::process::Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status();
+        assert!(status.unwrap().success(), "kill -{signal} {pid}");
     }
 
     /// Starts the server again on the same port (empty: nothing is persisted).

@@ -1,0 +1,512 @@
+//! The node cache: session records (and the service registry) kept in this process, bounded in
+//! memory, and kept coherent by Redis itself.
+//!
+//! # How it stays coherent
+//!
+//! Reads that fill the cache go over a connection of their own, in RESP3 with server-assisted
+//! client-side caching on (`CLIENT TRACKING ON OPTIN`, sent by redis-rs in the handshake of
+//! every connection it makes, reconnections and new cluster nodes included). Each such read is
+//! sent as `CLIENT CACHING YES` + the read, so Redis remembers that this connection holds the
+//! key and pushes an `invalidate` message on it when anyone (any node, any script, an expiry)
+//! changes or removes the key. Other reads and all writes stay on the store's main connection,
+//! whose reads Redis does not track.
+//!
+//! Three things could still make an entry stale, and each is closed:
+//! - **A read racing an invalidation** (the race the Redis documentation describes): the reply
+//!   to a read can be handed over before an invalidation that Redis sent right after it is
+//!   applied. So a read first puts a *filling* slot with a fresh ticket in the cache, and its
+//!   reply is kept only if that slot is still there: an invalidation (or a write through this
+//!   node, or a flush) in between removes the slot and the reply is used once, not kept.
+//! - **A lost connection**: invalidations sent while it was down are gone. redis-rs reports the
+//!   loss (`Disconnection`), and the whole cache, filling slots included, is dropped; reads go
+//!   to Redis until they can be cached again on the new connection, which tracks from its
+//!   first command.
+//! - **`FLUSHALL`/`FLUSHDB`**: Redis invalidates everything at once (a `nil` key list), and the
+//!   whole cache is dropped.
+//! - **A connection that fails silently** (a network partition, a server that hangs): nothing
+//!   says the invalidations stopped. So the cache serves hits only under a *lease*: every
+//!   [`HEARTBEAT`] a `PING` goes over the tracking connection (to every primary of a cluster),
+//!   and its reply, coming after every invalidation Redis sent before it, renews the lease to
+//!   [`LEASE`] after the ping was sent. Without a fresh reply, hits stop when the lease runs
+//!   out, reads go to Redis (and fail while it cannot be reached), and a failed ping drops the
+//!   cache. A hit is thus never older than the latest invalidation delivered, or at worst than
+//!   [`LEASE`].
+//!
+//! A write through this node also drops its entry as soon as the write returns, so a node
+//! reads its own writes without waiting for the invalidation; other nodes see a change once its
+//! invalidation reaches them (the staleness bound in the crate's docs). A cached session still
+//! honours its own deadlines: the store checks them on every hit.
+//!
+//! # Why not redis-rs's own cache (`cache-aio`)
+//!
+//! Its cache keeps a reply only after the reply is handed back, with nothing to tell whether
+//! an invalidation came in between (the race above), and it keeps raw replies, so every hit
+//! would still parse the record. Its tracking handshake is what this module builds on: the
+//! store turns it on in `OPTIN` mode and never opts a command into redis-rs's cache.
+
+use std::{
+    borrow::Borrow,
+    collections::HashMap,
+    hash::{BuildHasher, Hash},
+    num::NonZeroUsize,
+    sync::{
+        Arc, Mutex, MutexGuard, OnceLock, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use lru::LruCache;
+use redis::{
+    Cmd, PushInfo, PushKind, Value,
+    aio::{AsyncPushSender, SendError},
+};
+use sessanger_core::{ServiceId, ServiceRecord, Session, SessionId, StoreError};
+
+use crate::{
+    Keys,
+    connection::{RedisConnection, store_error},
+    record::{self, decode},
+};
+
+/// What the node cache holds by default: enough for some 50 000 sessions of a few hundred
+/// bytes, small beside a node's memory.
+pub const DEFAULT_CACHE_BYTES: NonZeroUsize = NonZeroUsize::new(64 << 20).expect("not zero");
+
+/// How often the tracking connection is pinged.
+pub(crate) const HEARTBEAT: Duration = Duration::from_millis(200);
+
+/// How long after a ping was sent its reply lets the cache serve hits: a few heartbeats, so a
+/// slow reply or two changes nothing.
+pub(crate) const LEASE: Duration = Duration::from_secs(1);
+
+/// The service registry as cached: every service by id.
+type Registry = Arc<HashMap<ServiceId, ServiceRecord>>;
+
+/// The node cache of one store: sessions (and their absence) by id, the service registry, the
+/// connection that fills them, and what Redis's pushes do to them.
+pub(crate) struct NodeCache {
+    sessions: Cache<SessionId, Option<Session>>,
+    services: Cache<(), Registry>,
+    /// `{<prefix>:`, the start of every session key, and `<prefix>:services`.
+    shard_start: String,
+    services_key: String,
+    connection: OnceLock<RedisConnection>,
+    /// Until when hits may be served, in nanoseconds after `started` (0: not now).
+    lease: AtomicU64,
+    started: Instant,
+}
+
+impl NodeCache {
+    /// Connects the tracking connection for a store on `url` with `keys`, holding about
+    /// `budget` bytes.
+    pub(crate) async fn connect(
+        url: &str,
+        keys: &Keys,
+        budget: NonZeroUsize,
+    ) -> Result<Arc<NodeCache>, crate::ConnectError> {
+        // The registry is small and read on every request; an eighth of the budget is plenty.
+        let services_budget = NonZeroUsize::new(budget.get() / 8).unwrap_or(NonZeroUsize::MIN);
+        let cache = Arc::new(NodeCache {
+            sessions: Cache::new(budget),
+            services: Cache::new(services_budget),
+            shard_start: format!("{{{}:", keys.prefix),
+            services_key: keys.services(),
+            connection: OnceLock::new(),
+            lease: AtomicU64::new(0),
+            started: Instant::now(),
+        });
+        // The connection delivers its pushes to the cache, so the cache exists first; it holds
+        // the cache weakly, as the cache holds the connection.
+        let connection = RedisConnection::tracking(url, Arc::new(Pushes(Arc::downgrade(&cache)))).await?;
+        cache.connection.set(connection).unwrap_or_else(|_| unreachable!("set once, here"));
+        cache.renew_lease().await;
+        tokio::spawn(heartbeat(Arc::downgrade(&cache)));
+        Ok(cache)
+    }
+
+    fn connection(&self) -> &RedisConnection {
+        self.connection.get().expect("connected before use")
+    }
+
+    fn elapsed(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Pings every node; on a reply, hits may be served until [`LEASE`] after the ping was
+    /// sent; without one, the cache is dropped (invalidations may have been lost meanwhile).
+    async fn renew_lease(&self) {
+        let sent = self.elapsed();
+        match tokio::time::timeout(LEASE, self.connection().ping_every_node()).await {
+            Ok(Ok(())) => {
+                let until = sent.saturating_add(u64::try_from(LEASE.as_nanos()).unwrap_or(u64::MAX));
+                self.lease.fetch_max(until, Ordering::Release);
+            }
+            _ => self.drop_all(),
+        }
+    }
+
+    /// Whether hits may be served now.
+    fn leased(&self) -> bool {
+        self.elapsed() < self.lease.load(Ordering::Acquire)
+    }
+
+    /// Drops every entry and the lease: nothing is served from memory until a ping succeeds.
+    fn drop_all(&self) {
+        self.lease.store(0, Ordering::Release);
+        self.sessions.clear();
+        self.services.clear();
+    }
+
+    /// Session `id` (stored under `key`), from the cache or read through it.
+    pub(crate) async fn session(&self, id: &SessionId, key: &str) -> Result<Option<Session>, StoreError> {
+        let ticket = match self.sessions.get(id) {
+            Lookup::Hit(session) if self.leased() => return Ok(session),
+            Lookup::Hit(_) => self.sessions.ticket(id),
+            Lookup::Miss(ticket) => ticket,
+        };
+        let reply = self.read(key, redis::cmd("HGETALL").arg(key).to_owned()).await?;
+        let weight = record::size(&reply);
+        let session = decode(id.clone(), reply)?;
+        self.sessions.fill(id, ticket, session.clone(), weight);
+        Ok(session)
+    }
+
+    /// Service `id`, from the cached registry or the registry read through the cache.
+    pub(crate) async fn service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
+        let ticket = match self.services.get(&()) {
+            Lookup::Hit(registry) if self.leased() => return Ok(registry.get(id).cloned()),
+            Lookup::Hit(_) => self.services.ticket(&()),
+            Lookup::Miss(ticket) => ticket,
+        };
+        let reply = self.read(&self.services_key, redis::cmd("HGETALL").arg(&self.services_key).to_owned()).await?;
+        let weight = record::size(&reply);
+        let registry: Registry = Arc::new(
+            record::pairs(reply)?
+                .into_iter()
+                .map(|(_, value)| {
+                    let service = crate::decode_service(value)?;
+                    Ok((service.id.clone(), service))
+                })
+                .collect::<Result<_, StoreError>>()?,
+        );
+        let found = registry.get(id).cloned();
+        self.services.fill(&(), ticket, registry, weight);
+        Ok(found)
+    }
+
+    /// Sends `read` of `key` so that Redis tracks `key` for this connection.
+    async fn read(&self, key: &str, read: Cmd) -> Result<Value, StoreError> {
+        self.connection().tracked(key, read).await.map_err(store_error)
+    }
+
+    /// Drops session `id` after a write through this node, so the node reads its own writes.
+    pub(crate) fn forget(&self, id: &SessionId) {
+        self.sessions.forget(id);
+    }
+
+    /// Drops the registry after a change through this node.
+    pub(crate) fn forget_services(&self) {
+        self.services.forget(&());
+    }
+
+    /// How many sessions (present or known absent) the cache holds.
+    pub(crate) fn sessions_held(&self) -> usize {
+        self.sessions.len()
+    }
+
+    fn invalidate(&self, key: &str) {
+        if key == self.services_key {
+            self.services.forget(&());
+        } else if let Some(id) = key.strip_prefix(self.shard_start.as_str()).and_then(|rest| rest.split_once("}:s:"))
+            && let Ok(id) = id.1.parse::<SessionId>()
+        {
+            self.sessions.forget(&id);
+        }
+    }
+}
+
+/// Renews the lease of `cache` every [`HEARTBEAT`], until the cache is dropped.
+async fn heartbeat(cache: Weak<NodeCache>) {
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        beat.tick().await;
+        let Some(cache) = cache.upgrade() else { return };
+        cache.renew_lease().await;
+    }
+}
+
+/// Redis's pushes on the tracking connection, applied to the cache as redis-rs reads them.
+struct Pushes(Weak<NodeCache>);
+
+impl AsyncPushSender for Pushes {
+    fn send(&self, push: PushInfo) -> Result<(), SendError> {
+        let Some(cache) = self.0.upgrade() else { return Err(SendError) };
+        match invalidation(push) {
+            Some(Invalidation::Keys(keys)) => keys.iter().for_each(|key| cache.invalidate(key)),
+            Some(Invalidation::All) => cache.drop_all(),
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+/// What a read of the cache found.
+pub(crate) enum Lookup<V> {
+    /// The cached value.
+    Hit(V),
+    /// Nothing usable: read the store, then hand the reply to [`Cache::fill`] with this ticket.
+    Miss(Ticket),
+}
+
+/// Proof that a read started at a given moment, taken before it is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ticket(u64);
+
+enum Slot<V> {
+    /// A read is on its way; only the read holding this ticket may fill the slot.
+    Filling(Ticket),
+    Ready {
+        value: V,
+        weight: usize,
+    },
+}
+
+/// How many bytes a slot is counted for besides its value: the key, the LRU links, the slot.
+const SLOT_OVERHEAD: usize = 128;
+
+/// Locks are per shard, so concurrent requests on different sessions rarely meet.
+const SHARDS: usize = 16;
+
+struct Shard<K: Hash + Eq, V> {
+    slots: LruCache<K, Slot<V>>,
+    bytes: usize,
+}
+
+/// An LRU cache of `V` by `K` with a memory budget and the filling protocol described above.
+pub(crate) struct Cache<K: Hash + Eq, V> {
+    shards: Box<[Mutex<Shard<K, V>>]>,
+    budget_per_shard: usize,
+    hasher: std::hash::RandomState,
+    tickets: AtomicU64,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
+    /// A cache holding about `budget` bytes at most.
+    pub(crate) fn new(budget: NonZeroUsize) -> Self {
+        let shards = (0..SHARDS).map(|_| Mutex::new(Shard { slots: LruCache::unbounded(), bytes: 0 })).collect();
+        Cache {
+            shards,
+            budget_per_shard: budget.get().div_ceil(SHARDS),
+            hasher: std::hash::RandomState::new(),
+            tickets: AtomicU64::new(0),
+        }
+    }
+
+    fn shard<Q: Hash + ?Sized>(&self, key: &Q) -> MutexGuard<'_, Shard<K, V>> {
+        let index = (self.hasher.hash_one(key) % SHARDS as u64) as usize;
+        // A panic while holding a shard leaves it consistent (every step below is a single
+        // map operation), so a poisoned lock is taken over.
+        self.shards[index].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The cached value of `key`, or a ticket to fill it with.
+    pub(crate) fn get(&self, key: &K) -> Lookup<V> {
+        let mut shard = self.shard(key);
+        if let Some(Slot::Ready { value, .. }) = shard.slots.get(key) {
+            return Lookup::Hit(value.clone());
+        }
+        drop(shard);
+        Lookup::Miss(self.ticket(key))
+    }
+
+    /// A ticket to read `key` again, whatever the cache holds for it now.
+    pub(crate) fn ticket(&self, key: &K) -> Ticket {
+        let ticket = Ticket(self.tickets.fetch_add(1, Ordering::Relaxed));
+        self.shard(key).put(key.clone(), Slot::Filling(ticket), SLOT_OVERHEAD, self.budget_per_shard);
+        ticket
+    }
+
+    /// Keeps `value` for `key` if the read that got it, started with `ticket`, is still the
+    /// latest one and nothing invalidated `key` since it started. `weight` is its size in
+    /// bytes, about.
+    pub(crate) fn fill(&self, key: &K, ticket: Ticket, value: V, weight: usize) {
+        let mut shard = self.shard(key);
+        if matches!(shard.slots.peek(key), Some(Slot::Filling(t)) if *t == ticket) {
+            shard.put(key.clone(), Slot::Ready { value, weight }, weight + SLOT_OVERHEAD, self.budget_per_shard);
+        }
+    }
+
+    /// Drops `key`'s entry, or a read of it in flight.
+    pub(crate) fn forget<Q: Hash + Eq + ?Sized>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
+        let mut shard = self.shard(key);
+        if let Some(slot) = shard.slots.pop(key) {
+            shard.bytes -= slot.cost();
+        }
+    }
+
+    /// Drops everything, reads in flight included.
+    pub(crate) fn clear(&self) {
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            shard.slots.clear();
+            shard.bytes = 0;
+        }
+    }
+
+    /// The entries held (filled ones only), for tests and statistics.
+    pub(crate) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                shard.slots.iter().filter(|(_, slot)| matches!(slot, Slot::Ready { .. })).count()
+            })
+            .sum()
+    }
+}
+
+impl<V> Slot<V> {
+    fn cost(&self) -> usize {
+        match self {
+            Slot::Filling(_) => SLOT_OVERHEAD,
+            Slot::Ready { weight, .. } => weight + SLOT_OVERHEAD,
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> Shard<K, V> {
+    /// Puts `slot` under `key`, then evicts the least recently used slots over `budget`.
+    fn put(&mut self, key: K, slot: Slot<V>, cost: usize, budget: usize) {
+        debug_assert_eq!(slot.cost(), cost);
+        if let Some(old) = self.slots.put(key, slot) {
+            self.bytes -= old.cost();
+        }
+        self.bytes += cost;
+        while self.bytes > budget {
+            match self.slots.pop_lru() {
+                Some((_, evicted)) => self.bytes -= evicted.cost(),
+                None => break,
+            }
+        }
+    }
+}
+
+/// What an invalidation push asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Invalidation {
+    /// These keys changed.
+    Keys(Vec<String>),
+    /// Anything may have changed (a flush, or a connection lost with its invalidations).
+    All,
+}
+
+/// The invalidation a push message carries, if it carries one.
+pub(crate) fn invalidation(push: PushInfo) -> Option<Invalidation> {
+    match push.kind {
+        PushKind::Disconnection => Some(Invalidation::All),
+        PushKind::Invalidate => match push.data.into_iter().next() {
+            Some(Value::Array(keys)) => Some(Invalidation::Keys(
+                keys.into_iter()
+                    .filter_map(|key| match key {
+                        Value::BulkString(bytes) => String::from_utf8(bytes).ok(),
+                        _ => None,
+                    })
+                    .collect(),
+            )),
+            // Redis sends a nil key list after FLUSHALL/FLUSHDB.
+            _ => Some(Invalidation::All),
+        },
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(budget: usize) -> Cache<String, u32> {
+        Cache::new(NonZeroUsize::new(budget).unwrap())
+    }
+
+    fn hit(cache: &Cache<String, u32>, key: &str) -> Option<u32> {
+        match cache.get(&key.to_owned()) {
+            Lookup::Hit(v) => Some(v),
+            Lookup::Miss(_) => None,
+        }
+    }
+
+    fn ticket(cache: &Cache<String, u32>, key: &str) -> Ticket {
+        match cache.get(&key.to_owned()) {
+            Lookup::Miss(ticket) => ticket,
+            Lookup::Hit(_) => panic!("{key} is cached"),
+        }
+    }
+
+    #[test]
+    fn a_read_fills_its_slot_and_later_reads_hit() {
+        let cache = cache(1 << 20);
+        let t = ticket(&cache, "k");
+        cache.fill(&"k".into(), t, 7, 10);
+        assert_eq!(hit(&cache, "k"), Some(7));
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn an_invalidation_during_a_read_keeps_its_reply_out() {
+        let cache = cache(1 << 20);
+        let t = ticket(&cache, "k");
+        cache.forget("k");
+        cache.fill(&"k".into(), t, 7, 10);
+        assert_eq!(hit(&cache, "k"), None);
+
+        let t = ticket(&cache, "k");
+        cache.clear();
+        cache.fill(&"k".into(), t, 7, 10);
+        assert_eq!(hit(&cache, "k"), None);
+    }
+
+    #[test]
+    fn only_the_latest_read_of_a_key_may_fill_it() {
+        let cache = cache(1 << 20);
+        let first = ticket(&cache, "k");
+        cache.forget("k");
+        let second = ticket(&cache, "k");
+        cache.fill(&"k".into(), first, 1, 10);
+        assert_eq!(hit(&cache, "k"), None, "the first read may have missed the invalidation");
+        let third = ticket(&cache, "k");
+        cache.fill(&"k".into(), second, 2, 10);
+        cache.fill(&"k".into(), third, 3, 10);
+        assert_eq!(hit(&cache, "k"), Some(3));
+    }
+
+    #[test]
+    fn the_least_recently_used_entries_go_when_over_budget() {
+        let cache = cache(SHARDS * 4 * (SLOT_OVERHEAD + 100));
+        for n in 0..1000 {
+            let key = format!("k{n}");
+            let t = ticket(&cache, &key);
+            cache.fill(&key, t, n, 100);
+        }
+        let held = cache.len();
+        assert!((SHARDS..=SHARDS * 4).contains(&held), "{held} entries held");
+        assert_eq!(hit(&cache, "k999"), Some(999), "the latest entry stays");
+    }
+
+    #[test]
+    fn pushes_name_the_keys_or_everything() {
+        let push = |kind, data| PushInfo { kind, data };
+        let keys = Value::Array(vec![Value::BulkString(b"a".to_vec()), Value::BulkString(b"b".to_vec())]);
+        assert_eq!(
+            invalidation(push(PushKind::Invalidate, vec![keys])),
+            Some(Invalidation::Keys(vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(invalidation(push(PushKind::Invalidate, vec![Value::Nil])), Some(Invalidation::All));
+        assert_eq!(invalidation(push(PushKind::Disconnection, vec![])), Some(Invalidation::All));
+        assert_eq!(invalidation(push(PushKind::Message, vec![])), None);
+    }
+}
