@@ -152,8 +152,11 @@ pub struct SessionConfig {
     /// Absolute lifetime, whatever the refreshes (`max_lifetime`, default 30 days).
     #[serde(deserialize_with = "de::duration")]
     pub max_lifetime: Duration,
-    /// Whether every read renews the idle deadline (`refresh_on_access`, default false).
+    /// Whether reads renew the idle deadline (`refresh_on_access`, default false).
     pub refresh_on_access: bool,
+    /// How much of the idle TTL, in percent, passes before a read renews a session again
+    /// (`refresh_threshold_percent`, default 10; 0 renews at every read).
+    pub refresh_threshold_percent: u8,
     /// Most live sessions one user may hold (`max_per_user`); absent means unlimited.
     pub max_per_user: Option<NonZeroU32>,
     /// What creating one more session than `max_per_user` does (`on_limit`).
@@ -180,6 +183,7 @@ impl Default for SessionConfig {
             ttl: policy.idle_ttl,
             max_lifetime: policy.max_lifetime,
             refresh_on_access: policy.refresh_on_access,
+            refresh_threshold_percent: policy.refresh_threshold_percent,
             max_per_user: None,
             on_limit: OnLimit::default(),
             max_attributes: NonZeroUsize::new(policy.limits.session.max_attributes).unwrap_or(NonZeroUsize::MIN),
@@ -382,7 +386,7 @@ impl Default for HttpConfig {
 }
 
 /// `store:`: where sessions are kept.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "a mapping of store settings")]
 #[non_exhaustive]
 pub struct StoreConfig {
@@ -395,7 +399,22 @@ pub struct StoreConfig {
     /// (Redis: `sessanger` by default), so several deployments can share one server.
     #[serde(deserialize_with = "de::optional_text")]
     pub key_prefix: Option<String>,
+    /// Whether the node keeps read sessions and services in memory, coherent with the store
+    /// (`cache`; Redis only, where it is on unless `false`). Absent means the store's default.
+    pub cache: Option<bool>,
+    /// How much memory the node cache may hold (`cache_size`, default 64 MiB).
+    #[serde(deserialize_with = "de::byte_size")]
+    pub cache_size: usize,
 }
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { url: None, key_prefix: None, cache: None, cache_size: DEFAULT_CACHE_SIZE }
+    }
+}
+
+/// The node cache's memory unless `store.cache_size` says otherwise.
+pub const DEFAULT_CACHE_SIZE: usize = 64 << 20;
 
 /// The URL schemes `store.url` may use. A scheme listed here may still be missing from a given
 /// build of the binary, which says so when it opens the store.
@@ -500,6 +519,7 @@ impl Config {
             idle_ttl: session.ttl,
             max_lifetime: session.max_lifetime,
             refresh_on_access: session.refresh_on_access,
+            refresh_threshold_percent: session.refresh_threshold_percent,
             max_per_user,
             limits: Limits {
                 session: SessionCap {

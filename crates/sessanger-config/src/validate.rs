@@ -49,6 +49,12 @@ pub(crate) fn check(config: &Config) -> Result<(), Failure> {
             return fail(format!("http.{key}"), "must be at least 1s");
         }
     }
+    if config.session.refresh_threshold_percent > 100 {
+        return fail("session.refresh_threshold_percent", "must be 0 to 100".to_owned());
+    }
+    if config.store.cache_size == 0 {
+        return fail("store.cache_size", "must be more than 0 (turn the cache off with `cache: false`)".to_owned());
+    }
     if let Some(url) = &config.store.url {
         check_store_url(url)?;
     }

@@ -137,6 +137,14 @@ impl Session {
         self.expires_at <= now
     }
 
+    /// Whether a read at `now` should renew the idle deadline, renewing no more often than once
+    /// per `threshold_percent` of the idle TTL (0: at every read).
+    pub fn renewal_due(&self, now: Timestamp, threshold_percent: u8) -> bool {
+        // `now.saturating_since(t)` is how long after `t` now is.
+        let since_renewal = now.saturating_since(self.last_access_at);
+        since_renewal.as_millis() * 100 >= self.idle_ttl.as_millis() * u128::from(threshold_percent)
+    }
+
     /// Renews the idle deadline from `now`, never past the absolute deadline.
     pub fn touch(&mut self, now: Timestamp) {
         self.last_access_at = now;

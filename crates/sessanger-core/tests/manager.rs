@@ -71,6 +71,30 @@ async fn refresh_on_access_renews_the_deadline_on_read() {
 }
 
 #[tokio::test]
+async fn refresh_on_access_renews_at_most_once_per_threshold_of_the_ttl() {
+    let policy = SessionPolicy {
+        refresh_on_access: true,
+        refresh_threshold_percent: 10,
+        ..SessionPolicy::new(Duration::from_secs(100))
+    };
+    let (m, clock) = manager(policy);
+    let s = m.create_session(&alice(), NewSession::default()).await.unwrap();
+    clock.advance(Duration::from_secs(9));
+    let read = m.get_session(&s.id).await.unwrap();
+    assert_eq!(read.last_access_at, s.last_access_at, "9 % of the TTL: no write");
+    clock.advance(Duration::from_secs(1));
+    let read = m.get_session(&s.id).await.unwrap();
+    assert_eq!(read.last_access_at, s.last_access_at + Duration::from_secs(10), "10 %: renewed");
+    assert_eq!(read.expires_at, read.last_access_at + Duration::from_secs(100));
+
+    let every_read = SessionPolicy { refresh_threshold_percent: 0, ..m.policy().clone() };
+    let (m, clock) = manager(every_read);
+    let s = m.create_session(&alice(), NewSession::default()).await.unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(m.get_session(&s.id).await.unwrap().last_access_at, s.last_access_at + Duration::from_secs(1));
+}
+
+#[tokio::test]
 async fn without_refresh_on_access_reads_do_not_extend() {
     let (m, clock) = manager(SessionPolicy::new(Duration::from_secs(60)));
     let s = m.create_session(&alice(), NewSession::default()).await.unwrap();

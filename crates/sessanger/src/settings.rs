@@ -35,6 +35,10 @@ pub(crate) struct Settings {
     pub(crate) key_prefix: Option<String>,
     /// Whether the store records events (`events.record`).
     pub(crate) record_events: bool,
+    /// Whether the node cache is asked for (`store.cache`): `None` leaves it to the store.
+    pub(crate) cache: Option<bool>,
+    /// The node cache's memory (`store.cache_size`).
+    pub(crate) cache_size: std::num::NonZeroUsize,
     /// Attribute encryption (`encryption:`). Its keys are parsed when the store is opened, so
     /// a bad key fails the commands that open the store and no other.
     pub(crate) encryption: Option<EncryptionConfig>,
@@ -78,6 +82,9 @@ impl Settings {
             broker: config.broker.as_ref().map(options::broker),
             key_prefix: cli.key_prefix.clone().or(config.store.key_prefix),
             record_events: config.events.record,
+            cache: config.store.cache,
+            // Validation refused 0.
+            cache_size: std::num::NonZeroUsize::new(config.store.cache_size).unwrap_or(std::num::NonZeroUsize::MIN),
             encryption: config.encryption,
         })
     }

@@ -30,8 +30,12 @@ pub(crate) async fn open(settings: &Settings) -> anyhow::Result<Opened> {
 async fn open_url(settings: &Settings) -> anyhow::Result<Opened> {
     let url = settings.store_url.as_str();
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    if !settings.record_events && !matches!(scheme, "redis" | "rediss" | "redis+cluster") {
+    let redis = matches!(scheme, "redis" | "rediss" | "redis+cluster");
+    if !settings.record_events && !redis {
         bail!("events.record: false needs a Redis store; the `{scheme}` store records events with every change");
+    }
+    if settings.cache == Some(true) && !redis {
+        bail!("store.cache: true needs a Redis store; the `{scheme}` store keeps no node cache");
     }
     let store: Arc<dyn Store> = match scheme {
         "memory" => Arc::new(MemoryStore::with_max_events(settings.policy.event_retention.max_events)),
@@ -49,7 +53,8 @@ async fn open_url(settings: &Settings) -> anyhow::Result<Opened> {
                 Some(prefix) => prefix.parse().map_err(|e| anyhow::anyhow!("store.key_prefix: {e}"))?,
                 None => sessanger_store_redis::KeyPrefix::default(),
             };
-            let store = sessanger_store_redis::RedisStore::connect(url, prefix).await?;
+            let cache = (settings.cache != Some(false)).then_some(settings.cache_size);
+            let store = sessanger_store_redis::RedisStore::connect_with_cache(url, prefix, cache).await?;
             let max_events = settings.policy.event_retention.max_events;
             Arc::new(store.with_event_log(settings.record_events.then_some(max_events)))
         }
