@@ -139,6 +139,40 @@ fn milliseconds(value: &str) -> anyhow::Result<f64> {
     })
 }
 
+/// A kept-alive HTTP/1.1 connection, for measurements that time single requests.
+#[derive(Debug)]
+pub struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Connection {
+    pub async fn open(addr: SocketAddr) -> anyhow::Result<Connection> {
+        let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let driver = tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Connection { sender, driver })
+    }
+
+    /// Sends `target` (whose address this connection goes to) and returns the answer's status.
+    pub async fn status(&mut self, target: &Target) -> anyhow::Result<hyper::StatusCode> {
+        self.sender.ready().await?;
+        let response = self.sender.send_request(target.request()).await?;
+        let status = response.status();
+        response.into_body().collect().await?;
+        Ok(status)
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
 /// Sends `target` once and returns the answer's body; anything but 2xx is an error.
 pub async fn once(target: &Target) -> anyhow::Result<(hyper::HeaderMap, Bytes)> {
     let stream = TcpStream::connect(target.addr).await.with_context(|| format!("connecting to {}", target.addr))?;

@@ -25,7 +25,7 @@ use sessanger_core::{
     Change, DeleteReason, Page, Patch, PatchOptions, Replacement, Session, SessionId, SessionStore, Timestamp, UserId,
     UserLimit,
 };
-use sessanger_store_redis::RedisStore;
+use sessanger_store_redis::DEFAULT_CACHE_BYTES;
 
 /// Command counts and socket reads at one instant.
 struct Snapshot {
@@ -76,7 +76,9 @@ async fn assert_calls<F: Future>(admin: &mut redis::aio::MultiplexedConnection, 
 #[tokio::test]
 async fn each_manager_operation_costs_one_round_trip() {
     let redis = common::PrivateRedis::start();
-    let store = RedisStore::connect(&redis.url(), common::unique_prefix()).await.unwrap();
+    // Without the node cache, whose heartbeat pings would be counted too; the cached read has
+    // a test of its own below.
+    let store = common::store_on(&redis.url(), common::unique_prefix(), None).await;
     let mut admin = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let now = Timestamp::now();
     let user: UserId = "alice".parse().unwrap();
@@ -152,4 +154,30 @@ async fn each_manager_operation_costs_one_round_trip() {
         assert_eq!(store.delete_user(&user, Change::at(now)).await.unwrap().len(), 2)
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_cached_read_costs_one_round_trip_then_none() {
+    let redis = common::PrivateRedis::start();
+    let store = common::store_on(&redis.url(), common::unique_prefix(), Some(DEFAULT_CACHE_BYTES)).await;
+    let mut admin = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let user: UserId = "alice".parse().unwrap();
+    let now = Timestamp::now();
+    let s =
+        Session::new(SessionId::generate_for(&user), user, now, Duration::from_secs(600), Duration::from_secs(3600));
+    store.create(&s, UserLimit::Unlimited, now).await.unwrap();
+    // Counted by command, not by socket read: the cache's heartbeat pings come and go.
+    let moved = |before: &Snapshot, after: &Snapshot, name: &str| {
+        after.calls.get(name).copied().unwrap_or(0) - before.calls.get(name).copied().unwrap_or(0)
+    };
+    let before = snapshot(&mut admin).await;
+    store.load(&s.id, now).await.unwrap().unwrap();
+    let after = snapshot(&mut admin).await;
+    // `CLIENT CACHING YES` goes in the same write as the read it opts in: one round trip.
+    assert_eq!((moved(&before, &after, "hgetall"), moved(&before, &after, "client|caching")), (1, 1));
+    for _ in 0..10 {
+        store.load(&s.id, now).await.unwrap().unwrap();
+    }
+    let again = snapshot(&mut admin).await;
+    assert_eq!(moved(&after, &again, "hgetall"), 0, "served from memory");
 }
