@@ -201,16 +201,19 @@ impl Bench {
     }
 
     async fn sessanger(&self, name: &'static str, port: u16, store: &str) -> anyhow::Result<Sessanger> {
-        self.sessanger_with(name, port, store, "store:\n  key_prefix: bench\n").await
+        self.sessanger_with(name, port, store, "store:\n  key_prefix: bench\n", None).await
     }
 
-    /// sessanger on `store` with the rest of its config as `config` (YAML).
+    /// sessanger on `store` with the rest of its config as `config` (YAML). It registers an
+    /// admin service in a new store and writes its token; a node joining a store already in
+    /// use is given the token of the node that did (`joining`).
     async fn sessanger_with(
         &self,
         name: &'static str,
         port: u16,
         store: &str,
         config: &str,
+        joining: Option<&Sessanger>,
     ) -> anyhow::Result<Sessanger> {
         let dir = self.work.path().join(name);
         std::fs::create_dir_all(&dir)?;
@@ -222,7 +225,10 @@ impl Bench {
         command.arg("serve").arg("--config").arg(&config).arg("--data-dir").arg(&dir);
         command.arg("--listen").arg(addr.to_string()).env("RUST_LOG", "warn");
         let server = Server::start(name, command, addr, &dir.join("log")).await?;
-        let token = std::fs::read_to_string(dir.join("admin.token"))?.trim().to_owned();
+        let token = match joining {
+            Some(first) => first.token.clone(),
+            None => std::fs::read_to_string(dir.join("admin.token"))?.trim().to_owned(),
+        };
         Ok(Sessanger { server, token })
     }
 
@@ -318,9 +324,11 @@ impl Bench {
     async fn start_on_redis(&self) -> anyhow::Result<OnRedis> {
         let url = self.redis.url(SESSANGER_DB);
         let sessanger = self.sessanger("sessanger (Redis)", 18091, &url).await?;
-        let node_b = self.sessanger("sessanger (Redis, node B)", 18099, &url).await?;
-        let uncached_config = "store:\n  key_prefix: bench\n  cache: false\n";
-        let uncached = self.sessanger_with("sessanger (Redis, cache off)", 18100, &url, uncached_config).await?;
+        let config = "store:\n  key_prefix: bench\n";
+        let node_b = self.sessanger_with("sessanger (Redis, node B)", 18099, &url, config, Some(&sessanger)).await?;
+        let config = "store:\n  key_prefix: bench\n  cache: false\n";
+        let uncached =
+            self.sessanger_with("sessanger (Redis, cache off)", 18100, &url, config, Some(&sessanger)).await?;
         let sid = sessanger.create("bench-user").await?;
         let server = self.start("tower-sessions (Redis)", "peer", 18092, &[self.redis.url(PEER_DB)]).await?;
         let (headers, _) = load::once(&Target::get(server.addr, "/login")).await?;
@@ -449,8 +457,9 @@ impl Bench {
     /// same Redis, taking turns round after round.
     async fn event_cost(&self, recording: &Sessanger) -> anyhow::Result<EventCost> {
         let config = "store:\n  key_prefix: bench-quiet\nevents:\n  record: false\n";
-        let quiet =
-            self.sessanger_with("sessanger (Redis, events off)", 18098, &self.redis.url(SESSANGER_DB), config).await?;
+        let quiet = self
+            .sessanger_with("sessanger (Redis, events off)", 18098, &self.redis.url(SESSANGER_DB), config, None)
+            .await?;
         let mut targets = Vec::new();
         for s in [recording, &quiet] {
             let sid = s.create("bench-events").await?;

@@ -58,6 +58,21 @@
 //! `ZCOUNT` of a missing key (`a_sweep_of_all_shards_stays_cheap` prints what a full sweep
 //! costs). Both are called by the reaper and for statistics, not per request.
 //!
+//! # Node cache
+//!
+//! A store made by [`RedisStore::connect`] keeps the sessions and services it reads in this
+//! process (bounded in bytes) and serves `load` and `load_service` from there, coherent with
+//! Redis: it reads over a RESP3 connection of its own with client tracking on, and Redis
+//! pushes an invalidation on it as soon as anyone changes a key it read. `cache.rs` says how
+//! the read-versus-invalidation race, a lost connection and a silent one are each closed.
+//! Writes and every other read go through the main connection, uncached.
+//!
+//! | operation | round trips, node cache on |
+//! |---|---|
+//! | `load` of a cached session, `load_service` of a cached registry | 0 |
+//! | `load` otherwise | 1 (`CLIENT CACHING YES` + `HGETALL`, one write) |
+//! | `load_service` otherwise | 1 (`CLIENT CACHING YES` + `HGETALL` of the registry) |
+//!
 //! Requires Redis 7.0 or later (the scripts use `PEXPIRETIME`).
 //!
 //! # Why redis-rs
@@ -71,7 +86,8 @@
 //! written once ([`RedisConnection`]). fred, the other maintained async client, has the same
 //! capabilities behind its own pool and client types; redis-rs lets one small enum cover both
 //! deployments. It is built with `default-features = false` and only `tokio-comp`,
-//! `cluster-async`, `connection-manager` and `script`.
+//! `cluster-async`, `connection-manager`, `script` and `cache-aio` (for the tracking handshake
+//! of the node cache's connections; its own cache is left unused, `cache.rs` says why).
 //!
 //! # Errors
 //!
