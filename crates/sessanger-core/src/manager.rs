@@ -203,6 +203,8 @@ struct Shared {
     feeding: AtomicBool,
     wake_feed: Notify,
     services: Mutex<HashMap<ServiceId, (ServiceRecord, Instant)>>,
+    /// Secrets that verified, so most requests skip the hash.
+    verified: crate::service::VerifiedSecrets,
 }
 
 impl fmt::Debug for SessionManager {
@@ -232,6 +234,7 @@ impl SessionManager {
                 feeding: AtomicBool::new(false),
                 wake_feed: Notify::new(),
                 services: Mutex::default(),
+                verified: crate::service::VerifiedSecrets::default(),
             }),
             service: None,
         }
@@ -698,7 +701,7 @@ impl SessionManager {
             self.cached_service(token.service()).await?
         };
         match record {
-            Some(record) if record.verify(token) => Ok(record),
+            Some(record) if self.shared.verified.verify(&record, token) => Ok(record),
             _ => Err(ManagerError::InvalidCredentials),
         }
     }

@@ -71,16 +71,25 @@ impl std::ops::Sub<Duration> for Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The RFC 3339 text, in a buffer of its own; `None` from year 10000 on.
+    fn rfc3339(self) -> Option<[u8; rfc3339::LEN]> {
+        let ms = u64::try_from(self.0).unwrap_or(0);
+        rfc3339::format(ms / 1000, (ms % 1000) as u32)
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = u64::try_from(self.0).unwrap_or(0);
-        rfc3339::write(f, ms / 1000, (ms % 1000) as u32)
+        let text = self.rfc3339().ok_or(fmt::Error)?;
+        f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let text = self.rfc3339().ok_or_else(|| serde::ser::Error::custom("a timestamp past year 9999"))?;
+        s.serialize_str(std::str::from_utf8(&text).map_err(serde::ser::Error::custom)?)
     }
 }
 

@@ -26,7 +26,7 @@ use crate::{AppState, error::ApiError, metrics};
 pub(crate) async fn around_every_request(State(state): State<Arc<Edge>>, request: Request, next: Next) -> Response {
     // The template (`/v1/sessions/{id}`), never the raw path: ids would make every session a
     // new time series, and unmatched paths are whatever a scanner invents.
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let method = metrics::method_label(request.method());
     let started = Instant::now();
     let mut response = match tokio::time::timeout(state.timeout, next.run(request)).await {
@@ -37,6 +37,7 @@ pub(crate) async fn around_every_request(State(state): State<Arc<Edge>>, request
         }
     };
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     state.metrics.observe(route, method, started.elapsed(), &response);
     response
 }

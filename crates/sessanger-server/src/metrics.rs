@@ -11,9 +11,15 @@
 //! | `sessanger_http_request_duration_seconds` (histogram) | `route`, `method` |
 //! | `sessanger_store_errors_total` | `kind`: `unavailable`, `backend`, `encode`, `decode` |
 
-use std::{convert::Infallible, error::Error, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    error::Error,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
-use ::metrics::{Unit, counter, describe_counter, describe_histogram, histogram};
+use ::metrics::{Counter, Histogram, Unit, counter, describe_counter, describe_histogram, histogram};
 use axum::{
     http::{Method, StatusCode},
     response::Response,
@@ -35,6 +41,29 @@ const DURATION_BUCKETS: [f64; 13] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 pub(crate) struct Metrics {
     recorder: Arc<PrometheusRecorder>,
     handle: PrometheusHandle,
+    /// The request metrics' handles by route, registered once each: registering through the
+    /// recorder (label strings built, the key hashed and looked up) cost about as much as the
+    /// rest of a `/healthz` answer (callgrind).
+    by_route: Arc<RwLock<HashMap<String, RouteHandles>>>,
+}
+
+/// The handles of one route's request metrics: few methods and statuses each, so a list.
+#[derive(Debug, Default)]
+struct RouteHandles {
+    requests: Vec<(&'static str, u16, Counter)>,
+    durations: Vec<(&'static str, Histogram)>,
+}
+
+impl RouteHandles {
+    /// Counts a request and records its duration, if both handles are here.
+    fn observe(&self, method: &'static str, status: u16, seconds: f64) -> bool {
+        let requests = self.requests.iter().find(|(m, s, _)| *m == method && *s == status);
+        let durations = self.durations.iter().find(|(m, _)| *m == method);
+        let (Some((_, _, requests)), Some((_, durations))) = (requests, durations) else { return false };
+        requests.increment(1);
+        durations.record(seconds);
+        true
+    }
 }
 
 impl Metrics {
@@ -53,7 +82,7 @@ impl Metrics {
             );
             describe_counter!(STORE_ERRORS, "Store failures that reached a client as 500 or 503, by kind.");
         });
-        Metrics { recorder: Arc::new(recorder), handle }
+        Metrics { recorder: Arc::new(recorder), handle, by_route: Arc::default() }
     }
 
     /// The Prometheus text exposition of everything recorded so far.
@@ -72,13 +101,13 @@ impl Metrics {
         }
     }
 
-    fn record(&self, f: impl FnOnce()) {
-        ::metrics::with_local_recorder(&*self.recorder, f);
+    fn record<T>(&self, f: impl FnOnce() -> T) -> T {
+        ::metrics::with_local_recorder(&*self.recorder, f)
     }
 
     /// Counts and times a request answered with `response`, and logs and counts the cause of
     /// a server-side failure.
-    pub(crate) fn observe(&self, route: String, method: &'static str, elapsed: Duration, response: &Response) {
+    pub(crate) fn observe(&self, route: &str, method: &'static str, elapsed: Duration, response: &Response) {
         let mut store_error = None;
         if let Some(Fault(cause)) = response.extensions().get::<Fault>() {
             let status = response.status();
@@ -91,14 +120,36 @@ impl Metrics {
             }
             store_error = cause.downcast_ref::<StoreError>().map(store_error_kind);
         }
-        let status = response.status().as_u16().to_string();
-        self.record(|| {
-            counter!(REQUESTS, "route" => route.clone(), "method" => method, "status" => status).increment(1);
-            histogram!(DURATION, "route" => route, "method" => method).record(elapsed.as_secs_f64());
-            if let Some(kind) = store_error {
-                counter!(STORE_ERRORS, "kind" => kind).increment(1);
-            }
+        let (status, seconds) = (response.status().as_u16(), elapsed.as_secs_f64());
+        let observed = {
+            let by_route = self.by_route.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+            by_route.get(route).is_some_and(|handles| handles.observe(method, status, seconds))
+        };
+        if !observed {
+            self.register(route, method, status).observe(method, status, seconds);
+        }
+        if let Some(kind) = store_error {
+            self.record(|| counter!(STORE_ERRORS, "kind" => kind).increment(1));
+        }
+    }
+
+    /// Registers the request metrics of `route`, `method` and `status` once; returns the
+    /// route's handles with them.
+    fn register(&self, route: &str, method: &'static str, status: u16) -> RouteHandles {
+        let (requests, durations) = self.record(|| {
+            let labels = [("route", route.to_owned()), ("method", method.to_owned())];
+            let requests = counter!(REQUESTS, &[labels[0].clone(), labels[1].clone(), ("status", status.to_string())]);
+            (requests, histogram!(DURATION, &labels))
         });
+        let mut by_route = self.by_route.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let handles = by_route.entry(route.to_owned()).or_default();
+        if !handles.requests.iter().any(|(m, s, _)| *m == method && *s == status) {
+            handles.requests.push((method, status, requests.clone()));
+        }
+        if !handles.durations.iter().any(|(m, _)| *m == method) {
+            handles.durations.push((method, durations.clone()));
+        }
+        RouteHandles { requests: vec![(method, status, requests)], durations: vec![(method, durations)] }
     }
 }
 
