@@ -645,7 +645,9 @@ impl SessionManager {
     /// once, in the log's order, whichever process sharing the store made the change (and an
     /// expiry once, whichever node's reaper removed the session), instead of this process's
     /// own changes only. The feed starts with what happens next; it reads the log as soon as
-    /// this process changes something, and every `FEED_POLL` for the others' changes. `None`,
+    /// this process changes something, and every `FEED_POLL` for the others' changes; while no
+    /// one subscribes, it only follows the log's last id (so subscribers get what is recorded
+    /// from up to `FEED_POLL` before they subscribe on). `None`,
     /// and subscribers keep receiving this process's changes, if the store keeps no log.
     ///
     /// Start it before serving: a change made while it starts may reach subscribers twice.
@@ -658,6 +660,16 @@ impl SessionManager {
             let shared = &manager.shared;
             let log = manager.event_log().expect("checked above");
             loop {
+                // Nobody listens here: keep the place, not the events. Reading every event on
+                // every node would cost the store the whole log once per node.
+                if shared.events.receiver_count() == 0 {
+                    match log.last_event_id().await {
+                        Ok(last) => cursor = last.or(cursor),
+                        Err(error) => tracing::warn!(%error, "reading the event log failed; retrying"),
+                    }
+                    let _ = tokio::time::timeout(FEED_POLL, shared.wake_feed.notified()).await;
+                    continue;
+                }
                 match log.read_events(cursor, FEED_PAGE).await {
                     Ok(page) if !page.is_empty() => {
                         for record in page {
