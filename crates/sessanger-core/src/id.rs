@@ -49,8 +49,8 @@ pub enum IdError {
 /// assert!("too-short".parse::<SessionId>().is_err());
 /// assert!("!".repeat(43).parse::<SessionId>().is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct SessionId(String);
 
 impl SessionId {
@@ -118,8 +118,8 @@ impl FromStr for SessionId {
 /// assert!("".parse::<UserId>().is_err());
 /// assert!("a\nb".parse::<UserId>().is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct UserId(String);
 
 impl UserId {
@@ -155,8 +155,8 @@ impl FromStr for UserId {
 /// assert_eq!(id.to_string(), "api-gateway");
 /// assert!("Api.Gateway".parse::<ServiceId>().is_err());
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub struct ServiceId(String);
 
 impl FromStr for ServiceId {
@@ -270,3 +270,17 @@ mod tests {
         assert_eq!(format!("{:?}", "web".parse::<ServiceId>().unwrap()), r#"ServiceId("web")"#);
     }
 }
+
+/// Ids are written as their text, borrowed: `#[serde(into = "String")]` would copy each one
+/// into a new `String` first, on every session answered.
+macro_rules! serialize_as_text {
+    ($($id:ty),*) => {$(
+        impl Serialize for $id {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+    )*};
+}
+
+serialize_as_text!(SessionId, UserId, ServiceId);

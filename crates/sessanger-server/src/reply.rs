@@ -2,7 +2,8 @@
 //! headers that belong to it.
 
 use axum::{
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    body::Body,
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use sessanger_core::{Session, Version, wire::SessionBody};
@@ -44,14 +45,19 @@ impl SessionReply {
 
 impl IntoResponse for SessionReply {
     fn into_response(self) -> Response {
-        let mut headers = HeaderMap::new();
+        // Headers go straight into the response: a separate `HeaderMap` merged in by axum's
+        // tuple responses cost a map and a copy of every header per answer.
+        let mut response = Response::new(Body::empty());
+        let headers = response.headers_mut();
         headers.insert(header::ETAG, etag(self.session.version));
         if self.status == StatusCode::NOT_MODIFIED {
-            return (StatusCode::NOT_MODIFIED, headers).into_response();
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            return response;
         }
         if self.minimal {
             headers.insert(PREFERENCE_APPLIED, HeaderValue::from_static("return=minimal"));
-            return (StatusCode::NO_CONTENT, headers).into_response();
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            return response;
         }
         if self.status == StatusCode::CREATED {
             let location = format!("/v1/sessions/{}", self.session.id);
@@ -62,7 +68,11 @@ impl IntoResponse for SessionReply {
         // is ~400 bytes, which axum's `Json` reaches by growing from 128 twice.
         let mut body = Vec::with_capacity(BODY_CAPACITY);
         match serde_json::to_writer(&mut body, &SessionBody::from(self.session)) {
-            Ok(()) => (self.status, headers, body).into_response(),
+            Ok(()) => {
+                *response.status_mut() = self.status;
+                *response.body_mut() = Body::from(body);
+                response
+            }
             Err(e) => ApiError::Internal(e.into()).into_response(),
         }
     }
