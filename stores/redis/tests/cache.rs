@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sessanger_core::{
-    Change, DeleteReason, Patch, PatchOptions, Patched, Permission, ServiceRecord, ServiceStore, Session, SessionId,
-    SessionStore, StoreError, Timestamp, UserId, UserLimit,
+    Change, DeleteReason, Patch, PatchOptions, Patched, Permission, ServiceRecord, ServiceStore, Session, SessionStore,
+    StoreError, Timestamp, UserLimit,
 };
 use sessanger_store_redis::{DEFAULT_CACHE_BYTES, KeyPrefix, RedisStore};
 
@@ -17,15 +17,7 @@ use sessanger_store_redis::{DEFAULT_CACHE_BYTES, KeyPrefix, RedisStore};
 /// under a millisecond here); this bound only keeps a loaded CI machine from failing the test.
 const BOUND: Duration = Duration::from_millis(200);
 
-fn session(user: &UserId) -> Session {
-    Session::new(
-        SessionId::generate_for(user),
-        user.clone(),
-        Timestamp::now(),
-        Duration::from_secs(600),
-        Duration::from_secs(3600),
-    )
-}
+use common::session;
 
 /// Two cached stores on `url` under one prefix: node A and node B.
 async fn two_nodes(url: &str) -> (RedisStore, RedisStore) {

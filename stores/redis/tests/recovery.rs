@@ -5,20 +5,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use sessanger_core::{
-    Maintenance, Page, ServiceStore, Session, SessionId, SessionStore, StoreError, Timestamp, UserId, UserLimit,
-};
+use sessanger_core::{Maintenance, Page, ServiceStore, SessionStore, StoreError, Timestamp, UserId, UserLimit};
 use sessanger_store_redis::{ConnectError, RedisStore};
 
-fn session(user: &UserId) -> Session {
-    Session::new(
-        SessionId::generate_for(user),
-        user.clone(),
-        Timestamp::now(),
-        Duration::from_secs(600),
-        Duration::from_secs(3600),
-    )
-}
+use common::session;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_are_unavailable_while_redis_is_down_and_work_again_once_it_is_back() {

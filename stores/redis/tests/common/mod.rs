@@ -3,7 +3,9 @@
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a different part
 
-use sessanger_core::SessionId;
+use std::time::Duration;
+
+use sessanger_core::{Session, SessionId, Timestamp, UserId};
 use sessanger_store_redis::{KeyPrefix, RedisStore};
 
 /// Standalone Redis for the tests.
@@ -15,6 +17,17 @@ pub fn redis_url() -> String {
 pub fn cluster_url() -> String {
     std::env::var("SESSANGER_TEST_REDIS_CLUSTER_URL")
         .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002".to_owned())
+}
+
+/// A new session of `user`, created now: 10 minutes idle, an hour at most.
+pub fn session(user: &UserId) -> Session {
+    Session::new(
+        SessionId::generate_for(user),
+        user.clone(),
+        Timestamp::now(),
+        Duration::from_secs(600),
+        Duration::from_secs(3600),
+    )
 }
 
 /// A prefix no other test (or run) uses.
