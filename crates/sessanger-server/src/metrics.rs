@@ -126,16 +126,16 @@ impl Metrics {
             by_route.get(route).is_some_and(|handles| handles.observe(method, status, seconds))
         };
         if !observed {
-            self.register(route, method, status).observe(method, status, seconds);
+            self.register(route, method, status, seconds);
         }
         if let Some(kind) = store_error {
             self.record(|| counter!(STORE_ERRORS, "kind" => kind).increment(1));
         }
     }
 
-    /// Registers the request metrics of `route`, `method` and `status` once; returns the
-    /// route's handles with them.
-    fn register(&self, route: &str, method: &'static str, status: u16) -> RouteHandles {
+    /// Registers the request metrics of `route`, `method` and `status` (once: later requests
+    /// find the handles), and records this request with them.
+    fn register(&self, route: &str, method: &'static str, status: u16, seconds: f64) {
         let (requests, durations) = self.record(|| {
             let labels = [("route", route.to_owned()), ("method", method.to_owned())];
             let requests = counter!(REQUESTS, &[labels[0].clone(), labels[1].clone(), ("status", status.to_string())]);
@@ -144,12 +144,12 @@ impl Metrics {
         let mut by_route = self.by_route.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         let handles = by_route.entry(route.to_owned()).or_default();
         if !handles.requests.iter().any(|(m, s, _)| *m == method && *s == status) {
-            handles.requests.push((method, status, requests.clone()));
+            handles.requests.push((method, status, requests));
         }
         if !handles.durations.iter().any(|(m, _)| *m == method) {
-            handles.durations.push((method, durations.clone()));
+            handles.durations.push((method, durations));
         }
-        RouteHandles { requests: vec![(method, status, requests)], durations: vec![(method, durations)] }
+        handles.observe(method, status, seconds);
     }
 }
 

@@ -158,14 +158,20 @@ impl NodeCache {
         self.services.clear();
     }
 
-    /// Session `id` (stored under `key`), from the cache or read through it.
-    pub(crate) async fn session(&self, id: &SessionId, key: &str) -> Result<Option<Session>, StoreError> {
+    /// Session `id` (stored under the key `key` spells), from the cache or read through it.
+    pub(crate) async fn session(
+        &self,
+        id: &SessionId,
+        key: impl FnOnce() -> String,
+    ) -> Result<Option<Session>, StoreError> {
         let ticket = match self.sessions.get(id) {
             Lookup::Hit(session) if self.leased() => return Ok(session),
             Lookup::Hit(_) => self.sessions.ticket(id),
             Lookup::Miss(ticket) => ticket,
         };
-        let reply = self.read(key, redis::cmd("HGETALL").arg(key).to_owned()).await?;
+        // The key is spelled out only for a read that goes to Redis, not for every hit.
+        let key = key();
+        let reply = self.read(&key, redis::cmd("HGETALL").arg(&key).to_owned()).await?;
         let weight = record::size(&reply);
         let session = decode(id.clone(), reply)?;
         self.sessions.fill(id, ticket, session.clone(), weight);

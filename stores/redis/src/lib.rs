@@ -511,10 +511,9 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
-        let key = self.keys.session(id);
         let session = match &self.cache {
-            Some(cache) => cache.session(id, &key).await?,
-            None => decode(id.clone(), self.query(redis::cmd("HGETALL").arg(key)).await?)?,
+            Some(cache) => cache.session(id, || self.keys.session(id)).await?,
+            None => decode(id.clone(), self.query(redis::cmd("HGETALL").arg(self.keys.session(id))).await?)?,
         };
         Ok(session.filter(|s| !s.is_expired(now)))
     }
