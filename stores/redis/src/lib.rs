@@ -19,7 +19,8 @@
 //! | key | type | holds | why |
 //! |---|---|---|---|
 //! | `{p:tag}:s:<session id>` | hash | `m` the times and version packed in one value (deadline, version, last access, creation, idle TTL, absolute deadline; layout in `record.rs`), `u` user, `d` device (JSON), `b` creator; `a:<key>` per attribute (JSON) | one field per attribute: a patch sets, deletes and `HINCRBY`s only the fields it names, so concurrent writers of different keys never meet; the times in one short field: fewer values to parse per read, and a hash that stays a compact listpack; native expiry `PEXPIREAT` at the deadline |
-//! | `{p:tag}:u:<user id>` | sorted set | the user's session ids, scored by `created_at` | `list_user`, `delete_user` and the per-user limit read only this user's sessions, oldest first (ties by id); expires natively after the user's last session |
+//! | `{p:tag}:single` | hash | user id → the id of the user's only session, for users with one | the user index of most users: a field of a listpack shared by the shard costs ~60 B where a key of the user's own costs ~190 B; a second session moves the user to `…:u:<user id>` |
+//! | `{p:tag}:u:<user id>` | sorted set | the session ids of a user with more than one, scored by `created_at` | `list_user`, `delete_user` and the per-user limit read only this user's sessions, oldest first (ties by id); expires natively after the user's last session |
 //! | `{p:tag}:x` | sorted set | `<session id><user id>` per session of the shard, scored by `expires_at` | `count_active` (`ZCOUNT`) and `delete_expired` read only due entries; it outlives the records Redis already expired, so their expiry is still reported |
 //! | `<p>:services` | hash | service id → the [`ServiceRecord`] as JSON | the service registry: small, read through the manager's cache |
 //! | `{p}:events` | stream | the event log: entry `<n>-0` per event, `n` its [`EventId`](sessanger_core::EventId) (layout in `events.rs`) | appended by the script of each change, so the change and its event are one atomic step; trimmed by the reaper; consumers resume after any id |
@@ -650,7 +651,7 @@ impl SessionStore for RedisStore {
             Some(position) => (position.created_at.as_millis().to_string(), position.id.to_string()),
             None => (String::new(), String::new()),
         };
-        let args = [after.as_str(), &after_id, &page.limit.to_string()];
+        let args = [after.as_str(), &after_id, &page.limit.to_string(), user.as_ref()];
         let reply = self.run(&self.scripts.list_user, &key, &[], &user.shard_tag(), Change::at(now), &args).await?;
         let mut items = items(reply)?.into_iter();
         let mut sessions = Vec::with_capacity(items.len() / 2);

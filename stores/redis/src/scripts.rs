@@ -25,6 +25,7 @@ local events, by = ARGV[3], ARGV[4]
 local xkey = base .. ':x'
 local function skey(id) return base .. ':s:' .. id end
 local function ukey(user) return base .. ':u:' .. user end
+local single = base .. ':single'
 
 -- Integers in hexadecimal, as record.rs writes them: `string.format` and `tonumber` do the
 -- work in C. Below 2^53, Lua's numbers hold them exactly.
@@ -61,10 +62,51 @@ local function live(key)
   return nil
 end
 
--- Pushes the native expiry of an index key out to `at` (never pulls it in): the user's index
--- outlives every session in it, and disappears by itself after the last one.
+-- Pushes the native expiry of an index key, if it exists, out to `at` (never pulls it in): the
+-- user's index outlives every session in it, and disappears by itself after the last one.
 local function extend(key, at)
-  if redis.call('PEXPIRETIME', key) < at then redis.call('PEXPIREAT', key, at) end
+  local t = redis.call('PEXPIRETIME', key)
+  if t ~= -2 and t < at then redis.call('PEXPIREAT', key, at) end
+end
+
+-- A user's index. Most users have one session: its id is then the user's field in the shard's
+-- hash `single`, some 60 bytes in a compact listpack where a sorted set of the user's own
+-- costs a key, about 190 bytes. A second session moves the user to a sorted set `ukey(user)`,
+-- scored by creation, for good (until it expires with the last session). A user is in one of
+-- the two, never both: `index_add` adds to the sorted set whenever it exists.
+
+-- The user's indexed ids, oldest first.
+local function index_ids(user)
+  local id = redis.call('HGET', single, user)
+  if id then return {id} end
+  return redis.call('ZRANGE', ukey(user), 0, -1)
+end
+
+-- Indexes session `id` of `user`, created at `created`, with deadline `expires`.
+local function index_add(user, id, created, expires)
+  local index = ukey(user)
+  if redis.call('EXISTS', index) == 0 then
+    local other = redis.call('HGET', single, user)
+    local g = other and live(skey(other))
+    if not g then
+      -- A dead one here is still in the expiry set, which reports it: it need not be listed.
+      redis.call('HSET', single, user, id)
+      return
+    end
+    redis.call('HDEL', single, user)
+    redis.call('ZADD', index, g.c, other)
+    expires = math.max(expires, g.e)
+  end
+  redis.call('ZADD', index, created, id)
+  extend(index, expires)
+end
+
+local function index_remove(user, id)
+  if redis.call('HGET', single, user) == id then
+    redis.call('HDEL', single, user)
+  else
+    redis.call('ZREM', ukey(user), id)
+  end
 end
 
 -- Appends an event about session `id` of `user` to the log (`events.rs` reads it back), in
@@ -83,7 +125,7 @@ end
 local function forget(key, id)
   local f = meta(key)
   if f then
-    redis.call('ZREM', ukey(f.user), id)
+    index_remove(f.user, id)
     redis.call('ZREM', xkey, id .. f.user)
     redis.call('DEL', key)
   end
@@ -111,10 +153,10 @@ end
 -- The ids in a user's index, oldest first, without entries whose record Redis already
 -- expired (those are pruned). Dead records still present stay listed here for
 -- `delete_expired` to report; callers skip them with `live`.
-local function members(index)
+local function members(user)
   local ids = {}
-  for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
-    if redis.call('EXISTS', skey(id)) == 1 then table.insert(ids, id) else redis.call('ZREM', index, id) end
+  for _, id in ipairs(index_ids(user)) do
+    if redis.call('EXISTS', skey(id)) == 1 then table.insert(ids, id) else index_remove(user, id) end
   end
   return ids
 end
@@ -127,11 +169,10 @@ const CREATE: &str = r#"
 local key, id, user = KEYS[1], ARGV[5], ARGV[6]
 local created, expires, kind, max = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10])
 if live(key) then return {'taken'} end
-local index = ukey(user)
 local evicted = {}
 if kind ~= 'unlimited' then
   local alive = {}
-  for _, sid in ipairs(members(index)) do
+  for _, sid in ipairs(members(user)) do
     if live(skey(sid)) then table.insert(alive, sid) end
   end
   if kind == 'refuse' then
@@ -147,9 +188,8 @@ end
 bury(key, id)
 redis.call('HSET', key, unpack(ARGV, 11))
 redis.call('PEXPIREAT', key, expires)
-redis.call('ZADD', index, created, id)
+index_add(user, id, created, expires)
 redis.call('ZADD', xkey, expires, id .. user)
-extend(index, expires)
 record('created', id, user)
 return {'created', unpack(evicted)}
 "#;
@@ -328,10 +368,14 @@ local f = live(old)
 if not f then return {'missing'} end
 if live(new) then return {'taken'} end
 bury(new, newid)
-local index = ukey(f.user)
 redis.call('RENAME', old, new)
-redis.call('ZREM', index, oldid)
-redis.call('ZADD', index, f.c, newid)
+if redis.call('HGET', single, f.user) == oldid then
+  redis.call('HSET', single, f.user, newid)
+else
+  local index = ukey(f.user)
+  redis.call('ZREM', index, oldid)
+  redis.call('ZADD', index, f.c, newid)
+end
 redis.call('ZREM', xkey, oldid .. f.user)
 f.v = f.v + 1
 touch(new, newid, f)
@@ -354,15 +398,28 @@ end
 return fields
 "#;
 
-/// `KEYS[1]` the user's index; `ARGV[5..]` the page's start (`created_at` ms and id of the
-/// last session of the page before, `''` for the first page) and limit. Returns `{id, fields,
-/// id, fields, ...}` of at most `limit` live sessions after the start, oldest first (by
-/// score, then id, as the index orders them). Reads the index in batches of `limit` from the
-/// start's score, so a page costs O(page) plus the dead entries on the way (entries whose
-/// record Redis already expired are pruned).
+/// `KEYS[1]` the user's sorted set; `ARGV[5..]` the page's start (`created_at` ms and id of
+/// the last session of the page before, `''` for the first page), limit, the user. Returns
+/// `{id, fields, id, fields, ...}` of at most `limit` live sessions after the start, oldest
+/// first (by score, then id, as the index orders them). Reads the index in batches of `limit`
+/// from the start's score, so a page costs O(page) plus the dead entries on the way (entries
+/// whose record Redis already expired are pruned).
 const LIST_USER: &str = r#"
 local out, found, limit = {}, 0, tonumber(ARGV[7])
 local after, after_id = tonumber(ARGV[5]), ARGV[6]
+local only = redis.call('HGET', single, ARGV[8])
+if only then
+  local key = skey(only)
+  local f = live(key)
+  if not f then
+    if redis.call('EXISTS', key) == 0 then redis.call('HDEL', single, ARGV[8]) end
+    return out
+  end
+  if limit > 0 and not (after and (f.c < after or (f.c == after and only <= after_id))) then
+    out = {only, redis.call('HGETALL', key)}
+  end
+  return out
+end
 local min = '-inf'
 if after then min = ARGV[5] end
 local offset = 0
@@ -389,12 +446,13 @@ end
 return out
 "#;
 
-/// `KEYS[1]` the user's index; `ARGV[5]` the user. Deletes every session in it, live or
-/// not, and the index, recording the live ones' revocation and the dead ones' expiry (those
-/// still in the expiry set: not reported yet). Returns the ids of those that were live.
+/// `KEYS[1]` the user's sorted set; `ARGV[5]` the user. Deletes every session in the user's
+/// index, live or not, and the index, recording the live ones' revocation and the dead ones'
+/// expiry (those still in the expiry set: not reported yet). Returns the ids of those that
+/// were live.
 const DELETE_USER: &str = r#"
 local out = {}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+for _, id in ipairs(index_ids(ARGV[5])) do
   local key = skey(id)
   local alive = live(key)
   redis.call('DEL', key)
@@ -407,6 +465,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   end
 end
 redis.call('DEL', KEYS[1])
+redis.call('HDEL', single, ARGV[5])
 return out
 "#;
 
@@ -425,7 +484,7 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0,
     redis.call('ZADD', KEYS[1], f.e, m)
   else
     redis.call('DEL', key)
-    redis.call('ZREM', ukey(user), id)
+    index_remove(user, id)
     redis.call('ZREM', KEYS[1], m)
     record('expired', id, user)
     table.insert(out, id)

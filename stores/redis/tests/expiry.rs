@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use sessanger_core::{
-    Change, Maintenance, Page, Patch, PatchOptions, Session, SessionId, SessionStore, StoreError, Timestamp, UserId,
-    UserLimit,
+    Change, Maintenance, Page, Patch, PatchOptions, Renamed, Session, SessionId, SessionStore, StoreError, Timestamp,
+    UserId, UserLimit,
 };
 use sessanger_store_redis::{RedisConnection, RedisStore};
 
@@ -37,6 +37,10 @@ async fn raw(url: &str) -> RedisConnection {
 
 fn user_key(store: &RedisStore, user: &UserId) -> String {
     format!("{{{}:{}}}:u:{user}", store.prefix(), user.shard_tag())
+}
+
+fn single_key(store: &RedisStore, user: &UserId) -> String {
+    format!("{{{}:{}}}:single", store.prefix(), user.shard_tag())
 }
 
 fn session_key(store: &RedisStore, id: &SessionId) -> String {
@@ -89,6 +93,65 @@ async fn delete_expired_reports_every_expiry_once(store: RedisStore, mut raw: Re
     assert!(reported.iter().all(|r| r.user_id == user));
     assert!(store.delete_expired(now, 100).await.unwrap().is_empty(), "reported once");
     assert_eq!(store.list_user(&user, &Page::DEFAULT, now).await.unwrap(), vec![live]);
+}
+
+/// Most users have one session: theirs is indexed by a field of the shard's hash, with no key
+/// of the user's own; a second session moves the user to a sorted set of its own. Either way the
+/// index follows a regeneration, a revocation, an expiry and the revocation of all.
+async fn a_user_with_one_session_has_no_index_key_of_its_own(store: RedisStore, mut raw: RedisConnection) {
+    let user = unique_user();
+    let (single, sorted) = (single_key(&store, &user), user_key(&store, &user));
+    let first = session(&user, SHORT);
+    create(&store, &first).await;
+    let only: Option<String> = raw.hget(&single, user.as_ref()).await.unwrap();
+    assert_eq!(only.as_deref(), Some(first.id.as_ref()));
+    assert!(!raw.exists::<_, bool>(&sorted).await.unwrap(), "no key of the user's own");
+    let renamed = first.id.regenerate();
+    assert!(matches!(
+        store.rename(&first.id, &renamed, Change::at(Timestamp::now())).await.unwrap(),
+        Renamed::Renamed(_)
+    ));
+    let only: Option<String> = raw.hget(&single, user.as_ref()).await.unwrap();
+    assert_eq!(only.as_deref(), Some(renamed.as_ref()), "a regeneration moves the field");
+    let listed = |at| store.list_user(&user, &Page::DEFAULT, at);
+    assert_eq!(listed(Timestamp::now()).await.unwrap().len(), 1);
+
+    // A second session: both move to the sorted set, oldest first.
+    let second = session(&user, LONG);
+    create(&store, &second).await;
+    assert!(!raw.hexists::<_, _, bool>(&single, user.as_ref()).await.unwrap());
+    let indexed: Vec<String> = raw.zrange(&sorted, 0, -1).await.unwrap();
+    assert_eq!(indexed, vec![renamed.to_string(), second.id.to_string()]);
+    // The first expires: the purge takes it out of the sorted set, which stays the index.
+    tokio::time::sleep(SHORT * 2).await;
+    let reported = store.delete_expired(Timestamp::now(), 100).await.unwrap();
+    assert!(reported.iter().any(|r| r.id == renamed));
+    let indexed: Vec<String> = raw.zrange(&sorted, 0, -1).await.unwrap();
+    assert_eq!(indexed, vec![second.id.to_string()]);
+    assert_eq!(store.delete_user(&user, Change::at(Timestamp::now())).await.unwrap(), vec![second.id.clone()]);
+    assert!(!raw.exists::<_, bool>(&sorted).await.unwrap());
+
+    // Alone again: back in the hash; revoked: gone from it.
+    let third = session(&user, LONG);
+    create(&store, &third).await;
+    let only: Option<String> = raw.hget(&single, user.as_ref()).await.unwrap();
+    assert_eq!(only.as_deref(), Some(third.id.as_ref()));
+    let reason = sessanger_core::DeleteReason::Revoked;
+    assert!(store.delete(&third.id, reason, Change::at(Timestamp::now())).await.unwrap().is_some());
+    assert!(!raw.hexists::<_, _, bool>(&single, user.as_ref()).await.unwrap());
+    assert!(listed(Timestamp::now()).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_user_with_one_session_has_no_index_key_of_its_own_on_standalone_redis() {
+    let url = common::redis_url();
+    a_user_with_one_session_has_no_index_key_of_its_own(common::store(url.clone()).await, raw(&url).await).await;
+}
+
+#[tokio::test]
+async fn a_user_with_one_session_has_no_index_key_of_its_own_on_the_cluster() {
+    let url = common::cluster_url();
+    a_user_with_one_session_has_no_index_key_of_its_own(common::store(url.clone()).await, raw(&url).await).await;
 }
 
 #[tokio::test]
@@ -162,6 +225,10 @@ async fn every_key_of_a_user_sits_in_one_cluster_slot() {
         let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(key).query_async(&mut raw).await.unwrap();
         slots.insert(slot);
     }
+    // The hash of users with one session: empty (and so absent) once this user has three.
+    let slot: i64 =
+        redis::cmd("CLUSTER").arg("KEYSLOT").arg(single_key(&store, &user)).query_async(&mut raw).await.unwrap();
+    slots.insert(slot);
     assert_eq!(slots.len(), 1, "{keys:?} span slots {slots:?}");
 }
 
