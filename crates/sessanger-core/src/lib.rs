@@ -30,8 +30,8 @@ pub use manager::{Background, ManagerError, NewSession, SessionManager, SessionP
 pub use service::{MalformedToken, Permission, ServiceRecord, ServiceToken, UnknownPermission};
 pub use session::{Attributes, Device, Limits, Patch, PatchError, Session, SessionCap, Version, encoded_size};
 pub use store::{
-    BoxError, Change, Created, EventLog, Maintenance, MalformedCursor, Page, PatchOptions, Patched, Position,
-    RelayClaim, RelayState, RemovedServices, Renamed, Replaced, Replacement, Resume, ServiceStore, SessionRef,
-    SessionStore, Store, StoreError, UserLimit,
+    BoxError, CacheCounts, CacheStats, Change, Created, EventLog, Maintenance, MalformedCursor, Page, PatchOptions,
+    Patched, Position, RelayClaim, RelayState, RemovedServices, Renamed, Replaced, Replacement, Resume, ServiceStore,
+    SessionRef, SessionStore, Store, StoreError, UserLimit,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

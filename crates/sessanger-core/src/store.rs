@@ -583,6 +583,37 @@ pub trait Maintenance: Debug + Send + Sync + 'static {
     fn event_log(&self) -> Option<&dyn EventLog> {
         None
     }
+
+    /// What the store's node cache did since it started, if the store keeps one (the Redis
+    /// store's, read by `/metrics`); `None`, the default, for a store that keeps none.
+    fn cache_stats(&self) -> Option<CacheStats> {
+        None
+    }
+}
+
+/// The counters and size of a store's node cache: sessions and the service registry apart,
+/// since every request reads a service and would drown the sessions' hit ratio.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub sessions: CacheCounts,
+    pub services: CacheCounts,
+    /// Times the whole cache was dropped because its invalidations may have been lost (the
+    /// channel that carries them broke or went silent): reads go to the database until it
+    /// answers again.
+    pub drops: u64,
+}
+
+/// One kind of entry of a node cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheCounts {
+    /// Reads answered from memory.
+    pub hits: u64,
+    /// Reads that went to the database: nothing held, or nothing that could be served then.
+    pub misses: u64,
+    /// Entries held now.
+    pub entries: u64,
+    /// Bytes held now, about (the records as the database sent them, plus bookkeeping).
+    pub bytes: u64,
 }
 
 /// A store's log of the events it recorded, oldest first, kept as [`Retention`] says.

@@ -10,6 +10,12 @@
 //! | `sessanger_http_requests_total` | `route` (template, or `unmatched`), `method`, `status` |
 //! | `sessanger_http_request_duration_seconds` (histogram) | `route`, `method` |
 //! | `sessanger_store_errors_total` | `kind`: `unavailable`, `backend`, `encode`, `decode` |
+//! | `sessanger_store_cache_hits_total`, `…_misses_total` | `cache`: `sessions`, `services` |
+//! | `sessanger_store_cache_entries`, `…_bytes` (gauges) | `cache` |
+//! | `sessanger_store_cache_drops_total` | |
+//!
+//! The `store_cache` metrics exist with a store that keeps a node cache (Redis); the store
+//! counts, and each scrape copies its figures here ([`Metrics::observe_cache`]).
 
 use std::{
     collections::HashMap,
@@ -19,19 +25,26 @@ use std::{
     time::Duration,
 };
 
-use ::metrics::{Counter, Histogram, Unit, counter, describe_counter, describe_histogram, histogram};
+use ::metrics::{
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use axum::{
     http::{Method, StatusCode},
     response::Response,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
-use sessanger_core::StoreError;
+use sessanger_core::{CacheStats, StoreError};
 
 use crate::error::Fault;
 
 const REQUESTS: &str = "sessanger_http_requests_total";
 const DURATION: &str = "sessanger_http_request_duration_seconds";
 const STORE_ERRORS: &str = "sessanger_store_errors_total";
+const CACHE_HITS: &str = "sessanger_store_cache_hits_total";
+const CACHE_MISSES: &str = "sessanger_store_cache_misses_total";
+const CACHE_ENTRIES: &str = "sessanger_store_cache_entries";
+const CACHE_BYTES: &str = "sessanger_store_cache_bytes";
+const CACHE_DROPS: &str = "sessanger_store_cache_drops_total";
 
 /// Latency buckets in seconds: a store round trip is around a millisecond, a slow one a second.
 const DURATION_BUCKETS: [f64; 13] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -81,8 +94,29 @@ impl Metrics {
                 "Time to answer an HTTP request, by route template and method."
             );
             describe_counter!(STORE_ERRORS, "Store failures that reached a client as 500 or 503, by kind.");
+            describe_counter!(CACHE_HITS, "Reads the store's node cache answered from memory.");
+            describe_counter!(CACHE_MISSES, "Reads that went through the store's node cache to the database.");
+            describe_gauge!(CACHE_ENTRIES, "Entries held in the store's node cache.");
+            describe_gauge!(CACHE_BYTES, Unit::Bytes, "Bytes held in the store's node cache, about.");
+            describe_counter!(
+                CACHE_DROPS,
+                "Times the store's node cache was dropped whole: its invalidations may have been lost."
+            );
         });
         Metrics { recorder: Arc::new(recorder), handle, by_route: Arc::default() }
+    }
+
+    /// Copies the figures of the store's node cache, which counts them itself.
+    pub(crate) fn observe_cache(&self, stats: &CacheStats) {
+        self.record(|| {
+            for (cache, counts) in [("sessions", &stats.sessions), ("services", &stats.services)] {
+                counter!(CACHE_HITS, "cache" => cache).absolute(counts.hits);
+                counter!(CACHE_MISSES, "cache" => cache).absolute(counts.misses);
+                gauge!(CACHE_ENTRIES, "cache" => cache).set(counts.entries as f64);
+                gauge!(CACHE_BYTES, "cache" => cache).set(counts.bytes as f64);
+            }
+            counter!(CACHE_DROPS).absolute(stats.drops);
+        });
     }
 
     /// The Prometheus text exposition of everything recorded so far.

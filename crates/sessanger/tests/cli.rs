@@ -149,12 +149,31 @@ async fn the_service_answers_503_while_redis_is_down_and_recovers_by_itself() {
     let server = Server::start_with(&dir, &["--store", &format!("redis://127.0.0.1:{port}")], &[]);
     let admin = Client::new(&server.url, &admin_token(&dir)).unwrap();
     let session = admin.create_session(&new_session("gina", "phone")).await.unwrap();
+    for _ in 0..3 {
+        admin.get_session(&session.session_id).await.unwrap();
+    }
+    // The node cache's figures: the first read filled it, the others were served from it.
+    let metrics = || async { reqwest::get(format!("{}/metrics", server.url)).await.unwrap().text().await.unwrap() };
+    let scraped = metrics().await;
+    let figure = |scraped: &str, name: &str| -> u64 {
+        let line = scraped.lines().find(|line| line.starts_with(name)).unwrap_or_else(|| panic!("{name}: {scraped}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(figure(&scraped, r#"sessanger_store_cache_hits_total{cache="sessions"}"#), 2, "{scraped}");
+    assert_eq!(figure(&scraped, r#"sessanger_store_cache_misses_total{cache="sessions"}"#), 1, "{scraped}");
+    assert_eq!(figure(&scraped, r#"sessanger_store_cache_entries{cache="sessions"}"#), 1, "{scraped}");
+    assert_eq!(figure(&scraped, "sessanger_store_cache_drops_total"), 0, "{scraped}");
 
     stop_redis();
     let down = admin.get_session(&session.session_id).await.unwrap_err();
     assert_eq!(down.code(), Some(ErrorCode::StoreUnavailable), "{down}");
     let ready = reqwest::get(format!("{}/readyz", server.url)).await.unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let scraped = metrics().await;
+    assert!(
+        figure(&scraped, "sessanger_store_cache_drops_total") >= 1,
+        "the lost connection dropped the cache: {scraped}"
+    );
 
     start_redis();
     let mut recovered = None;

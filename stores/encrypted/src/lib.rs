@@ -115,9 +115,9 @@ use std::{borrow::Cow, collections::BTreeSet, fmt, num::NonZeroU32, sync::Arc};
 use async_trait::async_trait;
 use serde_json::Value;
 use sessanger_core::{
-    Attributes, Change, Created, DeleteReason, EventLog, Maintenance, Page, Patch, PatchError, PatchOptions, Patched,
-    RemovedServices, Renamed, Replaced, Replacement, ServiceId, ServiceRecord, ServiceStore, Session, SessionId,
-    SessionRef, SessionStore, Store, StoreError, Timestamp, UserId, UserLimit,
+    Attributes, CacheStats, Change, Created, DeleteReason, EventLog, Maintenance, Page, Patch, PatchError,
+    PatchOptions, Patched, RemovedServices, Renamed, Replaced, Replacement, ServiceId, ServiceRecord, ServiceStore,
+    Session, SessionId, SessionRef, SessionStore, Store, StoreError, Timestamp, UserId, UserLimit,
 };
 
 pub use crate::{
@@ -345,6 +345,10 @@ impl<S: Maintenance + ?Sized> Maintenance for EncryptedStore<S> {
     /// sealed.
     fn event_log(&self) -> Option<&dyn EventLog> {
         self.inner.event_log()
+    }
+
+    fn cache_stats(&self) -> Option<CacheStats> {
+        self.inner.cache_stats()
     }
 }
 

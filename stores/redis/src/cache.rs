@@ -61,7 +61,7 @@ use redis::{
     Cmd, PushInfo, PushKind, Value,
     aio::{AsyncPushSender, SendError},
 };
-use sessanger_core::{ServiceId, ServiceRecord, Session, SessionId, StoreError};
+use sessanger_core::{CacheCounts, CacheStats, ServiceId, ServiceRecord, Session, SessionId, StoreError};
 
 use crate::{
     Keys,
@@ -95,6 +95,34 @@ pub(crate) struct NodeCache {
     /// Until when hits may be served, in nanoseconds after `started` (0: not now).
     lease: AtomicU64,
     started: Instant,
+    session_reads: Reads,
+    service_reads: Reads,
+    drops: AtomicU64,
+}
+
+/// Reads of one kind of entry, for statistics.
+#[derive(Default)]
+struct Reads {
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Reads {
+    /// Counts a read: a hit if `served` from memory.
+    fn count(&self, served: bool) {
+        let counter = if served { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn counts<K: Hash + Eq + Clone, V: Clone>(&self, cache: &Cache<K, V>) -> CacheCounts {
+        let (entries, bytes) = cache.size();
+        CacheCounts {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: entries as u64,
+            bytes: bytes as u64,
+        }
+    }
 }
 
 impl NodeCache {
@@ -115,6 +143,9 @@ impl NodeCache {
             connection: OnceLock::new(),
             lease: AtomicU64::new(0),
             started: Instant::now(),
+            session_reads: Reads::default(),
+            service_reads: Reads::default(),
+            drops: AtomicU64::new(0),
         });
         // The connection delivers its pushes to the cache, so the cache exists first; it holds
         // the cache weakly, as the cache holds the connection.
@@ -153,6 +184,7 @@ impl NodeCache {
 
     /// Drops every entry and the lease: nothing is served from memory until a ping succeeds.
     fn drop_all(&self) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
         self.lease.store(0, Ordering::Release);
         self.sessions.clear();
         self.services.clear();
@@ -165,10 +197,14 @@ impl NodeCache {
         key: impl FnOnce() -> String,
     ) -> Result<Option<Session>, StoreError> {
         let ticket = match self.sessions.get(id) {
-            Lookup::Hit(session) if self.leased() => return Ok(session),
+            Lookup::Hit(session) if self.leased() => {
+                self.session_reads.count(true);
+                return Ok(session);
+            }
             Lookup::Hit(_) => self.sessions.ticket(id),
             Lookup::Miss(ticket) => ticket,
         };
+        self.session_reads.count(false);
         // The key is spelled out only for a read that goes to Redis, not for every hit.
         let key = key();
         let reply = self.read(&key, redis::cmd("HGETALL").arg(&key).to_owned()).await?;
@@ -181,10 +217,14 @@ impl NodeCache {
     /// Service `id`, from the cached registry or the registry read through the cache.
     pub(crate) async fn service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
         let ticket = match self.services.get(&()) {
-            Lookup::Hit(registry) if self.leased() => return Ok(registry.get(id).cloned()),
+            Lookup::Hit(registry) if self.leased() => {
+                self.service_reads.count(true);
+                return Ok(registry.get(id).cloned());
+            }
             Lookup::Hit(_) => self.services.ticket(&()),
             Lookup::Miss(ticket) => ticket,
         };
+        self.service_reads.count(false);
         let reply = self.read(&self.services_key, redis::cmd("HGETALL").arg(&self.services_key).to_owned()).await?;
         let weight = record::size(&reply);
         let registry: Registry = Arc::new(
@@ -216,9 +256,12 @@ impl NodeCache {
         self.services.forget(&());
     }
 
-    /// How many sessions (present or known absent) the cache holds.
-    pub(crate) fn sessions_held(&self) -> usize {
-        self.sessions.len()
+    pub(crate) fn stats(&self) -> CacheStats {
+        CacheStats {
+            sessions: self.session_reads.counts(&self.sessions),
+            services: self.service_reads.counts(&self.services),
+            drops: self.drops.load(Ordering::Relaxed),
+        }
     }
 
     fn invalidate(&self, key: &str) {
@@ -287,7 +330,10 @@ const SHARDS: usize = 16;
 
 struct Shard<K: Hash + Eq, V> {
     slots: LruCache<K, Slot<V>>,
+    /// What the slots cost, and how many are filled: kept as they change, so that statistics
+    /// never walk the slots.
     bytes: usize,
+    ready: usize,
 }
 
 /// An LRU cache of `V` by `K` with a memory budget and the filling protocol described above.
@@ -301,7 +347,8 @@ pub(crate) struct Cache<K: Hash + Eq, V> {
 impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     /// A cache holding about `budget` bytes at most.
     pub(crate) fn new(budget: NonZeroUsize) -> Self {
-        let shards = (0..SHARDS).map(|_| Mutex::new(Shard { slots: LruCache::unbounded(), bytes: 0 })).collect();
+        let shards =
+            (0..SHARDS).map(|_| Mutex::new(Shard { slots: LruCache::unbounded(), bytes: 0, ready: 0 })).collect();
         Cache {
             shards,
             budget_per_shard: budget.get().div_ceil(SHARDS),
@@ -351,7 +398,7 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
     {
         let mut shard = self.shard(key);
         if let Some(slot) = shard.slots.pop(key) {
-            shard.bytes -= slot.cost();
+            shard.release(&slot);
         }
     }
 
@@ -361,18 +408,16 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
             let mut shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             shard.slots.clear();
             shard.bytes = 0;
+            shard.ready = 0;
         }
     }
 
-    /// The entries held (filled ones only), for tests and statistics.
-    pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| {
-                let shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                shard.slots.iter().filter(|(_, slot)| matches!(slot, Slot::Ready { .. })).count()
-            })
-            .sum()
+    /// The entries held (filled ones only) and the bytes they are counted for.
+    pub(crate) fn size(&self) -> (usize, usize) {
+        self.shards.iter().fold((0, 0), |(entries, bytes), shard| {
+            let shard = shard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            (entries + shard.ready, bytes + shard.bytes)
+        })
     }
 }
 
@@ -389,16 +434,23 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// Puts `slot` under `key`, then evicts the least recently used slots over `budget`.
     fn put(&mut self, key: K, slot: Slot<V>, cost: usize, budget: usize) {
         debug_assert_eq!(slot.cost(), cost);
-        if let Some(old) = self.slots.put(key, slot) {
-            self.bytes -= old.cost();
-        }
         self.bytes += cost;
+        self.ready += usize::from(matches!(slot, Slot::Ready { .. }));
+        if let Some(old) = self.slots.put(key, slot) {
+            self.release(&old);
+        }
         while self.bytes > budget {
             match self.slots.pop_lru() {
-                Some((_, evicted)) => self.bytes -= evicted.cost(),
+                Some((_, evicted)) => self.release(&evicted),
                 None => break,
             }
         }
+    }
+
+    /// Takes what `slot`, just removed, was counted for.
+    fn release(&mut self, slot: &Slot<V>) {
+        self.bytes -= slot.cost();
+        self.ready -= usize::from(matches!(slot, Slot::Ready { .. }));
     }
 }
 
@@ -459,7 +511,7 @@ mod tests {
         let t = ticket(&cache, "k");
         cache.fill(&"k".into(), t, 7, 10);
         assert_eq!(hit(&cache, "k"), Some(7));
-        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.size().0, 1);
     }
 
     #[test]
@@ -498,7 +550,7 @@ mod tests {
             let t = ticket(&cache, &key);
             cache.fill(&key, t, n, 100);
         }
-        let held = cache.len();
+        let held = cache.size().0;
         assert!((SHARDS..=SHARDS * 4).contains(&held), "{held} entries held");
         assert_eq!(hit(&cache, "k999"), Some(999), "the latest entry stays");
     }

@@ -131,7 +131,7 @@ use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt, stream};
 use redis::{Value, aio::ConnectionLike};
 use sessanger_core::{
-    Change, Created, DeleteReason, EventLog, Maintenance, Page, Patch, PatchError, PatchOptions, Patched,
+    CacheStats, Change, Created, DeleteReason, EventLog, Maintenance, Page, Patch, PatchError, PatchOptions, Patched,
     RemovedServices, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session,
     SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
@@ -333,7 +333,7 @@ impl RedisStore {
 
     /// How many sessions the node cache holds (present or known to be absent); 0 without one.
     pub fn cached_sessions(&self) -> usize {
-        self.cache.as_ref().map_or(0, |cache| cache.sessions_held())
+        self.cache.as_ref().map_or(0, |cache| cache.stats().sessions.entries as usize)
     }
 
     /// Drops session `id` from the node cache after a write through this store, so this
@@ -730,6 +730,10 @@ impl Maintenance for RedisStore {
 
     fn event_log(&self) -> Option<&dyn EventLog> {
         self.events.is_some().then_some(self as &dyn EventLog)
+    }
+
+    fn cache_stats(&self) -> Option<CacheStats> {
+        self.cache.as_ref().map(|cache| cache.stats())
     }
 }
 

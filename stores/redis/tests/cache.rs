@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sessanger_core::{
-    Change, DeleteReason, Patch, PatchOptions, Patched, Permission, ServiceRecord, ServiceStore, Session, SessionStore,
-    StoreError, Timestamp, UserLimit,
+    Change, DeleteReason, Maintenance, Patch, PatchOptions, Patched, Permission, ServiceRecord, ServiceStore, Session,
+    SessionStore, StoreError, Timestamp, UserLimit,
 };
 use sessanger_store_redis::{DEFAULT_CACHE_BYTES, KeyPrefix, RedisStore};
 
@@ -150,6 +150,12 @@ async fn a_killed_tracking_connection_drops_the_cache_and_the_cache_recovers() {
     let before = reads(&mut admin).await;
     reader.load(&s.id, Timestamp::now()).await.unwrap().unwrap();
     assert_eq!(reads(&mut admin).await, before, "the second read is served from memory");
+    // What `/metrics` shows: each read counted once, as what it was.
+    let stats = reader.cache_stats().unwrap();
+    assert_eq!((stats.sessions.hits, stats.sessions.misses, stats.sessions.entries), (1, 1, 1), "{stats:?}");
+    assert!(stats.sessions.bytes > 0);
+    assert_eq!(stats.drops, 0);
+    assert_eq!(writer.cache_stats(), None, "no cache, no figures");
 
     let tracking = tracking_clients(&mut admin).await;
     assert_eq!(tracking.len(), 1, "the reader's tracking connection: {tracking:?}");
@@ -176,6 +182,7 @@ async fn a_killed_tracking_connection_drops_the_cache_and_the_cache_recovers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(tracking_clients(&mut admin).await.len(), 1);
+    assert!(reader.cache_stats().unwrap().drops >= 1, "the loss dropped the cache");
     writer.delete(&s.id, DeleteReason::Revoked, Change::at(Timestamp::now())).await.unwrap();
     seen_within_bound(|| reader.load(&s.id, Timestamp::now()), |read| matches!(read, Ok(None))).await;
 }

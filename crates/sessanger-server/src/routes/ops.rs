@@ -54,6 +54,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Json<Status>
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
 )]
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Some(stats) = state.manager.store().cache_stats() {
+        state.metrics.observe_cache(&stats);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
 }
 
