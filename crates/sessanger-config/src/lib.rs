@@ -371,6 +371,10 @@ pub struct HttpConfig {
     /// Most connections open at once (`max_connections`); more wait until one closes.
     /// Absent: the server's default (4096).
     pub max_connections: Option<NonZeroU32>,
+    /// How much memory session answers kept as written may take (`json_cache_size`, default
+    /// 16 MiB): a session read again unchanged is answered with the same bytes; 0 keeps none.
+    #[serde(deserialize_with = "de::byte_size")]
+    pub json_cache_size: usize,
 }
 
 impl Default for HttpConfig {
@@ -381,6 +385,7 @@ impl Default for HttpConfig {
             header_read_timeout: None,
             idle_timeout: None,
             max_connections: None,
+            json_cache_size: 16 << 20,
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`wire`]: the JSON bodies of the native HTTP API, shared by server and clients.
 
 pub mod audit;
+pub mod cache;
 mod event;
 mod id;
 mod manager;

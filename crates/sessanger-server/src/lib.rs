@@ -32,7 +32,7 @@
 //! - `metrics.rs`: the Prometheus recorder of an [`AppState`] and what it records per request.
 //! - `openapi.rs`: the OpenAPI document.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, num::NonZeroUsize, sync::Arc, time::Duration};
 
 use axum::{Router, extract::DefaultBodyLimit, middleware};
 use sessanger_core::SessionManager;
@@ -82,6 +82,9 @@ pub struct ServerOptions {
     pub compat: CompatOptions,
     /// How `GET /v1/events` streams.
     pub events: EventOptions,
+    /// How many bytes of session answers to keep as written, so that a session read again
+    /// unchanged is not written again (`reply.rs`, `Answers`); 0 keeps none. Default 16 MiB.
+    pub json_cache_size: usize,
 }
 
 impl Default for ServerOptions {
@@ -92,6 +95,7 @@ impl Default for ServerOptions {
             connections: ConnectionOptions::default(),
             compat: CompatOptions::default(),
             events: EventOptions::default(),
+            json_cache_size: 16 << 20,
         }
     }
 }
@@ -122,17 +126,20 @@ pub struct AppState {
     options: Arc<ServerOptions>,
     /// Turns true when the server stops: event streams, which never end by themselves, end.
     closing: Arc<watch::Sender<bool>>,
+    answers: reply::SharedAnswers,
 }
 
 impl AppState {
     /// A state serving `manager`'s sessions. Requests act as the service their token names,
     /// whatever service `manager` itself acts for.
     pub fn new(manager: SessionManager, options: ServerOptions) -> Self {
+        let answers = NonZeroUsize::new(options.json_cache_size).map(|budget| Arc::new(reply::Answers::new(budget)));
         AppState {
             manager,
             metrics: metrics::Metrics::new(),
             options: Arc::new(options),
             closing: Arc::new(watch::Sender::new(false)),
+            answers: reply::SharedAnswers(answers),
         }
     }
 }

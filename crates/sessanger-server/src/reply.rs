@@ -1,12 +1,19 @@
 //! Session responses: the shared wire body (`sessanger_core::wire::SessionBody`) with the
-//! headers that belong to it.
+//! headers that belong to it, and the answers kept as written ([`Answers`]).
+
+use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use axum::{
-    body::Body,
+    body::{Body, Bytes},
+    extract::FromRef,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use sessanger_core::{Session, Version, wire::SessionBody};
+use sessanger_core::{
+    Session, SessionId, Timestamp, UserId, Version,
+    cache::{Cache, Lookup},
+    wire::SessionBody,
+};
 
 use crate::{error::ApiError, extract::Prefer};
 
@@ -20,26 +27,33 @@ pub(crate) struct SessionReply {
     status: StatusCode,
     session: Session,
     minimal: bool,
+    answers: Option<Arc<Answers>>,
 }
 
 impl SessionReply {
     pub(crate) fn ok(session: Session) -> Self {
-        SessionReply { status: StatusCode::OK, session, minimal: false }
+        SessionReply { status: StatusCode::OK, session, minimal: false, answers: None }
     }
 
     pub(crate) fn created(session: Session) -> Self {
-        SessionReply { status: StatusCode::CREATED, session, minimal: false }
+        SessionReply { status: StatusCode::CREATED, session, minimal: false, answers: None }
     }
 
     /// `304 Not Modified`: the client's copy is current; only the `ETag` is sent.
     pub(crate) fn not_modified(session: Session) -> Self {
-        SessionReply { status: StatusCode::NOT_MODIFIED, session, minimal: false }
+        SessionReply { status: StatusCode::NOT_MODIFIED, session, minimal: false, answers: None }
     }
 
     /// The changed session as the client prefers it: with `return=minimal`, `204 No Content`
     /// and its `ETag` only.
     pub(crate) fn changed(session: Session, prefer: Prefer) -> Self {
-        SessionReply { status: StatusCode::OK, session, minimal: prefer.minimal }
+        SessionReply { status: StatusCode::OK, session, minimal: prefer.minimal, answers: None }
+    }
+
+    /// Answers with the bytes written for this very session before, if `answers` holds them,
+    /// and keeps what it writes there.
+    pub(crate) fn reusing(self, answers: SharedAnswers) -> Self {
+        SessionReply { answers: answers.0, ..self }
     }
 }
 
@@ -64,11 +78,12 @@ impl IntoResponse for SessionReply {
             headers.insert(header::LOCATION, HeaderValue::try_from(location).expect("a session id is URL-safe"));
         }
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        // Written once into a buffer of about the right size: a session with a few attributes
-        // is ~400 bytes, which axum's `Json` reaches by growing from 128 twice.
-        let mut body = Vec::with_capacity(BODY_CAPACITY);
-        match serde_json::to_writer(&mut body, &SessionBody::from(self.session)) {
-            Ok(()) => {
+        let body = match &self.answers {
+            Some(answers) => answers.answer(self.session),
+            None => write(self.session),
+        };
+        match body {
+            Ok(body) => {
                 *response.status_mut() = self.status;
                 *response.body_mut() = Body::from(body);
                 response
@@ -78,10 +93,167 @@ impl IntoResponse for SessionReply {
     }
 }
 
+/// The JSON of `session`, written once into a buffer of about the right size: a session with a
+/// few attributes is ~400 bytes, which axum's `Json` reaches by growing from 128 twice.
+fn write(session: Session) -> Result<Bytes, serde_json::Error> {
+    let mut body = Vec::with_capacity(BODY_CAPACITY);
+    serde_json::to_writer(&mut body, &SessionBody::from(session))?;
+    Ok(Bytes::from(body))
+}
+
+/// Session answers as written, by session id: a session read again unchanged is answered with
+/// the bytes written the first time. Writing a session's JSON was a fifth of the instructions of
+/// a `GET` with four small attributes (callgrind), and grows with the attributes; a lookup costs
+/// the same whatever their size.
+///
+/// An answer is reused only for a session with the same [`Stamp`]: every write to a session
+/// bumps its version, and a renewal moves its deadlines, so equal stamps mean equal JSON. Bounded
+/// by a memory budget (`http.json_cache_size`), least recently used first out.
+#[derive(Debug)]
+pub(crate) struct Answers {
+    // Behind an `Arc`: a hit clones what it finds, which is then a count, not a copy.
+    cache: Cache<SessionId, Arc<Answer>>,
+}
+
+#[derive(Debug)]
+struct Answer {
+    stamp: Stamp,
+    body: Bytes,
+}
+
+/// What tells one state of a session from another, besides its id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stamp {
+    user: UserId,
+    version: Version,
+    created_at: Timestamp,
+    last_access_at: Timestamp,
+    expires_at: Timestamp,
+    absolute_expires_at: Timestamp,
+    idle_ttl: Duration,
+}
+
+impl Stamp {
+    fn of(session: &Session) -> Self {
+        Stamp {
+            user: session.user_id.clone(),
+            version: session.version,
+            created_at: session.created_at,
+            last_access_at: session.last_access_at,
+            expires_at: session.expires_at,
+            absolute_expires_at: session.absolute_expires_at,
+            idle_ttl: session.idle_ttl,
+        }
+    }
+
+    fn matches(&self, session: &Session) -> bool {
+        self.version == session.version
+            && self.created_at == session.created_at
+            && self.last_access_at == session.last_access_at
+            && self.expires_at == session.expires_at
+            && self.absolute_expires_at == session.absolute_expires_at
+            && self.idle_ttl == session.idle_ttl
+            && self.user == session.user_id
+    }
+}
+
+impl Answers {
+    /// Answers holding about `budget` bytes.
+    pub(crate) fn new(budget: NonZeroUsize) -> Self {
+        Answers { cache: Cache::new(budget) }
+    }
+
+    /// The JSON of `session`, as written before or written now (and kept).
+    fn answer(&self, session: Session) -> Result<Bytes, serde_json::Error> {
+        let ticket = match self.cache.get(&session.id) {
+            Lookup::Hit(answer) if answer.stamp.matches(&session) => return Ok(answer.body.clone()),
+            Lookup::Hit(_) => self.cache.ticket(&session.id),
+            Lookup::Miss(ticket) => ticket,
+        };
+        let (id, stamp) = (session.id.clone(), Stamp::of(&session));
+        let body = write(session)?;
+        // Counted for the body and the stamp; the cache adds its own bookkeeping.
+        let weight = body.len() + std::mem::size_of::<Answer>() + stamp.user.as_ref().len();
+        self.cache.fill(&id, ticket, Arc::new(Answer { stamp, body: body.clone() }), weight);
+        Ok(body)
+    }
+}
+
+/// The server's [`Answers`], if it keeps them (`http.json_cache_size` above 0): what a handler
+/// takes as `State<SharedAnswers>`.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SharedAnswers(pub(crate) Option<Arc<Answers>>);
+
+impl FromRef<crate::AppState> for SharedAnswers {
+    fn from_ref(state: &crate::AppState) -> Self {
+        state.answers.clone()
+    }
+}
+
 /// The starting size of a session response body.
 const BODY_CAPACITY: usize = 512;
 
 /// The strong entity tag of a version: `"7"`.
 pub(crate) fn etag(version: Version) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{}\"", version.0)).expect("digits and quotes are a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answers() -> Answers {
+        Answers::new(NonZeroUsize::new(1 << 20).unwrap())
+    }
+
+    fn session() -> Session {
+        let user: UserId = "alice".parse().unwrap();
+        let mut session = Session::new(
+            SessionId::generate_for(&user),
+            user,
+            Timestamp::now(),
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        );
+        session.attributes.insert("theme".into(), serde_json::json!("dark"));
+        session
+    }
+
+    fn json(body: &Bytes) -> serde_json::Value {
+        serde_json::from_slice(body).unwrap()
+    }
+
+    #[test]
+    fn a_session_read_again_unchanged_is_answered_with_the_same_bytes() {
+        let (answers, session) = (answers(), session());
+        let first = answers.answer(session.clone()).unwrap();
+        let again = answers.answer(session.clone()).unwrap();
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the bytes written the first time, not a copy");
+        assert_eq!(first, write(session).unwrap());
+    }
+
+    #[test]
+    fn any_change_to_a_session_is_written_anew() {
+        let answers = answers();
+        let session = session();
+        let first = answers.answer(session.clone()).unwrap();
+
+        let mut changed = session.clone();
+        changed.attributes.insert("theme".into(), serde_json::json!("light"));
+        changed.version = Version(session.version.0 + 1);
+        assert_eq!(json(&answers.answer(changed.clone()).unwrap())["attributes"]["theme"], "light");
+
+        let mut renewed = changed.clone();
+        renewed.expires_at = renewed.expires_at + Duration::from_secs(5);
+        renewed.last_access_at = renewed.last_access_at + Duration::from_secs(5);
+        let answer = answers.answer(renewed.clone()).unwrap();
+        assert_eq!(answer, write(renewed).unwrap(), "a renewal moves the deadlines the answer shows");
+
+        // Another session under the same id (a different user, created anew): its own answer.
+        let other: UserId = "bob".parse().unwrap();
+        let mut recreated = session.clone();
+        recreated.user_id = other;
+        assert_eq!(json(&answers.answer(recreated).unwrap())["user_id"], "bob");
+        assert_ne!(first, answers.answer(changed).unwrap());
+    }
 }

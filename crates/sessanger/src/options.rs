@@ -34,7 +34,14 @@ pub(crate) fn server(file: &HttpConfig, compat: CompatOptions, events: &EventsCo
         max_connections: file.max_connections.unwrap_or(defaults.max_connections),
     };
     let events = EventOptions { session_ids: events.session_ids, ..EventOptions::default() };
-    ServerOptions { body_limit: file.body_limit, connections, compat, events, ..ServerOptions::default() }
+    ServerOptions {
+        body_limit: file.body_limit,
+        connections,
+        compat,
+        events,
+        json_cache_size: file.json_cache_size,
+        ..ServerOptions::default()
+    }
 }
 
 /// `compat:` as the server's options. `Config::load` has already merged the `sessman.json` a

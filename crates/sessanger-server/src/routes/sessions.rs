@@ -4,6 +4,7 @@ use std::{borrow::Cow, time::Duration};
 
 use axum::{
     Json, Router,
+    extract::State,
     http::{StatusCode, header},
     response::IntoResponse,
     routing::{get, patch, post},
@@ -27,7 +28,7 @@ use crate::{
     conditional::{IfMatch, IfNoneMatch},
     error::ApiError,
     extract::{JsonBody, PathId, Prefer},
-    reply::{SessionReply, etag},
+    reply::{SessionReply, SharedAnswers, etag},
 };
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -61,6 +62,7 @@ pub(crate) fn routes() -> Router<AppState> {
 )]
 pub(crate) async fn create_session(
     caller: Caller<Write>,
+    State(answers): State<SharedAnswers>,
     JsonBody(body): JsonBody<CreateSession>,
 ) -> Result<SessionReply, ApiError> {
     if body.ttl_secs == Some(0) {
@@ -76,7 +78,7 @@ pub(crate) async fn create_session(
         Some(id) => caller.manager.create_session_with_id(id, &body.user_id, new).await?,
         None => caller.manager.create_session(&body.user_id, new).await?,
     };
-    Ok(SessionReply::created(session))
+    Ok(SessionReply::created(session).reusing(answers))
 }
 
 /// Read a session.
@@ -96,6 +98,7 @@ pub(crate) async fn create_session(
 )]
 pub(crate) async fn get_session(
     caller: Caller<Read>,
+    State(answers): State<SharedAnswers>,
     PathId(id): PathId<SessionId>,
     if_none_match: IfNoneMatch,
 ) -> Result<SessionReply, ApiError> {
@@ -103,7 +106,7 @@ pub(crate) async fn get_session(
     if if_none_match.holds(session.version) {
         return Ok(SessionReply::not_modified(session));
     }
-    Ok(SessionReply::ok(session))
+    Ok(SessionReply::ok(session).reusing(answers))
 }
 
 /// The body of `PATCH /v1/sessions/{id}/attributes`: exactly the core [`Patch`], which is what
@@ -164,6 +167,7 @@ impl ToSchema for PatchBody {
 )]
 pub(crate) async fn patch_attributes(
     caller: Caller<Write>,
+    State(answers): State<SharedAnswers>,
     PathId(id): PathId<SessionId>,
     if_match: IfMatch,
     prefer: Prefer,
@@ -173,7 +177,7 @@ pub(crate) async fn patch_attributes(
         Some(expected) => caller.manager.patch_session(&id, &patch, expected).await?,
         None => if_match.write(|expected| caller.manager.patch_session(&id, &patch, Some(expected))).await?,
     };
-    Ok(SessionReply::changed(session, prefer))
+    Ok(SessionReply::changed(session, prefer).reusing(answers))
 }
 
 /// Replace attributes and device, only at the version in `If-Match` (sa-token's
@@ -203,6 +207,7 @@ pub(crate) async fn patch_attributes(
 )]
 pub(crate) async fn replace_session(
     caller: Caller<Write>,
+    State(answers): State<SharedAnswers>,
     PathId(id): PathId<SessionId>,
     if_match: IfMatch,
     prefer: Prefer,
@@ -214,7 +219,7 @@ pub(crate) async fn replace_session(
         return Err(ApiError::PreconditionRequired);
     }
     let session = if_match.write(|expected| caller.manager.replace_session(&id, body.replacement(expected))).await?;
-    Ok(SessionReply::changed(session, prefer))
+    Ok(SessionReply::changed(session, prefer).reusing(answers))
 }
 
 /// Renew a session's idle deadline (never past its absolute one).
@@ -229,9 +234,10 @@ pub(crate) async fn replace_session(
 )]
 pub(crate) async fn refresh_session(
     caller: Caller<Write>,
+    State(answers): State<SharedAnswers>,
     PathId(id): PathId<SessionId>,
 ) -> Result<SessionReply, ApiError> {
-    Ok(SessionReply::ok(caller.manager.refresh_session(&id).await?))
+    Ok(SessionReply::ok(caller.manager.refresh_session(&id).await?).reusing(answers))
 }
 
 /// Move a session to a fresh id (do it at login, against session fixation); the old id stops
