@@ -153,22 +153,44 @@ pub(crate) fn status(value: Value) -> Result<(String, std::vec::IntoIter<Value>)
     Ok((status, items))
 }
 
-/// The session `id` from its hash fields (an `HGETALL` reply); `None` if the hash is empty.
+/// The session `id` from its hash fields: an `HGETALL` reply, or a script's packed record (each
+/// field and value followed by a NUL: `packed` in `scripts.rs`); `None` if there are none.
 pub(crate) fn decode(id: SessionId, value: Value) -> Result<Option<Session>, StoreError> {
-    let pairs = pairs(value)?;
-    if pairs.is_empty() {
+    match value {
+        Value::BulkString(packed) => {
+            let packed = String::from_utf8(packed).map_err(|e| StoreError::Decode(e.into()))?;
+            let mut parts = packed.split_terminator('\0');
+            let mut fields = Vec::with_capacity(16);
+            while let Some(field) = parts.next() {
+                let value =
+                    parts.next().ok_or_else(|| malformed(Malformed::Invalid("a packed field without a value")))?;
+                fields.push((field, value));
+            }
+            from_fields(id, fields)
+        }
+        other => {
+            let pairs = pairs(other)?
+                .into_iter()
+                .map(|(field, value)| Ok((text(field)?, text(value)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            from_fields(id, pairs.iter().map(|(field, value)| (field.as_str(), value.as_str())).collect())
+        }
+    }
+}
+
+fn from_fields(id: SessionId, fields: Vec<(&str, &str)>) -> Result<Option<Session>, StoreError> {
+    if fields.is_empty() {
         return Ok(None);
     }
     let mut meta = Meta::default();
     let mut attributes = Attributes::new();
-    for (field, value) in pairs {
-        let (field, value) = (text(field)?, text(value)?);
+    for (field, value) in fields {
         if let Some(key) = field.strip_prefix(ATTRIBUTE) {
-            let value = serde_json::from_str(&value).map_err(|e| StoreError::Decode(e.into()))?;
+            let value = serde_json::from_str(value).map_err(|e| StoreError::Decode(e.into()))?;
             attributes.insert(key.to_owned(), value);
             continue;
         }
-        match field.as_str() {
+        match field {
             META => meta.times = Some(value),
             "u" => meta.user = Some(value),
             "b" => meta.creator = Some(value),
@@ -182,14 +204,14 @@ pub(crate) fn decode(id: SessionId, value: Value) -> Result<Option<Session>, Sto
 
 /// The metadata fields of a record, as read.
 #[derive(Default)]
-struct Meta {
-    times: Option<String>,
-    user: Option<String>,
-    creator: Option<String>,
-    device: Option<String>,
+struct Meta<'a> {
+    times: Option<&'a str>,
+    user: Option<&'a str>,
+    creator: Option<&'a str>,
+    device: Option<&'a str>,
 }
 
-impl Meta {
+impl Meta<'_> {
     fn into_session(self, id: SessionId, attributes: Attributes) -> Result<Session, StoreError> {
         let invalid = |what| malformed(Malformed::Invalid(what));
         let missing = |what| malformed(Malformed::Missing(what));
@@ -209,7 +231,7 @@ impl Meta {
             None => None,
         };
         let device = self.device.ok_or_else(|| missing("d"))?;
-        let device: Device = serde_json::from_str(&device).map_err(|e| StoreError::Decode(e.into()))?;
+        let device: Device = serde_json::from_str(device).map_err(|e| StoreError::Decode(e.into()))?;
         Ok(Session {
             id,
             user_id,
@@ -258,6 +280,9 @@ mod tests {
             assert_eq!(fields.len(), 2 * (metadata + s.attributes.len()));
             let reply = Value::Array(fields.iter().map(|f| bulk(f)).collect());
             assert_eq!(decode(s.id.clone(), reply).unwrap(), Some(s.clone()));
+            // As a script packs it: each field and value followed by a NUL.
+            let packed = fields.iter().map(|f| format!("{f}\0")).collect::<String>();
+            assert_eq!(decode(s.id.clone(), bulk(&packed)).unwrap(), Some(s.clone()));
         }
     }
 
@@ -288,6 +313,11 @@ mod tests {
             let reply = Value::Array(broken.clone());
             assert!(matches!(decode(SessionId::generate(), reply), Err(StoreError::Decode(_))), "{broken:?}");
         }
+        let odd = "m\x002,1,1,1,1,3\0u\0bob\0d\0";
+        assert!(
+            matches!(decode(SessionId::generate(), bulk(odd)), Err(StoreError::Decode(_))),
+            "a field without a value"
+        );
     }
 
     #[test]

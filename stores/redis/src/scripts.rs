@@ -55,6 +55,17 @@ local function store_meta(key, f)
     .. ',' .. hex(f.i) .. ',' .. hex(f.v))
 end
 
+-- The record at `key` as one string, each field and value followed by a NUL, or nil if there
+-- is none: no field or value holds a NUL (JSON escapes it, ids refuse control characters), and
+-- one string is one step for the store's reply parser where a reply of many values takes one
+-- per value (`record.rs`, `decode`).
+local function packed(key)
+  local fields = redis.call('HGETALL', key)
+  if #fields == 0 then return false end
+  table.insert(fields, '')
+  return table.concat(fields, '\0')
+end
+
 -- The metadata of the live session stored at `key`, or nil if it is missing or dead.
 local function live(key)
   local f = meta(key)
@@ -201,7 +212,7 @@ local f = live(KEYS[1])
 if not f then return false end
 touch(KEYS[1], ARGV[5], f)
 if ARGV[6] == '1' then record('refreshed', ARGV[5], f.user) end
-return redis.call('HGETALL', KEYS[1])
+return packed(KEYS[1])
 "#;
 
 /// `KEYS[1]` the session; `ARGV[5..]` id, expected version (`''` for any), touch (`0`/`1`),
@@ -321,7 +332,7 @@ end
 f.v = f.v + 1
 if ARGV[7] == '1' then touch(key, id, f) else store_meta(key, f) end
 record('attributes_changed', id, f.user, 'k', ARGV[14])
-return {'applied', redis.call('HGETALL', key)}
+return {'applied', packed(key)}
 "#;
 
 /// `KEYS[1]` the session; `ARGV[5..]` id, expected version (`''` for any), new absolute
@@ -357,7 +368,7 @@ else
   extend(ukey(f.user), f.e)
 end
 record('attributes_changed', id, f.user, 'k', ARGV[9])
-return {'applied', redis.call('HGETALL', key)}
+return {'applied', packed(key)}
 "#;
 
 /// `KEYS[1]` the old session, `KEYS[2]` the new one (same hash tag); `ARGV[5..]` old id,
@@ -380,15 +391,15 @@ redis.call('ZREM', xkey, oldid .. f.user)
 f.v = f.v + 1
 touch(new, newid, f)
 record('regenerated', newid, f.user, 'o', oldid)
-return {'renamed', redis.call('HGETALL', new)}
+return {'renamed', packed(new)}
 "#;
 
 /// `KEYS[1]` the session; `ARGV[5..]` its id, the reason of its deletion. Deletes it, live or
 /// not (recording its deletion or its expiry), and returns its fields (the caller tells live
 /// from dead), or nil.
 const DELETE: &str = r#"
-local fields = redis.call('HGETALL', KEYS[1])
-if #fields == 0 then return false end
+local fields = packed(KEYS[1])
+if not fields then return false end
 if live(KEYS[1]) then
   local f = forget(KEYS[1], ARGV[5])
   record('deleted', ARGV[5], f.user, 'r', ARGV[6])
@@ -416,7 +427,7 @@ if only then
     return out
   end
   if limit > 0 and not (after and (f.c < after or (f.c == after and only <= after_id))) then
-    out = {only, redis.call('HGETALL', key)}
+    out = {only, packed(key)}
   end
   return out
 end
@@ -436,7 +447,7 @@ while found < limit do
         offset = offset - 1
       elseif live(key) then
         table.insert(out, id)
-        table.insert(out, redis.call('HGETALL', key))
+        table.insert(out, packed(key))
         found = found + 1
         if found == limit then break end
       end
