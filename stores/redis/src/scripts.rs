@@ -206,7 +206,7 @@ return {'created', unpack(evicted)}
 "#;
 
 /// `KEYS[1]` the session; `ARGV[5..]` its id, whether to record a `refreshed` event (`0`/`1`).
-/// Returns the record's fields, or nil.
+/// Returns the record (`packed`), or nil.
 const TOUCH: &str = r#"
 local f = live(KEYS[1])
 if not f then return false end
@@ -220,7 +220,7 @@ return packed(KEYS[1])
 /// for no cap), the device fields to change as JSON (`''` for none), the keys the patch names
 /// as a JSON array (for its event), then set pairs, removed
 /// fields, increment pairs. Returns `{'applied',
-/// fields}`, `{'missing'}`, `{'mismatch', version}`, `{'rejected', field}` or
+/// record}`, `{'missing'}`, `{'mismatch', version}`, `{'rejected', field}` or
 /// `{'too_large', 'attributes' | 'bytes'}`.
 const PATCH: &str = r#"
 local key, id = KEYS[1], ARGV[5]
@@ -337,7 +337,7 @@ return {'applied', packed(key)}
 
 /// `KEYS[1]` the session; `ARGV[5..]` id, expected version (`''` for any), new absolute
 /// deadline in ms (`''` keeps it), device JSON (`''` keeps it), the new attributes' keys as a
-/// JSON array (for its event), then attribute field/value pairs. Returns `{'applied', fields}`,
+/// JSON array (for its event), then attribute field/value pairs. Returns `{'applied', record}`,
 /// `{'missing'}` or `{'mismatch', version}`.
 const REPLACE: &str = r#"
 local key, id = KEYS[1], ARGV[5]
@@ -372,7 +372,7 @@ return {'applied', packed(key)}
 "#;
 
 /// `KEYS[1]` the old session, `KEYS[2]` the new one (same hash tag); `ARGV[5..]` old id,
-/// new id. Returns `{'renamed', fields}`, `{'missing'}` or `{'taken'}`.
+/// new id. Returns `{'renamed', record}`, `{'missing'}` or `{'taken'}`.
 const RENAME: &str = r#"
 local old, new, oldid, newid = KEYS[1], KEYS[2], ARGV[5], ARGV[6]
 local f = live(old)
@@ -395,7 +395,7 @@ return {'renamed', packed(new)}
 "#;
 
 /// `KEYS[1]` the session; `ARGV[5..]` its id, the reason of its deletion. Deletes it, live or
-/// not (recording its deletion or its expiry), and returns its fields (the caller tells live
+/// not (recording its deletion or its expiry), and returns its record (the caller tells live
 /// from dead), or nil.
 const DELETE: &str = r#"
 local fields = packed(KEYS[1])
@@ -411,7 +411,7 @@ return fields
 
 /// `KEYS[1]` the user's sorted set; `ARGV[5..]` the page's start (`created_at` ms and id of
 /// the last session of the page before, `''` for the first page), limit, the user. Returns
-/// `{id, fields, id, fields, ...}` of at most `limit` live sessions after the start, oldest
+/// `{id, record, id, record, ...}` of at most `limit` live sessions after the start, oldest
 /// first (by score, then id, as the index orders them). Reads the index in batches of `limit`
 /// from the start's score, so a page costs O(page) plus the dead entries on the way (entries
 /// whose record Redis already expired are pruned).
