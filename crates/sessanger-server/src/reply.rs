@@ -107,8 +107,11 @@ fn write(session: Session) -> Result<Bytes, serde_json::Error> {
 /// the same whatever their size.
 ///
 /// An answer is reused only for a session with the same [`Stamp`]: every write to a session
-/// bumps its version, and a renewal moves its deadlines, so equal stamps mean equal JSON. Bounded
-/// by a memory budget (`http.json_cache_size`), least recently used first out.
+/// bumps its version, and a renewal moves its deadlines, so equal stamps mean equal JSON. A
+/// request always reads the session's current state first, so an answer is never served for a
+/// session that changed or ended; it stays in memory until evicted, least recently used first,
+/// under a budget (`http.json_cache_size`). Like any answer, it holds sealed attributes in
+/// clear (`encryption:` seals them in the store, not in the process).
 #[derive(Debug)]
 pub(crate) struct Answers {
     // Behind an `Arc`: a hit clones what it finds, which is then a count, not a copy.
@@ -122,7 +125,7 @@ struct Answer {
 }
 
 /// What tells one state of a session from another, besides its id.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 struct Stamp {
     user: UserId,
     version: Version,
