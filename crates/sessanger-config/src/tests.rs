@@ -281,6 +281,9 @@ fn an_empty_file_or_empty_sections_mean_the_defaults() {
     let defaults = Config::default();
     assert_eq!(defaults.http.listen, "127.0.0.1:8090");
     assert_eq!(defaults.http.body_limit, 1 << 20);
+    assert_eq!(defaults.http.json_cache_size, 16 << 20);
+    assert_eq!(yaml("http: {json_cache_size: 0}").unwrap().http.json_cache_size, 0, "0 keeps no answers");
+    assert_eq!(yaml("http: {json_cache_size: 1MiB}").unwrap().http.json_cache_size, 1 << 20);
     assert_eq!(defaults.session.gc_interval, Duration::from_secs(5));
     assert_eq!(defaults.session_policy(), SessionPolicy::default());
 }

@@ -263,7 +263,17 @@ impl ServiceStore for FaultyStore {
 
 #[tokio::test]
 async fn a_session_lives_through_the_whole_native_flow() {
-    let api = Api::new().await;
+    native_flow(Api::new().await).await;
+}
+
+/// The same flow writing every answer anew: nothing may depend on answers kept as written.
+#[tokio::test]
+async fn a_session_lives_through_the_whole_native_flow_with_no_answers_kept() {
+    let options = ServerOptions { json_cache_size: 0, ..ServerOptions::default() };
+    native_flow(Api::with(Arc::new(MemoryStore::new()), SessionPolicy::default(), options).await).await;
+}
+
+async fn native_flow(api: Api) {
     let (w, r) = (Some(api.writer.as_str()), Some(api.reader.as_str()));
 
     // Create two sessions for one user.
