@@ -120,6 +120,17 @@ local function index_remove(user, id)
   end
 end
 
+-- Moves the entry of session `old` of `user`, created at `created`, to its new id `new`.
+local function index_rename(user, old, new, created)
+  if redis.call('HGET', single, user) == old then
+    redis.call('HSET', single, user, new)
+  else
+    local index = ukey(user)
+    redis.call('ZREM', index, old)
+    redis.call('ZADD', index, created, new)
+  end
+end
+
 -- Appends an event about session `id` of `user` to the log (`events.rs` reads it back), in
 -- the script that makes the change, so the two are one atomic step; `...` are the event's
 -- other fields.
@@ -380,13 +391,7 @@ if not f then return {'missing'} end
 if live(new) then return {'taken'} end
 bury(new, newid)
 redis.call('RENAME', old, new)
-if redis.call('HGET', single, f.user) == oldid then
-  redis.call('HSET', single, f.user, newid)
-else
-  local index = ukey(f.user)
-  redis.call('ZREM', index, oldid)
-  redis.call('ZADD', index, f.c, newid)
-end
+index_rename(f.user, oldid, newid, f.c)
 redis.call('ZREM', xkey, oldid .. f.user)
 f.v = f.v + 1
 touch(new, newid, f)
