@@ -9,11 +9,13 @@
 //!   implements, and the [`EventLog`] of a store that records [`EventRecord`]s.
 //! - `service`: registered services, their [`Permission`]s and [`ServiceToken`]s.
 //! - `manager`: [`SessionManager`], the library API (sa-token's `DistributedSessionManager`,
-//!   beego's `Manager`), with [`SessionEvent`]s and the audit trail ([`audit::TARGET`]).
+//!   beego's `Manager`), with [`SessionEvent`]s and the audit trail ([`audit::TARGET`]);
+//!   `combine`: how it writes concurrent increments of one session as one patch.
 //! - [`wire`]: the JSON bodies of the native HTTP API, shared by server and clients.
 
 pub mod audit;
 pub mod cache;
+mod combine;
 mod event;
 mod id;
 mod manager;

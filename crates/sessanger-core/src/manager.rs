@@ -22,6 +22,7 @@ use crate::{
     Patched, Permission, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceToken, Session,
     SessionEvent, SessionId, Store, StoreError, SystemClock, Timestamp, UserId, UserLimit, Version,
     audit::{self, Action},
+    combine::{self, Combiner, Joined, Lane, Turn, Waiting},
 };
 
 /// How sessions live and how much they may hold.
@@ -205,6 +206,38 @@ struct Shared {
     services: Mutex<HashMap<ServiceId, (ServiceRecord, Instant)>>,
     /// Secrets that verified, so most requests skip the hash.
     verified: crate::service::VerifiedSecrets,
+    /// The sessions with a patch on its way to the store, and the increments waiting to be
+    /// written together behind it.
+    combiner: Combiner,
+}
+
+/// Held by the first writer of a lane while its write is in flight; once it is done (or the
+/// writer is dropped on the way, its request timed out), hands what waited behind it to a
+/// task that writes it, so those waiting never wait for nobody.
+struct HandOn<'a> {
+    manager: &'a SessionManager,
+    lane: &'a Lane,
+}
+
+impl Drop for HandOn<'_> {
+    fn drop(&mut self) {
+        let waiting = self.manager.shared.combiner.next(self.lane);
+        if waiting.is_empty() {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(self.manager.clone().drive(self.lane.clone(), waiting));
+            }
+            // No runtime to write them (an executor other than tokio's): each writes its own.
+            Err(_) => {
+                for Waiting { turn, .. } in waiting {
+                    let _ = turn.send(Turn::Alone);
+                }
+                self.manager.shared.combiner.abandon(self.lane);
+            }
+        }
+    }
 }
 
 impl fmt::Debug for SessionManager {
@@ -235,6 +268,7 @@ impl SessionManager {
                 wake_feed: Notify::new(),
                 services: Mutex::default(),
                 verified: crate::service::VerifiedSecrets::default(),
+                combiner: Combiner::default(),
             }),
             service: None,
         }
@@ -469,6 +503,11 @@ impl SessionManager {
     /// Applies `patch` atomically as `options` say, whatever the policy: on which version,
     /// and whether the write renews the idle deadline (an API whose clients expect a write to
     /// count as use). The session cap is always the policy's ([`Limits::session`]).
+    ///
+    /// Increments alone, at any version, that arrive for a session while a patch of it is on
+    /// its way to the store are written together as one patch once it returns (one round
+    /// trip, one event); each caller is answered the session right after its own increment,
+    /// as if they had been written one at a time (see `combine.rs`).
     pub async fn patch_session_with(
         &self,
         id: &SessionId,
@@ -479,19 +518,109 @@ impl SessionManager {
         patch.validate(limits)?;
         // The cap is the policy's, whatever the caller asked: no API may grow a session past it.
         let options = options.with_cap(Some(limits.session));
-        match self.shared.store.patch(id, patch, options, self.change()).await? {
+        let combinable = patch.set.is_empty()
+            && patch.remove.is_empty()
+            && !patch.incr.is_empty()
+            && options.expected.is_none()
+            && options.device.is_none();
+        let outcome = if combinable {
+            let lane = Lane { id: id.clone(), service: self.service.clone(), touch: options.touch };
+            self.patch_in_lane(&lane, patch, options).await?
+        } else {
+            self.write_patch(id, patch, options, self.change()).await?
+        };
+        match outcome {
             Patched::Applied(session) => {
                 self.audit_foreign(&session, Action::ForeignUpdate);
-                self.emit(SessionEvent::AttributesChanged {
-                    session_id: session.id.clone(),
-                    user_id: session.user_id.clone(),
-                    keys: patch.keys().map(str::to_owned).collect(),
-                });
                 Ok(session)
             }
             Patched::NotFound => Err(ManagerError::NotFound),
             Patched::VersionMismatch(current) => Err(ManagerError::VersionMismatch { current }),
             Patched::Rejected(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes `patch` and tells subscribers what it changed.
+    async fn write_patch(
+        &self,
+        id: &SessionId,
+        patch: &Patch,
+        options: PatchOptions<'_>,
+        change: Change<'_>,
+    ) -> Result<Patched, StoreError> {
+        let outcome = self.shared.store.patch(id, patch, options, change).await?;
+        if let Patched::Applied(session) = &outcome {
+            self.emit(SessionEvent::AttributesChanged {
+                session_id: session.id.clone(),
+                user_id: session.user_id.clone(),
+                keys: patch.keys().map(str::to_owned).collect(),
+            });
+        }
+        Ok(outcome)
+    }
+
+    /// Writes the increments of `patch` in `lane`: at once if no write is in flight there (and
+    /// then, once it returns, whatever waited behind it, see [`Self::drive`]), otherwise with
+    /// the increments waiting behind that write.
+    async fn patch_in_lane(
+        &self,
+        lane: &Lane,
+        patch: &Patch,
+        options: PatchOptions<'_>,
+    ) -> Result<Patched, StoreError> {
+        match self.shared.combiner.join(lane, &patch.incr) {
+            Joined::First => {
+                // Hands the lane on whether the write returns or the caller is dropped on the
+                // way (its request timed out): those waiting must never wait for nobody.
+                let _lane = HandOn { manager: self, lane };
+                self.write_patch(&lane.id, patch, options, self.change()).await
+            }
+            Joined::Queued(turn) => match turn.await {
+                Ok(Turn::Done(outcome)) => outcome,
+                Ok(Turn::Alone) => self.write_patch(&lane.id, patch, options, self.change()).await,
+                Err(_) => Err(StoreError::Unavailable(
+                    "the write carrying this increment was dropped: it may or may not have been applied".into(),
+                )),
+            },
+        }
+    }
+
+    /// Writes `waiting`, the increments that waited in `lane`, as one patch, then those that
+    /// waited behind them, until none waits.
+    async fn drive(self, lane: Lane, mut waiting: Vec<Waiting>) {
+        let options = PatchOptions::new().with_touch(lane.touch).with_cap(Some(self.shared.policy.limits.session));
+        while !waiting.is_empty() {
+            let each: Vec<_> = waiting.iter().map(|w| &w.incr).collect();
+            let combined = match combine::sum(&each) {
+                Some((patch, writes)) => {
+                    let change = Change::at(self.now()).by(lane.service.as_ref());
+                    Some(self.write_patch(&lane.id, &patch, options.with_writes(writes), change).await)
+                }
+                None => None,
+            };
+            let outcomes: Vec<Result<Patched, StoreError>> = match combined {
+                Some(Ok(Patched::Applied(last))) => {
+                    combine::answers(last, &each).into_iter().map(|session| Ok(Patched::Applied(session))).collect()
+                }
+                // Refused as a whole (or not summable): one at a time, each applied or refused
+                // as it would have been alone.
+                Some(Ok(Patched::Rejected(_))) | None => {
+                    let mut outcomes = Vec::with_capacity(each.len());
+                    for incr in &each {
+                        let patch = Patch { incr: (*incr).clone(), ..Patch::default() };
+                        let change = Change::at(self.now()).by(lane.service.as_ref());
+                        outcomes.push(self.write_patch(&lane.id, &patch, options, change).await);
+                    }
+                    outcomes
+                }
+                Some(Ok(other)) => each.iter().map(|_| Ok(other.clone())).collect(),
+                Some(Err(error)) => combine::copies(error, each.len()).into_iter().map(Err).collect(),
+            };
+            for (Waiting { turn, .. }, outcome) in waiting.into_iter().zip(outcomes) {
+                // A caller that gave up meanwhile needs no answer.
+                let _ = turn.send(Turn::Done(outcome));
+            }
+            waiting = self.shared.combiner.next(&lane);
         }
     }
 

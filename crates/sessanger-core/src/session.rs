@@ -1,6 +1,6 @@
 //! The session record and the changes a store applies to it.
 
-use std::time::Duration;
+use std::{num::NonZeroU32, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -24,6 +24,12 @@ impl Version {
     #[must_use]
     pub fn next(self) -> Version {
         Version(self.0 + 1)
+    }
+
+    /// The version after `writes` more writes.
+    #[must_use]
+    pub fn advanced(self, writes: NonZeroU32) -> Version {
+        Version(self.0 + u64::from(writes.get()))
     }
 }
 

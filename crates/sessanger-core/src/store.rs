@@ -164,7 +164,7 @@ pub enum Renamed {
 /// assert_eq!(options.expected, Some(Version(3)));
 /// ```
 // Not `non_exhaustive`, as `Replacement`: a store destructures it whole.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PatchOptions<'a> {
     /// Apply only if the stored version equals this one (compare-and-set); `None` applies
     /// whatever the version.
@@ -177,6 +177,17 @@ pub struct PatchOptions<'a> {
     /// Device fields to change in the same step: each one this device has (`Some`) replaces
     /// the stored one, the others stay ([`Device::merge`]).
     pub device: Option<&'a Device>,
+    /// How many writes the patch carries: the version grows by this many, as it would have
+    /// by writing them one at a time. More than one when the manager combined the
+    /// concurrent increments of one session into one patch
+    /// ([`SessionManager::patch_session`](crate::SessionManager::patch_session)).
+    pub writes: NonZeroU32,
+}
+
+impl Default for PatchOptions<'_> {
+    fn default() -> Self {
+        PatchOptions { expected: None, touch: false, cap: None, device: None, writes: NonZeroU32::MIN }
+    }
 }
 
 impl<'a> PatchOptions<'a> {
@@ -212,6 +223,13 @@ impl<'a> PatchOptions<'a> {
         self.device = device;
         self
     }
+
+    /// The patch carries `writes` writes (see [`PatchOptions::writes`]).
+    #[must_use]
+    pub fn with_writes(mut self, writes: NonZeroU32) -> Self {
+        self.writes = writes;
+        self
+    }
 }
 
 impl Session {
@@ -222,9 +240,11 @@ impl Session {
         if options.expected.is_some_and(|v| v != self.version) {
             return Patched::VersionMismatch(self.version);
         }
+        let version = self.version;
         if let Err(rejected) = self.apply(patch, options.cap) {
             return Patched::Rejected(rejected);
         }
+        self.version = version.advanced(options.writes);
         if let Some(device) = options.device {
             self.device.merge(device);
         }

@@ -252,6 +252,26 @@ pub async fn sixty_four_concurrent_increments_lose_nothing(store: SharedStore) {
     assert_eq!(after.attributes["counter"], json!(64));
 }
 
+/// A patch carrying several writes (the manager's combined increments) moves the version by
+/// as many, with or without touch, and one carrying one write by one.
+pub async fn a_patch_carrying_several_writes_moves_the_version_by_as_many(store: SharedStore) {
+    let now = t0();
+    let s = created(&store, &user("u"), now).await;
+    let five = NonZeroU32::new(5).unwrap();
+    for (touch, version) in [(false, 6), (true, 11)] {
+        let options = PatchOptions::new().with_touch(touch).with_writes(five);
+        let Patched::Applied(after) =
+            store.patch(&s.id, &Patch::default().incr("n", 5), options, Change::at(now)).await.expect("patch")
+        else {
+            panic!("the patch applies");
+        };
+        assert_eq!(after.version, Version(version));
+        assert_eq!(store.load(&s.id, now).await.unwrap().map(|s| s.version), Some(Version(version)));
+    }
+    let after = patch(&store, &s.id, &Patch::default().incr("n", 1), now).await;
+    assert_eq!((after.version, &after.attributes["n"]), (Version(12), &json!(11)));
+}
+
 /// Many writers patching with the same expected version: exactly one wins.
 pub async fn concurrent_version_checked_patches_let_exactly_one_win(store: SharedStore) {
     let now = t0();

@@ -82,6 +82,7 @@ macro_rules! for_each_case {
             two_hundred_concurrent_writers_of_different_keys_lose_nothing,
             two_hundred_concurrent_touching_writers_lose_nothing,
             sixty_four_concurrent_increments_lose_nothing,
+            a_patch_carrying_several_writes_moves_the_version_by_as_many,
             concurrent_version_checked_patches_let_exactly_one_win,
             replace_is_compare_and_set_by_version,
             replace_moves_the_absolute_deadline_either_way,

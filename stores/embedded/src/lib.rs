@@ -594,11 +594,11 @@ impl SessionStore for EmbeddedStore {
         change: Change<'_>,
     ) -> Result<Patched, StoreError> {
         // The write runs on a blocking thread: it owns what it needs.
-        let PatchOptions { expected, touch, cap, device } = options;
+        let PatchOptions { expected, touch, cap, device, writes } = options;
         let (id, patch, device) = (id.clone(), patch.clone(), device.cloned());
         let (now, service) = (change.now, change.service.cloned());
         self.write_sessions(move |t| {
-            let options = PatchOptions { expected, touch, cap, device: device.as_ref() };
+            let options = PatchOptions { expected, touch, cap, device: device.as_ref(), writes };
             let outcome = t.update(&id, now, |s| match s.patched(&patch, options, now) {
                 applied @ Patched::Applied(_) => Edit::Write(applied),
                 refused => Edit::Keep(refused),

@@ -542,7 +542,7 @@ impl SessionStore for MongoStore {
         change: Change<'_>,
     ) -> Result<Patched, StoreError> {
         let now = change.now;
-        let PatchOptions { expected, touch, cap, device } = options;
+        let PatchOptions { expected, touch, cap, device, writes } = options;
         let changes = match AttributeChanges::of(patch) {
             Ok(changes) => changes,
             Err(rejected) => return Ok(Patched::Rejected(rejected)),
@@ -568,7 +568,7 @@ impl SessionStore for MongoStore {
                 .sessions
                 .find_one_and_update(
                     query::patch_filter(id, &changes.increments, at, now),
-                    query::patch_modifications(&changes, device, touch, now),
+                    query::patch_modifications(&changes, device, touch, writes, now),
                 )
                 .return_document(ReturnDocument::After)
                 .await

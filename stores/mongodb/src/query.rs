@@ -5,6 +5,8 @@
 //! invisible at once, whatever the server's clock says and whether or not the TTL monitor has
 //! removed it yet.
 
+use std::num::NonZeroU32;
+
 use mongodb::{
     bson::{Bson, Document, doc},
     options::UpdateModifications,
@@ -168,8 +170,8 @@ impl AttributeChanges {
 }
 
 /// The update of a patch without touch: `$set`, `$unset` and `$inc` on `attributes.<key>`,
-/// plus `$inc` of the version, in one operator document.
-pub(crate) fn patch_update(changes: &AttributeChanges, device: Option<&Device>) -> Document {
+/// plus `$inc` of the version by the `writes` the patch carries, in one operator document.
+pub(crate) fn patch_update(changes: &AttributeChanges, device: Option<&Device>, writes: i64) -> Document {
     let mut set = device_changes(device);
     for (key, value) in &changes.set {
         set.insert(attribute_path(key), value.clone());
@@ -178,7 +180,7 @@ pub(crate) fn patch_update(changes: &AttributeChanges, device: Option<&Device>) 
     for key in &changes.unset {
         unset.insert(attribute_path(key), "");
     }
-    let mut inc = doc! { field::VERSION: 1_i64 };
+    let mut inc = doc! { field::VERSION: writes };
     for (key, by) in &changes.increments {
         inc.insert(attribute_path(key), *by);
     }
@@ -200,6 +202,7 @@ pub(crate) fn patch_update(changes: &AttributeChanges, device: Option<&Device>) 
 pub(crate) fn patch_with_touch_pipeline(
     changes: &AttributeChanges,
     device: Option<&Device>,
+    writes: i64,
     now: Timestamp,
 ) -> Vec<Document> {
     let mut set: Document = device_changes(device)
@@ -213,7 +216,7 @@ pub(crate) fn patch_with_touch_pipeline(
         let path = attribute_path(key);
         set.insert(&path, doc! { "$add": [{ "$ifNull": [format!("${path}"), 0_i64] }, *by] });
     }
-    set.insert(field::VERSION, doc! { "$add": [format!("${}", field::VERSION), 1_i64] });
+    set.insert(field::VERSION, doc! { "$add": [format!("${}", field::VERSION), writes] });
     set.extend(touch_fields(now));
     let mut pipeline = vec![doc! { "$set": set }];
     if !changes.unset.is_empty() {
@@ -223,17 +226,19 @@ pub(crate) fn patch_with_touch_pipeline(
     pipeline
 }
 
-/// The update of a patch, as the driver takes it.
+/// The update of a patch carrying `writes` writes ([`PatchOptions::writes`](sessanger_core::PatchOptions::writes)), as the driver takes it.
 pub(crate) fn patch_modifications(
     changes: &AttributeChanges,
     device: Option<&Device>,
     touch: bool,
+    writes: NonZeroU32,
     now: Timestamp,
 ) -> UpdateModifications {
+    let writes = i64::from(writes.get());
     if touch {
-        UpdateModifications::Pipeline(patch_with_touch_pipeline(changes, device, now))
+        UpdateModifications::Pipeline(patch_with_touch_pipeline(changes, device, writes, now))
     } else {
-        UpdateModifications::Document(patch_update(changes, device))
+        UpdateModifications::Document(patch_update(changes, device, writes))
     }
 }
 
@@ -377,7 +382,7 @@ mod tests {
         let changes = AttributeChanges::of(&patch).unwrap();
         let device = Device { device_id: Some("phone".into()), ..Device::default() };
         assert_eq!(
-            patch_update(&changes, Some(&device)),
+            patch_update(&changes, Some(&device), 1),
             doc! {
                 "$set": { "device.device_id": "phone", "attributes.a%2Eb": "$x", "attributes.theme": { "dark": true } },
                 "$unset": { "attributes.drop": "" },
@@ -389,7 +394,7 @@ mod tests {
     #[test]
     fn an_empty_patch_only_counts_a_write() {
         let changes = AttributeChanges::of(&Patch::default()).unwrap();
-        assert_eq!(patch_update(&changes, None), doc! { "$inc": { "version": 1_i64 } });
+        assert_eq!(patch_update(&changes, None, 1), doc! { "$inc": { "version": 1_i64 } });
     }
 
     #[test]
@@ -446,7 +451,7 @@ mod tests {
         let changes = AttributeChanges::of(&patch).unwrap();
         let now = DateTime::from_millis(1_000);
         assert_eq!(
-            patch_with_touch_pipeline(&changes, None, NOW),
+            patch_with_touch_pipeline(&changes, None, 1, NOW),
             vec![
                 doc! { "$set": {
                     "attributes.s": { "$literal": "$notAPath" },
@@ -458,8 +463,14 @@ mod tests {
                 doc! { "$unset": ["attributes.r"] },
             ]
         );
-        assert!(matches!(patch_modifications(&changes, None, true, NOW), UpdateModifications::Pipeline(_)));
-        assert!(matches!(patch_modifications(&changes, None, false, NOW), UpdateModifications::Document(_)));
+        assert!(matches!(
+            patch_modifications(&changes, None, true, NonZeroU32::MIN, NOW),
+            UpdateModifications::Pipeline(_)
+        ));
+        assert!(matches!(
+            patch_modifications(&changes, None, false, NonZeroU32::MIN, NOW),
+            UpdateModifications::Document(_)
+        ));
     }
 
     #[test]

@@ -534,9 +534,10 @@ impl SessionStore for RedisStore {
         options: PatchOptions<'_>,
         change: Change<'_>,
     ) -> Result<Patched, StoreError> {
-        let PatchOptions { expected, touch, cap, device } = options;
+        let PatchOptions { expected, touch, cap, device, writes } = options;
         let expected = expected.map(|v| v.0.to_string()).unwrap_or_default();
         let counts = [patch.set.len().to_string(), patch.remove.len().to_string(), patch.incr.len().to_string()];
+        let writes = writes.to_string();
         let [max_attributes, max_bytes] =
             cap.map_or_else(Default::default, |cap| [cap.max_attributes.to_string(), cap.max_bytes.to_string()]);
         let mut owned = record::attributes(&patch.set)?;
@@ -565,6 +566,7 @@ impl SessionStore for RedisStore {
             max_bytes,
             &device,
             &keys,
+            &writes,
         ];
         args.extend(owned.iter().map(String::as_str));
         let key = self.keys.session(id);

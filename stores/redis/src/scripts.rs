@@ -229,8 +229,8 @@ return packed(KEYS[1])
 /// `KEYS[1]` the session; `ARGV[5..]` id, expected version (`''` for any), touch (`0`/`1`),
 /// the counts of sets, removes and increments, the cap's most attributes and bytes (`''`
 /// for no cap), the device fields to change as JSON (`''` for none), the keys the patch names
-/// as a JSON array (for its event), then set pairs, removed
-/// fields, increment pairs. Returns `{'applied',
+/// as a JSON array (for its event), how many writes the patch carries (the version grows by
+/// that many: `PatchOptions::writes`), then set pairs, removed fields, increment pairs. Returns `{'applied',
 /// record}`, `{'missing'}`, `{'mismatch', version}`, `{'rejected', field}` or
 /// `{'too_large', 'attributes' | 'bytes'}`.
 const PATCH: &str = r#"
@@ -240,7 +240,7 @@ if not f then return {'missing'} end
 local version = string.format('%d', f.v)
 if ARGV[6] ~= '' and ARGV[6] ~= version then return {'mismatch', version} end
 local nset, nremove, nincr = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local at = 15
+local at = 16
 local sets = {}
 for _ = 1, nset do
   table.insert(sets, ARGV[at]); table.insert(sets, ARGV[at + 1]); at = at + 2
@@ -340,7 +340,7 @@ if ARGV[13] ~= '' then
   for name, value in pairs(cjson.decode(ARGV[13])) do device[name] = value end
   redis.call('HSET', key, 'd', cjson.encode(device))
 end
-f.v = f.v + 1
+f.v = f.v + tonumber(ARGV[15])
 if ARGV[7] == '1' then touch(key, id, f) else store_meta(key, f) end
 record('attributes_changed', id, f.user, 'k', ARGV[14])
 return {'applied', packed(key)}

@@ -425,7 +425,7 @@ fn patch_statement(
     options: PatchOptions<'_>,
     now: Timestamp,
 ) -> Result<QueryBuilder<MySql>, StoreError> {
-    let PatchOptions { expected, touch, cap, device } = options;
+    let PatchOptions { expected, touch, cap, device, writes } = options;
     let mut sql = QueryBuilder::new("UPDATE sessions SET attributes = ");
     let sets = !(patch.set.is_empty() && increments.is_empty());
     if sets {
@@ -455,7 +455,7 @@ fn patch_statement(
     if let Some(device) = device {
         sql.push(", device = JSON_MERGE_PATCH(device, JSON_EXTRACT(").push_bind(encode(device)?).push(", '$'))");
     }
-    sql.push(", version = version + 1");
+    sql.push(", version = version + ").push_bind(writes.get());
     if touch {
         sql.push(", last_access_at = ").push_bind(now.as_millis());
         sql.push(", expires_at = LEAST(").push_bind(now.as_millis()).push(" + idle_ttl_ms, absolute_expires_at)");

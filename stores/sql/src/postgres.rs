@@ -121,7 +121,7 @@ statement!(
                   FROM jsonb_each_text($5::jsonb) AS incr),
                  '{{}}'::jsonb),
              device = device || COALESCE($12::jsonb, '{{}}'::jsonb),
-             version = version + 1,
+             version = version + $15,
              last_access_at = CASE WHEN $6 THEN $2 ELSE last_access_at END,
              expires_at = CASE WHEN $6 THEN LEAST($2 + idle_ttl_ms, absolute_expires_at) ELSE expires_at END
          WHERE id = $1 AND expires_at > $2 AND version = COALESCE($7, version)
@@ -393,7 +393,7 @@ fn patch_query<'a>(
     let keys: Vec<&str> = patch.keys().collect();
     let increments: serde_json::Map<String, serde_json::Value> =
         increments.iter().map(|(key, by)| ((*key).to_owned(), (*by).into())).collect();
-    let PatchOptions { expected, touch, cap, device } = options;
+    let PatchOptions { expected, touch, cap, device, writes } = options;
     let room = Headroom::of(patch, cap);
     Ok(sqlx::query_as(PATCH.as_str())
         .bind(id.as_ref())
@@ -409,7 +409,8 @@ fn patch_query<'a>(
         .bind(room.map(|r| r.max_attributes))
         .bind(device.map(encode).transpose()?)
         .bind(serde_json::to_string(&keys).expect("keys serialize"))
-        .bind(service(change)))
+        .bind(service(change))
+        .bind(i64::from(writes.get())))
 }
 
 /// The `attributes_changed` event of a patch of session `id` of `user`, for a transaction that
