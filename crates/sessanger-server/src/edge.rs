@@ -1,56 +1,123 @@
 //! What every request goes through on its way in and out: its deadline, its metrics and log
 //! line, and `Cache-Control: no-store`.
 //!
-//! One middleware rather than three: axum wraps each route in every layer added to the router,
-//! and a request clones each wrapping box on its way in, so every layer is paid per request
-//! (the profile of a session read showed five such clones).
+//! One layer rather than three: axum wraps each route in every layer added to the router, and
+//! a request clones each wrapping box on its way in, so every layer is paid per request (the
+//! profile of a session read showed five such clones). And a layer of its own rather than
+//! `middleware::from_fn`, which clones and boxes the inner service and boxes its future for
+//! every request: this one calls the route in place and polls its answer without a box.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll, ready},
+    time::{Duration, Instant},
+};
 
 use axum::{
-    extract::{MatchedPath, Request, State},
+    extract::{MatchedPath, Request},
     http::{HeaderValue, header},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
+use tokio::time::Timeout;
 
 use crate::{AppState, error::ApiError, metrics};
 
-/// Runs the request under the server's timeout, then stamps and records its response.
+/// Runs every request under the server's timeout, then stamps and records its response.
 ///
 /// - A handler that takes longer than `request_timeout` (body reading included) is dropped and
 ///   the client gets 503 `request_timeout`.
 /// - Session data and service tokens must never sit in a shared cache; health and metrics are
 ///   live readings too, so every response says `no-store`.
 /// - The metrics see every response, timeouts and fallbacks included.
-pub(crate) async fn around_every_request(State(state): State<Arc<Edge>>, request: Request, next: Next) -> Response {
-    // The template (`/v1/sessions/{id}`), never the raw path: ids would make every session a
-    // new time series, and unmatched paths are whatever a scanner invents.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = metrics::method_label(request.method());
-    let started = Instant::now();
-    let mut response = match tokio::time::timeout(state.timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(limit = ?state.timeout, "request timed out");
-            ApiError::Timeout.into_response()
-        }
-    };
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    state.metrics.observe(route, method, started.elapsed(), &response);
-    response
-}
+#[derive(Clone, Debug)]
+pub(crate) struct EdgeLayer(Arc<Edge>);
 
-/// The middleware's share of [`AppState`], behind one `Arc`: axum clones it per request.
+/// The layer's share of [`AppState`], behind one `Arc`: a route's service is cloned per request.
 #[derive(Debug)]
-pub(crate) struct Edge {
-    timeout: std::time::Duration,
+struct Edge {
+    timeout: Duration,
     metrics: metrics::Metrics,
 }
 
-impl Edge {
-    pub(crate) fn new(state: &AppState) -> Arc<Edge> {
-        Arc::new(Edge { timeout: state.options.request_timeout, metrics: state.metrics.clone() })
+impl EdgeLayer {
+    pub(crate) fn new(state: &AppState) -> EdgeLayer {
+        EdgeLayer(Arc::new(Edge { timeout: state.options.request_timeout, metrics: state.metrics.clone() }))
+    }
+}
+
+impl<S> tower::Layer<S> for EdgeLayer {
+    type Service = AtTheEdge<S>;
+
+    fn layer(&self, route: S) -> AtTheEdge<S> {
+        AtTheEdge { route, edge: Arc::clone(&self.0) }
+    }
+}
+
+/// A route behind the [`EdgeLayer`].
+#[derive(Clone, Debug)]
+pub(crate) struct AtTheEdge<S> {
+    route: S,
+    edge: Arc<Edge>,
+}
+
+impl<S> tower::Service<Request> for AtTheEdge<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.route.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The template (`/v1/sessions/{id}`), never the raw path: ids would make every session
+        // a new time series, and unmatched paths are whatever a scanner invents.
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let method = metrics::method_label(request.method());
+        Answer {
+            answer: tokio::time::timeout(self.edge.timeout, self.route.call(request)),
+            edge: Arc::clone(&self.edge),
+            route,
+            method,
+            started: Instant::now(),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A route's answer on its way out through the edge.
+    pub(crate) struct Answer<F> {
+        #[pin]
+        answer: Timeout<F>,
+        edge: Arc<Edge>,
+        route: Option<MatchedPath>,
+        method: &'static str,
+        started: Instant,
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for Answer<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = match ready!(this.answer.poll(cx)) {
+            Ok(Ok(response)) => response,
+            Ok(Err(never)) => match never {},
+            Err(_) => {
+                tracing::warn!(limit = ?this.edge.timeout, "request timed out");
+                ApiError::Timeout.into_response()
+            }
+        };
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+        this.edge.metrics.observe(route, this.method, this.started.elapsed(), &response);
+        Poll::Ready(Ok(response))
     }
 }

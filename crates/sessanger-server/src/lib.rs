@@ -34,7 +34,7 @@
 
 use std::{future::Future, num::NonZeroUsize, sync::Arc, time::Duration};
 
-use axum::{Router, extract::DefaultBodyLimit, middleware};
+use axum::{Router, extract::DefaultBodyLimit};
 use sessanger_core::SessionManager;
 use tokio::{net::TcpListener, sync::watch};
 
@@ -148,7 +148,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     routes::router(&state.options.compat)
         .layer(DefaultBodyLimit::max(state.options.body_limit))
-        .layer(middleware::from_fn_with_state(edge::Edge::new(&state), edge::around_every_request))
+        .layer(edge::EdgeLayer::new(&state))
         .with_state(state)
 }
 
