@@ -371,6 +371,70 @@ async fn a_removed_service_is_refused_on_every_node_on(kind: StoreKind) {
     b.stop();
 }
 
+/// Two nodes on one Redis, 64 clients adding 1 to one counter through both (so each node
+/// writes increments together), node B SIGKILLed mid-burst: every increment answered is in the
+/// counter, each answer's value is its own (no two callers were told the same count), and the
+/// counter is not past the increments sent (those in flight on B when it died may or may not
+/// have landed, as for any request cut off).
+#[tokio::test(flavor = "multi_thread")]
+async fn increments_through_two_nodes_are_exact_while_one_is_killed() {
+    use std::{
+        collections::HashSet,
+        sync::atomic::{AtomicU64, Ordering},
+        time::{Duration, Instant},
+    };
+
+    let store = FreshStore::new(StoreKind::Redis);
+    let (_a_tmp, a_dir) = data_dir();
+    let (_b_tmp, b_dir) = data_dir();
+    let a = Server::start_with(&a_dir, &store.flags(), &[]);
+    let b = Server::start_with(&b_dir, &store.flags(), &[]);
+    let token = admin_token(&a_dir);
+    let nodes = [Client::new(&a.url, &token).unwrap(), Client::new(&b.url, &token).unwrap()];
+    let id = nodes[0].create_session(&new_session("counter", "phone")).await.unwrap().session_id;
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_millis(1500);
+    let clients: Vec<_> = (0..64)
+        .map(|i| {
+            let (client, id, sent) = (nodes[i % 2].clone(), id.clone(), sent.clone());
+            tokio::spawn(async move {
+                let mut answered = Vec::new();
+                while Instant::now() < until {
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    match client.patch_session(&id, &Patch::default().incr("n", 1), None).await {
+                        Ok(session) => answered.push(session.attributes["n"].as_i64().unwrap()),
+                        // Node B is gone: its clients stop.
+                        Err(error) if i % 2 == 1 => {
+                            assert!(error.code().is_none(), "node B answered an error: {error}");
+                            break;
+                        }
+                        Err(error) => panic!("node A failed an increment: {error}"),
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.kill();
+    let mut answered = Vec::new();
+    for client in clients {
+        answered.extend(client.await.unwrap());
+    }
+    let counter = nodes[0].get_session(&id).await.unwrap().attributes["n"].as_i64().unwrap();
+    let sent = sent.load(Ordering::SeqCst) as i64;
+    let distinct: HashSet<_> = answered.iter().collect();
+    println!("{} increments answered, {sent} sent, the counter at {counter}", answered.len());
+    assert_eq!(distinct.len(), answered.len(), "two callers were told the same count");
+    assert!(answered.iter().all(|n| (1..=counter).contains(n)));
+    assert!(
+        answered.len() as i64 <= counter && counter <= sent,
+        "answered {}, counted {counter}, sent {sent}",
+        answered.len()
+    );
+    a.stop();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_removed_service_is_refused_on_every_node_within_a_second_on_redis() {
     a_removed_service_is_refused_on_every_node_on(StoreKind::Redis).await;
