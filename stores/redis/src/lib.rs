@@ -222,48 +222,56 @@ struct Keys {
     prefix: KeyPrefix,
 }
 
+// Keys are joined with `concat` rather than `format!`: a key is made for every operation, and
+// the formatting machinery cost ~850 instructions a key where copying the parts costs ~100
+// (callgrind of a GET with the node cache off).
 impl Keys {
     /// The hash tag of one shard, `{prefix:tag}`: the start of every key in that shard.
     fn base(&self, tag: &str) -> String {
-        format!("{{{}:{tag}}}", self.prefix)
+        self.in_shard(tag, "")
+    }
+
+    /// `{prefix:tag}` then `rest`.
+    fn in_shard(&self, tag: &str, rest: &str) -> String {
+        ["{", self.prefix.as_ref(), ":", tag, "}", rest].concat()
     }
 
     fn session(&self, id: &SessionId) -> String {
-        format!("{}:s:{id}", self.base(id.shard_tag()))
+        ["{", self.prefix.as_ref(), ":", id.shard_tag(), "}:s:", id.as_ref()].concat()
     }
 
     fn user(&self, user: &UserId) -> String {
-        format!("{}:u:{user}", self.base(&user.shard_tag()))
+        ["{", self.prefix.as_ref(), ":", &user.shard_tag(), "}:u:", user.as_ref()].concat()
     }
 
     fn expiry(&self, tag: &str) -> String {
-        format!("{}:x", self.base(tag))
+        self.in_shard(tag, ":x")
     }
 
     /// The event log (a stream), with its counter `…:n`, relays `…:relays` and, on a Cluster,
     /// the shard logs' watermarks `…:gathered` beside it, under a hash tag of their own.
     fn events(&self) -> String {
-        format!("{{{}}}:events", self.prefix)
+        ["{", self.prefix.as_ref(), "}:events"].concat()
     }
 
     /// On a Cluster, the log of shard `tag`'s events, in its slot, until they are gathered.
     fn shard_events(&self, tag: &str) -> String {
-        format!("{}:events", self.base(tag))
+        self.in_shard(tag, ":events")
     }
 
     fn services(&self) -> String {
-        format!("{}:services", self.prefix)
+        [self.prefix.as_ref(), ":services"].concat()
     }
 
     /// The channel on which removed services are announced.
     fn removed_services(&self) -> String {
-        format!("{}:services:removed", self.prefix)
+        [self.prefix.as_ref(), ":services:removed"].concat()
     }
 
     /// The ids of the services, a sorted set (all scores 0, so ordered by id) that lists a
     /// page in O(page).
     fn service_ids(&self) -> String {
-        format!("{}:services:ids", self.prefix)
+        [self.prefix.as_ref(), ":services:ids"].concat()
     }
 }
 
@@ -869,6 +877,37 @@ mod tests {
         {
             assert!(key.starts_with(&tag), "{key}");
         }
+    }
+
+    #[test]
+    fn keys_keep_their_names() {
+        // Data written by earlier versions must still be found: the names never change.
+        let keys = Keys { prefix: "p".parse().unwrap() };
+        let user: UserId = "alice".parse().unwrap();
+        let (tag, id) = (user.shard_tag(), SessionId::generate_for(&user));
+        let names = [
+            keys.session(&id),
+            keys.user(&user),
+            keys.expiry(&tag),
+            keys.base(&tag),
+            keys.events(),
+            keys.shard_events(&tag),
+            keys.services(),
+            keys.removed_services(),
+            keys.service_ids(),
+        ];
+        let expected = [
+            format!("{{p:{tag}}}:s:{id}"),
+            format!("{{p:{tag}}}:u:alice"),
+            format!("{{p:{tag}}}:x"),
+            format!("{{p:{tag}}}"),
+            "{p}:events".to_owned(),
+            format!("{{p:{tag}}}:events"),
+            "p:services".to_owned(),
+            "p:services:removed".to_owned(),
+            "p:services:ids".to_owned(),
+        ];
+        assert_eq!(names, expected);
     }
 
     #[test]
