@@ -130,9 +130,13 @@ impl Combiner {
     }
 }
 
-/// The one patch adding every increment of `each`, and how many writes it carries; `None` if a
-/// value is not an integer or a sum overflows (each is then written alone and refused alone).
+/// The one patch adding every increment of `each`, and how many writes it carries; `None` if
+/// there is only one (it is written as it is), a value is not an integer or a sum overflows
+/// (each is then written alone and refused alone).
 pub(crate) fn sum(each: &[&Map<String, Value>]) -> Option<(Patch, NonZeroU32)> {
+    if each.len() < 2 {
+        return None;
+    }
     let mut sums: Map<String, Value> = Map::new();
     for incr in each {
         for (key, by) in *incr {
@@ -155,15 +159,12 @@ pub(crate) fn sum(each: &[&Map<String, Value>]) -> Option<(Patch, NonZeroU32)> {
 pub(crate) fn answers(last: Session, each: &[&Map<String, Value>]) -> Vec<Session> {
     let mut answers = Vec::with_capacity(each.len());
     let mut current = last;
-    for (k, incr) in each.iter().enumerate().rev() {
-        if k == 0 {
-            answers.push(current);
-            break;
-        }
+    for incr in each.iter().skip(1).rev() {
         let earlier = before(&current, incr);
         answers.push(current);
         current = earlier;
     }
+    answers.push(current);
     answers.reverse();
     answers
 }
@@ -221,6 +222,8 @@ mod tests {
     fn an_overflowing_or_odd_sum_is_not_combined() {
         let (big, one) = (incr(&[("n", i64::MAX)]), incr(&[("n", 1)]));
         assert!(sum(&[&big, &one]).is_none());
+        // Nor is one alone: it is written as it is.
+        assert!(sum(&[&one]).is_none());
         let odd: Map<String, Value> = [("n".to_owned(), json!(1.5))].into_iter().collect();
         assert!(sum(&[&one, &odd]).is_none());
     }

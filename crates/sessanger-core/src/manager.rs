@@ -602,8 +602,8 @@ impl SessionManager {
                 Some(Ok(Patched::Applied(last))) => {
                     combine::answers(last, &each).into_iter().map(|session| Ok(Patched::Applied(session))).collect()
                 }
-                // Refused as a whole (or not summable): one at a time, each applied or refused
-                // as it would have been alone.
+                // One alone, not summable, or refused as a whole: one at a time, each applied or
+                // refused as it would have been alone.
                 Some(Ok(Patched::Rejected(_))) | None => {
                     let mut outcomes = Vec::with_capacity(each.len());
                     for incr in &each {
