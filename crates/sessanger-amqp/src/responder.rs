@@ -228,7 +228,7 @@ impl Responder {
     }
 
     /// The live session `id`, if its user is served here.
-    pub async fn served_session(&self, id: &SessionId) -> Result<Session, ReplyError> {
+    pub async fn served_session(&self, id: &SessionId) -> Result<Arc<Session>, ReplyError> {
         let session = self.manager.get_session(id).await?;
         self.check_route(&session.user_id)?;
         Ok(session)

@@ -102,10 +102,23 @@ impl SessionId {
 impl FromStr for SessionId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        let valid = s.len() == Self::LEN && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid = s.len() == Self::LEN && s.bytes().all(|b| BASE64URL[usize::from(b)]);
         if valid { Ok(Self(s.to_owned())) } else { Err(IdError::SessionId) }
     }
 }
+
+/// Which bytes are base64url's: every request names a session id, and one table lookup per
+/// character costs a third of the three comparisons it replaces (callgrind).
+static BASE64URL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        b += 1;
+    }
+    table
+};
 
 /// The identifier of a user (sa-token's `login_id`): 1 to 256 bytes, no control characters.
 ///
@@ -237,6 +250,16 @@ mod tests {
         assert!(format!("{good}A").parse::<SessionId>().is_err());
         assert!(format!("{}=", &good[..42]).parse::<SessionId>().is_err());
         assert!(format!("{}+", &good[..42]).parse::<SessionId>().is_err());
+    }
+
+    #[test]
+    fn a_session_id_takes_exactly_the_base64url_alphabet() {
+        let good = SessionId::generate().to_string();
+        for b in 0..=u8::MAX {
+            let one = format!("{}{}", &good[..42], char::from(b));
+            let base64url = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+            assert_eq!(one.parse::<SessionId>().is_ok(), base64url, "byte {b}");
+        }
     }
 
     #[test]

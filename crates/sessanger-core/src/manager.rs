@@ -203,7 +203,8 @@ struct Shared {
     /// manager's own changes then only wake it (`wake_feed`).
     feeding: AtomicBool,
     wake_feed: Notify,
-    services: Mutex<HashMap<ServiceId, (ServiceRecord, Instant)>>,
+    // Found on every request, by an id the client names: seeded at random, as the node cache.
+    services: Mutex<HashMap<ServiceId, (Arc<ServiceRecord>, Instant), foldhash::quality::RandomState>>,
     /// Secrets that verified, so most requests skip the hash.
     verified: crate::service::VerifiedSecrets,
     /// The sessions with a patch on its way to the store, and the increments waiting to be
@@ -422,16 +423,19 @@ impl SessionManager {
     /// The live session with this id. With [`SessionPolicy::refresh_on_access`], reading also
     /// renews its idle deadline (in the same store step when every read renews; otherwise by a
     /// second step when [`SessionPolicy::refresh_threshold_percent`] of the TTL has passed).
-    pub async fn get_session(&self, id: &SessionId) -> Result<Session, ManagerError> {
+    ///
+    /// The session comes shared, as the store may keep it (see [`SessionStore::load_shared`](crate::SessionStore::load_shared)):
+    /// `Arc::unwrap_or_clone` gives a copy of one's own.
+    pub async fn get_session(&self, id: &SessionId) -> Result<Arc<Session>, ManagerError> {
         let now = self.now();
         let store = &self.shared.store;
         let policy = &self.shared.policy;
         let found = match (policy.refresh_on_access, policy.refresh_threshold_percent) {
-            (false, _) => store.load(id, now).await?,
-            (true, 0) => store.touch(id, now).await?,
+            (false, _) => store.load_shared(id, now).await?,
+            (true, 0) => store.touch(id, now).await?.map(Arc::new),
             // Read first (from memory, on a store with a node cache); write only when due.
-            (true, threshold) => match store.load(id, now).await? {
-                Some(session) if session.renewal_due(now, threshold) => store.touch(id, now).await?,
+            (true, threshold) => match store.load_shared(id, now).await? {
+                Some(session) if session.renewal_due(now, threshold) => store.touch(id, now).await?.map(Arc::new),
                 read => read,
             },
         };
@@ -636,7 +640,7 @@ impl SessionManager {
 
     /// One attribute's value, `None` if the session lacks it.
     pub async fn get_attribute(&self, id: &SessionId, key: &str) -> Result<Option<Value>, ManagerError> {
-        Ok(self.get_session(id).await?.attributes.remove(key))
+        Ok(self.get_session(id).await?.attributes.get(key).cloned())
     }
 
     /// Removes one attribute (absent keys are fine).
@@ -835,9 +839,9 @@ impl SessionManager {
     /// The service the token belongs to, if the secret is right. Checks in constant time;
     /// answers from a short-lived cache so a request costs no store round trip (or from the
     /// store's own coherent cache, if it keeps one: [`ServiceStore::caches_services`](crate::ServiceStore::caches_services)).
-    pub async fn verify_service(&self, token: &ServiceToken) -> Result<ServiceRecord, ManagerError> {
+    pub async fn verify_service(&self, token: &ServiceToken) -> Result<Arc<ServiceRecord>, ManagerError> {
         let record = if self.shared.store.caches_services() {
-            self.shared.store.load_service(token.service()).await?
+            self.shared.store.load_service_shared(token.service()).await?
         } else {
             self.cached_service(token.service()).await?
         };
@@ -848,7 +852,7 @@ impl SessionManager {
     }
 
     /// Service `id` from this manager's short-lived copy, or from the store (then copied).
-    async fn cached_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
+    async fn cached_service(&self, id: &ServiceId) -> Result<Option<Arc<ServiceRecord>>, StoreError> {
         let cached = {
             let cache = self.shared.services.lock().expect("service cache poisoned");
             cache.get(id).filter(|(_, at)| at.elapsed() < SERVICE_CACHE_TTL).map(|(r, _)| r.clone())
@@ -856,7 +860,7 @@ impl SessionManager {
         if cached.is_some() {
             return Ok(cached);
         }
-        let record = self.shared.store.load_service(id).await?;
+        let record = self.shared.store.load_service_shared(id).await?;
         if let Some(record) = &record {
             let mut cache = self.shared.services.lock().expect("service cache poisoned");
             cache.insert(record.id.clone(), (record.clone(), Instant::now()));

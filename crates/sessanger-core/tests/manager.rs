@@ -164,7 +164,7 @@ async fn services_verify_only_with_their_own_secret() {
     let (m, _) = manager(SessionPolicy::default());
     let (record, token) =
         m.register_service("billing".parse().unwrap(), "Billing", vec![Permission::Read]).await.unwrap();
-    assert_eq!(m.verify_service(&token).await.unwrap(), record);
+    assert_eq!(*m.verify_service(&token).await.unwrap(), record);
     let forged = format!("billing.{}", "A".repeat(43)).parse().unwrap();
     assert!(matches!(m.verify_service(&forged).await, Err(ManagerError::InvalidCredentials)));
     assert!(matches!(

@@ -1,7 +1,7 @@
-//! What every request goes through on its way in and out: its deadline, its metrics and log
-//! line, and `Cache-Control: no-store`.
+//! What every request goes through on its way in and out: its body limit, its deadline, its
+//! metrics and log line, and `Cache-Control: no-store`.
 //!
-//! One layer rather than three: axum wraps each route in every layer added to the router, and
+//! One layer rather than four: axum wraps each route in every layer added to the router, and
 //! a request clones each wrapping box on its way in, so every layer is paid per request (the
 //! profile of a session read showed five such clones). And a layer of its own rather than
 //! `middleware::from_fn`, which clones and boxes the inner service and boxes its future for
@@ -17,7 +17,7 @@ use std::{
 };
 
 use axum::{
-    extract::{MatchedPath, Request},
+    extract::{DefaultBodyLimit, MatchedPath, Request},
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
@@ -25,8 +25,10 @@ use tokio::time::Timeout;
 
 use crate::{AppState, error::ApiError, metrics};
 
-/// Runs every request under the server's timeout, then stamps and records its response.
+/// Runs every request under the server's body limit and timeout, then stamps and records its
+/// response.
 ///
+/// - A body longer than `body_limit` is refused by whichever extractor reads it (413).
 /// - A handler that takes longer than `request_timeout` (body reading included) is dropped and
 ///   the client gets 503 `request_timeout`.
 /// - Session data and service tokens must never sit in a shared cache; health and metrics are
@@ -38,13 +40,18 @@ pub(crate) struct EdgeLayer(Arc<Edge>);
 /// The layer's share of [`AppState`], behind one `Arc`: a route's service is cloned per request.
 #[derive(Debug)]
 struct Edge {
+    body_limit: DefaultBodyLimit,
     timeout: Duration,
     metrics: metrics::Metrics,
 }
 
 impl EdgeLayer {
     pub(crate) fn new(state: &AppState) -> EdgeLayer {
-        EdgeLayer(Arc::new(Edge { timeout: state.options.request_timeout, metrics: state.metrics.clone() }))
+        EdgeLayer(Arc::new(Edge {
+            body_limit: DefaultBodyLimit::max(state.options.body_limit),
+            timeout: state.options.request_timeout,
+            metrics: state.metrics.clone(),
+        }))
     }
 }
 
@@ -75,7 +82,8 @@ where
         self.route.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        self.edge.body_limit.apply(&mut request);
         // The template (`/v1/sessions/{id}`), never the raw path: ids would make every session
         // a new time series, and unmatched paths are whatever a scanner invents.
         let route = request.extensions().get::<MatchedPath>().cloned();

@@ -34,7 +34,7 @@
 
 use std::{future::Future, num::NonZeroUsize, sync::Arc, time::Duration};
 
-use axum::{Router, extract::DefaultBodyLimit};
+use axum::Router;
 use sessanger_core::SessionManager;
 use tokio::{net::TcpListener, sync::watch};
 
@@ -146,10 +146,7 @@ impl AppState {
 
 /// The whole API as a router, ready for `axum::serve` or `oneshot` in tests.
 pub fn app(state: AppState) -> Router {
-    routes::router(&state.options.compat)
-        .layer(DefaultBodyLimit::max(state.options.body_limit))
-        .layer(edge::EdgeLayer::new(&state))
-        .with_state(state)
+    routes::router(&state.options.compat).layer(edge::EdgeLayer::new(&state)).with_state(state)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, then stops accepting connections

@@ -57,7 +57,8 @@ pub(crate) struct Metrics {
     /// The request metrics' handles by route, registered once each: registering through the
     /// recorder (label strings built, the key hashed and looked up) cost about as much as the
     /// rest of a `/healthz` answer (callgrind).
-    by_route: Arc<RwLock<HashMap<String, RouteHandles>>>,
+    // Found on every request; its keys are the router's own templates, so the fast hasher.
+    by_route: Arc<RwLock<HashMap<String, RouteHandles, foldhash::fast::RandomState>>>,
 }
 
 /// The handles of one route's request metrics: few methods and statuses each, so a list.

@@ -25,29 +25,30 @@ const PREFERENCE_APPLIED: &str = "preference-applied";
 #[derive(Debug)]
 pub(crate) struct SessionReply {
     status: StatusCode,
-    session: Session,
+    // Shared: a session read from a store that keeps it in memory arrives as the store's copy.
+    session: Arc<Session>,
     minimal: bool,
     answers: Option<Arc<Answers>>,
 }
 
 impl SessionReply {
-    pub(crate) fn ok(session: Session) -> Self {
-        SessionReply { status: StatusCode::OK, session, minimal: false, answers: None }
+    pub(crate) fn ok(session: impl Into<Arc<Session>>) -> Self {
+        SessionReply { status: StatusCode::OK, session: session.into(), minimal: false, answers: None }
     }
 
     pub(crate) fn created(session: Session) -> Self {
-        SessionReply { status: StatusCode::CREATED, session, minimal: false, answers: None }
+        SessionReply { status: StatusCode::CREATED, session: session.into(), minimal: false, answers: None }
     }
 
     /// `304 Not Modified`: the client's copy is current; only the `ETag` is sent.
-    pub(crate) fn not_modified(session: Session) -> Self {
-        SessionReply { status: StatusCode::NOT_MODIFIED, session, minimal: false, answers: None }
+    pub(crate) fn not_modified(session: impl Into<Arc<Session>>) -> Self {
+        SessionReply { status: StatusCode::NOT_MODIFIED, session: session.into(), minimal: false, answers: None }
     }
 
     /// The changed session as the client prefers it: with `return=minimal`, `204 No Content`
     /// and its `ETag` only.
     pub(crate) fn changed(session: Session, prefer: Prefer) -> Self {
-        SessionReply { status: StatusCode::OK, session, minimal: prefer.minimal, answers: None }
+        SessionReply { status: StatusCode::OK, session: session.into(), minimal: prefer.minimal, answers: None }
     }
 
     /// Answers with the bytes written for this very session before, if `answers` holds them,
@@ -95,9 +96,9 @@ impl IntoResponse for SessionReply {
 
 /// The JSON of `session`, written once into a buffer of about the right size: a session with a
 /// few attributes is ~400 bytes, which axum's `Json` reaches by growing from 128 twice.
-fn write(session: Session) -> Result<Bytes, serde_json::Error> {
+fn write(session: Arc<Session>) -> Result<Bytes, serde_json::Error> {
     let mut body = Vec::with_capacity(BODY_CAPACITY);
-    serde_json::to_writer(&mut body, &SessionBody::from(session))?;
+    serde_json::to_writer(&mut body, &SessionBody::from(Arc::unwrap_or_clone(session)))?;
     Ok(Bytes::from(body))
 }
 
@@ -168,7 +169,7 @@ impl Answers {
     }
 
     /// The JSON of `session`, as written before or written now (and kept).
-    fn answer(&self, session: Session) -> Result<Bytes, serde_json::Error> {
+    fn answer(&self, session: Arc<Session>) -> Result<Bytes, serde_json::Error> {
         let ticket = match self.cache.get(&session.id) {
             Lookup::Hit(answer) if answer.stamp.matches(&session) => return Ok(answer.body.clone()),
             Lookup::Hit(_) => self.cache.ticket(&session.id),
@@ -249,34 +250,34 @@ mod tests {
     #[test]
     fn a_session_read_again_unchanged_is_answered_with_the_same_bytes() {
         let (answers, session) = (answers(), session());
-        let first = answers.answer(session.clone()).unwrap();
-        let again = answers.answer(session.clone()).unwrap();
+        let first = answers.answer(Arc::new(session.clone())).unwrap();
+        let again = answers.answer(Arc::new(session.clone())).unwrap();
         assert_eq!(first.as_ptr(), again.as_ptr(), "the bytes written the first time, not a copy");
-        assert_eq!(first, write(session).unwrap());
+        assert_eq!(first, write(Arc::new(session)).unwrap());
     }
 
     #[test]
     fn any_change_to_a_session_is_written_anew() {
         let answers = answers();
         let session = session();
-        let first = answers.answer(session.clone()).unwrap();
+        let first = answers.answer(Arc::new(session.clone())).unwrap();
 
         let mut changed = session.clone();
         changed.attributes.insert("theme".into(), serde_json::json!("light"));
         changed.version = Version(session.version.0 + 1);
-        assert_eq!(json(&answers.answer(changed.clone()).unwrap())["attributes"]["theme"], "light");
+        assert_eq!(json(&answers.answer(Arc::new(changed.clone())).unwrap())["attributes"]["theme"], "light");
 
         let mut renewed = changed.clone();
         renewed.expires_at = renewed.expires_at + Duration::from_secs(5);
         renewed.last_access_at = renewed.last_access_at + Duration::from_secs(5);
-        let answer = answers.answer(renewed.clone()).unwrap();
-        assert_eq!(answer, write(renewed).unwrap(), "a renewal moves the deadlines the answer shows");
+        let answer = answers.answer(Arc::new(renewed.clone())).unwrap();
+        assert_eq!(answer, write(Arc::new(renewed)).unwrap(), "a renewal moves the deadlines the answer shows");
 
         // Another session under the same id (a different user, created anew): its own answer.
         let other: UserId = "bob".parse().unwrap();
         let mut recreated = session.clone();
         recreated.user_id = other;
-        assert_eq!(json(&answers.answer(recreated).unwrap())["user_id"], "bob");
-        assert_ne!(first, answers.answer(changed).unwrap());
+        assert_eq!(json(&answers.answer(Arc::new(recreated)).unwrap())["user_id"], "bob");
+        assert_ne!(first, answers.answer(Arc::new(changed)).unwrap());
     }
 }

@@ -133,7 +133,7 @@ impl sealed::Ops for SessionManager {
     }
 
     async fn get(&self, id: &SessionId) -> Result<Session, UpstreamError> {
-        Ok(self.get_session(id).await?)
+        Ok(std::sync::Arc::unwrap_or_clone(self.get_session(id).await?))
     }
 
     async fn replace(

@@ -232,7 +232,7 @@ async fn anonymous_sessions_each_have_a_user_of_their_own<U: Upstream>(fx: Fixtu
     let owner = |id: &Id| {
         let manager = fx.manager.clone();
         let id = session_id_of(id);
-        async move { manager.get_session(&id).await.unwrap().user_id }
+        async move { manager.get_session(&id).await.unwrap().user_id.clone() }
     };
     let (user_a, user_b) = (owner(&a.id).await, owner(&b.id).await);
     assert_ne!(user_a, user_b);
@@ -333,7 +333,7 @@ async fn concurrent_saves_are_retried_until_each_applies<U: Upstream>(fx: Fixtur
 }
 
 /// The session as the manager sees it, behind the adapter's id.
-async fn stored(fx: &Fixture<impl Upstream>, id: &Id) -> Option<sessanger_core::Session> {
+async fn stored(fx: &Fixture<impl Upstream>, id: &Id) -> Option<std::sync::Arc<sessanger_core::Session>> {
     fx.manager.get_session(&session_id_of(id)).await.ok()
 }
 

@@ -363,6 +363,10 @@ impl<S: ServiceStore + ?Sized> ServiceStore for EncryptedStore<S> {
         self.inner.load_service(id).await
     }
 
+    async fn load_service_shared(&self, id: &ServiceId) -> Result<Option<Arc<ServiceRecord>>, StoreError> {
+        self.inner.load_service_shared(id).await
+    }
+
     async fn list_services(
         &self,
         after: Option<&ServiceId>,

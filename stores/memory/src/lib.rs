@@ -18,7 +18,7 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     num::NonZeroU32,
     ops::Bound,
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use async_trait::async_trait;
@@ -43,7 +43,8 @@ impl Default for MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    sessions: HashMap<SessionId, Session>,
+    // Shared, so a read hands out the stored session itself (`load_shared`) rather than a copy.
+    sessions: HashMap<SessionId, Arc<Session>>,
     by_user: HashMap<UserId, BTreeSet<(Timestamp, SessionId)>>,
     by_expiry: BTreeSet<(Timestamp, SessionId)>,
     services: BTreeMap<ServiceId, ServiceRecord>,
@@ -78,14 +79,14 @@ impl MemoryStore {
 }
 
 impl Inner {
-    fn live(&self, id: &SessionId, now: Timestamp) -> Option<&Session> {
+    fn live(&self, id: &SessionId, now: Timestamp) -> Option<&Arc<Session>> {
         self.sessions.get(id).filter(|s| !s.is_expired(now))
     }
 
     fn insert(&mut self, session: Session) {
         self.by_user.entry(session.user_id.clone()).or_default().insert((session.created_at, session.id.clone()));
         self.by_expiry.insert((session.expires_at, session.id.clone()));
-        self.sessions.insert(session.id.clone(), session);
+        self.sessions.insert(session.id.clone(), Arc::new(session));
     }
 
     fn record(&mut self, at: Timestamp, service: Option<&ServiceId>, event: SessionEvent) {
@@ -111,7 +112,8 @@ impl Inner {
     }
 
     fn remove(&mut self, id: &SessionId) -> Option<Session> {
-        let session = self.sessions.remove(id)?;
+        // A copy only while a reader still holds the stored one.
+        let session = Arc::unwrap_or_clone(self.sessions.remove(id)?);
         self.by_expiry.remove(&(session.expires_at, id.clone()));
         if let Some(index) = self.by_user.get_mut(&session.user_id) {
             index.remove(&(session.created_at, id.clone()));
@@ -133,7 +135,7 @@ impl Inner {
     }
 
     fn user_sessions(&self, user: &UserId) -> impl Iterator<Item = &Session> {
-        self.by_user.get(user).into_iter().flatten().filter_map(|(_, id)| self.sessions.get(id))
+        self.by_user.get(user).into_iter().flatten().filter_map(|(_, id)| self.sessions.get(id).map(Arc::as_ref))
     }
 }
 
@@ -167,6 +169,10 @@ impl SessionStore for MemoryStore {
     }
 
     async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        Ok(self.lock().live(id, now).map(|s| Session::clone(s)))
+    }
+
+    async fn load_shared(&self, id: &SessionId, now: Timestamp) -> Result<Option<Arc<Session>>, StoreError> {
         Ok(self.lock().live(id, now).cloned())
     }
 
@@ -275,7 +281,7 @@ impl SessionStore for MemoryStore {
             None => Bound::Unbounded,
         };
         let sessions = index.range((start, Bound::Unbounded)).filter_map(|(_, id)| inner.sessions.get(id));
-        Ok(sessions.filter(|s| !s.is_expired(now)).take(page.size()).cloned().collect())
+        Ok(sessions.filter(|s| !s.is_expired(now)).take(page.size()).map(|s| Session::clone(s)).collect())
     }
 
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {

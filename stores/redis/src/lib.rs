@@ -520,9 +520,15 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, id: &SessionId, now: Timestamp) -> Result<Option<Session>, StoreError> {
+        Ok(self.load_shared(id, now).await?.map(Arc::unwrap_or_clone))
+    }
+
+    async fn load_shared(&self, id: &SessionId, now: Timestamp) -> Result<Option<Arc<Session>>, StoreError> {
         let session = match &self.cache {
             Some(cache) => cache.session(id, || self.keys.session(id)).await?,
-            None => decode(id.clone(), self.query(redis::cmd("HGETALL").arg(self.keys.session(id))).await?)?,
+            // Boxed, as the cache's own reads through: see `NodeCache::read_session`.
+            None => decode(id.clone(), Box::pin(self.query(redis::cmd("HGETALL").arg(self.keys.session(id)))).await?)?
+                .map(Arc::new),
         };
         Ok(session.filter(|s| !s.is_expired(now)))
     }
@@ -772,13 +778,18 @@ impl ServiceStore for RedisStore {
     }
 
     async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
+        Ok(self.load_service_shared(id).await?.map(Arc::unwrap_or_clone))
+    }
+
+    async fn load_service_shared(&self, id: &ServiceId) -> Result<Option<Arc<ServiceRecord>>, StoreError> {
         if let Some(cache) = &self.cache {
             return cache.service(id).await;
         }
         let cmd = redis::cmd("HGET").arg(self.keys.services()).arg(id.as_ref()).to_owned();
-        match self.query(&cmd).await? {
+        // Boxed, as the cache's own reads through: see `NodeCache::read_session`.
+        match Box::pin(self.query(&cmd)).await? {
             Value::Nil => Ok(None),
-            value => decode_service(value).map(Some),
+            value => decode_service(value).map(|service| Some(Arc::new(service))),
         }
     }
 

@@ -1,5 +1,7 @@
 //! `get {session_id}`: reads a session.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sessanger_core::SessionId;
@@ -17,6 +19,6 @@ pub struct Get {
 impl Get {
     /// Runs the read on `responder`.
     pub async fn apply(self, responder: &Responder) -> Result<Map<String, Value>, ReplyError> {
-        Ok(session_fields(responder.served_session(&self.session_id).await?))
+        Ok(session_fields(Arc::unwrap_or_clone(responder.served_session(&self.session_id).await?)))
     }
 }

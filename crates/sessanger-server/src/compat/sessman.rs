@@ -11,7 +11,7 @@
 //! `{"error": "unauthorized"}` for a missing or wrong API key. The original said 400 for every
 //! failure; here an unknown session is 404, a malformed request 400.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use axum::{
     Json, Router,
@@ -205,7 +205,7 @@ pub(crate) async fn read(State(state): State<AppState>, params: Params) -> Resul
     if named.is_some_and(|user| user != session.user_id.as_ref()) {
         return Err(ApiError::SessionNotFound.into());
     }
-    Ok(Json(session.into()))
+    Ok(Json(Arc::unwrap_or_clone(session).into()))
 }
 
 /// Any other command, answered as the original did.
