@@ -10,7 +10,7 @@ use std::{error::Error, sync::Arc};
 
 use axum::{
     Json,
-    extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection},
+    extract::rejection::{BytesRejection, JsonRejection, QueryRejection, RawPathParamsRejection},
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -207,10 +207,10 @@ impl From<BytesRejection> for ApiError {
     }
 }
 
-impl From<PathRejection> for ApiError {
-    fn from(rejection: PathRejection) -> Self {
+impl From<RawPathParamsRejection> for ApiError {
+    fn from(rejection: RawPathParamsRejection) -> Self {
         match rejection {
-            PathRejection::FailedToDeserializePathParams(e) => ApiError::InvalidRequest(e.body_text()),
+            RawPathParamsRejection::InvalidUtf8InPathParam(e) => ApiError::InvalidRequest(e.body_text()),
             // A handler asking for a parameter its route lacks: our bug, not the client's.
             other => ApiError::Internal(Box::new(other)),
         }

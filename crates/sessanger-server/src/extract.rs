@@ -4,7 +4,7 @@
 use std::{num::NonZeroU32, str::FromStr};
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, Path, Query, Request},
+    extract::{FromRequest, FromRequestParts, Query, RawPathParams, Request},
     http::request::Parts,
 };
 use serde::de::DeserializeOwned;
@@ -58,7 +58,10 @@ impl<S: Send + Sync, T: PathSegment> FromRequestParts<S> for PathId<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
+        // The parameter as axum decoded it, borrowed: `Path<String>` would copy it through serde
+        // first, on every request that names a session.
+        let params = RawPathParams::from_request_parts(parts, state).await?;
+        let (_, raw) = params.iter().next().ok_or_else(|| ApiError::Internal("the route has no parameter".into()))?;
         raw.parse().map(PathId).map_err(T::malformed)
     }
 }

@@ -661,6 +661,11 @@ async fn malformed_bodies_and_ids_are_invalid_requests() {
     api.call(Method::GET, "/v1/users/a%0Ab/sessions", Some(&api.reader), None)
         .await
         .assert_error(400, "invalid_request");
+    // A parameter that is not UTF-8 once decoded.
+    api.call(Method::GET, "/v1/users/a%FFb/sessions", Some(&api.reader), None)
+        .await
+        .assert_error(400, "invalid_request");
+    api.call(Method::GET, "/v1/sessions/%FF", Some(&api.reader), None).await.assert_error(400, "invalid_request");
     let unknown_field = api.call(Method::POST, "/v1/sessions", w, Some(json!({"user_id": "f", "colour": 1}))).await;
     assert!(unknown_field.json["error"]["message"].as_str().unwrap().contains("colour"), "{}", unknown_field.text);
 }

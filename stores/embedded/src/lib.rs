@@ -72,7 +72,7 @@
 //! let manager = SessionManager::new(Arc::new(store), "web".parse()?, Duration::from_secs(3600));
 //! let user = "alice".parse()?;
 //! let session = manager.create_session(&user, NewSession::default()).await?;
-//! assert_eq!(manager.get_session(&session.id).await?, session);
+//! assert_eq!(*manager.get_session(&session.id).await?, session);
 //! assert_eq!(manager.list_user_sessions(&user, &sessanger_core::Page::DEFAULT).await?.len(), 1);
 //! # Ok(()) }
 //! ```

@@ -72,7 +72,7 @@
 //! let store = PostgresStore::connect("postgres://sessanger@localhost/sessanger").await?;
 //! let manager = SessionManager::new(Arc::new(store), "web".parse()?, Duration::from_secs(3600));
 //! let session = manager.create_session(&"alice".parse()?, NewSession::default()).await?;
-//! assert_eq!(manager.get_session(&session.id).await?, session);
+//! assert_eq!(*manager.get_session(&session.id).await?, session);
 //! # Ok(()) }
 //! ```
 
