@@ -108,6 +108,30 @@ pub struct Config {
     /// The event log and its delivery (`events:`).
     #[serde(deserialize_with = "de::null_as_default")]
     pub events: EventsConfig,
+    /// The admin console under `/admin` (`console:`).
+    #[serde(deserialize_with = "de::null_as_default")]
+    pub console: ConsoleConfig,
+}
+
+/// `console:`: the admin console `sessanger serve` serves under `/admin`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a mapping of console settings")]
+#[non_exhaustive]
+pub struct ConsoleConfig {
+    /// Whether the console is served (`enabled`, default false; `serve --admin-console` too).
+    pub enabled: bool,
+    /// Whether its session cookie is `Secure`, sent over HTTPS only (`secure_cookie`, default
+    /// true): false only for plain HTTP on a developer's machine.
+    pub secure_cookie: bool,
+    /// How long an operator's console session lives unused (`idle_timeout`, default 15m).
+    #[serde(deserialize_with = "de::duration")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig { enabled: false, secure_cookie: true, idle_timeout: Duration::from_secs(15 * 60) }
+    }
 }
 
 /// `events:`: whether the store records events, how much of its log it keeps, and what

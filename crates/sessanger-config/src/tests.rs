@@ -406,6 +406,18 @@ fn lifetimes_must_be_positive_and_consistent() {
     let err = error_text("session: {ttl: 40d}");
     assert_eq!(err, "config.yaml: session.ttl: 40d is longer than session.max_lifetime (30d), so it would never apply");
     assert_eq!(error_text("http: {body_limit: 0}"), "config.yaml: http.body_limit: must be at least 1 byte");
+    assert_eq!(error_text("console: {idle_timeout: 0}"), "config.yaml: console.idle_timeout: must be at least 1s");
+}
+
+#[test]
+fn the_console_is_off_unless_enabled() {
+    let config = yaml("http:\n  listen: 127.0.0.1:9000\n").unwrap();
+    assert_eq!(config.console, ConsoleConfig::default());
+    assert!(!config.console.enabled && config.console.secure_cookie);
+    let config = yaml("console:\n  enabled: true\n  secure_cookie: false\n  idle_timeout: 5m\n").unwrap();
+    assert!(config.console.enabled && !config.console.secure_cookie);
+    assert_eq!(config.console.idle_timeout, Duration::from_secs(300));
+    assert!(error_text("console: {colour: blue}").contains("console"), "{}", error_text("console: {colour: blue}"));
 }
 
 #[test]

@@ -49,6 +49,9 @@ pub(crate) fn check(config: &Config) -> Result<(), Failure> {
             return fail(format!("http.{key}"), "must be at least 1s");
         }
     }
+    if config.console.idle_timeout < Duration::from_secs(1) {
+        return fail("console.idle_timeout", "must be at least 1s");
+    }
     if config.session.refresh_threshold_percent > 100 {
         return fail("session.refresh_threshold_percent", "must be 0 to 100".to_owned());
     }

@@ -840,15 +840,22 @@ impl SessionManager {
     /// answers from a short-lived cache so a request costs no store round trip (or from the
     /// store's own coherent cache, if it keeps one: [`ServiceStore::caches_services`](crate::ServiceStore::caches_services)).
     pub async fn verify_service(&self, token: &ServiceToken) -> Result<Arc<ServiceRecord>, ManagerError> {
-        let record = if self.shared.store.caches_services() {
-            self.shared.store.load_service_shared(token.service()).await?
-        } else {
-            self.cached_service(token.service()).await?
-        };
-        match record {
+        match self.registered_service(token.service()).await? {
             Some(record) if self.shared.verified.verify(&record, token) => Ok(record),
             _ => Err(ManagerError::InvalidCredentials),
         }
+    }
+
+    /// Service `id`, if it is registered, as [`verify_service`](Self::verify_service) finds it:
+    /// from the store's coherent cache or this manager's short-lived copy. For a caller that
+    /// verified the service's token before and checks, request after request, that the
+    /// service is still there (the admin console's signed-in operator).
+    pub async fn registered_service(&self, id: &ServiceId) -> Result<Option<Arc<ServiceRecord>>, ManagerError> {
+        Ok(if self.shared.store.caches_services() {
+            self.shared.store.load_service_shared(id).await?
+        } else {
+            self.cached_service(id).await?
+        })
     }
 
     /// Service `id` from this manager's short-lived copy, or from the store (then copied).

@@ -85,6 +85,9 @@ pub struct ServerOptions {
     /// How many bytes of session answers to keep as written, so that a session read again
     /// unchanged is not written again (`reply.rs`, `Answers`); 0 keeps none. Default 16 MiB.
     pub json_cache_size: usize,
+    /// The admin console under [`sessanger_console::MOUNT`] (`/admin`), if served. Off by
+    /// default.
+    pub console: Option<sessanger_console::ConsoleOptions>,
 }
 
 impl Default for ServerOptions {
@@ -96,6 +99,7 @@ impl Default for ServerOptions {
             compat: CompatOptions::default(),
             events: EventOptions::default(),
             json_cache_size: 16 << 20,
+            console: None,
         }
     }
 }
@@ -146,7 +150,12 @@ impl AppState {
 
 /// The whole API as a router, ready for `axum::serve` or `oneshot` in tests.
 pub fn app(state: AppState) -> Router {
-    routes::router(&state.options.compat).layer(edge::EdgeLayer::new(&state)).with_state(state)
+    let mut router = routes::router(&state.options.compat);
+    if let Some(console) = state.options.console {
+        router =
+            router.nest_service(sessanger_console::MOUNT, sessanger_console::router(state.manager.clone(), console));
+    }
+    router.layer(edge::EdgeLayer::new(&state)).with_state(state)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, then stops accepting connections

@@ -22,6 +22,8 @@
 //! see sensible deadlines.
 
 pub mod arbitrary;
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod cases;
 pub mod events;
 

@@ -42,6 +42,9 @@ pub(crate) enum Command {
         /// Also serve these foreign APIs (comma-separated), as `compat.<api>.enabled` does.
         #[arg(long, env = "SESSANGER_COMPAT", value_delimiter = ',')]
         compat: Vec<CompatApi>,
+        /// Also serve the admin console under /admin, as `console.enabled` does.
+        #[arg(long, env = "SESSANGER_ADMIN_CONSOLE")]
+        admin_console: bool,
     },
     /// Manage the services allowed to use sessanger.
     Service {

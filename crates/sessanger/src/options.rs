@@ -2,7 +2,10 @@
 //! both the file's layout (`sessanger-config`) and the libraries' options.
 
 use sessanger_amqp::{Account, BrokerOptions};
-use sessanger_config::{BrokerConfig, CompatConfig, EncryptedAttributes, EncryptionConfig, EventsConfig, HttpConfig};
+use sessanger_config::{
+    BrokerConfig, CompatConfig, ConsoleConfig, EncryptedAttributes, EncryptionConfig, EventsConfig, HttpConfig,
+};
+use sessanger_console::ConsoleOptions;
 use sessanger_server::{CompatAuth, CompatOptions, ConnectionOptions, EventOptions, ServerOptions};
 use sessanger_store_encrypted::{Keyring, KeyringError, Selection};
 
@@ -24,9 +27,14 @@ pub(crate) fn broker(file: &BrokerConfig) -> BrokerOptions {
     options
 }
 
-/// `http:` (with `compat:` already mapped, and `events.session_ids`) as the server's options;
-/// what the file leaves out keeps the server's default.
-pub(crate) fn server(file: &HttpConfig, compat: CompatOptions, events: &EventsConfig) -> ServerOptions {
+/// `http:` (with `compat:` already mapped, `events.session_ids`, and `console:` if the console
+/// is on) as the server's options; what the file leaves out keeps the server's default.
+pub(crate) fn server(
+    file: &HttpConfig,
+    compat: CompatOptions,
+    events: &EventsConfig,
+    console: Option<&ConsoleConfig>,
+) -> ServerOptions {
     let defaults = ConnectionOptions::default();
     let connections = ConnectionOptions {
         header_read_timeout: file.header_read_timeout.unwrap_or(defaults.header_read_timeout),
@@ -40,6 +48,8 @@ pub(crate) fn server(file: &HttpConfig, compat: CompatOptions, events: &EventsCo
         compat,
         events,
         json_cache_size: file.json_cache_size,
+        console: console
+            .map(|file| ConsoleOptions { secure_cookie: file.secure_cookie, idle_timeout: file.idle_timeout }),
         ..ServerOptions::default()
     }
 }

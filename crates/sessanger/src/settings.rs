@@ -50,6 +50,7 @@ impl Settings {
             Some(path) => Config::load(path)?,
             None => Config::default(),
         };
+        let console = config.console.enabled || matches!(cli.command, Command::Serve { admin_console: true, .. });
         let mut compat = options::compat(&config.compat);
         if let Command::Serve { compat: apis, .. } = &cli.command {
             for api in apis {
@@ -78,7 +79,7 @@ impl Settings {
             policy: config.session_policy(),
             gc_interval: config.session.gc_interval,
             routing_key: config.session.routing_key.clone(),
-            server: options::server(&config.http, compat, &config.events),
+            server: options::server(&config.http, compat, &config.events, console.then_some(&config.console)),
             broker: config.broker.as_ref().map(options::broker),
             key_prefix: cli.key_prefix.clone().or(config.store.key_prefix),
             record_events: config.events.record,

@@ -699,3 +699,58 @@ async fn listings_come_in_pages_on(store: &[&str]) {
     assert_eq!(reply.json::<Value>().await.unwrap()["error"]["code"], "invalid_request");
     server.stop();
 }
+
+/// `serve --admin-console` serves the console on the API's port: an operator signs in with the
+/// bootstrap token, finds a user's session and revokes it; without the flag there is none.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_console_is_served_when_asked_for() {
+    let (_tmp, dir) = data_dir();
+    let server = Server::start(&dir);
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    assert_eq!(
+        browser.get(format!("{}/admin/sign-in", server.url)).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    server.stop();
+
+    let server = Server::start_with(&dir, &["--admin-console"], &[]);
+    let token = admin_token(&dir);
+    let client = Client::new(&server.url, &token).unwrap();
+    let session = client.create_session(&new_session("erin", "phone")).await.unwrap();
+    let form = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B").replace('/', "%2F")))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let signed_in = browser
+        .post(format!("{}/admin/sign-in", server.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("token", &token)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let set_cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.contains("Secure") && set_cookie.contains("HttpOnly"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let page =
+        browser.get(format!("{}/admin/users?user=erin", server.url)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    let fingerprint = session.session_id.fingerprint();
+    assert!(page.contains(&fingerprint) && page.contains("phone"), "{page}");
+    let csrf = page.split(r#"name="csrf" value=""#).nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let revoked = browser
+        .post(format!("{}/admin/users/revoke", server.url))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf", &csrf), ("user", "erin"), ("session", &fingerprint)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    assert_eq!(client.get_session(&session.session_id).await.unwrap_err().code(), Some(ErrorCode::SessionNotFound));
+    server.stop();
+}

@@ -1,97 +1,16 @@
-//! The web app in headless Chromium, as its users see it.
-//!
-//! Needs Debian's `chromium` and `chromium-driver` (`scripts/browser-setup` installs them).
-//! Without them these tests fail: a browser test that skips itself proves nothing.
+//! The web app in headless Chromium, as its users see it (`sessanger_testkit::browser`: needs
+//! Debian's `chromium` and `chromium-driver`, which `scripts/browser-setup` installs).
 
-use std::{
-    ffi::OsString,
-    io::Write as _,
-    net::{SocketAddr, TcpListener, TcpStream},
-    path::{Path, PathBuf},
-    process::Stdio,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{ffi::OsString, net::SocketAddr, process::Stdio, sync::Arc};
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use hyper_util::client::legacy::connect::HttpConnector;
-use serde_json::json;
+use fantoccini::{Client, Locator};
 use sessanger_core::{Page, Permission, SessionManager, SessionPolicy};
 use sessanger_server::{AppState, ServerOptions};
 use sessanger_store_memory::MemoryStore;
+use sessanger_testkit::browser::{Driver, free_port, screenshot, wait_for_port};
 use sessanger_tower::session_id_of;
 use tempfile::TempDir;
 use tokio::process::{Child, Command};
-
-/// Flags that keep Chromium headless, quiet and off the network except for the app.
-const CHROMIUM_FLAGS: &[&str] = &[
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1024,768",
-];
-
-/// How long a process may take to start listening.
-const STARTUP: Duration = Duration::from_secs(30);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + STARTUP;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on port {port} within {STARTUP:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// One `chromedriver`, killed when dropped; every browser of a test is a session of it.
-struct Driver {
-    _process: Child,
-    url: String,
-    profiles: TempDir,
-}
-
-impl Driver {
-    async fn start() -> Driver {
-        let port = free_port();
-        let process = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start chromedriver ({e}): run scripts/browser-setup to install chromium and chromium-driver"
-                )
-            });
-        wait_for_port(port, "chromedriver").await;
-        Driver { _process: process, url: format!("http://127.0.0.1:{port}"), profiles: TempDir::new().unwrap() }
-    }
-
-    /// A new browser with a fresh profile: no cookie is shared with any other browser.
-    async fn browser(&self, name: &str) -> Client {
-        let profile = self.profiles.path().join(name);
-        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| (*f).to_owned()).collect();
-        args.push(format!("--user-data-dir={}", profile.display()));
-        let mut options = json!({ "args": args });
-        if Path::new("/usr/bin/chromium").exists() {
-            options["binary"] = json!("/usr/bin/chromium");
-        }
-        let capabilities = json!({ "browserName": "chrome", "goog:chromeOptions": options });
-        let serde_json::Value::Object(capabilities) = capabilities else { unreachable!() };
-        ClientBuilder::new(HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&self.url)
-            .await
-            .unwrap_or_else(|e| panic!("chromedriver could not start chromium: {e}"))
-    }
-}
 
 /// The example app as a process, so a restart is a real one: on the embedded store, or in
 /// remote mode against a sessanger server.
@@ -181,13 +100,6 @@ async fn is_on_login_page(browser: &Client) -> bool {
     browser.current_url().await.unwrap().path() == "/login"
 }
 
-fn screenshot_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    target.join("screenshots")
-}
-
 #[tokio::test]
 async fn login_sets_a_new_http_only_cookie_and_the_counter_survives_a_restart() {
     let driver = Driver::start().await;
@@ -225,14 +137,7 @@ async fn signing_out_all_devices_in_one_browser_ends_the_other_browsers_session(
     laptop.refresh().await.unwrap();
     let rows = laptop.find_all(Locator::Css("#sessions tr")).await.unwrap();
     assert_eq!(rows.len(), 3, "a header and both devices");
-    let dir = screenshot_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("web-app-session-list.png");
-    std::fs::write(&path, laptop.screenshot().await.unwrap()).unwrap();
-    // Straight to stderr: the harness captures `println!` of passing tests, and this line
-    // must reach the test output (CI logs) every time.
-    let line = format!("screenshot of the session list: {}\n", path.canonicalize().unwrap().display());
-    std::io::stderr().write_all(line.as_bytes()).unwrap();
+    screenshot(&laptop, "web-app-session-list").await;
 
     laptop.find(Locator::Id("sign-out-everywhere")).await.unwrap().click().await.unwrap();
     laptop.wait().for_element(Locator::Id("login")).await.unwrap();

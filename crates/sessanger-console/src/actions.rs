@@ -1,0 +1,197 @@
+//! The pages' handlers: a user's sessions, revoking them, the registered services.
+
+use axum::{
+    extract::Query,
+    http::StatusCode,
+    response::{IntoResponse, Redirect, Response},
+};
+use serde::Deserialize;
+use sessanger_core::{ManagerError, Page, Permission, ServiceId, Session, UserId};
+
+use crate::{
+    Posted,
+    operator::{Operator, Refusal},
+    pages,
+};
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct UserQuery {
+    user: Option<String>,
+}
+
+/// Most sessions a user's page lists; a user holding more is told so.
+const LISTED: Page = Page { after: None, limit: Page::MAX_LIMIT };
+pub(crate) const LISTED_MOST: usize = Page::MAX_LIMIT.get() as usize;
+
+pub(crate) async fn users(operator: Operator, Query(query): Query<UserQuery>) -> Response {
+    let Some(text) = query.user.as_deref().map(str::trim).filter(|text| !text.is_empty()) else {
+        return pages::users(&operator, None);
+    };
+    let Ok(user) = text.parse::<UserId>() else {
+        return pages::refused(StatusCode::BAD_REQUEST, "A user id is 1 to 256 bytes without control characters.");
+    };
+    match operator.manager.list_user_sessions(&user, &LISTED).await {
+        Ok(sessions) => pages::users(&operator, Some((&user, &sessions))),
+        Err(e) => pages::unavailable(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RevokeForm {
+    // Absent is refused as a wrong one is (403), not as a malformed form.
+    #[serde(default)]
+    csrf: String,
+    user: String,
+    /// The session's fingerprint: pages never hold session ids.
+    session: String,
+}
+
+pub(crate) async fn revoke(operator: Operator, Posted(form): Posted<RevokeForm>) -> Response {
+    let user = match authorized_change_of(&operator, &form.csrf, &form.user) {
+        Ok(user) => user,
+        Err(refused) => return refused.into_response(),
+    };
+    let found = match find_by_fingerprint(&operator, &user, &form.session).await {
+        Ok(found) => found,
+        Err(e) => return pages::unavailable(&e),
+    };
+    match found {
+        Some(session) => match operator.manager.delete_session(&session.id).await {
+            // Gone meanwhile (expired, revoked elsewhere): what was asked is done.
+            Ok(_) | Err(ManagerError::NotFound) => back_to(&user),
+            Err(e) => pages::unavailable(&e),
+        },
+        None => back_to(&user),
+    }
+}
+
+/// The user a change posted by `operator` is about, if the operator may make it.
+fn authorized_change_of(operator: &Operator, csrf: &str, user: &str) -> Result<UserId, Refusal> {
+    operator.authorize(csrf)?;
+    user.parse().map_err(|_| Refusal::NoSuchUser)
+}
+
+/// The user's live session whose fingerprint is `fingerprint`, looked for page by page.
+async fn find_by_fingerprint(
+    operator: &Operator,
+    user: &UserId,
+    fingerprint: &str,
+) -> Result<Option<Session>, ManagerError> {
+    let mut page = LISTED;
+    loop {
+        let sessions = operator.manager.list_user_sessions(user, &page).await?;
+        if let Some(found) = sessions.iter().find(|s| s.id.fingerprint() == fingerprint) {
+            return Ok(Some(found.clone()));
+        }
+        match page.next(&sessions) {
+            Some(next) => page = next,
+            None => return Ok(None),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct UserForm {
+    // Absent is refused as a wrong one is (403), not as a malformed form.
+    #[serde(default)]
+    csrf: String,
+    user: String,
+}
+
+pub(crate) async fn sign_out_everywhere(operator: Operator, Posted(form): Posted<UserForm>) -> Response {
+    let user = match authorized_change_of(&operator, &form.csrf, &form.user) {
+        Ok(user) => user,
+        Err(refused) => return refused.into_response(),
+    };
+    match operator.manager.delete_user_sessions(&user).await {
+        Ok(_) => back_to(&user),
+        Err(e) => pages::unavailable(&e),
+    }
+}
+
+/// The user's page again, after a change (303: the browser asks for it with `GET`).
+fn back_to(user: &UserId) -> Response {
+    let query = serde_urlencoded::to_string([("user", user.as_ref())]).expect("a string pair encodes");
+    Redirect::to(&format!("{}/users?{query}", crate::MOUNT)).into_response()
+}
+
+pub(crate) async fn services(operator: Operator) -> Response {
+    match operator.manager.list_services(None, Page::MAX_LIMIT).await {
+        Ok(services) => pages::services(&operator, &services, None),
+        Err(e) => pages::unavailable(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RegisterForm {
+    // Absent is refused as a wrong one is (403), not as a malformed form.
+    #[serde(default)]
+    csrf: String,
+    id: String,
+    #[serde(default)]
+    name: String,
+    read: Option<String>,
+    write: Option<String>,
+    admin: Option<String>,
+}
+
+pub(crate) async fn register(operator: Operator, Posted(form): Posted<RegisterForm>) -> Response {
+    if let Err(refused) = operator.authorize(&form.csrf) {
+        return refused.into_response();
+    }
+    let Ok(id) = form.id.trim().parse::<ServiceId>() else {
+        return pages::refused(
+            StatusCode::BAD_REQUEST,
+            "A service id is 1 to 64 lowercase letters, digits, '-' and '_'.",
+        );
+    };
+    let permissions: Vec<Permission> =
+        [(&form.read, Permission::Read), (&form.write, Permission::Write), (&form.admin, Permission::Admin)]
+            .into_iter()
+            .filter_map(|(checked, permission)| checked.is_some().then_some(permission))
+            .collect();
+    if permissions.is_empty() {
+        return pages::refused(StatusCode::BAD_REQUEST, "Give the service at least one permission.");
+    }
+    let name = if form.name.trim().is_empty() { id.to_string() } else { form.name.trim().to_owned() };
+    let registered = match operator.manager.register_service(id, name, permissions).await {
+        Ok((_, token)) => token,
+        Err(ManagerError::ServiceExists(id)) => {
+            return pages::refused(StatusCode::CONFLICT, &format!("A service `{id}` is already registered."));
+        }
+        Err(e) => return pages::unavailable(&e),
+    };
+    match operator.manager.list_services(None, Page::MAX_LIMIT).await {
+        Ok(services) => pages::services(&operator, &services, Some(&registered)),
+        Err(e) => pages::unavailable(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ServiceForm {
+    // Absent is refused as a wrong one is (403), not as a malformed form.
+    #[serde(default)]
+    csrf: String,
+    id: String,
+}
+
+pub(crate) async fn remove(operator: Operator, Posted(form): Posted<ServiceForm>) -> Response {
+    if let Err(refused) = operator.authorize(&form.csrf) {
+        return refused.into_response();
+    }
+    let Ok(id) = form.id.parse::<ServiceId>() else {
+        return pages::refused(StatusCode::BAD_REQUEST, "No such service.");
+    };
+    if id == operator.service.id {
+        return pages::refused(
+            StatusCode::CONFLICT,
+            "You are signed in as this service: sign in as another admin service to remove it.",
+        );
+    }
+    match operator.manager.remove_service(&id).await {
+        Ok(()) | Err(ManagerError::ServiceNotFound(_)) => {
+            Redirect::to(&format!("{}/services", crate::MOUNT)).into_response()
+        }
+        Err(e) => pages::unavailable(&e),
+    }
+}

@@ -1,0 +1,142 @@
+//! The admin console: operators find a user's sessions and revoke them, sign a user out
+//! everywhere, and register and remove services, in the browser. `sessanger serve` serves it
+//! under `/admin` when it is enabled (`console.enabled: true` or `--admin-console`), on the
+//! API's own port: no other process, nothing built or loaded at run time.
+//!
+//! # Signing in
+//! An operator signs in with a service token. A service with `admin` may do everything; one
+//! with only `read` sees everything and changes nothing (its pages have no buttons, and its
+//! posts are refused). The console keeps the operator's session in sessanger itself, through
+//! `sessanger-tower` (an `HttpOnly`, `SameSite=Strict` cookie scoped to `/admin`, `Secure`
+//! unless configured off for plain-HTTP development, ended after the idle timeout); the token
+//! is never kept. Each request checks that the operator's service is still registered, so a
+//! service removed anywhere signs its operators out. Every change is made by the manager
+//! acting for the operator's service, so the audit trail names it.
+//!
+//! # What a page can never do
+//! - Forge a change: every form carries the session's anti-forgery token, compared in constant
+//!   time; the cookie is `SameSite=Strict` besides.
+//! - Run injected markup: maud escapes every value it writes; the pages load one stylesheet and
+//!   one script of their own, and `Content-Security-Policy` allows nothing else (no inline
+//!   script, no frames, forms post only here).
+//! - Leak a session: pages name sessions by fingerprint, never by id (an id is a bearer
+//!   secret); a revoke names the user and the fingerprint.
+//!
+//! # Layout
+//! - `lib.rs`: [`ConsoleOptions`], the router and the headers every page carries.
+//! - `operator.rs`: who is signed in ([`Operator`](operator::Operator)), signing in and out,
+//!   the anti-forgery check.
+//! - `actions.rs`: the pages' handlers: users and their sessions, services.
+//! - `pages.rs`: the HTML.
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    http::{HeaderValue, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use sessanger_core::SessionManager;
+use sessanger_tower::{SessangerStore, SessionOptions};
+use tower_sessions::cookie::SameSite;
+
+mod actions;
+mod operator;
+mod pages;
+
+/// Where `sessanger serve` mounts the console; the pages' links and the cookie's path.
+pub const MOUNT: &str = "/admin";
+
+/// How the console keeps its operators' sessions.
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// use sessanger_console::ConsoleOptions;
+///
+/// // Plain HTTP on a developer's machine: the cookie must not ask for HTTPS.
+/// let options = ConsoleOptions { secure_cookie: false, ..ConsoleOptions::default() };
+/// assert_eq!(options.idle_timeout, Duration::from_secs(15 * 60));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConsoleOptions {
+    /// Whether the session cookie is `Secure` (sent over HTTPS only). Default `true`.
+    pub secure_cookie: bool,
+    /// How long an operator's session lives unused. Default 15 minutes.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConsoleOptions {
+    fn default() -> Self {
+        ConsoleOptions { secure_cookie: true, idle_timeout: Duration::from_secs(15 * 60) }
+    }
+}
+
+/// What every handler shares: the manager, and the store of the console's own sessions.
+#[derive(Clone, Debug)]
+struct Console {
+    manager: SessionManager,
+    store: SessangerStore,
+}
+
+/// The console's routes, relative to where they are mounted ([`MOUNT`]).
+pub fn router(manager: SessionManager, options: ConsoleOptions) -> Router {
+    let store = SessangerStore::new(manager.clone());
+    let sessions = SessionOptions::new()
+        .with_cookie_name("sessanger_console")
+        .with_secure(options.secure_cookie)
+        .with_same_site(SameSite::Strict)
+        .with_path(MOUNT)
+        .with_max_lifetime(options.idle_timeout)
+        .layer(store.clone());
+    Router::new()
+        .route("/", get(operator::home))
+        .route("/sign-in", get(operator::sign_in_page).post(operator::sign_in))
+        .route("/sign-out", post(operator::sign_out))
+        .route("/users", get(actions::users))
+        .route("/users/revoke", post(actions::revoke))
+        .route("/users/sign-out-everywhere", post(actions::sign_out_everywhere))
+        .route("/services", get(actions::services).post(actions::register))
+        .route("/services/remove", post(actions::remove))
+        .route("/static/console.css", get(|| async { asset("text/css", include_str!("../static/console.css")) }))
+        .route("/static/console.js", get(|| async { asset("text/javascript", include_str!("../static/console.js")) }))
+        .with_state(Console { manager, store })
+        .layer(sessions)
+        .layer(axum::middleware::map_response(protect))
+}
+
+/// A form the console's pages post; a malformed one gets a page saying so, not axum's plain
+/// text.
+#[derive(Debug)]
+struct Posted<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        match axum::Form::<T>::from_request(request, state).await {
+            Ok(axum::Form(form)) => Ok(Posted(form)),
+            Err(rejection) => Err(pages::refused(rejection.status(), "The form was incomplete or malformed.")),
+        }
+    }
+}
+
+/// A file of the console's own, compiled in.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()
+}
+
+/// What a browser must not do with a console page: run or load anything but the console's own
+/// files, post anywhere else, show it in a frame, or send its address elsewhere.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+async fn protect(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}

@@ -1,0 +1,347 @@
+//! The admin console (`/admin`) through the whole app, as a browser drives it: its cookie
+//! carried from answer to answer, its forms posted with the token the page gave.
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderMap, Method, Request, StatusCode, header},
+};
+use sessanger_console::ConsoleOptions;
+use sessanger_core::{Device, ManagerError, NewSession, Page, Permission, SessionManager, SessionPolicy, UserId};
+use sessanger_server::{AppState, ServerOptions, app};
+use sessanger_store_memory::MemoryStore;
+use tower::ServiceExt;
+
+/// The app with the console on, its manager, and tokens of `root` (admin) and `auditor` (read).
+struct Console {
+    app: Router,
+    manager: SessionManager,
+    root: String,
+    auditor: String,
+}
+
+impl Console {
+    async fn new() -> Console {
+        let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default());
+        let (_, root) =
+            manager.register_service("root".parse().unwrap(), "Root", vec![Permission::Admin]).await.unwrap();
+        let (_, auditor) =
+            manager.register_service("auditor".parse().unwrap(), "Auditor", vec![Permission::Read]).await.unwrap();
+        let console = ConsoleOptions { secure_cookie: false, ..ConsoleOptions::default() };
+        let options = ServerOptions { console: Some(console), ..ServerOptions::default() };
+        Console {
+            app: app(AppState::new(manager.clone(), options)),
+            manager,
+            root: root.expose(),
+            auditor: auditor.expose(),
+        }
+    }
+
+    fn browser(&self) -> Browser<'_> {
+        Browser { app: &self.app, cookie: None }
+    }
+
+    /// `user`'s sessions, one per device.
+    async fn sessions_of(&self, user: &str, devices: &[&str]) {
+        let user: UserId = user.parse().unwrap();
+        for device in devices {
+            let device =
+                Device { device_id: Some((*device).into()), user_agent: Some("Firefox".into()), ..Device::default() };
+            self.manager.create_session(&user, NewSession { device, ..NewSession::default() }).await.unwrap();
+        }
+    }
+
+    async fn live(&self, user: &str) -> usize {
+        self.manager.list_user_sessions(&user.parse().unwrap(), &Page::DEFAULT).await.unwrap().len()
+    }
+}
+
+/// One browser: the console's cookie, kept from answer to answer.
+struct Browser<'a> {
+    app: &'a Router,
+    cookie: Option<String>,
+}
+
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn location(&self) -> &str {
+        self.headers.get(header::LOCATION).map_or("", |v| v.to_str().unwrap())
+    }
+
+    /// The anti-forgery token the page's forms carry.
+    fn csrf(&self) -> String {
+        let start = self.body.find(r#"name="csrf" value=""#).expect("a form with the token") + 19;
+        self.body[start..].split('"').next().unwrap().to_owned()
+    }
+}
+
+impl Browser<'_> {
+    async fn send(&mut self, method: Method, uri: &str, form: Option<&[(&str, &str)]>) -> Answer {
+        let mut request = Request::builder().method(method).uri(uri).header(header::USER_AGENT, "TestBrowser/1.0");
+        if let Some(cookie) = &self.cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        let body = match form {
+            Some(form) => {
+                request = request.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+                Body::from(serde_urlencoded::to_string(form).unwrap())
+            }
+            None => Body::empty(),
+        };
+        let response = self.app.clone().oneshot(request.body(body).unwrap()).await.unwrap();
+        let (parts, body) = response.into_parts();
+        if let Some(set) = parts.headers.get(header::SET_COOKIE) {
+            let pair = set.to_str().unwrap().split(';').next().unwrap().to_owned();
+            // A cleared cookie comes back empty and already expired.
+            self.cookie = (!pair.ends_with('=')).then_some(pair);
+        }
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
+        Answer { status: parts.status, headers: parts.headers, body: String::from_utf8(body.to_vec()).unwrap() }
+    }
+
+    async fn get(&mut self, uri: &str) -> Answer {
+        self.send(Method::GET, uri, None).await
+    }
+
+    async fn post(&mut self, uri: &str, form: &[(&str, &str)]) -> Answer {
+        self.send(Method::POST, uri, Some(form)).await
+    }
+
+    async fn sign_in(&mut self, token: &str) -> Answer {
+        self.post("/admin/sign-in", &[("token", token)]).await
+    }
+}
+
+#[tokio::test]
+async fn the_console_is_off_unless_enabled() {
+    let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default());
+    let app = app(AppState::new(manager, ServerOptions::default()));
+    let mut browser = Browser { app: &app, cookie: None };
+    assert_eq!(browser.get("/admin/sign-in").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn signing_in_takes_a_token_of_a_service_that_may_read() {
+    let console = Console::new().await;
+    let mut browser = console.browser();
+    let away = browser.get("/admin/users").await;
+    assert_eq!((away.status, away.location()), (StatusCode::SEE_OTHER, "/admin/sign-in"));
+
+    let wrong = browser.sign_in("root.not-the-secret").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains("That token is not valid."), "{}", wrong.body);
+    assert!(browser.cookie.is_none(), "no session for a failed sign-in");
+    assert_eq!(browser.sign_in("garbage").await.status, StatusCode::UNAUTHORIZED);
+
+    let (_, writer) =
+        console.manager.register_service("writer".parse().unwrap(), "W", vec![Permission::Write]).await.unwrap();
+    let refused = browser.sign_in(&writer.expose()).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.body.contains("may not read sessions"), "{}", refused.body);
+
+    let signed_in = browser.sign_in(&console.root).await;
+    assert_eq!((signed_in.status, signed_in.location()), (StatusCode::SEE_OTHER, "/admin/users"));
+    let cookie = signed_in.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    let page = browser.get("/admin/users").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Signed in as <code>root</code>"), "{}", page.body);
+    // The console's own session is a sessanger session, apart from every real user's.
+    assert_eq!(console.live("admin-console:root").await, 1);
+
+    let out = browser.post("/admin/sign-out", &[("csrf", &page.csrf())]).await;
+    assert_eq!((out.status, out.location()), (StatusCode::SEE_OTHER, "/admin/sign-in"));
+    assert_eq!(browser.get("/admin/users").await.status, StatusCode::SEE_OTHER);
+    assert_eq!(console.live("admin-console:root").await, 0);
+}
+
+#[tokio::test]
+async fn an_admin_finds_a_user_revokes_one_session_then_signs_them_out_everywhere() {
+    let console = Console::new().await;
+    console.sessions_of("carol", &["phone", "laptop", "tablet"]).await;
+    let mut browser = console.browser();
+    browser.sign_in(&console.root).await;
+
+    let page = browser.get("/admin/users?user=carol").await;
+    assert_eq!(page.status, StatusCode::OK);
+    for device in ["phone", "laptop", "tablet"] {
+        assert!(page.body.contains(device), "{}", page.body);
+    }
+    assert_eq!(page.body.matches(">Revoke<").count(), 3);
+    let sessions = console.manager.list_user_sessions(&"carol".parse().unwrap(), &Page::DEFAULT).await.unwrap();
+    for session in &sessions {
+        assert!(!page.body.contains(session.id.as_ref()), "a page never holds a session id");
+        assert!(page.body.contains(&session.id.fingerprint()));
+    }
+
+    let phone = sessions.iter().find(|s| s.device.device_id.as_deref() == Some("phone")).unwrap();
+    let fingerprint = phone.id.fingerprint();
+    let revoked = browser
+        .post("/admin/users/revoke", &[("csrf", &page.csrf()), ("user", "carol"), ("session", &fingerprint)])
+        .await;
+    assert_eq!((revoked.status, revoked.location()), (StatusCode::SEE_OTHER, "/admin/users?user=carol"));
+    assert!(matches!(console.manager.get_session(&phone.id).await, Err(ManagerError::NotFound)));
+    let page = browser.get("/admin/users?user=carol").await;
+    assert_eq!(page.body.matches(">Revoke<").count(), 2);
+    assert!(!page.body.contains("phone"));
+
+    let out = browser.post("/admin/users/sign-out-everywhere", &[("csrf", &page.csrf()), ("user", "carol")]).await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert_eq!(console.live("carol").await, 0);
+    assert!(browser.get("/admin/users?user=carol").await.body.contains("No live sessions."));
+}
+
+#[tokio::test]
+async fn a_forged_post_and_a_read_only_operator_change_nothing() {
+    let console = Console::new().await;
+    console.sessions_of("dave", &["phone"]).await;
+    let fingerprint =
+        console.manager.list_user_sessions(&"dave".parse().unwrap(), &Page::DEFAULT).await.unwrap()[0].id.fingerprint();
+
+    let mut admin = console.browser();
+    admin.sign_in(&console.root).await;
+    for csrf in [None, Some(""), Some("forged")] {
+        let mut form = vec![("user", "dave"), ("session", fingerprint.as_str())];
+        form.extend(csrf.map(|csrf| ("csrf", csrf)));
+        assert_eq!(admin.post("/admin/users/revoke", &form).await.status, StatusCode::FORBIDDEN, "{csrf:?}");
+        assert_eq!(admin.post("/admin/users/sign-out-everywhere", &form).await.status, StatusCode::FORBIDDEN);
+    }
+    // Another operator's token does not pass either.
+    let mut other = console.browser();
+    let page = {
+        other.sign_in(&console.root).await;
+        other.get("/admin/users").await
+    };
+    assert_eq!(
+        admin.post("/admin/users/sign-out-everywhere", &[("csrf", &page.csrf()), ("user", "dave")]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // A form missing its fields gets a page saying so.
+    let incomplete = other.post("/admin/users/revoke", &[("csrf", &page.csrf())]).await;
+    assert_eq!(incomplete.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(incomplete.body.contains("incomplete or malformed"), "{}", incomplete.body);
+    assert_eq!(console.live("dave").await, 1);
+
+    let mut auditor = console.browser();
+    auditor.sign_in(&console.auditor).await;
+    let page = auditor.get("/admin/users?user=dave").await;
+    assert!(page.body.contains("phone") && page.body.contains("(read only)"), "{}", page.body);
+    assert!(!page.body.contains(">Revoke<") && !page.body.contains("Sign out everywhere"), "{}", page.body);
+    let csrf = page.csrf();
+    let refused =
+        auditor.post("/admin/users/revoke", &[("csrf", &csrf), ("user", "dave"), ("session", &fingerprint)]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.body.contains("not change them"), "{}", refused.body);
+    let services = auditor.get("/admin/services").await;
+    assert!(!services.body.contains("Register a service") && !services.body.contains(">Remove<"));
+    assert_eq!(
+        auditor.post("/admin/services", &[("csrf", &csrf), ("id", "sneaky"), ("read", "on")]).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(console.live("dave").await, 1);
+    assert!(console.manager.registered_service(&"sneaky".parse().unwrap()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn markup_in_a_user_id_or_a_device_is_shown_as_text() {
+    let console = Console::new().await;
+    let xss = "<script>alert(1)</script>";
+    let device = Device { user_agent: Some("<img src=x onerror=alert(2)>".into()), ..Device::default() };
+    console
+        .manager
+        .create_session(&xss.parse().unwrap(), NewSession { device, ..NewSession::default() })
+        .await
+        .unwrap();
+    let mut browser = console.browser();
+    browser.sign_in(&console.root).await;
+    let page = browser.get(&format!("/admin/users?user={}", "%3Cscript%3Ealert(1)%3C%2Fscript%3E")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{}", page.body);
+    assert!(page.body.contains("&lt;img src=x onerror=alert(2)&gt;"), "{}", page.body);
+    assert!(!page.body.contains(xss) && !page.body.contains("<img"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn every_console_answer_forbids_frames_inline_script_and_caching() {
+    let console = Console::new().await;
+    let mut browser = console.browser();
+    for answer in [browser.get("/admin/sign-in").await, browser.sign_in("bad.token").await, {
+        browser.sign_in(&console.root).await;
+        browser.get("/admin/services").await
+    }] {
+        let header = |name: header::HeaderName| answer.headers.get(name).map_or("", |v| v.to_str().unwrap()).to_owned();
+        let csp = header(header::CONTENT_SECURITY_POLICY);
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(header(header::X_FRAME_OPTIONS), "DENY");
+        assert_eq!(header(header::REFERRER_POLICY), "no-referrer");
+        assert_eq!(header(header::CACHE_CONTROL), "no-store");
+        assert!(!answer.body.contains("<script>"), "no inline script: {}", answer.body);
+    }
+}
+
+#[tokio::test]
+async fn services_are_registered_shown_once_and_removed() {
+    let console = Console::new().await;
+    let mut browser = console.browser();
+    browser.sign_in(&console.root).await;
+    let page = browser.get("/admin/services").await;
+    let registered = browser
+        .post("/admin/services", &[("csrf", &page.csrf()), ("id", "billing"), ("name", "Billing"), ("read", "on")])
+        .await;
+    assert_eq!(registered.status, StatusCode::OK);
+    let start = registered.body.find(r#"id="new-token""#).unwrap();
+    let token = registered.body[start..].split(r#"value=""#).nth(1).unwrap().split('"').next().unwrap().to_owned();
+    assert!(token.starts_with("billing."), "{token}");
+    // The token works against `/v1` at once, and is never shown again.
+    let read = |token: String| {
+        let app = console.app.clone();
+        async move {
+            let request = Request::get("/v1/users/carol/sessions")
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .body(Body::empty());
+            app.oneshot(request.unwrap()).await.unwrap().status()
+        }
+    };
+    assert_eq!(read(token.clone()).await, StatusCode::OK);
+    assert!(!browser.get("/admin/services").await.body.contains(&token));
+    let again = browser.post("/admin/services", &[("csrf", &page.csrf()), ("id", "billing"), ("read", "on")]).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(
+        browser.post("/admin/services", &[("csrf", &page.csrf()), ("id", "Bad Id"), ("read", "on")]).await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    let removed = browser.post("/admin/services/remove", &[("csrf", &page.csrf()), ("id", "billing")]).await;
+    assert_eq!((removed.status, removed.location()), (StatusCode::SEE_OTHER, "/admin/services"));
+    assert_eq!(read(token).await, StatusCode::UNAUTHORIZED);
+    // Not the operator's own service: that would lock them out mid-page.
+    assert_eq!(
+        browser.post("/admin/services/remove", &[("csrf", &page.csrf()), ("id", "root")]).await.status,
+        StatusCode::CONFLICT
+    );
+}
+
+#[tokio::test]
+async fn an_operator_whose_service_is_removed_is_signed_out() {
+    let console = Console::new().await;
+    let (_, ops) =
+        console.manager.register_service("ops".parse().unwrap(), "Ops", vec![Permission::Admin]).await.unwrap();
+    let mut browser = console.browser();
+    browser.sign_in(&ops.expose()).await;
+    assert_eq!(browser.get("/admin/users").await.status, StatusCode::OK);
+    console.manager.remove_service(&"ops".parse().unwrap()).await.unwrap();
+    let page = browser.get("/admin/users").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(page.body.contains("no longer registered"), "{}", page.body);
+}
