@@ -26,10 +26,12 @@
 //! - `lib.rs`: [`ConsoleOptions`], the router and the headers every page carries.
 //! - `operator.rs`: who is signed in ([`Operator`](operator::Operator)), signing in and out,
 //!   the anti-forgery check.
+//! - `overview.rs`: the overview: the store's health, live sessions, the last hour's chart.
 //! - `actions.rs`: the pages' handlers: users and their sessions, services.
+//! - `throttle.rs`: failed sign-ins by address, and how long the next try waits.
 //! - `pages.rs`: the HTML.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -43,7 +45,9 @@ use tower_sessions::cookie::SameSite;
 
 mod actions;
 mod operator;
+mod overview;
 mod pages;
+mod throttle;
 
 /// Where `sessanger serve` mounts the console; the pages' links and the cookie's path.
 pub const MOUNT: &str = "/admin";
@@ -73,11 +77,13 @@ impl Default for ConsoleOptions {
     }
 }
 
-/// What every handler shares: the manager, and the store of the console's own sessions.
+/// What every handler shares: the manager, the store of the console's own sessions, and the
+/// failed sign-ins by address.
 #[derive(Clone, Debug)]
 struct Console {
     manager: SessionManager,
     store: SessangerStore,
+    failures: Arc<throttle::Failures>,
 }
 
 /// The console's routes, relative to where they are mounted ([`MOUNT`]).
@@ -91,7 +97,7 @@ pub fn router(manager: SessionManager, options: ConsoleOptions) -> Router {
         .with_max_lifetime(options.idle_timeout)
         .layer(store.clone());
     Router::new()
-        .route("/", get(operator::home))
+        .route("/", get(overview::overview))
         .route("/sign-in", get(operator::sign_in_page).post(operator::sign_in))
         .route("/sign-out", post(operator::sign_out))
         .route("/users", get(actions::users))
@@ -101,7 +107,7 @@ pub fn router(manager: SessionManager, options: ConsoleOptions) -> Router {
         .route("/services/remove", post(actions::remove))
         .route("/static/console.css", get(|| async { asset("text/css", include_str!("../static/console.css")) }))
         .route("/static/console.js", get(|| async { asset("text/javascript", include_str!("../static/console.js")) }))
-        .with_state(Console { manager, store })
+        .with_state(Console { manager, store, failures: Arc::default() })
         .layer(sessions)
         .layer(axum::middleware::map_response(protect))
 }

@@ -1,10 +1,13 @@
 //! Who is signed in: the operator's service, checked on every request, and the anti-forgery
 //! token of their session.
 
-use std::sync::Arc;
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
-    extract::{FromRequestParts, State},
+    extract::{ConnectInfo, FromRequestParts, State},
     http::{HeaderMap, StatusCode, header, request::Parts},
     response::{IntoResponse, Redirect, Response},
 };
@@ -120,13 +123,6 @@ impl FromRequestParts<Console> for Operator {
     }
 }
 
-pub(crate) async fn home(operator: Result<Operator, Response>) -> Response {
-    match operator {
-        Ok(_) => Redirect::to(&format!("{}/users", crate::MOUNT)).into_response(),
-        Err(to_sign_in) => to_sign_in,
-    }
-}
-
 pub(crate) async fn sign_in_page() -> Response {
     pages::sign_in(StatusCode::OK, None)
 }
@@ -138,14 +134,22 @@ pub(crate) struct SignInForm {
 
 pub(crate) async fn sign_in(
     State(console): State<Console>,
+    ClientAddress(address): ClientAddress,
     session: Session,
     headers: HeaderMap,
     Posted(form): Posted<SignInForm>,
 ) -> Response {
+    let wait = console.failures.delay(address);
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
     let verified = match form.token.trim().parse::<ServiceToken>() {
         Ok(token) => console.manager.verify_service(&token).await,
         Err(_) => Err(ManagerError::InvalidCredentials),
     };
+    if matches!(verified, Err(ManagerError::InvalidCredentials)) {
+        console.failures.failed(address);
+    }
     let service = match verified {
         Ok(service) if service.allows(Permission::Read) => service,
         Ok(service) => {
@@ -153,8 +157,13 @@ pub(crate) async fn sign_in(
             return pages::sign_in(StatusCode::FORBIDDEN, Some("This service may not read sessions."));
         }
         Err(ManagerError::InvalidCredentials) => {
-            tracing::warn!("console: sign-in with an invalid token");
-            return pages::sign_in(StatusCode::UNAUTHORIZED, Some("That token is not valid."));
+            tracing::warn!(client = ?address, "console: sign-in with an invalid token");
+            let message = if console.failures.delay(address).is_zero() {
+                "That token is not valid."
+            } else {
+                "That token is not valid. Too many failed sign-ins from your address: each try now waits longer."
+            };
+            return pages::sign_in(StatusCode::UNAUTHORIZED, Some(message));
         }
         Err(e) => return pages::unavailable(&e),
     };
@@ -175,8 +184,9 @@ pub(crate) async fn sign_in(
     if let Err(e) = stored.await {
         return pages::unavailable(&e);
     }
+    console.failures.succeeded(address);
     tracing::info!(service = %service.id, "console: signed in");
-    Redirect::to(&format!("{}/users", crate::MOUNT)).into_response()
+    Redirect::to(&format!("{}/", crate::MOUNT)).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,6 +205,19 @@ pub(crate) async fn sign_out(operator: Operator, session: Session, Posted(form):
         return pages::unavailable(&e);
     }
     Redirect::to(&format!("{}/sign-in", crate::MOUNT)).into_response()
+}
+
+/// The client's address, as the server's accept loop saw it (`ConnectInfo`); `None` for an app
+/// driven without a socket.
+#[derive(Debug)]
+pub(crate) struct ClientAddress(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(client)| client.ip())))
+    }
 }
 
 /// The sessanger user an operator's console sessions belong to, so `/v1` lists them apart

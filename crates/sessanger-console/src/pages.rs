@@ -10,7 +10,11 @@ use axum::{
 use maud::{DOCTYPE, Markup, html};
 use sessanger_core::{ServiceRecord, ServiceToken, Session, UserId};
 
-use crate::{MOUNT, operator::Operator};
+use crate::{
+    MOUNT,
+    operator::Operator,
+    overview::{Chart, MINUTES, Overview},
+};
 
 /// A whole page: the header (with the operator's service and the way out, once signed in),
 /// then `body` under its title.
@@ -30,6 +34,7 @@ fn layout(title: &str, operator: Option<&Operator>, body: Markup) -> Markup {
                     strong { "sessanger" }
                     @if let Some(operator) = operator {
                         nav {
+                            a href={ (MOUNT) "/" } { "Overview" }
                             a href={ (MOUNT) "/users" } { "Users" }
                             a href={ (MOUNT) "/services" } { "Services" }
                         }
@@ -102,6 +107,74 @@ pub(crate) fn unavailable(error: &dyn Display) -> Response {
             html! { p.message role="alert" { "The session store could not be reached. Try again shortly." } },
         ),
     )
+}
+
+/// The store's health, live sessions, and the last hour's chart.
+pub(crate) fn overview(operator: &Operator, overview: &Overview) -> Response {
+    let count = |n: Option<u64>| n.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+    let body = html! {
+        dl.facts {
+            dt { "Version" } dd { "sessanger " (env!("CARGO_PKG_VERSION")) }
+            dt { "Store" }
+            dd {
+                @match &overview.store {
+                    Ok(()) => span.ok { "answers" },
+                    Err(error) => span.failing { "does not answer: " (error) },
+                }
+            }
+            dt { "Live sessions" } dd #active { (count(overview.active)) }
+            dt { "Services" }
+            dd {
+                @match overview.services {
+                    Some(n) if n >= sessanger_core::Page::MAX_LIMIT.get() as usize => { "at least " (n) }
+                    Some(n) => (n),
+                    None => "unknown",
+                }
+            }
+        }
+        h2 { "Sessions created and ended per minute, last hour" }
+        @match &overview.chart {
+            Chart::NoLog => p { "This store keeps no event log, or records no events." },
+            Chart::Unavailable => p.message { "The event log could not be read." },
+            Chart::Minutes { created, ended, partial } => {
+                p.legend { span.created { "created" } " " span.ended { "ended" } }
+                (chart(created, ended))
+                @if *partial { p.message { "The hour held more events than are read for this chart: the earliest minutes count only the latest events." } }
+            }
+        }
+    };
+    respond(StatusCode::OK, layout("Overview", Some(operator), body))
+}
+
+/// Bars per minute, created beside ended, in SVG (no script, no inline style: the page's
+/// `Content-Security-Policy` allows neither).
+fn chart(created: &[u64], ended: &[u64]) -> Markup {
+    // Where the axes are, how tall the tallest bar is, how wide a minute is: pixels.
+    const LEFT: u64 = 40;
+    const BASE: u64 = 170;
+    const TALL: u64 = 150;
+    const STEP: u64 = 12;
+    let most = created.iter().chain(ended).copied().max().unwrap_or(0).max(1);
+    let height = |n: u64| n * TALL / most;
+    html! {
+        svg #chart xmlns="http://www.w3.org/2000/svg" width="780" height="200" viewBox="0 0 780 200" role="img"
+            aria-label="Sessions created and ended per minute over the last hour" {
+            line x1=(LEFT) y1=(BASE) x2=(LEFT + STEP * MINUTES as u64) y2=(BASE) stroke="#8a93a3" {}
+            @for (minute, (created, ended)) in created.iter().zip(ended).enumerate() {
+                @let x = LEFT + STEP * minute as u64;
+                rect x=(x + 1) y=(BASE - height(*created)) width="5" height=(height(*created)) fill="#2f6fde" {
+                    title { (created) " created" }
+                }
+                rect x=(x + 6) y=(BASE - height(*ended)) width="5" height=(height(*ended)) fill="#c0392b" {
+                    title { (ended) " ended" }
+                }
+            }
+            text x=(LEFT - 4) y=(BASE - TALL + 4) font-size="11" text-anchor="end" { (most) }
+            text x=(LEFT - 4) y=(BASE + 4) font-size="11" text-anchor="end" { "0" }
+            text x=(LEFT) y=(BASE + 20) font-size="11" { "60 min ago" }
+            text x=(LEFT + STEP * MINUTES as u64) y=(BASE + 20) font-size="11" text-anchor="end" { "now" }
+        }
+    }
 }
 
 /// The user search, and the user's sessions if one was asked for.

@@ -313,7 +313,9 @@ impl SessionManager {
         self.shared.events.subscribe()
     }
 
-    fn now(&self) -> Timestamp {
+    /// The time on this manager's clock (the system's, or the one a test set): what its
+    /// sessions' deadlines and events are stamped with.
+    pub fn now(&self) -> Timestamp {
         self.shared.clock.now()
     }
 

@@ -9,6 +9,7 @@
 use std::{
     convert::Infallible,
     io,
+    net::SocketAddr,
     num::NonZeroU32,
     pin::{Pin, pin},
     sync::{
@@ -19,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use axum::Router;
+use axum::{Router, extract::ConnectInfo};
 use hyper::server::conn::http1;
 use hyper_util::{rt::TokioIo, service::TowerToHyperService};
 use tokio::{
@@ -84,9 +85,9 @@ pub(crate) async fn accept_loop(
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // Out of file descriptors or a connection reset before it was taken:
                     // both pass; waiting a little keeps a full process table from spinning.
@@ -101,7 +102,7 @@ pub(crate) async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let activity = Activity::default();
         let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
-        let service = Counted { router: router.clone(), activity: activity.clone() };
+        let service = Counted { router: router.clone(), activity: activity.clone(), peer: ConnectInfo(peer) };
         let connection = builder.serve_connection(io, TowerToHyperService::new(service));
         let (limits, stopping) = (*options, stopping.clone());
         tokio::spawn(async move {
@@ -276,11 +277,14 @@ impl Activity {
     }
 }
 
-/// The router, counting the requests it is answering for the connection's watchdog.
+/// The router, counting the requests it is answering for the connection's watchdog, and
+/// telling each request the client's address (axum's `ConnectInfo`: the admin console slows
+/// down an address that keeps failing to sign in).
 #[derive(Clone, Debug)]
 struct Counted {
     router: Router,
     activity: Activity,
+    peer: ConnectInfo<SocketAddr>,
 }
 
 impl<B> tower::Service<hyper::Request<B>> for Counted
@@ -296,8 +300,9 @@ where
         tower::Service::<hyper::Request<B>>::poll_ready(&mut self.router, cx)
     }
 
-    fn call(&mut self, request: hyper::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: hyper::Request<B>) -> Self::Future {
         self.activity.request_started();
+        request.extensions_mut().insert(self.peer);
         let answered = Answered(self.activity.clone());
         let response = self.router.call(request);
         Box::pin(async move {

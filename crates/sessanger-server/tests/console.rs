@@ -148,7 +148,7 @@ async fn signing_in_takes_a_token_of_a_service_that_may_read() {
     assert!(refused.body.contains("may not read sessions"), "{}", refused.body);
 
     let signed_in = browser.sign_in(&console.root).await;
-    assert_eq!((signed_in.status, signed_in.location()), (StatusCode::SEE_OTHER, "/admin/users"));
+    assert_eq!((signed_in.status, signed_in.location()), (StatusCode::SEE_OTHER, "/admin/"));
     let cookie = signed_in.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().to_owned();
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
         assert!(cookie.contains(attribute), "{cookie}");
@@ -344,4 +344,44 @@ async fn an_operator_whose_service_is_removed_is_signed_out() {
     let page = browser.get("/admin/users").await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
     assert!(page.body.contains("no longer registered"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn the_overview_counts_live_sessions_and_charts_the_last_hour() {
+    let console = Console::new().await;
+    console.sessions_of("gina", &["phone", "laptop"]).await;
+    console.manager.delete_user_sessions(&"gina".parse().unwrap()).await.unwrap();
+    console.sessions_of("hank", &["phone"]).await;
+    let mut browser = console.browser();
+    browser.sign_in(&console.root).await;
+    let page = browser.get("/admin/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(r#"<span class="ok">answers</span>"#), "{}", page.body);
+    // hank's, and the console's own session of the operator.
+    assert!(page.body.contains(r#"<dd id="active">2</dd>"#), "{}", page.body);
+    assert!(page.body.contains(concat!("sessanger ", env!("CARGO_PKG_VERSION"))));
+    // This minute's bars: 4 created (gina's two, hank's, the operator's), 2 ended.
+    assert!(page.body.contains("<title>4 created</title>"), "{}", page.body);
+    assert!(page.body.contains("<title>2 ended</title>"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn after_five_failed_sign_ins_each_try_waits() {
+    let console = Console::new().await;
+    let mut browser = console.browser();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let wrong = browser.sign_in("root.wrong").await;
+        assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+        assert!(started.elapsed() < std::time::Duration::from_millis(500));
+    }
+    let started = std::time::Instant::now();
+    let slowed = browser.sign_in("root.wrong").await;
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+    assert!(slowed.body.contains("Too many failed sign-ins"), "{}", slowed.body);
+    // The right token still signs in (after its wait), and the address starts over.
+    assert_eq!(browser.sign_in(&console.root).await.status, StatusCode::SEE_OTHER);
+    let started = std::time::Instant::now();
+    browser.sign_in("root.wrong").await;
+    assert!(started.elapsed() < std::time::Duration::from_millis(500));
 }

@@ -1,7 +1,8 @@
 //! The admin console in headless Chromium, as an operator uses it: sign in, find a user with
 //! sessions on three devices, revoke one, sign the user out everywhere, register a service and
 //! use its token; a read-only operator sees no buttons and a forged post is refused; markup in
-//! a user id stays text. Screenshots go to `target/screenshots/console-*.png`.
+//! a user id stays text. Screenshots of the overview, a user and the services go to
+//! `target/screenshots/console-*.png`.
 
 use std::sync::Arc;
 
@@ -33,10 +34,11 @@ async fn sign_in(browser: &Client, url: &str, token: &str) {
     assert_eq!(browser.current_url().await.unwrap().path(), "/admin/sign-in");
     browser.find(Locator::Id("token")).await.unwrap().send_keys(token).await.unwrap();
     browser.find(Locator::Css("button[type=submit]")).await.unwrap().click().await.unwrap();
-    browser.wait().for_element(Locator::Id("user")).await.unwrap();
+    browser.wait().for_element(Locator::Id("active")).await.unwrap();
 }
 
 async fn find_user(browser: &Client, user: &str) {
+    browser.find(Locator::LinkText("Users")).await.unwrap().click().await.unwrap();
     let field = browser.find(Locator::Id("user")).await.unwrap();
     field.clear().await.unwrap();
     field.send_keys(user).await.unwrap();
@@ -72,6 +74,7 @@ async fn an_operator_finds_a_user_revokes_signs_out_and_registers_a_service() {
     browser.goto(&format!("{url}/admin")).await.unwrap();
     screenshot(&browser, "console-sign-in").await;
     sign_in(&browser, &url, &root).await;
+    screenshot(&browser, "console-overview").await;
 
     find_user(&browser, "frank").await;
     assert_eq!(rows(&browser).await, 3);
