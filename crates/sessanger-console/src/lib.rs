@@ -27,6 +27,7 @@
 //! - `operator.rs`: who is signed in ([`Operator`](operator::Operator)), signing in and out,
 //!   the anti-forgery check.
 //! - `overview.rs`: the overview: the store's health, live sessions, the last hour's chart.
+//! - `live.rs`: the latest events, whichever node made them.
 //! - `actions.rs`: the pages' handlers: users and their sessions, services.
 //! - `throttle.rs`: failed sign-ins by address, and how long the next try waits.
 //! - `pages.rs`: the HTML.
@@ -44,6 +45,7 @@ use sessanger_tower::{SessangerStore, SessionOptions};
 use tower_sessions::cookie::SameSite;
 
 mod actions;
+mod live;
 mod operator;
 mod overview;
 mod pages;
@@ -104,6 +106,7 @@ pub fn router(manager: SessionManager, options: ConsoleOptions) -> Router {
         .route("/users/revoke", post(actions::revoke))
         .route("/users/sign-out-everywhere", post(actions::sign_out_everywhere))
         .route("/services", get(actions::services).post(actions::register))
+        .route("/live", get(live::live))
         .route("/services/remove", post(actions::remove))
         .route("/static/console.css", get(|| async { asset("text/css", include_str!("../static/console.css")) }))
         .route("/static/console.js", get(|| async { asset("text/javascript", include_str!("../static/console.js")) }))

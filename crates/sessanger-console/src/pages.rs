@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use maud::{DOCTYPE, Markup, html};
-use sessanger_core::{ServiceRecord, ServiceToken, Session, UserId};
+use sessanger_core::{EventRecord, ServiceRecord, ServiceToken, Session, SessionEvent, UserId};
 
 use crate::{
     MOUNT,
@@ -19,12 +19,18 @@ use crate::{
 /// A whole page: the header (with the operator's service and the way out, once signed in),
 /// then `body` under its title.
 fn layout(title: &str, operator: Option<&Operator>, body: Markup) -> Markup {
+    layout_refreshed(title, operator, None, body)
+}
+
+/// [`layout`], reloaded by the browser every `refresh` seconds if given.
+fn layout_refreshed(title: &str, operator: Option<&Operator>, refresh: Option<u32>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(seconds) = refresh { meta http-equiv="refresh" content=(seconds); }
                 title { (title) " · sessanger" }
                 link rel="stylesheet" href={ (MOUNT) "/static/console.css" };
                 script src={ (MOUNT) "/static/console.js" } defer {}
@@ -37,6 +43,7 @@ fn layout(title: &str, operator: Option<&Operator>, body: Markup) -> Markup {
                             a href={ (MOUNT) "/" } { "Overview" }
                             a href={ (MOUNT) "/users" } { "Users" }
                             a href={ (MOUNT) "/services" } { "Services" }
+                            a href={ (MOUNT) "/live" } { "Live" }
                         }
                         span.who {
                             "Signed in as " code { (operator.service.id) }
@@ -174,6 +181,48 @@ fn chart(created: &[u64], ended: &[u64]) -> Markup {
             text x=(LEFT) y=(BASE + 20) font-size="11" { "60 min ago" }
             text x=(LEFT + STEP * MINUTES as u64) y=(BASE + 20) font-size="11" text-anchor="end" { "now" }
         }
+    }
+}
+
+/// The latest events, newest first; `None` when the store keeps no log.
+pub(crate) fn live(operator: &Operator, events: Option<&[EventRecord]>) -> Response {
+    let body = html! {
+        @match events {
+            None => p { "This store keeps no event log, or records no events." },
+            Some([]) => p { "No events yet." },
+            Some(events) => {
+                p { "The latest " (events.len()) " events, from every node; this page reloads every 5 seconds." }
+                table #events {
+                    thead { tr {
+                        th { "#" } th { "At" } th { "Event" } th { "User" } th { "Session" } th { "By" } th { "Details" }
+                    } }
+                    tbody {
+                        @for record in events {
+                            tr {
+                                td { (record.id.0) }
+                                td.time { (record.at) }
+                                td { (record.event.kind()) }
+                                td { (record.event.user_id()) }
+                                td { code { (record.event.session_id().fingerprint()) } }
+                                td { @if let Some(service) = &record.service { code { (service) } } }
+                                td { (details(&record.event)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    respond(StatusCode::OK, layout_refreshed("Live", Some(operator), Some(5), body))
+}
+
+/// What an event says beyond its kind, user and session.
+fn details(event: &SessionEvent) -> String {
+    match event {
+        SessionEvent::AttributesChanged { keys, .. } => keys.join(", "),
+        SessionEvent::Deleted { reason, .. } => reason.as_str().to_owned(),
+        SessionEvent::Regenerated { old_session_id, .. } => format!("from {}", old_session_id.fingerprint()),
+        _ => String::new(),
     }
 }
 

@@ -385,3 +385,25 @@ async fn after_five_failed_sign_ins_each_try_waits() {
     browser.sign_in("root.wrong").await;
     assert!(started.elapsed() < std::time::Duration::from_millis(500));
 }
+
+#[tokio::test]
+async fn the_live_page_shows_the_latest_events_without_session_ids() {
+    let console = Console::new().await;
+    let ivy: UserId = "ivy".parse().unwrap();
+    let session = console.manager.create_session(&ivy, NewSession::default()).await.unwrap();
+    let patch = sessanger_core::Patch::default().set("theme", serde_json::json!("dark"));
+    console.manager.patch_session(&session.id, &patch, None).await.unwrap();
+    console.manager.delete_session(&session.id).await.unwrap();
+    let mut browser = console.browser();
+    browser.sign_in(&console.root).await;
+    let page = browser.get("/admin/live").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(r#"<meta http-equiv="refresh" content="5">"#), "{}", page.body);
+    for text in ["created", "attributes_changed", "theme", "deleted", "logout", &session.id.fingerprint()] {
+        assert!(page.body.contains(text), "{text}: {}", page.body);
+    }
+    assert!(!page.body.contains(session.id.as_ref()), "a page never holds a session id");
+    // Newest first: the deletion comes before the creation.
+    let at = |kind: &str| page.body.find(&format!("<td>{kind}</td><td>ivy</td>")).unwrap();
+    assert!(at("deleted") < at("attributes_changed") && at("attributes_changed") < at("created"));
+}
