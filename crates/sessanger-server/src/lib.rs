@@ -187,7 +187,10 @@ pub async fn serve(
         shutdown.await;
         closing.send_replace(true);
     };
-    let server = listen::accept_loop(listener, app(state), &connections, shutdown);
+    // Only the console reads the client's address (it slows down failing sign-ins): telling
+    // every request would cost each API request an extension, and a resize of the map.
+    let told_the_client = state.options.console.map(|_| sessanger_console::MOUNT);
+    let server = listen::accept_loop(listener, app(state), &connections, told_the_client, shutdown);
     // Upkeep runs inside this future rather than as a spawned task, so it stops with the
     // server, and also when the caller drops `serve` instead of shutting it down.
     tokio::select! {

@@ -66,11 +66,13 @@ impl Default for ConnectionOptions {
 
 /// Accepts and serves connections on `listener` until `shutdown` resolves; then stops
 /// accepting, lets every connection finish its request in flight, and returns once all are
-/// closed.
+/// closed. Requests whose path starts with `told_the_client` carry the client's address
+/// (axum's `ConnectInfo<SocketAddr>`).
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     router: Router,
     options: &ConnectionOptions,
+    told_the_client: Option<&'static str>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(options.max_connections.get() as usize));
@@ -102,7 +104,8 @@ pub(crate) async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let activity = Activity::default();
         let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
-        let service = Counted { router: router.clone(), activity: activity.clone(), peer: ConnectInfo(peer) };
+        let client = told_the_client.map(|prefix| (prefix, ConnectInfo(peer)));
+        let service = Counted { router: router.clone(), activity: activity.clone(), client };
         let connection = builder.serve_connection(io, TowerToHyperService::new(service));
         let (limits, stopping) = (*options, stopping.clone());
         tokio::spawn(async move {
@@ -278,13 +281,13 @@ impl Activity {
 }
 
 /// The router, counting the requests it is answering for the connection's watchdog, and
-/// telling each request the client's address (axum's `ConnectInfo`: the admin console slows
-/// down an address that keeps failing to sign in).
+/// telling the requests under a path the client's address (axum's `ConnectInfo`: the admin
+/// console slows down an address that keeps failing to sign in).
 #[derive(Clone, Debug)]
 struct Counted {
     router: Router,
     activity: Activity,
-    peer: ConnectInfo<SocketAddr>,
+    client: Option<(&'static str, ConnectInfo<SocketAddr>)>,
 }
 
 impl<B> tower::Service<hyper::Request<B>> for Counted
@@ -302,7 +305,11 @@ where
 
     fn call(&mut self, mut request: hyper::Request<B>) -> Self::Future {
         self.activity.request_started();
-        request.extensions_mut().insert(self.peer);
+        if let Some((prefix, client)) = self.client
+            && request.uri().path().starts_with(prefix)
+        {
+            request.extensions_mut().insert(client);
+        }
         let answered = Answered(self.activity.clone());
         let response = self.router.call(request);
         Box::pin(async move {
