@@ -704,7 +704,7 @@ async fn listings_come_in_pages_on(store: &[&str]) {
 /// bootstrap token, finds a user's session and revokes it; without the flag there is none.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_console_is_served_when_asked_for() {
-    let (_tmp, dir) = data_dir();
+    let (tmp, dir) = data_dir();
     let server = Server::start(&dir);
     let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     assert_eq!(
@@ -713,7 +713,8 @@ async fn the_admin_console_is_served_when_asked_for() {
     );
     server.stop();
 
-    let server = Server::start_with(&dir, &["--admin-console"], &[]);
+    let audit = tmp.path().join("audit.jsonl");
+    let server = Server::start_with(&dir, &["--admin-console"], &[("SESSANGER_AUDIT_LOG", audit.to_str().unwrap())]);
     let token = admin_token(&dir);
     let client = Client::new(&server.url, &token).unwrap();
     let session = client.create_session(&new_session("erin", "phone")).await.unwrap();
@@ -753,4 +754,12 @@ async fn the_admin_console_is_served_when_asked_for() {
     assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
     assert_eq!(client.get_session(&session.session_id).await.unwrap_err().code(), Some(ErrorCode::SessionNotFound));
     server.stop();
+    // The revoke is audited under the operator's service.
+    let trail = fs::read_to_string(&audit).unwrap();
+    let deleted = trail
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|event| event["action"] == "session.delete" && event["session"] == fingerprint.as_str())
+        .unwrap_or_else(|| panic!("the revoke in {trail}"));
+    assert_eq!(deleted["service"], "admin");
 }
