@@ -36,7 +36,7 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    http::{HeaderValue, header},
+    http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -116,7 +116,9 @@ pub fn router(manager: SessionManager, options: ConsoleOptions) -> Router {
 }
 
 /// A form the console's pages post; a malformed one gets a page saying so, not axum's plain
-/// text.
+/// text. A form a browser says comes from another site (`Sec-Fetch-Site`) is refused before
+/// it is read: with the anti-forgery token this also covers the sign-in form, which has none
+/// yet (a page elsewhere must not sign a browser in as its own service).
 #[derive(Debug)]
 struct Posted<T>(T);
 
@@ -124,6 +126,12 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
     type Rejection = Response;
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Response> {
+        let site = request.headers().get("sec-fetch-site").map(|site| site.as_bytes());
+        // `same-origin`, or `none` (typed or bookmarked); absent from clients that are not browsers.
+        if site.is_some_and(|site| site != b"same-origin" && site != b"none") {
+            tracing::warn!("console: a form posted from another site");
+            return Err(pages::refused(StatusCode::FORBIDDEN, "This form was sent from another site."));
+        }
         match axum::Form::<T>::from_request(request, state).await {
             Ok(axum::Form(form)) => Ok(Posted(form)),
             Err(rejection) => Err(pages::refused(rejection.status(), "The form was incomplete or malformed.")),

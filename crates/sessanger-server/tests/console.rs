@@ -226,6 +226,21 @@ async fn a_forged_post_and_a_read_only_operator_change_nothing() {
         admin.post("/admin/users/sign-out-everywhere", &[("csrf", &page.csrf()), ("user", "dave")]).await.status,
         StatusCode::FORBIDDEN
     );
+    // A form another site makes the browser post, sign-in included, is refused unread.
+    let cross_site = |uri: &str, body: String| {
+        Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("sec-fetch-site", "cross-site")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let answer =
+        console.app.clone().oneshot(cross_site("/admin/sign-in", format!("token={}", console.root))).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    assert!(answer.headers().get(header::SET_COOKIE).is_none());
+    let mut forged = cross_site("/admin/users/sign-out-everywhere", format!("csrf={}&user=dave", page.csrf()));
+    forged.headers_mut().insert(header::COOKIE, other.cookie.clone().unwrap().parse().unwrap());
+    assert_eq!(console.app.clone().oneshot(forged).await.unwrap().status(), StatusCode::FORBIDDEN);
     // A form missing its fields gets a page saying so.
     let incomplete = other.post("/admin/users/revoke", &[("csrf", &page.csrf())]).await;
     assert_eq!(incomplete.status, StatusCode::UNPROCESSABLE_ENTITY);
