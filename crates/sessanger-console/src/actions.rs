@@ -3,7 +3,7 @@
 use axum::{
     extract::Query,
     http::StatusCode,
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use serde::Deserialize;
 use sessanger_core::{ManagerError, Page, Permission, ServiceId, Session, UserId};
@@ -112,7 +112,7 @@ pub(crate) async fn sign_out_everywhere(operator: Operator, Posted(form): Posted
 /// The user's page again, after a change (303: the browser asks for it with `GET`).
 fn back_to(user: &UserId) -> Response {
     let query = serde_urlencoded::to_string([("user", user.as_ref())]).expect("a string pair encodes");
-    Redirect::to(&format!("{}/users?{query}", crate::MOUNT)).into_response()
+    crate::see(&format!("/users?{query}"))
 }
 
 pub(crate) async fn services(operator: Operator) -> Response {
@@ -189,9 +189,7 @@ pub(crate) async fn remove(operator: Operator, Posted(form): Posted<ServiceForm>
         );
     }
     match operator.manager.remove_service(&id).await {
-        Ok(()) | Err(ManagerError::ServiceNotFound(_)) => {
-            Redirect::to(&format!("{}/services", crate::MOUNT)).into_response()
-        }
+        Ok(()) | Err(ManagerError::ServiceNotFound(_)) => crate::see("/services"),
         Err(e) => pages::unavailable(&e),
     }
 }

@@ -139,6 +139,12 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
     }
 }
 
+/// `303 See Other` to the console's page at `path` (relative to [`MOUNT`]): after a post, the
+/// browser asks for it with `GET`.
+fn see(path: &str) -> Response {
+    axum::response::Redirect::to(&format!("{MOUNT}{path}")).into_response()
+}
+
 /// A file of the console's own, compiled in.
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response()

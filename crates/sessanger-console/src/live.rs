@@ -12,19 +12,21 @@ pub(crate) const SHOWN: usize = 100;
 pub(crate) async fn live(operator: Operator) -> Response {
     let events = match operator.manager.event_log() {
         None => None,
-        Some(log) => match latest(log).await {
-            Ok(events) => Some(events),
+        Some(log) => match latest(log, SHOWN).await {
+            Ok((mut events, _)) => {
+                events.reverse();
+                Some(events)
+            }
             Err(e) => return pages::unavailable(&e),
         },
     };
     pages::live(&operator, events.as_deref())
 }
 
-/// The latest [`SHOWN`] events of `log`, newest first.
-async fn latest(log: &dyn EventLog) -> Result<Vec<EventRecord>, StoreError> {
-    let Some(EventId(last)) = log.last_event_id().await? else { return Ok(Vec::new()) };
-    let after = last.checked_sub(SHOWN as u64).map(EventId);
-    let mut events = log.read_events(after, SHOWN).await?;
-    events.reverse();
-    Ok(events)
+/// The latest `most` events of `log`, oldest first, in one bounded read; and whether the log
+/// holds older ones.
+pub(crate) async fn latest(log: &dyn EventLog, most: usize) -> Result<(Vec<EventRecord>, bool), StoreError> {
+    let Some(EventId(last)) = log.last_event_id().await? else { return Ok((Vec::new(), false)) };
+    let after = last.checked_sub(most as u64).map(EventId);
+    Ok((log.read_events(after, most).await?, after.is_some()))
 }

@@ -9,7 +9,7 @@ use std::{
 use axum::{
     extract::{ConnectInfo, FromRequestParts, State},
     http::{HeaderMap, StatusCode, header, request::Parts},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
@@ -104,7 +104,7 @@ impl FromRequestParts<Console> for Operator {
         let session = Session::from_request_parts(parts, console).await.map_err(IntoResponse::into_response)?;
         let signed_in: Option<SignedIn> = session.get(SIGNED_IN).await.map_err(|e| pages::unavailable(&e))?;
         let Some(SignedIn { service, csrf }) = signed_in else {
-            return Err(Redirect::to(&format!("{}/sign-in", crate::MOUNT)).into_response());
+            return Err(crate::see("/sign-in"));
         };
         match console.manager.registered_service(&service).await {
             Ok(Some(record)) if record.allows(Permission::Read) => {
@@ -186,7 +186,7 @@ pub(crate) async fn sign_in(
     }
     console.failures.succeeded(address);
     tracing::info!(service = %service.id, "console: signed in");
-    Redirect::to(&format!("{}/", crate::MOUNT)).into_response()
+    crate::see("/")
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,7 +204,7 @@ pub(crate) async fn sign_out(operator: Operator, session: Session, Posted(form):
     if let Err(e) = session.flush().await {
         return pages::unavailable(&e);
     }
-    Redirect::to(&format!("{}/sign-in", crate::MOUNT)).into_response()
+    crate::see("/sign-in")
 }
 
 /// The client's address, as the server's accept loop saw it (`ConnectInfo`); `None` for an app

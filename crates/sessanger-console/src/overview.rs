@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::response::Response;
-use sessanger_core::{EventId, EventLog, EventRecord, Page, SessionEvent, StoreError, Timestamp};
+use sessanger_core::{EventLog, EventRecord, Page, SessionEvent, StoreError, Timestamp};
 
 use crate::{operator::Operator, pages};
 
@@ -61,12 +61,8 @@ pub(crate) async fn overview(operator: Operator) -> Response {
 
 /// The chart of the hour before `now`, from the latest events of `log`.
 async fn recent(log: &dyn EventLog, now: Timestamp) -> Result<Chart, StoreError> {
-    let Some(EventId(last)) = log.last_event_id().await? else {
-        return Ok(Chart::Minutes { created: vec![0; MINUTES], ended: vec![0; MINUTES], partial: false });
-    };
-    let after = last.checked_sub(MOST_EVENTS as u64).map(EventId);
-    let events = log.read_events(after, MOST_EVENTS).await?;
-    Ok(chart(&events, now, after.is_some()))
+    let (events, more_before) = crate::live::latest(log, MOST_EVENTS).await?;
+    Ok(chart(&events, now, more_before))
 }
 
 /// Counts `events` into minutes before `now`; `more_before` says whether the log holds events
@@ -89,7 +85,7 @@ fn chart(events: &[EventRecord], now: Timestamp, more_before: bool) -> Chart {
 
 #[cfg(test)]
 mod tests {
-    use sessanger_core::{DeleteReason, SessionId, UserId};
+    use sessanger_core::{DeleteReason, EventId, SessionId, UserId};
 
     use super::*;
 
