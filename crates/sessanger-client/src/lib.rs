@@ -35,8 +35,8 @@ use serde::de::DeserializeOwned;
 use sessanger_core::{
     Page, Patch, ServiceId, SessionId, UserId, Version,
     wire::{
-        CreateService, CreateSession, CreatedService, Deleted, ErrorBody, Regenerated, ReplaceSession, ServiceList,
-        SessionBody, SessionList, Stats,
+        CreateService, CreateSession, CreatedService, Deleted, ErrorBody, Regenerated, ReplaceSession, ServiceBody,
+        ServiceList, SessionBody, SessionList, Stats, UpdateService,
     },
 };
 
@@ -265,6 +265,11 @@ impl Client {
             path.push_str(&format!("&cursor={after}"));
         }
         self.send(self.request(Method::GET, &path)).await
+    }
+
+    /// `PATCH /v1/services/{id}` (admin): replaces the service's permissions.
+    pub async fn update_service(&self, id: &ServiceId, body: &UpdateService) -> Result<ServiceBody, ClientError> {
+        self.send(self.request(Method::PATCH, &format!("/v1/services/{id}")).json(body)).await
     }
 
     /// `DELETE /v1/services/{id}` (admin).

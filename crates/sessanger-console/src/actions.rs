@@ -122,6 +122,30 @@ pub(crate) async fn services(operator: Operator) -> Response {
     }
 }
 
+/// The permission checkboxes of a form (`pages::permission_boxes`): a ticked box is sent, an
+/// unticked one is not.
+#[derive(Debug, Deserialize)]
+pub(crate) struct PermissionBoxes {
+    read: Option<String>,
+    write: Option<String>,
+    admin: Option<String>,
+}
+
+impl PermissionBoxes {
+    /// The ticked permissions, refused if there are none.
+    fn ticked(&self) -> Result<Vec<Permission>, Refusal> {
+        let permissions: Vec<Permission> =
+            [(&self.read, Permission::Read), (&self.write, Permission::Write), (&self.admin, Permission::Admin)]
+                .into_iter()
+                .filter_map(|(ticked, permission)| ticked.is_some().then_some(permission))
+                .collect();
+        if permissions.is_empty() {
+            return Err(Refusal::NoPermissions);
+        }
+        Ok(permissions)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct RegisterForm {
     // Absent is refused as a wrong one is (403), not as a malformed form.
@@ -130,9 +154,8 @@ pub(crate) struct RegisterForm {
     id: String,
     #[serde(default)]
     name: String,
-    read: Option<String>,
-    write: Option<String>,
-    admin: Option<String>,
+    #[serde(flatten)]
+    permissions: PermissionBoxes,
 }
 
 pub(crate) async fn register(operator: Operator, Posted(form): Posted<RegisterForm>) -> Response {
@@ -145,14 +168,10 @@ pub(crate) async fn register(operator: Operator, Posted(form): Posted<RegisterFo
             "A service id is 1 to 64 lowercase letters, digits, '-' and '_'.",
         );
     };
-    let permissions: Vec<Permission> =
-        [(&form.read, Permission::Read), (&form.write, Permission::Write), (&form.admin, Permission::Admin)]
-            .into_iter()
-            .filter_map(|(checked, permission)| checked.is_some().then_some(permission))
-            .collect();
-    if permissions.is_empty() {
-        return pages::refused(StatusCode::BAD_REQUEST, "Give the service at least one permission.");
-    }
+    let permissions = match form.permissions.ticked() {
+        Ok(permissions) => permissions,
+        Err(refused) => return refused.into_response(),
+    };
     let name = if form.name.trim().is_empty() { id.to_string() } else { form.name.trim().to_owned() };
     let registered = match operator.manager.register_service(id, name, permissions).await {
         Ok((_, token)) => token,
@@ -175,19 +194,45 @@ pub(crate) struct ServiceForm {
     id: String,
 }
 
-pub(crate) async fn remove(operator: Operator, Posted(form): Posted<ServiceForm>) -> Response {
-    if let Err(refused) = operator.authorize(&form.csrf) {
-        return refused.into_response();
-    }
-    let Ok(id) = form.id.parse::<ServiceId>() else {
-        return pages::refused(StatusCode::BAD_REQUEST, "No such service.");
+#[derive(Debug, Deserialize)]
+pub(crate) struct PermissionsForm {
+    #[serde(flatten)]
+    service: ServiceForm,
+    #[serde(flatten)]
+    permissions: PermissionBoxes,
+}
+
+pub(crate) async fn change_permissions(operator: Operator, Posted(form): Posted<PermissionsForm>) -> Response {
+    let changed = changed_service(&operator, &form.service).and_then(|id| Ok((id, form.permissions.ticked()?)));
+    let (id, permissions) = match changed {
+        Ok(changed) => changed,
+        Err(refused) => return refused.into_response(),
     };
-    if id == operator.service.id {
-        return pages::refused(
-            StatusCode::CONFLICT,
-            "You are signed in as this service: sign in as another admin service to remove it.",
-        );
+    match operator.manager.change_service_permissions(&id, permissions).await {
+        Ok(_) => crate::see("/services"),
+        Err(ManagerError::ServiceNotFound(id)) => {
+            pages::refused(StatusCode::NOT_FOUND, &format!("No service `{id}` is registered (any more)."))
+        }
+        Err(e) => pages::unavailable(&e),
     }
+}
+
+/// The service a change posted by `operator` is about, if the operator may make it: any but
+/// the operator's own.
+fn changed_service(operator: &Operator, form: &ServiceForm) -> Result<ServiceId, Refusal> {
+    operator.authorize(&form.csrf)?;
+    let id = form.id.parse::<ServiceId>().map_err(|_| Refusal::NoSuchService)?;
+    if id == operator.service.id {
+        return Err(Refusal::OwnService);
+    }
+    Ok(id)
+}
+
+pub(crate) async fn remove(operator: Operator, Posted(form): Posted<ServiceForm>) -> Response {
+    let id = match changed_service(&operator, &form) {
+        Ok(id) => id,
+        Err(refused) => return refused.into_response(),
+    };
     match operator.manager.remove_service(&id).await {
         Ok(()) | Err(ManagerError::ServiceNotFound(_)) => crate::see("/services"),
         Err(e) => pages::unavailable(&e),

@@ -1,5 +1,5 @@
 //! The admin console: operators find a user's sessions and revoke them, sign a user out
-//! everywhere, and register and remove services, in the browser. `sessanger serve` serves it
+//! everywhere, and register services, change their permissions and remove them, in the browser. `sessanger serve` serves it
 //! under `/admin` when it is enabled (`console.enabled: true` or `--admin-console`), on the
 //! API's own port: no other process, nothing built or loaded at run time.
 //!
@@ -107,6 +107,7 @@ pub fn router(manager: SessionManager, options: ConsoleOptions) -> Router {
         .route("/users/sign-out-everywhere", post(actions::sign_out_everywhere))
         .route("/services", get(actions::services).post(actions::register))
         .route("/live", get(live::live))
+        .route("/services/permissions", post(actions::change_permissions))
         .route("/services/remove", post(actions::remove))
         .route("/static/console.css", get(|| async { asset("text/css", include_str!("../static/console.css")) }))
         .route("/static/console.js", get(|| async { asset("text/javascript", include_str!("../static/console.js")) }))

@@ -79,6 +79,13 @@ pub(crate) enum Refusal {
     ReadOnly,
     /// The form names no valid user id.
     NoSuchUser,
+    /// The form names no valid service id.
+    NoSuchService,
+    /// The form would change or remove the operator's own service, ending the operator's own
+    /// powers mid-page.
+    OwnService,
+    /// The form ticks no permission: a service that may do nothing is removed, not kept.
+    NoPermissions,
 }
 
 impl IntoResponse for Refusal {
@@ -92,6 +99,12 @@ impl IntoResponse for Refusal {
                 (StatusCode::FORBIDDEN, "Your service may view sessions and services, not change them.")
             }
             Refusal::NoSuchUser => (StatusCode::BAD_REQUEST, "No such user."),
+            Refusal::NoSuchService => (StatusCode::BAD_REQUEST, "No such service."),
+            Refusal::OwnService => (
+                StatusCode::CONFLICT,
+                "You are signed in as this service: sign in as another admin service to change or remove it.",
+            ),
+            Refusal::NoPermissions => (StatusCode::BAD_REQUEST, "Give the service at least one permission."),
         };
         pages::refused(status, message)
     }

@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use maud::{DOCTYPE, Markup, html};
-use sessanger_core::{EventRecord, ServiceRecord, ServiceToken, Session, SessionEvent, UserId};
+use sessanger_core::{EventRecord, Permission, ServiceRecord, ServiceToken, Session, SessionEvent, UserId};
 
 use crate::{
     MOUNT,
@@ -309,7 +309,19 @@ pub(crate) fn services(operator: &Operator, services: &[ServiceRecord], register
                     tr {
                         td { code { (service.id) } }
                         td { (service.name) }
-                        td { (permissions(service)) }
+                        td {
+                            @if operator.may_change() && service.id != operator.service.id {
+                                form.inline method="post" action={ (MOUNT) "/services/permissions" } {
+                                    input type="hidden" name="csrf" value=(operator.csrf);
+                                    input type="hidden" name="id" value=(service.id);
+                                    (permission_boxes(&service.permissions))
+                                    " "
+                                    button type="submit" { "Save" }
+                                }
+                            } @else {
+                                (permissions(service))
+                            }
+                        }
                         td.time { (service.created_at) }
                         @if operator.may_change() {
                             td {
@@ -338,17 +350,23 @@ pub(crate) fn services(operator: &Operator, services: &[ServiceRecord], register
                         label for="name" { "Name " }
                         input #name name="name" size="30";
                     }
-                    p {
-                        label { input type="checkbox" name="read" checked; " read" } " "
-                        label { input type="checkbox" name="write"; " write" } " "
-                        label { input type="checkbox" name="admin"; " admin" }
-                    }
+                    p { (permission_boxes(&[Permission::Read])) }
                     button type="submit" { "Register" }
                 }
             }
         }
     };
     respond(StatusCode::OK, layout("Services", Some(operator), body))
+}
+
+/// A checkbox per permission, named as it is (`read`, `write`, `admin`), ticked if `ticked`
+/// holds it: what `actions::PermissionBoxes` reads back.
+fn permission_boxes(ticked: &[Permission]) -> Markup {
+    html! {
+        @for permission in Permission::ALL {
+            label { input type="checkbox" name=(permission.as_str()) checked[ticked.contains(&permission)]; " " (permission.as_str()) } " "
+        }
+    }
 }
 
 fn permissions(service: &ServiceRecord) -> String {

@@ -7,7 +7,7 @@
 //! Session ids are logged as [`SessionId::fingerprint`]s: whoever reads the log can correlate
 //! entries but cannot replay a session.
 
-use crate::{ServiceId, SessionId, UserId};
+use crate::{Permission, ServiceId, SessionId, UserId};
 
 /// The `tracing` target of every audit event.
 pub const TARGET: &str = "sessanger::audit";
@@ -24,6 +24,8 @@ pub(crate) enum Action {
     /// A change by a service other than the creator.
     ForeignUpdate,
     ServiceRegister,
+    /// A service's permissions replaced.
+    ServiceUpdate,
     ServiceRemove,
 }
 
@@ -37,6 +39,7 @@ impl Action {
             Action::ForeignRead => "session.read",
             Action::ForeignUpdate => "session.update",
             Action::ServiceRegister => "service.register",
+            Action::ServiceUpdate => "service.update",
             Action::ServiceRemove => "service.remove",
         }
     }
@@ -55,15 +58,23 @@ pub(crate) fn record(action: Action, actor: Option<&ServiceId>, session: Option<
     );
 }
 
-/// A change to the service registry ([`Action::ServiceRegister`], [`Action::ServiceRemove`]):
-/// `actor` did it, `target` is the service registered or removed. Without the target the
-/// trail could not tell which credentials appeared or were revoked.
-pub(crate) fn record_service(action: Action, actor: Option<&ServiceId>, target: &ServiceId) {
+/// A change to the service registry ([`Action::ServiceRegister`], [`Action::ServiceUpdate`],
+/// [`Action::ServiceRemove`]): `actor` did it, `target` is the service registered, changed or
+/// removed, `permissions` what it may do now (none once removed). Without the target and its
+/// permissions the trail could not tell which credentials appeared, grew or were revoked.
+pub(crate) fn record_service(
+    action: Action,
+    actor: Option<&ServiceId>,
+    target: &ServiceId,
+    permissions: &[Permission],
+) {
+    let permissions: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
     tracing::info!(
         target: TARGET,
         action = action.as_str(),
         service = actor.map(AsRef::as_ref),
         target_service = target.as_ref(),
+        permissions = permissions.join(","),
         "audit"
     );
 }

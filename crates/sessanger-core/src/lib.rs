@@ -34,7 +34,7 @@ pub use service::{MalformedToken, Permission, ServiceRecord, ServiceToken, Unkno
 pub use session::{Attributes, Device, Limits, Patch, PatchError, Session, SessionCap, Version, encoded_size};
 pub use store::{
     BoxError, CacheCounts, CacheStats, Change, Created, EventLog, Maintenance, MalformedCursor, Page, PatchOptions,
-    Patched, Position, RelayClaim, RelayState, RemovedServices, Renamed, Replaced, Replacement, Resume, ServiceStore,
+    Patched, Position, RelayClaim, RelayState, Renamed, Replaced, Replacement, Resume, ServiceChanges, ServiceStore,
     SessionRef, SessionStore, Store, StoreError, UserLimit,
 };
 pub use time::{Clock, ManualClock, SystemClock, Timestamp};

@@ -127,9 +127,10 @@ pub enum ManagerError {
     Store(#[from] StoreError),
 }
 
-/// How long a verified service stays cached: a service removed through another process
-/// (another node sharing the store) loses access there within this time, whatever the store.
-/// Short enough that a removal takes effect everywhere within a second; long enough that a
+/// How long a verified service stays cached: a service removed or changed through another
+/// process (another node sharing the store) loses access, or has its new permissions, there
+/// within this time, whatever the store. Short enough that a change takes effect everywhere
+/// within a second; long enough that a
 /// busy node reads each service from the store twice a second at most.
 const SERVICE_CACHE_TTL: Duration = Duration::from_millis(500);
 
@@ -830,11 +831,11 @@ impl SessionManager {
         name: impl Into<String>,
         permissions: Vec<Permission>,
     ) -> Result<(ServiceRecord, ServiceToken), ManagerError> {
-        let (record, token) = ServiceRecord::issue(id, name, permissions, self.now());
+        let (record, token) = ServiceRecord::issue(id, name, canonical(permissions), self.now());
         if !self.shared.store.create_service(&record).await? {
             return Err(ManagerError::ServiceExists(record.id));
         }
-        audit::record_service(Action::ServiceRegister, self.service.as_ref(), &record.id);
+        audit::record_service(Action::ServiceRegister, self.service.as_ref(), &record.id, &record.permissions);
         Ok((record, token))
     }
 
@@ -887,23 +888,45 @@ impl SessionManager {
         Ok(self.shared.store.list_services(after, limit).await?)
     }
 
-    /// Forgets the cached copy of every service the store announces as removed (by any
-    /// process that shares it), so its token stops working here at once rather than when the
-    /// copy runs out. Runs until the returned guard is dropped; a store that announces nothing
+    /// Forgets the cached copy of every service the store announces as changed or removed (by
+    /// any process that shares it), so a removed service's token stops working here, and a
+    /// change of its permissions applies, at once rather than when the copy runs out. Runs until the returned guard is dropped; a store that announces nothing
     /// leaves the cache lifetime as the bound.
     ///
     /// # Errors
     /// When the store cannot start watching.
     pub async fn spawn_service_watch(&self) -> Result<Background, ManagerError> {
-        let removed = self.shared.store.watch_removed_services().await?;
+        let changes = self.shared.store.watch_service_changes().await?;
         let shared = Arc::downgrade(&self.shared);
         Ok(Background::new(tokio::spawn(async move {
-            let Some(mut removed) = removed else { return };
-            while let Some(id) = removed.recv().await {
+            let Some(mut changes) = changes else { return };
+            while let Some(id) = changes.recv().await {
                 let Some(shared) = shared.upgrade() else { return };
                 shared.services.lock().expect("service cache lock").remove(&id);
             }
         })))
+    }
+
+    /// Replaces what service `id` may do, and returns its record as it is now; its token keeps
+    /// working. Applies at once in this process, and in the others as
+    /// [`spawn_service_watch`](Self::spawn_service_watch) says.
+    pub async fn change_service_permissions(
+        &self,
+        id: &ServiceId,
+        permissions: Vec<Permission>,
+    ) -> Result<ServiceRecord, ManagerError> {
+        let Some(mut record) = self.shared.store.load_service(id).await? else {
+            return Err(ManagerError::ServiceNotFound(id.clone()));
+        };
+        record.permissions = canonical(permissions);
+        // Nothing else writes a record but with its permissions: two changes racing leave the
+        // last one, as two `PUT`s would; one racing a removal leaves the service removed.
+        if !self.shared.store.update_service(&record).await? {
+            return Err(ManagerError::ServiceNotFound(id.clone()));
+        }
+        self.forget_service(id);
+        audit::record_service(Action::ServiceUpdate, self.service.as_ref(), id, &record.permissions);
+        Ok(record)
     }
 
     /// Removes a service; its token stops working at once in this process.
@@ -911,10 +934,22 @@ impl SessionManager {
         if !self.shared.store.delete_service(id).await? {
             return Err(ManagerError::ServiceNotFound(id.clone()));
         }
-        self.shared.services.lock().expect("service cache poisoned").remove(id);
-        audit::record_service(Action::ServiceRemove, self.service.as_ref(), id);
+        self.forget_service(id);
+        audit::record_service(Action::ServiceRemove, self.service.as_ref(), id, &[]);
         Ok(())
     }
+
+    /// Drops this manager's copy of service `id`: its next request reads the store's.
+    fn forget_service(&self, id: &ServiceId) {
+        self.shared.services.lock().expect("service cache poisoned").remove(id);
+    }
+}
+
+/// Permissions as a service record keeps them: each once, in [`Permission::ALL`]'s order.
+fn canonical(mut permissions: Vec<Permission>) -> Vec<Permission> {
+    permissions.sort_unstable();
+    permissions.dedup();
+    permissions
 }
 
 /// Stops a manager's background task ([`SessionManager::spawn_reaper`],

@@ -707,9 +707,9 @@ pub trait EventLog: Debug + Send + Sync + 'static {
     async fn trim_events(&self, retention: &Retention, now: Timestamp) -> Result<u64, StoreError>;
 }
 
-/// The ids of removed services as a store announces them
-/// ([`ServiceStore::watch_removed_services`]).
-pub type RemovedServices = mpsc::Receiver<ServiceId>;
+/// The ids of services changed or removed, as a store announces them
+/// ([`ServiceStore::watch_service_changes`]).
+pub type ServiceChanges = mpsc::Receiver<ServiceId>;
 
 /// The registry of services allowed to use sessanger, persisted beside the sessions.
 #[async_trait]
@@ -742,8 +742,16 @@ pub trait ServiceStore: Debug + Send + Sync + 'static {
         after: Option<&ServiceId>,
         limit: NonZeroU32,
     ) -> Result<Vec<ServiceRecord>, StoreError>;
-    /// Removes a service; `Ok(false)` if there was none. A store that announces removals
-    /// ([`ServiceStore::watch_removed_services`]) announces this one.
+    /// Replaces the stored record of `service.id` (its name, permissions, secret) with
+    /// `service`; `Ok(false)` and nothing written if there is none: a service removed
+    /// meanwhile stays removed. A store that announces changes
+    /// ([`ServiceStore::watch_service_changes`]) announces this one.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
+    async fn update_service(&self, service: &ServiceRecord) -> Result<bool, StoreError>;
+    /// Removes a service; `Ok(false)` if there was none. A store that announces changes
+    /// ([`ServiceStore::watch_service_changes`]) announces this one.
     ///
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)).
@@ -757,15 +765,15 @@ pub trait ServiceStore: Debug + Send + Sync + 'static {
         false
     }
 
-    /// The ids of services removed by any process sharing this database, as the database
-    /// announces them (Redis publish/subscribe, PostgreSQL `LISTEN`), for as long as the
-    /// receiver lives; the store re-subscribes by itself after a lost connection. `None`, the
-    /// default, for a store that announces nothing: other processes then learn of a removal
+    /// The ids of services changed or removed by any process sharing this database, as the
+    /// database announces them (Redis publish/subscribe, PostgreSQL `LISTEN`), for as long as
+    /// the receiver lives; the store re-subscribes by itself after a lost connection. `None`,
+    /// the default, for a store that announces nothing: other processes then learn of a change
     /// when their cached copy of the service runs out.
     ///
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)).
-    async fn watch_removed_services(&self) -> Result<Option<RemovedServices>, StoreError> {
+    async fn watch_service_changes(&self) -> Result<Option<ServiceChanges>, StoreError> {
         Ok(None)
     }
 }

@@ -206,6 +206,16 @@ pub struct CreateService {
     pub permissions: Vec<Permission>,
 }
 
+/// `PATCH /v1/services/{id}`: what the service may do from now on (its token stays valid).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateService {
+    /// Its permissions, replacing the ones it had: `read`, `write`, `admin`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub permissions: Vec<Permission>,
+}
+
 /// The answer to `POST /v1/services`: the only time the token is shown.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -68,18 +68,22 @@ impl Subscriber for AuditEvents {
 }
 
 #[tokio::test]
-async fn registering_and_removing_a_service_name_that_service_and_the_actor() {
+async fn registering_changing_and_removing_a_service_name_that_service_its_permissions_and_the_actor() {
     let events = AuditEvents::default();
     // A current-thread runtime: the default subscriber of this thread sees every await.
     let _guard = tracing::subscriber::set_default(events.clone());
     let manager = SessionManager::new(Arc::new(MemoryStore::new()), "admin".parse().unwrap(), Duration::from_secs(60));
     let (record, _token) =
         manager.register_service("billing".parse().unwrap(), "Billing", vec![Permission::Read]).await.unwrap();
+    manager.change_service_permissions(&record.id, vec![Permission::Write, Permission::Read]).await.unwrap();
     manager.remove_service(&record.id).await.unwrap();
 
-    for action in ["service.register", "service.remove"] {
+    for (action, permissions) in
+        [("service.register", "read"), ("service.update", "read,write"), ("service.remove", "")]
+    {
         let event = events.with_action(action);
         assert_eq!(event.get("target_service").map(String::as_str), Some("billing"), "{action}: {event:?}");
+        assert_eq!(event.get("permissions").map(String::as_str), Some(permissions), "{action}: {event:?}");
         assert_eq!(event.get("service").map(String::as_str), Some("admin"), "{action}: {event:?}");
         assert!(!event.contains_key("session") && !event.contains_key("user"), "{action}: {event:?}");
     }

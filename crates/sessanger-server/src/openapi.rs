@@ -45,6 +45,7 @@ const BEARER: &str = "bearer";
         events::events,
         services::list_services,
         services::register_service,
+        services::update_service,
         services::remove_service,
         ops::healthz,
         ops::readyz,

@@ -253,6 +253,9 @@ impl ServiceStore for FaultyStore {
     ) -> Result<Vec<ServiceRecord>, StoreError> {
         self.inner.list_services(after, limit).await
     }
+    async fn update_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+        self.inner.update_service(service).await
+    }
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
         self.inner.delete_service(id).await
     }
@@ -718,7 +721,7 @@ async fn every_v1_response_says_no_store() {
 // The service registry
 
 #[tokio::test]
-async fn admins_list_register_and_remove_services() {
+async fn admins_list_register_change_and_remove_services() {
     let api = Api::new().await;
     let a = Some(api.admin.as_str());
 
@@ -749,8 +752,41 @@ async fn admins_list_register_and_remove_services() {
         .await
         .assert_error(400, "invalid_request");
 
+    // Given write, it may create sessions; its permissions come back each once, in order.
+    let user = json!({"user_id": "u1"});
+    api.call(Method::POST, "/v1/sessions", Some(&token), Some(user.clone())).await.assert_error(403, "forbidden");
+    let changed = json!({"permissions": ["write", "read", "write"]});
+    let updated = api.call(Method::PATCH, "/v1/services/billing", a, Some(changed.clone())).await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.text);
+    assert_eq!(updated.json["permissions"], json!(["read", "write"]));
+    assert_eq!(
+        api.call(Method::POST, "/v1/sessions", Some(&token), Some(user.clone())).await.status,
+        StatusCode::CREATED
+    );
+    // Taken back, at once on this node.
+    let read_only = Some(json!({"permissions": ["read"]}));
+    assert_eq!(api.call(Method::PATCH, "/v1/services/billing", a, read_only.clone()).await.status, StatusCode::OK);
+    api.call(Method::POST, "/v1/sessions", Some(&token), Some(user)).await.assert_error(403, "forbidden");
+    // Only admins change services; bad bodies and unknown services change nothing.
+    api.call(Method::PATCH, "/v1/services/billing", Some(&token), Some(changed.clone()))
+        .await
+        .assert_error(403, "forbidden");
+    for body in
+        [json!({"permissions": ["root"]}), json!({"permissions": "read"}), json!({"name": "x", "permissions": []})]
+    {
+        api.call(Method::PATCH, "/v1/services/billing", a, Some(body)).await.assert_error(400, "invalid_request");
+    }
+    api.call(Method::PATCH, "/v1/services/nobody", a, Some(changed.clone()))
+        .await
+        .assert_error(404, "service_not_found");
+    let listed = api.call(Method::GET, "/v1/services", a, None).await;
+    let billing = listed.json["services"].as_array().unwrap().iter().find(|s| s["id"] == "billing").unwrap().clone();
+    assert_eq!(billing["permissions"], json!(["read"]));
+    assert!(!listed.text.contains("nobody"));
+
     let removed = api.call(Method::DELETE, "/v1/services/billing", a, None).await;
     assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    api.call(Method::PATCH, "/v1/services/billing", a, read_only).await.assert_error(404, "service_not_found");
     api.call(Method::GET, "/v1/stats", Some(&token), None).await.assert_error(401, "unauthorized");
     api.call(Method::DELETE, "/v1/services/billing", a, None).await.assert_error(404, "service_not_found");
     api.call(Method::DELETE, "/v1/services/Bad.Id", a, None).await.assert_error(404, "service_not_found");

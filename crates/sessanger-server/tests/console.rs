@@ -259,10 +259,15 @@ async fn a_forged_post_and_a_read_only_operator_change_nothing() {
     assert!(refused.body.contains("not change them"), "{}", refused.body);
     let services = auditor.get("/admin/services").await;
     assert!(!services.body.contains("Register a service") && !services.body.contains(">Remove<"));
+    assert!(!services.body.contains(">Save<") && !services.body.contains("checkbox"), "{}", services.body);
     assert_eq!(
         auditor.post("/admin/services", &[("csrf", &csrf), ("id", "sneaky"), ("read", "on")]).await.status,
         StatusCode::FORBIDDEN
     );
+    let escalated = [("csrf", csrf.as_str()), ("id", "auditor"), ("admin", "on")];
+    assert_eq!(auditor.post("/admin/services/permissions", &escalated).await.status, StatusCode::FORBIDDEN);
+    let still = console.manager.registered_service(&"auditor".parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(still.permissions, [Permission::Read]);
     assert_eq!(console.live("dave").await, 1);
     assert!(console.manager.registered_service(&"sneaky".parse().unwrap()).await.unwrap().is_none());
 }
@@ -306,7 +311,7 @@ async fn every_console_answer_forbids_frames_inline_script_and_caching() {
 }
 
 #[tokio::test]
-async fn services_are_registered_shown_once_and_removed() {
+async fn services_are_registered_shown_once_changed_and_removed() {
     let console = Console::new().await;
     let mut browser = console.browser();
     browser.sign_in(&console.root).await;
@@ -336,6 +341,29 @@ async fn services_are_registered_shown_once_and_removed() {
         browser.post("/admin/services", &[("csrf", &page.csrf()), ("id", "Bad Id"), ("read", "on")]).await.status,
         StatusCode::BAD_REQUEST
     );
+
+    // Its permissions changed: read taken, write given; the same token is now refused a read.
+    let csrf = page.csrf();
+    let changed =
+        browser.post("/admin/services/permissions", &[("csrf", &csrf), ("id", "billing"), ("write", "on")]).await;
+    assert_eq!((changed.status, changed.location()), (StatusCode::SEE_OTHER, "/admin/services"));
+    assert_eq!(read(token.clone()).await, StatusCode::FORBIDDEN);
+    let billing = console.manager.registered_service(&"billing".parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(billing.permissions, [Permission::Write]);
+    let listed = browser.get("/admin/services").await.body;
+    assert!(listed.contains(r#"name="write" checked"#), "{listed}");
+    // None ticked, an unknown service, the operator's own: refused, nothing changed.
+    for (form, status) in [
+        (vec![("csrf", csrf.as_str()), ("id", "billing")], StatusCode::BAD_REQUEST),
+        (vec![("csrf", csrf.as_str()), ("id", "nobody"), ("read", "on")], StatusCode::NOT_FOUND),
+        (vec![("csrf", csrf.as_str()), ("id", "root"), ("read", "on")], StatusCode::CONFLICT),
+        (vec![("csrf", "forged"), ("id", "billing"), ("admin", "on")], StatusCode::FORBIDDEN),
+    ] {
+        assert_eq!(browser.post("/admin/services/permissions", &form).await.status, status, "{form:?}");
+    }
+    let billing = console.manager.registered_service(&"billing".parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(billing.permissions, [Permission::Write]);
+    assert!(console.manager.registered_service(&"nobody".parse().unwrap()).await.unwrap().is_none());
 
     let removed = browser.post("/admin/services/remove", &[("csrf", &page.csrf()), ("id", "billing")]).await;
     assert_eq!((removed.status, removed.location()), (StatusCode::SEE_OTHER, "/admin/services"));

@@ -832,6 +832,32 @@ pub async fn services_are_created_once_listed_and_deleted(store: SharedStore) {
     assert_eq!(store.load_service(&a.id).await.unwrap(), None);
 }
 
+/// A service's record is replaced whole, its secret still verifying; a missing one is not
+/// created, and a removed one stays removed.
+pub async fn services_are_updated_in_place_never_recreated(store: SharedStore) {
+    let now = t0();
+    let suffix = &SessionId::generate().as_ref()[..6].to_ascii_lowercase().replace(['-', '_'], "x");
+    let (service, token) =
+        ServiceRecord::issue(format!("u-{suffix}").parse().unwrap(), "U", vec![Permission::Read], now);
+    assert!(store.create_service(&service).await.unwrap());
+    let changed = ServiceRecord { permissions: vec![Permission::Read, Permission::Write], ..service.clone() };
+    assert!(store.update_service(&changed).await.unwrap());
+    let loaded = store.load_service(&service.id).await.unwrap().unwrap();
+    assert_eq!(loaded, changed);
+    assert!(loaded.verify(&token), "the token still works");
+    // Writing what is stored already is still an update of a present service.
+    assert!(store.update_service(&changed).await.unwrap());
+    let listed = store.list_services(None, sessanger_core::Page::MAX_LIMIT).await.unwrap();
+    assert_eq!(listed.iter().filter(|s| s.id == service.id).collect::<Vec<_>>(), vec![&changed]);
+
+    let (missing, _) = ServiceRecord::issue(format!("m-{suffix}").parse().unwrap(), "M", vec![Permission::Admin], now);
+    assert!(!store.update_service(&missing).await.unwrap());
+    assert_eq!(store.load_service(&missing.id).await.unwrap(), None, "an update creates nothing");
+    assert!(store.delete_service(&service.id).await.unwrap());
+    assert!(!store.update_service(&changed).await.unwrap());
+    assert_eq!(store.load_service(&service.id).await.unwrap(), None, "a removed service stays removed");
+}
+
 /// A healthy store answers `ping`.
 pub async fn ping_answers(store: SharedStore) {
     store.ping().await.unwrap();

@@ -105,6 +105,7 @@ macro_rules! for_each_case {
             concurrent_creates_never_exceed_the_user_limit,
             attributes_keep_any_json_value,
             services_are_created_once_listed_and_deleted,
+            services_are_updated_in_place_never_recreated,
             ping_answers
         );
     };

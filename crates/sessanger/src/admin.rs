@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use sessanger_client::Client;
 use sessanger_core::{
     Page, Permission, ServiceId, SessionId, SessionManager, UserId,
-    wire::{CreateService, CreatedService, ServiceBody, SessionBody},
+    wire::{CreateService, CreatedService, ServiceBody, SessionBody, UpdateService},
 };
 
 use crate::{
@@ -74,6 +74,13 @@ impl Target {
                 return Ok(all);
             }
         }
+    }
+
+    async fn update_service(&self, id: &ServiceId, request: UpdateService) -> anyhow::Result<ServiceBody> {
+        Ok(match self {
+            Target::Direct(m) => m.change_service_permissions(id, request.permissions).await?.into(),
+            Target::Remote(c) => c.update_service(id, &request).await?,
+        })
     }
 
     async fn remove_service(&self, id: &ServiceId) -> anyhow::Result<()> {
@@ -139,7 +146,7 @@ pub(crate) async fn service(settings: &Settings, command: ServiceCommand) -> any
     let target = Target::connect(settings).await?;
     match command {
         ServiceCommand::Add { id, permissions, name, out } => {
-            let permissions = permissions.iter().map(|p| p.parse::<Permission>()).collect::<Result<Vec<_>, _>>()?;
+            let permissions = parse_permissions(&permissions)?;
             let id = id.parse().context("invalid service id")?;
             let created = target.add_service(CreateService { id, name, permissions }).await?;
             if out.json {
@@ -158,6 +165,15 @@ pub(crate) async fn service(settings: &Settings, command: ServiceCommand) -> any
                 for s in &services {
                     println!("{:<24} {:<18} {:<26} {}", s.id, permissions_text(s), s.created_at, s.name);
                 }
+            }
+        }
+        ServiceCommand::Update { id, permissions, out } => {
+            let request = UpdateService { permissions: parse_permissions(&permissions)? };
+            let service = target.update_service(&id.parse().context("invalid service id")?, request).await?;
+            if out.json {
+                println!("{}", serde_json::to_string(&service)?);
+            } else {
+                println!("service {} now has {}", service.id, permissions_text(&service));
             }
         }
         ServiceCommand::Remove { id } => {
@@ -195,6 +211,10 @@ pub(crate) async fn sessions(settings: &Settings, command: SessionsCommand) -> a
         SessionsCommand::Revoke { .. } => bail!("give a session id or --user"),
     }
     Ok(())
+}
+
+fn parse_permissions(names: &[String]) -> anyhow::Result<Vec<Permission>> {
+    Ok(names.iter().map(|p| p.parse::<Permission>()).collect::<Result<Vec<_>, _>>()?)
 }
 
 fn permissions_text(s: &ServiceBody) -> String {

@@ -157,6 +157,16 @@ pub(crate) enum ServiceCommand {
         #[command(flatten)]
         out: Output,
     },
+    /// Replace a service's permissions; its token keeps working.
+    Update {
+        /// The service id.
+        id: String,
+        /// Comma-separated permissions: read, write, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        permissions: Vec<String>,
+        #[command(flatten)]
+        out: Output,
+    },
     /// Remove a service; its token stops working.
     Remove {
         /// The service id.

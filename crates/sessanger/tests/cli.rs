@@ -336,39 +336,58 @@ async fn three_nodes_started_together_on_postgres_share_one_bootstrap_token() {
     three_nodes_started_together_on(StoreKind::Postgres).await;
 }
 
-/// A service removed through one node is refused by another at once where the store announces
-/// removals (Redis publish/subscribe, PostgreSQL `NOTIFY`), and within a second elsewhere: the
-/// other's cache of verified services lives half a second.
-async fn a_removed_service_is_refused_on_every_node_on(kind: StoreKind) {
+/// A service's permissions changed, then the service removed, through one node: another node
+/// applies each at once where the store announces changes (Redis publish/subscribe or the node
+/// cache's tracking, PostgreSQL `NOTIFY`), and within a second elsewhere: the other's cache of
+/// verified services lives half a second.
+async fn a_changed_or_removed_service_is_refused_on_every_node_on(kind: StoreKind) {
     let store = FreshStore::new(kind);
     let (_a_tmp, a_dir) = data_dir();
     let (_b_tmp, b_dir) = data_dir();
     let a = Server::start_with(&a_dir, &store.flags(), &[]);
     let b = Server::start_with(&b_dir, &store.flags(), &[]);
     let admin = Client::new(&a.url, &admin_token(&a_dir)).unwrap();
-    let body = CreateService { id: "doomed".parse().unwrap(), name: None, permissions: vec![Permission::Read] };
-    let created = admin.create_service(&body).await.unwrap();
+    let id: sessanger_core::ServiceId = "doomed".parse().unwrap();
+    let permissions = vec![Permission::Read, Permission::Write];
+    let created = admin.create_service(&CreateService { id: id.clone(), name: None, permissions }).await.unwrap();
     let doomed = Client::new(&b.url, &created.token).unwrap();
-    doomed.stats().await.expect("node B accepts the new service, and caches it");
-
-    admin.delete_service(&"doomed".parse().unwrap()).await.unwrap();
-    let removed = std::time::Instant::now();
-    let refused_after = loop {
-        match doomed.stats().await {
-            Err(e) if e.code() == Some(ErrorCode::Unauthorized) => break removed.elapsed(),
-            Ok(_) => assert!(removed.elapsed() < std::time::Duration::from_secs(5), "still accepted after 5 s"),
-            Err(e) => panic!("{e}"),
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    };
-    println!("{kind:?}: a removed service was refused by the other node after {refused_after:?}");
+    doomed.create_session(&new_session("u", "phone")).await.expect("node B accepts the new service, and caches it");
     let bound = match kind {
         StoreKind::Redis | StoreKind::Postgres => std::time::Duration::from_millis(250),
         _ => std::time::Duration::from_secs(1),
     };
-    assert!(refused_after < bound, "{kind:?}: {refused_after:?}, not under {bound:?}");
+
+    let read_only = sessanger_core::wire::UpdateService { permissions: vec![Permission::Read] };
+    admin.update_service(&id, &read_only).await.unwrap();
+    let session = new_session("u", "phone");
+    let forbidden_after = refused_after(ErrorCode::Forbidden, || doomed.create_session(&session)).await;
+    println!("{kind:?}: a service's write taken back was refused by the other node after {forbidden_after:?}");
+    assert!(forbidden_after < bound, "{kind:?}: {forbidden_after:?}, not under {bound:?}");
+    doomed.stats().await.expect("it may still read");
+
+    admin.delete_service(&id).await.unwrap();
+    let unauthorized_after = refused_after(ErrorCode::Unauthorized, || doomed.stats()).await;
+    println!("{kind:?}: a removed service was refused by the other node after {unauthorized_after:?}");
+    assert!(unauthorized_after < bound, "{kind:?}: {unauthorized_after:?}, not under {bound:?}");
     a.stop();
     b.stop();
+}
+
+/// How long after now `call` keeps succeeding before it fails with `code`; panics on any other
+/// failure, or if it still succeeds after 5 s.
+async fn refused_after<T, F: std::future::Future<Output = Result<T, sessanger_client::ClientError>>>(
+    code: ErrorCode,
+    call: impl Fn() -> F,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    loop {
+        match call().await {
+            Err(e) if e.code() == Some(code) => return start.elapsed(),
+            Ok(_) => assert!(start.elapsed() < std::time::Duration::from_secs(5), "still accepted after 5 s"),
+            Err(e) => panic!("{e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 /// Two nodes on one Redis, 64 clients adding 1 to one counter through both (so each node
@@ -436,18 +455,18 @@ async fn increments_through_two_nodes_are_exact_while_one_is_killed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_removed_service_is_refused_on_every_node_within_a_second_on_redis() {
-    a_removed_service_is_refused_on_every_node_on(StoreKind::Redis).await;
+async fn a_changed_or_removed_service_is_refused_on_every_node_within_a_second_on_redis() {
+    a_changed_or_removed_service_is_refused_on_every_node_on(StoreKind::Redis).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_removed_service_is_refused_on_every_node_within_a_second_on_postgres() {
-    a_removed_service_is_refused_on_every_node_on(StoreKind::Postgres).await;
+async fn a_changed_or_removed_service_is_refused_on_every_node_within_a_second_on_postgres() {
+    a_changed_or_removed_service_is_refused_on_every_node_on(StoreKind::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_removed_service_is_refused_on_every_node_within_a_second_on_mariadb() {
-    a_removed_service_is_refused_on_every_node_on(StoreKind::MariaDb).await;
+async fn a_changed_or_removed_service_is_refused_on_every_node_within_a_second_on_mariadb() {
+    a_changed_or_removed_service_is_refused_on_every_node_on(StoreKind::MariaDb).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -491,6 +510,11 @@ async fn admin_commands_go_through_the_running_server() {
     assert!(stdout(&sessanger(&dir, &["sessions", "revoke", "--user", "dave"])).contains("1 session"));
     assert!(billing.get_session(&session.session_id).await.unwrap_err().is_not_found());
 
+    let updated = stdout(&sessanger(&dir, &["service", "update", "billing", "--permissions", "read"]));
+    assert!(updated.contains("service billing now has read"), "{updated}");
+    let refused = billing.create_session(&new_session("dave", "phone")).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::Forbidden));
+
     stdout(&sessanger(&dir, &["service", "remove", "billing"]));
     assert_eq!(billing.stats().await.unwrap_err().code(), Some(ErrorCode::Unauthorized));
     server.stop();
@@ -502,6 +526,10 @@ fn admin_commands_work_on_the_store_directly_when_no_server_runs() {
     let added = stdout(&sessanger(&dir, &["service", "add", "web", "--permissions", "read"]));
     assert!(added.contains("token (shown once): web."), "{added}");
     assert!(stdout(&sessanger(&dir, &["service", "list"])).contains("web"));
+    let updated = stdout(&sessanger(&dir, &["service", "update", "web", "--permissions", "write,read", "--json"]));
+    assert_eq!(serde_json::from_str::<Value>(&updated).unwrap()["permissions"], json!(["read", "write"]));
+    let unknown = sessanger(&dir, &["service", "update", "nobody", "--permissions", "read"]);
+    assert!(!unknown.status.success());
     let refused = sessanger(&dir, &["service", "add", "web"]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("already exists"));

@@ -220,6 +220,22 @@ impl EmbeddedStore {
         op(&self.db.begin_read().map_err(store_error)?)
     }
 
+    /// Writes `service` if the registry holds a record of its id already (`replace`) or holds
+    /// none (`!replace`); `Ok(false)` and nothing written otherwise.
+    async fn put_service(&self, service: &ServiceRecord, replace: bool) -> Result<bool, StoreError> {
+        let service = service.clone();
+        self.write(move |txn| {
+            let mut services = txn.open_table(SERVICES).map_err(store_error)?;
+            let id = service.id.as_ref();
+            if services.get(id).map_err(store_error)?.is_some() != replace {
+                return Ok((false, false));
+            }
+            services.insert(id, encode(&service)?.as_slice()).map_err(store_error)?;
+            Ok((true, true))
+        })
+        .await
+    }
+
     /// Runs `op` in one write transaction on the blocking pool. The transaction commits if
     /// `op` says it changed something, and is aborted if not or if `op` fails.
     async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
@@ -877,17 +893,7 @@ impl EventLog for EmbeddedStore {
 #[async_trait]
 impl ServiceStore for EmbeddedStore {
     async fn create_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
-        let service = service.clone();
-        self.write(move |txn| {
-            let mut services = txn.open_table(SERVICES).map_err(store_error)?;
-            let id = service.id.as_ref();
-            if services.get(id).map_err(store_error)?.is_some() {
-                return Ok((false, false));
-            }
-            services.insert(id, encode(&service)?.as_slice()).map_err(store_error)?;
-            Ok((true, true))
-        })
-        .await
+        self.put_service(service, false).await
     }
 
     async fn load_service(&self, id: &ServiceId) -> Result<Option<ServiceRecord>, StoreError> {
@@ -914,6 +920,10 @@ impl ServiceStore for EmbeddedStore {
             Ok(page)
         })
         .await
+    }
+
+    async fn update_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+        self.put_service(service, true).await
     }
 
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {

@@ -116,7 +116,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 use sessanger_core::{
     Attributes, CacheStats, Change, Created, DeleteReason, EventLog, Maintenance, Page, Patch, PatchError,
-    PatchOptions, Patched, RemovedServices, Renamed, Replaced, Replacement, ServiceId, ServiceRecord, ServiceStore,
+    PatchOptions, Patched, Renamed, Replaced, Replacement, ServiceChanges, ServiceId, ServiceRecord, ServiceStore,
     Session, SessionId, SessionRef, SessionStore, Store, StoreError, Timestamp, UserId, UserLimit,
 };
 
@@ -375,6 +375,10 @@ impl<S: ServiceStore + ?Sized> ServiceStore for EncryptedStore<S> {
         self.inner.list_services(after, limit).await
     }
 
+    async fn update_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+        self.inner.update_service(service).await
+    }
+
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
         self.inner.delete_service(id).await
     }
@@ -383,8 +387,8 @@ impl<S: ServiceStore + ?Sized> ServiceStore for EncryptedStore<S> {
         self.inner.caches_services()
     }
 
-    async fn watch_removed_services(&self) -> Result<Option<RemovedServices>, StoreError> {
-        self.inner.watch_removed_services().await
+    async fn watch_service_changes(&self) -> Result<Option<ServiceChanges>, StoreError> {
+        self.inner.watch_service_changes().await
     }
 }
 

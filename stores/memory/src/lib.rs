@@ -410,6 +410,13 @@ impl ServiceStore for MemoryStore {
         Ok(inner.services.range((start, Bound::Unbounded)).take(limit.get() as usize).map(|(_, s)| s.clone()).collect())
     }
 
+    async fn update_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(stored) = inner.services.get_mut(&service.id) else { return Ok(false) };
+        *stored = service.clone();
+        Ok(true)
+    }
+
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
         Ok(self.lock().services.remove(id).is_some())
     }

@@ -761,6 +761,12 @@ impl ServiceStore for MongoStore {
         all.iter().map(decode_service).collect()
     }
 
+    async fn update_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+        let filter = doc! { "_id": service.id.as_ref() };
+        let replaced = self.services.replace_one(filter, encode_service(service)).await.map_err(store_error)?;
+        Ok(replaced.matched_count == 1)
+    }
+
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
         let deleted = self.services.delete_one(doc! { "_id": id.as_ref() }).await.map_err(store_error)?;
         Ok(deleted.deleted_count == 1)

@@ -132,7 +132,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use redis::{Value, aio::ConnectionLike};
 use sessanger_core::{
     CacheStats, Change, Created, DeleteReason, EventLog, Maintenance, Page, Patch, PatchError, PatchOptions, Patched,
-    RemovedServices, Renamed, Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session,
+    Renamed, Replaced, Replacement, Retention, ServiceChanges, ServiceId, ServiceRecord, ServiceStore, Session,
     SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use tokio::sync::mpsc;
@@ -263,9 +263,9 @@ impl Keys {
         [self.prefix.as_ref(), ":services"].concat()
     }
 
-    /// The channel on which removed services are announced.
-    fn removed_services(&self) -> String {
-        [self.prefix.as_ref(), ":services:removed"].concat()
+    /// The channel on which changed and removed services are announced.
+    fn changed_services(&self) -> String {
+        [self.prefix.as_ref(), ":services:changed"].concat()
     }
 
     /// The ids of the services, a sorted set (all scores 0, so ordered by id) that lists a
@@ -280,7 +280,7 @@ fn all_tags() -> impl Iterator<Item = String> {
     TAG_ALPHABET.iter().flat_map(|&a| TAG_ALPHABET.iter().map(move |&b| String::from_utf8_lossy(&[a, b]).into_owned()))
 }
 
-/// How long the removed-services subscription waits before subscribing again after losing its
+/// How long the service-changes subscription waits before subscribing again after losing its
 /// connection.
 const RESUBSCRIBE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -295,8 +295,8 @@ pub struct RedisStore {
     events: Option<Arc<str>>,
     /// On a Cluster recording events: the shard logs to gather into the event log.
     shards: Option<Arc<Shards>>,
-    /// Where [`ServiceStore::watch_removed_services`] subscribes; `None` for a store made on a
-    /// caller's connection ([`RedisStore::new`]), which announces removals but hears none.
+    /// Where [`ServiceStore::watch_service_changes`] subscribes; `None` for a store made on a
+    /// caller's connection ([`RedisStore::new`]), which announces changes but hears none.
     subscriber: Option<redis::Client>,
     /// The node cache (`cache.rs`), if on.
     cache: Option<Arc<NodeCache>>,
@@ -350,6 +350,12 @@ impl RedisStore {
         if let Some(cache) = &self.cache {
             cache.forget(id);
         }
+    }
+
+    /// Tells every process subscribed to the registry's changes
+    /// ([`ServiceStore::watch_service_changes`]) that service `id` changed or went.
+    async fn announce_service_change(&self, id: &ServiceId) -> Result<(), StoreError> {
+        self.query(redis::cmd("PUBLISH").arg(self.keys.changed_services()).arg(id.as_ref())).await.map(drop)
     }
 
     /// Drops the cached service registry after a change through this store.
@@ -827,13 +833,24 @@ impl ServiceStore for RedisStore {
         values.into_iter().filter(|value| *value != Value::Nil).map(decode_service).collect()
     }
 
+    async fn update_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+        let mut invocation = self.scripts.replace_service.key(self.keys.services());
+        invocation.arg(service.id.as_ref()).arg(record::json(service)?);
+        let replaced = count(invocation.invoke_async(&mut self.connection()).await.map_err(store_error)?)? == 1;
+        self.forget_services();
+        if replaced {
+            self.announce_service_change(&service.id).await?;
+        }
+        Ok(replaced)
+    }
+
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
         let cmd = redis::cmd("HDEL").arg(self.keys.services()).arg(id.as_ref()).to_owned();
         let deleted = count(self.query(&cmd).await?)? == 1;
         self.forget_services();
         self.query(redis::cmd("ZREM").arg(self.keys.service_ids()).arg(id.as_ref())).await?;
         if deleted {
-            self.query(redis::cmd("PUBLISH").arg(self.keys.removed_services()).arg(id.as_ref())).await?;
+            self.announce_service_change(id).await?;
         }
         Ok(deleted)
     }
@@ -842,13 +859,13 @@ impl ServiceStore for RedisStore {
         self.cache.is_some()
     }
 
-    async fn watch_removed_services(&self) -> Result<Option<RemovedServices>, StoreError> {
+    async fn watch_service_changes(&self) -> Result<Option<ServiceChanges>, StoreError> {
         let Some(client) = self.subscriber.clone() else { return Ok(None) };
-        let channel = self.keys.removed_services();
+        let channel = self.keys.changed_services();
         let (sender, receiver) = mpsc::channel(64);
         tokio::spawn(async move {
             // Subscribed until the receiver is dropped; a lost connection is made again after
-            // a pause (removals announced meanwhile are missed: the cache lifetime bounds them).
+            // a pause (changes announced meanwhile are missed: the cache lifetime bounds them).
             while !sender.is_closed() {
                 if let Ok(mut pubsub) = client.get_async_pubsub().await
                     && pubsub.subscribe(&channel).await.is_ok()
@@ -904,7 +921,7 @@ mod tests {
             keys.events(),
             keys.shard_events(&tag),
             keys.services(),
-            keys.removed_services(),
+            keys.changed_services(),
             keys.service_ids(),
         ];
         let expected = [
@@ -915,7 +932,7 @@ mod tests {
             "{p}:events".to_owned(),
             format!("{{p:{tag}}}:events"),
             "p:services".to_owned(),
-            "p:services:removed".to_owned(),
+            "p:services:changed".to_owned(),
             "p:services:ids".to_owned(),
         ];
         assert_eq!(names, expected);

@@ -510,6 +510,15 @@ end
 return out
 "#;
 
+/// `KEYS[1]` the service registry; `ARGV[1]` a service id, `ARGV[2]` its record. Replaces
+/// the record if there is one (Redis has no `HSET` only-if-present). Returns 1 if it did, 0 if
+/// there was none. Called without the prelude: it touches no session.
+const REPLACE_SERVICE: &str = r#"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"#;
+
 /// The scripts, hashed once; [`Script::invoke_async`] sends `EVALSHA` and loads the script on
 /// a `NOSCRIPT` answer (once per server, or after a restart).
 #[derive(Debug)]
@@ -523,6 +532,7 @@ pub(crate) struct Scripts {
     pub(crate) list_user: Script,
     pub(crate) delete_user: Script,
     pub(crate) purge: Script,
+    pub(crate) replace_service: Script,
     pub(crate) log: LogScripts,
 }
 
@@ -541,6 +551,7 @@ impl Scripts {
             list_user: script(LIST_USER),
             delete_user: script(DELETE_USER),
             purge: script(&PURGE.replace("ID_LEN", &sessanger_core::SessionId::LEN.to_string())),
+            replace_service: Script::new(REPLACE_SERVICE),
             log: LogScripts::new(max_events),
         }
     }

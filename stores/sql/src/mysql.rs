@@ -778,6 +778,19 @@ impl ServiceStore for SqlStore<MySql> {
         row::services(select.fetch_all(&self.pool).await.map_err(store_error)?)
     }
 
+    async fn update_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+        // The row's values are bound in the table's column order, `id` first: the derived
+        // table names them for the `SET`.
+        let update = sqlx::query(
+            "UPDATE services s
+             JOIN (SELECT ? AS id, ? AS name, ? AS permissions, ? AS secret_sha256, ? AS created_at) v ON s.id = v.id
+             SET s.name = v.name, s.permissions = JSON_EXTRACT(v.permissions, '$'),
+                 s.secret_sha256 = v.secret_sha256, s.created_at = v.created_at",
+        );
+        let updated = ServiceRow::new(service)?.bind(update).execute(&self.pool).await;
+        Ok(updated.map_err(store_error)?.rows_affected() > 0)
+    }
+
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
         let deleted = sqlx::query("DELETE FROM services WHERE id = ?").bind(id.as_ref()).execute(&self.pool).await;
         Ok(deleted.map_err(store_error)?.rows_affected() > 0)

@@ -17,8 +17,8 @@ use std::{num::NonZeroU32, str::FromStr, sync::LazyLock};
 
 use async_trait::async_trait;
 use sessanger_core::{
-    Change, Created, DeleteReason, EventLog, Maintenance, Page, Patch, PatchOptions, Patched, RemovedServices, Renamed,
-    Replaced, Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef,
+    Change, Created, DeleteReason, EventLog, Maintenance, Page, Patch, PatchOptions, Patched, Renamed, Replaced,
+    Replacement, Retention, ServiceChanges, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef,
     SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
 use sqlx::{
@@ -700,11 +700,23 @@ impl ServiceStore for SqlStore<Postgres> {
         row::services(select.fetch_all(&self.pool).await.map_err(store_error)?)
     }
 
+    async fn update_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
+        // The announcement goes out when the update commits, never without it.
+        let update = sqlx::query(
+            "WITH updated AS (
+               UPDATE services SET name = $2, permissions = $3::jsonb, secret_sha256 = $4, created_at = $5
+               WHERE id = $1 RETURNING id)
+             SELECT pg_notify('sessanger_changed_services', id) FROM updated",
+        );
+        let updated = ServiceRow::new(service)?.bind(update).fetch_optional(&self.pool).await;
+        Ok(updated.map_err(store_error)?.is_some())
+    }
+
     async fn delete_service(&self, id: &ServiceId) -> Result<bool, StoreError> {
         // The announcement goes out when the deletion commits, never without it.
         let deleted = sqlx::query(
             "WITH deleted AS (DELETE FROM services WHERE id = $1 RETURNING id)
-             SELECT pg_notify('sessanger_removed_services', id) FROM deleted",
+             SELECT pg_notify('sessanger_changed_services', id) FROM deleted",
         )
         .bind(id.as_ref())
         .fetch_optional(&self.pool)
@@ -712,12 +724,12 @@ impl ServiceStore for SqlStore<Postgres> {
         Ok(deleted.map_err(store_error)?.is_some())
     }
 
-    async fn watch_removed_services(&self) -> Result<Option<RemovedServices>, StoreError> {
+    async fn watch_service_changes(&self) -> Result<Option<ServiceChanges>, StoreError> {
         let mut listener = PgListener::connect_with(&self.pool).await.map_err(store_error)?;
-        listener.listen("sessanger_removed_services").await.map_err(store_error)?;
+        listener.listen("sessanger_changed_services").await.map_err(store_error)?;
         let (sender, receiver) = mpsc::channel(64);
         tokio::spawn(async move {
-            // `recv` connects again by itself after a lost connection (removals announced
+            // `recv` connects again by itself after a lost connection (changes announced
             // meanwhile are missed: the cache lifetime bounds them); it fails only when the
             // pool is closed.
             while let Ok(notification) = listener.recv().await {

@@ -143,16 +143,16 @@ impl ServiceRow {
         })
     }
 
-    /// Binds the row's values to `insert`, in the order of the table's columns (`id`, `name`,
+    /// Binds the row's values to `query`, in the order of the table's columns (`id`, `name`,
     /// `permissions`, `secret_sha256`, `created_at`).
-    pub(crate) fn bind<'q, DB>(&self, insert: Query<'q, DB, DB::Arguments>) -> Query<'q, DB, DB::Arguments>
+    pub(crate) fn bind<'q, DB>(&self, query: Query<'q, DB, DB::Arguments>) -> Query<'q, DB, DB::Arguments>
     where
         DB: Database,
         for<'e> &'e str: Encode<'e, DB> + Type<DB>,
         for<'e> i64: Encode<'e, DB> + Type<DB>,
     {
         let values = [&self.id, &self.name, &self.permissions, &self.secret_sha256];
-        values.into_iter().fold(insert, |insert, value| insert.bind(value.as_str())).bind(self.created_at)
+        values.into_iter().fold(query, |query, value| query.bind(value.as_str())).bind(self.created_at)
     }
 }
 

@@ -7,7 +7,7 @@ use axum::{
 };
 use sessanger_core::{
     Page, ServiceId,
-    wire::{CreateService, CreatedService, ErrorBody, ServiceBody, ServiceList},
+    wire::{CreateService, CreatedService, ErrorBody, ServiceBody, ServiceList, UpdateService},
 };
 
 use crate::{
@@ -20,7 +20,7 @@ use crate::{
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/services", get(list_services).post(register_service))
-        .route("/v1/services/{id}", delete(remove_service))
+        .route("/v1/services/{id}", delete(remove_service).patch(update_service))
 }
 
 /// List registered services (never their secrets), ordered by id, a page at a time.
@@ -62,6 +62,27 @@ pub(crate) async fn register_service(
     let name = body.name.unwrap_or_else(|| body.id.to_string());
     let (record, token) = caller.manager.register_service(body.id, name, body.permissions).await?;
     Ok((StatusCode::CREATED, Json(CreatedService { service: record.into(), token: token.expose() })))
+}
+
+/// Replace a service's permissions; its token keeps working, with the new permissions, on this
+/// node at once and on the others as soon as the store announces the change.
+#[utoipa::path(
+    patch, path = "/v1/services/{id}", tag = "services", request_body = UpdateService,
+    params(("id" = String, Path, description = "The service id")),
+    responses(
+        (status = 200, description = "The service as it is now", body = ServiceBody),
+        (status = 400, description = "`invalid_request`", body = ErrorBody),
+        (status = 404, description = "`service_not_found`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+    )
+)]
+pub(crate) async fn update_service(
+    caller: Caller<Admin>,
+    PathId(id): PathId<ServiceId>,
+    JsonBody(body): JsonBody<UpdateService>,
+) -> Result<Json<ServiceBody>, ApiError> {
+    Ok(Json(caller.manager.change_service_permissions(&id, body.permissions).await?.into()))
 }
 
 /// Remove a service; its token stops working.
