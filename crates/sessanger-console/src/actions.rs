@@ -5,6 +5,8 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
+use std::num::NonZeroU32;
+
 use serde::Deserialize;
 use sessanger_core::{ManagerError, Page, Permission, ServiceId, Session, UserId};
 
@@ -16,22 +18,42 @@ use crate::{
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct UserQuery {
+    /// A user id: that user's sessions.
     user: Option<String>,
+    /// The start of user ids, as typed in the search box: the users it matches.
+    find: Option<String>,
 }
+
+/// Most users a search lists; more are left to a longer prefix.
+pub(crate) const FOUND_MOST: u32 = 50;
 
 /// Most sessions a user's page lists; a user holding more is told so.
 const LISTED: Page = Page { after: None, limit: Page::MAX_LIMIT };
 pub(crate) const LISTED_MOST: usize = Page::MAX_LIMIT.get() as usize;
 
 pub(crate) async fn users(operator: Operator, Query(query): Query<UserQuery>) -> Response {
-    let Some(text) = query.user.as_deref().map(str::trim).filter(|text| !text.is_empty()) else {
-        return pages::users(&operator, None);
+    let given = |text: Option<String>| text.filter(|text| !text.trim().is_empty());
+    if let Some(prefix) = given(query.find) {
+        return find(&operator, prefix.trim()).await;
+    }
+    let Some(text) = given(query.user) else {
+        return pages::users(&operator, &pages::Users::Search);
     };
     let Ok(user) = text.parse::<UserId>() else {
         return pages::refused(StatusCode::BAD_REQUEST, "A user id is 1 to 256 bytes without control characters.");
     };
     match operator.manager.list_user_sessions(&user, &LISTED).await {
-        Ok(sessions) => pages::users(&operator, Some((&user, &sessions))),
+        Ok(sessions) => pages::users(&operator, &pages::Users::Sessions { user: &user, sessions: &sessions }),
+        Err(e) => pages::unavailable(&e),
+    }
+}
+
+/// The users whose id starts with `prefix`; straight to the sessions of the only one.
+async fn find(operator: &Operator, prefix: &str) -> Response {
+    let most = NonZeroU32::new(FOUND_MOST + 1).expect("not zero");
+    match operator.manager.find_users(prefix, most).await {
+        Ok(users) if users.len() == 1 => back_to(&users[0]),
+        Ok(users) => pages::users(operator, &pages::Users::Found { prefix, users: &users }),
         Err(e) => pages::unavailable(&e),
     }
 }
@@ -109,10 +131,9 @@ pub(crate) async fn sign_out_everywhere(operator: Operator, Posted(form): Posted
     }
 }
 
-/// The user's page again, after a change (303: the browser asks for it with `GET`).
+/// The user's page (303: after a change, the browser asks for it with `GET`).
 fn back_to(user: &UserId) -> Response {
-    let query = serde_urlencoded::to_string([("user", user.as_ref())]).expect("a string pair encodes");
-    crate::see(&format!("/users?{query}"))
+    crate::see(&pages::user_path(user))
 }
 
 pub(crate) async fn services(operator: Operator) -> Response {

@@ -227,15 +227,51 @@ fn details(event: &SessionEvent) -> String {
 }
 
 /// The user search, and the user's sessions if one was asked for.
-pub(crate) fn users(operator: &Operator, found: Option<(&UserId, &[Session])>) -> Response {
+/// The path of `user`'s sessions, relative to [`MOUNT`].
+pub(crate) fn user_path(user: &UserId) -> String {
+    let query = serde_urlencoded::to_string([("user", user.as_ref())]).expect("a string pair encodes");
+    format!("/users?{query}")
+}
+
+/// What the users page shows below its search box.
+pub(crate) enum Users<'a> {
+    /// Nothing yet.
+    Search,
+    /// The users a search found.
+    Found { prefix: &'a str, users: &'a [UserId] },
+    /// One user's sessions.
+    Sessions { user: &'a UserId, sessions: &'a [Session] },
+}
+
+pub(crate) fn users(operator: &Operator, shown: &Users<'_>) -> Response {
+    let typed = match shown {
+        Users::Search => None,
+        Users::Found { prefix, .. } => Some(*prefix),
+        Users::Sessions { user, .. } => Some(user.as_ref()),
+    };
     let body = html! {
         form method="get" action={ (MOUNT) "/users" } {
-            label for="user" { "User id " }
-            input #user type="search" name="user" value=[found.map(|(user, _)| user.as_ref())] required;
+            label for="user" { "User id, or its start " }
+            input #user type="search" name="find" value=[typed] required;
             " "
             button type="submit" { "Find" }
         }
-        @if let Some((user, sessions)) = found {
+        @if let Users::Found { prefix, users } = shown {
+            h2 { "Users starting with " code { (prefix) } }
+            @if users.is_empty() {
+                p { "No user with a live session starts with this." }
+            } @else {
+                @if users.len() > crate::actions::FOUND_MOST as usize {
+                    p.message { "The first " (crate::actions::FOUND_MOST) " are shown: type more of the id." }
+                }
+                ul #found {
+                    @for user in users.iter().take(crate::actions::FOUND_MOST as usize) {
+                        li { a href={ (MOUNT) (user_path(user)) } { code { (user) } } }
+                    }
+                }
+            }
+        }
+        @if let Users::Sessions { user, sessions } = shown {
             h2 { "Sessions of " code { (user) } }
             @if sessions.is_empty() {
                 p { "No live sessions." }
@@ -250,7 +286,7 @@ pub(crate) fn users(operator: &Operator, found: Option<(&UserId, &[Session])>) -
                         @if operator.may_change() { th {} }
                     } }
                     tbody {
-                        @for session in sessions {
+                        @for session in sessions.iter() {
                             tr {
                                 td { code { (session.id.fingerprint()) } }
                                 td { (session.device.device_id.as_deref().unwrap_or("")) }

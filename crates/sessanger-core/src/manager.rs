@@ -705,6 +705,13 @@ impl SessionManager {
         Ok(self.shared.store.list_user(user, page, self.now()).await?)
     }
 
+    /// The users with a live session whose id starts with `prefix`, in byte order, at most
+    /// `limit` ([`SessionStore::find_users`](crate::SessionStore::find_users): for operators,
+    /// not per request).
+    pub async fn find_users(&self, prefix: &str, limit: NonZeroU32) -> Result<Vec<UserId>, ManagerError> {
+        Ok(self.shared.store.find_users(prefix, limit, self.now()).await?)
+    }
+
     /// Every live session of the user, oldest first, read page by page: for answers that
     /// have no pages (the compat APIs, the broker protocol). The per-user limit
     /// ([`SessionPolicy::max_per_user`]) is what bounds it.

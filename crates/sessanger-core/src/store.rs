@@ -579,6 +579,15 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)).
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError>;
+
+    /// The users with a live session whose id starts with `prefix` (compared byte by byte, as
+    /// typed), in byte order, at most `limit`. For operators looking a user up, not for
+    /// requests: where user ids are indexed in order (SQL, embedded, MongoDB) it reads the
+    /// matching range only; Redis and the memory store visit every live session.
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
+    async fn find_users(&self, prefix: &str, limit: NonZeroU32, now: Timestamp) -> Result<Vec<UserId>, StoreError>;
 }
 
 /// What keeps a store healthy rather than serving requests: the reaper's sweep, the count

@@ -221,6 +221,10 @@ impl SessionStore for FaultyStore {
         self.gate().await?;
         self.inner.delete_user(user, change).await
     }
+    async fn find_users(&self, prefix: &str, limit: NonZeroU32, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
+        self.gate().await?;
+        self.inner.find_users(prefix, limit, now).await
+    }
 }
 
 #[async_trait]

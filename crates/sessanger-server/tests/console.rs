@@ -169,8 +169,20 @@ async fn signing_in_takes_a_token_of_a_service_that_may_read() {
 async fn an_admin_finds_a_user_revokes_one_session_then_signs_them_out_everywhere() {
     let console = Console::new().await;
     console.sessions_of("carol", &["phone", "laptop", "tablet"]).await;
+    console.sessions_of("caroline", &["phone"]).await;
     let mut browser = console.browser();
     browser.sign_in(&console.root).await;
+
+    // The start of an id finds every user it begins; a whole one that begins no other, its page.
+    let found = browser.get("/admin/users?find=car").await;
+    assert_eq!(found.status, StatusCode::OK);
+    assert!(found.body.contains(r#"href="/admin/users?user=carol""#), "{}", found.body);
+    assert!(found.body.contains(r#"href="/admin/users?user=caroline""#), "{}", found.body);
+    let only = browser.get("/admin/users?find=carol").await;
+    assert!(only.body.contains("caroline"), "carol begins caroline too: both listed");
+    let caroline = browser.get("/admin/users?find=carolin").await;
+    assert_eq!((caroline.status, caroline.location()), (StatusCode::SEE_OTHER, "/admin/users?user=caroline"));
+    assert!(browser.get("/admin/users?find=zed").await.body.contains("No user with a live session"));
 
     let page = browser.get("/admin/users?user=carol").await;
     assert_eq!(page.status, StatusCode::OK);
@@ -284,6 +296,11 @@ async fn markup_in_a_user_id_or_a_device_is_shown_as_text() {
         .unwrap();
     let mut browser = console.browser();
     browser.sign_in(&console.root).await;
+    console.sessions_of("<b>bold</b>", &["phone"]).await;
+    let found = browser.get("/admin/users?find=%3C").await;
+    assert!(found.body.contains("<code>&lt;script&gt;alert(1)&lt;/script&gt;</code>"), "{}", found.body);
+    assert!(found.body.contains("<code>&lt;b&gt;bold&lt;/b&gt;</code>"), "{}", found.body);
+    assert!(!found.body.contains("<b>bold"), "{}", found.body);
     let page = browser.get(&format!("/admin/users?user={}", "%3Cscript%3Ealert(1)%3C%2Fscript%3E")).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{}", page.body);

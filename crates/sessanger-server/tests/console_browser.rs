@@ -1,8 +1,8 @@
-//! The admin console in headless Chromium, as an operator uses it: sign in, find a user with
-//! sessions on three devices, revoke one, sign the user out everywhere, register a service and
-//! use its token; a read-only operator sees no buttons and a forged post is refused; markup in
-//! a user id stays text. Screenshots of the overview, a user and the services go to
-//! `target/screenshots/console-*.png`.
+//! The admin console in headless Chromium, as an operator uses it: sign in, find a user by the
+//! start of the id, see their sessions on three devices, revoke one, sign the user out
+//! everywhere, register a service and use its token; a read-only operator sees no buttons and
+//! a forged post is refused; markup in a user id stays text. Screenshots of the overview, a
+//! user and the services go to `target/screenshots/console-*.png`.
 
 use std::sync::Arc;
 
@@ -37,6 +37,7 @@ async fn sign_in(browser: &Client, url: &str, token: &str) {
     browser.wait().for_element(Locator::Id("active")).await.unwrap();
 }
 
+/// Types `user` (or its start) in the users page's search box and searches.
 async fn find_user(browser: &Client, user: &str) {
     browser.find(Locator::LinkText("Users")).await.unwrap().click().await.unwrap();
     let field = browser.find(Locator::Id("user")).await.unwrap();
@@ -76,7 +77,12 @@ async fn an_operator_finds_a_user_revokes_signs_out_and_registers_a_service() {
     sign_in(&browser, &url, &root).await;
     screenshot(&browser, "console-overview").await;
 
-    find_user(&browser, "frank").await;
+    // "fra" begins two users: pick frank from the list.
+    manager.create_session(&"francine".parse().unwrap(), NewSession::default()).await.unwrap();
+    find_user(&browser, "fra").await;
+    assert_eq!(browser.find_all(Locator::Css("#found li")).await.unwrap().len(), 2);
+    browser.find(Locator::LinkText("frank")).await.unwrap().click().await.unwrap();
+    browser.wait().for_element(Locator::Id("sessions")).await.unwrap();
     assert_eq!(rows(&browser).await, 3);
     screenshot(&browser, "console-user").await;
 

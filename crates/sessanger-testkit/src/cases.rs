@@ -592,6 +592,36 @@ pub async fn list_user_returns_only_that_users_live_sessions_oldest_first(store:
     assert!(store.list_user(&user("nobody"), &Page::DEFAULT, now).await.unwrap().is_empty());
 }
 
+/// `find_users` lists the users with a live session whose id starts with a prefix, each once,
+/// in byte order, at most `limit`; characters that SQL patterns and regular expressions treat
+/// specially match only themselves.
+pub async fn find_users_lists_users_with_live_sessions_by_prefix(store: SharedStore) {
+    let now = t0();
+    let base = user("find");
+    let named = |rest: &str| -> UserId { format!("{base}/{rest}").parse().expect("valid user id") };
+    let (bang, percent, dot) = (named("a!b"), named("a%_x"), named("a.c"));
+    let (alfred, alice, bob, gone) = (named("alfred"), named("alice"), named("bob"), named("aldo"));
+    for u in [&alice, &alice, &alfred, &bob, &percent, &dot, &bang] {
+        created(&store, u, now).await;
+    }
+    // Aldo's only session reaches its deadline at `now`: dead.
+    created(&store, &gone, now - IDLE).await;
+    let find = |prefix: String, limit: u32| {
+        let store = store.clone();
+        async move { store.find_users(&prefix, NonZeroU32::new(limit).unwrap(), now).await.unwrap() }
+    };
+    let everyone = vec![bang.clone(), percent.clone(), dot.clone(), alfred.clone(), alice.clone(), bob];
+    assert_eq!(find(format!("{base}/"), 10).await, everyone);
+    assert_eq!(find(format!("{base}/"), 2).await, everyone[..2]);
+    assert_eq!(find(format!("{base}/al"), 10).await, vec![alfred, alice.clone()]);
+    assert_eq!(find(alice.to_string(), 10).await, vec![alice]);
+    assert_eq!(find(format!("{base}/a%"), 10).await, vec![percent]);
+    assert_eq!(find(format!("{base}/a."), 10).await, vec![dot]);
+    assert_eq!(find(format!("{base}/a!"), 10).await, vec![bang]);
+    assert!(find(format!("{base}/a_"), 10).await.is_empty(), "`_` is no wildcard");
+    assert!(find(format!("{base}/ald"), 10).await.is_empty(), "a user with dead sessions only is not found");
+}
+
 /// `list_user` pages through a user's live sessions in creation order (ties by id): each
 /// page starts after the last of the one before and holds at most its limit, dead sessions
 /// are skipped, and sessions deleted or created between pages never make one repeat or go

@@ -722,6 +722,31 @@ impl SessionStore for EmbeddedStore {
         .await
     }
 
+    async fn find_users(&self, prefix: &str, limit: NonZeroU32, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
+        let prefix = prefix.to_owned();
+        self.read(move |txn| {
+            let sessions = txn.open_table(SESSIONS).map_err(store_error)?;
+            let by_user = txn.open_table(BY_USER).map_err(store_error)?;
+            let mut found: Vec<UserId> = Vec::new();
+            // The index is ordered by user id: the matching users are one range from the prefix.
+            for entry in by_user.range((prefix.as_str(), i64::MIN, "")..).map_err(store_error)? {
+                let (key, _) = entry.map_err(store_error)?;
+                let (owner, _, id) = key.value();
+                if !owner.starts_with(prefix.as_str()) || found.len() == limit.get() as usize {
+                    break;
+                }
+                if found.last().is_some_and(|last| last.as_ref() == owner) {
+                    continue;
+                }
+                if get_session(&sessions, id)?.is_some_and(|s| !s.is_expired(now)) {
+                    found.push(owner.parse().map_err(|e: sessanger_core::IdError| StoreError::Decode(e.into()))?);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
         let (user, now, service) = (user.clone(), change.now, change.service.cloned());
         self.write_sessions(move |t| {

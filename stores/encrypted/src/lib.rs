@@ -318,6 +318,10 @@ impl<S: SessionStore + ?Sized> SessionStore for EncryptedStore<S> {
         self.open_some(self.inner.delete(id, reason, change).await?)
     }
 
+    async fn find_users(&self, prefix: &str, limit: NonZeroU32, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
+        self.inner.find_users(prefix, limit, now).await
+    }
+
     async fn list_user(&self, user: &UserId, page: &Page, now: Timestamp) -> Result<Vec<Session>, StoreError> {
         self.open_all(self.inner.list_user(user, page, now).await?)
     }

@@ -284,6 +284,22 @@ impl SessionStore for MemoryStore {
         Ok(sessions.filter(|s| !s.is_expired(now)).take(page.size()).map(|s| Session::clone(s)).collect())
     }
 
+    async fn find_users(&self, prefix: &str, limit: NonZeroU32, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
+        let inner = self.lock();
+        let mut users: Vec<UserId> = inner
+            .by_user
+            .iter()
+            .filter(|(user, index)| {
+                user.as_ref().starts_with(prefix)
+                    && index.iter().any(|(_, id)| inner.sessions.get(id).is_some_and(|s| !s.is_expired(now)))
+            })
+            .map(|(user, _)| user.clone())
+            .collect();
+        users.sort_unstable();
+        users.truncate(limit.get() as usize);
+        Ok(users)
+    }
+
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
         let mut inner = self.lock();
         let ids: Vec<SessionId> = inner.by_user.get(user).into_iter().flatten().map(|(_, id)| id.clone()).collect();

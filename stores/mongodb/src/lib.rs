@@ -668,6 +668,24 @@ impl SessionStore for MongoStore {
         documents.iter().map(decode_session).collect()
     }
 
+    async fn find_users(&self, prefix: &str, limit: NonZeroU32, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
+        let groups: Vec<Document> = self
+            .sessions
+            .aggregate(query::users_starting_with(prefix, limit, now))
+            .await
+            .map_err(store_error)?
+            .try_collect()
+            .await
+            .map_err(store_error)?;
+        groups
+            .iter()
+            .map(|group| {
+                let user = group.get_str("_id").map_err(|e| StoreError::Decode(Box::new(e)))?;
+                user.parse().map_err(|e: sessanger_core::IdError| StoreError::Decode(e.into()))
+            })
+            .collect()
+    }
+
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
         let now = change.now;
         let deleted = match self.atomicity {

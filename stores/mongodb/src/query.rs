@@ -31,6 +31,25 @@ pub(crate) fn user_live(user: &UserId, now: Timestamp) -> Document {
     doc! { field::USER_ID: user.as_ref(), field::EXPIRES_AT: { "$gt": date(now) } }
 }
 
+/// The distinct users with a live session whose id starts with `prefix`, in id order, at
+/// most `limit`: an anchored regular expression, which MongoDB reads as a range of the
+/// `(user_id, created_at, _id)` index.
+pub(crate) fn users_starting_with(prefix: &str, limit: NonZeroU32, now: Timestamp) -> Vec<Document> {
+    let mut pattern = String::from("^");
+    for c in prefix.chars() {
+        if "\\.^$|?*+()[]{}".contains(c) {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    vec![
+        doc! { "$match": { field::USER_ID: { "$regex": pattern }, field::EXPIRES_AT: { "$gt": date(now) } } },
+        doc! { "$group": { "_id": format!("${}", field::USER_ID) } },
+        doc! { "$sort": { "_id": 1 } },
+        doc! { "$limit": i64::from(limit.get()) },
+    ]
+}
+
 /// A page of the user's live sessions: those after the page's start, in [`user_order`].
 pub(crate) fn user_page(user: &UserId, page: &Page, now: Timestamp) -> Document {
     let mut filter = user_live(user, now);
@@ -362,6 +381,19 @@ mod tests {
     }
 
     const NOW: Timestamp = Timestamp::from_millis(1_000);
+
+    #[test]
+    fn a_user_prefix_is_an_anchored_pattern_matching_its_characters_literally() {
+        let pipeline = users_starting_with("a.b(c)*$\\", NonZeroU32::new(5).unwrap(), NOW);
+        let matched = pipeline[0].get_document("$match").unwrap();
+        let pattern = matched.get_document(field::USER_ID).unwrap().get_str("$regex").unwrap();
+        assert_eq!(pattern, r"^a\.b\(c\)\*\$\\");
+        assert_eq!(
+            matched.get_document(field::EXPIRES_AT).unwrap().get("$gt"),
+            Some(&Bson::DateTime(DateTime::from_millis(1_000)))
+        );
+        assert_eq!(pipeline[3], doc! { "$limit": 5_i64 });
+    }
 
     #[test]
     fn read_filters_compare_expires_at_with_the_callers_now() {

@@ -42,6 +42,7 @@
 //! | `load` | 1 | `HGETALL` |
 //! | `create`, `touch`, `patch`, `replace`, `rename`, `delete`, `list_user`, `delete_user` | 1 | one script each |
 //! | `count_active` | 4096, concurrent | `ZCOUNT` on the expiry set of every shard tag |
+//! | `find_users` | 4096, concurrent | a script per shard tag reading its expiry set's live entries (an operator's search: O(live sessions)) |
 //! | `read_events`, `last_event_id` | 1 (2 for the latter); on a Cluster first the gathering of the shard logs this process wrote to, and of every shard once a second (4096 `XLEN`, concurrent) | `XRANGE`; a script reading the counter and `XINFO STREAM` |
 //! | `delete_expired` | 4096 + one per shard with due sessions, concurrent | `ZCOUNT` of due entries per shard, then a purge script on those shards, sharing `limit` |
 //! | services | 1 | `HSETNX`, `HGET`, `HVALS`, `HDEL` |
@@ -491,6 +492,10 @@ fn unexpected(status: String) -> StoreError {
     malformed(Malformed::Reply(Value::SimpleString(status)))
 }
 
+fn parse_user(value: Value) -> Result<UserId, StoreError> {
+    text(value)?.parse().map_err(|e: sessanger_core::IdError| StoreError::Decode(e.into()))
+}
+
 fn parse_id(value: Value) -> Result<SessionId, StoreError> {
     text(value)?.parse().map_err(|e: sessanger_core::IdError| StoreError::Decode(e.into()))
 }
@@ -683,6 +688,24 @@ impl SessionStore for RedisStore {
         Ok(sessions)
     }
 
+    async fn find_users(&self, prefix: &str, limit: NonZeroU32, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
+        let limit_arg = limit.get().to_string();
+        let shards = self
+            .every_shard(|tag| {
+                let (key, args) = (self.keys.expiry(&tag), [prefix, limit_arg.as_str()]);
+                async move {
+                    let reply = self.run(&self.scripts.find_users, &key, &[], &tag, Change::at(now), &args).await?;
+                    items(reply)?.into_iter().map(parse_user).collect::<Result<Vec<UserId>, _>>()
+                }
+            })
+            .await?;
+        // A user's sessions are all in one shard: no user comes from two.
+        let mut users: Vec<UserId> = shards.into_iter().flatten().collect();
+        users.sort_unstable();
+        users.truncate(limit.get() as usize);
+        Ok(users)
+    }
+
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
         let key = self.keys.user(user);
         let reply = self.run(&self.scripts.delete_user, &key, &[], &user.shard_tag(), change, &[user.as_ref()]).await?;
@@ -733,8 +756,7 @@ impl Maintenance for RedisStore {
             let mut items = items(reply)?.into_iter();
             let mut refs = Vec::new();
             while let (Some(id), Some(user)) = (items.next(), items.next()) {
-                let user_id = text(user)?.parse().map_err(|e: sessanger_core::IdError| StoreError::Decode(e.into()))?;
-                let id = parse_id(id)?;
+                let (user_id, id) = (parse_user(user)?, parse_id(id)?);
                 self.forget(&id);
                 refs.push(SessionRef { id, user_id });
             }

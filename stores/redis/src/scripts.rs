@@ -510,6 +510,32 @@ end
 return out
 "#;
 
+/// `KEYS[1]` the shard's expiry set; `ARGV[5..]` a prefix, the most users to return. Returns
+/// the distinct users of the shard's live sessions whose id starts with the prefix: the first
+/// `limit` in byte order if there are more (Lua's `<` follows the server's locale, so bytes are
+/// compared one by one).
+const FIND_USERS: &str = r#"
+local prefix, limit, out, seen = ARGV[5], tonumber(ARGV[6]), {}, {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+  local user = string.sub(m, ID_LEN + 1)
+  if string.sub(user, 1, #prefix) == prefix and not seen[user] then
+    seen[user] = true
+    table.insert(out, user)
+  end
+end
+if #out > limit then
+  table.sort(out, function(a, b)
+    for i = 1, math.min(#a, #b) do
+      local x, y = string.byte(a, i), string.byte(b, i)
+      if x ~= y then return x < y end
+    end
+    return #a < #b
+  end)
+  for i = #out, limit + 1, -1 do out[i] = nil end
+end
+return out
+"#;
+
 /// `KEYS[1]` the service registry; `ARGV[1]` a service id, `ARGV[2]` its record. Replaces
 /// the record if there is one (Redis has no `HSET` only-if-present). Returns 1 if it did, 0 if
 /// there was none. Called without the prelude: it touches no session.
@@ -518,6 +544,12 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 "#;
+
+/// `body` with the length of a session id in place of `ID_LEN`: the expiry set's members are
+/// `<session id><user id>`.
+fn with_id_len(body: &str) -> String {
+    body.replace("ID_LEN", &sessanger_core::SessionId::LEN.to_string())
+}
 
 /// The scripts, hashed once; [`Script::invoke_async`] sends `EVALSHA` and loads the script on
 /// a `NOSCRIPT` answer (once per server, or after a restart).
@@ -532,6 +564,7 @@ pub(crate) struct Scripts {
     pub(crate) list_user: Script,
     pub(crate) delete_user: Script,
     pub(crate) purge: Script,
+    pub(crate) find_users: Script,
     pub(crate) replace_service: Script,
     pub(crate) log: LogScripts,
 }
@@ -550,7 +583,8 @@ impl Scripts {
             delete: script(DELETE),
             list_user: script(LIST_USER),
             delete_user: script(DELETE_USER),
-            purge: script(&PURGE.replace("ID_LEN", &sessanger_core::SessionId::LEN.to_string())),
+            purge: script(&with_id_len(PURGE)),
+            find_users: script(&with_id_len(FIND_USERS)),
             replace_service: Script::new(REPLACE_SERVICE),
             log: LogScripts::new(max_events),
         }

@@ -609,6 +609,16 @@ impl SessionStore for SqlStore<MySql> {
         row::sessions(select.bind(i64::from(page.limit.get())).fetch_all(&self.pool).await.map_err(store_error)?)
     }
 
+    async fn find_users(&self, prefix: &str, limit: NonZeroU32, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
+        // `user_id` sorts byte by byte (`utf8mb4_bin`), so the prefix is a range of its index.
+        let select = sqlx::query_as(
+            "SELECT DISTINCT user_id FROM sessions WHERE user_id LIKE ? ESCAPE '!' AND expires_at > ?
+             ORDER BY user_id LIMIT ?",
+        );
+        let select = select.bind(row::like_prefix(prefix)).bind(now.as_millis()).bind(i64::from(limit.get()));
+        row::user_ids(select.fetch_all(&self.pool).await.map_err(store_error)?)
+    }
+
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
         let now = change.now;
         let select = sqlx::query_as("SELECT id, expires_at FROM sessions WHERE user_id = ? FOR UPDATE");

@@ -554,6 +554,16 @@ impl SessionStore for SqlStore<Postgres> {
         row::sessions(select.bind(i64::from(page.limit.get())).fetch_all(&self.pool).await.map_err(store_error)?)
     }
 
+    async fn find_users(&self, prefix: &str, limit: NonZeroU32, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
+        // `user_id` sorts byte by byte (`COLLATE "C"`), so the prefix is a range of its index.
+        let select = sqlx::query_as(
+            "SELECT DISTINCT user_id FROM sessions WHERE user_id LIKE $1 ESCAPE '!' AND expires_at > $2
+             ORDER BY user_id LIMIT $3",
+        );
+        let select = select.bind(row::like_prefix(prefix)).bind(now.as_millis()).bind(i64::from(limit.get()));
+        row::user_ids(select.fetch_all(&self.pool).await.map_err(store_error)?)
+    }
+
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
         let now = change.now;
         let deleted = sqlx::query_as(DELETE_USER.as_str())

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sessanger_core::{
     BoxError, EventId, EventRecord, Page, RelayState, ServiceRecord, Session, SessionId, SessionRef, StoreError,
-    Timestamp, Version,
+    Timestamp, UserId, Version,
 };
 use sqlx::{Database, Encode, Type, query::Query};
 
@@ -154,6 +154,25 @@ impl ServiceRow {
         let values = [&self.id, &self.name, &self.permissions, &self.secret_sha256];
         values.into_iter().fold(query, |query, value| query.bind(value.as_str())).bind(self.created_at)
     }
+}
+
+/// The `LIKE` pattern (with `ESCAPE '!'`, which means the same in every SQL mode) of the ids
+/// that start with `prefix`.
+pub(crate) fn like_prefix(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '!' | '%' | '_') {
+            pattern.push('!');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// `user_id` column values as user ids.
+pub(crate) fn user_ids(rows: Vec<(String,)>) -> Result<Vec<UserId>, StoreError> {
+    rows.into_iter().map(|(user,)| parse(&user)).collect()
 }
 
 /// A service row, if any, as a service.
