@@ -1,7 +1,7 @@
 //! The pages' handlers: a user's sessions, revoking them, the registered services.
 
 use axum::{
-    extract::Query,
+    extract::{Query, State},
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use sessanger_core::{ManagerError, Page, Permission, ServiceId, Session, UserId};
 
 use crate::{
-    Posted,
+    Console, Posted, live,
     operator::{Operator, Refusal},
     pages,
 };
@@ -56,6 +56,36 @@ async fn find(operator: &Operator, prefix: &str) -> Response {
         Ok(users) => pages::users(operator, &pages::Users::Found { prefix, users: &users }),
         Err(e) => pages::unavailable(&e),
     }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SessionQuery {
+    user: String,
+    /// The session's fingerprint: pages never hold session ids.
+    session: String,
+}
+
+/// One session: its times, device, attributes (sealed ones without their values) and history.
+pub(crate) async fn session(
+    operator: Operator,
+    State(console): State<Console>,
+    Query(query): Query<SessionQuery>,
+) -> Response {
+    let Ok(user) = query.user.parse::<UserId>() else { return Refusal::NoSuchUser.into_response() };
+    let session = match find_by_fingerprint(&operator, &user, &query.session).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return pages::refused(StatusCode::NOT_FOUND, "This session has ended, or never was."),
+        Err(e) => return pages::unavailable(&e),
+    };
+    let history = match operator.manager.event_log() {
+        None => None,
+        Some(log) => match live::history(log, &session.id).await {
+            Ok(history) => Some(history),
+            Err(e) => return pages::unavailable(&e),
+        },
+    };
+    let sealed = |key: &str| console.sealed.as_ref().as_ref().is_some_and(|selection| selection.covers(key));
+    pages::session(&operator, &session, &sealed, history.as_ref().map(|(events, older)| (events.as_slice(), *older)))
 }
 
 #[derive(Debug, Deserialize)]

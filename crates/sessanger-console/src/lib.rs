@@ -21,6 +21,9 @@
 //!   script, no frames, forms post only here).
 //! - Leak a session: pages name sessions by fingerprint, never by id (an id is a bearer
 //!   secret); a revoke names the user and the fingerprint.
+//! - Show a sealed value: the attributes the store seals at rest ([`ConsoleOptions::sealed`])
+//!   appear as sealed, with their names only; the manager opens them for its callers, the
+//!   page never writes them.
 //!
 //! # Layout
 //! - `lib.rs`: [`ConsoleOptions`], the router and the headers every page carries.
@@ -28,7 +31,8 @@
 //!   the anti-forgery check.
 //! - `overview.rs`: the overview: the store's health, live sessions, the last hour's chart.
 //! - `live.rs`: the latest events, whichever node made them.
-//! - `actions.rs`: the pages' handlers: users and their sessions, services.
+//! - `actions.rs`: the pages' handlers: users, their sessions, one session's attributes and
+//!   history, services.
 //! - `throttle.rs`: failed sign-ins by address, and how long the next try waits.
 //! - `pages.rs`: the HTML.
 
@@ -41,6 +45,7 @@ use axum::{
     routing::{get, post},
 };
 use sessanger_core::SessionManager;
+use sessanger_store_encrypted::Selection;
 use sessanger_tower::{SessangerStore, SessionOptions};
 use tower_sessions::cookie::SameSite;
 
@@ -65,27 +70,31 @@ pub const MOUNT: &str = "/admin";
 /// let options = ConsoleOptions { secure_cookie: false, ..ConsoleOptions::default() };
 /// assert_eq!(options.idle_timeout, Duration::from_secs(15 * 60));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsoleOptions {
     /// Whether the session cookie is `Secure` (sent over HTTPS only). Default `true`.
     pub secure_cookie: bool,
     /// How long an operator's session lives unused. Default 15 minutes.
     pub idle_timeout: Duration,
+    /// The attributes the store seals at rest (`encryption.attributes`), if it seals any: a
+    /// session's page shows them as sealed, without their values.
+    pub sealed: Option<Selection>,
 }
 
 impl Default for ConsoleOptions {
     fn default() -> Self {
-        ConsoleOptions { secure_cookie: true, idle_timeout: Duration::from_secs(15 * 60) }
+        ConsoleOptions { secure_cookie: true, idle_timeout: Duration::from_secs(15 * 60), sealed: None }
     }
 }
 
-/// What every handler shares: the manager, the store of the console's own sessions, and the
-/// failed sign-ins by address.
+/// What every handler shares: the manager, the store of the console's own sessions, the
+/// failed sign-ins by address, and which attributes are sealed.
 #[derive(Clone, Debug)]
 struct Console {
     manager: SessionManager,
     store: SessangerStore,
     failures: Arc<throttle::Failures>,
+    sealed: Arc<Option<Selection>>,
 }
 
 /// The console's routes, relative to where they are mounted ([`MOUNT`]).
@@ -103,6 +112,7 @@ pub fn router(manager: SessionManager, options: ConsoleOptions) -> Router {
         .route("/sign-in", get(operator::sign_in_page).post(operator::sign_in))
         .route("/sign-out", post(operator::sign_out))
         .route("/users", get(actions::users))
+        .route("/users/session", get(actions::session))
         .route("/users/revoke", post(actions::revoke))
         .route("/users/sign-out-everywhere", post(actions::sign_out_everywhere))
         .route("/services", get(actions::services).post(actions::register))
@@ -111,7 +121,7 @@ pub fn router(manager: SessionManager, options: ConsoleOptions) -> Router {
         .route("/services/remove", post(actions::remove))
         .route("/static/console.css", get(|| async { asset("text/css", include_str!("../static/console.css")) }))
         .route("/static/console.js", get(|| async { asset("text/javascript", include_str!("../static/console.js")) }))
-        .with_state(Console { manager, store, failures: Arc::default() })
+        .with_state(Console { manager, store, failures: Arc::default(), sealed: Arc::new(options.sealed) })
         .layer(sessions)
         .layer(axum::middleware::map_response(protect))
 }

@@ -192,28 +192,127 @@ pub(crate) fn live(operator: &Operator, events: Option<&[EventRecord]>) -> Respo
             Some([]) => p { "No events yet." },
             Some(events) => {
                 p { "The latest " (events.len()) " events, from every node; this page reloads every 5 seconds." }
-                table #events {
-                    thead { tr {
-                        th { "#" } th { "At" } th { "Event" } th { "User" } th { "Session" } th { "By" } th { "Details" }
-                    } }
-                    tbody {
-                        @for record in events {
-                            tr {
-                                td { (record.id.0) }
-                                td.time { (record.at) }
-                                td { (record.event.kind()) }
-                                td { (record.event.user_id()) }
-                                td { code { (record.event.session_id().fingerprint()) } }
-                                td { @if let Some(service) = &record.service { code { (service) } } }
-                                td { (details(&record.event)) }
+                (events_table(events))
+            }
+        }
+    };
+    respond(StatusCode::OK, layout_refreshed("Live", Some(operator), Some(5), body))
+}
+
+/// Events as a table, in the order given; sessions by fingerprint.
+fn events_table(events: &[EventRecord]) -> Markup {
+    html! {
+        table #events {
+            thead { tr {
+                th { "#" } th { "At" } th { "Event" } th { "User" } th { "Session" } th { "By" } th { "Details" }
+            } }
+            tbody {
+                @for record in events {
+                    tr {
+                        td { (record.id.0) }
+                        td.time { (record.at) }
+                        td { (record.event.kind()) }
+                        td { (record.event.user_id()) }
+                        td { code { (record.event.session_id().fingerprint()) } }
+                        td { @if let Some(service) = &record.service { code { (service) } } }
+                        td { (details(&record.event)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The most of an attribute's JSON a session's page shows.
+const VALUE_SHOWN: usize = 2_000;
+
+/// One session: what it is, its attributes (`sealed` ones by name only) and its `history`
+/// (`None` without an event log; with whether older events were not looked through).
+pub(crate) fn session(
+    operator: &Operator,
+    session: &Session,
+    sealed: &dyn Fn(&str) -> bool,
+    history: Option<(&[EventRecord], bool)>,
+) -> Response {
+    let fingerprint = session.id.fingerprint();
+    let body = html! {
+        p { a href={ (MOUNT) (user_path(&session.user_id)) } { "All sessions of " code { (session.user_id) } } }
+        table #session {
+            tbody {
+                tr { th { "Session" } td { code { (fingerprint) } } }
+                tr { th { "User" } td { code { (session.user_id) } } }
+                tr { th { "Device" } td { (session.device.device_id.as_deref().unwrap_or("")) } }
+                tr { th { "IP" } td { (session.device.ip.as_deref().unwrap_or("")) } }
+                tr { th { "User agent" } td.agent { (session.device.user_agent.as_deref().unwrap_or("")) } }
+                tr { th { "Created" } td.time { (session.created_at) } }
+                tr { th { "Last seen" } td.time { (session.last_access_at) } }
+                tr { th { "Expires" } td.time { (session.expires_at) } }
+                tr { th { "Ends at the latest" } td.time { (session.absolute_expires_at) } }
+                tr { th { "Idle timeout" } td { (session.idle_ttl.as_secs()) " s" } }
+                tr { th { "Created by" } td { @if let Some(service) = &session.created_by { code { (service) } } } }
+                tr { th { "Version" } td { (session.version.0) } }
+            }
+        }
+        h2 { "Attributes" }
+        @if session.attributes.is_empty() {
+            p { "None." }
+        } @else {
+            table #attributes {
+                thead { tr { th { "Key" } th { "Value" } } }
+                tbody {
+                    @for (key, value) in &session.attributes {
+                        tr {
+                            td { code { (key) } }
+                            td {
+                                @if sealed(key) {
+                                    span.sealed title="Sealed at rest: its value is never shown here." { "sealed" }
+                                } @else {
+                                    code.value { (shortened(value.to_string())) }
+                                }
                             }
                         }
                     }
                 }
             }
         }
+        h2 { "History" }
+        @match history {
+            None => p { "This store keeps no event log, or records no events." },
+            Some((events, older)) => {
+                @if events.is_empty() {
+                    p { "No events of this session are in the log." }
+                } @else {
+                    (events_table(events))
+                }
+                @if older {
+                    p.message { "Only the latest " (crate::live::HISTORY_SEARCHED) " events of the log were looked through." }
+                }
+            }
+        }
+        @if operator.may_change() {
+            form method="post" action={ (MOUNT) "/users/revoke" } data-confirm="Revoke this session?" {
+                input type="hidden" name="csrf" value=(operator.csrf);
+                input type="hidden" name="user" value=(session.user_id);
+                input type="hidden" name="session" value=(fingerprint);
+                p { button.danger type="submit" { "Revoke" } }
+            }
+        }
     };
-    respond(StatusCode::OK, layout_refreshed("Live", Some(operator), Some(5), body))
+    respond(StatusCode::OK, layout("Session", Some(operator), body))
+}
+
+/// `text`, cut after [`VALUE_SHOWN`] bytes (at a character boundary) with how long it was.
+fn shortened(mut text: String) -> String {
+    if text.len() > VALUE_SHOWN {
+        let total = text.len();
+        let mut end = VALUE_SHOWN;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str(&format!("… ({total} bytes in all)"));
+    }
+    text
 }
 
 /// What an event says beyond its kind, user and session.
@@ -226,11 +325,18 @@ fn details(event: &SessionEvent) -> String {
     }
 }
 
-/// The user search, and the user's sessions if one was asked for.
 /// The path of `user`'s sessions, relative to [`MOUNT`].
 pub(crate) fn user_path(user: &UserId) -> String {
     let query = serde_urlencoded::to_string([("user", user.as_ref())]).expect("a string pair encodes");
     format!("/users?{query}")
+}
+
+/// The path of `session`'s page, relative to [`MOUNT`]: named by its fingerprint.
+fn session_path(session: &Session) -> String {
+    let fingerprint = session.id.fingerprint();
+    let query = serde_urlencoded::to_string([("user", session.user_id.as_ref()), ("session", fingerprint.as_str())])
+        .expect("string pairs encode");
+    format!("/users/session?{query}")
 }
 
 /// What the users page shows below its search box.
@@ -243,6 +349,7 @@ pub(crate) enum Users<'a> {
     Sessions { user: &'a UserId, sessions: &'a [Session] },
 }
 
+/// The user search, and what it found or the sessions of the user asked for.
 pub(crate) fn users(operator: &Operator, shown: &Users<'_>) -> Response {
     let typed = match shown {
         Users::Search => None,
@@ -288,7 +395,7 @@ pub(crate) fn users(operator: &Operator, shown: &Users<'_>) -> Response {
                     tbody {
                         @for session in sessions.iter() {
                             tr {
-                                td { code { (session.id.fingerprint()) } }
+                                td { a href={ (MOUNT) (session_path(session)) } { code { (session.id.fingerprint()) } } }
                                 td { (session.device.device_id.as_deref().unwrap_or("")) }
                                 td { (session.device.ip.as_deref().unwrap_or("")) }
                                 td.agent { (session.device.user_agent.as_deref().unwrap_or("")) }

@@ -151,7 +151,7 @@ impl AppState {
 /// The whole API as a router, ready for `axum::serve` or `oneshot` in tests.
 pub fn app(state: AppState) -> Router {
     let mut router = routes::router(&state.options.compat);
-    if let Some(console) = state.options.console {
+    if let Some(console) = state.options.console.clone() {
         router =
             router.nest_service(sessanger_console::MOUNT, sessanger_console::router(state.manager.clone(), console));
     }
@@ -189,7 +189,7 @@ pub async fn serve(
     };
     // Only the console reads the client's address (it slows down failing sign-ins): telling
     // every request would cost each API request an extension, and a resize of the map.
-    let told_the_client = state.options.console.map(|_| sessanger_console::MOUNT);
+    let told_the_client = state.options.console.as_ref().map(|_| sessanger_console::MOUNT);
     let server = listen::accept_loop(listener, app(state), &connections, told_the_client, shutdown);
     // Upkeep runs inside this future rather than as a spawned task, so it stops with the
     // server, and also when the caller drops `serve` instead of shutting it down.

@@ -8,13 +8,18 @@ use axum::{
     body::Body,
     http::{HeaderMap, Method, Request, StatusCode, header},
 };
+use serde_json::json;
 use sessanger_console::ConsoleOptions;
-use sessanger_core::{Device, ManagerError, NewSession, Page, Permission, SessionManager, SessionPolicy, UserId};
+use sessanger_core::{
+    Device, ManagerError, NewSession, Page, Patch, Permission, SessionManager, SessionPolicy, UserId,
+};
 use sessanger_server::{AppState, ServerOptions, app};
+use sessanger_store_encrypted::{EncryptedStore, Keyring, Selection};
 use sessanger_store_memory::MemoryStore;
 use tower::ServiceExt;
 
 /// The app with the console on, its manager, and tokens of `root` (admin) and `auditor` (read).
+/// The store seals `access_token`, as `encryption.attributes: [access_token]` would.
 struct Console {
     app: Router,
     manager: SessionManager,
@@ -24,12 +29,15 @@ struct Console {
 
 impl Console {
     async fn new() -> Console {
-        let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default());
+        let keys = Keyring::from_spec("k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "k1").unwrap();
+        let sealed = Selection::only(["access_token"]);
+        let store = EncryptedStore::new(Arc::new(MemoryStore::new()), keys, sealed.clone());
+        let manager = SessionManager::with_policy(Arc::new(store), SessionPolicy::default());
         let (_, root) =
             manager.register_service("root".parse().unwrap(), "Root", vec![Permission::Admin]).await.unwrap();
         let (_, auditor) =
             manager.register_service("auditor".parse().unwrap(), "Auditor", vec![Permission::Read]).await.unwrap();
-        let console = ConsoleOptions { secure_cookie: false, ..ConsoleOptions::default() };
+        let console = ConsoleOptions { secure_cookie: false, sealed: Some(sealed), ..ConsoleOptions::default() };
         let options = ServerOptions { console: Some(console), ..ServerOptions::default() };
         Console {
             app: app(AppState::new(manager.clone(), options)),
@@ -282,6 +290,50 @@ async fn a_forged_post_and_a_read_only_operator_change_nothing() {
     assert_eq!(still.permissions, [Permission::Read]);
     assert_eq!(console.live("dave").await, 1);
     assert!(console.manager.registered_service(&"sneaky".parse().unwrap()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_session_page_shows_its_attributes_sealed_ones_by_name_only_and_its_history() {
+    let console = Console::new().await;
+    let ivy: UserId = "ivy".parse().unwrap();
+    let attributes = [("access_token", json!("s3cret-token")), ("note", json!("<script>alert(3)</script>"))];
+    let new = NewSession {
+        attributes: attributes.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        ..NewSession::default()
+    };
+    let first = console.manager.create_session(&ivy, new).await.unwrap();
+    console.manager.patch_session(&first.id, &Patch::default().set("theme", json!("dark")), None).await.unwrap();
+    let session = console.manager.regenerate_id(&first.id).await.unwrap();
+    let fingerprint = session.id.fingerprint();
+
+    let mut browser = console.browser();
+    browser.sign_in(&console.root).await;
+    let listed = browser.get("/admin/users?user=ivy").await;
+    let link = format!("/admin/users/session?user=ivy&amp;session={fingerprint}");
+    assert!(listed.body.contains(&link), "{}", listed.body);
+    let page = browser.get(&format!("/admin/users/session?user=ivy&session={fingerprint}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("access_token") && page.body.contains(r#"<span class="sealed""#), "{}", page.body);
+    assert!(!page.body.contains("s3cret-token"), "a sealed value never reaches the page");
+    assert!(page.body.contains("&quot;&lt;script&gt;alert(3)&lt;/script&gt;&quot;"), "{}", page.body);
+    assert!(page.body.contains("&quot;dark&quot;"), "{}", page.body);
+    // Its history, through the regeneration: the events of its first id too.
+    for kind in ["created", "attributes_changed", "regenerated"] {
+        assert!(page.body.contains(&format!("<td>{kind}</td>")), "{kind}: {}", page.body);
+    }
+    for id in [&first.id, &session.id] {
+        assert!(!page.body.contains(id.as_ref()), "a page never holds a session id");
+    }
+    assert!(page.body.contains(">Revoke<"));
+
+    let gone = browser.get("/admin/users/session?user=ivy&session=0000000000000000").await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(browser.get("/admin/users/session?user=&session=x").await.status, StatusCode::BAD_REQUEST);
+    let mut auditor = console.browser();
+    auditor.sign_in(&console.auditor).await;
+    let read_only = auditor.get(&format!("/admin/users/session?user=ivy&session={fingerprint}")).await;
+    assert_eq!(read_only.status, StatusCode::OK);
+    assert!(!read_only.body.contains(">Revoke<") && !read_only.body.contains("s3cret-token"));
 }
 
 #[tokio::test]

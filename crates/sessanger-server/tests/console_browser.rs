@@ -68,7 +68,9 @@ async fn an_operator_finds_a_user_revokes_signs_out_and_registers_a_service() {
         ("tablet", "10.0.0.3", "Chrome on Android"),
     ] {
         let device = Device { device_id: Some(device.into()), ip: Some(ip.into()), user_agent: Some(agent.into()) };
-        manager.create_session(&frank, NewSession { device, ..NewSession::default() }).await.unwrap();
+        let attributes = [("theme", serde_json::json!("dark")), ("cart_items", serde_json::json!(3))];
+        let attributes = attributes.into_iter().map(|(key, value)| (key.to_owned(), value)).collect();
+        manager.create_session(&frank, NewSession { device, attributes, ..NewSession::default() }).await.unwrap();
     }
     let driver = Driver::start().await;
     let browser = driver.browser("root").await;
@@ -85,6 +87,12 @@ async fn an_operator_finds_a_user_revokes_signs_out_and_registers_a_service() {
     browser.wait().for_element(Locator::Id("sessions")).await.unwrap();
     assert_eq!(rows(&browser).await, 3);
     screenshot(&browser, "console-user").await;
+    // One session's page, and back.
+    browser.find(Locator::Css("#sessions tbody tr:first-child a")).await.unwrap().click().await.unwrap();
+    browser.wait().for_element(Locator::Id("attributes")).await.unwrap();
+    screenshot(&browser, "console-session").await;
+    browser.back().await.unwrap();
+    browser.wait().for_element(Locator::Id("sessions")).await.unwrap();
 
     click_and_confirm(&browser, Locator::Css("#sessions tbody tr:first-child button")).await;
     assert_eq!(rows(&browser).await, 2);

@@ -28,12 +28,14 @@ pub(crate) fn broker(file: &BrokerConfig) -> BrokerOptions {
 }
 
 /// `http:` (with `compat:` already mapped, `events.session_ids`, and `console:` if the console
-/// is on) as the server's options; what the file leaves out keeps the server's default.
+/// is on, with `encryption:` if it seals attributes) as the server's options; what the file
+/// leaves out keeps the server's default.
 pub(crate) fn server(
     file: &HttpConfig,
     compat: CompatOptions,
     events: &EventsConfig,
     console: Option<&ConsoleConfig>,
+    encryption: Option<&EncryptionConfig>,
 ) -> ServerOptions {
     let defaults = ConnectionOptions::default();
     let connections = ConnectionOptions {
@@ -48,8 +50,11 @@ pub(crate) fn server(
         compat,
         events,
         json_cache_size: file.json_cache_size,
-        console: console
-            .map(|file| ConsoleOptions { secure_cookie: file.secure_cookie, idle_timeout: file.idle_timeout }),
+        console: console.map(|file| ConsoleOptions {
+            secure_cookie: file.secure_cookie,
+            idle_timeout: file.idle_timeout,
+            sealed: encryption.map(sealed),
+        }),
         ..ServerOptions::default()
     }
 }
@@ -79,13 +84,16 @@ pub(crate) fn compat(file: &CompatConfig) -> CompatOptions {
 /// `encryption:` as the encrypted store's key ring (parsed from `keys`, which may fail) and
 /// selection (`attributes`, less `except`).
 pub(crate) fn encryption(file: &EncryptionConfig) -> Result<(Keyring, Selection), KeyringError> {
-    let keyring = Keyring::from_spec(&file.keys, &file.active_key)?;
-    let selection = match &file.attributes {
+    Ok((Keyring::from_spec(&file.keys, &file.active_key)?, sealed(file)))
+}
+
+/// The attributes `encryption:` seals.
+fn sealed(file: &EncryptionConfig) -> Selection {
+    match &file.attributes {
         EncryptedAttributes::All if file.except.is_empty() => Selection::All,
         EncryptedAttributes::All => Selection::all_except(file.except.iter().cloned()),
         EncryptedAttributes::Only(keys) => Selection::only(keys.iter().cloned()),
-    };
-    Ok((keyring, selection))
+    }
 }
 
 #[cfg(test)]
@@ -181,5 +189,20 @@ mod tests {
         assert_eq!(encryption(&only.encryption.unwrap()).unwrap().1, Selection::only(["a"]));
         let bad = yaml("encryption: {keys: 'k1:x', active_key: k1, attributes: all}");
         assert_eq!(encryption(&bad.encryption.unwrap()).unwrap_err(), KeyringError::InvalidKey("k1".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_console_shows_sealed_what_encryption_seals() {
+        let config = yaml(
+            "console: {enabled: true, secure_cookie: false}\n\
+             encryption: {keys: 'k1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=', active_key: k1, attributes: [token]}",
+        );
+        let events = &config.events;
+        let compat = CompatOptions::default();
+        let options = server(&config.http, compat.clone(), events, Some(&config.console), config.encryption.as_ref());
+        let console = options.console.unwrap();
+        assert_eq!((console.secure_cookie, console.sealed), (false, Some(Selection::only(["token"]))));
+        let plain = server(&config.http, compat, events, Some(&config.console), None);
+        assert_eq!(plain.console.unwrap().sealed, None);
     }
 }
