@@ -30,7 +30,8 @@
 //! - `operator.rs`: who is signed in ([`Operator`](operator::Operator)), signing in and out,
 //!   the anti-forgery check.
 //! - `overview.rs`: the overview: the store's health, live sessions, the last hour's chart.
-//! - `live.rs`: the latest events, whichever node made them.
+//! - `live.rs`: the latest events, whichever node made them, then each new one as a stream;
+//!   a session's history.
 //! - `actions.rs`: the pages' handlers: users, their sessions, one session's attributes and
 //!   history, services.
 //! - `throttle.rs`: failed sign-ins by address, and how long the next try waits.
@@ -47,6 +48,7 @@ use axum::{
 use sessanger_core::SessionManager;
 use sessanger_store_encrypted::Selection;
 use sessanger_tower::{SessangerStore, SessionOptions};
+use tokio::sync::watch;
 use tower_sessions::cookie::SameSite;
 
 mod actions;
@@ -88,17 +90,19 @@ impl Default for ConsoleOptions {
 }
 
 /// What every handler shares: the manager, the store of the console's own sessions, the
-/// failed sign-ins by address, and which attributes are sealed.
+/// failed sign-ins by address, which attributes are sealed, and whether the server stops.
 #[derive(Clone, Debug)]
 struct Console {
     manager: SessionManager,
     store: SessangerStore,
     failures: Arc<throttle::Failures>,
     sealed: Arc<Option<Selection>>,
+    stopping: watch::Receiver<bool>,
 }
 
-/// The console's routes, relative to where they are mounted ([`MOUNT`]).
-pub fn router(manager: SessionManager, options: ConsoleOptions) -> Router {
+/// The console's routes, relative to where they are mounted ([`MOUNT`]). `stopping` turns
+/// `true` when the server stops: the live page's streams end then.
+pub fn router(manager: SessionManager, options: ConsoleOptions, stopping: watch::Receiver<bool>) -> Router {
     let store = SessangerStore::new(manager.clone());
     let sessions = SessionOptions::new()
         .with_cookie_name("sessanger_console")
@@ -117,11 +121,12 @@ pub fn router(manager: SessionManager, options: ConsoleOptions) -> Router {
         .route("/users/sign-out-everywhere", post(actions::sign_out_everywhere))
         .route("/services", get(actions::services).post(actions::register))
         .route("/live", get(live::live))
+        .route("/live/events", get(live::stream))
         .route("/services/permissions", post(actions::change_permissions))
         .route("/services/remove", post(actions::remove))
         .route("/static/console.css", get(|| async { asset("text/css", include_str!("../static/console.css")) }))
         .route("/static/console.js", get(|| async { asset("text/javascript", include_str!("../static/console.js")) }))
-        .with_state(Console { manager, store, failures: Arc::default(), sealed: Arc::new(options.sealed) })
+        .with_state(Console { manager, store, failures: Arc::default(), sealed: Arc::new(options.sealed), stopping })
         .layer(sessions)
         .layer(axum::middleware::map_response(protect))
 }

@@ -8,7 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use maud::{DOCTYPE, Markup, html};
-use sessanger_core::{EventRecord, Permission, ServiceRecord, ServiceToken, Session, SessionEvent, UserId};
+use sessanger_core::{EventId, EventRecord, Permission, ServiceRecord, ServiceToken, Session, SessionEvent, UserId};
 
 use crate::{
     MOUNT,
@@ -22,7 +22,7 @@ fn layout(title: &str, operator: Option<&Operator>, body: Markup) -> Markup {
     layout_refreshed(title, operator, None, body)
 }
 
-/// [`layout`], reloaded by the browser every `refresh` seconds if given.
+/// [`layout`], reloaded by the browser every `refresh` seconds if given and script is off.
 fn layout_refreshed(title: &str, operator: Option<&Operator>, refresh: Option<u32>, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
@@ -30,7 +30,8 @@ fn layout_refreshed(title: &str, operator: Option<&Operator>, refresh: Option<u3
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                @if let Some(seconds) = refresh { meta http-equiv="refresh" content=(seconds); }
+                // Only without script: with it, the page updates itself.
+                @if let Some(seconds) = refresh { noscript { meta http-equiv="refresh" content=(seconds); } }
                 title { (title) " · sessanger" }
                 link rel="stylesheet" href={ (MOUNT) "/static/console.css" };
                 script src={ (MOUNT) "/static/console.js" } defer {}
@@ -184,25 +185,39 @@ fn chart(created: &[u64], ended: &[u64]) -> Markup {
     }
 }
 
-/// The latest events, newest first; `None` when the store keeps no log.
-pub(crate) fn live(operator: &Operator, events: Option<&[EventRecord]>) -> Response {
+/// The latest events, newest first, and the stream of those after them (the newest shown, or
+/// `after`); `None` when the store keeps no log. The page's script adds each streamed event on
+/// top; without script, the page reloads itself every 5 seconds.
+pub(crate) fn live(operator: &Operator, events: Option<(&[EventRecord], Option<EventId>)>) -> Response {
     let body = html! {
         @match events {
             None => p { "This store keeps no event log, or records no events." },
-            Some([]) => p { "No events yet." },
-            Some(events) => {
-                p { "The latest " (events.len()) " events, from every node; this page reloads every 5 seconds." }
-                (events_table(events))
+            Some((events, after)) => {
+                p { "The latest events, from every node, newest first: new ones appear as they are recorded." }
+                (events_table_streamed(events, Some(&stream_path(after))))
             }
         }
     };
-    respond(StatusCode::OK, layout_refreshed("Live", Some(operator), Some(5), body))
+    respond(StatusCode::OK, layout_refreshed("Live", Some(operator), events.map(|_| 5), body))
+}
+
+/// Where the live page's script streams the events after `after` from.
+fn stream_path(after: Option<EventId>) -> String {
+    match after {
+        Some(EventId(after)) => format!("{MOUNT}/live/events?after={after}"),
+        None => format!("{MOUNT}/live/events"),
+    }
 }
 
 /// Events as a table, in the order given; sessions by fingerprint.
 fn events_table(events: &[EventRecord]) -> Markup {
+    events_table_streamed(events, None)
+}
+
+/// [`events_table`], to which the page's script adds the events `stream` sends, if given.
+fn events_table_streamed(events: &[EventRecord], stream: Option<&str>) -> Markup {
     html! {
-        table #events {
+        table #events data-stream=[stream] {
             thead { tr {
                 th { "#" } th { "At" } th { "Event" } th { "User" } th { "Session" } th { "By" } th { "Details" }
             } }
@@ -316,7 +331,7 @@ fn shortened(mut text: String) -> String {
 }
 
 /// What an event says beyond its kind, user and session.
-fn details(event: &SessionEvent) -> String {
+pub(crate) fn details(event: &SessionEvent) -> String {
     match event {
         SessionEvent::AttributesChanged { keys, .. } => keys.join(", "),
         SessionEvent::Deleted { reason, .. } => reason.as_str().to_owned(),

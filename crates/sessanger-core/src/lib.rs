@@ -11,12 +11,14 @@
 //! - `manager`: [`SessionManager`], the library API (sa-token's `DistributedSessionManager`,
 //!   beego's `Manager`), with [`SessionEvent`]s and the audit trail ([`audit::TARGET`]);
 //!   `combine`: how it writes concurrent increments of one session as one patch.
+//! - `follow`: [`LogFollower`], which follows a store's event log as it grows.
 //! - [`wire`]: the JSON bodies of the native HTTP API, shared by server and clients.
 
 pub mod audit;
 pub mod cache;
 mod combine;
 mod event;
+mod follow;
 mod id;
 mod manager;
 mod service;
@@ -28,6 +30,7 @@ pub mod wire;
 pub use event::{
     DeleteReason, EventFilter, EventId, EventRecord, MalformedEventId, Retention, SessionEvent, UnknownEventType,
 };
+pub use follow::LogFollower;
 pub use id::{IdError, ServiceId, SessionId, UserId};
 pub use manager::{Background, ManagerError, NewSession, SessionManager, SessionPolicy};
 pub use service::{MalformedToken, Permission, ServiceRecord, ServiceToken, UnknownPermission};

@@ -152,8 +152,8 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let mut router = routes::router(&state.options.compat);
     if let Some(console) = state.options.console.clone() {
-        router =
-            router.nest_service(sessanger_console::MOUNT, sessanger_console::router(state.manager.clone(), console));
+        let console = sessanger_console::router(state.manager.clone(), console, state.closing.subscribe());
+        router = router.nest_service(sessanger_console::MOUNT, console);
     }
     router.layer(edge::EdgeLayer::new(&state)).with_state(state)
 }

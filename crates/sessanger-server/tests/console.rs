@@ -510,7 +510,8 @@ async fn the_live_page_shows_the_latest_events_without_session_ids() {
     browser.sign_in(&console.root).await;
     let page = browser.get("/admin/live").await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.body.contains(r#"<meta http-equiv="refresh" content="5">"#), "{}", page.body);
+    // Reloaded only where script is off: the script follows the stream instead.
+    assert!(page.body.contains(r#"<noscript><meta http-equiv="refresh" content="5"></noscript>"#), "{}", page.body);
     for text in ["created", "attributes_changed", "theme", "deleted", "logout", &session.id.fingerprint()] {
         assert!(page.body.contains(text), "{text}: {}", page.body);
     }
@@ -518,4 +519,45 @@ async fn the_live_page_shows_the_latest_events_without_session_ids() {
     // Newest first: the deletion comes before the creation.
     let at = |kind: &str| page.body.find(&format!("<td>{kind}</td><td>ivy</td>")).unwrap();
     assert!(at("deleted") < at("attributes_changed") && at("attributes_changed") < at("created"));
+}
+
+#[tokio::test]
+async fn the_live_page_streams_each_new_event_after_the_newest_shown() {
+    use futures::StreamExt;
+
+    let console = Console::new().await;
+    let ivy: UserId = "ivy".parse().unwrap();
+    let session = console.manager.create_session(&ivy, NewSession::default()).await.unwrap();
+    let mut browser = console.browser();
+    browser.sign_in(&console.root).await;
+    let page = browser.get("/admin/live").await;
+    let newest = console.manager.event_log().unwrap().last_event_id().await.unwrap().unwrap();
+    let stream = format!("/admin/live/events?after={}", newest.0);
+    assert!(page.body.contains(&format!(r#"data-stream="{stream}""#)), "{}", page.body);
+
+    let open = |cookie: Option<String>| {
+        let mut request = Request::get(&stream);
+        if let Some(cookie) = cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        console.app.clone().oneshot(request.body(Body::empty()).unwrap())
+    };
+    let answer = open(browser.cookie.clone()).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = answer.into_body().into_data_stream();
+    // A change made after the stream opened arrives on it, named by fingerprint (the console's
+    // own session, refreshed by this very request, may come first).
+    console.manager.delete_user_sessions(&ivy).await.unwrap();
+    let mut text = String::new();
+    while !text.contains(r#""kind":"deleted""#) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), body.next()).await.unwrap();
+        text.push_str(std::str::from_utf8(&chunk.unwrap().unwrap()).unwrap());
+    }
+    assert!(text.starts_with(&format!("id: {}\nevent: row\n", newest.0 + 1)), "{text}");
+    assert!(text.contains(r#""user":"ivy""#), "{text}");
+    assert!(text.contains(&session.id.fingerprint()) && !text.contains(session.id.as_ref()), "{text}");
+
+    // No console session, no stream.
+    assert_eq!(open(None).await.unwrap().status(), StatusCode::SEE_OTHER);
 }

@@ -154,3 +154,35 @@ async fn markup_in_a_user_id_is_shown_as_text() {
     assert_eq!(heading, xss);
     assert_eq!(rows(&browser).await, 1);
 }
+
+/// The live page adds each new event on top as it is recorded, without reloading, its values as
+/// text (a user id holding markup runs nothing).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_page_shows_new_events_as_they_happen() {
+    let (manager, url, root, _) = server().await;
+    let driver = Driver::start().await;
+    let browser = driver.browser("live").await;
+    sign_in(&browser, &url, &root).await;
+    browser.goto(&format!("{url}/admin/live")).await.unwrap();
+    browser.wait().for_element(Locator::Css("table[data-stream]")).await.unwrap();
+    // A mark on this very page: a reload would wipe it.
+    browser.execute("window.sameDocument = true;", vec![]).await.unwrap();
+
+    let xss = "<img src=x onerror=alert('owned')>";
+    manager.create_session(&xss.parse().unwrap(), NewSession::default()).await.unwrap();
+    let first_row = Locator::Css("#events tbody tr:first-child td:nth-child(4)");
+    let mut user = String::new();
+    for _ in 0..50 {
+        user = browser.find(first_row).await.unwrap().text().await.unwrap();
+        if user == xss {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(user, xss, "the new session's event is on top, as text");
+    let kind = browser.find(Locator::Css("#events tbody tr:first-child td:nth-child(3)")).await.unwrap();
+    assert_eq!(kind.text().await.unwrap(), "created");
+    assert_eq!(browser.execute("return window.sameDocument === true;", vec![]).await.unwrap(), json!(true));
+    assert!(browser.get_alert_text().await.is_err(), "no script ran");
+    screenshot(&browser, "console-live").await;
+}

@@ -4,9 +4,10 @@
 //! their own when they reconnect, or `?after=`), else with what happens next; it reads the log
 //! from there, so a consumer that reconnects misses nothing the store still keeps, and learns
 //! (an `event: lost` message) when trimming dropped some. New events wake the stream at once
-//! when they happen in this process, and within [`POLL`] when another process sharing the store
-//! records them. Comment lines every [`EventOptions::heartbeat`] keep proxies, and the server's
-//! own idle timeout, from closing a quiet stream; the stream ends when the server stops.
+//! when they happen in this process, and within a second when another process sharing the
+//! store records them ([`LogFollower`]). Comment lines every [`EventOptions::heartbeat`] keep
+//! proxies, and the server's own idle timeout, from closing a quiet stream; the stream ends
+//! when the server stops.
 
 use std::{convert::Infallible, time::Duration};
 
@@ -20,20 +21,16 @@ use axum::{
 use futures::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use sessanger_core::{
-    EventFilter, EventId, EventRecord, Resume, SessionEvent, SessionManager,
+    EventFilter, EventId, EventRecord, LogFollower, Resume,
     wire::{ErrorBody, EventBody},
 };
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use crate::{
     AppState,
     auth::{Caller, Read},
     error::ApiError,
 };
-
-/// How long a stream waits before it looks at the log again when nothing in this process
-/// woke it: the delay with which it sees events other processes record.
-const POLL: Duration = Duration::from_secs(1);
 
 /// The most events read from the log at once.
 const BATCH: usize = 256;
@@ -113,14 +110,8 @@ pub(crate) async fn events(
     let Resume { cursor, lost } = Resume::from(log, after).await?;
     let lost = lost.map(|(after, trimmed)| lost_message(after, trimmed));
     let options = state.options.events;
-    let reader = Reader {
-        wake: manager.subscribe(),
-        closing: state.closing.subscribe(),
-        manager,
-        filter,
-        cursor,
-        session_ids: options.session_ids,
-    };
+    let follower = LogFollower::new(manager, cursor).ok_or(ApiError::EventsUnavailable)?;
+    let reader = Reader { follower, filter, closing: state.closing.subscribe(), session_ids: options.session_ids };
     let events = stream::unfold(reader, Reader::next_batch).flat_map(stream::iter);
     let stream = stream::iter(lost).chain(events).map(Ok);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(options.heartbeat)))
@@ -131,13 +122,11 @@ fn lost_message(after: EventId, trimmed: EventId) -> Event {
     Event::default().event("lost").data(data.to_string())
 }
 
-/// One stream's place in the log and what wakes it.
+/// One stream's place in the log, what it keeps, and what ends it.
 struct Reader {
-    manager: SessionManager,
+    follower: LogFollower,
     filter: EventFilter,
-    cursor: Option<EventId>,
     session_ids: bool,
-    wake: broadcast::Receiver<SessionEvent>,
     closing: watch::Receiver<bool>,
 }
 
@@ -149,34 +138,29 @@ impl Reader {
             if *self.closing.borrow() {
                 return None;
             }
-            let log = self.manager.event_log()?;
-            let batch = match log.read_events(self.cursor, BATCH).await {
-                Ok(batch) => batch,
+            let batch = tokio::select! {
+                batch = self.follower.next(BATCH) => batch,
+                // The loop's first line decides; a dropped sender means the server is gone.
+                changed = self.closing.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                    continue;
+                }
+            };
+            match batch {
+                Ok(batch) => {
+                    let events: Vec<Event> =
+                        batch.iter().filter(|r| self.filter.keeps(r)).map(|r| self.message(r)).collect();
+                    if !events.is_empty() {
+                        return Some((events, self));
+                    }
+                }
                 Err(error) => {
                     // The client reconnects with its Last-Event-ID and resumes.
                     tracing::warn!(%error, "reading the event log failed; ending the stream");
                     return None;
                 }
-            };
-            if let Some(last) = batch.last() {
-                self.cursor = Some(last.id);
-                let events: Vec<Event> =
-                    batch.iter().filter(|r| self.filter.keeps(r)).map(|r| self.message(r)).collect();
-                if !events.is_empty() {
-                    return Some((events, self));
-                }
-                continue;
-            }
-            tokio::select! {
-                // A change in this process (or a lagged receiver, which also means changes).
-                woke = self.wake.recv() => if let Err(broadcast::error::RecvError::Closed) = woke {
-                    tokio::time::sleep(POLL).await;
-                },
-                () = tokio::time::sleep(POLL) => {}
-                // The loop's first line decides; a dropped sender means the server is gone.
-                changed = self.closing.changed() => if changed.is_err() {
-                    return None;
-                },
             }
         }
     }
