@@ -730,6 +730,62 @@ async fn listings_come_in_pages_on(store: &[&str]) {
 
 /// `serve --admin-console` serves the console on the API's port: an operator signs in with the
 /// bootstrap token, finds a user's session and revokes it; without the flag there is none.
+/// A form's body, as a browser encodes it (the values here need only `+` and `/` escaped).
+fn form(pairs: &[(&str, &str)]) -> String {
+    let pairs: Vec<String> =
+        pairs.iter().map(|(k, v)| format!("{k}={}", v.replace('+', "%2B").replace('/', "%2F"))).collect();
+    pairs.join("&")
+}
+
+/// Signs in to the console at `url` with `token`; the session cookie to send back.
+async fn console_sign_in(browser: &reqwest::Client, url: &str, token: &str) -> String {
+    let signed_in = browser
+        .post(format!("{url}/admin/sign-in"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("token", token)]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let set_cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.contains("Secure") && set_cookie.contains("HttpOnly"), "{set_cookie}");
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+/// Two nodes on one Redis, the console on both: node B's live stream carries a change made
+/// through node A, and a node stopping ends its streams rather than waiting on them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_of_one_node_streams_the_changes_made_through_another() {
+    let store = FreshStore::new(StoreKind::Redis);
+    let (_a_tmp, a_dir) = data_dir();
+    let (_b_tmp, b_dir) = data_dir();
+    let a = Server::start_with(&a_dir, &store.flags(), &[]);
+    let mut b_flags = store.flags();
+    b_flags.push("--admin-console");
+    let b = Server::start_with(&b_dir, &b_flags, &[]);
+    let token = admin_token(&a_dir);
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let cookie = console_sign_in(&browser, &b.url, &token).await;
+    let mut stream =
+        browser.get(format!("{}/admin/live/events", b.url)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+
+    let created = Client::new(&a.url, &token).unwrap().create_session(&new_session("olga", "phone")).await.unwrap();
+    let seen = std::time::Instant::now();
+    let mut text = String::new();
+    while !text.contains(r#""user":"olga""#) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(5), stream.chunk()).await;
+        text.push_str(std::str::from_utf8(&chunk.expect("node A's change within 5 s").unwrap().unwrap()).unwrap());
+    }
+    println!("node B's console streamed node A's change after {:?}", seen.elapsed());
+    assert!(text.contains(&created.session_id.fingerprint()) && !text.contains(created.session_id.as_ref()));
+    // Stopping with the stream open: `stop` fails if the node takes over 10 s.
+    let stopping = std::time::Instant::now();
+    b.stop();
+    assert!(stopping.elapsed() < std::time::Duration::from_secs(5), "{:?}", stopping.elapsed());
+    a.stop();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_console_is_served_when_asked_for() {
     let (tmp, dir) = data_dir();
@@ -746,24 +802,7 @@ async fn the_admin_console_is_served_when_asked_for() {
     let token = admin_token(&dir);
     let client = Client::new(&server.url, &token).unwrap();
     let session = client.create_session(&new_session("erin", "phone")).await.unwrap();
-    let form = |pairs: &[(&str, &str)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.replace('+', "%2B").replace('/', "%2F")))
-            .collect::<Vec<_>>()
-            .join("&")
-    };
-    let signed_in = browser
-        .post(format!("{}/admin/sign-in", server.url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("token", &token)]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
-    let set_cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(set_cookie.contains("Secure") && set_cookie.contains("HttpOnly"), "{set_cookie}");
-    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let cookie = console_sign_in(&browser, &server.url, &token).await;
     let page =
         browser.get(format!("{}/admin/users?user=erin", server.url)).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
