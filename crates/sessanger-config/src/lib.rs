@@ -434,12 +434,48 @@ pub struct StoreConfig {
     /// How much memory the node cache may hold (`cache_size`, default 64 MiB).
     #[serde(deserialize_with = "de::byte_size")]
     pub cache_size: usize,
+    /// TLS to the store (`tls`), for a URL that asks for it (`rediss://`).
+    pub tls: TlsConfig,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { url: None, key_prefix: None, cache: None, cache_size: DEFAULT_CACHE_SIZE }
+        StoreConfig {
+            url: None,
+            key_prefix: None,
+            cache: None,
+            cache_size: DEFAULT_CACHE_SIZE,
+            tls: TlsConfig::default(),
+        }
     }
+}
+
+/// `tls:` of a store or broker: whom to trust and what to show when the connection is TLS.
+///
+/// ```yaml
+/// store:
+///   url: rediss://redis.internal:6380
+///   tls:
+///     ca_file: /etc/sessanger/ca.crt       # trust these CAs instead of the system's
+///     cert_file: /etc/sessanger/client.crt # show this certificate, for servers that ask
+///     key_file: /etc/sessanger/client.key
+///     insecure: false                      # true: accept any certificate (test benches only)
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a mapping of TLS settings")]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// A PEM file of the CAs to trust instead of the system's (`ca_file`).
+    #[serde(deserialize_with = "optional_path")]
+    pub ca_file: Option<PathBuf>,
+    /// A PEM file of the client certificate to show (`cert_file`), with `key_file`.
+    #[serde(deserialize_with = "optional_path")]
+    pub cert_file: Option<PathBuf>,
+    /// The PEM file of the client certificate's key (`key_file`).
+    #[serde(deserialize_with = "optional_path")]
+    pub key_file: Option<PathBuf>,
+    /// Accept any server certificate (`insecure`): for test benches only.
+    pub insecure: bool,
 }
 
 /// The node cache's memory unless `store.cache_size` says otherwise.
@@ -453,6 +489,7 @@ pub const STORE_SCHEMES: &[&str] = &[
     "redis",
     "redis+cluster",
     "rediss",
+    "rediss+cluster",
     "postgres",
     "postgresql",
     "mysql",

@@ -421,6 +421,21 @@ fn the_console_is_off_unless_enabled() {
 }
 
 #[test]
+fn store_tls_names_its_files_and_takes_a_certificate_only_with_its_key() {
+    let config = yaml(
+        "store:\n  url: rediss+cluster://a:6380,b:6380\n  tls:\n    ca_file: /etc/ca.crt\n    cert_file: c.crt\n    key_file: c.key\n",
+    )
+    .unwrap();
+    assert_eq!(config.store.tls.ca_file.as_deref(), Some(Path::new("/etc/ca.crt")));
+    assert_eq!((config.store.tls.cert_file.is_some(), config.store.tls.key_file.is_some()), (true, true));
+    assert!(!config.store.tls.insecure);
+    assert_eq!(yaml("store: {url: 'rediss://r'}").unwrap().store.tls, TlsConfig::default());
+    let half = error_text("store:\n  tls:\n    cert_file: c.crt\n");
+    assert!(half.contains("store.tls") && half.contains("key_file"), "{half}");
+    assert!(error_text("store: {tls: {ca: x}}").contains("ca"));
+}
+
+#[test]
 fn debug_output_hides_passwords() {
     let config = yaml(SEED_EXAMPLE_1).unwrap();
     let debug = format!("{config:?}");

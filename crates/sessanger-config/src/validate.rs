@@ -58,6 +58,9 @@ pub(crate) fn check(config: &Config) -> Result<(), Failure> {
     if config.store.cache_size == 0 {
         return fail("store.cache_size", "must be more than 0 (turn the cache off with `cache: false`)".to_owned());
     }
+    if config.store.tls.cert_file.is_some() != config.store.tls.key_file.is_some() {
+        return fail("store.tls", "a client certificate needs both cert_file and key_file".to_owned());
+    }
     if let Some(url) = &config.store.url {
         check_store_url(url)?;
     }

@@ -30,6 +30,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use crate::cli::{Cli, Command, ConfigCommand, EventsCommand};
 
 fn main() -> std::process::ExitCode {
+    // Every TLS client of the binary on the one crypto provider, chosen before any connects.
+    sessanger_tls::install_crypto_provider();
     match start() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -4,10 +4,12 @@
 use sessanger_amqp::{Account, BrokerOptions};
 use sessanger_config::{
     BrokerConfig, CompatConfig, ConsoleConfig, EncryptedAttributes, EncryptionConfig, EventsConfig, HttpConfig,
+    TlsConfig,
 };
 use sessanger_console::ConsoleOptions;
 use sessanger_server::{CompatAuth, CompatOptions, ConnectionOptions, EventOptions, ServerOptions};
 use sessanger_store_encrypted::{Keyring, KeyringError, Selection};
+use sessanger_tls::TlsOptions;
 
 /// `broker:` as the AMQP crate's options; a `url` written `host:port` gets its `amqp://`.
 pub(crate) fn broker(file: &BrokerConfig) -> BrokerOptions {
@@ -79,6 +81,16 @@ pub(crate) fn compat(file: &CompatConfig) -> CompatOptions {
     (sessman.service, sessman.permissions) = (file.sessman.service.clone(), file.sessman.permissions.clone());
     sessman.session_ttl = file.sessman.session_ttl;
     options
+}
+
+/// A `tls:` section as the TLS options every store and broker takes.
+pub(crate) fn tls(file: &TlsConfig) -> TlsOptions {
+    TlsOptions {
+        ca_file: file.ca_file.clone(),
+        cert_file: file.cert_file.clone(),
+        key_file: file.key_file.clone(),
+        insecure: file.insecure,
+    }
 }
 
 /// `encryption:` as the encrypted store's key ring (parsed from `keys`, which may fail) and

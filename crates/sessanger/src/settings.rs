@@ -39,6 +39,8 @@ pub(crate) struct Settings {
     pub(crate) cache: Option<bool>,
     /// The node cache's memory (`store.cache_size`).
     pub(crate) cache_size: std::num::NonZeroUsize,
+    /// TLS to the store (`store.tls`), for a URL that asks for it.
+    pub(crate) tls: sessanger_tls::TlsOptions,
     /// Attribute encryption (`encryption:`). Its keys are parsed when the store is opened, so
     /// a bad key fails the commands that open the store and no other.
     pub(crate) encryption: Option<EncryptionConfig>,
@@ -92,6 +94,7 @@ impl Settings {
             cache: config.store.cache,
             // Validation refused 0.
             cache_size: std::num::NonZeroUsize::new(config.store.cache_size).unwrap_or(std::num::NonZeroUsize::MIN),
+            tls: options::tls(&config.store.tls),
             encryption: config.encryption,
         })
     }

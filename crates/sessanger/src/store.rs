@@ -30,7 +30,7 @@ pub(crate) async fn open(settings: &Settings) -> anyhow::Result<Opened> {
 async fn open_url(settings: &Settings) -> anyhow::Result<Opened> {
     let url = settings.store_url.as_str();
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let redis = matches!(scheme, "redis" | "rediss" | "redis+cluster");
+    let redis = matches!(scheme, "redis" | "rediss" | "redis+cluster" | "rediss+cluster");
     if !settings.record_events && !redis {
         bail!("events.record: false needs a Redis store; the `{scheme}` store records events with every change");
     }
@@ -48,13 +48,14 @@ async fn open_url(settings: &Settings) -> anyhow::Result<Opened> {
             }
         }
         #[cfg(feature = "redis")]
-        "redis" | "rediss" | "redis+cluster" => {
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
             let prefix = match &settings.key_prefix {
                 Some(prefix) => prefix.parse().map_err(|e| anyhow::anyhow!("store.key_prefix: {e}"))?,
                 None => sessanger_store_redis::KeyPrefix::default(),
             };
             let cache = (settings.cache != Some(false)).then_some(settings.cache_size);
-            let store = sessanger_store_redis::RedisStore::connect_with_cache(url, prefix, cache).await?;
+            let options = sessanger_store_redis::ConnectOptions { prefix, cache, tls: settings.tls.clone() };
+            let store = sessanger_store_redis::RedisStore::connect_with(url, options).await?;
             let max_events = settings.policy.event_retention.max_events;
             Arc::new(store.with_event_log(settings.record_events.then_some(max_events)))
         }

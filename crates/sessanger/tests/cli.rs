@@ -830,3 +830,37 @@ async fn the_admin_console_is_served_when_asked_for() {
         .unwrap_or_else(|| panic!("the revoke in {trail}"));
     assert_eq!(deleted["service"], "admin");
 }
+
+/// `serve` on a TLS-only Redis (`scripts/redis-tls`), trusting its CA through `store.tls`; and
+/// refusing to start on one whose certificate another CA signed, saying which and why.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_service_runs_on_a_tls_only_redis_and_refuses_one_it_cannot_trust() {
+    let (tmp, dir) = data_dir();
+    let ca = std::env::temp_dir().join("sessanger-redis-tls/certs/ca.crt");
+    let config = tmp.path().join("sessanger.yaml");
+    let write_config = |port: u16| {
+        let prefix = format!("tls-{}", &sessanger_core::SessionId::generate().as_ref()[..8]);
+        let text = format!(
+            "store:\n  url: rediss://127.0.0.1:{port}\n  key_prefix: '{prefix}'\n  tls:\n    ca_file: '{}'\n",
+            ca.display()
+        );
+        fs::write(&config, text).unwrap();
+    };
+    write_config(6390);
+    let server = Server::start_with(&dir, &["--config", config.to_str().unwrap()], &[]);
+    let client = Client::new(&server.url, &admin_token(&dir)).unwrap();
+    let created = client.create_session(&new_session("tess", "phone")).await.unwrap();
+    assert_eq!(client.get_session(&created.session_id).await.unwrap().user_id.as_ref(), "tess");
+    server.stop();
+
+    write_config(6391);
+    let refused = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config", config.to_str().unwrap(), "--data-dir"])
+        .arg(&dir)
+        .env_remove("SESSANGER_STORE")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("rediss://127.0.0.1:6391") && stderr.contains("UnknownIssuer"), "{stderr}");
+}

@@ -133,6 +133,7 @@ impl NodeCache {
     /// `budget` bytes.
     pub(crate) async fn connect(
         url: &str,
+        tls: &sessanger_tls::LoadedTls,
         keys: &Keys,
         budget: NonZeroUsize,
     ) -> Result<Arc<NodeCache>, crate::ConnectError> {
@@ -152,7 +153,7 @@ impl NodeCache {
         });
         // The connection delivers its pushes to the cache, so the cache exists first; it holds
         // the cache weakly, as the cache holds the connection.
-        let connection = RedisConnection::tracking(url, Arc::new(Pushes(Arc::downgrade(&cache)))).await?;
+        let connection = RedisConnection::tracking(url, tls, Arc::new(Pushes(Arc::downgrade(&cache)))).await?;
         cache.connection.set(connection).unwrap_or_else(|_| unreachable!("set once, here"));
         cache.renew_lease().await;
         tokio::spawn(heartbeat(Arc::downgrade(&cache)));

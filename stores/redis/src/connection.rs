@@ -4,7 +4,8 @@
 use std::{num::NonZeroUsize, sync::Arc, time::Duration};
 
 use redis::{
-    Cmd, ErrorKind, Pipeline, ProtocolVersion, RedisError, RedisFuture, ServerErrorKind, Value,
+    ClientTlsConfig, Cmd, ErrorKind, Pipeline, ProtocolVersion, RedisError, RedisFuture, ServerErrorKind,
+    TlsCertificates, TlsMode, Value,
     aio::{AsyncPushSender, ConnectionLike, ConnectionManager, ConnectionManagerConfig},
     caching::{CacheConfig, CacheMode},
     cluster::ClusterClientBuilder,
@@ -14,6 +15,7 @@ use redis::{
     },
 };
 use sessanger_core::StoreError;
+use sessanger_tls::{LoadedTls, TlsError};
 
 /// How long to wait for a TCP connection (and the handshake) to a node.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -61,10 +63,12 @@ impl From<ClusterConnection> for RedisConnection {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
-    /// The URL is not `redis://`, `rediss://` or `redis+cluster://` with at least one node,
-    /// or the client refuses it (`source` says why: a `rediss://` URL needs a `redis` crate
-    /// built with TLS support).
-    #[error("invalid Redis URL `{url}`: expected redis://host:port[/db], rediss://… or redis+cluster://host:port,…")]
+    /// The URL is not `redis://`, `rediss://`, `redis+cluster://` or `rediss+cluster://` with
+    /// at least one node, or the client refuses it (`source` says why).
+    #[error(
+        "invalid Redis URL `{url}`: expected redis://host:port[/db], rediss://… (TLS), redis+cluster://host:port,… \
+         or rediss+cluster://…"
+    )]
     InvalidUrl {
         /// The URL as given, with any credentials replaced by `***`.
         url: String,
@@ -72,18 +76,31 @@ pub enum ConnectError {
         #[source]
         source: Option<RedisError>,
     },
-    /// The URL is well formed but Redis refused it or could not be reached.
-    #[error("cannot connect to Redis")]
-    Redis(#[source] RedisError),
+    /// A file the TLS options name cannot be used.
+    #[error("the TLS options of the Redis store")]
+    Tls(#[from] TlsError),
+    /// The URL is well formed but Redis refused it or could not be reached: refused the TLS
+    /// handshake (`source` says why: a certificate from a CA not trusted, for another name),
+    /// or spoke no TLS where the URL asks for it, or the other way round.
+    #[error("cannot connect to Redis at {url}{hint}")]
+    Redis {
+        /// The URL as given, with any credentials replaced by `***`.
+        url: String,
+        /// What the failure suggests, if anything: ` (…)`, or empty.
+        hint: &'static str,
+        /// What the client said.
+        #[source]
+        source: RedisError,
+    },
 }
 
 impl RedisConnection {
     /// Connects to the server or cluster named by `url`:
-    /// `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS, if the `redis` crate is
-    /// built with a TLS feature), or `redis+cluster://[user:password@]host:port,host:port,…`
-    /// (`rediss+cluster://` for TLS) with any subset of the cluster's nodes.
-    pub async fn connect(url: &str) -> Result<RedisConnection, ConnectError> {
-        RedisConnection::open(url, None).await
+    /// `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS, as `tls` says), or
+    /// `redis+cluster://[user:password@]host:port,host:port,…` (`rediss+cluster://` for TLS)
+    /// with any subset of the cluster's nodes. `tls` applies to TLS URLs only.
+    pub async fn connect(url: &str, tls: &LoadedTls) -> Result<RedisConnection, ConnectError> {
+        RedisConnection::open(url, tls, None).await
     }
 
     /// Connects like [`RedisConnection::connect`], in RESP3 with server-assisted client-side
@@ -91,18 +108,27 @@ impl RedisConnection {
     /// a reconnection tracks from its first command): Redis pushes an invalidation to `pushes`
     /// when a key read with `CLIENT CACHING YES` changes, and redis-rs tells it when a
     /// connection is lost.
-    pub(crate) async fn tracking(url: &str, pushes: Arc<dyn AsyncPushSender>) -> Result<RedisConnection, ConnectError> {
-        RedisConnection::open(url, Some(pushes)).await
+    pub(crate) async fn tracking(
+        url: &str,
+        tls: &LoadedTls,
+        pushes: Arc<dyn AsyncPushSender>,
+    ) -> Result<RedisConnection, ConnectError> {
+        RedisConnection::open(url, tls, Some(pushes)).await
     }
 
-    async fn open(url: &str, tracking: Option<Arc<dyn AsyncPushSender>>) -> Result<RedisConnection, ConnectError> {
+    async fn open(
+        url: &str,
+        tls: &LoadedTls,
+        tracking: Option<Arc<dyn AsyncPushSender>>,
+    ) -> Result<RedisConnection, ConnectError> {
         let refused = |source| ConnectError::InvalidUrl { url: redacted(url), source: Some(source) };
+        let unreachable = |hint, source| ConnectError::Redis { url: redacted(url), hint, source };
         // Only the tracking handshake is wanted from redis-rs's cache: in `OptIn` mode it
         // caches no command the store does not opt in, and the store opts in none.
         let handshake = CacheConfig::new().set_mode(CacheMode::OptIn).set_size(NonZeroUsize::MIN);
         match nodes(url)? {
             Nodes::Standalone => {
-                let mut client = redis::Client::open(url).map_err(refused)?;
+                let mut client = client(url, tls).map_err(refused)?;
                 let mut config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -116,7 +142,9 @@ impl RedisConnection {
                     client = redis::Client::open(info.set_redis_settings(resp3)).map_err(refused)?;
                     config = config.set_push_sender(pushes).set_cache_config(handshake);
                 }
-                let manager = ConnectionManager::new_with_config(client, config).await.map_err(ConnectError::Redis)?;
+                let manager = ConnectionManager::new_with_config(client, config)
+                    .await
+                    .map_err(|source| unreachable(hint(url, &source), source))?;
                 Ok(RedisConnection::Standalone(manager))
             }
             Nodes::Cluster(nodes) => {
@@ -124,11 +152,19 @@ impl RedisConnection {
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(RESPONSE_TIMEOUT)
                     .retries(2);
+                if let Some(certificates) = certificates(tls) {
+                    builder = builder.certs(certificates);
+                }
+                if tls.insecure {
+                    builder = builder.tls(TlsMode::Insecure);
+                }
                 if let Some(pushes) = tracking {
                     builder = builder.use_protocol(ProtocolVersion::RESP3).push_sender(pushes).cache_config(handshake);
                 }
                 let client = builder.build().map_err(refused)?;
-                let connection = client.get_async_connection().await.map_err(ConnectError::Redis)?;
+                // A cluster's first connections fail with an error of its own that tells a
+                // refusal from a reset by its text only: no hint.
+                let connection = client.get_async_connection().await.map_err(|source| unreachable("", source))?;
                 Ok(RedisConnection::Cluster(connection))
             }
         }
@@ -137,13 +173,60 @@ impl RedisConnection {
     /// A client for the publish/subscribe connection the store listens on, for `url`: the
     /// server itself, or a cluster's first node (a cluster delivers every message published on
     /// one node to the subscribers of all).
-    pub(crate) fn subscriber(url: &str) -> Result<redis::Client, ConnectError> {
+    pub(crate) fn subscriber(url: &str, tls: &LoadedTls) -> Result<redis::Client, ConnectError> {
         let refused = |source| ConnectError::InvalidUrl { url: redacted(url), source: Some(source) };
         match nodes(url)? {
-            Nodes::Standalone => redis::Client::open(url).map_err(refused),
-            Nodes::Cluster(nodes) => redis::Client::open(nodes[0].as_str()).map_err(refused),
+            Nodes::Standalone => client(url, tls).map_err(refused),
+            Nodes::Cluster(nodes) => client(&nodes[0], tls).map_err(refused),
         }
     }
+}
+
+/// What a failure to connect to `url` suggests about it: a plaintext port met with TLS, or the
+/// other way round, fails in ways that name neither.
+fn hint(url: &str, error: &RedisError) -> &'static str {
+    let tls = url.starts_with("rediss");
+    match error.kind() {
+        // A plaintext server reads a TLS greeting as the start of a command, and waits for its end.
+        ErrorKind::Io if tls && error.is_timeout() => " (no TLS answer: is the port plaintext? then redis://)",
+        // A TLS server drops a client that does not greet it with TLS.
+        ErrorKind::Io if !tls && reset(error) => " (dropped at once: does the port take TLS only? then rediss://)",
+        _ => "",
+    }
+}
+
+/// Whether the server closed the connection it had accepted (rather than refused it).
+fn reset(error: &RedisError) -> bool {
+    error.is_connection_dropped() && !error.is_connection_refusal()
+}
+
+/// A client of the server at `url` (`redis://` or `rediss://`), with `tls`'s CAs, certificate
+/// and verification for a `rediss://` one.
+fn client(url: &str, tls: &LoadedTls) -> Result<redis::Client, RedisError> {
+    if !url.starts_with("rediss://") {
+        return redis::Client::open(url);
+    }
+    // redis-rs reads "accept any certificate" from the URL's fragment.
+    let url = if tls.insecure && !url.contains('#') { format!("{url}#insecure") } else { url.to_owned() };
+    match certificates(tls) {
+        Some(certificates) => redis::Client::build_with_tls(url.as_str(), certificates),
+        None => redis::Client::open(url.as_str()),
+    }
+}
+
+/// What redis-rs takes of `tls`: the CAs to trust instead of the system's, the certificate to
+/// show; `None` for neither.
+fn certificates(tls: &LoadedTls) -> Option<TlsCertificates> {
+    if tls.ca_pem.is_none() && tls.identity.is_none() {
+        return None;
+    }
+    Some(TlsCertificates {
+        client_tls: tls.identity.as_ref().map(|identity| ClientTlsConfig {
+            client_cert: identity.cert_pem.clone(),
+            client_key: identity.key_pem.clone(),
+        }),
+        root_cert: tls.ca_pem.clone(),
+    })
 }
 
 /// What a URL names: one server, or the nodes of a cluster as `redis://` URLs, each with the

@@ -136,6 +136,7 @@ use sessanger_core::{
     Renamed, Replaced, Replacement, Retention, ServiceChanges, ServiceId, ServiceRecord, ServiceStore, Session,
     SessionId, SessionRef, SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
+use sessanger_tls::TlsOptions;
 use tokio::sync::mpsc;
 
 pub use crate::{
@@ -149,6 +150,30 @@ use crate::{
     record::{Malformed, decode, items, malformed, status, text},
     scripts::Scripts,
 };
+
+/// How [`RedisStore::connect_with`] connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// The prefix of every key. Default `sessanger`.
+    pub prefix: KeyPrefix,
+    /// About how many bytes the node cache holds, or `None` for no node cache. Default
+    /// [`DEFAULT_CACHE_BYTES`].
+    ///
+    /// The node cache serves `load` and service lookups from this process's memory, kept
+    /// coherent by Redis: a change made anywhere drops the cached copy as soon as Redis's
+    /// invalidation arrives (server-assisted client-side caching, on a connection of its own;
+    /// the crate's `# Node cache` section).
+    pub cache: Option<std::num::NonZeroUsize>,
+    /// The CAs to trust, the certificate to show, for a `rediss://` URL. Default: the system's
+    /// CAs, no certificate.
+    pub tls: TlsOptions,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions { prefix: KeyPrefix::default(), cache: Some(DEFAULT_CACHE_BYTES), tls: TlsOptions::default() }
+    }
+}
 
 /// The base64url alphabet shard tags are drawn from: 64 × 64 = 4096 tags.
 const TAG_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -317,24 +342,17 @@ impl RedisStore {
     /// under `prefix`, with a node cache of [`DEFAULT_CACHE_BYTES`]. Fails if Redis cannot be
     /// reached now; once connected, the store rides out later outages by itself.
     pub async fn connect(url: &str, prefix: KeyPrefix) -> Result<RedisStore, ConnectError> {
-        RedisStore::connect_with_cache(url, prefix, Some(DEFAULT_CACHE_BYTES)).await
+        RedisStore::connect_with(url, ConnectOptions { prefix, ..ConnectOptions::default() }).await
     }
 
-    /// Connects like [`RedisStore::connect`], with a node cache of about `cache` bytes, or none.
-    ///
-    /// The node cache serves `load` and service lookups from this process's memory, kept
-    /// coherent by Redis: a change made anywhere drops the cached copy as soon as Redis's
-    /// invalidation arrives (server-assisted client-side caching, on a connection of its own;
-    /// the crate's `# Node cache` section).
-    pub async fn connect_with_cache(
-        url: &str,
-        prefix: KeyPrefix,
-        cache: Option<std::num::NonZeroUsize>,
-    ) -> Result<RedisStore, ConnectError> {
-        let subscriber = RedisConnection::subscriber(url)?;
-        let store = RedisStore::new(RedisConnection::connect(url).await?, prefix);
-        let cache = match cache {
-            Some(budget) => Some(NodeCache::connect(url, &store.keys, budget).await?),
+    /// Connects like [`RedisStore::connect`], as `options` say: the key prefix, the node
+    /// cache's size (or none), TLS for a `rediss://` URL.
+    pub async fn connect_with(url: &str, options: ConnectOptions) -> Result<RedisStore, ConnectError> {
+        let tls = options.tls.load()?;
+        let subscriber = RedisConnection::subscriber(url, &tls)?;
+        let store = RedisStore::new(RedisConnection::connect(url, &tls).await?, options.prefix);
+        let cache = match options.cache {
+            Some(budget) => Some(NodeCache::connect(url, &tls, &store.keys, budget).await?),
             None => None,
         };
         Ok(RedisStore { subscriber: Some(subscriber), cache, ..store })

@@ -9,6 +9,7 @@ use std::{collections::HashSet, time::Duration};
 use redis::AsyncCommands;
 use sessanger_core::{Change, Maintenance, Session, SessionId, SessionStore, Timestamp, UserId, UserLimit};
 use sessanger_store_redis::{RedisConnection, RedisStore};
+use sessanger_tls::LoadedTls;
 
 fn user(name: &str) -> UserId {
     format!("{name}-{}", &SessionId::generate().as_ref()[..8]).parse().unwrap()
@@ -115,7 +116,7 @@ async fn ids_go_on_after_a_lost_counter() {
         store.create(&s, UserLimit::Unlimited, s.created_at).await.unwrap();
     }
     let newest = log.last_event_id().await.unwrap().expect("three events");
-    let mut raw = RedisConnection::connect(&common::redis_url()).await.unwrap();
+    let mut raw = RedisConnection::connect(&common::redis_url(), &LoadedTls::default()).await.unwrap();
     let _: () = raw.del(format!("{{{}}}:events:n", store.prefix())).await.unwrap();
     assert_eq!(log.last_event_id().await.unwrap(), Some(newest), "read off the log itself");
     let s = session(&hank, Duration::from_secs(600));
@@ -133,7 +134,7 @@ async fn a_store_without_an_event_log_writes_none() {
     let s = session(&user("ivy"), Duration::from_secs(600));
     store.create(&s, UserLimit::Unlimited, s.created_at).await.unwrap();
     store.delete(&s.id, sessanger_core::DeleteReason::Logout, Change::at(Timestamp::now())).await.unwrap();
-    let mut raw = RedisConnection::connect(&common::redis_url()).await.unwrap();
+    let mut raw = RedisConnection::connect(&common::redis_url(), &LoadedTls::default()).await.unwrap();
     let keys: Vec<String> = raw.keys(format!("*{}*:events*", store.prefix())).await.unwrap();
     assert!(keys.is_empty(), "{keys:?}");
 }

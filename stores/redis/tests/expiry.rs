@@ -32,7 +32,7 @@ async fn create(store: &RedisStore, s: &Session) {
 /// A plain connection to the same Redis (the store's own connection type, standalone or
 /// cluster), to look at the keys as the store laid them out.
 async fn raw(url: &str) -> RedisConnection {
-    RedisConnection::connect(url).await.unwrap()
+    RedisConnection::connect(url, &sessanger_tls::LoadedTls::default()).await.unwrap()
 }
 
 fn user_key(store: &RedisStore, user: &UserId) -> String {

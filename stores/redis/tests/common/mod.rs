@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use sessanger_core::{Session, SessionId, Timestamp, UserId};
-use sessanger_store_redis::{KeyPrefix, RedisStore};
+use sessanger_store_redis::{ConnectOptions, KeyPrefix, RedisStore};
+use sessanger_tls::TlsOptions;
 
 /// Standalone Redis for the tests.
 pub fn redis_url() -> String {
@@ -17,6 +18,36 @@ pub fn redis_url() -> String {
 pub fn cluster_url() -> String {
     std::env::var("SESSANGER_TEST_REDIS_CLUSTER_URL")
         .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002".to_owned())
+}
+
+/// Where `scripts/redis-tls` keeps the certificates of its TLS-only servers.
+pub fn tls_certificates() -> std::path::PathBuf {
+    let dir = std::env::var_os("REDIS_TLS_DIR")
+        .map_or_else(|| std::env::temp_dir().join("sessanger-redis-tls"), std::path::PathBuf::from);
+    dir.join("certs")
+}
+
+/// TLS trusting the test CA of `scripts/redis-tls`.
+pub fn test_ca() -> TlsOptions {
+    TlsOptions { ca_file: Some(tls_certificates().join("ca.crt")), ..TlsOptions::default() }
+}
+
+/// The TLS-only standalone Redis of `scripts/redis-tls`, its certificate from the test CA.
+pub fn tls_url() -> String {
+    "rediss://127.0.0.1:6390".to_owned()
+}
+
+/// The TLS-only Redis Cluster of `scripts/redis-tls`.
+pub fn tls_cluster_url() -> String {
+    "rediss+cluster://127.0.0.1:7100,127.0.0.1:7101,127.0.0.1:7102".to_owned()
+}
+
+/// A store on the TLS-only standalone Redis (or cluster, for `cluster`), trusting the test CA,
+/// with its node cache if `cached`.
+pub async fn tls_store(cluster: bool, cached: bool) -> RedisStore {
+    let url = if cluster { tls_cluster_url() } else { tls_url() };
+    let cache = if cached { Some(sessanger_store_redis::DEFAULT_CACHE_BYTES) } else { None };
+    store_with(&url, ConnectOptions { prefix: unique_prefix(), cache, tls: test_ca() }).await
 }
 
 /// A new session of `user`, created now: 10 minutes idle, an hour at most.
@@ -48,7 +79,12 @@ pub async fn uncached_store(url: String) -> RedisStore {
 
 /// A store on `url` under `prefix`, with a node cache of `cache` bytes or none.
 pub async fn store_on(url: &str, prefix: KeyPrefix, cache: Option<std::num::NonZeroUsize>) -> RedisStore {
-    match RedisStore::connect_with_cache(url, prefix, cache).await {
+    store_with(url, ConnectOptions { prefix, cache, ..ConnectOptions::default() }).await
+}
+
+/// A store on `url` connected as `options` say.
+pub async fn store_with(url: &str, options: ConnectOptions) -> RedisStore {
+    match RedisStore::connect_with(url, options).await {
         Ok(store) => store,
         Err(error) => panic!("cannot reach Redis at {url} ({error:?}); start it (scripts/test does)"),
     }
