@@ -836,7 +836,9 @@ async fn the_admin_console_is_served_when_asked_for() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_service_runs_on_a_tls_only_redis_and_refuses_one_it_cannot_trust() {
     let (tmp, dir) = data_dir();
-    let ca = std::env::temp_dir().join("sessanger-redis-tls/certs/ca.crt");
+    let ca = std::env::var_os("SESSANGER_TEST_CA_DIR")
+        .map_or_else(|| std::env::temp_dir().join("sessanger-test-ca"), std::path::PathBuf::from)
+        .join("ca.crt");
     let config = tmp.path().join("sessanger.yaml");
     let write_config = |port: u16| {
         let prefix = format!("tls-{}", &sessanger_core::SessionId::generate().as_ref()[..8]);

@@ -20,11 +20,10 @@ pub fn cluster_url() -> String {
         .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002".to_owned())
 }
 
-/// Where `scripts/redis-tls` keeps the certificates of its TLS-only servers.
+/// Where `scripts/test-ca` keeps the certificates of the TLS-only servers.
 pub fn tls_certificates() -> std::path::PathBuf {
-    let dir = std::env::var_os("REDIS_TLS_DIR")
-        .map_or_else(|| std::env::temp_dir().join("sessanger-redis-tls"), std::path::PathBuf::from);
-    dir.join("certs")
+    std::env::var_os("SESSANGER_TEST_CA_DIR")
+        .map_or_else(|| std::env::temp_dir().join("sessanger-test-ca"), std::path::PathBuf::from)
 }
 
 /// TLS trusting the test CA of `scripts/redis-tls`.
