@@ -434,7 +434,7 @@ pub struct StoreConfig {
     /// How much memory the node cache may hold (`cache_size`, default 64 MiB).
     #[serde(deserialize_with = "de::byte_size")]
     pub cache_size: usize,
-    /// TLS to the store (`tls`), for a URL that asks for it (`rediss://`).
+    /// TLS to the store (`tls`), for a URL that asks for it (`rediss://`, `sslmode=…`).
     pub tls: TlsConfig,
 }
 
@@ -450,7 +450,7 @@ impl Default for StoreConfig {
     }
 }
 
-/// `tls:` of a store or broker: whom to trust and what to show when the connection is TLS.
+/// `tls:` of a store: whom to trust and what to show when the connection is TLS.
 ///
 /// ```yaml
 /// store:

@@ -26,6 +26,7 @@ pub mod arbitrary;
 pub mod browser;
 pub mod cases;
 pub mod events;
+pub mod tls;
 
 use std::{future::Future, sync::Arc};
 

@@ -60,9 +60,11 @@ async fn open_url(settings: &Settings) -> anyhow::Result<Opened> {
             Arc::new(store.with_event_log(settings.record_events.then_some(max_events)))
         }
         #[cfg(feature = "postgres")]
-        "postgres" | "postgresql" => Arc::new(sessanger_store_sql::PostgresStore::connect(url).await?),
+        "postgres" | "postgresql" => {
+            Arc::new(sessanger_store_sql::PostgresStore::connect_tls(url, &settings.tls).await?)
+        }
         #[cfg(feature = "mysql")]
-        "mysql" | "mariadb" => Arc::new(sessanger_store_sql::MySqlStore::connect(url).await?),
+        "mysql" | "mariadb" => Arc::new(sessanger_store_sql::MySqlStore::connect_tls(url, &settings.tls).await?),
         #[cfg(feature = "mongodb")]
         "mongodb" => {
             let options = sessanger_store_mongodb::MongoOptions::from_url(url)?;

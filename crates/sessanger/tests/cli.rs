@@ -831,14 +831,13 @@ async fn the_admin_console_is_served_when_asked_for() {
     assert_eq!(deleted["service"], "admin");
 }
 
-/// `serve` on a TLS-only Redis (`scripts/redis-tls`), trusting its CA through `store.tls`; and
-/// refusing to start on one whose certificate another CA signed, saying which and why.
+/// `serve` on a TLS-only Redis (`scripts/redis-tls`), PostgreSQL and MariaDB
+/// (`scripts/sql-tls`), trusting their CA through `store.tls`; and refusing to start on a Redis
+/// whose certificate another CA signed, saying which and why.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_service_runs_on_a_tls_only_redis_and_refuses_one_it_cannot_trust() {
+async fn the_service_runs_on_tls_only_stores_and_refuses_one_it_cannot_trust() {
     let (tmp, dir) = data_dir();
-    let ca = std::env::var_os("SESSANGER_TEST_CA_DIR")
-        .map_or_else(|| std::env::temp_dir().join("sessanger-test-ca"), std::path::PathBuf::from)
-        .join("ca.crt");
+    let ca = sessanger_testkit::tls::test_ca_dir().join("ca.crt");
     let config = tmp.path().join("sessanger.yaml");
     let write_config = |port: u16| {
         let prefix = format!("tls-{}", &sessanger_core::SessionId::generate().as_ref()[..8]);
@@ -854,6 +853,21 @@ async fn the_service_runs_on_a_tls_only_redis_and_refuses_one_it_cannot_trust() 
     let created = client.create_session(&new_session("tess", "phone")).await.unwrap();
     assert_eq!(client.get_session(&created.session_id).await.unwrap().user_id.as_ref(), "tess");
     server.stop();
+    // The same `store.tls` serves the TLS-only PostgreSQL and MariaDB of `scripts/sql-tls`.
+    // The databases outlive a run: the test registers a service of its own rather than rely on
+    // the bootstrap token of a first start.
+    for url in ["postgres://postgres@127.0.0.1:5433/test", "mysql://root@127.0.0.1:3307/test"] {
+        let (_sql_tmp, sql_dir) = data_dir();
+        let flags = ["--config", config.to_str().unwrap(), "--store", url];
+        let id = format!("tls-{}", &sessanger_core::SessionId::generate().as_ref()[..8].to_ascii_lowercase());
+        let add = [&flags[..], &["service", "add", &id, "--permissions", "read,write", "--json"]].concat();
+        let added: Value = serde_json::from_str(&stdout(&sessanger(&sql_dir, &add))).unwrap();
+        let server = Server::start_with(&sql_dir, &flags, &[]);
+        let client = Client::new(&server.url, added["token"].as_str().unwrap()).unwrap();
+        let created = client.create_session(&new_session("tess", "laptop")).await.unwrap();
+        assert_eq!(client.get_session(&created.session_id).await.unwrap().device.device_id.as_deref(), Some("laptop"));
+        server.stop();
+    }
 
     write_config(6391);
     let refused = Command::new(BIN)

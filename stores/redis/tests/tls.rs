@@ -9,6 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use sessanger_store_redis::{ConnectError, ConnectOptions, RedisStore};
+use sessanger_testkit::tls::error_chain as chain;
 use sessanger_tls::TlsOptions;
 
 mod standalone {
@@ -31,21 +32,9 @@ async fn connect(url: &str, tls: TlsOptions) -> (Result<RedisStore, ConnectError
     (RedisStore::connect_with(url, options).await, started.elapsed())
 }
 
-/// The error and its causes, as the binary prints them.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[tokio::test]
 async fn a_server_whose_certificate_another_ca_signed_is_refused_naming_it() {
-    let (refused, took) = connect("rediss://127.0.0.1:6391", common::test_ca()).await;
+    let (refused, took) = connect("rediss://127.0.0.1:6391", sessanger_testkit::tls::trusting("ca.crt")).await;
     let message = chain(&refused.expect_err("refused"));
     println!("{message} ({took:?})");
     assert!(message.contains("rediss://127.0.0.1:6391"), "{message}");
@@ -60,15 +49,15 @@ async fn a_server_whose_certificate_another_ca_signed_is_refused_naming_it() {
 
 #[tokio::test]
 async fn a_server_that_asks_for_a_client_certificate_gets_the_one_configured() {
-    let (refused, _) = connect("rediss://127.0.0.1:6392", common::test_ca()).await;
+    let (refused, _) = connect("rediss://127.0.0.1:6392", sessanger_testkit::tls::trusting("ca.crt")).await;
     let message = chain(&refused.expect_err("no client certificate, refused"));
     assert!(message.contains("rediss://127.0.0.1:6392"), "{message}");
 
-    let certificates = common::tls_certificates();
+    let certificates = sessanger_testkit::tls::test_ca_dir();
     let identity = TlsOptions {
         cert_file: Some(certificates.join("client.crt")),
         key_file: Some(certificates.join("client.key")),
-        ..common::test_ca()
+        ..sessanger_testkit::tls::trusting("ca.crt")
     };
     let (store, _) = connect("rediss://127.0.0.1:6392", identity).await;
     sessanger_core::Maintenance::ping(&store.expect("with the client certificate")).await.unwrap();
@@ -79,7 +68,7 @@ async fn plaintext_meeting_tls_fails_at_once_either_way_round() {
     // Plain Redis protocol to a TLS-only port, and a TLS handshake with a plaintext server:
     // each named, with what it suggests.
     for (url, hint) in [("redis://127.0.0.1:6390", "then rediss://"), ("rediss://127.0.0.1:6379", "then redis://")] {
-        let (refused, took) = connect(url, common::test_ca()).await;
+        let (refused, took) = connect(url, sessanger_testkit::tls::trusting("ca.crt")).await;
         let message = chain(&refused.err().unwrap_or_else(|| panic!("{url} accepted")));
         println!("{url}: {message} ({took:?})");
         assert!(message.contains(url) && message.contains(hint), "{message}");

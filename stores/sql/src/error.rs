@@ -24,6 +24,26 @@ pub(crate) fn store_error(error: sqlx::Error) -> StoreError {
     }
 }
 
+/// A failure to connect to the database at `url`, naming it (a TLS refusal names no server).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to {url}")]
+struct Unreachable {
+    url: String,
+    #[source]
+    source: sessanger_core::BoxError,
+}
+
+/// A failed first connection as a store error ([`store_error`]'s), its message naming the
+/// database at `url` (without its password).
+pub(crate) fn unreachable(url: &str, error: sqlx::Error) -> StoreError {
+    let named = |source| -> sessanger_core::BoxError { Box::new(Unreachable { url: redact(url), source }) };
+    match store_error(error) {
+        StoreError::Unavailable(source) => StoreError::Unavailable(named(source)),
+        StoreError::Other(source) => StoreError::Other(named(source)),
+        other => other,
+    }
+}
+
 /// A failed migration as a store error: a statement that failed says why like any other;
 /// anything else (a checksum that changed, a missing migration) is `Other`.
 pub(crate) fn migrate_error(error: MigrateError) -> StoreError {

@@ -82,6 +82,7 @@ mod events;
 mod outcome;
 mod row;
 mod store;
+mod tls;
 
 #[cfg(feature = "mysql")]
 mod mysql;

@@ -23,10 +23,11 @@ use sessanger_core::{
     Replacement, Retention, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef, SessionStore,
     StoreError, Timestamp, UserId, UserLimit, Version,
 };
+use sessanger_tls::TlsOptions;
 use sqlx::{
     MySql, MySqlConnection, QueryBuilder,
     migrate::Migrator,
-    mysql::{MySqlArguments, MySqlConnectOptions, MySqlExecutor, MySqlQueryResult},
+    mysql::{MySqlArguments, MySqlConnectOptions, MySqlExecutor, MySqlQueryResult, MySqlSslMode},
     query::Query,
 };
 
@@ -36,6 +37,7 @@ use crate::{
     outcome::{Headroom, Updated, admit, replaced, settle_patch},
     row::{self, ServiceRow, SessionRow, encode},
     store::SqlStore,
+    tls::Mode,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/mysql");
@@ -78,13 +80,38 @@ impl SqlStore<MySql> {
     /// [`StoreError::Unavailable`] if the server cannot be reached, [`StoreError::Other`] for
     /// a malformed URL or a failed migration.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_tls(url, &TlsOptions::default()).await
+    }
+
+    /// Connects like [`connect`](Self::connect), over TLS as the URL asks (`ssl-mode=required`,
+    /// `verify_ca`, `verify_identity`, with `ssl-ca` and the like) and as `tls` says: its CAs
+    /// and client certificate are used, a URL without `ssl-mode` then verifies the server's
+    /// certificate and name (`verify_identity`), and `insecure` encrypts without verifying
+    /// (`required`).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); a TLS file that cannot be used is [`StoreError::Other`],
+    /// naming it.
+    pub async fn connect_tls(url: &str, tls: &TlsOptions) -> Result<Self, StoreError> {
         let url = match url.strip_prefix("mariadb://") {
             Some(rest) => format!("mysql://{rest}"),
             None if url.starts_with("mysql://") => url.to_owned(),
             None => return Err(StoreError::Other(format!("not a MySQL URL: {}", redact(url)).into())),
         };
-        let options = MySqlConnectOptions::from_str(&url).map_err(store_error)?;
-        Self::connect_with(options).await
+        let mut options = MySqlConnectOptions::from_str(&url).map_err(store_error)?;
+        let tls = tls.load().map_err(|e| StoreError::Other(e.into()))?;
+        if let Some(ca) = tls.ca_pem.clone() {
+            options = options.ssl_ca_from_pem(ca);
+        }
+        if let Some(identity) = &tls.identity {
+            options = options.ssl_client_cert_from_pem(&identity.cert_pem).ssl_client_key_from_pem(&identity.key_pem);
+        }
+        match crate::tls::mode(&url, &tls) {
+            Some(Mode::Verify) => options = options.ssl_mode(MySqlSslMode::VerifyIdentity),
+            Some(Mode::Encrypt) => options = options.ssl_mode(MySqlSslMode::Required),
+            None => {}
+        }
+        Self::open(options, &MIGRATOR, &crate::tls::described(&url)).await
     }
 
     /// Connects with ready connect options and applies the migrations.
@@ -92,7 +119,7 @@ impl SqlStore<MySql> {
     /// # Errors
     /// As [`connect`](Self::connect).
     pub async fn connect_with(options: MySqlConnectOptions) -> Result<Self, StoreError> {
-        Self::open(options, &MIGRATOR).await
+        Self::open(options, &MIGRATOR, "mysql://").await
     }
 
     /// Applies the migrations of `migrations/mysql`, embedded in the binary, that the

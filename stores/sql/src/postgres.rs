@@ -21,10 +21,11 @@ use sessanger_core::{
     Replacement, Retention, ServiceChanges, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionRef,
     SessionStore, StoreError, Timestamp, UserId, UserLimit, Version,
 };
+use sessanger_tls::TlsOptions;
 use sqlx::{
     Postgres,
     migrate::Migrator,
-    postgres::{PgArguments, PgConnectOptions, PgListener, PgQueryResult},
+    postgres::{PgArguments, PgConnectOptions, PgListener, PgQueryResult, PgSslMode},
     query::{Query, QueryAs},
 };
 use tokio::sync::mpsc;
@@ -35,6 +36,7 @@ use crate::{
     outcome::{Headroom, Updated, admit, finish_create, insert_or_reuse_dead, replaced, settle_patch},
     row::{self, ServiceRow, SessionRow, encode},
     store::SqlStore,
+    tls::Mode,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
@@ -222,11 +224,36 @@ impl SqlStore<Postgres> {
     /// [`StoreError::Unavailable`] if the server cannot be reached, [`StoreError::Other`] for
     /// a malformed URL or a failed migration.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_tls(url, &TlsOptions::default()).await
+    }
+
+    /// Connects like [`connect`](Self::connect), over TLS as the URL asks (`sslmode=require`,
+    /// `verify-ca`, `verify-full`, with `sslrootcert` and the like) and as `tls` says: its CAs
+    /// and client certificate are used, a URL without `sslmode` then verifies the server's
+    /// certificate and name (`verify-full`), and `insecure` encrypts without verifying
+    /// (`require`).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); a TLS file that cannot be used is [`StoreError::Other`],
+    /// naming it.
+    pub async fn connect_tls(url: &str, tls: &TlsOptions) -> Result<Self, StoreError> {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(StoreError::Other(format!("not a PostgreSQL URL: {}", redact(url)).into()));
         }
-        let options = PgConnectOptions::from_str(url).map_err(store_error)?;
-        Self::connect_with(options).await
+        let mut options = PgConnectOptions::from_str(url).map_err(store_error)?;
+        let tls = tls.load().map_err(|e| StoreError::Other(e.into()))?;
+        if let Some(ca) = tls.ca_pem.clone() {
+            options = options.ssl_root_cert_from_pem(ca);
+        }
+        if let Some(identity) = &tls.identity {
+            options = options.ssl_client_cert_from_pem(&identity.cert_pem).ssl_client_key_from_pem(&identity.key_pem);
+        }
+        match crate::tls::mode(url, &tls) {
+            Some(Mode::Verify) => options = options.ssl_mode(PgSslMode::VerifyFull),
+            Some(Mode::Encrypt) => options = options.ssl_mode(PgSslMode::Require),
+            None => {}
+        }
+        Self::open(options, &MIGRATOR, &crate::tls::described(url)).await
     }
 
     /// Connects with ready connect options (e.g. a `search_path` set through
@@ -235,7 +262,8 @@ impl SqlStore<Postgres> {
     /// # Errors
     /// As [`connect`](Self::connect).
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self, StoreError> {
-        Self::open(options, &MIGRATOR).await
+        let url = format!("postgres://{}:{}", options.get_host(), options.get_port());
+        Self::open(options, &MIGRATOR, &url).await
     }
 
     /// Applies the migrations of `migrations/postgres`, embedded in the binary, that the

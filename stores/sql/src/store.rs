@@ -10,7 +10,7 @@ use sqlx::{
     migrate::{Migrate, Migrator},
 };
 
-use crate::error::{migrate_error, pool_options, store_error};
+use crate::error::{migrate_error, pool_options, unreachable};
 
 /// A session store on a SQL database, by its sqlx driver: [`PostgresStore`](crate::PostgresStore)
 /// or [`MySqlStore`](crate::MySqlStore).
@@ -39,11 +39,15 @@ where
     DB::Connection: Migrate,
 {
     /// A pool on `options`, migrated with `migrator`.
+    /// A pool on `options` (for the database `described`, as errors name it) with the
+    /// migrations of `migrator` applied.
     pub(crate) async fn open(
         options: <DB::Connection as Connection>::Options,
         migrator: &Migrator,
+        described: &str,
     ) -> Result<Self, StoreError> {
-        let store = Self::new(pool_options().connect_with(options).await.map_err(store_error)?);
+        let pool = pool_options().connect_with(options).await.map_err(|e| unreachable(described, e))?;
+        let store = Self::new(pool);
         store.apply(migrator).await?;
         Ok(store)
     }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use sessanger_core::{Session, SessionId, Timestamp, UserId};
 use sessanger_store_redis::{ConnectOptions, KeyPrefix, RedisStore};
-use sessanger_tls::TlsOptions;
 
 /// Standalone Redis for the tests.
 pub fn redis_url() -> String {
@@ -18,17 +17,6 @@ pub fn redis_url() -> String {
 pub fn cluster_url() -> String {
     std::env::var("SESSANGER_TEST_REDIS_CLUSTER_URL")
         .unwrap_or_else(|_| "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002".to_owned())
-}
-
-/// Where `scripts/test-ca` keeps the certificates of the TLS-only servers.
-pub fn tls_certificates() -> std::path::PathBuf {
-    std::env::var_os("SESSANGER_TEST_CA_DIR")
-        .map_or_else(|| std::env::temp_dir().join("sessanger-test-ca"), std::path::PathBuf::from)
-}
-
-/// TLS trusting the test CA of `scripts/redis-tls`.
-pub fn test_ca() -> TlsOptions {
-    TlsOptions { ca_file: Some(tls_certificates().join("ca.crt")), ..TlsOptions::default() }
 }
 
 /// The TLS-only standalone Redis of `scripts/redis-tls`, its certificate from the test CA.
@@ -46,7 +34,8 @@ pub fn tls_cluster_url() -> String {
 pub async fn tls_store(cluster: bool, cached: bool) -> RedisStore {
     let url = if cluster { tls_cluster_url() } else { tls_url() };
     let cache = if cached { Some(sessanger_store_redis::DEFAULT_CACHE_BYTES) } else { None };
-    store_with(&url, ConnectOptions { prefix: unique_prefix(), cache, tls: test_ca() }).await
+    store_with(&url, ConnectOptions { prefix: unique_prefix(), cache, tls: sessanger_testkit::tls::trusting("ca.crt") })
+        .await
 }
 
 /// A new session of `user`, created now: 10 minutes idle, an hour at most.

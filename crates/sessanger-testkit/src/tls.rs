@@ -1,0 +1,31 @@
+//! What the TLS tests share: the certificates of `scripts/test-ca`, and errors as the binary
+//! prints them.
+
+use std::path::PathBuf;
+
+use sessanger_tls::TlsOptions;
+
+/// Where `scripts/test-ca` keeps the test certificates: `$SESSANGER_TEST_CA_DIR`, else
+/// `sessanger-test-ca` in the temporary directory (the script's default).
+pub fn test_ca_dir() -> PathBuf {
+    std::env::var_os("SESSANGER_TEST_CA_DIR")
+        .map_or_else(|| std::env::temp_dir().join("sessanger-test-ca"), PathBuf::from)
+}
+
+/// TLS trusting only the CA whose certificate is `file` among the test certificates
+/// (`ca.crt`, the test CA; `other-ca.crt`, a CA that signed none of the servers' certificates).
+pub fn trusting(file: &str) -> TlsOptions {
+    TlsOptions { ca_file: Some(test_ca_dir().join(file)), ..TlsOptions::default() }
+}
+
+/// The error and its causes on one line, each after a colon.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
