@@ -588,6 +588,22 @@ pub trait SessionStore: Debug + Send + Sync + 'static {
     /// # Errors
     /// Only the store's own failures (see the [module docs](self)).
     async fn find_users(&self, prefix: &str, limit: NonZeroU32, now: Timestamp) -> Result<Vec<UserId>, StoreError>;
+
+    /// One page of every live session: those after session `after` (from the first for
+    /// `None`) in an order of the store's own that stays put, at most `limit`. Paging through
+    /// returns each session live all along once; one created or deleted meanwhile never makes
+    /// another repeat or go missing. For moving and backing up a store (`sessanger export`),
+    /// not for requests: a page costs O(page) (on Redis, plus a read of the live entries of the
+    /// shards it visits).
+    ///
+    /// # Errors
+    /// Only the store's own failures (see the [module docs](self)).
+    async fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: NonZeroU32,
+        now: Timestamp,
+    ) -> Result<Vec<Session>, StoreError>;
 }
 
 /// What keeps a store healthy rather than serving requests: the reaper's sweep, the count

@@ -225,6 +225,15 @@ impl SessionStore for FaultyStore {
         self.gate().await?;
         self.inner.find_users(prefix, limit, now).await
     }
+    async fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: NonZeroU32,
+        now: Timestamp,
+    ) -> Result<Vec<Session>, StoreError> {
+        self.gate().await?;
+        self.inner.scan(after, limit, now).await
+    }
 }
 
 #[async_trait]

@@ -622,6 +622,60 @@ pub async fn find_users_lists_users_with_live_sessions_by_prefix(store: SharedSt
     assert!(find(format!("{base}/ald"), 10).await.is_empty(), "a user with dead sessions only is not found");
 }
 
+/// `scan` pages through every live session of the store once, in an order that stays put: a
+/// session deleted or created between pages never makes another repeat or go missing, and no
+/// dead session is returned.
+pub async fn scan_pages_through_every_live_session_once(store: SharedStore) {
+    let now = t0();
+    let mut live = Vec::new();
+    for name in ["scan-a", "scan-b", "scan-c", "scan-d"] {
+        let u = user(name);
+        for i in 0..3 {
+            live.push(created(&store, &u, now + SECOND * i).await.id);
+        }
+    }
+    // Dead by `now`: never returned.
+    created(&store, &user("scan-dead"), now - IDLE).await;
+    let three = NonZeroU32::new(3).unwrap();
+    let mut seen: Vec<SessionId> = Vec::new();
+    let mut after: Option<SessionId> = None;
+    let (mut deleted, mut added) = (None, None);
+    loop {
+        let page = store.scan(after.as_ref(), three, now).await.unwrap();
+        assert!(page.len() <= 3);
+        assert!(page.iter().all(|s| !s.is_expired(now)));
+        seen.extend(page.iter().map(|s| s.id.clone()));
+        if page.len() < 3 {
+            break;
+        }
+        after = page.last().map(|s| s.id.clone());
+        // Between the first and second pages: one not seen yet goes, one comes.
+        if deleted.is_none() {
+            let victim = live.iter().find(|id| !seen.contains(id)).unwrap().clone();
+            store.delete(&victim, DeleteReason::Revoked, Change::at(now)).await.unwrap();
+            deleted = Some(victim);
+            added = Some(created(&store, &user("scan-new"), now).await.id);
+        }
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "no session twice");
+    let deleted = deleted.unwrap();
+    for id in live.iter().filter(|id| **id != deleted) {
+        assert!(seen.contains(id), "a session live all along is returned");
+    }
+    assert!(!seen.contains(&deleted), "a session deleted before its page is not");
+    // The one created meanwhile may or may not have been returned (it was not live all
+    // along), but a scan started afterwards returns it.
+    let full = store.scan(None, NonZeroU32::new(100).unwrap(), now).await.unwrap();
+    assert_eq!(full.len(), live.len(), "every live session: one deleted, one created");
+    assert!(full.iter().any(|s| Some(&s.id) == added.as_ref()));
+    let kept = live.iter().find(|id| **id != deleted).unwrap();
+    let scanned = full.iter().find(|s| s.id == *kept).unwrap();
+    assert_eq!(scanned, &store.load(kept, now).await.unwrap().unwrap(), "as `load` reads it");
+}
+
 /// `list_user` pages through a user's live sessions in creation order (ties by id): each
 /// page starts after the last of the one before and holds at most its limit, dead sessions
 /// are skipped, and sessions deleted or created between pages never make one repeat or go

@@ -98,6 +98,7 @@ macro_rules! for_each_case {
             list_user_returns_only_that_users_live_sessions_oldest_first,
             list_user_pages_through_every_session_once,
             find_users_lists_users_with_live_sessions_by_prefix,
+            scan_pages_through_every_live_session_once,
             delete_user_removes_all_and_only_that_users_sessions,
             list_and_revoke_stay_consistent_after_some_sessions_expire,
             count_active_ignores_expired_sessions,

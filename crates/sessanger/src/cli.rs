@@ -63,6 +63,30 @@ pub(crate) enum Command {
     },
     /// Create or upgrade the store's schema (SQL stores) and exit; `serve` also does it at start.
     Migrate,
+    /// Write every live session and the service registry, as JSON lines, to standard output
+    /// (or --output). Sealed attributes stay sealed.
+    Export {
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Read what `export` wrote, from standard input (or --input), into the store; sessions and
+    /// services it holds already are kept, sessions dead by now are skipped.
+    Import {
+        /// Read this file instead of standard input.
+        #[arg(long)]
+        input: Option<PathBuf>,
+    },
+    /// Copy every live session and service from one store to another, as export and import
+    /// would without a file; safe to run again after an interruption.
+    MigrateStore {
+        /// The store to copy from (a store URL, as --store takes).
+        #[arg(long)]
+        from: String,
+        /// The store to copy into.
+        #[arg(long)]
+        to: String,
+    },
     /// Check configuration files.
     Config {
         #[command(subcommand)]

@@ -21,6 +21,7 @@ mod pam_exec;
 mod serve;
 mod settings;
 mod store;
+mod transfer;
 
 use clap::Parser;
 
@@ -100,6 +101,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             events::tail(&settings, types.as_deref(), user.as_deref(), after.as_deref()).await
         }
         Command::Migrate => admin::migrate(&settings).await,
+        Command::Export { output } => transfer::run_export(&settings, output.as_deref()).await,
+        Command::Import { input } => transfer::run_import(&settings, input.as_deref()).await,
+        Command::MigrateStore { from, to } => transfer::run_migrate(&settings, &from, &to).await,
         Command::Config { .. } => unreachable!("handled before the runtime starts"),
         Command::Amqp => amqp::run_alone(settings).await,
         Command::Login { user, routing_key, device_id } => {

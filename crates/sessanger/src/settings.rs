@@ -116,7 +116,7 @@ impl Settings {
 }
 
 /// `scheme://user:secret@host` → `scheme://user:***@host`.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
     let Some((credentials, host)) = rest.split_once('@') else { return url.to_owned() };
     match credentials.split_once(':') {

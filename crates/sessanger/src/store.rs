@@ -7,7 +7,7 @@ use sessanger_core::Store;
 use sessanger_store_embedded::{EmbeddedStore, OpenError};
 use sessanger_store_memory::MemoryStore;
 
-use crate::settings::Settings;
+use crate::settings::{Settings, redact};
 
 /// A store ready to use, or the news that a running server holds it.
 #[derive(Debug)]
@@ -19,16 +19,26 @@ pub(crate) enum Opened {
 
 /// Opens `settings.store_url`; a store this build leaves out is named in the error.
 pub(crate) async fn open(settings: &Settings) -> anyhow::Result<Opened> {
-    open_url(settings).await.with_context(|| {
-        format!(
-            "cannot open the store {} (check that it runs and that --store / store.url names it)",
-            settings.store_url_redacted()
-        )
+    open_url(settings, &settings.store_url, Sealing::Open).await
+}
+
+/// What a store opened for the binary does with attributes `encryption:` seals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sealing {
+    /// Seals them on the way in and opens them on the way out (`serve`, admin commands).
+    Open,
+    /// Leaves them as stored: moving sessions between stores keeps sealed values sealed.
+    Keep,
+}
+
+/// Opens the store at `url` with `settings`' other store options (TLS, key prefix, cache).
+pub(crate) async fn open_url(settings: &Settings, url: &str, sealing: Sealing) -> anyhow::Result<Opened> {
+    open_store(settings, url, sealing).await.with_context(|| {
+        format!("cannot open the store {} (check that it runs and that --store / store.url names it)", redact(url))
     })
 }
 
-async fn open_url(settings: &Settings) -> anyhow::Result<Opened> {
-    let url = settings.store_url.as_str();
+async fn open_store(settings: &Settings, url: &str, sealing: Sealing) -> anyhow::Result<Opened> {
     let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
     let redis = matches!(scheme, "redis" | "rediss" | "redis+cluster" | "rediss+cluster");
     if !settings.record_events && !redis {
@@ -76,12 +86,12 @@ async fn open_url(settings: &Settings) -> anyhow::Result<Opened> {
     // Encryption wraps whichever store was opened, so every path (serve, admin commands, the
     // compat APIs) reads and writes sealed attributes the same way.
     let store: Arc<dyn Store> = match &settings.encryption {
-        Some(section) => {
+        Some(section) if sealing == Sealing::Open => {
             let (keyring, selection) =
                 crate::options::encryption(section).context("encryption.keys / encryption.active_key")?;
             Arc::new(sessanger_store_encrypted::EncryptedStore::new(store, keyring, selection))
         }
-        None => store,
+        _ => store,
     };
     Ok(Opened::Ready(store))
 }

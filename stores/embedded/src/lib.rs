@@ -747,6 +747,35 @@ impl SessionStore for EmbeddedStore {
         .await
     }
 
+    async fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: NonZeroU32,
+        now: Timestamp,
+    ) -> Result<Vec<Session>, StoreError> {
+        let after = after.map(|id| id.to_string());
+        self.read(move |txn| {
+            let sessions = txn.open_table(SESSIONS).map_err(store_error)?;
+            let range = match &after {
+                Some(after) => sessions.range::<&str>((Bound::Excluded(after.as_str()), Bound::Unbounded)),
+                None => sessions.range::<&str>(..),
+            };
+            let mut page = Vec::with_capacity((limit.get() as usize).min(1024));
+            for entry in range.map_err(store_error)? {
+                let (_, bytes) = entry.map_err(store_error)?;
+                let session = record::decode_session(bytes.value())?;
+                if !session.is_expired(now) {
+                    page.push(session);
+                    if page.len() == limit.get() as usize {
+                        break;
+                    }
+                }
+            }
+            Ok(page)
+        })
+        .await
+    }
+
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
         let (user, now, service) = (user.clone(), change.now, change.service.cloned());
         self.write_sessions(move |t| {

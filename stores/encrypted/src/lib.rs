@@ -326,6 +326,15 @@ impl<S: SessionStore + ?Sized> SessionStore for EncryptedStore<S> {
         self.open_all(self.inner.list_user(user, page, now).await?)
     }
 
+    async fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: NonZeroU32,
+        now: Timestamp,
+    ) -> Result<Vec<Session>, StoreError> {
+        self.open_all(self.inner.scan(after, limit, now).await?)
+    }
+
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
         self.inner.delete_user(user, change).await
     }

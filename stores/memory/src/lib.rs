@@ -300,6 +300,20 @@ impl SessionStore for MemoryStore {
         Ok(users)
     }
 
+    async fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: NonZeroU32,
+        now: Timestamp,
+    ) -> Result<Vec<Session>, StoreError> {
+        // In id order; the map keeps none, so each page sorts what lies after its start.
+        let inner = self.lock();
+        let mut page: Vec<&Arc<Session>> =
+            inner.sessions.values().filter(|s| after.is_none_or(|after| s.id > *after) && !s.is_expired(now)).collect();
+        page.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        Ok(page.into_iter().take(limit.get() as usize).map(|s| Session::clone(s)).collect())
+    }
+
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {
         let mut inner = self.lock();
         let ids: Vec<SessionId> = inner.by_user.get(user).into_iter().flatten().map(|(_, id)| id.clone()).collect();

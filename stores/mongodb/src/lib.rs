@@ -668,6 +668,29 @@ impl SessionStore for MongoStore {
         documents.iter().map(decode_session).collect()
     }
 
+    async fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: NonZeroU32,
+        now: Timestamp,
+    ) -> Result<Vec<Session>, StoreError> {
+        let mut filter = query::all_live(now);
+        if let Some(after) = after {
+            filter.insert("_id", doc! { "$gt": after.as_ref() });
+        }
+        let documents: Vec<Document> = self
+            .sessions
+            .find(filter)
+            .sort(doc! { "_id": 1 })
+            .limit(i64::from(limit.get()))
+            .await
+            .map_err(store_error)?
+            .try_collect()
+            .await
+            .map_err(store_error)?;
+        documents.iter().map(decode_session).collect()
+    }
+
     async fn find_users(&self, prefix: &str, limit: NonZeroU32, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
         let groups: Vec<Document> = self
             .sessions

@@ -42,6 +42,7 @@
 //! | `load` | 1 | `HGETALL` |
 //! | `create`, `touch`, `patch`, `replace`, `rename`, `delete`, `list_user`, `delete_user` | 1 | one script each |
 //! | `count_active` | 4096, concurrent | `ZCOUNT` on the expiry set of every shard tag |
+//! | `scan` | one per shard visited, 16 in flight | a script per shard reading its expiry set's live entries, then the records after the cursor (for `sessanger export`) |
 //! | `find_users` | 4096, concurrent | a script per shard tag reading its expiry set's live entries (an operator's search: O(live sessions)) |
 //! | `read_events`, `last_event_id` | 1 (2 for the latter); on a Cluster first the gathering of the shard logs this process wrote to, and of every shard once a second (4096 `XLEN`, concurrent) | `XRANGE`; a script reading the counter and `XINFO STREAM` |
 //! | `delete_expired` | 4096 + one per shard with due sessions, concurrent | `ZCOUNT` of due entries per shard, then a purge script on those shards, sharing `limit` |
@@ -180,6 +181,11 @@ const TAG_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 
 /// How many per-shard calls `count_active` and `delete_expired` keep in flight at once.
 const FAN_OUT: usize = 512;
+
+/// How many shards `scan` reads ahead of the one it is returning: enough to hide the round
+/// trips over the many empty shards of a small store, few enough that a page that fills early
+/// wastes little.
+const SCAN_AHEAD: usize = 16;
 
 /// The prefix of every key the store writes: 1 to 64 printable characters without `{`, `}`
 /// or whitespace (braces would change the hash tag, and with it the cluster slot).
@@ -722,6 +728,35 @@ impl SessionStore for RedisStore {
         users.sort_unstable();
         users.truncate(limit.get() as usize);
         Ok(users)
+    }
+
+    async fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: NonZeroU32,
+        now: Timestamp,
+    ) -> Result<Vec<Session>, StoreError> {
+        // Shard by shard in the order of `all_tags`, each shard's sessions by id: the shard of
+        // `after` from after it, the later ones whole, a few shards in flight at once.
+        let first = after.map_or(0, |after| all_tags().position(|tag| tag == after.shard_tag()).unwrap_or(0));
+        let (after_arg, limit_arg) = (after.map_or("", AsRef::as_ref), limit.get().to_string());
+        let mut shards = stream::iter(all_tags().skip(first).enumerate())
+            .map(|(i, tag)| {
+                let (key, args) = (self.keys.expiry(&tag), [if i == 0 { after_arg } else { "" }, limit_arg.as_str()]);
+                async move { self.run(&self.scripts.scan_shard, &key, &[], &tag, Change::at(now), &args).await }
+            })
+            .buffered(SCAN_AHEAD);
+        let mut page = Vec::new();
+        while let Some(reply) = shards.next().await {
+            let mut items = items(reply?)?.into_iter();
+            while let (Some(id), Some(fields)) = (items.next(), items.next()) {
+                page.push(live_session(&parse_id(id)?, Some(fields))?);
+                if page.len() == limit.get() as usize {
+                    return Ok(page);
+                }
+            }
+        }
+        Ok(page)
     }
 
     async fn delete_user(&self, user: &UserId, change: Change<'_>) -> Result<Vec<SessionId>, StoreError> {

@@ -66,6 +66,15 @@ local function packed(key)
   return table.concat(fields, '\0')
 end
 
+-- Whether string `a` sorts before `b` byte by byte: Lua's `<` follows the server's locale.
+local function bytes_before(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
 -- The metadata of the live session stored at `key`, or nil if it is missing or dead.
 local function live(key)
   local f = meta(key)
@@ -512,8 +521,7 @@ return out
 
 /// `KEYS[1]` the shard's expiry set; `ARGV[5..]` a prefix, the most users to return. Returns
 /// the distinct users of the shard's live sessions whose id starts with the prefix: the first
-/// `limit` in byte order if there are more (Lua's `<` follows the server's locale, so bytes are
-/// compared one by one).
+/// `limit` in byte order if there are more.
 const FIND_USERS: &str = r#"
 local prefix, limit, out, seen = ARGV[5], tonumber(ARGV[6]), {}, {}
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
@@ -524,14 +532,29 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
   end
 end
 if #out > limit then
-  table.sort(out, function(a, b)
-    for i = 1, math.min(#a, #b) do
-      local x, y = string.byte(a, i), string.byte(b, i)
-      if x ~= y then return x < y end
-    end
-    return #a < #b
-  end)
+  table.sort(out, bytes_before)
   for i = #out, limit + 1, -1 do out[i] = nil end
+end
+return out
+"#;
+
+/// `KEYS[1]` the shard's expiry set; `ARGV[5..]` the id to start after (`''`: from the first),
+/// the most sessions to return. Returns `{id, record, id, record, ...}` of the shard's live
+/// sessions after it, in byte order of their ids.
+const SCAN_SHARD: &str = r#"
+local after, limit, ids, out = ARGV[5], tonumber(ARGV[6]), {}, {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+  local id = string.sub(m, 1, ID_LEN)
+  if after == '' or bytes_before(after, id) then table.insert(ids, id) end
+end
+table.sort(ids, bytes_before)
+for _, id in ipairs(ids) do
+  if #out == 2 * limit then break end
+  local key = skey(id)
+  if live(key) then
+    table.insert(out, id)
+    table.insert(out, packed(key))
+  end
 end
 return out
 "#;
@@ -565,6 +588,7 @@ pub(crate) struct Scripts {
     pub(crate) delete_user: Script,
     pub(crate) purge: Script,
     pub(crate) find_users: Script,
+    pub(crate) scan_shard: Script,
     pub(crate) replace_service: Script,
     pub(crate) log: LogScripts,
 }
@@ -585,6 +609,7 @@ impl Scripts {
             delete_user: script(DELETE_USER),
             purge: script(&with_id_len(PURGE)),
             find_users: script(&with_id_len(FIND_USERS)),
+            scan_shard: script(&with_id_len(SCAN_SHARD)),
             replace_service: Script::new(REPLACE_SERVICE),
             log: LogScripts::new(max_events),
         }

@@ -636,6 +636,21 @@ impl SessionStore for SqlStore<MySql> {
         row::sessions(select.bind(i64::from(page.limit.get())).fetch_all(&self.pool).await.map_err(store_error)?)
     }
 
+    async fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: NonZeroU32,
+        now: Timestamp,
+    ) -> Result<Vec<Session>, StoreError> {
+        let select = sqlx::query_as(
+            "SELECT id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
+                    CAST(device AS CHAR) AS device, created_by, CAST(attributes AS CHAR) AS attributes, version
+             FROM sessions WHERE id > ? AND expires_at > ? ORDER BY id LIMIT ?",
+        );
+        let select = select.bind(after.map_or("", AsRef::as_ref)).bind(now.as_millis()).bind(i64::from(limit.get()));
+        row::sessions(select.fetch_all(&self.pool).await.map_err(store_error)?)
+    }
+
     async fn find_users(&self, prefix: &str, limit: NonZeroU32, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
         // `user_id` sorts byte by byte (`utf8mb4_bin`), so the prefix is a range of its index.
         let select = sqlx::query_as(

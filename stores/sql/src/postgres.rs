@@ -582,6 +582,21 @@ impl SessionStore for SqlStore<Postgres> {
         row::sessions(select.bind(i64::from(page.limit.get())).fetch_all(&self.pool).await.map_err(store_error)?)
     }
 
+    async fn scan(
+        &self,
+        after: Option<&SessionId>,
+        limit: NonZeroU32,
+        now: Timestamp,
+    ) -> Result<Vec<Session>, StoreError> {
+        let select = sqlx::query_as(
+            "SELECT id, user_id, created_at, last_access_at, idle_ttl_ms, absolute_expires_at, expires_at,
+                    device::text AS device, created_by, attributes::text AS attributes, version
+             FROM sessions WHERE id > $1 AND expires_at > $2 ORDER BY id LIMIT $3",
+        );
+        let select = select.bind(after.map_or("", AsRef::as_ref)).bind(now.as_millis()).bind(i64::from(limit.get()));
+        row::sessions(select.fetch_all(&self.pool).await.map_err(store_error)?)
+    }
+
     async fn find_users(&self, prefix: &str, limit: NonZeroU32, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
         // `user_id` sorts byte by byte (`COLLATE "C"`), so the prefix is a range of its index.
         let select = sqlx::query_as(
