@@ -678,17 +678,7 @@ impl SessionStore for MongoStore {
         if let Some(after) = after {
             filter.insert("_id", doc! { "$gt": after.as_ref() });
         }
-        let documents: Vec<Document> = self
-            .sessions
-            .find(filter)
-            .sort(doc! { "_id": 1 })
-            .limit(i64::from(limit.get()))
-            .await
-            .map_err(store_error)?
-            .try_collect()
-            .await
-            .map_err(store_error)?;
-        documents.iter().map(decode_session).collect()
+        first_by_id(&self.sessions, filter, limit).await?.iter().map(decode_session).collect()
     }
 
     async fn find_users(&self, prefix: &str, limit: NonZeroU32, now: Timestamp) -> Result<Vec<UserId>, StoreError> {
@@ -789,17 +779,7 @@ impl ServiceStore for MongoStore {
         limit: NonZeroU32,
     ) -> Result<Vec<ServiceRecord>, StoreError> {
         let filter = after.map_or_else(Document::new, |id| doc! { "_id": { "$gt": id.as_ref() } });
-        let all: Vec<Document> = self
-            .services
-            .find(filter)
-            .sort(doc! { "_id": 1 })
-            .limit(i64::from(limit.get()))
-            .await
-            .map_err(store_error)?
-            .try_collect()
-            .await
-            .map_err(store_error)?;
-        all.iter().map(decode_service).collect()
+        first_by_id(&self.services, filter, limit).await?.iter().map(decode_service).collect()
     }
 
     async fn update_service(&self, service: &ServiceRecord) -> Result<bool, StoreError> {
@@ -812,6 +792,16 @@ impl ServiceStore for MongoStore {
         let deleted = self.services.delete_one(doc! { "_id": id.as_ref() }).await.map_err(store_error)?;
         Ok(deleted.deleted_count == 1)
     }
+}
+
+/// The first `limit` documents of `collection` that `filter` keeps, in `_id` order: a page.
+async fn first_by_id(
+    collection: &Collection<Document>,
+    filter: Document,
+    limit: NonZeroU32,
+) -> Result<Vec<Document>, StoreError> {
+    let found = collection.find(filter).sort(doc! { "_id": 1 }).limit(i64::from(limit.get())).await;
+    found.map_err(store_error)?.try_collect().await.map_err(store_error)
 }
 
 #[cfg(test)]
