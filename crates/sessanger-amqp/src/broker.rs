@@ -10,6 +10,7 @@ use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sessanger_core::UserId;
+use sessanger_tls::LoadedTls;
 
 use crate::{BrokerOptions, EXCHANGE};
 
@@ -106,6 +107,19 @@ impl Rights {
     }
 }
 
+/// An HTTP client trusting `tls`'s CAs (else the system's), showing its certificate, and
+/// accepting any certificate if it is `insecure`.
+fn https_client(tls: &LoadedTls) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().danger_accept_invalid_certs(tls.insecure);
+    if let Some(ca) = &tls.ca_pem {
+        builder = builder.tls_certs_only(reqwest::Certificate::from_pem_bundle(ca)?);
+    }
+    if let Some(identity) = &tls.identity {
+        builder = builder.identity(reqwest::Identity::from_pem(&[&identity.cert_pem[..], &identity.key_pem].concat())?);
+    }
+    builder.build()
+}
+
 impl BrokerAdmin {
     /// A client of the API at `base` (`http://host:15672`) acting as `login`.
     pub fn new(base: impl Into<String>, login: impl Into<String>, password: impl Into<String>) -> Self {
@@ -113,10 +127,27 @@ impl BrokerAdmin {
         BrokerAdmin { http: reqwest::Client::new(), base, login: login.into(), password: password.into() }
     }
 
-    /// The session managers' own account on the management API of `options`.
+    /// The session managers' own account on the management API of `options`, over HTTPS as
+    /// its TLS options say for an `https://` API.
     pub fn from_options(options: &BrokerOptions) -> Result<Self, BrokerError> {
         let password = options.manager.password().map_err(BrokerError::Config)?;
-        Ok(BrokerAdmin::new(options.management_url(), &options.manager.login, password))
+        let tls = options.tls.load().map_err(|e| BrokerError::Config(format!("broker.tls: {e}")))?;
+        BrokerAdmin::with_tls(options.management_url(), &options.manager.login, password, &tls)
+    }
+
+    /// [`BrokerAdmin::new`] for an `https://` API: trusting `tls`'s CAs (else the system's),
+    /// showing its certificate, accepting any certificate if it is `insecure`.
+    ///
+    /// # Errors
+    /// PEM that the HTTP client cannot use.
+    pub fn with_tls(
+        base: impl Into<String>,
+        login: impl Into<String>,
+        password: impl Into<String>,
+        tls: &LoadedTls,
+    ) -> Result<Self, BrokerError> {
+        let http = https_client(tls).map_err(|e| BrokerError::Config(format!("broker.tls: {e}")))?;
+        Ok(BrokerAdmin { http, ..BrokerAdmin::new(base, login, password) })
     }
 
     /// Sends one request; `Ok(None)` for 404, the JSON body (or null) otherwise.

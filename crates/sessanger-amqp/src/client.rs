@@ -9,7 +9,7 @@ use std::{
 
 use futures::StreamExt;
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties,
+    BasicProperties, Channel, Connection,
     options::{BasicConsumeOptions, BasicPublishOptions},
     types::FieldTable,
     uri::AMQPUri,
@@ -17,6 +17,7 @@ use lapin::{
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 use sessanger_core::{SessionId, UserId, wire::SessionBody};
+use sessanger_tls::LoadedTls;
 use tokio::sync::oneshot;
 
 use crate::{
@@ -135,14 +136,16 @@ impl AmqpClient {
     /// routing table.
     pub async fn from_options(options: &BrokerOptions) -> Result<AmqpClient, ClientError> {
         let uri = options.client_uri().map_err(ClientError::Config)?;
+        let tls = options.loaded_tls().map_err(ClientError::Config)?;
         let routing = Routing::from_options(options).map_err(|e| ClientError::Config(e.to_string()))?;
-        AmqpClient::connect(uri, routing).await
+        AmqpClient::connect(uri, &tls, routing).await
     }
 
-    /// Connects to `uri` (the managers' vhost) and resolves users with `routing`.
-    pub async fn connect(uri: AMQPUri, routing: Routing) -> Result<AmqpClient, ClientError> {
+    /// Connects to `uri` (the managers' vhost; over TLS as `tls` says for `amqps://`) and
+    /// resolves users with `routing`.
+    pub async fn connect(uri: AMQPUri, tls: &LoadedTls, routing: Routing) -> Result<AmqpClient, ClientError> {
         let account = uri.authority.userinfo.username.clone();
-        let connection = Connection::connect_uri(uri, ConnectionProperties::default()).await?;
+        let connection = crate::connect::open(&uri, tls).await?;
         let channel = connection.create_channel().await?;
         // Direct reply-to demands a no-ack consumer on the very channel that publishes.
         let no_ack = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };

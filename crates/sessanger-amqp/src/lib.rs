@@ -34,6 +34,7 @@
 
 pub mod broker;
 pub mod client;
+pub mod connect;
 mod dedup;
 pub mod message;
 mod options;

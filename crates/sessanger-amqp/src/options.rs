@@ -7,6 +7,7 @@ use std::{
 };
 
 use lapin::uri::{AMQPUri, AMQPUserInfo};
+use sessanger_tls::{LoadedTls, TlsOptions};
 
 /// A broker account: a login, and its password where this process needs it. Debug hides the
 /// password.
@@ -85,6 +86,9 @@ pub struct BrokerOptions {
     pub keep_user: bool,
     /// Whether a user's vhost, and the messages in it, go with its last session.
     pub remove_vhost: bool,
+    /// For an `amqps://` URL and an `https://` management API: the CAs to trust instead of
+    /// the system's, the certificate to show a broker that asks for one.
+    pub tls: TlsOptions,
 }
 
 impl fmt::Debug for BrokerOptions {
@@ -95,7 +99,8 @@ impl fmt::Debug for BrokerOptions {
         out.field("admins", &self.admins).field("user_password", &user_password);
         out.field("routing_keys", &self.routing_keys).field("pam_service", &self.pam_service);
         out.field("management_url", &self.management_url);
-        out.field("keep_user", &self.keep_user).field("remove_vhost", &self.remove_vhost).finish()
+        out.field("keep_user", &self.keep_user).field("remove_vhost", &self.remove_vhost);
+        out.field("tls", &self.tls).finish()
     }
 }
 
@@ -123,7 +128,22 @@ impl BrokerOptions {
             management_url: None,
             keep_user: false,
             remove_vhost: false,
+            tls: TlsOptions::default(),
         }
+    }
+
+    /// [`tls`](Self::tls) with its files read and checked. `insecure` is refused for AMQP: the
+    /// AMQP client cannot skip verification; trust the broker's CA with `ca_file` instead.
+    ///
+    /// # Errors
+    /// A file that cannot be used, named; `insecure` with an `amqps://` URL.
+    pub fn loaded_tls(&self) -> Result<LoadedTls, String> {
+        if self.tls.insecure && self.url.trim().starts_with("amqps://") {
+            return Err("broker.tls.insecure: the AMQP client always verifies the broker's certificate; \
+                        give the broker's CA as broker.tls.ca_file"
+                .to_owned());
+        }
+        self.tls.load().map_err(|e| format!("broker.tls: {e}"))
     }
 
     /// The vhost requests travel in: named after the managers' account.
@@ -132,7 +152,8 @@ impl BrokerOptions {
     }
 
     /// The management API's base URL: `management_url` without a trailing `/`, else
-    /// RabbitMQ's default, port 15672 on the broker's host.
+    /// RabbitMQ's default on the broker's host: `http://…:15672`, or `https://…:15671` for an
+    /// `amqps://` broker.
     pub fn management_url(&self) -> String {
         if let Some(url) = &self.management_url {
             return url.trim_end_matches('/').to_owned();
@@ -145,7 +166,7 @@ impl BrokerOptions {
             Some((host, _)) if !host_port.ends_with(']') => host,
             _ => host_port,
         };
-        format!("http://{host}:15672")
+        if url.starts_with("amqps://") { format!("https://{host}:15671") } else { format!("http://{host}:15672") }
     }
 
     /// The AMQP URI of [`url`](Self::url) with `login`/`password` and `vhost` put in.
@@ -176,7 +197,7 @@ mod tests {
         let at = |url: &str| BrokerOptions::new(url, "s", "p").management_url();
         assert_eq!(at("amqp://rabbit:5672/tsup"), "http://rabbit:15672");
         assert_eq!(at("amqp://u:p@10.0.0.1"), "http://10.0.0.1:15672");
-        assert_eq!(at("amqps://[::1]:5671/vhost"), "http://[::1]:15672");
+        assert_eq!(at("amqps://[::1]:5671/vhost"), "https://[::1]:15671");
         let mut options = BrokerOptions::new("amqp://rabbit:5672", "s", "p");
         options.management_url = Some("https://mgmt.internal/".into());
         assert_eq!(options.management_url(), "https://mgmt.internal");

@@ -21,12 +21,13 @@ use std::{
 };
 
 use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+    BasicProperties, Channel, Confirmation, Connection, ExchangeKind,
     options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions},
     types::FieldTable,
     uri::AMQPUri,
 };
 use sessanger_core::{EventId, EventLog, RelayClaim, SessionManager, StoreError, Timestamp, wire::EventBody};
+use sessanger_tls::LoadedTls;
 use tokio::sync::broadcast;
 
 use crate::BrokerOptions;
@@ -51,6 +52,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 pub struct RelayOptions {
     /// The broker, with the managers' credentials and vhost.
     pub uri: AMQPUri,
+    /// TLS for an `amqps://` [`uri`](Self::uri).
+    pub tls: LoadedTls,
     /// This process's name in the lease: unique per process.
     pub holder: String,
     /// How long a lease lasts without renewal: how soon another process takes over from one
@@ -69,6 +72,7 @@ impl RelayOptions {
         getrandom::fill(&mut id).map_err(|e| e.to_string())?;
         Ok(RelayOptions {
             uri: options.manager_uri()?,
+            tls: options.loaded_tls()?,
             holder: id.iter().map(|b| format!("{b:02x}")).collect(),
             lease: Duration::from_secs(15),
             session_ids,
@@ -107,7 +111,7 @@ pub async fn relay(manager: SessionManager, options: RelayOptions, shutdown: imp
     loop {
         let connected = tokio::select! {
             () = &mut shutdown => return,
-            connected = connect(&options.uri) => connected,
+            connected = connect(&options.uri, &options.tls) => connected,
         };
         match connected {
             Ok((connection, channel)) => {
@@ -133,8 +137,8 @@ pub async fn relay(manager: SessionManager, options: RelayOptions, shutdown: imp
     }
 }
 
-async fn connect(uri: &AMQPUri) -> Result<(Connection, Channel), lapin::Error> {
-    let connection = Connection::connect_uri(uri.clone(), ConnectionProperties::default()).await?;
+async fn connect(uri: &AMQPUri, tls: &LoadedTls) -> Result<(Connection, Channel), lapin::Error> {
+    let connection = crate::connect::open(uri, tls).await?;
     let channel = connection.create_channel().await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
     let durable = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };

@@ -13,7 +13,7 @@ use std::{
 
 use futures::StreamExt;
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind,
+    BasicProperties, Channel, ExchangeKind,
     message::Delivery,
     options::{
         BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ExchangeDeclareOptions,
@@ -23,6 +23,7 @@ use lapin::{
     uri::AMQPUri,
 };
 use sessanger_core::{DeleteReason, Page, Session, SessionEvent, SessionId, SessionManager, UserId};
+use sessanger_tls::LoadedTls;
 use tokio::{
     sync::{OwnedMutexGuard, broadcast, watch},
     task::JoinSet,
@@ -310,6 +311,8 @@ impl Drop for Watcher {
 pub struct ServeOptions {
     /// The broker, with the manager's credentials and vhost.
     pub uri: AMQPUri,
+    /// TLS for an `amqps://` [`uri`](Self::uri).
+    pub tls: LoadedTls,
     /// How many requests are handled at once (AMQP prefetch).
     pub prefetch: u16,
     /// The longest wait between reconnection attempts; waits start at 100 ms and double.
@@ -319,7 +322,12 @@ pub struct ServeOptions {
 impl ServeOptions {
     /// Connects as the session managers' account to the vhost named after it.
     pub fn from_options(options: &BrokerOptions) -> Result<ServeOptions, String> {
-        Ok(ServeOptions { uri: options.manager_uri()?, prefetch: 64, max_backoff: Duration::from_secs(5) })
+        Ok(ServeOptions {
+            uri: options.manager_uri()?,
+            tls: options.loaded_tls()?,
+            prefetch: 64,
+            max_backoff: Duration::from_secs(5),
+        })
     }
 }
 
@@ -344,7 +352,7 @@ pub async fn serve(options: ServeOptions, responder: Arc<Responder>, shutdown: i
     let mut backoff = FIRST_BACKOFF;
     loop {
         let connect = async {
-            let connection = Connection::connect_uri(options.uri.clone(), ConnectionProperties::default()).await?;
+            let connection = crate::connect::open(&options.uri, &options.tls).await?;
             let channel = connection.create_channel().await?;
             channel.basic_qos(options.prefetch, BasicQosOptions::default()).await?;
             Ok::<_, lapin::Error>((connection, channel))

@@ -15,7 +15,7 @@ use std::{
 
 use futures::StreamExt;
 use lapin::{
-    BasicProperties, Connection, ConnectionProperties,
+    BasicProperties, Connection,
     options::{BasicConsumeOptions, BasicPublishOptions},
     types::FieldTable,
 };
@@ -83,7 +83,8 @@ impl World {
             .collect();
         config.pam_service = "sessanger-test".into();
         configure(&mut config);
-        let admin = BrokerAdmin::new(config.management_url(), ADMIN.0, ADMIN.1);
+        let tls = config.tls.load().unwrap();
+        let admin = BrokerAdmin::with_tls(config.management_url(), ADMIN.0, ADMIN.1, &tls).unwrap();
         admin
             .setup(&config)
             .await
@@ -124,7 +125,10 @@ impl World {
     /// A client on the managers' own account, an admin.
     async fn admin_client(&self) -> AmqpClient {
         let routing = Routing::from_options(&self.config).unwrap();
-        AmqpClient::connect(self.config.manager_uri().unwrap(), routing).await.expect("connecting as the managers")
+        let tls = self.config.loaded_tls().unwrap();
+        AmqpClient::connect(self.config.manager_uri().unwrap(), &tls, routing)
+            .await
+            .expect("connecting as the managers")
     }
 
     /// The live sessions of `name` on the first manager.
@@ -206,14 +210,46 @@ impl Drop for Stopped<'_> {
     }
 }
 
-/// Opens an AMQP connection as `login` to `vhost`.
+/// Opens an AMQP connection as `login` to `vhost` (over TLS for an `amqps://` broker).
 async fn connect_as(config: &BrokerOptions, login: &str, password: &str, vhost: &str) -> lapin::Result<Connection> {
     let uri = config.uri(login, password, vhost).unwrap();
-    Connection::connect_uri(uri, ConnectionProperties::default()).await
+    sessanger_amqp::connect::open(&uri, &config.loaded_tls().unwrap()).await
 }
 
 fn remote_code(error: &ClientError) -> Option<ReplyCode> {
     error.code()
+}
+
+/// The whole flow over TLS, against the listeners `scripts/amqp-setup` adds: the managers and
+/// the client on `amqps://127.0.0.1:5671`, users' accounts made through the management API on
+/// `https://127.0.0.1:15671`, the user's own connection, all trusting the test CA; a client
+/// trusting another CA is refused, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_managers_their_clients_and_users_work_over_tls() {
+    let tls = |config: &mut BrokerOptions| {
+        config.url = "amqps://127.0.0.1:5671".into();
+        config.tls = sessanger_testkit::tls::trusting("ca.crt");
+    };
+    let mut world = World::new(ONE_KEY, tls).await;
+    assert_eq!(world.config.management_url(), "https://127.0.0.1:15671");
+    world.start("sessanger1").await;
+    let client = world.client().await;
+    let login = client.login(&user("sysadm"), Some("sysadm"), Some("laptop".into())).await.unwrap();
+    assert_eq!(login.broker.vhost, "sysadm");
+    assert!(world.admin.user_exists("sysadm").await.unwrap(), "made through the HTTPS management API");
+    let own = connect_as(&world.config, "sysadm", "sysadm", "sysadm").await.expect("the user connects over TLS");
+    own.close(200, "done".into()).await.unwrap();
+
+    let mut distrusting = world.config.clone();
+    distrusting.tls = sessanger_testkit::tls::trusting("other-ca.crt");
+    let refused = AmqpClient::from_options(&distrusting).await.expect_err("a broker no trusted CA signed");
+    let message = sessanger_testkit::tls::error_chain(&refused);
+    assert!(message.contains("UnknownIssuer"), "{message}");
+    let mut insecure = world.config.clone();
+    insecure.tls.insecure = true;
+    let refused = AmqpClient::from_options(&insecure).await.expect_err("the AMQP client cannot skip verification");
+    assert!(format!("{refused}").contains("broker.tls.insecure"), "{refused}");
+    world.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

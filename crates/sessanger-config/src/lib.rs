@@ -273,6 +273,9 @@ pub struct BrokerConfig {
     /// (`remove_vhost`, default false: kept for the next login).
     #[serde(default)]
     pub remove_vhost: bool,
+    /// TLS to the broker (`tls`), for an `amqps://` URL and an `https://` management API.
+    #[serde(default)]
+    pub tls: TlsConfig,
 }
 
 fn default_pam_service() -> String {
@@ -450,7 +453,8 @@ impl Default for StoreConfig {
     }
 }
 
-/// `tls:` of a store: whom to trust and what to show when the connection is TLS.
+/// `tls:` of a store or of the broker: whom to trust and what to show when the connection is
+/// TLS.
 ///
 /// ```yaml
 /// store:

@@ -421,7 +421,7 @@ fn the_console_is_off_unless_enabled() {
 }
 
 #[test]
-fn store_tls_names_its_files_and_takes_a_certificate_only_with_its_key() {
+fn tls_names_its_files_and_takes_a_certificate_only_with_its_key() {
     let config = yaml(
         "store:\n  url: rediss+cluster://a:6380,b:6380\n  tls:\n    ca_file: /etc/ca.crt\n    cert_file: c.crt\n    key_file: c.key\n",
     )
@@ -433,6 +433,10 @@ fn store_tls_names_its_files_and_takes_a_certificate_only_with_its_key() {
     let half = error_text("store:\n  tls:\n    cert_file: c.crt\n");
     assert!(half.contains("store.tls") && half.contains("key_file"), "{half}");
     assert!(error_text("store: {tls: {ca: x}}").contains("ca"));
+    let broker = "broker: {url: 'amqps://r:5671', sessanger: {login: s, password: p}, tls: {ca_file: /etc/ca.crt}}";
+    assert_eq!(yaml(broker).unwrap().broker.unwrap().tls.ca_file.as_deref(), Some(Path::new("/etc/ca.crt")));
+    let half = error_text("broker: {url: 'amqps://r', sessanger: {login: s, password: p}, tls: {key_file: k}}");
+    assert!(half.contains("broker.tls"), "{half}");
 }
 
 #[test]

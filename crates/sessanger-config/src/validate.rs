@@ -61,6 +61,11 @@ pub(crate) fn check(config: &Config) -> Result<(), Failure> {
     if config.store.tls.cert_file.is_some() != config.store.tls.key_file.is_some() {
         return fail("store.tls", "a client certificate needs both cert_file and key_file".to_owned());
     }
+    if let Some(tls) = config.broker.as_ref().map(|broker| &broker.tls)
+        && tls.cert_file.is_some() != tls.key_file.is_some()
+    {
+        return fail("broker.tls", "a client certificate needs both cert_file and key_file".to_owned());
+    }
     if let Some(url) = &config.store.url {
         check_store_url(url)?;
     }

@@ -26,6 +26,7 @@ pub(crate) fn broker(file: &BrokerConfig) -> BrokerOptions {
     options.management_url = file.management_url.clone();
     options.keep_user = file.keep_user;
     options.remove_vhost = file.remove_vhost;
+    options.tls = tls(&file.tls);
     options
 }
 
