@@ -124,6 +124,8 @@ impl BrokerAdmin {
     /// A client of the API at `base` (`http://host:15672`) acting as `login`.
     pub fn new(base: impl Into<String>, login: impl Into<String>, password: impl Into<String>) -> Self {
         let base = base.into().trim_end_matches('/').to_owned();
+        // reqwest is built without a crypto provider of its own (it would bring a second).
+        sessanger_tls::install_crypto_provider();
         BrokerAdmin { http: reqwest::Client::new(), base, login: login.into(), password: password.into() }
     }
 

@@ -346,6 +346,8 @@ impl ClientBuilder {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(ClientError::InvalidUrl(self.base_url));
         }
+        // reqwest is built without a crypto provider of its own (it would bring a second).
+        sessanger_tls::install_crypto_provider();
         let mut http = reqwest::Client::builder()
             .timeout(self.timeout)
             .connect_timeout(self.connect_timeout)

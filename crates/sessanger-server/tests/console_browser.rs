@@ -112,8 +112,14 @@ async fn an_operator_finds_a_user_revokes_signs_out_and_registers_a_service() {
     let field = browser.wait().for_element(Locator::Id("new-token")).await.unwrap();
     let token = field.prop("value").await.unwrap().unwrap();
     screenshot(&browser, "console-services").await;
-    let answer =
-        reqwest::Client::new().get(format!("{url}/v1/users/frank/sessions")).bearer_auth(&token).send().await.unwrap();
+    let answer = sessanger_testkit::tls::http()
+        .build()
+        .unwrap()
+        .get(format!("{url}/v1/users/frank/sessions"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), reqwest::StatusCode::OK, "the new service's token works against /v1");
 
     // A read-only operator: the same pages, no buttons; a post forged in the page is refused.

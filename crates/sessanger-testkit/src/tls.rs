@@ -1,5 +1,5 @@
-//! What the TLS tests share: the certificates of `scripts/test-ca`, and errors as the binary
-//! prints them.
+//! What the TLS tests share: the certificates of `scripts/test-ca`, errors as the binary
+//! prints them, and HTTP clients on the workspace's one crypto provider.
 
 use std::path::PathBuf;
 
@@ -28,4 +28,11 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A builder of the HTTP clients tests talk to servers with: reqwest is built without a crypto
+/// provider of its own, so the process's (ring) is installed first.
+pub fn http() -> reqwest::ClientBuilder {
+    sessanger_tls::install_crypto_provider();
+    reqwest::Client::builder()
 }

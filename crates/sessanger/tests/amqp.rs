@@ -77,7 +77,9 @@ impl Drop for Running {
 }
 
 async fn api(method: reqwest::Method, path: &str) -> Option<Value> {
-    let response = reqwest::Client::new()
+    let response = sessanger_testkit::tls::http()
+        .build()
+        .unwrap()
         .request(method, format!("{API}/{path}"))
         .basic_auth("guest", Some("guest"))
         .send()

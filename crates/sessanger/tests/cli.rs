@@ -257,7 +257,7 @@ async fn native_api_flow(dir: &Path, args: &[&str]) {
     assert_eq!(admin.stats().await.unwrap().active_sessions, 0);
 
     // 401, 403, 404, 413 over the wire, all as JSON errors.
-    let http = reqwest::Client::new();
+    let http = sessanger_testkit::tls::http().build().unwrap();
     let anonymous = http.get(format!("{}/v1/stats", server.url)).send().await.unwrap();
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(anonymous.json::<Value>().await.unwrap()["error"]["code"], "unauthorized");
@@ -717,7 +717,9 @@ async fn listings_come_in_pages_on(store: &[&str]) {
     assert_eq!(services, ["admin", "svc-a", "svc-b"]);
 
     let bearer = format!("Bearer {}", admin_token(&dir));
-    let reply = reqwest::Client::new()
+    let reply = sessanger_testkit::tls::http()
+        .build()
+        .unwrap()
         .get(format!("{}/v1/users/paula/sessions?limit=1001", server.url))
         .header("Authorization", bearer)
         .send()
@@ -764,7 +766,7 @@ async fn the_console_of_one_node_streams_the_changes_made_through_another() {
     b_flags.push("--admin-console");
     let b = Server::start_with(&b_dir, &b_flags, &[]);
     let token = admin_token(&a_dir);
-    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let browser = sessanger_testkit::tls::http().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let cookie = console_sign_in(&browser, &b.url, &token).await;
     let mut stream =
         browser.get(format!("{}/admin/live/events", b.url)).header("cookie", &cookie).send().await.unwrap();
@@ -790,7 +792,7 @@ async fn the_console_of_one_node_streams_the_changes_made_through_another() {
 async fn the_admin_console_is_served_when_asked_for() {
     let (tmp, dir) = data_dir();
     let server = Server::start(&dir);
-    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let browser = sessanger_testkit::tls::http().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     assert_eq!(
         browser.get(format!("{}/admin/sign-in", server.url)).send().await.unwrap().status(),
         StatusCode::NOT_FOUND

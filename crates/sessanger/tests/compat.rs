@@ -20,7 +20,7 @@ async fn call(
     body: Option<&str>,
     headers: &[(&str, &str)],
 ) -> (StatusCode, Value) {
-    let mut request = reqwest::Client::new().request(method, format!("{}{path}", server.url));
+    let mut request = sessanger_testkit::tls::http().build().unwrap().request(method, format!("{}{path}", server.url));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -636,7 +636,7 @@ fn the_readme_compat_examples_work_as_printed() {
 async fn sessman_sets_its_cookie_and_reads_the_session_from_it() {
     let (_tmp, dir) = data_dir();
     let server = Server::start_with(&dir, &["--compat", "sessman"], &[]);
-    let http = reqwest::Client::new();
+    let http = sessanger_testkit::tls::http().build().unwrap();
     let created = http
         .post(format!("{}/sessman/new?userid=erin", server.url))
         .header("Content-Type", "text/javascript")

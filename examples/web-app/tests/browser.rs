@@ -160,7 +160,7 @@ async fn logout_invalidates_the_session_on_the_server() {
     browser.wait().for_element(Locator::Id("login")).await.unwrap();
 
     // Replay the old cookie outside the browser, as a thief who copied it would.
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = sessanger_testkit::tls::http().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let replay = http.get(app.url("/")).header("cookie", format!("sid={old}")).send().await.unwrap();
     assert!(replay.status().is_redirection(), "replaying a logged-out cookie gave {}", replay.status());
     assert_eq!(replay.headers()["location"], "/login");

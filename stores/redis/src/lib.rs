@@ -42,7 +42,7 @@
 //! | `load` | 1 | `HGETALL` |
 //! | `create`, `touch`, `patch`, `replace`, `rename`, `delete`, `list_user`, `delete_user` | 1 | one script each |
 //! | `count_active` | 4096, concurrent | `ZCOUNT` on the expiry set of every shard tag |
-//! | `scan` | one per shard visited, 16 in flight | a script per shard reading its expiry set's live entries, then the records after the cursor (for `sessanger export`) |
+//! | `scan` | one per shard visited, up to 16 at once | a script per shard reading its expiry set's live entries, then the records after the cursor (for `sessanger export`) |
 //! | `find_users` | 4096, concurrent | a script per shard tag reading its expiry set's live entries (an operator's search: O(live sessions)) |
 //! | `read_events`, `last_event_id` | 1 (2 for the latter); on a Cluster first the gathering of the shard logs this process wrote to, and of every shard once a second (4096 `XLEN`, concurrent) | `XRANGE`; a script reading the counter and `XINFO STREAM` |
 //! | `delete_expired` | 4096 + one per shard with due sessions, concurrent | `ZCOUNT` of due entries per shard, then a purge script on those shards, sharing `limit` |
@@ -182,9 +182,8 @@ const TAG_ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 /// How many per-shard calls `count_active` and `delete_expired` keep in flight at once.
 const FAN_OUT: usize = 512;
 
-/// How many shards `scan` reads ahead of the one it is returning: enough to hide the round
-/// trips over the many empty shards of a small store, few enough that a page that fills early
-/// wastes little.
+/// The most shards `scan` reads at once: enough to hide the round trips over the many empty
+/// shards of a small store.
 const SCAN_AHEAD: usize = 16;
 
 /// The prefix of every key the store writes: 1 to 64 printable characters without `{`, `}`
@@ -737,22 +736,34 @@ impl SessionStore for RedisStore {
         now: Timestamp,
     ) -> Result<Vec<Session>, StoreError> {
         // Shard by shard in the order of `all_tags`, each shard's sessions by id: the shard of
-        // `after` from after it, the later ones whole, a few shards in flight at once.
-        let first = after.map_or(0, |after| all_tags().position(|tag| tag == after.shard_tag()).unwrap_or(0));
-        let (after_arg, limit_arg) = (after.map_or("", AsRef::as_ref), limit.get().to_string());
-        let mut shards = stream::iter(all_tags().skip(first).enumerate())
-            .map(|(i, tag)| {
-                let (key, args) = (self.keys.expiry(&tag), [if i == 0 { after_arg } else { "" }, limit_arg.as_str()]);
-                async move { self.run(&self.scripts.scan_shard, &key, &[], &tag, Change::at(now), &args).await }
-            })
-            .buffered(SCAN_AHEAD);
-        let mut page = Vec::new();
-        while let Some(reply) = shards.next().await {
-            let mut items = items(reply?)?.into_iter();
-            while let (Some(id), Some(fields)) = (items.next(), items.next()) {
-                page.push(live_session(&parse_id(id)?, Some(fields))?);
-                if page.len() == limit.get() as usize {
-                    return Ok(page);
+        // `after` from after it, the later ones whole. Shards are read a wave at a time, as many
+        // as the page still needs at the sessions per shard met so far: a store of few sessions
+        // per shard reads `SCAN_AHEAD` at once, a full one little more than the page.
+        let tags: Vec<String> = match after {
+            Some(after) => all_tags().skip_while(|tag| tag != after.shard_tag()).collect(),
+            None => all_tags().collect(),
+        };
+        let after = after.map_or("", AsRef::as_ref);
+        let (mut page, mut read, mut met) = (Vec::new(), 0_usize, 0_usize);
+        while read < tags.len() {
+            let left = limit.get() as usize - page.len();
+            // Sessions per shard so far, plus one so that empty shards count as small ones.
+            let wave = met.checked_div(read).map_or(1, |per_shard| left.div_ceil(per_shard + 1).clamp(1, SCAN_AHEAD));
+            let left_arg = left.to_string();
+            let replies = futures::future::try_join_all(tags[read..(read + wave).min(tags.len())].iter().map(|tag| {
+                let (key, args) = (self.keys.expiry(tag), [if read == 0 { after } else { "" }, left_arg.as_str()]);
+                async move { self.run(&self.scripts.scan_shard, &key, &[], tag, Change::at(now), &args).await }
+            }))
+            .await?;
+            read += replies.len();
+            for reply in replies {
+                let mut items = items(reply)?.into_iter();
+                while let (Some(id), Some(fields)) = (items.next(), items.next()) {
+                    met += 1;
+                    page.push(live_session(&parse_id(id)?, Some(fields))?);
+                    if page.len() == limit.get() as usize {
+                        return Ok(page);
+                    }
                 }
             }
         }
