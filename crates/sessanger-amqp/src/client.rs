@@ -40,6 +40,16 @@ pub enum ClientError {
     /// The routing table names no manager for this user.
     #[error("no manager serves user `{0}`")]
     NoManager(UserId),
+    /// The broker could not be reached, or refused the connection (its certificate, the
+    /// account).
+    #[error("cannot connect to the broker at {broker}")]
+    Connect {
+        /// `scheme://host:port` of the broker.
+        broker: String,
+        /// What the AMQP client said.
+        #[source]
+        source: lapin::Error,
+    },
     /// The broker connection failed.
     #[error("broker connection failed")]
     Connection(#[from] lapin::Error),
@@ -145,7 +155,9 @@ impl AmqpClient {
     /// resolves users with `routing`.
     pub async fn connect(uri: AMQPUri, tls: &LoadedTls, routing: Routing) -> Result<AmqpClient, ClientError> {
         let account = uri.authority.userinfo.username.clone();
-        let connection = crate::connect::open(&uri, tls).await?;
+        let connection = crate::connect::open(&uri, tls)
+            .await
+            .map_err(|source| ClientError::Connect { broker: crate::connect::named(&uri), source })?;
         let channel = connection.create_channel().await?;
         // Direct reply-to demands a no-ack consumer on the very channel that publishes.
         let no_ack = BasicConsumeOptions { no_ack: true, ..BasicConsumeOptions::default() };

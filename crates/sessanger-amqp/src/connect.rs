@@ -19,3 +19,9 @@ pub async fn open(uri: &AMQPUri, tls: &LoadedTls) -> Result<Connection, lapin::E
     };
     uri.clone().connect_with_config(ConnectionProperties::default(), config, lapin::runtime::default_runtime()?).await
 }
+
+/// `scheme://host:port` of `uri`, for errors: no account, no vhost.
+pub(crate) fn named(uri: &AMQPUri) -> String {
+    let scheme = if matches!(uri.scheme, lapin::uri::AMQPScheme::AMQPS) { "amqps" } else { "amqp" };
+    format!("{scheme}://{}:{}", uri.authority.host, uri.authority.port)
+}

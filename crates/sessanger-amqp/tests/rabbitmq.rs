@@ -244,7 +244,16 @@ async fn the_managers_their_clients_and_users_work_over_tls() {
     distrusting.tls = sessanger_testkit::tls::trusting("other-ca.crt");
     let refused = AmqpClient::from_options(&distrusting).await.expect_err("a broker no trusted CA signed");
     let message = sessanger_testkit::tls::error_chain(&refused);
-    assert!(message.contains("UnknownIssuer"), "{message}");
+    assert!(message.contains("amqps://127.0.0.1:5671") && message.contains("UnknownIssuer"), "{message}");
+    // Plain AMQP to the TLS port fails at once, naming it.
+    let mut plaintext = world.config.clone();
+    plaintext.url = "amqp://127.0.0.1:5671".into();
+    let started = std::time::Instant::now();
+    let refused = AmqpClient::from_options(&plaintext).await.expect_err("plain AMQP to a TLS port");
+    let message = sessanger_testkit::tls::error_chain(&refused);
+    println!("{message} ({:?})", started.elapsed());
+    assert!(message.contains("amqp://127.0.0.1:5671"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
     let mut insecure = world.config.clone();
     insecure.tls.insecure = true;
     let refused = AmqpClient::from_options(&insecure).await.expect_err("the AMQP client cannot skip verification");
