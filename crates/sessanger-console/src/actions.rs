@@ -84,7 +84,7 @@ pub(crate) async fn session(
             Err(e) => return pages::unavailable(&e),
         },
     };
-    let sealed = |key: &str| console.sealed.as_ref().as_ref().is_some_and(|selection| selection.covers(key));
+    let sealed = |key: &str| console.sealed.as_ref().is_some_and(|selection| selection.covers(key));
     pages::session(&operator, &session, &sealed, history.as_ref().map(|(events, older)| (events.as_slice(), *older)))
 }
 

@@ -96,7 +96,7 @@ struct Console {
     manager: SessionManager,
     store: SessangerStore,
     failures: Arc<throttle::Failures>,
-    sealed: Arc<Option<Selection>>,
+    sealed: Option<Arc<Selection>>,
     stopping: watch::Receiver<bool>,
 }
 
@@ -126,7 +126,13 @@ pub fn router(manager: SessionManager, options: ConsoleOptions, stopping: watch:
         .route("/services/remove", post(actions::remove))
         .route("/static/console.css", get(|| async { asset("text/css", include_str!("../static/console.css")) }))
         .route("/static/console.js", get(|| async { asset("text/javascript", include_str!("../static/console.js")) }))
-        .with_state(Console { manager, store, failures: Arc::default(), sealed: Arc::new(options.sealed), stopping })
+        .with_state(Console {
+            manager,
+            store,
+            failures: Arc::default(),
+            sealed: options.sealed.map(Arc::new),
+            stopping,
+        })
         .layer(sessions)
         .layer(axum::middleware::map_response(protect))
 }

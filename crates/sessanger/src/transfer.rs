@@ -32,7 +32,7 @@ use std::{
 use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
-use sessanger_core::{Created, ServiceRecord, Session, Store, Timestamp, UserLimit};
+use sessanger_core::{Created, Page, ServiceRecord, Session, Store, Timestamp, UserLimit};
 use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::{
@@ -193,8 +193,8 @@ async fn write(store: &dyn Store, line: Line, tally: &Tally) -> anyhow::Result<(
 async fn all_services(store: &dyn Store) -> anyhow::Result<Vec<ServiceRecord>> {
     let mut all: Vec<ServiceRecord> = Vec::new();
     loop {
-        let page = store.list_services(all.last().map(|s| &s.id), sessanger_core::Page::MAX_LIMIT).await?;
-        let full = page.len() == sessanger_core::Page::MAX_LIMIT.get() as usize;
+        let page = store.list_services(all.last().map(|s| &s.id), Page::MAX_LIMIT).await?;
+        let full = Page::continues_after(&page, Page::MAX_LIMIT).is_some();
         all.extend(page);
         if !full {
             return Ok(all);
