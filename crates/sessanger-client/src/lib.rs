@@ -36,7 +36,7 @@ use sessanger_core::{
     Page, Patch, ServiceId, SessionId, UserId, Version,
     wire::{
         CreateService, CreateSession, CreatedService, Deleted, ErrorBody, Regenerated, ReplaceSession, ServiceBody,
-        ServiceList, SessionBody, SessionList, Stats, UpdateService,
+        ServiceList, SessionBody, SessionList, SessionScan, Stats, UpdateService,
     },
 };
 
@@ -232,6 +232,26 @@ impl Client {
         let mut path = format!("{}?limit={}", user_path(user), page.limit);
         if let Some(after) = &page.after {
             path.push_str(&format!("&cursor={after}"));
+        }
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    /// `GET /v1/sessions?limit=&cursor=&created_by=`: one page of every live session, or of
+    /// those `created_by` created; `next_cursor` is the `after` of the next. A filtered page
+    /// may hold fewer sessions than `limit`, even none, and still have a next.
+    pub async fn scan_sessions(
+        &self,
+        after: Option<&SessionId>,
+        limit: NonZeroU32,
+        created_by: Option<&ServiceId>,
+    ) -> Result<SessionScan, ClientError> {
+        // Session ids are base64url and service ids `a-z 0-9 - _`: nothing needs escaping.
+        let mut path = format!("/v1/sessions?limit={limit}");
+        if let Some(after) = after {
+            path.push_str(&format!("&cursor={after}"));
+        }
+        if let Some(service) = created_by {
+            path.push_str(&format!("&created_by={service}"));
         }
         self.send(self.request(Method::GET, &path)).await
     }

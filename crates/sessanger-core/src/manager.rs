@@ -705,6 +705,17 @@ impl SessionManager {
         Ok(self.shared.store.list_user(user, page, self.now()).await?)
     }
 
+    /// One page of every live session, after session `after`, in the store's own stable
+    /// order ([`SessionStore::scan`](crate::SessionStore::scan): for listing a whole app's
+    /// sessions and for tools, not per request).
+    pub async fn scan_sessions(
+        &self,
+        after: Option<&SessionId>,
+        limit: NonZeroU32,
+    ) -> Result<Vec<Session>, ManagerError> {
+        Ok(self.shared.store.scan(after, limit, self.now()).await?)
+    }
+
     /// The users with a live session whose id starts with `prefix`, in byte order, at most
     /// `limit` ([`SessionStore::find_users`](crate::SessionStore::find_users): for operators,
     /// not per request).

@@ -35,6 +35,7 @@ impl Version {
 
 /// Where a session was opened from. Every field is optional and free text.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Device {
     /// The client's own device identifier (back-session's `device_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

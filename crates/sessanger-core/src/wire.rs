@@ -19,10 +19,9 @@ pub struct SessionBody {
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub user_id: UserId,
     /// Where it was opened from.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub device: Device,
     /// The session's data.
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, serde_json::Value>))]
     pub attributes: Attributes,
     /// RFC 3339.
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -89,7 +88,7 @@ pub struct CreateSession {
     pub user_agent: Option<String>,
     /// Initial attributes.
     #[serde(default, skip_serializing_if = "Attributes::is_empty")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, serde_json::Value>))]
     pub attributes: Attributes,
     /// Idle lifetime for this session, in seconds, instead of the configured one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,11 +106,10 @@ pub struct CreateSession {
 pub struct ReplaceSession {
     /// Every attribute the session should hold afterwards.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, serde_json::Value>))]
     pub attributes: Attributes,
     /// The device; absent means no device information.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub device: Device,
     /// RFC 3339: a new absolute deadline, earlier or later than the current one (never past
     /// the server's maximum lifetime counted from the session's creation); absent keeps it.
@@ -149,6 +147,20 @@ pub struct SessionList {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub next_cursor: Option<crate::Position>,
+}
+
+/// `GET /v1/sessions`: one page of every live session (of one creator, if asked).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionScan {
+    /// The live sessions of the page, in the store's own order.
+    pub sessions: Vec<SessionBody>,
+    /// Where the next page starts (`?cursor=`); absent once every session was visited. A
+    /// page with a `created_by` filter may hold fewer sessions than asked, even none, and
+    /// still have a next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub next_cursor: Option<SessionId>,
 }
 
 /// `DELETE /v1/users/{user_id}/sessions`.

@@ -33,6 +33,7 @@ const BEARER: &str = "bearer";
     ),
     paths(
         sessions::create_session,
+        sessions::list_sessions,
         sessions::get_session,
         sessions::patch_attributes,
         sessions::replace_session,
@@ -117,6 +118,17 @@ impl Modify for Common {
         }
 
         for item in doc.paths.paths.values_mut() {
+            // A handler serving several methods (sessman's GET and POST) gives each the same
+            // id; OpenAPI wants one per operation, and code generators need it.
+            let methods = [("get", &mut item.get), ("post", &mut item.post)];
+            if let [(_, Some(get)), (_, Some(post))] = &methods
+                && get.operation_id.is_some()
+                && get.operation_id == post.operation_id
+            {
+                for (method, operation) in methods.into_iter().filter_map(|(m, o)| Some((m, o.as_mut()?))) {
+                    operation.operation_id = operation.operation_id.take().map(|id| format!("{id}_{method}"));
+                }
+            }
             let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
             // An operation without its own `security` inherits the bearer requirement; the
             // public ones say `security(())`.
@@ -126,5 +138,24 @@ impl Modify for Common {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    #[test]
+    fn every_operation_has_an_id_of_its_own() {
+        let doc = super::openapi();
+        let mut seen = HashSet::new();
+        for (path, item) in &doc.paths.paths {
+            let operations = [&item.get, &item.put, &item.post, &item.delete, &item.patch];
+            for operation in operations.into_iter().flatten() {
+                let id = operation.operation_id.clone().unwrap_or_else(|| panic!("{path}: an operation without an id"));
+                assert!(seen.insert(id.clone()), "{path}: operation id `{id}` is used twice");
+            }
+        }
+        assert!(seen.contains("sessman_read_get") && seen.contains("sessman_read_post"), "{seen:?}");
     }
 }

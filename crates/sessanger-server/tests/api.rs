@@ -535,6 +535,58 @@ async fn a_users_sessions_come_in_bounded_pages_that_cover_each_once() {
 }
 
 #[tokio::test]
+async fn every_session_or_one_creators_come_in_pages_that_cover_each_once() {
+    let api = Api::new().await;
+    for i in 0..150 {
+        api.create(json!({"user_id": format!("user-{}", i % 7)})).await;
+    }
+    let a = Some(api.admin.as_str());
+    for i in 0..30 {
+        let reply = api.call(Method::POST, "/v1/sessions", a, Some(json!({"user_id": format!("admin-{i}")}))).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    }
+    let pages = |filter: &'static str, limit: usize| {
+        let api = &api;
+        async move {
+            let (mut seen, mut cursor, mut pages) = (std::collections::HashSet::new(), None::<String>, 0);
+            loop {
+                let uri = match &cursor {
+                    None => format!("/v1/sessions?limit={limit}{filter}"),
+                    Some(c) => format!("/v1/sessions?limit={limit}{filter}&cursor={c}"),
+                };
+                let page = api.call(Method::GET, &uri, Some(&api.reader), None).await;
+                assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+                let sessions = page.json["sessions"].as_array().unwrap();
+                assert!(sessions.len() <= limit);
+                for session in sessions {
+                    assert!(seen.insert(id_of(session)), "a session listed twice");
+                }
+                pages += 1;
+                match page.json["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => return (seen, pages),
+                }
+            }
+        }
+    };
+    let (all, _) = pages("", 64).await;
+    assert_eq!(all.len(), 180);
+    let (written, _) = pages("&created_by=writer", 64).await;
+    assert_eq!(written.len(), 150, "only the writer's");
+    // Pages of a filter may hold fewer than asked (a request reads a bounded part of the store).
+    let (by_admin, _) = pages("&created_by=admin", 10).await;
+    assert_eq!(by_admin.len(), 30);
+    assert!(by_admin.is_disjoint(&written));
+    let (none, _) = pages("&created_by=nobody", 100).await;
+    assert!(none.is_empty());
+    for bad in ["limit=0", "limit=1001", "cursor=nope", "created_by=Not%20A%20Service"] {
+        api.call(Method::GET, &format!("/v1/sessions?{bad}"), Some(&api.reader), None)
+            .await
+            .assert_error(400, "invalid_request");
+    }
+}
+
+#[tokio::test]
 async fn services_come_in_pages_ordered_by_id() {
     let api = Api::new().await;
     let a = Some(api.admin.as_str());

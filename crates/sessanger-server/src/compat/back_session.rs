@@ -74,7 +74,7 @@ const SHOWN: [&str; 7] =
 
 /// Creates a session: 200 `{"session_id"}`, or 400 without a `user_id`.
 #[utoipa::path(
-    post, path = "/a01/session", tag = "back-session (compat)", security((), ("bearer" = [])),
+    post, path = "/a01/session", tag = "back-session (compat)", operation_id = "back_session_create", security((), ("bearer" = [])),
     request_body(content = Object, description = "`user_id` (required), `device_id`, `auth_code`, `access_token`, `refresh_token`, `user_email`, `exiration_time`; any Content-Type"),
     responses((status = 200, description = "`{\"session_id\"}`", body = Object), (status = 400, description = "`invalid_request`: no `user_id`", body = ErrorBody)),
 )]
@@ -146,7 +146,7 @@ fn field(session: &Session, key: &str) -> String {
 
 /// Reads a session: 200 with its attributes, 404 when unknown.
 #[utoipa::path(
-    get, path = "/a01/session/{id}", tag = "back-session (compat)", security((), ("bearer" = [])),
+    get, path = "/a01/session/{id}", tag = "back-session (compat)", operation_id = "back_session_read", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "The session id")),
     responses((status = 200, description = "Every field as text: `user_id`, `device_id`, the tokens, `user_email`, and any other attribute", body = Object), (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody)),
 )]
@@ -185,7 +185,7 @@ pub(crate) struct UpdateBody {
 
 /// `PATCH /a01/session`, the original's update: the session is named in the body.
 #[utoipa::path(
-    patch, path = "/a01/session", tag = "back-session (compat)", security((), ("bearer" = [])),
+    patch, path = "/a01/session", tag = "back-session (compat)", operation_id = "back_session_update_named_in_body", security((), ("bearer" = [])),
     request_body(content = Object, description = "`{\"session_id\": …, \"session_attributes\": {\"key\": \"text\", …}}`; any key is kept"),
     responses((status = 200, description = "The keys set, read back", body = Object), (status = 400, description = "`invalid_request`: no session id or attributes, an unknown session, a wrong `user_id`", body = ErrorBody), (status = 413, description = "`session_too_large`: the session would pass its cap", body = ErrorBody), (status = 422, description = "`invalid_request`: the body cannot be decoded", body = ErrorBody)),
 )]
@@ -203,7 +203,7 @@ pub(crate) async fn update_named_in_body(
 
 /// `PATCH /a01/session/{id}`, as the README documents the update.
 #[utoipa::path(
-    patch, path = "/a01/session/{id}", tag = "back-session (compat)", security((), ("bearer" = [])),
+    patch, path = "/a01/session/{id}", tag = "back-session (compat)", operation_id = "back_session_update_at_path", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "The session id")),
     request_body(content = Object, description = "`{\"session_attributes\": {\"key\": \"text\", …}}`; any key is kept"),
     responses((status = 200, description = "The keys set, read back", body = Object), (status = 400, description = "`invalid_request`", body = ErrorBody), (status = 413, description = "`session_too_large`: the session would pass its cap", body = ErrorBody), (status = 422, description = "`invalid_request`: the body cannot be decoded", body = ErrorBody)),
@@ -289,7 +289,7 @@ async fn update(
 
 /// Deletes a session: 200, or 404 when unknown.
 #[utoipa::path(
-    delete, path = "/a01/session/{id}", tag = "back-session (compat)", security((), ("bearer" = [])),
+    delete, path = "/a01/session/{id}", tag = "back-session (compat)", operation_id = "back_session_remove", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "The session id")),
     responses((status = 200, description = "`{\"session_id\"}`", body = Object), (status = 404, description = "`session_not_found`, or `invalid_session_id`", body = ErrorBody)),
 )]
@@ -351,7 +351,7 @@ fn queried_user(query: Result<Query<UserQuery>, QueryRejection>) -> Result<UserI
 
 /// `GET /a01/session/user/{user_id}`: the user's sessions.
 #[utoipa::path(
-    get, path = "/a01/session/user/{user_id}", tag = "back-session (compat)", security((), ("bearer" = [])),
+    get, path = "/a01/session/user/{user_id}", tag = "back-session (compat)", operation_id = "back_session_list_user", security((), ("bearer" = [])),
     params(("user_id" = String, Path, description = "The user")),
     responses((status = 200, description = "Session id → `{create_date, device_id, update_date}`", body = Object)),
 )]
@@ -365,7 +365,7 @@ pub(crate) async fn list_user(
 
 /// `GET /a01/session?user_id=`, as the README's table has it.
 #[utoipa::path(
-    get, path = "/a01/session", tag = "back-session (compat)", security((), ("bearer" = [])),
+    get, path = "/a01/session", tag = "back-session (compat)", operation_id = "back_session_list_by_query", security((), ("bearer" = [])),
     params(("user_id" = String, Query, description = "The user")),
     responses((status = 200, description = "Session id → `{create_date, device_id, update_date}`", body = Object), (status = 400, description = "`invalid_request`: no `user_id`", body = ErrorBody)),
 )]
@@ -380,7 +380,7 @@ pub(crate) async fn list_by_query(
 
 /// `DELETE /a01/session/user/{user_id}`: signs the user out everywhere.
 #[utoipa::path(
-    delete, path = "/a01/session/user/{user_id}", tag = "back-session (compat)", security((), ("bearer" = [])),
+    delete, path = "/a01/session/user/{user_id}", tag = "back-session (compat)", operation_id = "back_session_revoke_user", security((), ("bearer" = [])),
     params(("user_id" = String, Path, description = "The user")),
     responses((status = 200, description = "`{\"deleted\": n}`", body = Object)),
 )]
@@ -395,7 +395,7 @@ pub(crate) async fn revoke_user(
 
 /// `DELETE /a01/session?user_id=`, as the README's table has it.
 #[utoipa::path(
-    delete, path = "/a01/session", tag = "back-session (compat)", security((), ("bearer" = [])),
+    delete, path = "/a01/session", tag = "back-session (compat)", operation_id = "back_session_revoke_by_query", security((), ("bearer" = [])),
     params(("user_id" = String, Query, description = "The user")),
     responses((status = 200, description = "`{\"deleted\": n}`", body = Object), (status = 400, description = "`invalid_request`: no `user_id`", body = ErrorBody)),
 )]

@@ -157,7 +157,7 @@ impl From<Session> for Reply {
 
 /// Creates a session with `data` for the user; sets the `PS_SESSID` cookie.
 #[utoipa::path(
-    method(get, post), path = "/sessman/new", tag = "sessman (compat)", security((), ("bearer" = [])),
+    method(get, post), path = "/sessman/new", tag = "sessman (compat)", operation_id = "sessman_new", security((), ("bearer" = [])),
     params(("userid" = Option<String>, Query, description = "The user (also `user`, `user_id`); default `PS_USER`"), ("data" = Option<String>, Query, description = "The session's data as JSON text (or `data` in the body)")),
     request_body(content = Object, description = "`{\"userid\": …, \"data\": {…}}`; any Content-Type"),
     responses((status = 200, description = "`{\"session_id\", \"data\"}`; `Set-Cookie: PS_SESSID` for `session_ttl`", body = Object), (status = 400, description = "`{\"error\": \"…\"}`: a malformed parameter", body = Object), (status = 403, description = "`{\"error\": \"…\"}`: a wrong API key, or the service lacks `write`", body = Object)),
@@ -176,7 +176,7 @@ pub(crate) async fn new(State(state): State<AppState>, params: Params) -> Result
 
 /// Replaces the session's data and renews its lifetime.
 #[utoipa::path(
-    method(get, post), path = "/sessman/update", tag = "sessman (compat)", security((), ("bearer" = [])),
+    method(get, post), path = "/sessman/update", tag = "sessman (compat)", operation_id = "sessman_update", security((), ("bearer" = [])),
     params(("session_id" = Option<String>, Query, description = "The session (also `sessionid`, else the `PS_SESSID` cookie)"), ("data" = Option<String>, Query, description = "The new data as JSON text (or `data` in the body)")),
     request_body(content = Object, description = "`{\"session_id\": …, \"data\": {…}}`; any Content-Type"),
     responses((status = 200, description = "`{\"session_id\", \"data\"}`", body = Object), (status = 400, description = "`{\"error\": \"…\"}`: no or a malformed session id", body = Object), (status = 404, description = "`{\"error\": \"session not found\"}`", body = Object)),
@@ -191,7 +191,7 @@ pub(crate) async fn update(State(state): State<AppState>, params: Params) -> Res
 }
 
 #[utoipa::path(
-    method(get, post), path = "/sessman/get", tag = "sessman (compat)", security((), ("bearer" = [])),
+    method(get, post), path = "/sessman/get", tag = "sessman (compat)", operation_id = "sessman_read", security((), ("bearer" = [])),
     params(("session_id" = Option<String>, Query, description = "The session (also `sessionid`, else the `PS_SESSID` cookie)"), ("userid" = Option<String>, Query, description = "If sent, the session must be this user's")),
     responses((status = 200, description = "`{\"session_id\", \"data\"}`", body = Object), (status = 404, description = "`{\"error\": \"session not found\"}`: unknown, or another user's", body = Object)),
 )]

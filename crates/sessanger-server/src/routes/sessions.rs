@@ -4,15 +4,15 @@ use std::{borrow::Cow, time::Duration};
 
 use axum::{
     Json, Router,
-    extract::State,
+    extract::{Query, State, rejection::QueryRejection},
     http::{StatusCode, header},
     response::IntoResponse,
     routing::{get, patch, post},
 };
 use serde::Deserialize;
 use sessanger_core::{
-    Device, NewSession, Patch, SessionId,
-    wire::{CreateSession, ErrorBody, Regenerated, ReplaceSession, SessionBody, Stats},
+    Device, NewSession, Patch, ServiceId, SessionId,
+    wire::{CreateSession, ErrorBody, Regenerated, ReplaceSession, SessionBody, SessionScan, Stats},
 };
 use utoipa::{
     PartialSchema, ToSchema,
@@ -27,13 +27,13 @@ use crate::{
     auth::{Caller, Read, Write},
     conditional::{IfMatch, IfNoneMatch},
     error::ApiError,
-    extract::{JsonBody, PathId, Prefer},
+    extract::{JsonBody, Listing, PathId, Prefer},
     reply::{SessionReply, SharedAnswers, etag},
 };
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/sessions", post(create_session))
+        .route("/v1/sessions", post(create_session).get(list_sessions))
         .route("/v1/sessions/{id}", get(get_session).put(replace_session).delete(delete_session))
         .route("/v1/sessions/{id}/attributes", patch(patch_attributes))
         .route("/v1/sessions/{id}/refresh", post(refresh_session))
@@ -81,6 +81,66 @@ pub(crate) async fn create_session(
     Ok(SessionReply::created(session).reusing(answers))
 }
 
+/// The most store pages one `GET /v1/sessions` reads looking for sessions of the asked
+/// creator: a request's work stays bounded however few sessions match.
+const SCAN_PAGES: usize = 8;
+
+/// The query of `GET /v1/sessions` beside `limit` and `cursor`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ScanQuery {
+    created_by: Option<String>,
+}
+
+/// List every live session, a page at a time, in the store's own order; with `created_by`,
+/// only those that service created (an app's own sessions, as an express-session store's
+/// `all` lists them). For tools and rare listings, not per request: on Redis a page also
+/// reads the live entries of the shards it visits.
+#[utoipa::path(
+    get, path = "/v1/sessions", tag = "sessions",
+    params(
+        ("limit" = Option<u32>, Query, description = "The most sessions in the page: 1 to 1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before; absent for the first"),
+        ("created_by" = Option<String>, Query, description = "Only the sessions this service created"),
+    ),
+    responses(
+        (status = 200, description = "One page of sessions, and where the next starts", body = SessionScan),
+        (status = 400, description = "`invalid_request`: not a valid limit, cursor or service id", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list_sessions(
+    caller: Caller<Read>,
+    Listing { after, limit }: Listing<SessionId>,
+    query: Result<Query<ScanQuery>, QueryRejection>,
+) -> Result<Json<SessionScan>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
+    let creator = query
+        .created_by
+        .map(|id| id.parse::<ServiceId>())
+        .transpose()
+        .map_err(|e| ApiError::InvalidRequest(format!("created_by: {e}")))?;
+    let wanted = limit.get() as usize;
+    let (mut sessions, mut cursor) = (Vec::new(), after);
+    for _ in 0..SCAN_PAGES {
+        let page = caller.manager.scan_sessions(cursor.as_ref(), limit).await?;
+        let complete = page.len() < wanted;
+        cursor = page.last().map(|s| s.id.clone()).or(cursor);
+        for session in page {
+            if creator.as_ref().is_none_or(|c| session.created_by.as_ref() == Some(c)) {
+                let id = session.id.clone();
+                sessions.push(SessionBody::from(session));
+                if sessions.len() == wanted {
+                    // The page is full here: the next one starts after this session.
+                    return Ok(Json(SessionScan { sessions, next_cursor: Some(id) }));
+                }
+            }
+        }
+        if complete {
+            return Ok(Json(SessionScan { sessions, next_cursor: None }));
+        }
+    }
+    Ok(Json(SessionScan { sessions, next_cursor: cursor }))
+}
+
 /// Read a session.
 #[utoipa::path(
     get, path = "/v1/sessions/{id}", tag = "sessions",
@@ -125,7 +185,12 @@ impl PartialSchema for PatchBody {
             .description(Some(
                 "Attribute changes, applied in one atomic step; a key may appear in only one of the three.",
             ))
-            .property("set", ObjectBuilder::new().description(Some("Keys to set, with their new values.")))
+            .property(
+                "set",
+                ObjectBuilder::new()
+                    .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(true)))
+                    .description(Some("Keys to set, with their new values (any JSON).")),
+            )
             .property("remove", keys.description(Some("Keys to remove; absent keys are ignored.")))
             .property("incr", integers.description(Some("Integers to add; an absent key counts from 0.")))
             .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
