@@ -101,6 +101,14 @@ mod tests {
         }
     }
 
+    /// The same vector is in `clients/typescript/test/express.test.ts`: an Express app and an
+    /// axum app must read one cookie as one session.
+    #[test]
+    fn a_cookie_names_the_session_the_typescript_store_names() {
+        let cookie: Id = "AAECAwQFBgcICQoLDA0ODw".parse().unwrap();
+        assert_eq!(session_id_of(&cookie).as_ref(), "DwFSVumkvBJpBexbDEu9yHoNfvpRl5MOhM6wytyReSZ");
+    }
+
     #[test]
     fn every_twelve_bit_tag_survives_the_round_trip() {
         for bits in 0..4096u16 {

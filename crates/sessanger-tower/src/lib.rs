@@ -47,6 +47,8 @@
 //!   everywhere.
 //! - `options.rs`: [`SessionOptions`], beego's cookie and lifetime options as a
 //!   tower-sessions `SessionManagerLayer`.
+//! - `express.rs`: [`ExpressSignatureLayer`], the cookie signed as express-session signs it,
+//!   so an Express app on `sessanger/express` (the TypeScript package) shares the sessions.
 //!
 //! # Use sessanger from an axum app
 //! ```no_run
@@ -100,12 +102,14 @@
 //! }
 //! ```
 
+mod express;
 mod ids;
 mod login;
 mod options;
 mod store;
 mod upstream;
 
+pub use express::{ExpressSignature, ExpressSignatureLayer};
 pub use ids::{ANONYMOUS_PREFIX, session_id_of};
 pub use login::SignOutError;
 pub use options::SessionOptions;

@@ -66,10 +66,13 @@ struct AppState<U: Upstream> {
     users: Users,
 }
 
-/// The whole app: pages, and sessions in `store` (in process or remote) under a cookie named
-/// `sid`. `secure` makes the cookie HTTPS-only; turn it off only to serve plain HTTP.
+/// The session cookie's name (the Express example's too, so the two can share it).
+pub const COOKIE_NAME: &str = "sid";
+
+/// The whole app: pages, and sessions in `store` (in process or remote) under the cookie
+/// [`COOKIE_NAME`]. `secure` makes the cookie HTTPS-only; turn it off only to serve plain HTTP.
 pub fn app<U: Upstream>(store: SessangerStore<U>, users: Users, secure: bool) -> Router {
-    let layer = SessionOptions::new().with_secure(secure).layer(store.clone());
+    let layer = SessionOptions::new().with_cookie_name(COOKIE_NAME).with_secure(secure).layer(store.clone());
     Router::new()
         .route("/", get(home::<U>))
         .route("/login", get(login_form).post(login::<U>))

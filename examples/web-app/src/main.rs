@@ -4,11 +4,11 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
-use example_web_app::{Users, app};
+use example_web_app::{COOKIE_NAME, Users, app};
 use sessanger_client::Client;
 use sessanger_core::SessionManager;
 use sessanger_store_embedded::EmbeddedStore;
-use sessanger_tower::SessangerStore;
+use sessanger_tower::{ExpressSignatureLayer, SessangerStore};
 
 /// An axum app keeping its sessions in sessanger.
 #[derive(Debug, Parser)]
@@ -33,6 +33,10 @@ struct Args {
     /// Send the session cookie over HTTPS only (serve behind TLS).
     #[arg(long)]
     secure: bool,
+    /// Sign the session cookie as express-session does, with this secret, so the Express
+    /// example (`examples/express-app`) run with the same secret shares its sessions.
+    #[arg(long, env = "SESSION_SECRET", hide_env_values = true)]
+    express_secret: Option<String>,
 }
 
 #[tokio::main]
@@ -58,6 +62,10 @@ async fn main() -> anyhow::Result<()> {
             let reaper = manager.spawn_reaper(Duration::from_secs(60));
             (app(SessangerStore::new(manager), users, args.secure), Some(reaper))
         }
+    };
+    let router = match &args.express_secret {
+        Some(secret) => router.layer(ExpressSignatureLayer::new(COOKIE_NAME, secret)),
+        None => router,
     };
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
