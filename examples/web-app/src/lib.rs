@@ -13,6 +13,10 @@
 //! cargo run -p example-web-app -- --remote http://127.0.0.1:8090 --token 'web.…'
 //! ```
 //!
+//! `examples/express-app` is this app written for Express on the TypeScript package's
+//! express-session store; run with `--express-secret` and the same secret, the two share
+//! their users' sessions (the cookie is signed as express-session signs it).
+//!
 //! # Layout
 //! - `lib.rs`: [`app`], the router (tests drive it without a socket), its pages and the
 //!   [`Users`] fixture.
