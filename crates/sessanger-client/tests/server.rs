@@ -65,6 +65,32 @@ async fn a_created_session_is_read_changed_and_listed_under_its_user() {
 }
 
 #[tokio::test]
+async fn every_session_or_one_creators_is_paged_through() {
+    let client = client().await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        created.push(client.create_session(&new_session(&format!("user-{i}"))).await.unwrap().session_id);
+    }
+    let (two, web) = (std::num::NonZeroU32::new(2).unwrap(), "web".parse().unwrap());
+    let mut listed = Vec::new();
+    let mut after = None;
+    loop {
+        let page = client.scan_sessions(after.as_ref(), two, Some(&web)).await.unwrap();
+        assert!(page.sessions.len() <= 2);
+        listed.extend(page.sessions.into_iter().map(|s| s.session_id));
+        match page.next_cursor {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    listed.sort();
+    created.sort();
+    assert_eq!(listed, created, "every session once");
+    let nobody = client.scan_sessions(None, two, Some(&"nobody".parse().unwrap())).await.unwrap();
+    assert!(nobody.sessions.is_empty() && nobody.next_cursor.is_none());
+}
+
+#[tokio::test]
 async fn an_unknown_session_is_a_typed_not_found() {
     let error = client().await.get_session(&SessionId::generate()).await.unwrap_err();
     assert_eq!(error.code(), Some(ErrorCode::SessionNotFound));
