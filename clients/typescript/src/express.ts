@@ -6,15 +6,16 @@
  * import { Client } from "sessanger";
  * import { SessangerStore } from "sessanger/express";
  *
- * const store = new SessangerStore({ client: new Client({ baseUrl, token }) });
- * app.use(session({ store, genid: store.genid, secret, resave: false, saveUninitialized: false }));
+ * const store = new SessangerStore({ client: new Client({ baseUrl, token }) }); // was: new RedisStore({ client })
+ * app.use(session({ store, secret, resave: false, saveUninitialized: false }));
  * ```
  *
  * Beyond what connect-redis offers, every session is indexed by its user: log in with
  * {@link SessangerStore.logIn}, list a user's devices with {@link SessangerStore.listUserSessions},
  * sign out everywhere with {@link SessangerStore.signOutEverywhere}; and every other service
- * sees the same sessions through `/v1`. Cookie ids and session ids are those of
- * `sessanger-tower` (see `ids.ts`): an axum app on the same site reads the same session.
+ * sees the same sessions through `/v1`. A logged-in session's cookie id, and with
+ * `genid: store.genid` every session's, is one `sessanger-tower` makes too (see `ids.ts`): an
+ * axum app on the same site reads it as the same session.
  */
 
 import type { Request } from "express";
@@ -61,14 +62,15 @@ export interface StoreOptions {
 
 /**
  * An `express-session` store over sessanger: `get`, `set`, `destroy`, `touch`, `all`,
- * `length` and `clear`, with `genid` to pass to `session()`.
+ * `length` and `clear`, and an optional `genid` for `session()`.
  *
  * - **Lifetime**: as connect-redis keeps it, a session lives on the server until its cookie's
  *   `expires` (or `ttl` for a cookie without one), renewed by each `set` and `touch`; never past
  *   the server's absolute lifetime.
- * - **No resurrection**: `set` creates a session only under an id `genid` minted in this
- *   process in the last ten minutes; a session deleted meanwhile (logout elsewhere, sign out
- *   everywhere, expiry) is not brought back by a request that was in flight.
+ * - **No resurrection**: `set` creates a session only under an id express-session generated
+ *   for a new session in this process in the last ten minutes; a session deleted meanwhile
+ *   (logout elsewhere, sign out everywhere, expiry) is not brought back by a request that was
+ *   in flight.
  * - **Users**: the data key `userAttribute` is the session's sessanger user; a session
  *   without it belongs to an anonymous user of its own. A session never changes user under
  *   the same id: log in with {@link logIn}, which regenerates the id first.
@@ -81,8 +83,10 @@ export class SessangerStore extends session.Store {
   readonly ttl: number;
   /** Logins in progress: the user whose shard the next id of this request must land on. */
   readonly #loggingIn = new WeakMap<object, string>();
-  /** Ids minted here and not yet stored, with when, oldest first. */
+  /** Ids generated here and not yet stored, with when, oldest first. */
   readonly #fresh = new Map<string, number>();
+  /** express-session's own `generate`, which `session()` hands the store. */
+  #generate: ((req: Request) => void) | undefined;
 
   constructor(options: StoreOptions) {
     super();
@@ -91,18 +95,51 @@ export class SessangerStore extends session.Store {
     this.ttl = options.ttl ?? 86_400;
   }
 
-  /** Pass as `session({ genid: store.genid })`: ids whose sessions land on their user's shard. */
+  /**
+   * Optional, as `session({ genid: store.genid })`: ids an axum app with `sessanger-tower`
+   * reads too, so even sessions nobody has logged in to yet are shared. Without it,
+   * express-session's own ids serve anonymous sessions and {@link logIn} moves a session to an
+   * id of this kind.
+   */
   readonly genid = (req: Request): string => {
     const user = this.#loggingIn.get(req);
-    const id = user === undefined ? mintAnonymousCookieId() : mintCookieId(shardTag(user));
-    const now = Date.now();
-    for (const [old, at] of this.#fresh) {
-      if (at > now - FRESH_FOR_MS && this.#fresh.size < MOST_FRESH) break;
-      this.#fresh.delete(old);
-    }
-    this.#fresh.set(id, now);
-    return id;
+    return user === undefined ? mintAnonymousCookieId() : mintCookieId(shardTag(user));
   };
+
+  /**
+   * express-session's `session()` gives its store a `generate` (a new id, session and cookie
+   * for a request), called for each new session and by `regenerate`. The store wraps it: the
+   * ids it makes are the only ones `set` may create a session under, and during a login the new
+   * id must land on the user's shard.
+   */
+  set generate(generate: (req: Request) => void) {
+    this.#generate = generate;
+  }
+
+  get generate(): (req: Request) => void {
+    return (req) => {
+      if (this.#generate === undefined) throw new Error("SessangerStore is used outside express-session's session()");
+      this.#generate(req);
+      const user = this.#loggingIn.get(req);
+      if (user !== undefined && sessionIdOf(req.sessionID).slice(0, 2) !== shardTag(user)) {
+        // express-session's own id: replaced by one of ours, on the user's shard, with the
+        // cookie express-session just made (the way it inflates a session read from a store).
+        req.sessionID = mintCookieId(shardTag(user));
+        this.createSession(req, { cookie: JSON.parse(JSON.stringify(req.session.cookie)) as session.Cookie });
+      }
+      this.#fresh.set(req.sessionID, Date.now());
+      this.#forgetOldFresh();
+    };
+  }
+
+  /** Drops the fresh ids past their time, or past the most kept. */
+  #forgetOldFresh(): void {
+    const since = Date.now() - FRESH_FOR_MS;
+    for (const [id, at] of this.#fresh) {
+      if (at > since && this.#fresh.size <= MOST_FRESH) break;
+      this.#fresh.delete(id);
+    }
+  }
 
   override get(sid: string, callback: Callback<SessionData | null>): void {
     settle(this.#get(sid), callback);
@@ -164,7 +201,7 @@ export class SessangerStore extends session.Store {
   }
 
   /** The sessanger id of this request's session: compare with {@link listUserSessions} to mark "this device". */
-  sessionId(req: Request): string | null {
+  sessionId(req: Request): string {
     return sessionIdOf(req.sessionID);
   }
 
@@ -185,22 +222,19 @@ export class SessangerStore extends session.Store {
   }
 
   async #get(sid: string): Promise<SessionData | null> {
-    const id = sessionIdOf(sid);
-    if (id === null) return null;
-    const stored = await orNull(this.client.getSession(id));
+    const stored = await orNull(this.client.getSession(sessionIdOf(sid)));
     return stored === null ? null : this.#data(stored);
   }
 
   async #set(sid: string, data: SessionData): Promise<void> {
     const id = sessionIdOf(sid);
-    if (id === null) throw new Error(`session id \`${sid}\` was not made by SessangerStore: pass genid: store.genid to session()`);
     const { attributes, device, wanted } = this.#split(data);
     const ttl = this.#ttlOf(data);
     for (let attempt = 0; attempt < SAVE_ATTEMPTS; attempt++) {
       const current = await orNull(this.client.getSession(id));
       if (current === null) {
         if (!this.#fresh.delete(sid)) return; // deleted meanwhile: a request in flight does not bring it back
-        const user = wanted ?? anonymousUserOf(sid)!;
+        const user = wanted ?? anonymousUserOf(sid);
         if (shardTag(user) !== id.slice(0, 2)) throw userChanged();
         try {
           await this.client.createSession({ session_id: id, user_id: user, attributes, ttl_secs: ttl, ...device });
@@ -228,14 +262,12 @@ export class SessangerStore extends session.Store {
   }
 
   async #destroy(sid: string): Promise<void> {
-    const id = sessionIdOf(sid);
     this.#fresh.delete(sid);
-    if (id !== null) await orNull(this.client.deleteSession(id));
+    await orNull(this.client.deleteSession(sessionIdOf(sid)));
   }
 
   async #touch(sid: string): Promise<void> {
-    const id = sessionIdOf(sid);
-    if (id !== null) await orNull(this.client.refreshSession(id));
+    await orNull(this.client.refreshSession(sessionIdOf(sid)));
   }
 
   async #all(): Promise<Record<string, SessionData>> {

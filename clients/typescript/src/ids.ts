@@ -19,6 +19,10 @@ const DOMAIN = Buffer.from("sessanger-tower/v1 session id\0");
 /** Separates the hash naming an anonymous user from the one naming a session. */
 const ANONYMOUS_DOMAIN = Buffer.from("sessanger/express anonymous user\0");
 
+/** Separates the hashes of the ids express-session makes itself (`genid` not given). */
+const FOREIGN_DOMAIN = Buffer.from("sessanger/express foreign session id\0");
+const FOREIGN_ANONYMOUS_DOMAIN = Buffer.from("sessanger/express foreign anonymous user\0");
+
 /** The prefix of the users that hold sessions nobody has logged in to (as in `sessanger-tower`). */
 export const ANONYMOUS_PREFIX = "~anonymous/";
 
@@ -49,8 +53,8 @@ function tagged(bigEndian: Buffer, tag: string): string {
   return Buffer.from(bigEndian).reverse().toString("base64url");
 }
 
-/** The big-endian bytes of a cookie id, or `null` if it is not one (tower-sessions refuses
- * the same strings: anything but 22 canonical base64url characters). */
+/** The big-endian bytes of a cookie id of ours, or `null` for another string (tower-sessions
+ * refuses the same strings: anything but 22 canonical base64url characters). */
 function bytesOf(cookieId: string): Buffer | null {
   if (!/^[A-Za-z0-9_-]{22}$/.test(cookieId)) return null;
   const littleEndian = Buffer.from(cookieId, "base64url");
@@ -59,23 +63,39 @@ function bytesOf(cookieId: string): Buffer | null {
   return littleEndian.reverse();
 }
 
-/** The sessanger session id a cookie id names, or `null` for a string no cookie of ours holds. */
-export function sessionIdOf(cookieId: string): string | null {
+/**
+ * The sessanger session id a cookie id names: for one of ours (22 base64url characters, as
+ * `sessanger-tower` reads them) the tag it carries and 41 characters of its hash; for any other
+ * string (express-session's own ids, when the store does not mint them) the tag of its
+ * anonymous user and a hash of the string: such a session can only be anonymous, and logging
+ * in moves it to an id of ours.
+ */
+export function sessionIdOf(cookieId: string): string {
   const bytes = bytesOf(cookieId);
-  if (bytes === null) return null;
+  if (bytes === null) {
+    const hash = createHash("sha256").update(FOREIGN_DOMAIN).update(cookieId, "utf8").digest("base64url");
+    return shardTag(anonymousUserOf(cookieId)) + hash.slice(0, 41);
+  }
   const tag = BASE64URL[bytes[0]! >> 2]! + BASE64URL[((bytes[0]! & 0x03) << 4) | (bytes[1]! >> 4)]!;
   const digest = createHash("sha256").update(DOMAIN).update(bytes).digest("base64url");
   return tag + digest.slice(0, 41);
 }
 
+/** Whether a cookie id is one of ours: one `sessanger-tower` reads too. */
+export function isSharedCookieId(cookieId: string): boolean {
+  return bytesOf(cookieId) !== null;
+}
+
 /**
  * The anonymous user of a session nobody has logged in to: a user of its own, so anonymous
- * sessions never share a user index entry, and named by the cookie's random bits through a
- * one-way hash, so the Express store finds it again from the cookie alone.
+ * sessions never share a user index entry, and named by the cookie's random part through a
+ * one-way hash, so the store finds it again from the cookie alone.
  */
-export function anonymousUserOf(cookieId: string): string | null {
+export function anonymousUserOf(cookieId: string): string {
   const bytes = bytesOf(cookieId);
-  return bytes === null ? null : anonymousUserOfBytes(bytes);
+  if (bytes !== null) return anonymousUserOfBytes(bytes);
+  const hash = createHash("sha256").update(FOREIGN_ANONYMOUS_DOMAIN).update(cookieId, "utf8").digest("base64url");
+  return ANONYMOUS_PREFIX + hash.slice(0, 22);
 }
 
 function anonymousUserOfBytes(bigEndian: Buffer): string {
