@@ -177,7 +177,7 @@ export class SessangerStore extends session.Store {
    * Logs `userId` in on this request's session: regenerates the session id first (the old one
    * is deleted, so an id planted before login is worthless), on the user's shard, then records
    * the user and the device. Data put in the session before login is kept, unless it belonged
-   * to another user. The session is stored when the response is sent.
+   * to another user. The session is stored before it returns.
    */
   async logIn(req: Request, userId: string, device?: Device): Promise<void> {
     const current = req.session as unknown as Record<string, unknown>;
@@ -192,6 +192,9 @@ export class SessangerStore extends session.Store {
     const fresh = req.session as unknown as Record<string, unknown>;
     Object.assign(fresh, kept, { [this.userAttribute]: userId });
     if (device !== undefined) fresh[DEVICE_KEY] = device;
+    // Stored now, not when the answer ends: express-session sends the headers (a redirect
+    // home, say) before its own save completes, and the browser would arrive logged out.
+    await new Promise<void>((resolve, reject) => req.session.save((e) => (e ? reject(e) : resolve())));
   }
 
   /** The user logged in on this request's session, if any. */
@@ -230,21 +233,25 @@ export class SessangerStore extends session.Store {
     const id = sessionIdOf(sid);
     const { attributes, device, wanted } = this.#split(data);
     const ttl = this.#ttlOf(data);
-    for (let attempt = 0; attempt < SAVE_ATTEMPTS; attempt++) {
-      const current = await orNull(this.client.getSession(id));
-      if (current === null) {
-        if (!this.#fresh.delete(sid)) return; // deleted meanwhile: a request in flight does not bring it back
-        const user = wanted ?? anonymousUserOf(sid);
-        if (shardTag(user) !== id.slice(0, 2)) throw userChanged();
-        try {
-          await this.client.createSession({ session_id: id, user_id: user, attributes, ttl_secs: ttl, ...device });
-          return;
-        } catch (error) {
-          if (error instanceof ApiError && error.code === "session_id_taken") continue;
+    // A new session's first save creates it, in one round trip; the id is then no longer new.
+    if (this.#fresh.delete(sid)) {
+      const user = wanted ?? anonymousUserOf(sid);
+      if (shardTag(user) !== id.slice(0, 2)) throw userChanged();
+      try {
+        await this.client.createSession({ session_id: id, user_id: user, attributes, ttl_secs: ttl, ...device });
+        return;
+      } catch (error) {
+        // Taken: this process saved it already (two saves of one new session), so replace it.
+        if (!(error instanceof ApiError && error.code === "session_id_taken")) {
           this.#fresh.set(sid, Date.now()); // not created: a retry of this save may still create it
           throw error;
         }
       }
+    }
+    for (let attempt = 0; attempt < SAVE_ATTEMPTS; attempt++) {
+      const current = await orNull(this.client.getSession(id));
+      // Deleted meanwhile (or never created): a request in flight does not bring it back.
+      if (current === null) return;
       if (wanted === undefined ? !current.user_id.startsWith(ANONYMOUS_PREFIX) : current.user_id !== wanted) {
         throw userChanged();
       }
@@ -254,7 +261,8 @@ export class SessangerStore extends session.Store {
         await orNull(this.client.refreshSession(id));
         return;
       } catch (error) {
-        if (error instanceof ApiError && (error.code === "version_mismatch" || error.notFound)) continue;
+        if (error instanceof ApiError && error.code === "version_mismatch") continue;
+        if (error instanceof ApiError && error.notFound) return;
         throw error;
       }
     }

@@ -157,4 +157,35 @@ describe("the Express and the axum examples share sessions", () => {
     await browser.post(`${expressUrl}/logout`);
     assert.equal(await browser.home(axumUrl), null, "logged out through Express, out through axum");
   });
+
+  it("keep a user logged in through sessanger killed mid-load and restarted", async () => {
+    const browser = new Browser();
+    await browser.logIn(expressUrl, "alice", "wonderland");
+    const seen: (number | null)[] = [];
+    const statuses = new Map<number, number>();
+    let done = false;
+    const load = (async () => {
+      while (!done) {
+        const answer = await browser.get(`${expressUrl}/`);
+        const html = await answer.text();
+        statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
+        if (answer.status === 200) seen.push(Number(/<span id="counter">(\d+)<\/span>/.exec(html)![1]));
+      }
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const before = seen.length;
+    await server.kill();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const { port } = new URL(server.url);
+    const restarted = await startServer([], { listen: `127.0.0.1:${port}`, dataDir: server.dataDir });
+    server = { ...restarted, url: server.url };
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    done = true;
+    await load;
+    assert.ok(before > 0 && seen.length > before, `answers before the kill (${before}) and after the restart (${seen.length})`);
+    assert.equal(statuses.get(302), undefined, `never sent to log in again: ${JSON.stringify([...statuses])}`);
+    assert.ok((statuses.get(500) ?? 0) > 0, "the outage was seen (500s while sessanger was down)");
+    assert.deepEqual((await browser.home(axumUrl))?.user, "alice", "and axum still knows the session");
+    assert.ok(seen.at(-1)! >= before, "the counter carried on");
+  });
 });

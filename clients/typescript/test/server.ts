@@ -31,14 +31,19 @@ export interface Server {
   dataDir: string;
   /** Stops it with SIGTERM, waits for it to exit, and removes its data. */
   stop(): Promise<void>;
+  /** Kills it with SIGKILL, as a crash would, and keeps its data. */
+  kill(): Promise<void>;
 }
 
-/** Starts `sessanger serve` with `args` (after its listen address and data directory). */
-export async function startServer(args: string[] = []): Promise<Server> {
-  const dataDir = mkdtempSync(join(tmpdir(), "sessanger-ts-"));
+/** Starts `sessanger serve` with `args` (after its listen address and data directory): on a
+ * free port and fresh data, or where `at` says (a restart after a crash). */
+export async function startServer(args: string[] = [], at?: { listen: string; dataDir: string }): Promise<Server> {
+  const dataDir = at?.dataDir ?? mkdtempSync(join(tmpdir(), "sessanger-ts-"));
+  rmSync(join(dataDir, "server.url"), { force: true });
   // The machine's own configuration is not the test's.
   const { SESSANGER_CONFIG: _config, SESSANGER_STORE: _store, ...env } = process.env;
-  const child = spawn(binary("sessanger"), ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, ...args], {
+  const listen = at?.listen ?? "127.0.0.1:0";
+  const child = spawn(binary("sessanger"), ["serve", "--listen", listen, "--data-dir", dataDir, ...args], {
     env: { ...env, RUST_LOG: "warn" },
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -61,6 +66,11 @@ export async function startServer(args: string[] = []): Promise<Server> {
     stop: async () => {
       await stopProcess(child);
       rmSync(dataDir, { recursive: true, force: true });
+    },
+    kill: async () => {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGKILL");
+      await exited;
     },
   };
 }
