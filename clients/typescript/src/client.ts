@@ -79,15 +79,13 @@ export interface ClientOptions {
   fetch?: typeof fetch;
 }
 
-/** Whether a request may be sent twice with the same effect as once. */
-type Idempotent = boolean;
-
 interface Request {
   method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
   path: string;
   body?: unknown;
   headers?: Record<string, string>;
-  idempotent: Idempotent;
+  /** Whether sending it twice has the effect of sending it once: only then is it retried. */
+  idempotent: boolean;
   signal?: AbortSignal | undefined;
 }
 
