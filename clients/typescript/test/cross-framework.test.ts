@@ -5,58 +5,24 @@
  */
 
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { after, before, describe, it } from "node:test";
 
-import { Client, TransportError } from "../src/index.js";
-import { REPO, type Server, binary, startServer, stopProcess } from "./server.js";
+import { TransportError } from "../src/index.js";
+import { type Examples, startExamples } from "./examples.js";
+import { startServer } from "./server.js";
 
-const SECRET = "a secret both apps sign the cookie with";
-
-let server: Server;
-let client: Client;
-const apps: ChildProcess[] = [];
+let examples: Examples;
 let expressUrl: string;
 let axumUrl: string;
 
 before(async () => {
-  server = await startServer();
-  const admin = new Client({ baseUrl: server.url, token: server.adminToken });
-  const { token } = await admin.createService({ id: "web", permissions: ["read", "write"] });
-  client = new Client({ baseUrl: server.url, token });
-  const env = { ...process.env, SESSANGER_TOKEN: token, SESSION_SECRET: SECRET, RUST_LOG: "warn" };
-  expressUrl = await start(
-    spawn(process.execPath, [join(REPO, "examples/express-app/server.js"), "--listen", "127.0.0.1:0", "--remote", server.url], { env }),
-  );
-  axumUrl = await start(
-    spawn(binary("example-web-app"), ["--listen", "127.0.0.1:0", "--remote", server.url, "--token", token, "--express-secret", SECRET], { env }),
-  );
+  examples = await startExamples();
+  ({ expressUrl, axumUrl } = examples);
 });
 
 after(async () => {
-  await Promise.all(apps.map(stopProcess));
-  await server.stop();
+  await examples.stop();
 });
-
-/** The app's URL, from the `listening on http://…` line it prints once it listens. */
-async function start(app: ChildProcess): Promise<string> {
-  apps.push(app);
-  const lines = createInterface({ input: app.stdout! });
-  let log = "";
-  app.stderr!.on("data", (chunk: Buffer) => (log += chunk.toString()));
-  const timeout = setTimeout(() => app.kill(), 20_000);
-  try {
-    for await (const line of lines) {
-      const url = /^listening on (http:\/\/\S+)/.exec(line)?.[1];
-      if (url) return url;
-    }
-  } finally {
-    clearTimeout(timeout);
-  }
-  throw new Error(`the app exited before it listened: ${log}`);
-}
 
 /** A browser on 127.0.0.1: one cookie jar for every port of the host, as browsers keep it. */
 class Browser {
@@ -117,13 +83,13 @@ describe("the Express and the axum examples share sessions", () => {
     assert.deepEqual(await browser.home(axumUrl), { user: "alice", counter: 2, devices: 1 }, "the same session, read by axum");
     assert.deepEqual(await browser.home(expressUrl), { user: "alice", counter: 3, devices: 1 }, "and written by axum");
 
-    const [session] = (await client.listUserSessions("alice")).sessions;
+    const [session] = (await examples.client.listUserSessions("alice")).sessions;
     assert.equal(session?.attributes.counter, 3);
 
     const revoked = await browser.post(`${axumUrl}/sign-out-everywhere`);
     assert.equal(revoked.headers.get("location"), "/login");
     assert.equal(await browser.home(expressUrl), null, "revoked by axum, gone for Express");
-    assert.equal((await client.listUserSessions("alice")).sessions.length, 0);
+    assert.equal((await examples.client.listUserSessions("alice")).sessions.length, 0);
   });
 
   it("log in through axum, be logged in through Express, sign out everywhere through Express", async () => {
@@ -174,12 +140,13 @@ describe("the Express and the axum examples share sessions", () => {
     })();
     await new Promise((resolve) => setTimeout(resolve, 500));
     const before = seen.length;
+    const { server } = examples;
     await server.kill();
-    await assert.rejects(client.stats(), TransportError, "sessanger is down");
+    await assert.rejects(examples.client.stats(), TransportError, "sessanger is down");
     await new Promise((resolve) => setTimeout(resolve, 300));
     const { port } = new URL(server.url);
     const restarted = await startServer([], { listen: `127.0.0.1:${port}`, dataDir: server.dataDir });
-    server = { ...restarted, url: server.url };
+    examples.server = restarted;
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     done = true;
     await load;
