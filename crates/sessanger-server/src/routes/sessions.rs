@@ -112,7 +112,7 @@ pub(crate) async fn list_sessions(
     Listing { after, limit }: Listing<SessionId>,
     query: Result<Query<ScanQuery>, QueryRejection>,
 ) -> Result<Json<SessionScan>, ApiError> {
-    let Query(query) = query.map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
+    let Query(query) = query?;
     let creator = query
         .created_by
         .map(|id| id.parse::<ServiceId>())
