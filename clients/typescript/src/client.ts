@@ -87,6 +87,8 @@ interface Request {
   /** Whether sending it twice has the effect of sending it once: only then is it retried. */
   idempotent: boolean;
   signal?: AbortSignal | undefined;
+  /** Told before each retry. */
+  onRetry?: () => void;
 }
 
 /**
@@ -188,7 +190,7 @@ export class Client {
 
   /** `DELETE /v1/sessions/{id}`. An absent session is `404 session_not_found`. */
   async deleteSession(id: string, options: CallOptions = {}): Promise<void> {
-    await this.#call({ method: "DELETE", path: sessionPath(id), idempotent: true, signal: options.signal });
+    await this.#delete(sessionPath(id), options.signal);
   }
 
   /** `GET /v1/users/{user_id}/sessions`: one page of the user's live sessions, oldest first. */
@@ -248,7 +250,7 @@ export class Client {
 
   /** `DELETE /v1/services/{id}` (admin): its token stops working on every node. */
   async deleteService(id: string, options: CallOptions = {}): Promise<void> {
-    await this.#call({ method: "DELETE", path: servicePath(id), idempotent: true, signal: options.signal });
+    await this.#delete(servicePath(id), options.signal);
   }
 
   /**
@@ -265,6 +267,16 @@ export class Client {
       // The stream lasts as long as it is read: no per-call timeout, only the caller's signal.
       return this.#send({ method: "GET", path: `/v1/events${params}`, headers, idempotent: true, signal }, null);
     });
+  }
+
+  async #delete(path: string, signal: AbortSignal | undefined): Promise<void> {
+    let retried = false;
+    try {
+      await this.#call({ method: "DELETE", path, idempotent: true, signal, onRetry: () => (retried = true) });
+    } catch (error) {
+      // A delete retried after its answer was lost finds gone what the first attempt deleted.
+      if (!(retried && error instanceof ApiError && error.notFound)) throw error;
+    }
   }
 
   async #write(request: Request, options: WriteOptions): Promise<Session | Written> {
@@ -284,6 +296,7 @@ export class Client {
       } catch (error) {
         const again = request.idempotent && attempt < this.#retries && error instanceof SessangerError && error.retryable;
         if (!again) throw error;
+        request.onRetry?.();
         const delay = this.#retryDelayMs * 2 ** attempt * (0.5 + Math.random());
         await new Promise((resolve) => setTimeout(resolve, delay));
       }

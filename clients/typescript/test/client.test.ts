@@ -246,6 +246,24 @@ describe("failures", () => {
     assert.equal(calls, 1, "a create never twice");
   });
 
+  it("take a retried delete that finds the session gone for done", async () => {
+    // The first attempt's answer is lost (the connection drops); the retry finds nothing left.
+    let attempts = 0;
+    const flaky = await listen(
+      createServer((req, res) => {
+        attempts++;
+        if (attempts === 1) return req.socket.destroy();
+        res.writeHead(404, { "content-type": "application/json" });
+        res.end('{"error": {"code": "session_not_found", "message": "no such session"}}');
+      }),
+    );
+    const client = new Client({ baseUrl: flaky.url, token: "svc.secret", retryDelayMs: 1 });
+    await client.deleteSession("x");
+    assert.equal(attempts, 2);
+    await refused(client.deleteSession("x"), 404, "session_not_found"); // not retried: absent before
+    await flaky.close();
+  });
+
   it("time out on a server that never answers", async () => {
     const silent = await listen(createServer(() => {}));
     const client = new Client({ baseUrl: silent.url, token: "svc.secret", timeoutMs: 200, retries: 1, retryDelayMs: 1 });
