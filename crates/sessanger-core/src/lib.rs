@@ -13,10 +13,12 @@
 //!   `combine`: how it writes concurrent increments of one session as one patch.
 //! - `follow`: [`LogFollower`], which follows a store's event log as it grows.
 //! - [`wire`]: the JSON bodies of the native HTTP API, shared by server and clients.
+//! - [`error_chain`]: an error and its causes on one line.
 
 pub mod audit;
 pub mod cache;
 mod combine;
+mod error_chain;
 mod event;
 mod follow;
 mod id;
@@ -27,6 +29,7 @@ mod store;
 mod time;
 pub mod wire;
 
+pub use error_chain::error_chain;
 pub use event::{
     DeleteReason, EventFilter, EventId, EventRecord, MalformedEventId, Retention, SessionEvent, UnknownEventType,
 };

@@ -20,7 +20,6 @@
 use std::{
     collections::HashMap,
     convert::Infallible,
-    error::Error,
     sync::{Arc, RwLock},
     time::Duration,
 };
@@ -33,7 +32,7 @@ use axum::{
     response::Response,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
-use sessanger_core::{CacheStats, StoreError};
+use sessanger_core::{CacheStats, StoreError, error_chain};
 
 use crate::error::Fault;
 
@@ -211,16 +210,4 @@ fn store_error_kind(error: &StoreError) -> &'static str {
         StoreError::Decode(_) => "decode",
         _ => "other",
     }
-}
-
-/// `outer: cause: root cause`, so the log line carries what the generic response body hides.
-fn error_chain(error: &(dyn Error + 'static)) -> String {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    chain
 }

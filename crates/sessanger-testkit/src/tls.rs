@@ -18,17 +18,8 @@ pub fn trusting(file: &str) -> TlsOptions {
     TlsOptions { ca_file: Some(test_ca_dir().join(file)), ..TlsOptions::default() }
 }
 
-/// The error and its causes on one line, each after a colon.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// The error and its causes on one line (the tests' messages name the root cause).
+pub use sessanger_core::error_chain;
 
 /// A builder of the HTTP clients tests talk to servers with: reqwest is built without a crypto
 /// provider of its own, so the process's (ring) is installed first.

@@ -5,7 +5,9 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use async_trait::async_trait;
 use serde_json::Value;
 use sessanger_client::Client;
-use sessanger_core::{Attributes, Device, NewSession, Page, Session, SessionId, SessionManager, Timestamp, UserId};
+use sessanger_core::{
+    Attributes, Device, NewSession, Page, Session, SessionId, SessionManager, Timestamp, UserId, error_chain,
+};
 use time::OffsetDateTime;
 use tower_sessions::{
     SessionStore,
@@ -342,37 +344,15 @@ fn check_same_user(current: &Session, wanted: Option<&UserId>) -> Result<()> {
 }
 
 /// tower-sessions' errors hold strings only, so the whole cause chain goes into the message.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
-}
-
 fn store_error(error: &UpstreamError) -> Error {
     match error.kind() {
-        UpstreamErrorKind::Encode => Error::Encode(chain(error)),
-        UpstreamErrorKind::Decode => Error::Decode(chain(error)),
-        _ => Error::Backend(chain(error)),
+        UpstreamErrorKind::Encode => Error::Encode(error_chain(error)),
+        UpstreamErrorKind::Decode => Error::Decode(error_chain(error)),
+        _ => Error::Backend(error_chain(error)),
     }
 }
 
 /// The sessanger id of a session as tower-sessions sees it, if it has been stored.
 pub(crate) fn stored_id(session: &tower_sessions::Session) -> Option<SessionId> {
     session.id().map(|id| ids::session_id_of(&id))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_messages_keep_the_cause_chain() {
-        let error = sessanger_core::StoreError::Unavailable("connection refused".into());
-        assert_eq!(chain(&error), "session store unavailable: connection refused");
-    }
 }
