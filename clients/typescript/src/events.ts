@@ -105,7 +105,7 @@ async function* messages(response: Response, heard: () => void): AsyncGenerator<
       const line = buffer.slice(start, end.index);
       start = end.index + end[0].length;
       if (line === "") {
-        if (hasData || message.event === "lost") yield message;
+        if (hasData) yield message;
         message = { data: "" };
         hasData = false;
         continue;

@@ -98,13 +98,10 @@ export class SessangerStore extends session.Store {
   /**
    * Optional, as `session({ genid: store.genid })`: ids an axum app with `sessanger-tower`
    * reads too, so even sessions nobody has logged in to yet are shared. Without it,
-   * express-session's own ids serve anonymous sessions and {@link logIn} moves a session to an
-   * id of this kind.
+   * express-session's own ids serve anonymous sessions. Either way {@link logIn} moves the
+   * session to an id of this kind on the user's shard.
    */
-  readonly genid = (req: Request): string => {
-    const user = this.#loggingIn.get(req);
-    return user === undefined ? mintAnonymousCookieId() : mintCookieId(shardTag(user));
-  };
+  readonly genid = (): string => mintAnonymousCookieId();
 
   /**
    * express-session's `session()` gives its store a `generate` (a new id, session and cookie
@@ -121,9 +118,9 @@ export class SessangerStore extends session.Store {
       if (this.#generate === undefined) throw new Error("SessangerStore is used outside express-session's session()");
       this.#generate(req);
       const user = this.#loggingIn.get(req);
-      if (user !== undefined && sessionIdOf(req.sessionID).slice(0, 2) !== shardTag(user)) {
-        // express-session's own id: replaced by one of ours, on the user's shard, with the
-        // cookie express-session just made (the way it inflates a session read from a store).
+      if (user !== undefined) {
+        // The new id of a login: one of ours, on the user's shard, with the cookie
+        // express-session just made (the way it inflates a session read from a store).
         req.sessionID = mintCookieId(shardTag(user));
         this.createSession(req, { cookie: JSON.parse(JSON.stringify(req.session.cookie)) as session.Cookie });
       }
