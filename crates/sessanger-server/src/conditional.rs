@@ -9,7 +9,7 @@ use std::future::Future;
 
 use axum::{
     extract::FromRequestParts,
-    http::{HeaderName, header, request::Parts},
+    http::{HeaderMap, HeaderName, header, request::Parts},
 };
 use sessanger_core::{ManagerError, Session, Version};
 
@@ -37,8 +37,8 @@ enum Condition {
 }
 
 impl Condition {
-    fn from_headers(parts: &Parts, name: &HeaderName) -> Condition {
-        let mut lines = parts.headers.get_all(name).iter().peekable();
+    fn from_headers(headers: &HeaderMap, name: &HeaderName) -> Condition {
+        let mut lines = headers.get_all(name).iter().peekable();
         if lines.peek().is_none() {
             return Condition::Absent;
         }
@@ -175,7 +175,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(IfMatch(Condition::from_headers(parts, &header::IF_MATCH)))
+        Ok(IfMatch(Condition::from_headers(&parts.headers, &header::IF_MATCH)))
     }
 }
 
@@ -184,6 +184,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
 pub(crate) struct IfNoneMatch(Condition);
 
 impl IfNoneMatch {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
+        IfNoneMatch(Condition::from_headers(headers, &header::IF_NONE_MATCH))
+    }
+
     /// Whether the client's copy is current, so `304 Not Modified` answers the read.
     pub(crate) fn holds(&self, current: Version) -> bool {
         self.0.matches_weakly(current)
@@ -194,7 +198,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfNoneMatch {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(IfNoneMatch(Condition::from_headers(parts, &header::IF_NONE_MATCH)))
+        Ok(IfNoneMatch::from_headers(&parts.headers))
     }
 }
 
@@ -210,7 +214,7 @@ mod tests {
             request = request.header(name, *line);
         }
         let (parts, ()) = request.body(()).unwrap().into_parts();
-        Condition::from_headers(&parts, name)
+        Condition::from_headers(&parts.headers, name)
     }
 
     fn if_match(lines: &[&str]) -> Condition {

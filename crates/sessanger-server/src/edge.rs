@@ -84,16 +84,46 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         self.edge.body_limit.apply(&mut request);
-        // The template (`/v1/sessions/{id}`), never the raw path: ids would make every session
-        // a new time series, and unmatched paths are whatever a scanner invents.
-        let route = request.extensions().get::<MatchedPath>().cloned();
+        let template = Template::Routed(request.extensions().get::<MatchedPath>().cloned());
         let method = metrics::method_label(request.method());
-        Answer {
-            answer: tokio::time::timeout(self.edge.timeout, self.route.call(request)),
-            edge: Arc::clone(&self.edge),
-            route,
-            method,
-            started: Instant::now(),
+        answer(&self.edge, template, method, self.route.call(request))
+    }
+}
+
+impl EdgeLayer {
+    /// `answer`, the answer to a request that `App` served without the router, on its way out
+    /// through the edge as if routed by `template`.
+    pub(crate) fn around<F: Future>(&self, template: &'static str, method: &'static str, answer: F) -> Answer<F> {
+        self::answer(&self.0, Template::Direct(template), method, answer)
+    }
+}
+
+fn answer<F: Future>(edge: &Arc<Edge>, template: Template, method: &'static str, answer: F) -> Answer<F> {
+    Answer {
+        answer: tokio::time::timeout(edge.timeout, answer),
+        edge: Arc::clone(edge),
+        template,
+        method,
+        started: Instant::now(),
+    }
+}
+
+/// What the metrics call a request's route: its template (`/v1/sessions/{id}`), never the raw
+/// path: ids would make every session a new time series, and unmatched paths are whatever a
+/// scanner invents.
+#[derive(Debug)]
+enum Template {
+    /// As the router matched it; `None` when nothing matched.
+    Routed(Option<MatchedPath>),
+    /// Served ahead of the router (`app.rs`).
+    Direct(&'static str),
+}
+
+impl Template {
+    fn as_str(&self) -> &str {
+        match self {
+            Template::Routed(matched) => matched.as_ref().map_or("unmatched", MatchedPath::as_str),
+            Template::Direct(template) => template,
         }
     }
 }
@@ -104,7 +134,7 @@ pin_project_lite::pin_project! {
         #[pin]
         answer: Timeout<F>,
         edge: Arc<Edge>,
-        route: Option<MatchedPath>,
+        template: Template,
         method: &'static str,
         started: Instant,
     }
@@ -124,8 +154,7 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for Answer<F> {
             }
         };
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
-        this.edge.metrics.observe(route, this.method, this.started.elapsed(), &response);
+        this.edge.metrics.observe(this.template.as_str(), this.method, this.started.elapsed(), &response);
         Poll::Ready(Ok(response))
     }
 }

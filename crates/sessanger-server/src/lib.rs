@@ -1,6 +1,6 @@
-//! The HTTP API of sessanger: an axum [`Router`] over a [`SessionManager`].
+//! The HTTP API of sessanger: an axum router over a [`SessionManager`].
 //!
-//! [`app`] builds the router (tests drive it with `tower::ServiceExt::oneshot`, no socket
+//! [`app`] builds it (tests drive it with `tower::ServiceExt::oneshot`, no socket
 //! needed); [`serve`] runs it on a listener until a shutdown future resolves; [`openapi`] is the
 //! API description, generated from the handlers and also served at `/openapi.json`.
 //!
@@ -27,6 +27,7 @@
 //!   axum rejections.
 //! - `listen.rs`: the accept loop: hyper's HTTP/1 connections with header-read and idle
 //!   timeouts and a cap on how many are open ([`ConnectionOptions`]).
+//! - `app.rs`: [`App`], the router with the session read served ahead of it.
 //! - `edge.rs`: the one middleware every request goes through: its timeout, its metrics and
 //!   log line, `Cache-Control: no-store`.
 //! - `metrics.rs`: the Prometheus recorder of an [`AppState`] and what it records per request.
@@ -34,10 +35,10 @@
 
 use std::{future::Future, num::NonZeroUsize, sync::Arc, time::Duration};
 
-use axum::Router;
 use sessanger_core::SessionManager;
 use tokio::{net::TcpListener, sync::watch};
 
+mod app;
 mod auth;
 mod compat;
 mod conditional;
@@ -50,6 +51,7 @@ mod openapi;
 mod reply;
 mod routes;
 
+pub use app::{App, AppFuture};
 pub use compat::options::{BackSessionOptions, CompatAuth, CompatOptions, SESSMAN_DEFAULT_TTL, SessmanOptions};
 pub use listen::ConnectionOptions;
 pub use openapi::openapi;
@@ -148,14 +150,15 @@ impl AppState {
     }
 }
 
-/// The whole API as a router, ready for `axum::serve` or `oneshot` in tests.
-pub fn app(state: AppState) -> Router {
+/// The whole API, ready for `axum::serve` or `oneshot` in tests.
+pub fn app(state: AppState) -> App {
     let mut router = routes::router(&state.options.compat);
     if let Some(console) = state.options.console.clone() {
         let console = sessanger_console::router(state.manager.clone(), console, state.closing.subscribe());
         router = router.nest_service(sessanger_console::MOUNT, console);
     }
-    router.layer(edge::EdgeLayer::new(&state)).with_state(state)
+    let edge = edge::EdgeLayer::new(&state);
+    App::new(router.layer(edge.clone()).with_state(state.clone()), state, edge)
 }
 
 /// Serves [`app`] on `listener` until `shutdown` resolves, then stops accepting connections

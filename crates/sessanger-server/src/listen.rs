@@ -20,7 +20,7 @@ use std::{
     time::Duration,
 };
 
-use axum::{Router, extract::ConnectInfo};
+use axum::{extract::ConnectInfo, response::Response};
 use hyper::server::conn::http1;
 use hyper_util::{rt::TokioIo, service::TowerToHyperService};
 use tokio::{
@@ -29,6 +29,8 @@ use tokio::{
     sync::{Semaphore, watch},
     time::Instant,
 };
+
+use crate::App;
 
 /// Limits on the connections of one listener.
 ///
@@ -70,7 +72,7 @@ impl Default for ConnectionOptions {
 /// (axum's `ConnectInfo<SocketAddr>`).
 pub(crate) async fn accept_loop(
     listener: TcpListener,
-    router: Router,
+    app: App,
     options: &ConnectionOptions,
     told_the_client: Option<&'static str>,
     shutdown: impl Future<Output = ()>,
@@ -105,7 +107,7 @@ pub(crate) async fn accept_loop(
         let activity = Activity::default();
         let io = TokioIo::new(Watched { inner: stream, activity: activity.clone() });
         let client = told_the_client.map(|prefix| (prefix, ConnectInfo(peer)));
-        let service = Counted { router: router.clone(), activity: activity.clone(), client };
+        let service = Counted { app: app.clone(), activity: activity.clone(), client };
         let connection = builder.serve_connection(io, TowerToHyperService::new(service));
         let (limits, stopping) = (*options, stopping.clone());
         tokio::spawn(async move {
@@ -280,27 +282,26 @@ impl Activity {
     }
 }
 
-/// The router, counting the requests it is answering for the connection's watchdog, and
+/// The app, counting the requests it is answering for the connection's watchdog, and
 /// telling the requests under a path the client's address (axum's `ConnectInfo`: the admin
 /// console slows down an address that keeps failing to sign in).
 #[derive(Clone, Debug)]
 struct Counted {
-    router: Router,
+    app: App,
     activity: Activity,
     client: Option<(&'static str, ConnectInfo<SocketAddr>)>,
 }
 
 impl<B> tower::Service<hyper::Request<B>> for Counted
 where
-    Router: tower::Service<hyper::Request<B>, Response = axum::response::Response, Error = Infallible>,
-    <Router as tower::Service<hyper::Request<B>>>::Future: Send + 'static,
+    App: tower::Service<hyper::Request<B>, Response = Response, Error = Infallible>,
 {
-    type Response = axum::response::Response;
+    type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<axum::response::Response, Infallible>> + Send>>;
+    type Future = CountedAnswer<<App as tower::Service<hyper::Request<B>>>::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        tower::Service::<hyper::Request<B>>::poll_ready(&mut self.router, cx)
+        tower::Service::<hyper::Request<B>>::poll_ready(&mut self.app, cx)
     }
 
     fn call(&mut self, mut request: hyper::Request<B>) -> Self::Future {
@@ -310,13 +311,25 @@ where
         {
             request.extensions_mut().insert(client);
         }
-        let answered = Answered(self.activity.clone());
-        let response = self.router.call(request);
-        Box::pin(async move {
-            let response = response.await;
-            drop(answered);
-            response
-        })
+        CountedAnswer { answer: self.app.call(request), _answered: Answered(self.activity.clone()) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer on its way, counted as answered once it is dropped (polled in place: a box
+    /// per request was one allocation more on the hot path).
+    struct CountedAnswer<F> {
+        #[pin]
+        answer: F,
+        _answered: Answered,
+    }
+}
+
+impl<F: Future> Future for CountedAnswer<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().answer.poll(cx)
     }
 }
 

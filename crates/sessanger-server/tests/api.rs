@@ -4,7 +4,6 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use axum::{
-    Router,
     body::Body,
     http::{HeaderMap, Method, Request, StatusCode, header},
 };
@@ -14,7 +13,7 @@ use sessanger_core::{
     Replacement, ServiceId, ServiceRecord, ServiceStore, Session, SessionId, SessionManager, SessionPolicy, SessionRef,
     SessionStore, Store, StoreError, Timestamp, UserId, UserLimit,
 };
-use sessanger_server::{AppState, ServerOptions, app, openapi, serve};
+use sessanger_server::{App, AppState, ServerOptions, app, openapi, serve};
 use sessanger_store_memory::MemoryStore;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -28,7 +27,7 @@ use tower::ServiceExt;
 
 /// A router over a fresh store, with three services: `admin`, `writer` (write) and `reader` (read).
 struct Api {
-    app: Router,
+    app: App,
     admin: String,
     writer: String,
     reader: String,
@@ -681,6 +680,60 @@ async fn unknown_sessions_malformed_ids_and_unknown_routes_are_not_found() {
         .assert_error(404, "invalid_session_id");
     api.call(Method::GET, "/v1/nothing-here", r, None).await.assert_error(404, "not_found");
     api.call(Method::GET, "/nothing-here", None, None).await.assert_error(404, "not_found");
+}
+
+/// `GET /v1/sessions/{id}` with the id as written is answered ahead of the router; the same
+/// read with a percent-escape in its id, or as `HEAD`, goes through the router. Both ways
+/// must give the same answers, be counted under the same route and be cut off alike.
+#[tokio::test]
+async fn a_session_read_answers_the_same_ahead_of_the_router_and_through_it() {
+    let api = Api::new().await;
+    let id = id_of(&api.create(json!({"user_id": "quinn", "attributes": {"theme": "dark"}})).await);
+    let direct = format!("/v1/sessions/{id}");
+    // `%41` is `A`: the router decodes it into the same id.
+    let routed = format!("/v1/sessions/%{:02X}{}", id.as_bytes()[0], &id[1..]);
+    async fn read(api: &Api, uri: &str, token: Option<&str>, headers: &[(&str, &str)]) -> Reply {
+        api.call_with(Method::GET, uri, token, None, headers).await
+    }
+    let (a, b) = (read(&api, &direct, Some(&api.reader), &[]).await, read(&api, &routed, Some(&api.reader), &[]).await);
+    assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK), "{} / {}", a.text, b.text);
+    assert_eq!(a.text, b.text);
+    assert_eq!(a.json["attributes"]["theme"], "dark");
+    for name in [header::ETAG, header::CACHE_CONTROL, header::CONTENT_TYPE] {
+        assert_eq!(a.header(name.clone()), b.header(name), "{a:?}");
+    }
+    let current = [("if-none-match", "\"1\"")];
+    for uri in [&direct, &routed] {
+        let reply = read(&api, uri, Some(&api.reader), &current).await;
+        assert_eq!(reply.status, StatusCode::NOT_MODIFIED, "{uri}: {}", reply.text);
+        assert_eq!((reply.header(header::ETAG), reply.text.as_str()), ("\"1\"", ""));
+        read(&api, uri, None, &[]).await.assert_error(401, "unauthorized");
+        read(&api, uri, Some("garbage"), &[]).await.assert_error(401, "unauthorized");
+        read(&api, uri, Some(&api.writer), &[]).await.assert_error(403, "forbidden");
+    }
+    let unknown = SessionId::generate().to_string();
+    read(&api, &format!("/v1/sessions/{unknown}"), Some(&api.reader), &[]).await.assert_error(404, "session_not_found");
+    read(&api, &format!("{direct}/"), Some(&api.reader), &[]).await.assert_error(404, "not_found");
+    assert_eq!(read(&api, &format!("{direct}?x=1"), Some(&api.reader), &[]).await.status, StatusCode::OK);
+    let head = api.call(Method::HEAD, &direct, Some(&api.reader), None).await;
+    assert_eq!((head.status, head.text.as_str(), head.header(header::ETAG)), (StatusCode::OK, "", "\"1\""));
+    // Counted together, under the route's template, whichever way they went.
+    let metrics = api.call(Method::GET, "/metrics", None, None).await.text;
+    let series = r#"sessanger_http_requests_total{route="/v1/sessions/{id}",method="GET",status="200"}"#;
+    assert!(metrics.lines().any(|line| line == format!("{series} 3")), "{metrics}");
+    let series = r#"sessanger_http_requests_total{route="/v1/sessions/{id}",method="GET",status="304"}"#;
+    assert!(metrics.lines().any(|line| line == format!("{series} 2")), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_read_that_outlives_the_timeout_is_cut_off_ahead_of_the_router_too() {
+    let options = ServerOptions { request_timeout: Duration::from_millis(50), ..ServerOptions::default() };
+    let api = Api::with(Arc::new(FaultyStore::new(Mode::Hang)), SessionPolicy::default(), options).await;
+    let uri = format!("/v1/sessions/{}", SessionId::generate());
+    api.call(Method::GET, &uri, Some(&api.reader), None).await.assert_error(503, "request_timeout");
+    let metrics = api.call(Method::GET, "/metrics", None, None).await.text;
+    let series = r#"sessanger_http_requests_total{route="/v1/sessions/{id}",method="GET",status="503"} 1"#;
+    assert!(metrics.lines().any(|line| line == series), "{metrics}");
 }
 
 #[tokio::test]

@@ -4,19 +4,18 @@
 use std::sync::Arc;
 
 use axum::{
-    Router,
     body::Body,
     http::{Method, Request, StatusCode, header},
 };
 use serde_json::{Value, json};
 use sessanger_core::{Permission, SessionManager, SessionPolicy};
-use sessanger_server::{AppState, CompatAuth, ServerOptions, app};
+use sessanger_server::{App, AppState, CompatAuth, ServerOptions, app};
 use sessanger_store_memory::MemoryStore;
 use tower::ServiceExt;
 
 /// A router with both compat APIs enabled as `configure` says, and the tokens of an `admin`,
 /// a `writer` and a `reader` service.
-async fn api(configure: impl FnOnce(&mut ServerOptions)) -> (Router, [String; 3]) {
+async fn api(configure: impl FnOnce(&mut ServerOptions)) -> (App, [String; 3]) {
     let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default());
     let mut tokens = Vec::new();
     for (id, permission) in [("admin", Permission::Admin), ("writer", Permission::Write), ("reader", Permission::Read)]
@@ -31,7 +30,7 @@ async fn api(configure: impl FnOnce(&mut ServerOptions)) -> (Router, [String; 3]
     (app(AppState::new(manager, options)), tokens.try_into().unwrap())
 }
 
-async fn call(app: &Router, method: Method, uri: &str, token: Option<&str>, body: &str) -> (StatusCode, Value) {
+async fn call(app: &App, method: Method, uri: &str, token: Option<&str>, body: &str) -> (StatusCode, Value) {
     let mut request = Request::builder().method(method).uri(uri);
     if let Some(token) = token {
         request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));

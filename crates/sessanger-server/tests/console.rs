@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use axum::{
-    Router,
     body::Body,
     http::{HeaderMap, Method, Request, StatusCode, header},
 };
@@ -13,7 +12,7 @@ use sessanger_console::ConsoleOptions;
 use sessanger_core::{
     Device, ManagerError, NewSession, Page, Patch, Permission, SessionManager, SessionPolicy, UserId,
 };
-use sessanger_server::{AppState, ServerOptions, app};
+use sessanger_server::{App, AppState, ServerOptions, app};
 use sessanger_store_encrypted::{EncryptedStore, Keyring, Selection};
 use sessanger_store_memory::MemoryStore;
 use tower::ServiceExt;
@@ -21,7 +20,7 @@ use tower::ServiceExt;
 /// The app with the console on, its manager, and tokens of `root` (admin) and `auditor` (read).
 /// The store seals `access_token`, as `encryption.attributes: [access_token]` would.
 struct Console {
-    app: Router,
+    app: App,
     manager: SessionManager,
     root: String,
     auditor: String,
@@ -68,7 +67,7 @@ impl Console {
 
 /// One browser: the console's cookie, kept from answer to answer.
 struct Browser<'a> {
-    app: &'a Router,
+    app: &'a App,
     cookie: Option<String>,
 }
 

@@ -6,14 +6,13 @@
 use std::sync::{Arc, OnceLock};
 
 use axum::{
-    Router,
     body::Body,
     http::{Method, Request, StatusCode, header},
 };
 use proptest::prelude::*;
 use serde_json::Value;
 use sessanger_core::{Permission, SessionManager, SessionPolicy};
-use sessanger_server::{AppState, ServerOptions, app};
+use sessanger_server::{App, AppState, ServerOptions, app};
 use sessanger_store_memory::MemoryStore;
 use sessanger_testkit::arbitrary::json;
 use tower::ServiceExt;
@@ -21,7 +20,7 @@ use tower::ServiceExt;
 /// One router for every case (with both compat APIs open), a reader-and-writer token and a session id.
 struct Fixture {
     runtime: tokio::runtime::Runtime,
-    app: Router,
+    app: App,
     token: String,
     session: String,
 }

@@ -11,7 +11,7 @@ use axum::{
 };
 use serde::Deserialize;
 use sessanger_core::{
-    Device, NewSession, Patch, ServiceId, SessionId,
+    Device, NewSession, Patch, ServiceId, SessionId, SessionManager,
     wire::{CreateSession, ErrorBody, Regenerated, ReplaceSession, SessionBody, SessionScan, Stats},
 };
 use utoipa::{
@@ -162,7 +162,18 @@ pub(crate) async fn get_session(
     PathId(id): PathId<SessionId>,
     if_none_match: IfNoneMatch,
 ) -> Result<SessionReply, ApiError> {
-    let session = caller.manager.get_session(&id).await?;
+    read_session(&caller.manager, answers, &id, &if_none_match).await
+}
+
+/// The answer to `GET /v1/sessions/{id}`, once the caller is known: the route's handler, and
+/// `App`, which serves this route ahead of the router (`app.rs`).
+pub(crate) async fn read_session(
+    manager: &SessionManager,
+    answers: SharedAnswers,
+    id: &SessionId,
+    if_none_match: &IfNoneMatch,
+) -> Result<SessionReply, ApiError> {
+    let session = manager.get_session(id).await?;
     if if_none_match.holds(session.version) {
         return Ok(SessionReply::not_modified(session));
     }
