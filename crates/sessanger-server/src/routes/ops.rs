@@ -30,9 +30,14 @@ pub(crate) struct Status {
     get, path = "/healthz", tag = "ops", security(()),
     responses((status = 200, description = "Alive", body = Status))
 )]
-pub(crate) async fn healthz() -> Json<Status> {
-    Json(Status { status: "ok" })
+pub(crate) async fn healthz() -> impl IntoResponse {
+    // Written once: the answer never changes, and serialising it each time was a twentieth of
+    // what a probe cost (callgrind).
+    ([(header::CONTENT_TYPE, "application/json")], ALIVE)
 }
+
+/// `/healthz`'s answer, `Status { status: "ok" }` as JSON.
+const ALIVE: &str = r#"{"status":"ok"}"#;
 
 /// Readiness: the store answers a ping.
 #[utoipa::path(
@@ -77,4 +82,14 @@ pub(crate) async fn not_found() -> ApiError {
 /// A path served, but not for this method (axum still sets `Allow`).
 pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_written_liveness_answer_is_the_status_it_documents() {
+        assert_eq!(serde_json::to_string(&Status { status: "ok" }).unwrap(), ALIVE);
+    }
 }
