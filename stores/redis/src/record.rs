@@ -1,7 +1,8 @@
 //! A session as the fields of a Redis hash, and back.
 //!
 //! Metadata fields have one-letter names: `m`, the times and version packed in one value,
-//! `u` the user, `b` the creating service (if any), `d` the device as JSON. Each attribute is
+//! `u` the user, `b` the creating service (if any), `d` the device as JSON (if it says
+//! anything). Each attribute is
 //! its own field, `a:<key>`, holding the value as JSON. One field per attribute is what makes a
 //! patch field-level: scripts set, delete and `HINCRBY` single fields and never rewrite the
 //! others.
@@ -26,9 +27,6 @@ use sessanger_core::{Attributes, Device, ServiceId, Session, SessionId, StoreErr
 /// The prefix of attribute fields.
 pub(crate) const ATTRIBUTE: &str = "a:";
 
-/// The field of the times and version.
-pub(crate) const META: &str = "m";
-
 /// The hash fields of a new session, as `field, value, field, value, ...`.
 pub(crate) fn encode(session: &Session) -> Result<Vec<String>, StoreError> {
     let created = session.created_at.as_millis();
@@ -42,14 +40,13 @@ pub(crate) fn encode(session: &Session) -> Result<Vec<String>, StoreError> {
         i64::try_from(session.version.0).unwrap_or(i64::MAX),
     ];
     let meta = numbers.map(hex).join(",");
-    let mut fields = vec![
-        META.to_owned(),
-        meta,
-        "u".to_owned(),
-        session.user_id.to_string(),
-        "d".to_owned(),
-        json(&session.device)?,
-    ];
+    let mut fields = vec!["m".to_owned(), meta, "u".to_owned(), session.user_id.to_string()];
+    // A device that says nothing is left out: an absent `d` reads as one, and every read of
+    // the record then parses two values fewer (the scripts that merge device fields start from
+    // `{}` when it is absent).
+    if session.device != Device::default() {
+        fields.extend(["d".to_owned(), json(&session.device)?]);
+    }
     if let Some(service) = &session.created_by {
         fields.extend(["b".to_owned(), service.to_string()]);
     }
@@ -156,10 +153,13 @@ pub(crate) fn status(value: Value) -> Result<(String, std::vec::IntoIter<Value>)
 /// The session `id` from its hash fields: an `HGETALL` reply, or a script's packed record (each
 /// field and value followed by a NUL: `packed` in `scripts.rs`); `None` if there are none.
 pub(crate) fn decode(id: SessionId, value: Value) -> Result<Option<Session>, StoreError> {
+    // Bytes, not text, until a value is used: attribute values go to the JSON parser, which
+    // checks their UTF-8 itself, and checking it first as well was a tenth of a decode.
     match value {
         Value::BulkString(packed) => {
-            let packed = String::from_utf8(packed).map_err(|e| StoreError::Decode(e.into()))?;
-            let mut parts = packed.split_terminator('\0');
+            let packed = packed.strip_suffix(b"\0").unwrap_or(&packed);
+            // `split` yields one empty part for an empty record; it has no fields.
+            let mut parts = packed.split(|&b| b == 0).filter(|_| !packed.is_empty());
             let mut fields = Vec::with_capacity(16);
             while let Some(field) = parts.next() {
                 let value =
@@ -168,33 +168,46 @@ pub(crate) fn decode(id: SessionId, value: Value) -> Result<Option<Session>, Sto
             }
             from_fields(id, fields)
         }
-        other => {
-            let pairs = pairs(other)?
-                .into_iter()
-                .map(|(field, value)| Ok((text(field)?, text(value)?)))
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            from_fields(id, pairs.iter().map(|(field, value)| (field.as_str(), value.as_str())).collect())
+        // `HGETALL`: a flat array in RESP2, a map in RESP3; read in place, not copied.
+        Value::Array(flat) => {
+            from_fields(id, flat.chunks_exact(2).map(|pair| pair_bytes(&pair[0], &pair[1])).collect::<Result<_, _>>()?)
         }
+        Value::Map(pairs) => {
+            from_fields(id, pairs.iter().map(|(field, value)| pair_bytes(field, value)).collect::<Result<_, _>>()?)
+        }
+        Value::Nil => Ok(None),
+        other => Err(malformed(Malformed::Reply(other))),
     }
 }
 
-fn from_fields(id: SessionId, fields: Vec<(&str, &str)>) -> Result<Option<Session>, StoreError> {
+/// A field and its value, borrowed from the reply.
+fn pair_bytes<'a>(field: &'a Value, value: &'a Value) -> Result<(&'a [u8], &'a [u8]), StoreError> {
+    let bytes = |value: &'a Value| match value {
+        Value::BulkString(bytes) => Ok(bytes.as_slice()),
+        Value::SimpleString(text) => Ok(text.as_bytes()),
+        other => Err(malformed(Malformed::Reply(other.clone()))),
+    };
+    Ok((bytes(field)?, bytes(value)?))
+}
+
+fn from_fields(id: SessionId, fields: Vec<(&[u8], &[u8])>) -> Result<Option<Session>, StoreError> {
     if fields.is_empty() {
         return Ok(None);
     }
     let mut meta = Meta::default();
     let mut attributes = Attributes::new();
+    let text = |bytes| std::str::from_utf8(bytes).map_err(|e| StoreError::Decode(e.into()));
     for (field, value) in fields {
-        if let Some(key) = field.strip_prefix(ATTRIBUTE) {
-            let value = serde_json::from_str(value).map_err(|e| StoreError::Decode(e.into()))?;
-            attributes.insert(key.to_owned(), value);
+        if let Some(key) = field.strip_prefix(ATTRIBUTE.as_bytes()) {
+            let value = serde_json::from_slice(value).map_err(|e| StoreError::Decode(e.into()))?;
+            attributes.insert(text(key)?.to_owned(), value);
             continue;
         }
         match field {
-            META => meta.times = Some(value),
-            "u" => meta.user = Some(value),
-            "b" => meta.creator = Some(value),
-            "d" => meta.device = Some(value),
+            b"m" => meta.times = Some(text(value)?),
+            b"u" => meta.user = Some(text(value)?),
+            b"b" => meta.creator = Some(text(value)?),
+            b"d" => meta.device = Some(value),
             // A field this version does not know: written by a newer one, left alone.
             _ => {}
         }
@@ -208,7 +221,7 @@ struct Meta<'a> {
     times: Option<&'a str>,
     user: Option<&'a str>,
     creator: Option<&'a str>,
-    device: Option<&'a str>,
+    device: Option<&'a [u8]>,
 }
 
 impl Meta<'_> {
@@ -230,8 +243,10 @@ impl Meta<'_> {
             Some(b) => Some(b.parse::<ServiceId>().map_err(|_| invalid("b"))?),
             None => None,
         };
-        let device = self.device.ok_or_else(|| missing("d"))?;
-        let device: Device = serde_json::from_str(device).map_err(|e| StoreError::Decode(e.into()))?;
+        let device = match self.device {
+            Some(device) => serde_json::from_slice(device).map_err(|e| StoreError::Decode(e.into()))?,
+            None => Device::default(),
+        };
         Ok(Session {
             id,
             user_id,
@@ -273,10 +288,10 @@ mod tests {
         s.device.user_agent = Some("line\nbreak, comma\\n".into());
         s.attributes.insert("a:nested key".into(), json!({"x": [1, null, "y"]}));
         s.attributes.insert("n".into(), json!(-9_007_199_254_740_993_i64));
-        for created_by in [Some("web".parse().unwrap()), None] {
-            s.created_by = created_by;
+        for (created_by, device) in [(Some("web".parse().unwrap()), s.device.clone()), (None, Device::default())] {
+            (s.created_by, s.device) = (created_by, device);
             let fields = encode(&s).unwrap();
-            let metadata = if s.created_by.is_some() { 4 } else { 3 };
+            let metadata = 2 + usize::from(s.created_by.is_some()) + usize::from(s.device != Device::default());
             assert_eq!(fields.len(), 2 * (metadata + s.attributes.len()));
             let reply = Value::Array(fields.iter().map(|f| bulk(f)).collect());
             assert_eq!(decode(s.id.clone(), reply).unwrap(), Some(s.clone()));
@@ -291,6 +306,9 @@ mod tests {
         assert_eq!(decode(SessionId::generate(), Value::Array(vec![])).unwrap(), None);
         let good = || vec![bulk("m"), bulk("2,1,1,1,1,3"), bulk("u"), bulk("bob"), bulk("d"), bulk("{}")];
         assert!(decode(SessionId::generate(), Value::Array(good())).unwrap().is_some());
+        // Without `d` (a device that says nothing is not written), as in RESP3's map.
+        let map = Value::Map(good()[..4].chunks(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect());
+        assert_eq!(decode(SessionId::generate(), map).unwrap().unwrap().device, Device::default());
         let with = |field: &str, value: &str| {
             let mut fields = good();
             match fields.iter().position(|f| *f == bulk(field)) {
