@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use sessanger_core::{
-    Change, Maintenance, Page, Patch, PatchOptions, Renamed, Session, SessionId, SessionStore, StoreError, Timestamp,
-    UserId, UserLimit,
+    Change, Device, Maintenance, Page, Patch, PatchOptions, Renamed, Session, SessionId, SessionStore, StoreError,
+    Timestamp, UserId, UserLimit,
 };
 use sessanger_store_redis::{RedisConnection, RedisStore};
 
@@ -203,6 +203,39 @@ async fn a_stored_record_that_does_not_decode_is_a_decode_error() {
     );
     let kept: String = raw.hget(session_key(&store, &s.id), "m").await.unwrap();
     assert_eq!(kept, "yesterday");
+}
+
+/// A device that says nothing takes no field of the record; a record an earlier version wrote
+/// with `"d": "{}"` still reads, and device fields a write names are stored either way.
+#[tokio::test]
+async fn a_device_that_says_nothing_takes_no_field() {
+    let url = common::redis_url();
+    let store = common::store(url.clone()).await;
+    let mut raw = raw(&url).await;
+    let s = session(&unique_user(), LONG);
+    create(&store, &s).await;
+    let key = session_key(&store, &s.id);
+    assert!(!raw.hexists::<_, _, bool>(&key, "d").await.unwrap());
+    async fn device(store: &RedisStore, id: &SessionId) -> Device {
+        store.load(id, Timestamp::now()).await.unwrap().unwrap().device
+    }
+    assert_eq!(device(&store, &s.id).await, Device::default());
+    let named = Device { ip: Some("192.0.2.7".into()), ..Device::default() };
+    let nothing = Patch::default();
+    let patch = || {
+        let options = PatchOptions { device: Some(&named), ..PatchOptions::new() };
+        store.patch(&s.id, &nothing, options, Change::at(Timestamp::now()))
+    };
+    // As an earlier version stored it: read as no device, and merged into.
+    let _: () = raw.hset(&key, "d", "{}").await.unwrap();
+    assert_eq!(device(&store, &s.id).await, Device::default());
+    patch().await.unwrap();
+    assert_eq!(device(&store, &s.id).await, named);
+    // No field at all: merged into as well.
+    let _: () = raw.hdel(&key, "d").await.unwrap();
+    assert_eq!(device(&store, &s.id).await, Device::default());
+    patch().await.unwrap();
+    assert_eq!(device(&store, &s.id).await, named);
 }
 
 #[tokio::test]
