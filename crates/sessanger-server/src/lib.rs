@@ -120,8 +120,8 @@ impl Default for ServerOptions {
 /// use sessanger_store_memory::MemoryStore;
 ///
 /// let manager = SessionManager::with_policy(Arc::new(MemoryStore::new()), SessionPolicy::default());
-/// let router = sessanger_server::app(AppState::new(manager, ServerOptions::default()));
-/// # drop(router);
+/// let app = sessanger_server::app(AppState::new(manager, ServerOptions::default()));
+/// # drop(app);
 /// ```
 #[derive(Clone, Debug)]
 pub struct AppState {
