@@ -36,11 +36,8 @@ use crate::{
     auth::authenticate,
     conditional::IfNoneMatch,
     edge::{Answer, EdgeLayer},
-    routes::sessions::read_session,
+    routes::sessions::{SESSION_PATH_PREFIX, SESSION_ROUTE, read_session},
 };
-
-/// The route served ahead of the router, as the router names it (the metrics' `route` label).
-const SESSION_ROUTE: &str = "/v1/sessions/{id}";
 
 /// The whole API: what [`app`](crate::app) returns, a `tower::Service` for `axum::serve`,
 /// hyper, or `oneshot` in tests. Cheap to clone.
@@ -72,7 +69,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> AppFuture {
         let session = (request.method() == Method::GET)
-            .then(|| request.uri().path().strip_prefix("/v1/sessions/")?.parse::<SessionId>().ok())
+            .then(|| request.uri().path().strip_prefix(SESSION_PATH_PREFIX)?.parse::<SessionId>().ok())
             .flatten();
         let Some(id) = session else {
             return AppFuture { inner: Inner::Routed { answer: self.router.call(request) } };
@@ -120,5 +117,15 @@ impl Future for AppFuture {
             InnerProjection::Read { answer } => answer.poll(cx),
             InnerProjection::Routed { answer } => answer.poll(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_path_recognised_ahead_of_the_router_is_the_routes_own() {
+        assert_eq!(SESSION_ROUTE.strip_suffix("{id}"), Some(SESSION_PATH_PREFIX));
     }
 }

@@ -2,10 +2,9 @@
 //!
 //! Metadata fields have one-letter names: `m`, the times and version packed in one value,
 //! `u` the user, `b` the creating service (if any), `d` the device as JSON (if it says
-//! anything). Each attribute is
-//! its own field, `a:<key>`, holding the value as JSON. One field per attribute is what makes a
-//! patch field-level: scripts set, delete and `HINCRBY` single fields and never rewrite the
-//! others.
+//! anything). Each attribute is its own field, `a:<key>`, holding the value as JSON. One field
+//! per attribute is what makes a patch field-level: scripts set, delete and `HINCRBY` single
+//! fields and never rewrite the others.
 //!
 //! `m` is `c,e,l,x,i,v`: the creation time, then the deadline, last access and absolute
 //! deadline counted from it, the idle TTL, all in ms, and the version, in hexadecimal — so that

@@ -31,10 +31,17 @@ use crate::{
     reply::{SessionReply, SharedAnswers, etag},
 };
 
+/// The route of one session, as the router names it (the metrics' `route` label); `App` serves
+/// its reads ahead of the router.
+pub(crate) const SESSION_ROUTE: &str = "/v1/sessions/{id}";
+
+/// What the path of one session starts with: [`SESSION_ROUTE`] up to its parameter.
+pub(crate) const SESSION_PATH_PREFIX: &str = "/v1/sessions/";
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/sessions", post(create_session).get(list_sessions))
-        .route("/v1/sessions/{id}", get(get_session).put(replace_session).delete(delete_session))
+        .route(SESSION_ROUTE, get(get_session).put(replace_session).delete(delete_session))
         .route("/v1/sessions/{id}/attributes", patch(patch_attributes))
         .route("/v1/sessions/{id}/refresh", post(refresh_session))
         .route("/v1/sessions/{id}/regenerate", post(regenerate_session))
