@@ -1,8 +1,10 @@
-//! [`App`]: the router, with one request served before routing: `GET /v1/sessions/{id}`.
+//! [`App`]: the router, with the two requests sent most often served before routing:
+//! `GET /v1/sessions/{id}` and `GET /healthz`.
 //!
 //! A session read is what every service behind sessanger sends on each of its own requests,
 //! and the one a node cache answers from memory, so what the HTTP layer costs around it is
-//! most of what it costs at all. axum's routing was a third of what such a read cost beyond a
+//! most of what it costs at all. A liveness probe comes from every load balancer and
+//! orchestrator every few seconds, and answers a constant. axum's routing was a third of what such a read cost beyond a
 //! hello-world (callgrind): matching the path, percent-decoding the parameter into an
 //! `Arc<str>`, cloning and calling the route's boxed services. Here the read is recognised by
 //! its method and its path alone, and answered by the same code as the routed handler
@@ -11,8 +13,9 @@
 //!
 //! Only a path the router would match to that route with the id as written takes this way: a
 //! `GET` of `/v1/sessions/` followed by a well-formed session id (base64url only, so no
-//! percent-escape and no further segment). Anything else, `HEAD` and malformed ids included,
-//! goes to the router, which answers it as it always has.
+//! percent-escape and no further segment), or a `GET` of exactly `/healthz`, answered by the
+//! routed handler itself. Anything else, `HEAD` and malformed ids included, goes to the router,
+//! which answers it as it always has.
 
 use std::{
     convert::Infallible,
@@ -36,7 +39,10 @@ use crate::{
     auth::authenticate,
     conditional::IfNoneMatch,
     edge::{Answer, EdgeLayer},
-    routes::sessions::{SESSION_PATH_PREFIX, SESSION_ROUTE, read_session},
+    routes::{
+        ops::{HEALTH_ROUTE, alive},
+        sessions::{SESSION_PATH_PREFIX, SESSION_ROUTE, read_session},
+    },
 };
 
 /// The whole API: what [`app`](crate::app) returns, a `tower::Service` for `axum::serve`,
@@ -68,16 +74,31 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> AppFuture {
-        let session = (request.method() == Method::GET)
-            .then(|| request.uri().path().strip_prefix(SESSION_PATH_PREFIX)?.parse::<SessionId>().ok())
-            .flatten();
-        let Some(id) = session else {
-            return AppFuture { inner: Inner::Routed { answer: self.router.call(request) } };
+        if request.method() != Method::GET {
+            return self.route(request);
+        }
+        let path = request.uri().path();
+        if path == HEALTH_ROUTE {
+            let alive = std::future::ready(Ok(alive().into_response()));
+            return AppFuture { inner: Inner::Alive { answer: self.edge.around(HEALTH_ROUTE, "GET", alive) } };
+        }
+        let Some(id) = path.strip_prefix(SESSION_PATH_PREFIX).and_then(|id| id.parse::<SessionId>().ok()) else {
+            return self.route(request);
         };
         let state = Arc::clone(&self.state);
         let (parts, _body) = request.into_parts();
         let read: ReadFuture = Box::pin(async move { Ok(read(&state, &id, &parts.headers).await.into_response()) });
         AppFuture { inner: Inner::Read { answer: self.edge.around(SESSION_ROUTE, "GET", read) } }
+    }
+}
+
+impl App {
+    fn route<B>(&mut self, request: Request<B>) -> AppFuture
+    where
+        B: HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        AppFuture { inner: Inner::Routed { answer: tower::Service::call(&mut self.router, request) } }
     }
 }
 
@@ -105,6 +126,7 @@ pin_project_lite::pin_project! {
     #[project = InnerProjection]
     enum Inner {
         Read { #[pin] answer: Answer<ReadFuture> },
+        Alive { #[pin] answer: Answer<std::future::Ready<Result<Response, Infallible>>> },
         Routed { #[pin] answer: RouteFuture<Infallible> },
     }
 }
@@ -115,6 +137,7 @@ impl Future for AppFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().inner.project() {
             InnerProjection::Read { answer } => answer.poll(cx),
+            InnerProjection::Alive { answer } => answer.poll(cx),
             InnerProjection::Routed { answer } => answer.poll(cx),
         }
     }

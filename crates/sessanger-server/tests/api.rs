@@ -917,7 +917,26 @@ async fn admins_list_register_change_and_remove_services() {
 async fn health_and_readiness_answer_without_a_token() {
     let api = Api::new().await;
     let health = api.call(Method::GET, "/healthz", None, None).await;
-    assert_eq!((health.status, health.json), (StatusCode::OK, json!({"status": "ok"})));
+    assert_eq!((health.status, &health.json), (StatusCode::OK, &json!({"status": "ok"})));
+    // Answered ahead of the router (`app.rs`) as the router answers it: `HEAD` goes through the
+    // routed handler, `?query` and a token change nothing, a longer path is no probe.
+    let head = api.call(Method::HEAD, "/healthz", None, None).await;
+    assert_eq!((head.status, head.text.as_str()), (StatusCode::OK, ""));
+    for name in [header::CACHE_CONTROL, header::CONTENT_TYPE] {
+        assert_eq!(health.header(name.clone()), head.header(name), "{health:?}");
+    }
+    assert_eq!(health.header(header::CACHE_CONTROL), "no-store");
+    for (uri, token) in [("/healthz?verbose=1", None), ("/healthz", Some("garbage"))] {
+        let reply = api.call(Method::GET, uri, token, None).await;
+        assert_eq!((reply.status, &reply.text), (StatusCode::OK, &health.text), "{uri}");
+    }
+    api.call(Method::GET, "/healthz/", None, None).await.assert_error(404, "not_found");
+    let metrics = api.call(Method::GET, "/metrics", None, None).await.text;
+    for (method, count) in [("GET", 3), ("HEAD", 1)] {
+        let series =
+            format!(r#"sessanger_http_requests_total{{route="/healthz",method="{method}",status="200"}} {count}"#);
+        assert!(metrics.lines().any(|line| line == series), "{series} in {metrics}");
+    }
     let ready = api.call(Method::GET, "/readyz", None, None).await;
     assert_eq!((ready.status, ready.json), (StatusCode::OK, json!({"status": "ready"})));
 }
