@@ -40,14 +40,15 @@ end
 
 -- The times and version of the record at `key` (its field `m`: `c,e,l,x,i,v`, with the
 -- deadline, last access and absolute deadline counted from the creation; record.rs) and its
--- user, as a table; nil if there is no record.
+-- user (field `u`, up to the `\x1f` before the creator), as a table; nil if there is no record.
 local function meta(key)
   local fields = redis.call('HMGET', key, 'm', 'u')
   if not fields[1] then return nil end
   local c, e, l, x, i, v = string.match(fields[1], '^(-?%x+),(-?%x+),(-?%x+),(-?%x+),(-?%x+),(-?%x+)$')
-  if not (v and fields[2]) then error({err = 'ERR sessanger: malformed metadata in ' .. key}) end
+  local user = fields[2] and string.match(fields[2], '^[^\31]+')
+  if not (v and user) then error({err = 'ERR sessanger: malformed metadata in ' .. key}) end
   c = unhex(c)
-  return {c = c, e = c + unhex(e), l = c + unhex(l), x = c + unhex(x), i = unhex(i), v = unhex(v), user = fields[2]}
+  return {c = c, e = c + unhex(e), l = c + unhex(l), x = c + unhex(x), i = unhex(i), v = unhex(v), user = user}
 end
 
 local function store_meta(key, f)

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 use sessanger_core::{
-    Change, Device, Maintenance, Page, Patch, PatchOptions, Renamed, Session, SessionId, SessionStore, StoreError,
-    Timestamp, UserId, UserLimit,
+    Change, DeleteReason, Device, Maintenance, Page, Patch, PatchOptions, Renamed, ServiceId, Session, SessionId,
+    SessionStore, StoreError, Timestamp, UserId, UserLimit,
 };
 use sessanger_store_redis::{RedisConnection, RedisStore};
 
@@ -236,6 +236,52 @@ async fn a_device_that_says_nothing_takes_no_field() {
     assert_eq!(device(&store, &s.id).await, Device::default());
     patch().await.unwrap();
     assert_eq!(device(&store, &s.id).await, named);
+}
+
+#[tokio::test]
+async fn a_creator_shares_the_user_field_when_both_fit() {
+    let url = common::redis_url();
+    let store = common::store(url.clone()).await;
+    let mut raw = raw(&url).await;
+    let web: ServiceId = "web".parse().unwrap();
+    let short = unique_user();
+    // 63 bytes of user: with the separator and `web`, past one listpack value.
+    let long: UserId = format!("{short}-{}", "x".repeat(62 - short.as_ref().len())).parse().unwrap();
+    for (user, folded) in [(short, true), (long, false)] {
+        let mut s = session(&user, LONG);
+        s.created_by = Some(web.clone());
+        create(&store, &s).await;
+        let key = session_key(&store, &s.id);
+        let (u, b): (String, Option<String>) =
+            redis::pipe().hget(&key, "u").hget(&key, "b").query_async(&mut raw).await.unwrap();
+        if folded {
+            assert_eq!((u, b), (format!("{user}\x1fweb"), None));
+        } else {
+            assert_eq!((u, b), (user.to_string(), Some("web".to_owned())));
+        }
+        let encoding: String = redis::cmd("OBJECT").arg("ENCODING").arg(&key).query_async(&mut raw).await.unwrap();
+        assert_eq!(encoding, "listpack", "{user}");
+        // Every script finds the user in either form: a patch, the index, the expiry entry.
+        let loaded = store.load(&s.id, Timestamp::now()).await.unwrap().unwrap();
+        assert_eq!((&loaded.user_id, &loaded.created_by), (&user, &Some(web.clone())));
+        let mut patch = Patch::default();
+        patch.set.insert("k".into(), 1.into());
+        store.patch(&s.id, &patch, PatchOptions::new(), Change::at(Timestamp::now())).await.unwrap();
+        let listed = store.list_user(&user, &Page::DEFAULT, Timestamp::now()).await.unwrap();
+        assert_eq!(listed.iter().map(|s| (&s.id, &s.created_by)).collect::<Vec<_>>(), [(&s.id, &Some(web.clone()))]);
+        let deleted = store.delete(&s.id, DeleteReason::Logout, Change::at(Timestamp::now())).await.unwrap();
+        assert!(deleted.is_some());
+        let expiry = format!("{{{}:{}}}:x", store.prefix(), user.shard_tag());
+        let entry: Option<f64> = raw.zscore(&expiry, format!("{}{user}", s.id)).await.unwrap();
+        assert_eq!(entry, None, "the expiry entry goes with the record");
+    }
+    // As an earlier version stored it, the creator in a field of its own: read the same.
+    let user = unique_user();
+    let s = session(&user, LONG);
+    create(&store, &s).await;
+    let _: () = raw.hset(session_key(&store, &s.id), "b", "web").await.unwrap();
+    let loaded = store.load(&s.id, Timestamp::now()).await.unwrap().unwrap();
+    assert_eq!((loaded.user_id, loaded.created_by), (user, Some(web)));
 }
 
 #[tokio::test]
