@@ -102,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
         work: tempfile::tempdir()?,
         plan,
         rounds,
-        progress: progress(8 + 12 * rounds as u64),
+        progress: progress(9 + 12 * rounds as u64),
     };
     let result = bench.run(stored, args.quick).await;
     for db in [SESSANGER_DB, PEER_DB, BENCHMARK_DB] {
@@ -293,7 +293,7 @@ impl Bench {
         let scaling = self.list_scaling(&sessanger, stored).await?;
         sessanger.server.stop().await?;
 
-        let [embedded, memory] = self.local_stores().await?;
+        let [embedded, memory, healthz] = self.local_stores().await?;
         let ceiling = self.redis_ceiling(&body).await?;
         Ok(Measured {
             hello,
@@ -306,6 +306,7 @@ impl Bench {
             scaling,
             embedded,
             memory,
+            healthz,
             ceiling,
         })
     }
@@ -487,8 +488,9 @@ impl Bench {
         Ok(EventCost { patch, quiet_patch, create, quiet_create })
     }
 
-    /// sessanger's GET on the embedded store, then on the memory store.
-    async fn local_stores(&self) -> anyhow::Result<[Run; 2]> {
+    /// sessanger's GET on the embedded store, then on the memory store, then its `/healthz`
+    /// (the memory store's server: a probe touches no store).
+    async fn local_stores(&self) -> anyhow::Result<[Run; 3]> {
         let mut local = Vec::new();
         for (name, port, store) in [
             (
@@ -510,9 +512,13 @@ impl Bench {
                 )
                 .await?;
             local.push(run);
+            if store == "memory://" {
+                let probe = Target::get(s.server.addr, "/healthz");
+                local.push(self.measure(&s.server, false, "GET /healthz", &probe, self.plan).await?.0);
+            }
             s.server.stop().await?;
         }
-        Ok(local.try_into().expect("two local stores"))
+        Ok(local.try_into().expect("two local stores and a probe"))
     }
 
     /// The ceiling of a read: Redis alone, reading a value of the size sessanger answers.
@@ -643,6 +649,8 @@ struct Measured {
     scaling: Scaling,
     embedded: Run,
     memory: Run,
+    /// `/healthz` on the memory store's server.
+    healthz: Run,
     ceiling: BenchmarkGet,
 }
 
@@ -744,6 +752,7 @@ impl Measured {
             floor_get.clone(),
             self.embedded.clone(),
             self.memory.clone(),
+            self.healthz.clone(),
             self.hello.clone(),
             Run {
                 system: "redis-benchmark",
@@ -844,6 +853,13 @@ impl Measured {
             measured: format!("**{hot_path:.1} µs** ({:.1} vs {:.1} µs)", cpu(&self.memory), cpu(&self.hello)),
             target: "≤ 4 µs".into(),
             met: Some(hot_path <= 4.0),
+        });
+        let probe = cpu(&self.healthz) / cpu(&self.hello);
+        figures.push(Figure {
+            name: "`/healthz` server CPU vs axum hello-world's".into(),
+            measured: format!("**{probe:.2}×** ({:.1} vs {:.1} µs)", cpu(&self.healthz), cpu(&self.hello)),
+            target: "≤ 1.2×".into(),
+            met: Some(probe <= 1.2),
         });
         let Staleness { trials, p50_ms, p99_ms, max_ms } = self.staleness;
         figures.push(Figure {
