@@ -64,9 +64,34 @@ impl RedisServer {
         Ok(redis::Client::open(self.url(db))?.get_multiplexed_async_connection().await?)
     }
 
+    /// Empties database `db`, and waits until Redis has freed what it held (at most 30 s), so
+    /// that the memory and CPU measured next are not its.
     pub async fn flush(&self, db: u8) -> anyhow::Result<()> {
         // ASYNC: emptying a million keys takes longer than a reply may.
         redis::cmd("FLUSHDB").arg("ASYNC").exec_async(&mut self.database(db).await?).await?;
+        for _ in 0..300 {
+            if self.info("memory").await?.get("lazyfree_pending_objects").is_none_or(|n| n == "0") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+
+    /// A server setting (`CONFIG GET`).
+    pub async fn setting(&self, name: &str) -> anyhow::Result<String> {
+        let (_, value): (String, String) = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query_async(&mut self.connection.clone())
+            .await
+            .with_context(|| format!("CONFIG GET {name}"))?;
+        Ok(value)
+    }
+
+    /// Changes a server setting (`CONFIG SET`), for this server's run only.
+    pub async fn set_setting(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        redis::cmd("CONFIG").arg("SET").arg(name).arg(value).exec_async(&mut self.connection.clone()).await?;
         Ok(())
     }
 
