@@ -76,7 +76,7 @@ fn hex(n: i64) -> String {
 }
 
 /// What [`hex`] wrote, back. Digits folded by hand up to 15 of them, which cannot overflow:
-/// `from_str_radix` was a twentieth of decoding a record (callgrind), and parses the rest.
+/// `from_str_radix` was about a tenth of decoding a record (callgrind), and parses the rest.
 fn unhex(s: &[u8]) -> Option<i64> {
     let (sign, digits) = s.strip_prefix(b"-").map_or((1, s), |digits| (-1, digits));
     if !(1..=15).contains(&digits.len()) {
