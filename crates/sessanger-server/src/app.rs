@@ -4,11 +4,11 @@
 //! A session read is what every service behind sessanger sends on each of its own requests,
 //! and the one a node cache answers from memory, so what the HTTP layer costs around it is
 //! most of what it costs at all. A liveness probe comes from every load balancer and
-//! orchestrator every few seconds, and answers a constant. axum's routing was a third of what such a read cost beyond a
-//! hello-world (callgrind): matching the path, percent-decoding the parameter into an
-//! `Arc<str>`, cloning and calling the route's boxed services. Here the read is recognised by
-//! its method and its path alone, and answered by the same code as the routed handler
-//! (`routes::sessions::read_session`, after `auth::authenticate`) under the same edge:
+//! orchestrator every few seconds, and answers a constant. axum's routing was a third of what
+//! such a read cost beyond a hello-world (callgrind): matching the path, percent-decoding the
+//! parameter into an `Arc<str>`, cloning and calling the route's boxed services. Here the read
+//! is recognised by its method and its path alone, and answered by the same code as the routed
+//! handler (`routes::sessions::read_session`, after `auth::authenticate`) under the same edge:
 //! timeout, metrics under the route's template, `Cache-Control: no-store`.
 //!
 //! Only a path the router would match to that route with the id as written takes this way: a
@@ -93,6 +93,7 @@ where
 }
 
 impl App {
+    /// `request` answered by the router: everything not served ahead of it.
     fn route<B>(&mut self, request: Request<B>) -> AppFuture
     where
         B: HttpBody<Data = Bytes> + Send + 'static,

@@ -6,17 +6,16 @@
 //! together pass the 64 bytes that keep the hash a listpack; in `u` it costs a read two values
 //! fewer to parse (records written before it was folded in still read). Neither a user id nor a
 //! service id holds a control character. Each attribute is its own field, `a:<key>`, holding
-//! the value as JSON. One field
-//! per attribute is what makes a patch field-level: scripts set, delete and `HINCRBY` single
-//! fields and never rewrite the others.
+//! the value as JSON. One field per attribute is what makes a patch field-level: scripts set,
+//! delete and `HINCRBY` single fields and never rewrite the others.
 //!
 //! `m` is `c,e,l,x,i,v`: the creation time, then the deadline, last access and absolute
 //! deadline counted from it, the idle TTL, all in ms, and the version, in hexadecimal — so that
 //! a read parses 8 values fewer than with a field each, and the value stays under Redis's
-//! `hash-max-listpack-value` ([`LISTPACK_VALUE`], even for a session that lives for years): one longer
-//! value turns the whole hash into a hash table, several times larger. The scripts read and
-//! write it with the same layout (`scripts.rs`: `meta`, `store_meta`; `meta` also reads the user
-//! from `u`).
+//! `hash-max-listpack-value` ([`LISTPACK_VALUE`], even for a session that lives for years): one
+//! longer value turns the whole hash into a hash table, several times larger. The scripts read
+//! and write it with the same layout (`scripts.rs`: `meta`, `store_meta`; `meta` also reads the
+//! user from `u`).
 //!
 //! `s`, written by the patch script only, is `n,b` in hexadecimal: the number of attributes
 //! and the sum of their sizes in compact JSON, so the session cap is checked in O(patch); a
@@ -32,7 +31,7 @@ use sessanger_core::{Attributes, Device, ServiceId, Session, SessionId, StoreErr
 pub(crate) const ATTRIBUTE: &str = "a:";
 
 /// Between the user and the creator in field `u`.
-const CREATOR: char = '\x1f';
+const CREATOR: &str = "\x1f";
 
 /// Redis's default `hash-max-listpack-value`: a hash with a longer value is a hash table,
 /// several times the size of the listpack.
@@ -54,8 +53,8 @@ pub(crate) fn encode(session: &Session) -> Result<Vec<String>, StoreError> {
     let user: &str = session.user_id.as_ref();
     let mut fields = vec!["m".to_owned(), meta];
     match &session.created_by {
-        Some(service) if user.len() + CREATOR.len_utf8() + service.as_ref().len() <= LISTPACK_VALUE => {
-            fields.extend(["u".to_owned(), [user, CREATOR.encode_utf8(&mut [0; 1]), service.as_ref()].concat()]);
+        Some(service) if user.len() + CREATOR.len() + service.as_ref().len() <= LISTPACK_VALUE => {
+            fields.extend(["u".to_owned(), [user, CREATOR, service.as_ref()].concat()]);
         }
         Some(service) => fields.extend(["u".to_owned(), user.to_owned(), "b".to_owned(), service.to_string()]),
         None => fields.extend(["u".to_owned(), user.to_owned()]),
@@ -235,10 +234,13 @@ fn from_fields(id: SessionId, fields: Vec<(&[u8], &[u8])>) -> Result<Option<Sess
         }
         match field {
             b"m" => meta.times = Some(text(value)?),
-            b"u" => match text(value)?.split_once(CREATOR) {
-                Some((user, creator)) => (meta.user, meta.creator) = (Some(user), Some(creator)),
-                None => meta.user = Some(text(value)?),
-            },
+            b"u" => {
+                let user = text(value)?;
+                match user.split_once(CREATOR) {
+                    Some((user, creator)) => (meta.user, meta.creator) = (Some(user), Some(creator)),
+                    None => meta.user = Some(user),
+                }
+            }
             b"b" => meta.creator = Some(text(value)?),
             b"d" => meta.device = Some(value),
             // A field this version does not know: written by a newer one, left alone.
@@ -388,7 +390,7 @@ mod tests {
         s.touch(Timestamp::now() + year);
         s.version = Version(1_000_000_000);
         let fields = encode(&s).unwrap();
-        assert!(fields[1].len() <= 64, "{} is {} bytes", fields[1], fields[1].len());
+        assert!(fields[1].len() <= LISTPACK_VALUE, "{} is {} bytes", fields[1], fields[1].len());
         for n in [0, 1, -1, 255, -256, 0xfff_ffff_ffff_ffff, -0x1000_0000_0000_0000, i64::MAX, i64::MIN + 1] {
             assert_eq!(unhex(hex(n).as_bytes()), Some(n), "{n}");
             assert_eq!(i64::from_str_radix(&hex(n), 16), Ok(n), "{n}");

@@ -43,6 +43,10 @@ fn single_key(store: &RedisStore, user: &UserId) -> String {
     format!("{{{}:{}}}:single", store.prefix(), user.shard_tag())
 }
 
+fn expiry_key(store: &RedisStore, user: &UserId) -> String {
+    format!("{{{}:{}}}:x", store.prefix(), user.shard_tag())
+}
+
 fn session_key(store: &RedisStore, id: &SessionId) -> String {
     format!("{{{}:{}}}:s:{id}", store.prefix(), id.shard_tag())
 }
@@ -275,8 +279,7 @@ async fn a_creator_shares_the_user_field_when_both_fit() {
         assert_eq!(listed.iter().map(|s| (&s.id, &s.created_by)).collect::<Vec<_>>(), [(&s.id, &Some(web.clone()))]);
         let deleted = store.delete(&s.id, DeleteReason::Logout, Change::at(Timestamp::now())).await.unwrap();
         assert!(deleted.is_some());
-        let expiry = format!("{{{}:{}}}:x", store.prefix(), user.shard_tag());
-        let entry: Option<f64> = raw.zscore(&expiry, format!("{}{user}", s.id)).await.unwrap();
+        let entry: Option<f64> = raw.zscore(expiry_key(&store, &user), format!("{}{user}", s.id)).await.unwrap();
         assert_eq!(entry, None, "the expiry entry goes with the record");
     }
     // As an earlier version stored it, the creator in a field of its own: read the same.
@@ -300,7 +303,7 @@ async fn every_key_of_a_user_sits_in_one_cluster_slot() {
     }
     let mut keys: Vec<String> = sessions.iter().map(|s| session_key(&store, &s.id)).collect();
     keys.push(user_key(&store, &user));
-    keys.push(format!("{{{}:{}}}:x", store.prefix(), user.shard_tag()));
+    keys.push(expiry_key(&store, &user));
     let mut slots = std::collections::HashSet::new();
     for key in &keys {
         let exists: bool = raw.exists(key).await.unwrap();
