@@ -72,15 +72,31 @@ class Browser {
   }
 
   async text(css: string): Promise<string> {
-    return (await this.#call("GET", `/element/${await this.#find(css)}/text`)) as string;
+    return (await this.#onElement(css, "GET", "/text")) as string;
   }
 
   async type(css: string, text: string): Promise<void> {
-    await this.#call("POST", `/element/${await this.#find(css)}/value`, { text });
+    await this.#onElement(css, "POST", "/value", { text });
   }
 
   async click(css: string): Promise<void> {
-    await this.#call("POST", `/element/${await this.#find(css)}/click`, {});
+    await this.#onElement(css, "POST", "/click", {});
+  }
+
+  /**
+   * `path` of the element `css` finds. Found again while the page under it is being replaced:
+   * after a click that submits a form, the old page's element can be found and then be gone
+   * (WebDriver's `stale element reference`) before the new page is there.
+   */
+  async #onElement(css: string, method: string, path: string, body?: object): Promise<unknown> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#call(method, `/element/${await this.#find(css)}${path}`, body);
+      } catch (error) {
+        if (attempt >= 50 || !String(error).includes("stale element reference")) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
   }
 
   /** Saves the page as `target/screenshots/<name>.png` and prints where. */
