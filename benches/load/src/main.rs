@@ -604,9 +604,7 @@ impl Bench {
             }
         }
         Filler::connect(&self.redis.url(BENCHMARK_DB)).await?.fill(0, SMALL_STORE, &self.progress).await?;
-        let before = self.redis.used_memory().await?;
-        Filler::connect(&self.redis.url(SESSANGER_DB)).await?.fill(0, stored, &self.progress).await?;
-        let after = self.redis.used_memory().await?;
+        let bytes_per_session = self.fill_memory(SESSANGER_DB, stored).await?;
         let plan = Plan { connections: 8, ..self.plan };
         let (mut small_runs, mut large_runs) = (Vec::new(), Vec::new());
         for _ in 0..self.rounds {
@@ -619,7 +617,7 @@ impl Bench {
         Ok(Scaling {
             small_rate: median(small_runs).rate,
             large_rate: median(large_runs).rate,
-            bytes_per_session: after.saturating_sub(before) as f64 / stored as f64,
+            bytes_per_session,
             listpack_bytes_per_session: self.listpack_memory(stored).await?,
         })
     }
@@ -633,15 +631,18 @@ impl Bench {
         let was = self.redis.setting(SETTING).await?;
         self.redis.flush(BENCHMARK_DB).await?;
         self.redis.set_setting(SETTING, "512").await?;
-        let measured = async {
-            let before = self.redis.used_memory().await?;
-            Filler::connect(&self.redis.url(BENCHMARK_DB)).await?.fill(0, stored, &self.progress).await?;
-            anyhow::Ok(self.redis.used_memory().await?.saturating_sub(before) as f64 / stored as f64)
-        }
-        .await;
+        let measured = self.fill_memory(BENCHMARK_DB, stored).await;
         self.redis.set_setting(SETTING, &was).await?;
         self.redis.flush(BENCHMARK_DB).await?;
         measured
+    }
+
+    /// Redis memory per session: `used_memory` before and after storing `stored` sessions in
+    /// database `db`, over their number.
+    async fn fill_memory(&self, db: u8, stored: u64) -> anyhow::Result<f64> {
+        let before = self.redis.used_memory().await?;
+        Filler::connect(&self.redis.url(db)).await?.fill(0, stored, &self.progress).await?;
+        Ok(self.redis.used_memory().await?.saturating_sub(before) as f64 / stored as f64)
     }
 }
 
