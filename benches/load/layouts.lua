@@ -10,7 +10,8 @@
 --      key may hold): a listpack of 128 bytes where today's takes 160
 -- The sessions are the load harness's fill: user `fill-<n>`, its four attributes, an hour's
 -- idle TTL. Not the store's code: an experiment on what the store writes (`BENCHMARKS.md`,
--- "What 400 B a session would take"). Per variant, on a database nothing else uses (the tests take 0, the harness 13-15):
+-- "What 400 B a session would take"). Per variant, on a database nothing else uses (the tests
+-- take 0, the load harness 13-15):
 --   redis-cli -n 9 flushdb; before=$(redis-cli -n 9 info memory | grep '^used_memory:')
 --   for s in $(seq 0 100000 900000); do
 --     redis-cli -n 9 eval "$(cat benches/load/layouts.lua)" 0 100000 NIS4 $s; done
