@@ -614,27 +614,7 @@ impl Bench {
             }
         }
         small.server.stop().await?;
-        Ok(Scaling {
-            small_rate: median(small_runs).rate,
-            large_rate: median(large_runs).rate,
-            bytes_per_session,
-            listpack_bytes_per_session: self.listpack_memory(stored).await?,
-        })
-    }
-
-    /// Redis memory per session as `list_scaling` measures it, with sorted sets of up to 512
-    /// entries kept as listpacks (`zset-max-listpack-entries`, default 128): at 10⁶ sessions
-    /// each shard's expiry set holds ~244. An operator's setting (README, "Choose a store"),
-    /// put back as it was afterwards.
-    async fn listpack_memory(&self, stored: u64) -> anyhow::Result<f64> {
-        const SETTING: &str = "zset-max-listpack-entries";
-        let was = self.redis.setting(SETTING).await?;
-        self.redis.flush(BENCHMARK_DB).await?;
-        self.redis.set_setting(SETTING, "512").await?;
-        let measured = self.fill_memory(BENCHMARK_DB, stored).await;
-        self.redis.set_setting(SETTING, &was).await?;
-        self.redis.flush(BENCHMARK_DB).await?;
-        measured
+        Ok(Scaling { small_rate: median(small_runs).rate, large_rate: median(large_runs).rate, bytes_per_session })
     }
 
     /// Redis memory per session: `used_memory` before and after storing `stored` sessions in
@@ -791,8 +771,7 @@ impl Measured {
 
     fn figures(&self, stored: u64) -> Vec<Figure> {
         let Compared { get, uncached_get, peer_get, floor_get, patch, peer_write, .. } = &self.compared;
-        let (Scaling { small_rate, large_rate, bytes_per_session, listpack_bytes_per_session }, ceiling) =
-            (&self.scaling, &self.ceiling);
+        let (Scaling { small_rate, large_rate, bytes_per_session }, ceiling) = (&self.scaling, &self.ceiling);
         let Increments { answered, counter, peer_answered, .. } = &self.increments;
         let (lost, peer_lost) = (self.increments.lost(), self.increments.peer_lost());
         let cpu = |run: &Run| run.cpu_us.unwrap_or(f64::NAN);
@@ -899,12 +878,6 @@ impl Measured {
             met: Some(*bytes_per_session <= 400.0),
         });
         figures.push(Figure {
-            name: "context: the same, Redis set to `zset-max-listpack-entries 512`".into(),
-            measured: format!("{listpack_bytes_per_session:.0} B"),
-            target: String::new(),
-            met: None,
-        });
-        figures.push(Figure {
             name: "context: the peer's Redis memory per session (one string each, no index)".into(),
             measured: format!("{:.0} B", self.peer_bytes),
             target: String::new(),
@@ -948,7 +921,7 @@ impl Bench {
         notes.push("Events: sessanger (Redis) as above, which records events, against a second process of the same build with `events.record: false` under another key prefix of the same Redis; PATCH and create (a new session of one user, 4 attributes) alternate between the two, round after round (median).".into());
         notes.push("Node cache: sessanger (Redis) and node B serve reads from memory, kept coherent by Redis (`CLIENT TRACKING`); `cache off` is a third node on the same keys with `store.cache: false`, in the same rounds. Staleness: a session created on A is read twice on B, revoked on A, then read on B over a kept-alive connection until B answers 404; the delay counts from A's answer.".into());
         notes.push("CPU µs/req: the process's user + system time (`/proc/PID/stat`) and Redis's (`INFO cpu`) over the measured run, divided by the requests answered in it.".into());
-        notes.push(format!("Round trips: commands sessanger sent to Redis while doing each operation 3 times, seen by `MONITOR` (commands a script runs inside Redis are not round trips), divided by 3. The list-scaling stores are filled with sessions of {FILL_PER_USER} per user, 4 attributes each; the two stores take turns for {} rounds (median); memory per session is `INFO memory` `used_memory` before and after storing {stored} sessions in the large one, divided by their number; then once more in another database, with `zset-max-listpack-entries` at 512 for the fill (set back after).", self.rounds));
+        notes.push(format!("Round trips: commands sessanger sent to Redis while doing each operation 3 times, seen by `MONITOR` (commands a script runs inside Redis are not round trips), divided by 3. The list-scaling stores are filled with sessions of {FILL_PER_USER} per user, 4 attributes each; the two stores take turns for {} rounds (median); memory per session is `INFO memory` `used_memory` before and after storing {stored} sessions in the large one, divided by their number.", self.rounds));
         if quick {
             notes.push(
                 "Quick mode: short phases and a small store — a check that the harness works, not a measurement."
@@ -964,9 +937,8 @@ const FILL_PER_USER: u64 = 1;
 struct Scaling {
     small_rate: f64,
     large_rate: f64,
+    /// Redis memory per session of the large store.
     bytes_per_session: f64,
-    /// The same with `zset-max-listpack-entries 512`.
-    listpack_bytes_per_session: f64,
 }
 
 /// Stores sessions straight through sessanger's Redis store (the server's own code, without

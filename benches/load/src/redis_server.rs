@@ -78,23 +78,6 @@ impl RedisServer {
         Ok(())
     }
 
-    /// A server setting (`CONFIG GET`).
-    pub async fn setting(&self, name: &str) -> anyhow::Result<String> {
-        let (_, value): (String, String) = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg(name)
-            .query_async(&mut self.connection.clone())
-            .await
-            .with_context(|| format!("CONFIG GET {name}"))?;
-        Ok(value)
-    }
-
-    /// Changes a server setting (`CONFIG SET`), for this server's run only.
-    pub async fn set_setting(&self, name: &str, value: &str) -> anyhow::Result<()> {
-        redis::cmd("CONFIG").arg("SET").arg(name).arg(value).exec_async(&mut self.connection.clone()).await?;
-        Ok(())
-    }
-
     /// How many keys database `db` holds.
     pub async fn dbsize(&self, db: u8) -> anyhow::Result<u64> {
         Ok(redis::cmd("DBSIZE").query_async(&mut self.database(db).await?).await?)

@@ -21,7 +21,8 @@
 //! | `{p:tag}:s:<session id>` | hash | `m` the times and version packed in one value (deadline, version, last access, creation, idle TTL, absolute deadline; layout in `record.rs`), `u` user, then the creator after a `\x1f` when both fit 64 bytes (else the creator is `b`), `d` device (JSON; absent when it says nothing); `a:<key>` per attribute (JSON) | one field per attribute: a patch sets, deletes and `HINCRBY`s only the fields it names, so concurrent writers of different keys never meet; the times in one short field: fewer values to parse per read, and a hash that stays a compact listpack; native expiry `PEXPIREAT` at the deadline |
 //! | `{p:tag}:single` | hash | user id → the id of the user's only session, for users with one | the user index of most users: a field of a listpack shared by the shard costs ~60 B where a key of the user's own costs ~190 B; a second session moves the user to `…:u:<user id>` |
 //! | `{p:tag}:u:<user id>` | sorted set | the session ids of a user with more than one, scored by `created_at` | `list_user`, `delete_user` and the per-user limit read only this user's sessions, oldest first (ties by id); expires natively after the user's last session |
-//! | `{p:tag}:x` | sorted set | `<session id><user id>` per session of the shard, scored by `expires_at` | `count_active` (`ZCOUNT`) and `delete_expired` read only due entries; it outlives the records Redis already expired, so their expiry is still reported |
+//! | `{p:tag}:x0` … `:x3` | sorted sets | the shard's expiry set in four parts, by the third character of the session id (its first random one): `<session id><user id>` per session, scored by `expires_at` | `count_active` and `delete_expired` read only due entries; it outlives the records Redis already expired, so their expiry is still reported; four parts of ~61 entries at 10⁶ sessions stay listpacks (~60 B an entry) where one set of ~244 would be a skiplist (~160 B) |
+//! | `{p:tag}:x` | sorted set | the same, unsplit, as versions before the parts wrote it | still read by every script that reads the parts; a write or purge that meets an entry of it moves or removes it, so it empties by itself |
 //! | `<p>:services` | hash | service id → the [`ServiceRecord`] as JSON | the service registry: small, read through the manager's cache |
 //! | `{p}:events` | stream | the event log: entry `<n>-0` per event, `n` its [`EventId`](sessanger_core::EventId) (layout in `events.rs`) | appended by the script of each change, so the change and its event are one atomic step; trimmed by the reaper; consumers resume after any id |
 //! | `{p}:events:n`, `…:relays`, `…:gathered` | string, hashes | the log's counter, the relays' leases and positions, the shard logs' watermarks | beside the log, in its slot |
@@ -41,11 +42,11 @@
 //! |---|---|---|
 //! | `load` | 1 | `HGETALL` |
 //! | `create`, `touch`, `patch`, `replace`, `rename`, `delete`, `list_user`, `delete_user` | 1 | one script each |
-//! | `count_active` | 4096, concurrent | `ZCOUNT` on the expiry set of every shard tag |
+//! | `count_active` | 4096, concurrent | `ZCOUNT` on the expiry sets of every shard tag, a pipeline per tag |
 //! | `scan` | one per shard visited, up to 16 at once | a script per shard reading its expiry set's live entries, then the records after the cursor (for `sessanger export`) |
 //! | `find_users` | 4096, concurrent | a script per shard tag reading its expiry set's live entries (an operator's search: O(live sessions)) |
 //! | `read_events`, `last_event_id` | 1 (2 for the latter); on a Cluster first the gathering of the shard logs this process wrote to, and of every shard once a second (4096 `XLEN`, concurrent) | `XRANGE`; a script reading the counter and `XINFO STREAM` |
-//! | `delete_expired` | 4096 + one per shard with due sessions, concurrent | `ZCOUNT` of due entries per shard, then a purge script on those shards, sharing `limit` |
+//! | `delete_expired` | 4096 + one per shard with due sessions, concurrent | due entries counted per shard as by `count_active`, then a purge script on those shards, sharing `limit` |
 //! | services | 1 | `HSETNX`, `HGET`, `HVALS`, `HDEL` |
 //!
 //! Every change that records an event, and only those, appends it in its script; the event of
@@ -57,8 +58,8 @@
 //! spread over 4096 tags, and a key listing the tags in use could not be updated in the same
 //! single-slot script as a session. So they visit all 4096 possible tags: the calls are issued
 //! concurrently on the multiplexed connection(s), which batches them on the wire per node
-//! (a cluster pipeline would have to be single-slot). A visit of an empty tag is an O(1)
-//! `ZCOUNT` of a missing key (`a_sweep_of_all_shards_stays_cheap` prints what a full sweep
+//! (a cluster pipeline would have to be single-slot). A visit of an empty tag is five O(1)
+//! `ZCOUNT`s of missing keys (`a_sweep_of_all_shards_stays_cheap` prints what a full sweep
 //! costs). Both are called by the reaper and for statistics, not per request.
 //!
 //! # Node cache
@@ -275,8 +276,17 @@ impl Keys {
         ["{", self.prefix.as_ref(), ":", &user.shard_tag(), "}:u:", user.as_ref()].concat()
     }
 
+    /// The shard's unsplit expiry set, where versions before the parts kept every entry.
     fn expiry(&self, tag: &str) -> String {
         self.in_shard(tag, ":x")
+    }
+
+    /// Every expiry set of shard `tag`: the unsplit one, then its parts `…:x0` to `…:x3`
+    /// (`scripts.rs` says which part holds a session's entry, and why).
+    fn expiry_sets(&self, tag: &str) -> Vec<String> {
+        let unsplit = self.expiry(tag);
+        let parts = (0..scripts::EXPIRY_PARTS).map(|part| format!("{unsplit}{part}"));
+        std::iter::once(unsplit.clone()).chain(parts).collect()
     }
 
     /// The event log (a stream), with its counter `…:n`, relays `…:relays` and, on a Cluster,
@@ -461,10 +471,38 @@ impl RedisStore {
             (Some(log), None) => Cow::Borrowed(log),
             (None, _) => Cow::Borrowed(""),
         };
+        self.invoke(invocation, tag, &log, change, args).await
+    }
+
+    /// Runs `script`, which only reads (it records no event), on `keys` as [`run`](Self::run)
+    /// does: with no log to write to, and no shard log to gather after it.
+    async fn read(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        tag: &str,
+        now: Timestamp,
+        args: &[&str],
+    ) -> Result<Value, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        self.invoke(invocation, tag, "", Change::at(now), args).await
+    }
+
+    async fn invoke(
+        &self,
+        mut invocation: redis::ScriptInvocation<'_>,
+        tag: &str,
+        log: &str,
+        change: Change<'_>,
+        args: &[&str],
+    ) -> Result<Value, StoreError> {
         invocation
             .arg(change.now.as_millis())
             .arg(self.keys.base(tag))
-            .arg(log.as_ref())
+            .arg(log)
             .arg(change.service.map_or("", |service| service.as_ref()));
         for arg in args {
             invocation.arg(*arg);
@@ -497,6 +535,18 @@ impl RedisStore {
         Fut: Future<Output = Result<T, StoreError>>,
     {
         stream::iter(all_tags().map(per_tag)).buffer_unordered(FAN_OUT).try_collect().await
+    }
+
+    /// How many entries of shard `tag`'s expiry sets have a deadline from `min` to `max`
+    /// (`ZCOUNT`'s bounds): a `ZCOUNT` per set, in one pipeline (one slot). Not a script: a
+    /// call of one costs Redis more than the five counts.
+    async fn count_entries(&self, tag: &str, min: &str, max: &str) -> Result<u64, StoreError> {
+        let mut pipe = redis::pipe();
+        for set in self.keys.expiry_sets(tag) {
+            pipe.cmd("ZCOUNT").arg(set).arg(min).arg(max);
+        }
+        let counts = self.connection().req_packed_commands(&pipe, 0, pipe.len()).await.map_err(store_error)?;
+        counts.into_iter().map(count).sum()
     }
 }
 
@@ -715,9 +765,9 @@ impl SessionStore for RedisStore {
         let limit_arg = limit.get().to_string();
         let shards = self
             .every_shard(|tag| {
-                let (key, args) = (self.keys.expiry(&tag), [prefix, limit_arg.as_str()]);
+                let (sets, args) = (self.keys.expiry_sets(&tag), [prefix, limit_arg.as_str()]);
                 async move {
-                    let reply = self.run(&self.scripts.find_users, &key, &[], &tag, Change::at(now), &args).await?;
+                    let reply = self.read(&self.scripts.find_users, &sets, &tag, now, &args).await?;
                     items(reply)?.into_iter().map(parse_user).collect::<Result<Vec<UserId>, _>>()
                 }
             })
@@ -751,8 +801,9 @@ impl SessionStore for RedisStore {
             let wave = met.checked_div(read).map_or(1, |per_shard| left.div_ceil(per_shard + 1).clamp(1, SCAN_AHEAD));
             let left_arg = left.to_string();
             let replies = futures::future::try_join_all(tags[read..(read + wave).min(tags.len())].iter().map(|tag| {
-                let (key, args) = (self.keys.expiry(tag), [if read == 0 { after } else { "" }, left_arg.as_str()]);
-                async move { self.run(&self.scripts.scan_shard, &key, &[], tag, Change::at(now), &args).await }
+                let (sets, args) =
+                    (self.keys.expiry_sets(tag), [if read == 0 { after } else { "" }, left_arg.as_str()]);
+                async move { self.read(&self.scripts.scan_shard, &sets, tag, now, &args).await }
             }))
             .await?;
             read += replies.len();
@@ -783,12 +834,8 @@ impl SessionStore for RedisStore {
 impl Maintenance for RedisStore {
     async fn count_active(&self, now: Timestamp) -> Result<u64, StoreError> {
         let after_now = format!("({}", now.as_millis());
-        let counts = self
-            .every_shard(|tag| {
-                let cmd = redis::cmd("ZCOUNT").arg(self.keys.expiry(&tag)).arg(&after_now).arg("+inf").to_owned();
-                async move { count(self.query(&cmd).await?) }
-            })
-            .await?;
+        let after_now = after_now.as_str();
+        let counts = self.every_shard(|tag| async move { self.count_entries(&tag, after_now, "+inf").await }).await?;
         Ok(counts.into_iter().sum())
     }
 
@@ -798,10 +845,11 @@ impl Maintenance for RedisStore {
         }
         // First how many are due in each shard, then purge only those shards, handing out
         // `limit` so the whole call never removes more than it allows.
+        let now_arg = now.as_millis().to_string();
         let due = self
-            .every_shard(|tag| {
-                let cmd = redis::cmd("ZCOUNT").arg(self.keys.expiry(&tag)).arg("-inf").arg(now.as_millis()).to_owned();
-                async move { Ok((tag, count(self.query(&cmd).await?)?)) }
+            .every_shard(|tag| async {
+                let due = self.count_entries(&tag, "-inf", &now_arg).await?;
+                Ok((tag, due))
             })
             .await?;
         let mut left = limit as u64;
@@ -815,8 +863,10 @@ impl Maintenance for RedisStore {
             }
         }
         let purged: Vec<Vec<SessionRef>> = stream::iter(batches.into_iter().map(|(tag, take)| async move {
-            let key = self.keys.expiry(&tag);
-            let reply = self.run(&self.scripts.purge, &key, &[], &tag, Change::at(now), &[&take.to_string()]).await?;
+            let sets = self.keys.expiry_sets(&tag);
+            let parts: Vec<&str> = sets[1..].iter().map(String::as_str).collect();
+            let reply =
+                self.run(&self.scripts.purge, &sets[0], &parts, &tag, Change::at(now), &[&take.to_string()]).await?;
             let mut items = items(reply)?.into_iter();
             let mut refs = Vec::new();
             while let (Some(id), Some(user)) = (items.next(), items.next()) {

@@ -22,7 +22,6 @@ const PRELUDE: &str = r#"
 local now = tonumber(ARGV[1])
 local base = ARGV[2]
 local events, by = ARGV[3], ARGV[4]
-local xkey = base .. ':x'
 local function skey(id) return base .. ':s:' .. id end
 local function ukey(user) return base .. ':u:' .. user end
 local single = base .. ':single'
@@ -65,6 +64,35 @@ local function packed(key)
   if #fields == 0 then return false end
   table.insert(fields, '')
   return table.concat(fields, '\0')
+end
+
+-- The shard's expiry set, an entry per session scored by its deadline, is split in
+-- EXPIRY_PARTS parts by the id's first random character: at 10^6 sessions a shard holds ~244
+-- entries, and a part of ~61 stays a listpack (~60 bytes an entry) where one set of all would
+-- be a skiplist (~160 bytes). An entry is `<session id>\31<user id>` (neither holds a control
+-- character), which stays within a listpack's 64 bytes for users of up to 20 bytes. `unsplit`
+-- is the one set of versions before the parts, its entries `<session id><user id>` with ids of
+-- ID_LEN characters: still read, and emptied by every write or purge that meets one of them.
+-- The scripts that read all the sets are given them as `KEYS` (lib.rs, `Keys::expiry_sets`).
+local unsplit = base .. ':x'
+local function xpart(id) return unsplit .. (string.byte(id, 3) % EXPIRY_PARTS) end
+
+-- The session id and user id of expiry entry `m`, of a part or of the unsplit set.
+local function expiry_entry(m)
+  local at = string.find(m, '\31', 1, true)
+  if at then return string.sub(m, 1, at - 1), string.sub(m, at + 1) end
+  return string.sub(m, 1, ID_LEN), string.sub(m, ID_LEN + 1)
+end
+
+-- Sets the expiry entry of session `id` of `user` to deadline `at`, in its part.
+local function expire_at(id, user, at)
+  redis.call('ZADD', xpart(id), at, id .. '\31' .. user)
+  redis.call('ZREM', unsplit, id .. user)
+end
+
+-- Removes the expiry entry of session `id` of `user`; whether there was one.
+local function unexpire(id, user)
+  return redis.call('ZREM', xpart(id), id .. '\31' .. user) + redis.call('ZREM', unsplit, id .. user) > 0
 end
 
 -- Whether string `a` sorts before `b` byte by byte: Lua's `<` follows the server's locale.
@@ -158,7 +186,7 @@ local function forget(key, id)
   local f = meta(key)
   if f then
     index_remove(f.user, id)
-    redis.call('ZREM', xkey, id .. f.user)
+    unexpire(id, f.user)
     redis.call('DEL', key)
   end
   return f
@@ -178,7 +206,7 @@ local function touch(key, id, f)
   f.e = math.min(now + f.i, f.x)
   store_meta(key, f)
   redis.call('PEXPIREAT', key, f.e)
-  redis.call('ZADD', xkey, f.e, id .. f.user)
+  expire_at(id, f.user, f.e)
   extend(ukey(f.user), f.e)
 end
 
@@ -221,7 +249,7 @@ bury(key, id)
 redis.call('HSET', key, unpack(ARGV, 11))
 redis.call('PEXPIREAT', key, expires)
 index_add(user, id, created, expires)
-redis.call('ZADD', xkey, expires, id .. user)
+expire_at(id, user, expires)
 record('created', id, user)
 return {'created', unpack(evicted)}
 "#;
@@ -385,7 +413,7 @@ else
   f.e = math.min(f.l + f.i, f.x)
   store_meta(key, f)
   redis.call('PEXPIREAT', key, f.e)
-  redis.call('ZADD', xkey, f.e, id .. f.user)
+  expire_at(id, f.user, f.e)
   extend(ukey(f.user), f.e)
 end
 record('attributes_changed', id, f.user, 'k', ARGV[9])
@@ -402,7 +430,7 @@ if live(new) then return {'taken'} end
 bury(new, newid)
 redis.call('RENAME', old, new)
 index_rename(f.user, oldid, newid, f.c)
-redis.call('ZREM', xkey, oldid .. f.user)
+unexpire(oldid, f.user)
 f.v = f.v + 1
 touch(new, newid, f)
 record('regenerated', newid, f.user, 'o', oldid)
@@ -482,7 +510,7 @@ for _, id in ipairs(index_ids(ARGV[5])) do
   local key = skey(id)
   local alive = live(key)
   redis.call('DEL', key)
-  local due = redis.call('ZREM', xkey, id .. ARGV[5]) == 1
+  local due = unexpire(id, ARGV[5])
   if alive then
     table.insert(out, id)
     record('deleted', id, ARGV[5], 'r', 'revoked')
@@ -495,41 +523,47 @@ redis.call('HDEL', single, ARGV[5])
 return out
 "#;
 
-/// `KEYS[1]` the shard's expiry set; `ARGV[5]` the most entries to purge. Deletes due
+/// `KEYS` the shard's expiry sets; `ARGV[5]` the most entries to purge. Deletes due
 /// sessions with their index entries, whether or not Redis already expired the record, and
 /// returns `{id, user, id, user, ...}`.
 const PURGE: &str = r#"
-local out = {}
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[5]))) do
-  local id, user = string.sub(m, 1, ID_LEN), string.sub(m, ID_LEN + 1)
-  local key = skey(id)
-  local f = live(key)
-  if f then
-    -- Not dead after all (no write leaves this behind, but a stale entry must not lose a
-    -- live session): fix its score instead.
-    redis.call('ZADD', KEYS[1], f.e, m)
-  else
-    redis.call('DEL', key)
-    index_remove(user, id)
-    redis.call('ZREM', KEYS[1], m)
-    record('expired', id, user)
-    table.insert(out, id)
-    table.insert(out, user)
+local out, left = {}, tonumber(ARGV[5])
+for _, set in ipairs(KEYS) do
+  if left == 0 then break end
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, left)) do
+    left = left - 1
+    local id, user = expiry_entry(m)
+    local key = skey(id)
+    local f = live(key)
+    if f then
+      -- Not dead after all (no write leaves this behind, but a stale entry must not lose a
+      -- live session): fix its deadline instead.
+      expire_at(id, user, f.e)
+    else
+      redis.call('DEL', key)
+      index_remove(user, id)
+      unexpire(id, user)
+      record('expired', id, user)
+      table.insert(out, id)
+      table.insert(out, user)
+    end
   end
 end
 return out
 "#;
 
-/// `KEYS[1]` the shard's expiry set; `ARGV[5..]` a prefix, the most users to return. Returns
-/// the distinct users of the shard's live sessions whose id starts with the prefix: the first
-/// `limit` in byte order if there are more.
+/// `KEYS` the shard's expiry sets; `ARGV[5..]` a prefix, the most users to return.
+/// Returns the distinct users of the shard's live sessions whose id starts with the prefix:
+/// the first `limit` in byte order if there are more.
 const FIND_USERS: &str = r#"
 local prefix, limit, out, seen = ARGV[5], tonumber(ARGV[6]), {}, {}
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
-  local user = string.sub(m, ID_LEN + 1)
-  if string.sub(user, 1, #prefix) == prefix and not seen[user] then
-    seen[user] = true
-    table.insert(out, user)
+for _, set in ipairs(KEYS) do
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', set, '(' .. now, '+inf')) do
+    local _, user = expiry_entry(m)
+    if string.sub(user, 1, #prefix) == prefix and not seen[user] then
+      seen[user] = true
+      table.insert(out, user)
+    end
   end
 end
 if #out > limit then
@@ -539,14 +573,20 @@ end
 return out
 "#;
 
-/// `KEYS[1]` the shard's expiry set; `ARGV[5..]` the id to start after (`''`: from the first),
-/// the most sessions to return. Returns `{id, record, id, record, ...}` of the shard's live
-/// sessions after it, in byte order of their ids.
+/// `KEYS` the shard's expiry sets; `ARGV[5..]` the id to start after (`''`: from the
+/// first), the most sessions to return. Returns `{id, record, id, record, ...}` of the
+/// shard's live sessions after it, in byte order of their ids.
 const SCAN_SHARD: &str = r#"
-local after, limit, ids, out = ARGV[5], tonumber(ARGV[6]), {}, {}
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
-  local id = string.sub(m, 1, ID_LEN)
-  if after == '' or bytes_before(after, id) then table.insert(ids, id) end
+local after, limit, ids, seen, out = ARGV[5], tonumber(ARGV[6]), {}, {}, {}
+for _, set in ipairs(KEYS) do
+  for _, m in ipairs(redis.call('ZRANGEBYSCORE', set, '(' .. now, '+inf')) do
+    local id = expiry_entry(m)
+    -- An entry an earlier version wrote to the unsplit set may also be in its part.
+    if not seen[id] and (after == '' or bytes_before(after, id)) then
+      seen[id] = true
+      table.insert(ids, id)
+    end
+  end
 end
 table.sort(ids, bytes_before)
 for _, id in ipairs(ids) do
@@ -569,10 +609,16 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 "#;
 
-/// `body` with the length of a session id in place of `ID_LEN`: the expiry set's members are
-/// `<session id><user id>`.
-fn with_id_len(body: &str) -> String {
-    body.replace("ID_LEN", &sessanger_core::SessionId::LEN.to_string())
+/// In how many parts each shard's expiry set is split (the prelude says why). Part of the
+/// stored layout: another number would leave entries where no script looks.
+pub(crate) const EXPIRY_PARTS: u8 = 4;
+
+/// `script` with the layout's numbers in place of their names: `ID_LEN`, the length of the
+/// session ids in the unsplit expiry set's entries `<session id><user id>`, and `EXPIRY_PARTS`.
+fn with_layout(script: &str) -> String {
+    script
+        .replace("ID_LEN", &sessanger_core::SessionId::LEN.to_string())
+        .replace("EXPIRY_PARTS", &EXPIRY_PARTS.to_string())
 }
 
 /// The scripts, hashed once; [`Script::invoke_async`] sends `EVALSHA` and loads the script on
@@ -598,7 +644,7 @@ impl Scripts {
     /// The scripts of a store whose log keeps about `max_events` between two trims.
     pub(crate) fn new(max_events: NonZeroU64) -> Self {
         let prelude = format!("{}{PRELUDE}", append(max_events));
-        let script = |body: &str| Script::new(&format!("{prelude}{body}"));
+        let script = |body: &str| Script::new(&with_layout(&format!("{prelude}{body}")));
         Scripts {
             create: script(CREATE),
             touch: script(TOUCH),
@@ -608,9 +654,9 @@ impl Scripts {
             delete: script(DELETE),
             list_user: script(LIST_USER),
             delete_user: script(DELETE_USER),
-            purge: script(&with_id_len(PURGE)),
-            find_users: script(&with_id_len(FIND_USERS)),
-            scan_shard: script(&with_id_len(SCAN_SHARD)),
+            purge: script(PURGE),
+            find_users: script(FIND_USERS),
+            scan_shard: script(SCAN_SHARD),
             replace_service: Script::new(REPLACE_SERVICE),
             log: LogScripts::new(max_events),
         }

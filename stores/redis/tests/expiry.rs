@@ -43,8 +43,20 @@ fn single_key(store: &RedisStore, user: &UserId) -> String {
     format!("{{{}:{}}}:single", store.prefix(), user.shard_tag())
 }
 
-fn expiry_key(store: &RedisStore, user: &UserId) -> String {
-    format!("{{{}:{}}}:x", store.prefix(), user.shard_tag())
+/// The part of its shard's expiry set that holds session `id`'s entry: by the id's third
+/// character.
+fn expiry_key(store: &RedisStore, id: &SessionId) -> String {
+    format!("{}{}", unsplit_expiry_key(store, id), id.as_ref().as_bytes()[2] % 4)
+}
+
+/// The entry of session `id` of `user` in its part of the expiry set.
+fn expiry_entry(id: &SessionId, user: &UserId) -> String {
+    format!("{id}\x1f{user}")
+}
+
+/// The unsplit expiry set of session `id`'s shard, as versions before the parts kept it.
+fn unsplit_expiry_key(store: &RedisStore, id: &SessionId) -> String {
+    format!("{{{}:{}}}:x", store.prefix(), id.shard_tag())
 }
 
 fn session_key(store: &RedisStore, id: &SessionId) -> String {
@@ -97,6 +109,61 @@ async fn delete_expired_reports_every_expiry_once(store: RedisStore, mut raw: Re
     assert!(reported.iter().all(|r| r.user_id == user));
     assert!(store.delete_expired(now, 100).await.unwrap().is_empty(), "reported once");
     assert_eq!(store.list_user(&user, &Page::DEFAULT, now).await.unwrap(), vec![live]);
+}
+
+/// Versions before the expiry sets were split in parts kept a shard's entries in one set: what
+/// they left there is still counted, scanned and searched, moved to its part by the next write,
+/// and reported once when due, and the set empties by itself.
+async fn what_the_unsplit_expiry_set_holds_is_still_kept(store: RedisStore, mut raw: RedisConnection) {
+    let user = unique_user();
+    // Due by the caller's clock, not Redis's: nothing here waits for a deadline.
+    let (dying, kept, touched) = (session(&user, LONG / 20), session(&user, LONG), session(&user, LONG));
+    for s in [&dying, &kept, &touched] {
+        create(&store, s).await;
+        let (part, unsplit) = (expiry_key(&store, &s.id), unsplit_expiry_key(&store, &s.id));
+        let entry = expiry_entry(&s.id, &user);
+        let deadline: f64 = raw.zscore(&part, &entry).await.unwrap();
+        let unsplit_entry = format!("{}{user}", s.id);
+        let _: () = redis::pipe()
+            .zrem(&part, &entry)
+            .zadd(&unsplit, unsplit_entry, deadline)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+    }
+    let (now, ten) = (Timestamp::now(), std::num::NonZeroU32::new(10).unwrap());
+    assert_eq!(store.count_active(now).await.unwrap(), 3);
+    assert_eq!(store.scan(None, ten, now).await.unwrap().len(), 3);
+    assert_eq!(store.find_users("expiry-", ten, now).await.unwrap(), vec![user.clone()]);
+
+    // A write moves the entry it meets to its part.
+    assert!(store.touch(&touched.id, Timestamp::now()).await.unwrap().is_some());
+    let in_part: Option<f64> =
+        raw.zscore(expiry_key(&store, &touched.id), expiry_entry(&touched.id, &user)).await.unwrap();
+    let left: Option<f64> =
+        raw.zscore(unsplit_expiry_key(&store, &touched.id), format!("{}{user}", touched.id)).await.unwrap();
+    assert!(in_part.is_some() && left.is_none(), "{in_part:?} {left:?}");
+
+    // Reported once when due.
+    let now = dying.expires_at;
+    let reported: Vec<SessionId> = store.delete_expired(now, 100).await.unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(reported, vec![dying.id.clone()]);
+    assert!(store.delete_expired(now, 100).await.unwrap().is_empty(), "reported once");
+    assert_eq!(store.count_active(now).await.unwrap(), 2);
+    assert!(store.delete(&kept.id, DeleteReason::Logout, Change::at(now)).await.unwrap().is_some());
+    assert!(!raw.exists::<_, bool>(unsplit_expiry_key(&store, &kept.id)).await.unwrap(), "emptied by itself");
+}
+
+#[tokio::test]
+async fn what_the_unsplit_expiry_set_holds_is_still_kept_on_standalone_redis() {
+    let url = common::redis_url();
+    what_the_unsplit_expiry_set_holds_is_still_kept(common::store(url.clone()).await, raw(&url).await).await;
+}
+
+#[tokio::test]
+async fn what_the_unsplit_expiry_set_holds_is_still_kept_on_the_cluster() {
+    let url = common::cluster_url();
+    what_the_unsplit_expiry_set_holds_is_still_kept(common::store(url.clone()).await, raw(&url).await).await;
 }
 
 /// Most users have one session: theirs is indexed by a field of the shard's hash, with no key
@@ -277,10 +344,12 @@ async fn a_creator_shares_the_user_field_when_both_fit() {
         store.patch(&s.id, &patch, PatchOptions::new(), Change::at(Timestamp::now())).await.unwrap();
         let listed = store.list_user(&user, &Page::DEFAULT, Timestamp::now()).await.unwrap();
         assert_eq!(listed.iter().map(|s| (&s.id, &s.created_by)).collect::<Vec<_>>(), [(&s.id, &Some(web.clone()))]);
+        let (part, entry) = (expiry_key(&store, &s.id), expiry_entry(&s.id, &user));
+        assert!(raw.zscore::<_, _, Option<f64>>(&part, &entry).await.unwrap().is_some(), "{entry:?}");
         let deleted = store.delete(&s.id, DeleteReason::Logout, Change::at(Timestamp::now())).await.unwrap();
         assert!(deleted.is_some());
-        let entry: Option<f64> = raw.zscore(expiry_key(&store, &user), format!("{}{user}", s.id)).await.unwrap();
-        assert_eq!(entry, None, "the expiry entry goes with the record");
+        let left: Option<f64> = raw.zscore(&part, &entry).await.unwrap();
+        assert_eq!(left, None, "the expiry entry goes with the record");
     }
     // As an earlier version stored it, the creator in a field of its own: read the same.
     let user = unique_user();
@@ -303,7 +372,7 @@ async fn every_key_of_a_user_sits_in_one_cluster_slot() {
     }
     let mut keys: Vec<String> = sessions.iter().map(|s| session_key(&store, &s.id)).collect();
     keys.push(user_key(&store, &user));
-    keys.push(expiry_key(&store, &user));
+    keys.extend(sessions.iter().map(|s| expiry_key(&store, &s.id)));
     let mut slots = std::collections::HashSet::new();
     for key in &keys {
         let exists: bool = raw.exists(key).await.unwrap();
