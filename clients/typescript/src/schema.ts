@@ -611,7 +611,7 @@ export type components = {
              * @description RFC 3339: the last refresh.
              */
             last_access_at: string;
-            /** @description The session's id (43 characters of base64url). */
+            /** @description The session's id (24 characters of base64url; 43 for sessions of earlier versions). */
             session_id: string;
             /** @description The user it belongs to. */
             user_id: string;

@@ -44,7 +44,7 @@ describe("sessions", () => {
       ttl_secs: 600,
     });
     assert.equal(session.user_id, "alice");
-    assert.equal(session.session_id.length, 43);
+    assert.equal(session.session_id.length, 24);
     assert.deepEqual(session.device, { device_id: "phone", user_agent: "test/1" });
     assert.deepEqual(session.attributes, { theme: "dark", cart: [1, 2] });
     assert.equal(session.idle_ttl_secs, 600);

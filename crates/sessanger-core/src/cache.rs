@@ -51,7 +51,7 @@ const SLOT_OVERHEAD: usize = 128;
 const SHARDS: usize = 16;
 
 /// The keys' hasher. Session ids come from clients, so it is seeded at random (nobody can pick
-/// colliding keys without the seed); foldhash costs a fraction of std's SipHash on a 43-byte
+/// colliding keys without the seed); foldhash costs a fraction of std's SipHash on a session
 /// id, and a lookup hashes its key twice (its shard, its slot): std's hashing was half of a
 /// cache hit (callgrind).
 type Hasher = foldhash::quality::RandomState;

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdError {
-    /// Not 43 characters of the base64url alphabet (256 bits, no padding).
-    #[error("a session id is 43 characters of base64url (A-Z a-z 0-9 - _)")]
+    /// Not 24 (or, as earlier versions made them, 43) characters of the base64url alphabet.
+    #[error("a session id is 24 characters of base64url (A-Z a-z 0-9 - _), or 43 from earlier versions")]
     SessionId,
     /// Empty, longer than [`UserId::MAX_LEN`] bytes, or holding control characters.
     #[error("a user id is 1 to 256 bytes of printable text")]
@@ -20,12 +20,15 @@ pub enum IdError {
     ServiceId,
 }
 
-/// A session's id: 43 characters of base64url (32 bytes) from the operating system's CSPRNG.
+/// A session's id: 24 characters of base64url from the operating system's CSPRNG.
 ///
-/// The first two characters are the user's [shard tag](UserId::shard_tag), the other 244 bits
-/// are random: guessing stays hopeless (OWASP asks for at least 64 bits of entropy), and a
-/// store can find every key of a session from its id alone and still keep all of a user's
-/// sessions together (one Redis Cluster hash slot per user).
+/// The first two characters are the user's [shard tag](UserId::shard_tag), the other 132 bits
+/// are random: guessing stays hopeless (OWASP asks for at least 64 bits of entropy; a UUID
+/// holds 122, tower-sessions' ids 128), and a store can find every key of a session from its
+/// id alone and still keep all of a user's sessions together (one Redis Cluster hash slot per
+/// user). Every byte of an id is stored several times over (the record's key, the user index,
+/// the expiry entry), so it is no longer than safety asks: 24 characters rather than the 43
+/// (244 random bits) of earlier versions, whose ids stay valid ([`SessionId::LONG_LEN`]).
 ///
 /// Its `Debug` shows only the [fingerprint](SessionId::fingerprint), never the id.
 ///
@@ -35,7 +38,7 @@ pub enum IdError {
 ///
 /// let alice: UserId = "alice".parse().unwrap();
 /// let id = SessionId::generate_for(&alice);
-/// assert_eq!(id.as_ref().len(), 43);
+/// assert_eq!(id.as_ref().len(), SessionId::LEN);
 /// assert_eq!(id.shard_tag(), alice.shard_tag());
 /// assert_eq!(id.regenerate().shard_tag(), alice.shard_tag());
 /// let parsed: SessionId = id.to_string().parse().unwrap();
@@ -47,15 +50,20 @@ pub enum IdError {
 /// use sessanger_core::SessionId;
 ///
 /// assert!("too-short".parse::<SessionId>().is_err());
-/// assert!("!".repeat(43).parse::<SessionId>().is_err());
+/// assert!("!".repeat(24).parse::<SessionId>().is_err());
+/// assert!("A".repeat(43).parse::<SessionId>().is_ok()); // as earlier versions made them
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
 #[serde(try_from = "String")]
 pub struct SessionId(String);
 
 impl SessionId {
-    /// Length of the encoded id in characters.
-    pub const LEN: usize = 43;
+    /// Length of the ids this version makes, in characters.
+    pub const LEN: usize = 24;
+
+    /// Length of the ids earlier versions made (and the tower adapter still derives:
+    /// `sessanger_tower::session_id_of`), in characters: accepted as well.
+    pub const LONG_LEN: usize = 43;
 
     /// Length of the shard tag at the start of every id.
     pub const TAG_LEN: usize = 2;
@@ -77,7 +85,8 @@ impl SessionId {
     }
 
     fn with_tag(tag: &str) -> Self {
-        let mut bytes = [0u8; 32];
+        // 18 bytes are 24 characters, of which the tag replaces the first two.
+        let mut bytes = [0u8; Self::LEN / 4 * 3];
         getrandom::fill(&mut bytes).expect("the operating system's random source must be readable");
         let mut id = URL_SAFE_NO_PAD.encode(bytes);
         id.replace_range(..tag.len(), tag);
@@ -102,7 +111,7 @@ impl SessionId {
 impl FromStr for SessionId {
     type Err = IdError;
     fn from_str(s: &str) -> Result<Self, IdError> {
-        let valid = s.len() == Self::LEN && s.bytes().all(|b| BASE64URL[usize::from(b)]);
+        let valid = matches!(s.len(), Self::LEN | Self::LONG_LEN) && s.bytes().all(|b| BASE64URL[usize::from(b)]);
         if valid { Ok(Self(s.to_owned())) } else { Err(IdError::SessionId) }
     }
 }
@@ -246,17 +255,34 @@ mod tests {
     #[test]
     fn session_id_rejects_wrong_length_and_alphabet() {
         let good = SessionId::generate().to_string();
-        assert!(good[..42].parse::<SessionId>().is_err());
-        assert!(format!("{good}A").parse::<SessionId>().is_err());
-        assert!(format!("{}=", &good[..42]).parse::<SessionId>().is_err());
-        assert!(format!("{}+", &good[..42]).parse::<SessionId>().is_err());
+        let long = "A".repeat(SessionId::LONG_LEN);
+        for len in [SessionId::LEN, SessionId::LONG_LEN] {
+            let good = if len == SessionId::LEN { &good } else { &long };
+            assert!(good.parse::<SessionId>().is_ok());
+            assert!(good[..len - 1].parse::<SessionId>().is_err());
+            assert!(format!("{good}A").parse::<SessionId>().is_err());
+            assert!(format!("{}=", &good[..len - 1]).parse::<SessionId>().is_err());
+            assert!(format!("{}+", &good[..len - 1]).parse::<SessionId>().is_err());
+        }
+        assert!("A".repeat(30).parse::<SessionId>().is_err(), "only the two lengths");
+    }
+
+    #[test]
+    fn a_generated_id_holds_132_random_bits_after_its_tag() {
+        let user: UserId = "alice".parse().unwrap();
+        let ids: Vec<SessionId> = (0..256).map(|_| SessionId::generate_for(&user)).collect();
+        // No character after the tag is fixed: each takes nearly all 64 values in 256 ids.
+        for position in SessionId::TAG_LEN..SessionId::LEN {
+            let seen: std::collections::HashSet<u8> = ids.iter().map(|id| id.as_ref().as_bytes()[position]).collect();
+            assert!(seen.len() > 48, "position {position}: {} values", seen.len());
+        }
     }
 
     #[test]
     fn a_session_id_takes_exactly_the_base64url_alphabet() {
         let good = SessionId::generate().to_string();
         for b in 0..=u8::MAX {
-            let one = format!("{}{}", &good[..42], char::from(b));
+            let one = format!("{}{}", &good[..SessionId::LEN - 1], char::from(b));
             let base64url = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
             assert_eq!(one.parse::<SessionId>().is_ok(), base64url, "byte {b}");
         }

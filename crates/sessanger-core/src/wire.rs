@@ -12,7 +12,7 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SessionBody {
-    /// The session's id (43 characters of base64url).
+    /// The session's id (24 characters of base64url; 43 for sessions of earlier versions).
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub session_id: SessionId,
     /// The user it belongs to.

@@ -40,7 +40,7 @@ pub(crate) enum ApiError {
     MethodNotAllowed,
     /// A malformed id names no session; it gets its own code so a client can tell a typo from
     /// an expired session.
-    #[error("not a session id: a session id is 43 characters of base64url")]
+    #[error("not a session id: a session id is 24 characters of base64url (43 from earlier versions)")]
     InvalidSessionId,
     #[error("{0}")]
     InvalidRequest(String),

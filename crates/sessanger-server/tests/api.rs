@@ -308,7 +308,7 @@ async fn native_flow(api: Api) {
     assert_eq!(created.header(header::ETAG), "\"1\"");
     assert_eq!(created.header(header::LOCATION), format!("/v1/sessions/{}", id_of(&created.json)));
     api.call(Method::DELETE, &format!("/v1/sessions/{}", id_of(&created.json)), w, None).await;
-    assert_eq!(id_of(&first).len(), 43);
+    assert_eq!(id_of(&first).len(), sessanger_core::SessionId::LEN);
     for field in ["created_at", "last_access_at", "expires_at", "absolute_expires_at"] {
         assert!(first[field].as_str().is_some_and(|t| t.ends_with('Z')), "{field}: {}", first[field]);
     }

@@ -544,6 +544,33 @@ pub async fn rename_moves_the_session_to_the_new_id(store: SharedStore) {
     assert_eq!(store.delete(&s.id, DeleteReason::Logout, Change::at(later)).await.unwrap(), None);
 }
 
+/// Sessions with ids of 43 characters, as earlier versions made them, and with today's shorter
+/// ids live side by side: loaded, patched, listed, counted, renamed, purged when due.
+pub async fn ids_of_both_lengths_work_alike(store: SharedStore) {
+    let now = t0();
+    let u = user("u");
+    let tag = SessionId::generate_for(&u);
+    let long_id: SessionId = format!("{tag}{}", &SessionId::generate().as_ref()[..19]).parse().unwrap();
+    assert_eq!(long_id.as_ref().len(), SessionId::LONG_LEN);
+    let earlier = Session::new(long_id, u.clone(), now, SECOND * 10, ABSOLUTE);
+    create(&store, &earlier).await;
+    let today = created(&store, &u, now + SECOND).await;
+    assert_eq!(today.id.as_ref().len(), SessionId::LEN);
+    assert_eq!(store.load(&earlier.id, now).await.unwrap(), Some(earlier.clone()));
+    let mut set = Patch::default();
+    set.set.insert("k".into(), json!(1));
+    assert_eq!(patch(&store, &earlier.id, &set, now).await.attributes.get("k"), Some(&json!(1)));
+    let both = vec![earlier.id.clone(), today.id.clone()];
+    assert_eq!(ids(&store.list_user(&u, &Page::DEFAULT, now + SECOND).await.unwrap()), both, "oldest first");
+    let renamed = today.id.regenerate();
+    assert!(matches!(store.rename(&today.id, &renamed, Change::at(now + SECOND)).await.unwrap(), Renamed::Renamed(_)));
+    let later = now + SECOND * 10;
+    let purged: Vec<_> =
+        store.delete_expired(later, 1000).await.unwrap().into_iter().filter(|r| r.user_id == u).collect();
+    assert_eq!(purged.into_iter().map(|r| r.id).collect::<Vec<_>>(), vec![earlier.id.clone()]);
+    assert_eq!(ids(&store.list_user(&u, &Page::DEFAULT, later).await.unwrap()), vec![renamed]);
+}
+
 /// Renaming onto a live id writes nothing.
 pub async fn rename_to_a_live_id_is_refused(store: SharedStore) {
     let now = t0();

@@ -93,6 +93,7 @@ macro_rules! for_each_case {
             patch_with_touch_renews_the_idle_deadline,
             rename_moves_the_session_to_the_new_id,
             rename_to_a_live_id_is_refused,
+            ids_of_both_lengths_work_alike,
             rename_of_unknown_session_is_not_found,
             delete_returns_the_session_once,
             list_user_returns_only_that_users_live_sessions_oldest_first,

@@ -7,7 +7,9 @@
 //!
 //! - its first 12 bits are the user's shard tag, the other 116 bits come from the OS CSPRNG
 //!   (OWASP asks for at least 64 bits of entropy);
-//! - the sessanger id is that tag followed by 41 characters of the SHA-256 of the `Id`.
+//! - the sessanger id is that tag followed by 41 characters of the SHA-256 of the `Id`: the
+//!   [`SessionId::LONG_LEN`] of earlier sessanger ids rather than today's shorter ids, so that
+//!   every cookie ever issued keeps naming its session (the derivation can never change).
 //!
 //! No mapping is stored, and the derivation is one-way: a sessanger id shown by
 //! `/v1/users/{user_id}/sessions` or on a "your devices" page cannot be turned back into a
@@ -45,7 +47,7 @@ pub(crate) fn generate_for(user: &UserId) -> Id {
 /// let id = Id(42);
 /// assert_eq!(session_id_of(&id), session_id_of(&id));
 /// assert_ne!(session_id_of(&id), session_id_of(&Id(43)));
-/// assert_eq!(session_id_of(&id).as_ref().len(), 43);
+/// assert_eq!(session_id_of(&id).as_ref().len(), sessanger_core::SessionId::LONG_LEN);
 /// ```
 pub fn session_id_of(id: &Id) -> SessionId {
     let bytes = id.0.to_be_bytes();
@@ -54,7 +56,7 @@ pub fn session_id_of(id: &Id) -> SessionId {
     hasher.update(DOMAIN);
     hasher.update(bytes);
     let digest = URL_SAFE_NO_PAD.encode(hasher.finalize());
-    let encoded = format!("{}{}", tag_chars(tag), &digest[..SessionId::LEN - SessionId::TAG_LEN]);
+    let encoded = format!("{}{}", tag_chars(tag), &digest[..SessionId::LONG_LEN - SessionId::TAG_LEN]);
     encoded.parse().expect("a shard tag and 41 base64url characters are a valid session id")
 }
 

@@ -70,7 +70,8 @@ end
 -- EXPIRY_PARTS parts by the id's first random character: at 10^6 sessions a shard holds ~244
 -- entries, and a part of ~61 stays a listpack (~60 bytes an entry) where one set of all would
 -- be a skiplist (~160 bytes). An entry is `<session id>\31<user id>` (neither holds a control
--- character), which stays within a listpack's 64 bytes for users of up to 20 bytes. `unsplit`
+-- character), which stays within a listpack's 64 bytes for users of up to 39 bytes (20 with an
+-- id of an earlier version's length). `unsplit`
 -- is the one set of versions before the parts, its entries `<session id><user id>` with ids of
 -- ID_LEN characters: still read, and emptied by every write or purge that meets one of them.
 -- The scripts that read all the sets are given them as `KEYS` (lib.rs, `Keys::expiry_sets`).
@@ -617,7 +618,7 @@ pub(crate) const EXPIRY_PARTS: u8 = 4;
 /// session ids in the unsplit expiry set's entries `<session id><user id>`, and `EXPIRY_PARTS`.
 fn with_layout(script: &str) -> String {
     script
-        .replace("ID_LEN", &sessanger_core::SessionId::LEN.to_string())
+        .replace("ID_LEN", &sessanger_core::SessionId::LONG_LEN.to_string())
         .replace("EXPIRY_PARTS", &EXPIRY_PARTS.to_string())
 }
 

@@ -116,9 +116,15 @@ async fn delete_expired_reports_every_expiry_once(store: RedisStore, mut raw: Re
 /// and reported once when due, and the set empties by itself.
 async fn what_the_unsplit_expiry_set_holds_is_still_kept(store: RedisStore, mut raw: RedisConnection) {
     let user = unique_user();
-    // Due by the caller's clock, not Redis's: nothing here waits for a deadline.
-    let (dying, kept, touched) = (session(&user, LONG / 20), session(&user, LONG), session(&user, LONG));
+    // With ids of 43 characters, as those versions made them; due by the caller's clock, not
+    // Redis's: nothing here waits for a deadline.
+    let earlier = |idle| {
+        let id = format!("{}{}", SessionId::generate_for(&user), &SessionId::generate().as_ref()[..19]);
+        Session { id: id.parse().unwrap(), ..session(&user, idle) }
+    };
+    let (dying, kept, touched) = (earlier(LONG / 20), earlier(LONG), earlier(LONG));
     for s in [&dying, &kept, &touched] {
+        assert_eq!(s.id.as_ref().len(), SessionId::LONG_LEN);
         create(&store, s).await;
         let (part, unsplit) = (expiry_key(&store, &s.id), unsplit_expiry_key(&store, &s.id));
         let entry = expiry_entry(&s.id, &user);
