@@ -198,6 +198,10 @@ pub struct SessionConfig {
     /// `${VAR:-}` can leave it unset.
     #[serde(deserialize_with = "de::optional_text")]
     pub routing_key: Option<String>,
+    /// Whether new session ids take 43 characters, as versions before the 24-character ids
+    /// made them (`long_ids`, default false): on while upgrading node by node from such a
+    /// version, whose nodes would refuse the shorter ids.
+    pub long_ids: bool,
 }
 
 impl Default for SessionConfig {
@@ -214,6 +218,7 @@ impl Default for SessionConfig {
             max_bytes: NonZeroUsize::new(policy.limits.session.max_bytes).unwrap_or(NonZeroUsize::MIN),
             gc_interval: Duration::from_secs(5),
             routing_key: None,
+            long_ids: policy.long_ids,
         }
     }
 }
@@ -599,6 +604,7 @@ impl Config {
                 ..Limits::default()
             },
             event_retention: Retention { max_events: self.events.max_events, max_age: self.events.max_age },
+            long_ids: session.long_ids,
         }
     }
 }

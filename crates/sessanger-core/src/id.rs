@@ -70,25 +70,41 @@ impl SessionId {
 
     /// A fresh id for a session of `user`.
     pub fn generate_for(user: &UserId) -> Self {
-        Self::with_tag(&user.shard_tag())
+        Self::fresh(Self::LEN, &user.shard_tag())
     }
 
     /// A fresh id with the same shard tag (for regenerating a session's id).
     #[must_use]
     pub fn regenerate(&self) -> Self {
-        Self::with_tag(self.shard_tag())
+        Self::fresh(Self::LEN, self.shard_tag())
+    }
+
+    /// [`generate_for`](Self::generate_for) making an id of [`LONG_LEN`](Self::LONG_LEN), as
+    /// earlier versions did: during a rolling upgrade from them, their nodes read such ids only
+    /// (`SessionPolicy::long_ids`).
+    pub fn generate_long_for(user: &UserId) -> Self {
+        Self::fresh(Self::LONG_LEN, &user.shard_tag())
+    }
+
+    /// [`regenerate`](Self::regenerate) making an id of [`LONG_LEN`](Self::LONG_LEN).
+    #[must_use]
+    pub fn regenerate_long(&self) -> Self {
+        Self::fresh(Self::LONG_LEN, self.shard_tag())
     }
 
     /// A fresh id of no particular user: only for probing ids that name no session.
     pub fn generate() -> Self {
-        Self::with_tag("")
+        Self::fresh(Self::LEN, "")
     }
 
-    fn with_tag(tag: &str) -> Self {
-        // 18 bytes are 24 characters, of which the tag replaces the first two.
-        let mut bytes = [0u8; Self::LEN / 4 * 3];
-        getrandom::fill(&mut bytes).expect("the operating system's random source must be readable");
+    /// `len` characters of base64url from the CSPRNG, the first ones replaced by `tag`.
+    fn fresh(len: usize, tag: &str) -> Self {
+        // Every 3 bytes are 4 characters: ⌈len / 4⌉ × 3 bytes give `len` or a few more.
+        let mut bytes = [0u8; Self::LONG_LEN.div_ceil(4) * 3];
+        let bytes = &mut bytes[..len.div_ceil(4) * 3];
+        getrandom::fill(bytes).expect("the operating system's random source must be readable");
         let mut id = URL_SAFE_NO_PAD.encode(bytes);
+        id.truncate(len);
         id.replace_range(..tag.len(), tag);
         Self(id)
     }

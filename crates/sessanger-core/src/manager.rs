@@ -47,6 +47,11 @@ pub struct SessionPolicy {
     pub limits: Limits,
     /// How much of its event log the store keeps; the reaper trims the rest.
     pub event_retention: Retention,
+    /// Whether new session ids are [`SessionId::LONG_LEN`] characters long, as versions before
+    /// the shorter ids made them, rather than [`SessionId::LEN`]: for a rolling upgrade from
+    /// such a version, whose nodes refuse a shorter id as malformed. Off once every node
+    /// sharing the store runs this version.
+    pub long_ids: bool,
 }
 
 impl SessionPolicy {
@@ -60,6 +65,7 @@ impl SessionPolicy {
             max_per_user: UserLimit::Unlimited,
             limits: Limits::default(),
             event_retention: Retention::default(),
+            long_ids: false,
         }
     }
 }
@@ -320,6 +326,16 @@ impl SessionManager {
         self.shared.clock.now()
     }
 
+    /// A fresh id for a session of `user`, as long as the policy says.
+    fn fresh_id_for(&self, user: &UserId) -> SessionId {
+        if self.shared.policy.long_ids { SessionId::generate_long_for(user) } else { SessionId::generate_for(user) }
+    }
+
+    /// A fresh id in the shard of `id`, as long as the policy says.
+    fn fresh_id(&self, id: &SessionId) -> SessionId {
+        if self.shared.policy.long_ids { id.regenerate_long() } else { id.regenerate() }
+    }
+
     /// A change made now, for the service this manager acts for.
     fn change(&self) -> Change<'_> {
         Change::at(self.now()).by(self.service.as_ref())
@@ -352,14 +368,14 @@ impl SessionManager {
     /// Creates a session for `user` (sa-token's `create_session(login_id, token)`: put the
     /// token in `new.attributes`). An id collision is retried with a fresh id.
     pub async fn create_session(&self, user: &UserId, new: NewSession) -> Result<Session, ManagerError> {
-        let mut session = self.new_session(SessionId::generate_for(user), user, new)?;
+        let mut session = self.new_session(self.fresh_id_for(user), user, new)?;
         for _ in 0..3 {
             match self.insert(&session).await? {
-                Created::IdTaken => session.id = session.id.regenerate(),
+                Created::IdTaken => session.id = self.fresh_id(&session.id),
                 _ => return Ok(session),
             }
         }
-        Err(StoreError::Other("three fresh 256-bit ids collided: the store's create is broken".into()).into())
+        Err(StoreError::Other("three fresh random ids collided: the store's create is broken".into()).into())
     }
 
     /// Creates a session under an id the caller chose (a web framework whose cookie already
@@ -668,7 +684,7 @@ impl SessionManager {
     /// session fixation). The old id stops working at once.
     pub async fn regenerate_id(&self, id: &SessionId) -> Result<Session, ManagerError> {
         for _ in 0..3 {
-            let new = id.regenerate();
+            let new = self.fresh_id(id);
             match self.shared.store.rename(id, &new, self.change()).await? {
                 Renamed::Renamed(session) => {
                     audit::record(Action::Regenerate, self.service.as_ref(), Some(id), Some(&session.user_id));

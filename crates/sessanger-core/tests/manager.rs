@@ -4,7 +4,7 @@ use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use serde_json::json;
 use sessanger_core::{
-    DeleteReason, ManagerError, ManualClock, NewSession, Patch, Permission, SessionEvent, SessionManager,
+    DeleteReason, ManagerError, ManualClock, NewSession, Patch, Permission, SessionEvent, SessionId, SessionManager,
     SessionPolicy, Timestamp, UserId, UserLimit, Version,
 };
 use sessanger_store_memory::MemoryStore;
@@ -244,4 +244,15 @@ async fn the_event_feed_tells_subscribers_of_every_process_s_changes_once() {
     there.create_session(&alice(), NewSession::default()).await.unwrap();
     let own = here.create_session(&alice(), NewSession::default()).await.unwrap();
     assert_eq!(events.recv().await.unwrap(), SessionEvent::Created { session_id: own.id, user_id: alice() });
+}
+
+#[tokio::test]
+async fn long_ids_make_ids_as_earlier_versions_did_for_a_rolling_upgrade() {
+    for (long_ids, len) in [(false, SessionId::LEN), (true, SessionId::LONG_LEN)] {
+        let (m, _) = manager(SessionPolicy { long_ids, ..SessionPolicy::default() });
+        let s = m.create_session(&alice(), NewSession::default()).await.unwrap();
+        let renewed = m.regenerate_id(&s.id).await.unwrap();
+        assert_eq!((s.id.as_ref().len(), renewed.id.as_ref().len()), (len, len), "long_ids: {long_ids}");
+        assert_eq!(renewed.id.shard_tag(), alice().shard_tag());
+    }
 }
