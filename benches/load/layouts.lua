@@ -5,7 +5,8 @@
 --   S1 each shard's expiry set in one key, as before the store split it in 4 (`S<n>`: n keys)
 --   N  no native expiry on the record (the reaper's sweep would be what frees it)
 --   I  the expiry entry is the session id alone (today `<id><user>`)
---   K  session ids of 24 characters (132 random bits) instead of 43 (244)
+--   L  session ids of 43 characters (244 random bits), as earlier versions (and the tower
+--      adapter) make them, instead of 24 (132)
 --   E  user ids like e-mail addresses, 29 bytes or more (`first.last-<n>@example.com`)
 --   C  a compact record: the times in base 64, the user in the same value, attribute
 --      fields without the `a:` prefix (metadata under a control character no attribute
@@ -22,11 +23,11 @@ local n, variant, first = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 local function has(letter) return string.find(variant, letter, 1, true) ~= nil end
 local split = tonumber(string.match(variant, 'S(%d)') or '4')
--- Ids as `SessionId::generate_for` makes them: 43 base64url characters, the first two the
--- shard tag. Random enough for a layout (Lua's generator), not for a session.
+-- Ids as `SessionId::generate_for` makes them: 24 base64url characters (or 43), the first two
+-- the shard tag. Random enough for a layout (Lua's generator), not for a session.
 local function id()
   local chars = {}
-  for i = 1, has('K') and 24 or 43 do
+  for i = 1, has('L') and 43 or 24 do
     local k = math.random(1, 64)
     chars[i] = string.sub(alphabet, k, k)
   end

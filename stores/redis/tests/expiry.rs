@@ -63,6 +63,24 @@ fn session_key(store: &RedisStore, id: &SessionId) -> String {
     format!("{{{}:{}}}:s:{id}", store.prefix(), id.shard_tag())
 }
 
+/// A `#[tokio::test]` on standalone Redis and one on the cluster, each running `$case` on a
+/// store of its own and a plain connection to the same server.
+macro_rules! on_standalone_and_cluster {
+    ($case:ident: $standalone:ident, $cluster:ident) => {
+        #[tokio::test]
+        async fn $standalone() {
+            let url = common::redis_url();
+            $case(common::store(url.clone()).await, raw(&url).await).await;
+        }
+
+        #[tokio::test]
+        async fn $cluster() {
+            let url = common::cluster_url();
+            $case(common::store(url.clone()).await, raw(&url).await).await;
+        }
+    };
+}
+
 async fn the_index_never_lists_a_dead_session(store: RedisStore, mut raw: RedisConnection) {
     let user = unique_user();
     let short = session(&user, SHORT);
@@ -160,17 +178,11 @@ async fn what_the_unsplit_expiry_set_holds_is_still_kept(store: RedisStore, mut 
     assert!(!raw.exists::<_, bool>(unsplit_expiry_key(&store, &kept.id)).await.unwrap(), "emptied by itself");
 }
 
-#[tokio::test]
-async fn what_the_unsplit_expiry_set_holds_is_still_kept_on_standalone_redis() {
-    let url = common::redis_url();
-    what_the_unsplit_expiry_set_holds_is_still_kept(common::store(url.clone()).await, raw(&url).await).await;
-}
-
-#[tokio::test]
-async fn what_the_unsplit_expiry_set_holds_is_still_kept_on_the_cluster() {
-    let url = common::cluster_url();
-    what_the_unsplit_expiry_set_holds_is_still_kept(common::store(url.clone()).await, raw(&url).await).await;
-}
+on_standalone_and_cluster!(
+    what_the_unsplit_expiry_set_holds_is_still_kept:
+    what_the_unsplit_expiry_set_holds_is_still_kept_on_standalone_redis,
+    what_the_unsplit_expiry_set_holds_is_still_kept_on_the_cluster
+);
 
 /// Most users have one session: theirs is indexed by a field of the shard's hash, with no key
 /// of the user's own; a second session moves the user to a sorted set of its own. Either way the
@@ -219,41 +231,23 @@ async fn a_user_with_one_session_has_no_index_key_of_its_own(store: RedisStore, 
     assert!(listed(Timestamp::now()).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_user_with_one_session_has_no_index_key_of_its_own_on_standalone_redis() {
-    let url = common::redis_url();
-    a_user_with_one_session_has_no_index_key_of_its_own(common::store(url.clone()).await, raw(&url).await).await;
-}
+on_standalone_and_cluster!(
+    a_user_with_one_session_has_no_index_key_of_its_own:
+    a_user_with_one_session_has_no_index_key_of_its_own_on_standalone_redis,
+    a_user_with_one_session_has_no_index_key_of_its_own_on_the_cluster
+);
 
-#[tokio::test]
-async fn a_user_with_one_session_has_no_index_key_of_its_own_on_the_cluster() {
-    let url = common::cluster_url();
-    a_user_with_one_session_has_no_index_key_of_its_own(common::store(url.clone()).await, raw(&url).await).await;
-}
+on_standalone_and_cluster!(
+    the_index_never_lists_a_dead_session:
+    the_user_index_never_lists_a_dead_session_on_standalone_redis,
+    the_user_index_never_lists_a_dead_session_on_the_cluster
+);
 
-#[tokio::test]
-async fn the_user_index_never_lists_a_dead_session_on_standalone_redis() {
-    let url = common::redis_url();
-    the_index_never_lists_a_dead_session(common::store(url.clone()).await, raw(&url).await).await;
-}
-
-#[tokio::test]
-async fn the_user_index_never_lists_a_dead_session_on_the_cluster() {
-    let url = common::cluster_url();
-    the_index_never_lists_a_dead_session(common::store(url.clone()).await, raw(&url).await).await;
-}
-
-#[tokio::test]
-async fn delete_expired_reports_sessions_redis_already_dropped_on_standalone_redis() {
-    let url = common::redis_url();
-    delete_expired_reports_every_expiry_once(common::store(url.clone()).await, raw(&url).await).await;
-}
-
-#[tokio::test]
-async fn delete_expired_reports_sessions_redis_already_dropped_on_the_cluster() {
-    let url = common::cluster_url();
-    delete_expired_reports_every_expiry_once(common::store(url.clone()).await, raw(&url).await).await;
-}
+on_standalone_and_cluster!(
+    delete_expired_reports_every_expiry_once:
+    delete_expired_reports_sessions_redis_already_dropped_on_standalone_redis,
+    delete_expired_reports_sessions_redis_already_dropped_on_the_cluster
+);
 
 #[tokio::test]
 async fn a_stored_record_that_does_not_decode_is_a_decode_error() {
