@@ -85,15 +85,23 @@ local function expiry_entry(m)
   return string.sub(m, 1, ID_LEN), string.sub(m, ID_LEN + 1)
 end
 
+-- Removes the entry an earlier version left for session `id` of `user` in the unsplit set;
+-- whether there was one. Those versions made ids of ID_LEN characters only: a write of any
+-- other id skips the call.
+local function unsplit_remove(id, user)
+  return #id == ID_LEN and redis.call('ZREM', unsplit, id .. user) == 1
+end
+
 -- Sets the expiry entry of session `id` of `user` to deadline `at`, in its part.
 local function expire_at(id, user, at)
   redis.call('ZADD', xpart(id), at, id .. '\31' .. user)
-  redis.call('ZREM', unsplit, id .. user)
+  unsplit_remove(id, user)
 end
 
 -- Removes the expiry entry of session `id` of `user`; whether there was one.
 local function unexpire(id, user)
-  return redis.call('ZREM', xpart(id), id .. '\31' .. user) + redis.call('ZREM', unsplit, id .. user) > 0
+  local removed = redis.call('ZREM', xpart(id), id .. '\31' .. user) == 1
+  return unsplit_remove(id, user) or removed
 end
 
 -- Whether string `a` sorts before `b` byte by byte: Lua's `<` follows the server's locale.
